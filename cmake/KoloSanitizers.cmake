@@ -1,0 +1,13 @@
+# KOLO_SANITIZE=address|thread|undefined instruments every target.
+if(KOLO_SANITIZE STREQUAL "address")
+  add_compile_options(-fsanitize=address,undefined -fno-omit-frame-pointer)
+  add_link_options(-fsanitize=address,undefined)
+elseif(KOLO_SANITIZE STREQUAL "thread")
+  add_compile_options(-fsanitize=thread -fno-omit-frame-pointer)
+  add_link_options(-fsanitize=thread)
+elseif(KOLO_SANITIZE STREQUAL "undefined")
+  add_compile_options(-fsanitize=undefined -fno-omit-frame-pointer)
+  add_link_options(-fsanitize=undefined)
+elseif(NOT KOLO_SANITIZE STREQUAL "")
+  message(FATAL_ERROR "KOLO_SANITIZE must be address, thread or undefined, not '${KOLO_SANITIZE}'")
+endif()

@@ -1,0 +1,60 @@
+// kolo/options.h: the runtime's tunables. Init() fills them from the KOLO_*
+// environment (read once; a malformed value is an error naming the variable);
+// InitWithOptions() takes them directly.
+#ifndef KOLO_OPTIONS_H_
+#define KOLO_OPTIONS_H_
+
+#include <cstdint>
+#include <string>
+
+#include "kolo/status.h"
+
+namespace kolo {
+
+enum class LogLevel : int { kTrace, kDebug, kInfo, kWarning, kError };
+
+// Which CPU data plane runs the collectives.
+enum class CpuOperations : int {
+  kAuto,          // the fastest one available for this job's topology
+  kShm,           // shared memory; every rank on one host
+  kRing,          // ring algorithms over point-to-point transports
+  kHierarchical,  // shared memory inside hosts, ring across hosts
+  kMpi,           // Open MPI's collectives (the reference)
+};
+
+struct Options {
+  // KOLO_FUSION_THRESHOLD: bytes of the persistent fusion buffer. Larger
+  // values batch more small tensors into one collective (fewer latencies) at
+  // the cost of memory; 0 disables fusion. Default 64 MiB.
+  int64_t fusion_threshold_bytes = int64_t{64} << 20;
+  // KOLO_CYCLE_TIME_MS: the longest a rank waits before it reports queued
+  // work or looks for the coordinator's answer. Smaller reacts faster and
+  // wakes more often. Default 1 ms.
+  double cycle_time_ms = 1.0;
+  // KOLO_CACHE_CAPACITY: response-cache entries; tensors seen before are
+  // agreed with one bit instead of a full request. 0 disables. Default 1024.
+  int64_t cache_capacity = 1024;
+  // KOLO_TIMELINE: Chrome-trace JSON written by rank 0; empty = off.
+  std::string timeline_path;
+  // KOLO_STALL_CHECK_TIME_SECONDS: after this long, rank 0 reports tensors
+  // that some ranks submitted and others did not. 0 disables. Default 60.
+  double stall_check_seconds = 60;
+  // KOLO_STALL_SHUTDOWN_TIME_SECONDS: after this long such a tensor fails
+  // with DeadlineExceeded on every rank. 0 disables. Default 300.
+  double stall_shutdown_seconds = 300;
+  // KOLO_CPU_OPERATIONS: auto, shm, ring, hierarchical or mpi. Default auto.
+  CpuOperations cpu_operations = CpuOperations::kAuto;
+  // KOLO_LOG_LEVEL: trace, debug, info, warning or error. Default warning.
+  LogLevel log_level = LogLevel::kWarning;
+  // KOLO_AUTOTUNE: tune fusion threshold and cycle time online. Default off.
+  bool autotune = false;
+};
+
+// Reads the KOLO_* environment over the defaults above.
+StatusOr<Options> OptionsFromEnvironment();
+
+const char* CpuOperationsName(CpuOperations value);
+
+}  // namespace kolo
+
+#endif  // KOLO_OPTIONS_H_

@@ -1,0 +1,72 @@
+// kolo/types.h: element types, reduction operations and the framework-neutral
+// tensor description that every kolo operation takes.
+//
+// A Tensor does not own its memory: the caller keeps it alive and unchanged
+// until the operation's handle completes.
+#ifndef KOLO_TYPES_H_
+#define KOLO_TYPES_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "kolo/c_api.h"
+
+namespace kolo {
+
+// Values equal the C API's kolo_dtype.
+enum class DataType : int {
+  kUint8 = KOLO_UINT8,
+  kInt8 = KOLO_INT8,
+  kInt32 = KOLO_INT32,
+  kInt64 = KOLO_INT64,
+  kFloat16 = KOLO_FLOAT16,
+  kBfloat16 = KOLO_BFLOAT16,
+  kFloat32 = KOLO_FLOAT32,
+  kFloat64 = KOLO_FLOAT64,
+  kBool = KOLO_BOOL,
+};
+inline constexpr int kNumDataTypes = 9;
+
+// Values equal the C API's kolo_reduce_op.
+enum class ReduceOp : int {
+  kSum = KOLO_SUM,
+  kAverage = KOLO_AVERAGE,
+  kMin = KOLO_MIN,
+  kMax = KOLO_MAX,
+  kProduct = KOLO_PRODUCT,
+};
+
+// Where a tensor's memory lives. CUDA tensors need a build with NCCL.
+struct Device {
+  enum Kind : int { kCpu = 0, kCuda = 1 };
+  Kind kind = kCpu;
+  int index = 0;  // CUDA device ordinal; 0 for the CPU.
+  bool operator==(const Device& other) const {
+    return kind == other.kind && index == other.index;
+  }
+};
+
+// Size of one element in bytes; 0 for an invalid value.
+int64_t DataTypeSize(DataType dtype);
+// "float32", "int8", ...
+const char* DataTypeName(DataType dtype);
+// "sum", "average", ...
+const char* ReduceOpName(ReduceOp op);
+// True when dtype is one of the nine values above.
+bool IsValidDataType(int dtype);
+
+// A dense, contiguous, row-major tensor that kolo reads or writes in place.
+struct Tensor {
+  void* data = nullptr;
+  DataType dtype = DataType::kFloat32;
+  std::vector<int64_t> shape;  // empty = scalar (one element)
+  Device device;
+
+  int64_t num_elements() const;
+  int64_t size_bytes() const { return num_elements() * DataTypeSize(dtype); }
+};
+
+}  // namespace kolo
+
+#endif  // KOLO_TYPES_H_
