@@ -1,0 +1,349 @@
+// kolo's C++ API (kolo/kolo.h): argument checks on the calling thread, then
+// the runtime's queue.
+#include <atomic>
+#include <cstdlib>
+#include <memory>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/synchronization/mutex.h"
+#include "kolo/kolo.h"
+#include "runtime/core/config.h"
+#include "runtime/core/executor.h"
+#include "runtime/core/runtime.h"
+
+namespace kolo {
+namespace {
+
+absl::Mutex g_mu;
+std::shared_ptr<Runtime> g_runtime ABSL_GUARDED_BY(g_mu);
+bool g_shut_down ABSL_GUARDED_BY(g_mu) = false;
+std::atomic<int64_t> g_barriers{0};
+
+StatusOr<std::shared_ptr<Runtime>> Running() {
+  absl::MutexLock lock(&g_mu);
+  if (g_runtime != nullptr) return g_runtime;
+  if (g_shut_down) return absl::CancelledError("kolo has been shut down");
+  return absl::FailedPreconditionError(
+      "kolo is not initialized: call kolo::Init() (or kolo_init()) first");
+}
+
+Status CheckTensor(const std::string& name, const Tensor& tensor,
+                   const char* role) {
+  if (!IsValidDataType(static_cast<int>(tensor.dtype))) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("'", name, "': ", role, " has invalid dtype ",
+                     static_cast<int>(tensor.dtype)));
+  }
+  for (int64_t d : tensor.shape) {
+    if (d < 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("'", name, "': ", role, " has a negative dimension in [",
+                       absl::StrJoin(tensor.shape, ", "), "]"));
+    }
+  }
+  if (tensor.data == nullptr && tensor.num_elements() > 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "'", name, "': ", role, " has ", tensor.num_elements(),
+        " elements but no memory (data is null)"));
+  }
+  if (tensor.device.kind != Device::kCpu) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "'", name, "': ", role,
+        " is a CUDA tensor, but this kolo build has no NCCL backend"));
+  }
+  return absl::OkStatus();
+}
+
+Status CheckName(const std::string& name) {
+  if (name.empty()) {
+    return absl::InvalidArgumentError("operation name must not be empty");
+  }
+  return absl::OkStatus();
+}
+
+Request MakeRequest(const Runtime& runtime, OpType op, const std::string& name,
+                    const Tensor& tensor) {
+  Request request;
+  request.rank = runtime.mpi().rank();
+  request.op = op;
+  request.name = name;
+  request.dtype = tensor.dtype;
+  request.shape = tensor.shape;
+  request.device = tensor.device;
+  return request;
+}
+
+Status CheckReduction(const std::string& name, DataType dtype, ReduceOp op,
+                      double prescale, double postscale) {
+  if (static_cast<int>(op) < 0 || static_cast<int>(op) > KOLO_PRODUCT) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "'", name, "': invalid reduce op ", static_cast<int>(op)));
+  }
+  if (dtype == DataType::kBool &&
+      (op == ReduceOp::kAverage || prescale != 1.0 || postscale != 1.0)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "'", name, "': bool tensors cannot be averaged or scaled"));
+  }
+  return absl::OkStatus();
+}
+
+// Queues one single-entry operation and returns its handle.
+StatusOr<Handle> Submit(Runtime& runtime, Entry entry) {
+  auto operation = std::make_shared<internal::Operation>(1);
+  entry.operation = operation;
+  std::vector<Entry> entries;
+  entries.push_back(std::move(entry));
+  if (Status s = runtime.Enqueue(std::move(entries)); !s.ok()) return s;
+  return Handle(std::move(operation));
+}
+
+void ShutdownAtExit() { Shutdown().IgnoreError(); }
+
+}  // namespace
+
+Status Init() {
+  StatusOr<Options> options = OptionsFromEnvironment();
+  if (!options.ok()) return options.status();
+  return InitWithOptions(*options);
+}
+
+Status InitWithOptions(const Options& options) {
+  absl::MutexLock lock(&g_mu);
+  if (g_runtime != nullptr) return absl::OkStatus();
+  StatusOr<std::unique_ptr<Runtime>> runtime = Runtime::Start(options);
+  if (!runtime.ok()) return runtime.status();
+  g_runtime = *std::move(runtime);
+  g_shut_down = false;
+  static const bool registered = std::atexit(ShutdownAtExit) == 0;
+  (void)registered;
+  return absl::OkStatus();
+}
+
+Status Shutdown() {
+  std::shared_ptr<Runtime> runtime;
+  {
+    absl::MutexLock lock(&g_mu);
+    runtime.swap(g_runtime);
+    if (runtime != nullptr) g_shut_down = true;
+  }
+  if (runtime != nullptr) runtime->Shutdown();
+  return absl::OkStatus();
+}
+
+bool IsInitialized() {
+  absl::MutexLock lock(&g_mu);
+  return g_runtime != nullptr;
+}
+
+#define KOLO_TOPOLOGY(Function, field)        \
+  int Function() {                            \
+    absl::MutexLock lock(&g_mu);              \
+    return g_runtime ? g_runtime->mpi().field() : -1; \
+  }
+KOLO_TOPOLOGY(Rank, rank)
+KOLO_TOPOLOGY(Size, size)
+KOLO_TOPOLOGY(LocalRank, local_rank)
+KOLO_TOPOLOGY(LocalSize, local_size)
+KOLO_TOPOLOGY(CrossRank, cross_rank)
+KOLO_TOPOLOGY(CrossSize, cross_size)
+#undef KOLO_TOPOLOGY
+
+StatusOr<Handle> AllreduceAsync(const std::string& name, const Tensor& input,
+                                const Tensor& output,
+                                const AllreduceOptions& options) {
+  return GroupedAllreduceAsync({name}, {input}, {output}, options);
+}
+
+StatusOr<Handle> GroupedAllreduceAsync(const std::vector<std::string>& names,
+                                       const std::vector<Tensor>& inputs,
+                                       const std::vector<Tensor>& outputs,
+                                       const AllreduceOptions& options) {
+  StatusOr<std::shared_ptr<Runtime>> runtime = Running();
+  if (!runtime.ok()) return runtime.status();
+  if (names.empty() || names.size() != inputs.size() ||
+      names.size() != outputs.size()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "grouped allreduce needs as many names, inputs and outputs (got ",
+        names.size(), ", ", inputs.size(), ", ", outputs.size(), ")"));
+  }
+  const std::string group_key =
+      names.size() > 1 ? *std::min_element(names.begin(), names.end()) : "";
+  auto operation = std::make_shared<internal::Operation>(names.size());
+  std::vector<Entry> entries;
+  for (size_t i = 0; i < names.size(); ++i) {
+    const std::string& name = names[i];
+    if (Status s = CheckName(name); !s.ok()) return s;
+    if (Status s = CheckTensor(name, inputs[i], "input"); !s.ok()) return s;
+    if (Status s = CheckTensor(name, outputs[i], "output"); !s.ok()) return s;
+    if (inputs[i].dtype != outputs[i].dtype ||
+        inputs[i].num_elements() != outputs[i].num_elements()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "allreduce '", name, "': output (", DataTypeName(outputs[i].dtype),
+          ", ", outputs[i].num_elements(), " elements) differs from input (",
+          DataTypeName(inputs[i].dtype), ", ", inputs[i].num_elements(),
+          " elements)"));
+    }
+    if (Status s = CheckReduction(name, inputs[i].dtype, options.op,
+                                  options.prescale_factor,
+                                  options.postscale_factor);
+        !s.ok()) {
+      return s;
+    }
+    Entry entry;
+    entry.request = MakeRequest(**runtime, OpType::kAllreduce, name, inputs[i]);
+    entry.request.reduce_op = options.op;
+    entry.request.prescale = options.prescale_factor;
+    entry.request.postscale = options.postscale_factor;
+    entry.request.group_key = group_key;
+    entry.request.group_size = names.size() > 1 ? names.size() : 0;
+    entry.input = inputs[i];
+    entry.output = outputs[i];
+    entry.operation = operation;
+    entries.push_back(std::move(entry));
+  }
+  if (Status s = (*runtime)->Enqueue(std::move(entries)); !s.ok()) return s;
+  return Handle(std::move(operation));
+}
+
+StatusOr<Handle> AllgatherAsync(const std::string& name, const Tensor& input,
+                                OutputAllocator allocator) {
+  StatusOr<std::shared_ptr<Runtime>> runtime = Running();
+  if (!runtime.ok()) return runtime.status();
+  if (Status s = CheckName(name); !s.ok()) return s;
+  if (Status s = CheckTensor(name, input, "input"); !s.ok()) return s;
+  Entry entry;
+  entry.request = MakeRequest(**runtime, OpType::kAllgather, name, input);
+  entry.input = input;
+  entry.allocator = std::move(allocator);
+  return Submit(**runtime, std::move(entry));
+}
+
+StatusOr<Handle> BroadcastAsync(const std::string& name, const Tensor& buffer,
+                                int root_rank) {
+  StatusOr<std::shared_ptr<Runtime>> runtime = Running();
+  if (!runtime.ok()) return runtime.status();
+  if (Status s = CheckName(name); !s.ok()) return s;
+  if (Status s = CheckTensor(name, buffer, "buffer"); !s.ok()) return s;
+  const int size = (*runtime)->mpi().size();
+  if (root_rank < 0 || root_rank >= size) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("broadcast '", name, "': root rank ", root_rank,
+                     " is outside [0, ", size, ")"));
+  }
+  Entry entry;
+  entry.request = MakeRequest(**runtime, OpType::kBroadcast, name, buffer);
+  entry.request.root = root_rank;
+  entry.input = buffer;
+  entry.output = buffer;
+  return Submit(**runtime, std::move(entry));
+}
+
+StatusOr<Handle> AlltoallAsync(const std::string& name, const Tensor& input,
+                               std::vector<int64_t> splits,
+                               OutputAllocator allocator) {
+  StatusOr<std::shared_ptr<Runtime>> runtime = Running();
+  if (!runtime.ok()) return runtime.status();
+  if (Status s = CheckName(name); !s.ok()) return s;
+  if (Status s = CheckTensor(name, input, "input"); !s.ok()) return s;
+  const int size = (*runtime)->mpi().size();
+  const int64_t rows = Rows(input.shape);
+  if (splits.empty()) {
+    if (rows % size != 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "alltoall '", name, "': first dimension ", rows,
+          " does not divide by ", size, " ranks; pass splits"));
+    }
+    splits.assign(size, rows / size);
+  }
+  if (static_cast<int>(splits.size()) != size) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("alltoall '", name, "': ", splits.size(),
+                     " splits given for ", size, " ranks"));
+  }
+  int64_t total = 0;
+  for (int64_t split : splits) {
+    if (split < 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "alltoall '", name, "': negative split ", split));
+    }
+    total += split;
+  }
+  if (total != rows) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("alltoall '", name, "': splits add up to ", total,
+                     " rows but the first dimension is ", rows));
+  }
+  Entry entry;
+  entry.request = MakeRequest(**runtime, OpType::kAlltoall, name, input);
+  entry.request.splits = std::move(splits);
+  entry.input = input;
+  entry.allocator = std::move(allocator);
+  return Submit(**runtime, std::move(entry));
+}
+
+StatusOr<Handle> ReducescatterAsync(const std::string& name,
+                                    const Tensor& input,
+                                    OutputAllocator allocator, ReduceOp op) {
+  StatusOr<std::shared_ptr<Runtime>> runtime = Running();
+  if (!runtime.ok()) return runtime.status();
+  if (Status s = CheckName(name); !s.ok()) return s;
+  if (Status s = CheckTensor(name, input, "input"); !s.ok()) return s;
+  if (Status s = CheckReduction(name, input.dtype, op, 1.0, 1.0); !s.ok()) {
+    return s;
+  }
+  Entry entry;
+  entry.request = MakeRequest(**runtime, OpType::kReducescatter, name, input);
+  entry.request.reduce_op = op;
+  entry.input = input;
+  entry.allocator = std::move(allocator);
+  return Submit(**runtime, std::move(entry));
+}
+
+Status Barrier() {
+  StatusOr<std::shared_ptr<Runtime>> runtime = Running();
+  if (!runtime.ok()) return runtime.status();
+  Entry entry;
+  entry.request.rank = (*runtime)->mpi().rank();
+  entry.request.op = OpType::kBarrier;
+  entry.request.name = absl::StrCat("kolo.barrier.", g_barriers++);
+  entry.request.dtype = DataType::kUint8;
+  StatusOr<Handle> handle = Submit(**runtime, std::move(entry));
+  if (!handle.ok()) return handle.status();
+  return handle->Wait();
+}
+
+StatusOr<int> Join() {
+  StatusOr<std::shared_ptr<Runtime>> runtime = Running();
+  if (!runtime.ok()) return runtime.status();
+  Entry entry;
+  entry.request.rank = (*runtime)->mpi().rank();
+  entry.request.op = OpType::kJoin;
+  entry.request.name = kJoinName;
+  entry.request.dtype = DataType::kUint8;
+  StatusOr<Handle> handle = Submit(**runtime, std::move(entry));
+  if (!handle.ok()) return handle.status();
+  if (Status s = handle->Wait(); !s.ok()) return s;
+  return handle->last_joined_rank();
+}
+
+Status Allreduce(const std::string& name, const Tensor& input,
+                 const Tensor& output, const AllreduceOptions& options) {
+  StatusOr<Handle> handle = AllreduceAsync(name, input, output, options);
+  if (!handle.ok()) return handle.status();
+  return handle->Wait();
+}
+
+Status Broadcast(const std::string& name, const Tensor& buffer,
+                 int root_rank) {
+  StatusOr<Handle> handle = BroadcastAsync(name, buffer, root_rank);
+  if (!handle.ok()) return handle.status();
+  return handle->Wait();
+}
+
+RuntimeStats GetStats() {
+  absl::MutexLock lock(&g_mu);
+  return g_runtime ? g_runtime->stats() : RuntimeStats{};
+}
+
+}  // namespace kolo

@@ -1,0 +1,275 @@
+// kolo's C API (kolo/c_api.h): a thin layer over the C++ API that turns
+// statuses into codes plus a thread-local message, and handles into ids.
+#include "kolo/c_api.h"
+
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "kolo/kolo.h"
+
+namespace {
+
+thread_local std::string t_last_error;
+
+absl::Mutex g_handles_mu;
+// What kolo_wait needs besides the handle: where alltoall's received counts
+// go, and the output to free when an allgather or alltoall fails.
+struct HandleRecord {
+  kolo::Handle handle;
+  int64_t* recv_counts = nullptr;
+  void** output = nullptr;
+};
+absl::flat_hash_map<kolo_handle, HandleRecord> g_handles
+    ABSL_GUARDED_BY(g_handles_mu);
+kolo_handle g_next_handle ABSL_GUARDED_BY(g_handles_mu) = 1;
+
+int Code(const kolo::Status& status) {
+  t_last_error = status.ok() ? "" : std::string(status.message());
+  return static_cast<int>(status.code());
+}
+
+int InvalidArgument(const std::string& message) {
+  return Code(absl::InvalidArgumentError(message));
+}
+
+bool ValidDtype(kolo_dtype dtype) {
+  return kolo::IsValidDataType(static_cast<int>(dtype));
+}
+
+kolo::Tensor Flat(const void* data, int64_t count, kolo_dtype dtype) {
+  kolo::Tensor tensor;
+  tensor.data = const_cast<void*>(data);
+  tensor.dtype = static_cast<kolo::DataType>(dtype);
+  tensor.shape = {count};
+  return tensor;
+}
+
+int Register(kolo::StatusOr<kolo::Handle> handle, kolo_handle* out,
+             void** output = nullptr, int64_t* recv_counts = nullptr) {
+  if (!handle.ok()) return Code(handle.status());
+  absl::MutexLock lock(&g_handles_mu);
+  *out = g_next_handle++;
+  g_handles.emplace(*out, HandleRecord{*std::move(handle), recv_counts, output});
+  return Code(absl::OkStatus());
+}
+
+}  // namespace
+
+extern "C" {
+
+int kolo_init(void) { return Code(kolo::Init()); }
+int kolo_shutdown(void) { return Code(kolo::Shutdown()); }
+int kolo_is_initialized(void) { return kolo::IsInitialized() ? 1 : 0; }
+int kolo_rank(void) { return kolo::Rank(); }
+int kolo_size(void) { return kolo::Size(); }
+int kolo_local_rank(void) { return kolo::LocalRank(); }
+int kolo_local_size(void) { return kolo::LocalSize(); }
+int kolo_cross_rank(void) { return kolo::CrossRank(); }
+int kolo_cross_size(void) { return kolo::CrossSize(); }
+const char* kolo_last_error(void) { return t_last_error.c_str(); }
+
+int kolo_allreduce_async(const char* name, const void* input, void* output,
+                         int64_t count, kolo_dtype dtype, kolo_reduce_op op,
+                         kolo_handle* handle) {
+  return kolo_allreduce_scaled_async(name, input, output, count, dtype, op,
+                                     1.0, 1.0, handle);
+}
+
+int kolo_allreduce_scaled_async(const char* name, const void* input,
+                                void* output, int64_t count, kolo_dtype dtype,
+                                kolo_reduce_op op, double prescale,
+                                double postscale, kolo_handle* handle) {
+  if (name == nullptr || handle == nullptr || count < 0 || !ValidDtype(dtype)) {
+    return InvalidArgument(
+        "kolo_allreduce_async: name and handle must not be NULL, count must "
+        "be >= 0 and dtype valid");
+  }
+  kolo::AllreduceOptions options;
+  options.op = static_cast<kolo::ReduceOp>(op);
+  options.prescale_factor = prescale;
+  options.postscale_factor = postscale;
+  return Register(kolo::AllreduceAsync(name, Flat(input, count, dtype),
+                                       Flat(output, count, dtype), options),
+                  handle);
+}
+
+int kolo_grouped_allreduce_async(int n, const char* const* names,
+                                 const void* const* inputs,
+                                 void* const* outputs, const int64_t* counts,
+                                 kolo_dtype dtype, kolo_reduce_op op,
+                                 kolo_handle* handle) {
+  if (n <= 0 || names == nullptr || inputs == nullptr || outputs == nullptr ||
+      counts == nullptr || handle == nullptr || !ValidDtype(dtype)) {
+    return InvalidArgument(
+        "kolo_grouped_allreduce_async: n must be > 0, arrays and handle must "
+        "not be NULL and dtype valid");
+  }
+  std::vector<std::string> name_list;
+  std::vector<kolo::Tensor> in;
+  std::vector<kolo::Tensor> out;
+  for (int i = 0; i < n; ++i) {
+    if (names[i] == nullptr || counts[i] < 0) {
+      return InvalidArgument(absl::StrCat(
+          "kolo_grouped_allreduce_async: entry ", i,
+          " has a NULL name or a negative count"));
+    }
+    name_list.emplace_back(names[i]);
+    in.push_back(Flat(inputs[i], counts[i], dtype));
+    out.push_back(Flat(outputs[i], counts[i], dtype));
+  }
+  kolo::AllreduceOptions options;
+  options.op = static_cast<kolo::ReduceOp>(op);
+  return Register(kolo::GroupedAllreduceAsync(name_list, in, out, options),
+                  handle);
+}
+
+int kolo_broadcast_async(const char* name, void* buffer, int64_t count,
+                         kolo_dtype dtype, int root_rank,
+                         kolo_handle* handle) {
+  if (name == nullptr || handle == nullptr || count < 0 || !ValidDtype(dtype)) {
+    return InvalidArgument(
+        "kolo_broadcast_async: name and handle must not be NULL, count must "
+        "be >= 0 and dtype valid");
+  }
+  return Register(
+      kolo::BroadcastAsync(name, Flat(buffer, count, dtype), root_rank),
+      handle);
+}
+
+int kolo_allgather_async(const char* name, const void* input, int64_t count,
+                         kolo_dtype dtype, void** output,
+                         int64_t* output_count, kolo_handle* handle) {
+  if (name == nullptr || output == nullptr || output_count == nullptr ||
+      handle == nullptr || count < 0 || !ValidDtype(dtype)) {
+    return InvalidArgument(
+        "kolo_allgather_async: name, output, output_count and handle must "
+        "not be NULL, count must be >= 0 and dtype valid");
+  }
+  *output = nullptr;
+  *output_count = 0;
+  const int64_t element = kolo::DataTypeSize(static_cast<kolo::DataType>(dtype));
+  auto allocator = [output, output_count, element](
+                       const std::vector<int64_t>& shape)
+      -> kolo::StatusOr<void*> {
+    *output_count = shape[0];
+    *output = std::malloc(std::max<int64_t>(shape[0] * element, 1));
+    if (*output == nullptr) {
+      return absl::ResourceExhaustedError("allgather: out of memory");
+    }
+    return *output;
+  };
+  return Register(
+      kolo::AllgatherAsync(name, Flat(input, count, dtype), allocator),
+      handle, output);
+}
+
+int kolo_alltoall_async(const char* name, const void* input, int64_t count,
+                        kolo_dtype dtype, const int64_t* send_counts,
+                        void** output, int64_t* output_count,
+                        int64_t* recv_counts, kolo_handle* handle) {
+  if (name == nullptr || output == nullptr || output_count == nullptr ||
+      handle == nullptr || count < 0 || !ValidDtype(dtype)) {
+    return InvalidArgument(
+        "kolo_alltoall_async: name, output, output_count and handle must not "
+        "be NULL, count must be >= 0 and dtype valid");
+  }
+  *output = nullptr;
+  *output_count = 0;
+  std::vector<int64_t> splits;
+  if (send_counts != nullptr && kolo::Size() > 0) {
+    splits.assign(send_counts, send_counts + kolo::Size());
+  }
+  const int64_t element = kolo::DataTypeSize(static_cast<kolo::DataType>(dtype));
+  auto allocator = [output, output_count, element](
+                       const std::vector<int64_t>& shape)
+      -> kolo::StatusOr<void*> {
+    *output_count = shape[0];
+    *output = std::malloc(std::max<int64_t>(shape[0] * element, 1));
+    if (*output == nullptr) {
+      return absl::ResourceExhaustedError("alltoall: out of memory");
+    }
+    return *output;
+  };
+  return Register(
+      kolo::AlltoallAsync(name, Flat(input, count, dtype), splits, allocator),
+      handle, output, recv_counts);
+}
+
+int kolo_reducescatter_async(const char* name, const void* input,
+                             void* output, int64_t* output_count,
+                             int64_t count, kolo_dtype dtype,
+                             kolo_reduce_op op, kolo_handle* handle) {
+  if (name == nullptr || output_count == nullptr || handle == nullptr ||
+      count < 0 || !ValidDtype(dtype)) {
+    return InvalidArgument(
+        "kolo_reducescatter_async: name, output_count and handle must not be "
+        "NULL, count must be >= 0 and dtype valid");
+  }
+  auto allocator = [output, output_count, name = std::string(name)](
+                       const std::vector<int64_t>& shape)
+      -> kolo::StatusOr<void*> {
+    *output_count = shape[0];
+    if (output == nullptr && shape[0] > 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("reducescatter '", name, "': output is NULL"));
+    }
+    return output;
+  };
+  return Register(kolo::ReducescatterAsync(name, Flat(input, count, dtype),
+                                           allocator,
+                                           static_cast<kolo::ReduceOp>(op)),
+                  handle);
+}
+
+int kolo_barrier(void) { return Code(kolo::Barrier()); }
+
+int kolo_join(int* last_rank) {
+  kolo::StatusOr<int> joined = kolo::Join();
+  if (joined.ok() && last_rank != nullptr) *last_rank = *joined;
+  return Code(joined.status());
+}
+
+int kolo_wait(kolo_handle handle) {
+  HandleRecord record;
+  {
+    absl::MutexLock lock(&g_handles_mu);
+    auto it = g_handles.find(handle);
+    if (it == g_handles.end()) {
+      return InvalidArgument(
+          absl::StrCat("kolo_wait: unknown handle ", handle,
+                       " (never issued, or already waited on)"));
+    }
+    record = std::move(it->second);
+    g_handles.erase(it);
+  }
+  const kolo::Status status = record.handle.Wait();
+  if (status.ok() && record.recv_counts != nullptr) {
+    const std::vector<int64_t>& received = record.handle.received_splits();
+    std::copy(received.begin(), received.end(), record.recv_counts);
+  }
+  if (!status.ok() && record.output != nullptr && *record.output != nullptr) {
+    std::free(*record.output);
+    *record.output = nullptr;
+  }
+  return Code(status);
+}
+
+int kolo_poll(kolo_handle handle, int* done) {
+  if (done == nullptr) return InvalidArgument("kolo_poll: done is NULL");
+  absl::MutexLock lock(&g_handles_mu);
+  auto it = g_handles.find(handle);
+  if (it == g_handles.end()) {
+    *done = 0;
+    return InvalidArgument(absl::StrCat("kolo_poll: unknown handle ", handle));
+  }
+  *done = it->second.handle.Poll() ? 1 : 0;
+  return Code(absl::OkStatus());
+}
+
+void kolo_free(void* buffer) { std::free(buffer); }
+
+}  // extern "C"

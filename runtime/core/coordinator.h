@@ -1,0 +1,91 @@
+// Coordinator: rank 0's negotiation logic. Pure state machine (no MPI), so it
+// is unit-testable in one process.
+//
+// Contract:
+// - Ranks may submit tensors in any order. A tensor is ready once every rank
+//   that has not joined submitted its name; then its requests are validated
+//   against each other and it gets one response, sent to every rank.
+// - A mismatch (operation, dtype, shape, reduce op, root, scale factors,
+//   group, device) yields an error response (FailedPrecondition) naming the
+//   tensor, the ranks and both values; no rank hangs.
+// - Grouped tensors are released together, all or nothing.
+// - A tensor some ranks submitted and others did not is reported after the
+//   stall-check time and failed everywhere (DeadlineExceeded) after the
+//   stall-shutdown time.
+// - While ranks have joined, allreduces run with the joined ranks
+//   contributing zeros; other operations fail (FailedPrecondition). When all
+//   ranks have joined, a join response completes every rank's join.
+// - A shutdown request from any rank ends the job: the next response list
+//   says so, and every rank cancels what is pending.
+#ifndef KOLO_RUNTIME_CORE_COORDINATOR_H_
+#define KOLO_RUNTIME_CORE_COORDINATOR_H_
+
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/time/time.h"
+#include "kolo/options.h"
+#include "runtime/core/message.h"
+#include "runtime/core/response_cache.h"
+
+namespace kolo {
+
+class Coordinator {
+ public:
+  Coordinator(int size, const Options& options);
+
+  // Takes one rank's request list. Fails (InvalidArgument) when it refers to
+  // a cache slot that holds nothing: a protocol error.
+  Status HandleRequestList(const RequestList& list, absl::Time now);
+
+  // The response list to send now, or nothing when there is nothing to say
+  // and `force` (a heartbeat) is false. Assigns the list's sequence number.
+  std::optional<ResponseList> NextResponses(absl::Time now, bool force);
+
+  bool shutdown_requested() const { return shutdown_rank_ >= 0; }
+  // Tensors submitted by some ranks and not yet ready (for tests).
+  size_t pending_count() const { return pending_.size(); }
+
+ private:
+  struct Pending {
+    std::vector<std::optional<Request>> by_rank;
+    int submitted = 0;
+    absl::Time first_seen;
+    // Every request so far arrived as a bit for this slot at this generation.
+    int32_t slot = -1;
+    uint64_t generation = 0;
+    bool all_cached = true;
+    bool stall_reported = false;
+  };
+
+  void Add(Request request, int32_t slot, uint64_t generation,
+           absl::Time now);
+  bool IsReady(const Pending& pending) const;
+  void MarkReadyIfComplete(const std::string& name);
+  // Validates a ready tensor and builds its single-tensor response.
+  Response BuildResponse(const std::string& name, const Pending& pending);
+  void CheckStalls(absl::Time now, std::vector<Response>* errors);
+  void AssignCacheSlots(std::vector<Response>* plan, uint64_t seq);
+
+  const int size_;
+  const Options options_;
+  absl::flat_hash_map<std::string, Pending> pending_;
+  std::vector<std::string> ready_;  // in the order they became ready
+  // Ready members of groups still waiting for the rest, by group key.
+  absl::flat_hash_map<std::string, std::vector<std::string>> group_ready_;
+  std::set<int> joined_;
+  int last_joined_ = -1;
+  bool join_complete_ = false;
+  ResponseCache cache_;
+  std::vector<uint64_t> applied_seq_;  // per rank
+  uint64_t seq_ = 0;
+  int shutdown_rank_ = -1;
+  absl::Time last_stall_check_ = absl::InfinitePast();
+};
+
+}  // namespace kolo
+
+#endif  // KOLO_RUNTIME_CORE_COORDINATOR_H_

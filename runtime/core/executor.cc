@@ -1,0 +1,201 @@
+// Implementation of the executor.
+#include "runtime/core/executor.h"
+
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+
+namespace kolo {
+namespace {
+
+ReductionSpec SpecFor(const Response& response) {
+  ReductionSpec spec;
+  spec.dtype = response.dtype;
+  spec.op = response.reduce_op;
+  spec.prescale = response.prescale;
+  spec.postscale = response.postscale;
+  if (response.reduce_op == ReduceOp::kAverage) {
+    spec.op = ReduceOp::kSum;
+    spec.divisor = std::max(response.contributors, 1);
+  }
+  return spec;
+}
+
+}  // namespace
+
+int64_t RowElements(const std::vector<int64_t>& shape) {
+  int64_t n = 1;
+  for (size_t i = 1; i < shape.size(); ++i) n *= shape[i];
+  return n;
+}
+
+int64_t Rows(const std::vector<int64_t>& shape) {
+  return shape.empty() ? 1 : shape[0];
+}
+
+int64_t ReducescatterRows(int64_t rows, int size, int rank) {
+  return rows / size + (rank < rows % size ? 1 : 0);
+}
+
+Executor::Executor(Backend* backend, int rank, int size, int64_t fusion_bytes)
+    : backend_(backend),
+      rank_(rank),
+      size_(size),
+      fusion_buffer_(fusion_bytes > 0 ? new char[fusion_bytes] : nullptr),
+      fusion_bytes_(fusion_bytes) {}
+
+Status Executor::Execute(const Response& response, std::vector<Entry>& entries,
+                         const std::vector<bool>& present) {
+  switch (response.op) {
+    case OpType::kAllreduce:
+      return Allreduce(response, entries, present);
+    case OpType::kAllgather:
+      return Allgather(response, entries.front());
+    case OpType::kBroadcast: {
+      Entry& entry = entries.front();
+      return backend_->Broadcast(entry.output.data, entry.output.size_bytes(),
+                                 response.root);
+    }
+    case OpType::kAlltoall:
+      return Alltoall(response, entries.front());
+    case OpType::kReducescatter:
+      return Reducescatter(response, entries.front());
+    case OpType::kBarrier:
+      return backend_->Barrier();
+    case OpType::kJoin:
+      for (Entry& entry : entries) {
+        entry.operation->last_joined_rank = response.last_joined_rank;
+      }
+      return absl::OkStatus();
+  }
+  return absl::InternalError("unknown operation in response");
+}
+
+Status Executor::Allreduce(const Response& response,
+                           std::vector<Entry>& entries,
+                           const std::vector<bool>& present) {
+  const ReductionSpec spec = SpecFor(response);
+  const int64_t element = DataTypeSize(response.dtype);
+  if (response.tensors.size() == 1) {
+    const int64_t count = response.tensors.front().request.num_elements();
+    if (!present[0]) {
+      zeros_.assign(count * element, 0);
+      return backend_->Allreduce(zeros_.data(), count, spec);
+    }
+    Entry& entry = entries.front();
+    if (entry.input.data != entry.output.data && count > 0) {
+      std::memcpy(entry.output.data, entry.input.data, count * element);
+    }
+    return backend_->Allreduce(entry.output.data, count, spec);
+  }
+  // Fused: pack, reduce once, unpack.
+  int64_t total = 0;
+  for (const ResponseTensor& tensor : response.tensors) {
+    total += tensor.request.num_elements();
+  }
+  if (total * element > fusion_bytes_) {
+    return absl::InternalError(absl::StrCat(
+        "fused allreduce of ", total * element,
+        " bytes does not fit the fusion buffer of ", fusion_bytes_, " bytes"));
+  }
+  char* buffer = fusion_buffer_.get();
+  int64_t offset = 0;
+  for (size_t i = 0; i < response.tensors.size(); ++i) {
+    const int64_t bytes = response.tensors[i].request.num_elements() * element;
+    if (present[i]) {
+      std::memcpy(buffer + offset, entries[i].input.data, bytes);
+    } else {
+      std::memset(buffer + offset, 0, bytes);
+    }
+    offset += bytes;
+  }
+  if (Status s = backend_->Allreduce(buffer, total, spec); !s.ok()) return s;
+  offset = 0;
+  for (size_t i = 0; i < response.tensors.size(); ++i) {
+    const int64_t bytes = response.tensors[i].request.num_elements() * element;
+    if (present[i]) std::memcpy(entries[i].output.data, buffer + offset, bytes);
+    offset += bytes;
+  }
+  return absl::OkStatus();
+}
+
+Status Executor::AllocateOutput(Entry& entry,
+                                const std::vector<int64_t>& shape) {
+  entry.operation->output_shape = shape;
+  entry.output.dtype = entry.input.dtype;
+  entry.output.shape = shape;
+  entry.output.device = entry.input.device;
+  const int64_t bytes = entry.output.size_bytes();
+  if (entry.allocator) {
+    StatusOr<void*> memory = entry.allocator(shape);
+    if (!memory.ok()) return memory.status();
+    if (*memory == nullptr && bytes > 0) {
+      return absl::InternalError(absl::StrCat(
+          "the output allocator of '", entry.request.name,
+          "' returned no memory for ", bytes, " bytes"));
+    }
+    entry.output.data = *memory;
+    return absl::OkStatus();
+  }
+  entry.operation->owned_output.reset(new char[std::max<int64_t>(bytes, 1)]);
+  entry.output.data = entry.operation->owned_output.get();
+  return absl::OkStatus();
+}
+
+Status Executor::Allgather(const Response& response, Entry& entry) {
+  const ResponseTensor& tensor = response.tensors.front();
+  const std::vector<int64_t>& shape = entry.request.shape;
+  const int64_t row_bytes = RowElements(shape) * DataTypeSize(response.dtype);
+  std::vector<int64_t> bytes_per_rank(size_);
+  int64_t rows = 0;
+  for (int r = 0; r < size_; ++r) {
+    bytes_per_rank[r] = tensor.first_dims[r] * row_bytes;
+    rows += tensor.first_dims[r];
+  }
+  std::vector<int64_t> output_shape = shape;
+  if (output_shape.empty()) output_shape.push_back(1);
+  output_shape[0] = rows;
+  if (Status s = AllocateOutput(entry, output_shape); !s.ok()) return s;
+  return backend_->Allgatherv(entry.input.data, entry.output.data,
+                              bytes_per_rank);
+}
+
+Status Executor::Alltoall(const Response& response, Entry& entry) {
+  const std::vector<int64_t>& shape = entry.request.shape;
+  const int64_t row_bytes = RowElements(shape) * DataTypeSize(response.dtype);
+  std::vector<int64_t> send_bytes(size_);
+  std::vector<int64_t> recv_bytes(size_);
+  std::vector<int64_t> received(size_);
+  int64_t rows = 0;
+  for (int r = 0; r < size_; ++r) {
+    send_bytes[r] = response.splits[rank_ * size_ + r] * row_bytes;
+    received[r] = response.splits[r * size_ + rank_];
+    recv_bytes[r] = received[r] * row_bytes;
+    rows += received[r];
+  }
+  std::vector<int64_t> output_shape = shape;
+  if (output_shape.empty()) output_shape.push_back(1);
+  output_shape[0] = rows;
+  if (Status s = AllocateOutput(entry, output_shape); !s.ok()) return s;
+  entry.operation->received_splits = std::move(received);
+  return backend_->Alltoallv(entry.input.data, send_bytes, entry.output.data,
+                             recv_bytes);
+}
+
+Status Executor::Reducescatter(const Response& response, Entry& entry) {
+  const std::vector<int64_t>& shape = entry.request.shape;
+  const int64_t rows = Rows(shape);
+  const int64_t row_elements = RowElements(shape);
+  std::vector<int64_t> counts(size_);
+  for (int r = 0; r < size_; ++r) {
+    counts[r] = ReducescatterRows(rows, size_, r) * row_elements;
+  }
+  std::vector<int64_t> output_shape = shape;
+  if (output_shape.empty()) output_shape.push_back(1);
+  output_shape[0] = ReducescatterRows(rows, size_, rank_);
+  if (Status s = AllocateOutput(entry, output_shape); !s.ok()) return s;
+  return backend_->ReduceScatter(entry.input.data, entry.output.data, counts,
+                                 SpecFor(response));
+}
+
+}  // namespace kolo

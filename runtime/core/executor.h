@@ -1,0 +1,59 @@
+// Executor: runs one agreed response on this rank: copies tensors into the
+// fusion buffer, calls the backend, copies results out, allocates outputs
+// whose shape negotiation decided, and completes the entries' handles.
+//
+// Owned by the background thread; not thread-safe.
+#ifndef KOLO_RUNTIME_CORE_EXECUTOR_H_
+#define KOLO_RUNTIME_CORE_EXECUTOR_H_
+
+#include <memory>
+#include <vector>
+
+#include "runtime/backend/backend.h"
+#include "runtime/core/message.h"
+#include "runtime/core/operation.h"
+
+namespace kolo {
+
+class Executor {
+ public:
+  // fusion_bytes: size of the persistent fusion buffer, allocated now.
+  Executor(Backend* backend, int rank, int size, int64_t fusion_bytes);
+
+  Backend* backend() const { return backend_; }
+
+  // Runs `response`. entries[i] is this rank's entry for
+  // response.tensors[i] when present[i]; a missing entry means this rank has
+  // joined and contributes zeros. Returns the status for every entry; the
+  // caller completes them.
+  Status Execute(const Response& response, std::vector<Entry>& entries,
+                 const std::vector<bool>& present);
+
+ private:
+  Status Allreduce(const Response& response, std::vector<Entry>& entries,
+                   const std::vector<bool>& present);
+  Status Allgather(const Response& response, Entry& entry);
+  Status Alltoall(const Response& response, Entry& entry);
+  Status Reducescatter(const Response& response, Entry& entry);
+  // Gives entry.output memory for `shape`: the caller's allocator or memory
+  // owned by the operation.
+  Status AllocateOutput(Entry& entry, const std::vector<int64_t>& shape);
+
+  Backend* backend_;
+  int rank_;
+  int size_;
+  std::unique_ptr<char[]> fusion_buffer_;
+  int64_t fusion_bytes_;
+  std::vector<char> zeros_;  // a joined rank's contribution to large tensors
+};
+
+// Rows and per-row elements of a tensor along its first dimension (a scalar
+// is one row of one element).
+int64_t RowElements(const std::vector<int64_t>& shape);
+int64_t Rows(const std::vector<int64_t>& shape);
+// Rank r's share of `rows` rows in a reducescatter.
+int64_t ReducescatterRows(int64_t rows, int size, int rank);
+
+}  // namespace kolo
+
+#endif  // KOLO_RUNTIME_CORE_EXECUTOR_H_

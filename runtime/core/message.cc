@@ -1,0 +1,34 @@
+// Helpers for the in-memory negotiation messages.
+#include "runtime/core/message.h"
+
+namespace kolo {
+
+const char* OpTypeName(OpType op) {
+  switch (op) {
+    case OpType::kAllreduce: return "allreduce";
+    case OpType::kAllgather: return "allgather";
+    case OpType::kBroadcast: return "broadcast";
+    case OpType::kAlltoall: return "alltoall";
+    case OpType::kReducescatter: return "reducescatter";
+    case OpType::kBarrier: return "barrier";
+    case OpType::kJoin: return "join";
+  }
+  return "invalid";
+}
+
+int64_t Request::num_elements() const {
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  return n;
+}
+
+bool Request::SameAs(const Request& other) const {
+  return op == other.op && name == other.name && dtype == other.dtype &&
+         shape == other.shape && reduce_op == other.reduce_op &&
+         root == other.root && prescale == other.prescale &&
+         postscale == other.postscale && splits == other.splits &&
+         group_key == other.group_key && group_size == other.group_size &&
+         device == other.device;
+}
+
+}  // namespace kolo

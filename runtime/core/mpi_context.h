@@ -1,0 +1,71 @@
+// MpiContext: kolo's use of MPI for process wire-up. Initialises MPI unless
+// the application already did, and owns kolo's communicators: one for
+// negotiation (control), one for collectives (data), and the local (same
+// host) and cross (same local rank, other hosts) communicators.
+//
+// Hosts are told apart by name: gethostname(), or KOLO_HOSTNAME when set
+// (pretend hosts on one machine, for tests of hierarchical algorithms).
+#ifndef KOLO_RUNTIME_CORE_MPI_CONTEXT_H_
+#define KOLO_RUNTIME_CORE_MPI_CONTEXT_H_
+
+#include <memory>
+#include <string>
+
+#include <mpi.h>
+
+#include "kolo/status.h"
+
+namespace kolo {
+
+// Status for an MPI error code, naming the call.
+Status MpiError(const char* call, int code);
+
+// Returns MpiError from the enclosing function when an MPI call fails.
+#define KOLO_MPI_RETURN_IF_ERROR(call)                     \
+  do {                                                     \
+    if (int code = (call); code != MPI_SUCCESS) {          \
+      return MpiError(#call, code);                        \
+    }                                                      \
+  } while (0)
+
+class MpiContext {
+ public:
+  static StatusOr<std::unique_ptr<MpiContext>> Create();
+  ~MpiContext();
+
+  MpiContext(const MpiContext&) = delete;
+  MpiContext& operator=(const MpiContext&) = delete;
+
+  int rank() const { return rank_; }
+  int size() const { return size_; }
+  int local_rank() const { return local_rank_; }
+  int local_size() const { return local_size_; }
+  int cross_rank() const { return cross_rank_; }
+  int cross_size() const { return cross_size_; }
+  const std::string& hostname() const { return hostname_; }
+
+  MPI_Comm control() const { return control_; }
+  MPI_Comm data() const { return data_; }
+  MPI_Comm local() const { return local_; }
+  MPI_Comm cross() const { return cross_; }
+
+ private:
+  MpiContext() = default;
+
+  bool owns_mpi_ = false;
+  int rank_ = 0;
+  int size_ = 1;
+  int local_rank_ = 0;
+  int local_size_ = 1;
+  int cross_rank_ = 0;
+  int cross_size_ = 1;
+  std::string hostname_;
+  MPI_Comm control_ = MPI_COMM_NULL;
+  MPI_Comm data_ = MPI_COMM_NULL;
+  MPI_Comm local_ = MPI_COMM_NULL;
+  MPI_Comm cross_ = MPI_COMM_NULL;
+};
+
+}  // namespace kolo
+
+#endif  // KOLO_RUNTIME_CORE_MPI_CONTEXT_H_

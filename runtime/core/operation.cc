@@ -1,0 +1,51 @@
+// Implementation of Operation and of Handle (kolo/kolo.h).
+#include "runtime/core/operation.h"
+
+namespace kolo {
+namespace internal {
+
+void Operation::Complete(const Status& entry_status) {
+  absl::MutexLock lock(&mu);
+  if (status.ok() && !entry_status.ok()) status = entry_status;
+  --remaining;
+}
+
+bool Operation::done() const {
+  absl::MutexLock lock(&mu);
+  return remaining <= 0;
+}
+
+Status Operation::Wait() const {
+  absl::MutexLock lock(&mu);
+  mu.Await(absl::Condition(
+      +[](const int* r) { return *r <= 0; }, &remaining));
+  return status;
+}
+
+}  // namespace internal
+
+Handle::Handle(std::shared_ptr<internal::Operation> operation)
+    : operation_(std::move(operation)) {}
+
+bool Handle::Poll() const { return operation_ != nullptr && operation_->done(); }
+
+Status Handle::Wait() const {
+  if (operation_ == nullptr) {
+    return absl::InvalidArgumentError("Wait() on an empty kolo::Handle");
+  }
+  return operation_->Wait();
+}
+
+const std::vector<int64_t>& Handle::output_shape() const {
+  return operation_->output_shape;
+}
+
+void* Handle::output_data() const { return operation_->owned_output.get(); }
+
+const std::vector<int64_t>& Handle::received_splits() const {
+  return operation_->received_splits;
+}
+
+int Handle::last_joined_rank() const { return operation_->last_joined_rank; }
+
+}  // namespace kolo

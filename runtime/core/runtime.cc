@@ -1,0 +1,390 @@
+// Implementation of the runtime and its background loop.
+#include "runtime/core/runtime.h"
+
+#include <chrono>
+
+#include "absl/strings/str_cat.h"
+#include "runtime/backend/mpi/mpi_backend.h"
+#include "runtime/common/logging.h"
+#include "runtime/wire/codec.h"
+
+namespace kolo {
+namespace {
+
+constexpr absl::Duration kMinPoll = absl::Microseconds(20);
+constexpr absl::Duration kIdlePoll = absl::Milliseconds(10);
+constexpr absl::Duration kHeartbeat = absl::Milliseconds(500);
+constexpr absl::Duration kGoodbyeTimeout = absl::Seconds(30);
+
+int64_t SteadyNowNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+StatusOr<std::unique_ptr<Backend>> MakeBackend(const Options& options,
+                                               const MpiContext& mpi) {
+  switch (options.cpu_operations) {
+    case CpuOperations::kAuto:
+    case CpuOperations::kMpi:
+      return std::unique_ptr<Backend>(new MpiBackend(mpi.data()));
+    case CpuOperations::kShm:
+    case CpuOperations::kRing:
+    case CpuOperations::kHierarchical:
+      break;
+  }
+  return absl::UnimplementedError(absl::StrCat(
+      "KOLO_CPU_OPERATIONS=", CpuOperationsName(options.cpu_operations),
+      " is not available in this build; use auto or mpi"));
+}
+
+}  // namespace
+
+Runtime::Runtime(const Options& options)
+    : options_(options), cache_(options.cache_capacity) {}
+
+StatusOr<std::unique_ptr<Runtime>> Runtime::Start(const Options& options) {
+  std::unique_ptr<Runtime> runtime(new Runtime(options));
+  StatusOr<std::unique_ptr<MpiContext>> mpi = MpiContext::Create();
+  if (!mpi.ok()) return mpi.status();
+  runtime->mpi_ = *std::move(mpi);
+  const MpiContext& context = *runtime->mpi_;
+  ConfigureLogging(options.log_level, context.rank());
+
+  StatusOr<std::unique_ptr<Backend>> backend = MakeBackend(options, context);
+  if (!backend.ok()) return backend.status();
+  runtime->backend_ = *std::move(backend);
+  runtime->executor_ = std::make_unique<Executor>(
+      runtime->backend_.get(), context.rank(), context.size(),
+      options.fusion_threshold_bytes);
+  runtime->control_ = std::make_unique<ControlPlane>(context.control());
+  if (context.rank() == 0) {
+    runtime->coordinator_ =
+        std::make_unique<Coordinator>(context.size(), options);
+  }
+  Log().info(
+      "started: rank {} of {}, local rank {} of {} on host '{}', backend {}, "
+      "fusion {} bytes, cycle {} ms, cache {} entries",
+      context.rank(), context.size(), context.local_rank(),
+      context.local_size(), context.hostname(), runtime->backend_->name(),
+      options.fusion_threshold_bytes, options.cycle_time_ms,
+      options.cache_capacity);
+  runtime->thread_ = std::thread([r = runtime.get()] { r->Loop(); });
+  return runtime;
+}
+
+Runtime::~Runtime() {
+  Shutdown();
+  // Order matters: the control plane's requests, then the communicators.
+  control_.reset();
+  executor_.reset();
+  backend_.reset();
+  mpi_.reset();
+}
+
+void Runtime::Shutdown() {
+  {
+    absl::MutexLock lock(&mu_);
+    shutdown_requested_ = true;
+  }
+  if (thread_.joinable()) thread_.join();
+}
+
+Status Runtime::Enqueue(std::vector<Entry> entries) {
+  absl::MutexLock lock(&mu_);
+  if (!stopped_.ok()) return stopped_;
+  if (shutdown_requested_) {
+    return absl::CancelledError("kolo is shutting down");
+  }
+  for (size_t i = 0; i < entries.size(); ++i) {
+    const std::string& name = entries[i].request.name;
+    bool repeated = table_.contains(name);
+    for (size_t j = 0; j < i && !repeated; ++j) {
+      repeated = entries[j].request.name == name;
+    }
+    if (repeated) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "an operation named '", name, "' is already pending on rank ",
+          mpi_->rank(), "; names must be unique among pending operations"));
+    }
+  }
+  for (Entry& entry : entries) {
+    fresh_.push_back(entry.request);
+    std::string name = entry.request.name;
+    table_.emplace(std::move(name), std::move(entry));
+  }
+  operations_enqueued_.fetch_add(1, std::memory_order_relaxed);
+  return absl::OkStatus();
+}
+
+RuntimeStats Runtime::stats() const {
+  RuntimeStats s;
+  s.operations_enqueued = operations_enqueued_.load();
+  s.operations_completed = operations_completed_.load();
+  s.collectives_executed = collectives_executed_.load();
+  s.tensors_fused = tensors_fused_.load();
+  s.cache_hits = cache_hits_.load();
+  s.negotiation_messages = negotiation_messages_.load();
+  s.last_execution_start_ns = last_execution_start_ns_.load();
+  return s;
+}
+
+void Runtime::Loop() {
+  const absl::Duration cycle =
+      std::max(absl::Milliseconds(options_.cycle_time_ms), kMinPoll);
+  absl::Duration poll = kMinPoll;
+  absl::Time last_request_sent = absl::Now();
+  Status status;
+  while (status.ok() && !stopping_) {
+    std::vector<Request> fresh;
+    bool send_shutdown = false;
+    {
+      absl::MutexLock lock(&mu_);
+      fresh.swap(fresh_);
+      send_shutdown = shutdown_requested_ && !shutdown_sent_;
+      shutdown_sent_ = shutdown_sent_ || send_shutdown;
+    }
+    const absl::Time now = absl::Now();
+    bool activity = !fresh.empty();
+    if (activity || send_shutdown || now - last_request_sent >= kHeartbeat) {
+      status = SendRequests(std::move(fresh), send_shutdown, false);
+      last_request_sent = now;
+    }
+    if (status.ok()) {
+      status = coordinator_ ? Coordinate(now, &activity)
+                            : ReceiveResponses(&activity);
+    }
+    if (status.ok()) status = control_->Progress();
+    if (!status.ok() || stopping_) break;
+
+    poll = activity ? kMinPoll : std::min(poll * 2, cycle);
+    absl::MutexLock lock(&mu_);
+    const bool waiting =
+        !table_.empty() ||
+        (coordinator_ != nullptr && coordinator_->pending_count() > 0);
+    auto has_news = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return !fresh_.empty() || (shutdown_requested_ && !shutdown_sent_);
+    };
+    mu_.AwaitWithTimeout(absl::Condition(&has_news),
+                         waiting ? poll : kIdlePoll);
+  }
+  if (!status.ok()) {
+    Log().error("background thread failed: {}", status.ToString());
+    Stop(absl::AbortedError(
+        absl::StrCat("kolo stopped after an internal failure on rank ",
+                     mpi_->rank(), ": ", status.message())));
+    return;
+  }
+  Stop(absl::CancelledError(absl::StrCat(
+      "kolo was shut down (requested by rank ", shutdown_rank_, ")")));
+  SayGoodbye();
+}
+
+Status Runtime::SendRequests(std::vector<Request> fresh, bool shutdown,
+                             bool goodbye) {
+  RequestList list;
+  list.rank = mpi_->rank();
+  list.applied_seq = applied_seq_;
+  list.shutdown = shutdown;
+  list.goodbye = goodbye;
+  for (Request& request : fresh) {
+    const int32_t slot = cache_.Find(request.name);
+    if (slot >= 0 && cache_.Matches(slot, request)) {
+      list.cache_slots.push_back(slot);
+      cache_hits_.fetch_add(1, std::memory_order_relaxed);
+    } else {
+      list.requests.push_back(std::move(request));
+    }
+  }
+  if (!list.requests.empty() || !list.cache_slots.empty()) {
+    negotiation_messages_.fetch_add(1, std::memory_order_relaxed);
+  }
+  if (coordinator_ != nullptr) {
+    return coordinator_->HandleRequestList(list, absl::Now());
+  }
+  return control_->Send(
+      0, std::make_shared<const std::string>(EncodeRequestList(list)));
+}
+
+Status Runtime::Coordinate(absl::Time now, bool* activity) {
+  const WireLimits limits{mpi_->size(), options_.cache_capacity};
+  int source = 0;
+  std::string bytes;
+  for (;;) {
+    StatusOr<bool> received = control_->TryReceive(&source, &bytes);
+    if (!received.ok()) return received.status();
+    if (!*received) break;
+    StatusOr<RequestList> list = DecodeRequestList(bytes, limits);
+    if (!list.ok()) {
+      return absl::InternalError(absl::StrCat("from rank ", source, ": ",
+                                              list.status().message()));
+    }
+    if (list->goodbye) {  // only sent after a shutdown
+      ++goodbyes_;
+      continue;
+    }
+    if (Status s = coordinator_->HandleRequestList(*list, now); !s.ok()) {
+      return s;
+    }
+    *activity = *activity || !list->requests.empty() ||
+                !list->cache_slots.empty() || list->shutdown;
+  }
+  // With nothing to say, an empty list (a heartbeat) now and then tells the
+  // workers rank 0 is alive.
+  std::optional<ResponseList> responses = coordinator_->NextResponses(
+      now, /*force=*/now - last_response_sent_ >= kHeartbeat);
+  if (!responses.has_value()) return absl::OkStatus();
+  last_response_sent_ = now;
+  if (mpi_->size() > 1) {
+    auto encoded =
+        std::make_shared<const std::string>(EncodeResponseList(*responses));
+    for (int rank = 1; rank < mpi_->size(); ++rank) {
+      if (Status s = control_->Send(rank, encoded); !s.ok()) return s;
+    }
+  }
+  *activity = *activity || !responses->responses.empty();
+  return Apply(*responses);
+}
+
+Status Runtime::ReceiveResponses(bool* activity) {
+  const WireLimits limits{mpi_->size(), options_.cache_capacity};
+  int source = 0;
+  std::string bytes;
+  while (!stopping_) {
+    StatusOr<bool> received = control_->TryReceive(&source, &bytes);
+    if (!received.ok()) return received.status();
+    if (!*received) break;
+    StatusOr<ResponseList> list = DecodeResponseList(bytes, limits);
+    if (!list.ok()) {
+      return absl::InternalError(absl::StrCat("from rank ", source, ": ",
+                                              list.status().message()));
+    }
+    *activity = *activity || !list->responses.empty();
+    if (Status s = Apply(*list); !s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
+Status Runtime::Apply(ResponseList& list) {
+  for (Response& response : list.responses) {
+    // Resolve cached tensors and record new cache entries, in order, exactly
+    // as the coordinator did when it built the list.
+    for (ResponseTensor& tensor : response.tensors) {
+      if (tensor.cached) {
+        const CacheEntry* entry = cache_.Get(tensor.cache_slot);
+        if (entry == nullptr) {
+          return absl::InternalError(absl::StrCat(
+              "response names empty cache slot ", tensor.cache_slot));
+        }
+        tensor.request = entry->request;
+        tensor.first_dims = entry->first_dims;
+      } else if (tensor.cache_slot >= 0) {
+        cache_.Put(tensor.cache_slot,
+                   CacheEntry{tensor.request, tensor.first_dims}, list.seq);
+      }
+    }
+    // Take this rank's entries out of the pending table.
+    std::vector<Entry> entries(std::max<size_t>(response.tensors.size(), 1));
+    std::vector<bool> present(entries.size(), false);
+    {
+      absl::MutexLock lock(&mu_);
+      auto take = [&](const std::string& name, size_t i) {
+        auto it = table_.find(name);
+        if (it == table_.end()) return;
+        entries[i] = std::move(it->second);
+        present[i] = true;
+        table_.erase(it);
+      };
+      if (response.op == OpType::kJoin) {
+        take(kJoinName, 0);
+      } else {
+        for (size_t i = 0; i < response.tensors.size(); ++i) {
+          take(response.tensors[i].request.name, i);
+        }
+      }
+    }
+    Status status;
+    if (response.error_code != 0) {
+      status = Status(static_cast<absl::StatusCode>(response.error_code),
+                      response.error_message);
+    } else {
+      const bool zeros_allowed = response.op == OpType::kAllreduce;
+      for (size_t i = 0; i < present.size() && status.ok(); ++i) {
+        if (!present[i] && !zeros_allowed && response.op != OpType::kJoin) {
+          status = absl::InternalError(absl::StrCat(
+              "rank ", mpi_->rank(), " was told to run ",
+              OpTypeName(response.op), " '", response.tensors[i].request.name,
+              "', which it has not submitted"));
+        }
+      }
+      if (status.ok()) {
+        last_execution_start_ns_.store(SteadyNowNs(),
+                                       std::memory_order_relaxed);
+        status = executor_->Execute(response, entries, present);
+        collectives_executed_.fetch_add(1, std::memory_order_relaxed);
+        if (response.tensors.size() > 1) {
+          tensors_fused_.fetch_add(response.tensors.size(),
+                                   std::memory_order_relaxed);
+        }
+      }
+    }
+    for (size_t i = 0; i < entries.size(); ++i) {
+      if (!present[i]) continue;
+      entries[i].operation->Complete(status);
+      if (entries[i].operation->done()) {
+        operations_completed_.fetch_add(1, std::memory_order_relaxed);
+      }
+    }
+  }
+  applied_seq_ = list.seq;
+  if (list.shutdown) {
+    stopping_ = true;
+    shutdown_rank_ = list.shutdown_rank;
+  }
+  return absl::OkStatus();
+}
+
+void Runtime::Stop(const Status& status) {
+  absl::flat_hash_map<std::string, Entry> table;
+  {
+    absl::MutexLock lock(&mu_);
+    stopped_ = status;
+    table.swap(table_);
+    fresh_.clear();
+  }
+  for (auto& [name, entry] : table) entry.operation->Complete(status);
+}
+
+void Runtime::SayGoodbye() {
+  if (coordinator_ == nullptr) {
+    Status s = SendRequests({}, false, /*goodbye=*/true);
+    if (s.ok()) s = control_->FlushSends(kGoodbyeTimeout);
+    if (!s.ok()) Log().warn("shutdown: {}", s.ToString());
+    return;
+  }
+  // Rank 0 keeps receiving (and discarding) until every worker has said
+  // goodbye, so that no worker's message is left undelivered.
+  const absl::Time deadline = absl::Now() + kGoodbyeTimeout;
+  int source = 0;
+  std::string bytes;
+  const WireLimits limits{mpi_->size(), options_.cache_capacity};
+  while (goodbyes_ < mpi_->size() - 1 && absl::Now() < deadline) {
+    StatusOr<bool> received = control_->TryReceive(&source, &bytes);
+    if (!received.ok()) break;
+    if (!*received) {
+      std::this_thread::sleep_for(std::chrono::microseconds(200));
+      continue;
+    }
+    StatusOr<RequestList> list = DecodeRequestList(bytes, limits);
+    if (list.ok() && list->goodbye) ++goodbyes_;
+  }
+  if (goodbyes_ < mpi_->size() - 1) {
+    Log().warn("shutdown: only {} of {} ranks confirmed within {}", goodbyes_,
+               mpi_->size() - 1, absl::FormatDuration(kGoodbyeTimeout));
+  }
+  if (Status s = control_->FlushSends(kGoodbyeTimeout); !s.ok()) {
+    Log().warn("shutdown: {}", s.ToString());
+  }
+}
+
+}  // namespace kolo

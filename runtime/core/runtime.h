@@ -1,0 +1,103 @@
+// Runtime: kolo's process-wide state and its background thread.
+//
+// The background thread owns all communication. Each turn of its loop it
+//   1. sends this rank's newly submitted requests to the coordinator (rank 0)
+//      as a request list, tensors seen before as response-cache bits;
+//   2. on rank 0, feeds the request lists that arrived to the Coordinator and
+//      sends its response list to every rank;
+//   3. applies the response lists that arrived, in order: runs each agreed
+//      collective through the Executor and completes the handles;
+//   4. sleeps on a condition variable until new work is submitted or a short
+//      poll interval passes (growing from 20 us to KOLO_CYCLE_TIME_MS while
+//      nothing happens; 10 ms when this rank has nothing pending). Waiting
+//      never spins. With nothing pending, a rank sends only a heartbeat every
+//      half second.
+#ifndef KOLO_RUNTIME_CORE_RUNTIME_H_
+#define KOLO_RUNTIME_CORE_RUNTIME_H_
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/synchronization/mutex.h"
+#include "kolo/kolo.h"
+#include "runtime/backend/backend.h"
+#include "runtime/core/control_plane.h"
+#include "runtime/core/coordinator.h"
+#include "runtime/core/executor.h"
+#include "runtime/core/mpi_context.h"
+#include "runtime/core/operation.h"
+#include "runtime/core/response_cache.h"
+
+namespace kolo {
+
+class Runtime {
+ public:
+  static StatusOr<std::unique_ptr<Runtime>> Start(const Options& options);
+  // Shuts down (if not done yet) and releases MPI.
+  ~Runtime();
+
+  const MpiContext& mpi() const { return *mpi_; }
+  const Options& options() const { return options_; }
+
+  // Queues the entries of one operation: all of them, or none with an error
+  // (InvalidArgument for a name already pending, Cancelled after shutdown).
+  Status Enqueue(std::vector<Entry> entries);
+  // Asks every rank to stop and waits for this rank's background thread.
+  void Shutdown();
+  RuntimeStats stats() const;
+
+ private:
+  explicit Runtime(const Options& options);
+
+  void Loop();
+  // Sends this rank's request list (rank 0: hands it to the coordinator).
+  Status SendRequests(std::vector<Request> fresh, bool shutdown,
+                      bool goodbye);
+  // Rank 0: takes the request lists that arrived and answers.
+  Status Coordinate(absl::Time now, bool* activity);
+  // Applies the response lists that arrived (workers).
+  Status ReceiveResponses(bool* activity);
+  // Runs one response list; sets stopping_ when it says shut down.
+  Status Apply(ResponseList& list);
+  // Fails everything pending and refuses new work with `status`.
+  void Stop(const Status& status);
+  // After a shutdown: lets every rank finish talking before MPI is released.
+  void SayGoodbye();
+
+  const Options options_;
+  std::unique_ptr<MpiContext> mpi_;
+  std::unique_ptr<Backend> backend_;
+  std::unique_ptr<Executor> executor_;
+  std::unique_ptr<ControlPlane> control_;
+  std::unique_ptr<Coordinator> coordinator_;  // rank 0 only
+  ResponseCache cache_;                        // this rank's copy
+  uint64_t applied_seq_ = 0;
+  bool stopping_ = false;
+  int shutdown_rank_ = -1;
+  int goodbyes_ = 0;  // rank 0: workers that have stopped talking
+  absl::Time last_response_sent_ = absl::InfinitePast();  // rank 0
+  std::thread thread_;
+
+  mutable absl::Mutex mu_;
+  absl::flat_hash_map<std::string, Entry> table_ ABSL_GUARDED_BY(mu_);
+  std::vector<Request> fresh_ ABSL_GUARDED_BY(mu_);
+  bool shutdown_requested_ ABSL_GUARDED_BY(mu_) = false;
+  bool shutdown_sent_ ABSL_GUARDED_BY(mu_) = false;
+  Status stopped_ ABSL_GUARDED_BY(mu_);  // non-OK once the loop has ended
+
+  std::atomic<int64_t> operations_enqueued_{0};
+  std::atomic<int64_t> operations_completed_{0};
+  std::atomic<int64_t> collectives_executed_{0};
+  std::atomic<int64_t> tensors_fused_{0};
+  std::atomic<int64_t> cache_hits_{0};
+  std::atomic<int64_t> negotiation_messages_{0};
+  std::atomic<int64_t> last_execution_start_ns_{0};
+};
+
+}  // namespace kolo
+
+#endif  // KOLO_RUNTIME_CORE_RUNTIME_H_
