@@ -1,0 +1,285 @@
+// broadcast_parameters and broadcast_optimizer_state: make every rank start
+// from root's model and optimizer (see kolo/torch.h).
+//
+// Optimizer state travels in three parts, all broadcast from the root:
+//  - the options of the defaults and of every parameter group, packed into
+//    one float64 tensor (flags as 0/1);
+//  - a layout: per parameter, whether it has state, its step count and which
+//    of the optimizer's state tensors are defined (int64 [params, 2 + fields]);
+//  - the defined state tensors, broadcast in place once every rank has made
+//    its state match the layout.
+// A different optimizer type or parameter count on some rank changes the
+// shapes, which the runtime reports as a mismatch.
+#include <torch/optim/adagrad.h>
+#include <torch/optim/adam.h>
+#include <torch/optim/adamw.h>
+#include <torch/optim/rmsprop.h>
+#include <torch/optim/sgd.h>
+#include <torch/types.h>
+
+#include <exception>
+#include <functional>
+#include <sstream>
+#include <type_traits>
+#include <utility>
+
+#include "kolo/torch.h"
+
+namespace kolo {
+namespace torch {
+namespace {
+
+namespace optim = ::torch::optim;
+
+// Waits for every handle, even after a failure, then rethrows the first.
+void WaitAll(const std::vector<Handle>& handles) {
+  std::exception_ptr first_error;
+  for (const Handle& handle : handles) {
+    try {
+      handle.wait_all();
+    } catch (...) {
+      if (!first_error) first_error = std::current_exception();
+    }
+  }
+  if (first_error) std::rethrow_exception(first_error);
+}
+
+void BroadcastNamed(
+    const std::vector<std::pair<std::string, at::Tensor>>& named_tensors,
+    int root_rank) {
+  std::vector<Handle> handles;
+  handles.reserve(named_tensors.size());
+  for (const auto& [name, tensor] : named_tensors) {
+    if (!tensor.defined()) continue;
+    handles.push_back(broadcast_async_(tensor, root_rank, name));
+  }
+  WaitAll(handles);
+}
+
+// ---------------------------------------------------------------------------
+// Field tables of the built-in optimizers.
+
+struct OptionFields {
+  std::vector<double*> values;
+  std::vector<bool*> flags;
+};
+
+struct StateFields {
+  int64_t* step = nullptr;  // null when the state has no step count
+  std::vector<at::Tensor*> tensors;
+};
+
+OptionFields Fields(optim::SGDOptions& o) {
+  return {{&o.lr(), &o.momentum(), &o.dampening(), &o.weight_decay()},
+          {&o.nesterov()}};
+}
+OptionFields Fields(optim::AdamOptions& o) {
+  return {{&o.lr(), &std::get<0>(o.betas()), &std::get<1>(o.betas()),
+           &o.eps(), &o.weight_decay()},
+          {&o.amsgrad()}};
+}
+OptionFields Fields(optim::AdamWOptions& o) {
+  return {{&o.lr(), &std::get<0>(o.betas()), &std::get<1>(o.betas()),
+           &o.eps(), &o.weight_decay()},
+          {&o.amsgrad()}};
+}
+OptionFields Fields(optim::AdagradOptions& o) {
+  return {{&o.lr(), &o.lr_decay(), &o.weight_decay(),
+           &o.initial_accumulator_value(), &o.eps()},
+          {}};
+}
+OptionFields Fields(optim::RMSpropOptions& o) {
+  return {{&o.lr(), &o.alpha(), &o.eps(), &o.weight_decay(), &o.momentum()},
+          {&o.centered()}};
+}
+
+StateFields Fields(optim::SGDParamState& s) {
+  return {nullptr, {&s.momentum_buffer()}};
+}
+StateFields Fields(optim::AdamParamState& s) {
+  return {&s.step(), {&s.exp_avg(), &s.exp_avg_sq(), &s.max_exp_avg_sq()}};
+}
+StateFields Fields(optim::AdamWParamState& s) {
+  return {&s.step(), {&s.exp_avg(), &s.exp_avg_sq(), &s.max_exp_avg_sq()}};
+}
+StateFields Fields(optim::AdagradParamState& s) {
+  return {&s.step(), {&s.sum()}};
+}
+StateFields Fields(optim::RMSpropParamState& s) {
+  return {&s.step(), {&s.square_avg(), &s.momentum_buffer(), &s.grad_avg()}};
+}
+
+// Type-erased access to one optimizer type's options and state.
+struct OptimizerAccess {
+  const char* type_name;
+  int state_tensors;
+  std::function<OptionFields(optim::OptimizerOptions&)> options;
+  std::function<StateFields(optim::OptimizerParamState&)> state;
+  std::function<std::unique_ptr<optim::OptimizerParamState>()> new_state;
+};
+
+template <typename Optimizer, typename Options, typename State>
+bool Match(optim::Optimizer& optimizer, const char* type_name,
+           OptimizerAccess* access) {
+  if (dynamic_cast<Optimizer*>(&optimizer) == nullptr) return false;
+  access->type_name = type_name;
+  State probe;
+  access->state_tensors = static_cast<int>(Fields(probe).tensors.size());
+  access->options = [type_name](optim::OptimizerOptions& options) {
+    auto* typed = dynamic_cast<Options*>(&options);
+    TORCH_CHECK(typed != nullptr, "kolo: a parameter group of the ",
+                type_name, " optimizer has options of another optimizer");
+    return Fields(*typed);
+  };
+  access->state = [type_name](optim::OptimizerParamState& state) {
+    auto* typed = dynamic_cast<State*>(&state);
+    TORCH_CHECK(typed != nullptr, "kolo: the ", type_name,
+                " optimizer holds state of another optimizer");
+    return Fields(*typed);
+  };
+  access->new_state = [] { return std::make_unique<State>(); };
+  return true;
+}
+
+OptimizerAccess AccessFor(optim::Optimizer& optimizer) {
+  OptimizerAccess access;
+  if (Match<optim::SGD, optim::SGDOptions, optim::SGDParamState>(
+          optimizer, "SGD", &access) ||
+      Match<optim::Adam, optim::AdamOptions, optim::AdamParamState>(
+          optimizer, "Adam", &access) ||
+      Match<optim::AdamW, optim::AdamWOptions, optim::AdamWParamState>(
+          optimizer, "AdamW", &access) ||
+      Match<optim::Adagrad, optim::AdagradOptions, optim::AdagradParamState>(
+          optimizer, "Adagrad", &access) ||
+      Match<optim::RMSprop, optim::RMSpropOptions, optim::RMSpropParamState>(
+          optimizer, "RMSprop", &access)) {
+    return access;
+  }
+  TORCH_CHECK(false,
+              "kolo: broadcast_optimizer_state supports SGD, Adam, AdamW, "
+              "Adagrad and RMSprop; this optimizer is none of them");
+}
+
+// The optimizer's state map is keyed by the parameter's TensorImpl: as a
+// string in LibTorch 1.x (the address as printed by operator<<, which is what
+// c10::guts::to_string produces), as the pointer itself in later releases.
+using StateMap = std::remove_reference_t<
+    decltype(std::declval<optim::Optimizer&>().state())>;
+using StateKey = typename StateMap::key_type;
+
+inline std::string MakeStateKey(const at::Tensor& param, std::string*) {
+  std::ostringstream key;
+  key << param.unsafeGetTensorImpl();
+  return key.str();
+}
+template <typename Pointer>
+Pointer MakeStateKey(const at::Tensor& param, Pointer*) {
+  return static_cast<Pointer>(param.unsafeGetTensorImpl());
+}
+StateKey StateKeyOf(const at::Tensor& param) {
+  return MakeStateKey(param, static_cast<StateKey*>(nullptr));
+}
+
+}  // namespace
+
+void broadcast_parameters(const ::torch::nn::Module& module, int root_rank) {
+  std::vector<std::pair<std::string, at::Tensor>> named;
+  for (const auto& item : module.named_parameters(/*recurse=*/true)) {
+    named.emplace_back("bcast.param." + item.key(), item.value());
+  }
+  for (const auto& item : module.named_buffers(/*recurse=*/true)) {
+    named.emplace_back("bcast.buffer." + item.key(), item.value());
+  }
+  BroadcastNamed(named, root_rank);
+}
+
+void broadcast_parameters(
+    const ::torch::OrderedDict<std::string, at::Tensor>& named_tensors,
+    int root_rank) {
+  std::vector<std::pair<std::string, at::Tensor>> named;
+  for (const auto& item : named_tensors) {
+    named.emplace_back("bcast." + item.key(), item.value());
+  }
+  BroadcastNamed(named, root_rank);
+}
+
+void broadcast_optimizer_state(optim::Optimizer& optimizer, int root_rank) {
+  const OptimizerAccess access = AccessFor(optimizer);
+
+  // Options: the defaults, then every group.
+  std::vector<OptionFields> option_fields;
+  option_fields.push_back(access.options(optimizer.defaults()));
+  for (auto& group : optimizer.param_groups()) {
+    TORCH_CHECK(group.has_options(), "kolo: a parameter group of the ",
+                access.type_name, " optimizer has no options");
+    option_fields.push_back(access.options(group.options()));
+  }
+  std::vector<double> packed;
+  for (const OptionFields& fields : option_fields) {
+    for (double* value : fields.values) packed.push_back(*value);
+    for (bool* flag : fields.flags) packed.push_back(*flag ? 1.0 : 0.0);
+  }
+  at::Tensor options_tensor =
+      at::tensor(packed, at::TensorOptions().dtype(at::kDouble));
+
+  // Layout: [has state, step, defined(field 0), defined(field 1), ...].
+  std::vector<at::Tensor> params;
+  for (const auto& group : optimizer.param_groups()) {
+    params.insert(params.end(), group.params().begin(), group.params().end());
+  }
+  const int64_t columns = 2 + access.state_tensors;
+  at::Tensor layout = at::zeros({static_cast<int64_t>(params.size()), columns},
+                                at::kLong);
+  auto layout_rows = layout.accessor<int64_t, 2>();
+  auto& state_map = optimizer.state();
+  for (size_t i = 0; i < params.size(); ++i) {
+    auto found = state_map.find(StateKeyOf(params[i]));
+    if (found == state_map.end()) continue;
+    StateFields fields = access.state(*found->second);
+    layout_rows[i][0] = 1;
+    layout_rows[i][1] = fields.step != nullptr ? *fields.step : 0;
+    for (int f = 0; f < access.state_tensors; ++f) {
+      layout_rows[i][2 + f] = fields.tensors[f]->defined() ? 1 : 0;
+    }
+  }
+
+  WaitAll({broadcast_async_(options_tensor, root_rank, "optstate.options"),
+           broadcast_async_(layout, root_rank, "optstate.layout")});
+
+  const double* received = options_tensor.data_ptr<double>();
+  for (OptionFields& fields : option_fields) {
+    for (double* value : fields.values) *value = *received++;
+    for (bool* flag : fields.flags) *flag = *received++ != 0.0;
+  }
+
+  // Make this rank's state match the root's layout, then fill it.
+  std::vector<std::pair<std::string, at::Tensor>> state_tensors;
+  at::NoGradGuard no_grad;
+  for (size_t i = 0; i < params.size(); ++i) {
+    const StateKey key = StateKeyOf(params[i]);
+    if (layout_rows[i][0] == 0) {
+      state_map.erase(key);
+      continue;
+    }
+    auto& slot = state_map[key];
+    if (slot == nullptr) slot = access.new_state();
+    StateFields fields = access.state(*slot);
+    if (fields.step != nullptr) *fields.step = layout_rows[i][1];
+    for (int f = 0; f < access.state_tensors; ++f) {
+      at::Tensor& tensor = *fields.tensors[f];
+      if (layout_rows[i][2 + f] == 0) {
+        tensor = at::Tensor();
+        continue;
+      }
+      if (!tensor.defined()) {
+        tensor = at::zeros_like(params[i], at::MemoryFormat::Contiguous);
+      }
+      state_tensors.emplace_back(
+          "optstate." + std::to_string(i) + "." + std::to_string(f), tensor);
+    }
+  }
+  BroadcastNamed(state_tensors, root_rank);
+}
+
+}  // namespace torch
+}  // namespace kolo

@@ -1,0 +1,414 @@
+// Collectives on torch tensors: conversion to kolo::Tensor, the handles that
+// keep tensors alive while the runtime works on them, and the process-set
+// wrappers. Every runtime Status that is not OK becomes a c10::Error.
+#include <c10/util/Exception.h>
+#include <torch/types.h>
+#include <torch/utils.h>
+
+#include <mutex>
+#include <utility>
+
+#include "kolo/torch.h"
+
+namespace kolo {
+namespace torch {
+namespace internal {
+
+// Shared by a Handle and its copies. The tensors listed here are referenced
+// by the runtime until the operation completes.
+struct HandleState {
+  std::string description;  // "allreduce 'grad.fc.weight'", for messages
+  kolo::Handle handle;
+  // Memory the runtime reads or writes (contiguous), kept alive.
+  std::vector<at::Tensor> buffers;
+  // Tensors wait() returns.
+  std::vector<at::Tensor> results;
+  // For in-place operations on non-contiguous tensors: results[i] receives
+  // buffers[i] after completion.
+  bool copy_back = false;
+  // Output of allgather/alltoall/reducescatter, created by the allocator on
+  // kolo's background thread; read only after the handle completed.
+  at::TensorOptions output_options;
+  at::Tensor allocated;
+  bool needs_allocated_output = false;
+
+  std::mutex mu;
+  bool finished = false;  // guarded by mu
+  std::string error;      // guarded by mu; empty = success
+
+  HandleState() = default;
+  HandleState(const HandleState&) = delete;
+  HandleState& operator=(const HandleState&) = delete;
+  // The last copy of a Handle dropped before completion waits here, as a
+  // std::future from std::async does: the runtime may still be using the
+  // buffers (and the allocator writes `allocated`).
+  ~HandleState() {
+    if (handle.valid()) handle.Wait().IgnoreError();
+  }
+};
+
+}  // namespace internal
+
+namespace {
+
+using internal::HandleState;
+
+DataType ToKoloDataType(at::ScalarType type) {
+  switch (type) {
+    case at::kByte:
+      return DataType::kUint8;
+    case at::kChar:
+      return DataType::kInt8;
+    case at::kInt:
+      return DataType::kInt32;
+    case at::kLong:
+      return DataType::kInt64;
+    case at::kHalf:
+      return DataType::kFloat16;
+    case at::kBFloat16:
+      return DataType::kBfloat16;
+    case at::kFloat:
+      return DataType::kFloat32;
+    case at::kDouble:
+      return DataType::kFloat64;
+    case at::kBool:
+      return DataType::kBool;
+    default:
+      TORCH_CHECK(false, "kolo: unsupported tensor dtype ", type,
+                  " (supported: uint8, int8, int32, int64, float16, "
+                  "bfloat16, float32, float64, bool)");
+  }
+}
+
+// REQUIRES: tensor is contiguous.
+kolo::Tensor ToKoloTensor(const at::Tensor& tensor) {
+  TORCH_CHECK(tensor.defined(), "kolo: undefined tensor");
+  kolo::Tensor result;
+  result.data = tensor.data_ptr();
+  result.dtype = ToKoloDataType(tensor.scalar_type());
+  result.shape.assign(tensor.sizes().begin(), tensor.sizes().end());
+  const c10::Device device = tensor.device();
+  if (device.is_cuda()) {
+    result.device.kind = Device::kCuda;
+    result.device.index = device.index();
+  } else {
+    TORCH_CHECK(device.is_cpu(), "kolo: unsupported device ", device,
+                " (CPU and CUDA tensors are supported)");
+  }
+  return result;
+}
+
+std::string Describe(const char* operation, const std::string& name) {
+  return std::string(operation) + " '" + name + "'";
+}
+
+// Throws the runtime's status as c10::Error.
+void CheckOk(const Status& status, const std::string& description) {
+  TORCH_CHECK(status.ok(), "kolo: ", description,
+              " failed: ", status.ToString());
+}
+
+// A contiguous view of `tensor`, or a contiguous copy.
+at::Tensor ContiguousBuffer(const at::Tensor& tensor) {
+  TORCH_CHECK(tensor.defined(), "kolo: undefined tensor");
+  return tensor.contiguous();
+}
+
+Handle Start(std::shared_ptr<HandleState> state,
+             const StatusOr<kolo::Handle>& handle) {
+  CheckOk(handle.status(), state->description);
+  state->handle = *handle;
+  return Handle(std::move(state));
+}
+
+// Allocates the output of allgather/alltoall/reducescatter as a torch tensor
+// on kolo's background thread. Errors are returned, never thrown there.
+OutputAllocator MakeAllocator(const std::shared_ptr<HandleState>& state) {
+  state->needs_allocated_output = true;
+  // A raw pointer: capturing the shared_ptr would make a cycle through the
+  // runtime's operation; the state outlives the operation (see ~HandleState).
+  HandleState* raw = state.get();
+  return [raw](const std::vector<int64_t>& shape) -> StatusOr<void*> {
+    try {
+      raw->allocated = at::empty(shape, raw->output_options);
+      return raw->allocated.data_ptr();
+    } catch (const std::exception& e) {
+      return absl::ResourceExhaustedError(
+          std::string("kolo: cannot allocate the output: ") + e.what());
+    }
+  };
+}
+
+std::shared_ptr<HandleState> NewState(const char* operation,
+                                      const std::string& name) {
+  auto state = std::make_shared<HandleState>();
+  state->description = Describe(operation, name);
+  return state;
+}
+
+Handle AllreduceImpl(const at::Tensor& tensor, const std::string& name,
+                     const AllreduceOptions& options, bool in_place) {
+  auto state = NewState("allreduce", name);
+  at::Tensor input = ContiguousBuffer(tensor);
+  at::Tensor output;
+  if (in_place) {
+    output = input;
+    state->copy_back = !input.is_same(tensor);
+    state->results = {tensor};
+  } else {
+    output = at::empty_like(input, at::MemoryFormat::Contiguous);
+    state->results = {output};
+  }
+  state->buffers = {input, output};
+  return Start(state, AllreduceAsync(name, ToKoloTensor(input),
+                                     ToKoloTensor(output), options));
+}
+
+Handle GroupedAllreduceImpl(const std::vector<at::Tensor>& tensors,
+                            const std::string& name,
+                            const AllreduceOptions& options, bool in_place) {
+  auto state = NewState("grouped allreduce", name);
+  std::vector<std::string> names;
+  std::vector<kolo::Tensor> inputs;
+  std::vector<kolo::Tensor> outputs;
+  std::vector<at::Tensor> output_buffers;
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    at::Tensor input = ContiguousBuffer(tensors[i]);
+    at::Tensor output =
+        in_place ? input : at::empty_like(input, at::MemoryFormat::Contiguous);
+    names.push_back(name + "." + std::to_string(i));
+    inputs.push_back(ToKoloTensor(input));
+    outputs.push_back(ToKoloTensor(output));
+    state->buffers.push_back(input);
+    output_buffers.push_back(output);
+    state->copy_back =
+        state->copy_back || (in_place && !input.is_same(tensors[i]));
+  }
+  if (in_place) {
+    state->results = tensors;  // lines up with buffers for the copy back
+  } else {
+    state->results = output_buffers;
+    state->buffers.insert(state->buffers.end(), output_buffers.begin(),
+                          output_buffers.end());
+  }
+  return Start(state,
+               GroupedAllreduceAsync(names, inputs, outputs, options));
+}
+
+Handle BroadcastImpl(const at::Tensor& tensor, int root_rank,
+                     const std::string& name, bool in_place) {
+  auto state = NewState("broadcast", name);
+  at::Tensor buffer;
+  if (in_place) {
+    buffer = ContiguousBuffer(tensor);
+    state->copy_back = !buffer.is_same(tensor);
+    state->results = {tensor};
+  } else {
+    buffer = tensor.clone(at::MemoryFormat::Contiguous);
+    state->results = {buffer};
+  }
+  state->buffers = {buffer};
+  return Start(state, BroadcastAsync(name, ToKoloTensor(buffer), root_rank));
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------
+// Handle
+
+Handle::Handle(std::shared_ptr<internal::HandleState> state)
+    : state_(std::move(state)) {}
+
+bool Handle::poll() const {
+  TORCH_CHECK(valid(), "kolo: poll() on an empty Handle");
+  return state_->handle.Poll();
+}
+
+std::vector<at::Tensor> Handle::wait_all() const {
+  TORCH_CHECK(valid(), "kolo: wait() on an empty Handle");
+  const Status status = state_->handle.Wait();
+  std::lock_guard<std::mutex> lock(state_->mu);
+  if (!state_->finished) {
+    state_->finished = true;
+    if (!status.ok()) {
+      state_->error = "kolo: " + state_->description +
+                      " failed: " + status.ToString();
+    } else if (state_->needs_allocated_output) {
+      if (!state_->allocated.defined()) {
+        // The runtime skips the allocator for an empty output.
+        state_->allocated = at::empty(state_->handle.output_shape(),
+                                      state_->output_options);
+      }
+      state_->results = {state_->allocated};
+    } else if (state_->copy_back) {
+      at::NoGradGuard no_grad;
+      for (size_t i = 0; i < state_->results.size(); ++i) {
+        if (!state_->results[i].is_same(state_->buffers[i])) {
+          state_->results[i].copy_(state_->buffers[i]);
+        }
+      }
+    }
+    state_->buffers.clear();
+  }
+  TORCH_CHECK(state_->error.empty(), state_->error);
+  return state_->results;
+}
+
+at::Tensor Handle::wait() const {
+  std::vector<at::Tensor> results = wait_all();
+  TORCH_CHECK(results.size() == 1, "kolo: wait() on a handle with ",
+              results.size(), " results; use wait_all()");
+  return results[0];
+}
+
+std::vector<int64_t> Handle::received_splits() const {
+  wait_all();
+  return state_->handle.received_splits();
+}
+
+// ---------------------------------------------------------------------------
+// Process set
+
+void init() { CheckOk(kolo::Init(), "init"); }
+void shutdown() { CheckOk(kolo::Shutdown(), "shutdown"); }
+int rank() { return kolo::Rank(); }
+int size() { return kolo::Size(); }
+int local_rank() { return kolo::LocalRank(); }
+int local_size() { return kolo::LocalSize(); }
+
+// ---------------------------------------------------------------------------
+// Collectives
+
+Handle allreduce_async(const at::Tensor& tensor, const std::string& name,
+                       const AllreduceOptions& options) {
+  return AllreduceImpl(tensor, name, options, /*in_place=*/false);
+}
+
+Handle allreduce_async_(const at::Tensor& tensor, const std::string& name,
+                        const AllreduceOptions& options) {
+  return AllreduceImpl(tensor, name, options, /*in_place=*/true);
+}
+
+at::Tensor allreduce(const at::Tensor& tensor, const std::string& name,
+                     const AllreduceOptions& options) {
+  return allreduce_async(tensor, name, options).wait();
+}
+
+at::Tensor allreduce_(const at::Tensor& tensor, const std::string& name,
+                      const AllreduceOptions& options) {
+  return allreduce_async_(tensor, name, options).wait();
+}
+
+Handle grouped_allreduce_async(const std::vector<at::Tensor>& tensors,
+                               const std::string& name,
+                               const AllreduceOptions& options) {
+  return GroupedAllreduceImpl(tensors, name, options, /*in_place=*/false);
+}
+
+Handle grouped_allreduce_async_(const std::vector<at::Tensor>& tensors,
+                                const std::string& name,
+                                const AllreduceOptions& options) {
+  return GroupedAllreduceImpl(tensors, name, options, /*in_place=*/true);
+}
+
+std::vector<at::Tensor> grouped_allreduce(
+    const std::vector<at::Tensor>& tensors, const std::string& name,
+    const AllreduceOptions& options) {
+  return grouped_allreduce_async(tensors, name, options).wait_all();
+}
+
+std::vector<at::Tensor> grouped_allreduce_(
+    const std::vector<at::Tensor>& tensors, const std::string& name,
+    const AllreduceOptions& options) {
+  return grouped_allreduce_async_(tensors, name, options).wait_all();
+}
+
+Handle allgather_async(const at::Tensor& tensor, const std::string& name) {
+  auto state = NewState("allgather", name);
+  at::Tensor input = ContiguousBuffer(tensor);
+  state->buffers = {input};
+  state->output_options = input.options();
+  return Start(state,
+               AllgatherAsync(name, ToKoloTensor(input), MakeAllocator(state)));
+}
+
+at::Tensor allgather(const at::Tensor& tensor, const std::string& name) {
+  return allgather_async(tensor, name).wait();
+}
+
+Handle broadcast_async(const at::Tensor& tensor, int root_rank,
+                       const std::string& name) {
+  return BroadcastImpl(tensor, root_rank, name, /*in_place=*/false);
+}
+
+Handle broadcast_async_(const at::Tensor& tensor, int root_rank,
+                        const std::string& name) {
+  return BroadcastImpl(tensor, root_rank, name, /*in_place=*/true);
+}
+
+at::Tensor broadcast(const at::Tensor& tensor, int root_rank,
+                     const std::string& name) {
+  return broadcast_async(tensor, root_rank, name).wait();
+}
+
+at::Tensor broadcast_(const at::Tensor& tensor, int root_rank,
+                      const std::string& name) {
+  return broadcast_async_(tensor, root_rank, name).wait();
+}
+
+Handle alltoall_async(const at::Tensor& tensor, const std::string& name,
+                      std::vector<int64_t> splits) {
+  auto state = NewState("alltoall", name);
+  at::Tensor input = ContiguousBuffer(tensor);
+  state->buffers = {input};
+  state->output_options = input.options();
+  return Start(state, AlltoallAsync(name, ToKoloTensor(input),
+                                    std::move(splits), MakeAllocator(state)));
+}
+
+at::Tensor alltoall(const at::Tensor& tensor, const std::string& name,
+                    std::vector<int64_t> splits,
+                    std::vector<int64_t>* received_splits) {
+  Handle handle = alltoall_async(tensor, name, std::move(splits));
+  at::Tensor result = handle.wait();
+  if (received_splits != nullptr) {
+    *received_splits = handle.received_splits();
+  }
+  return result;
+}
+
+Handle reducescatter_async(const at::Tensor& tensor, const std::string& name,
+                           ReduceOp op) {
+  auto state = NewState("reducescatter", name);
+  at::Tensor input = ContiguousBuffer(tensor);
+  state->buffers = {input};
+  state->output_options = input.options();
+  return Start(state, ReducescatterAsync(name, ToKoloTensor(input),
+                                         MakeAllocator(state), op));
+}
+
+at::Tensor reducescatter(const at::Tensor& tensor, const std::string& name,
+                         ReduceOp op) {
+  return reducescatter_async(tensor, name, op).wait();
+}
+
+int join() {
+  StatusOr<int> last = kolo::Join();
+  CheckOk(last.status(), "join");
+  return *last;
+}
+
+double metric_average(double value, const std::string& name) {
+  at::Tensor tensor = at::full({}, value, at::kDouble);
+  return allreduce_(tensor, name).item<double>();
+}
+
+at::Tensor metric_average(const at::Tensor& value, const std::string& name) {
+  TORCH_CHECK(value.is_floating_point(),
+              "kolo: metric_average needs a floating-point tensor, got ",
+              value.scalar_type());
+  return allreduce(value.detach(), name);
+}
+
+}  // namespace torch
+}  // namespace kolo

@@ -1,0 +1,404 @@
+// kolo/torch.h: kolo for LibTorch. Collectives on torch::Tensor, a
+// DistributedOptimizer that allreduces gradients while backward is still
+// running, broadcasts of model parameters and optimizer state, metric
+// averaging, learning-rate warm-up and a rank-sharding sampler: the five steps
+// of the Horovod recipe (initialise, broadcast the initial state, wrap the
+// optimizer, average metrics, checkpoint on one rank) for C++ training loops.
+//
+// Errors. Every failure, from this rank or from the runtime (a cross-rank
+// mismatch, a stall, a dead peer, shutdown), is thrown as c10::Error whose
+// message carries the runtime's status and message.
+//
+// Names. Every collective takes a name. All ranks must use the same name for
+// the same tensor, and a name must be unique among a rank's pending
+// operations; reusing a name once its handle has completed is normal.
+//
+// Devices. CPU tensors run on kolo's CPU data plane; CUDA tensors are passed
+// to the runtime as device memory (they need a runtime built with NCCL; other
+// builds fail the operation with the runtime's message).
+//
+// Naming follows LibTorch (snake_case functions, trailing underscore for
+// in-place operations), since these functions sit next to torch's own.
+//
+// Thread safety: the free functions may be called from any thread.
+// DistributedOptimizer, LearningRateWarmup and DistributedSampler are not
+// safe for concurrent use without external synchronisation.
+#ifndef KOLO_TORCH_H_
+#define KOLO_TORCH_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <torch/data/samplers/base.h>
+#include <torch/nn/module.h>
+#include <torch/optim/optimizer.h>
+#include <torch/ordered_dict.h>
+
+#include "kolo/kolo.h"
+
+namespace kolo {
+namespace torch {
+
+// ---------------------------------------------------------------------------
+// Process set. Thin wrappers over kolo::Init() and friends that throw
+// c10::Error instead of returning a Status.
+
+// Collective: every rank calls it once before any other function here.
+void init();
+// Collective: stops the runtime on every rank.
+void shutdown();
+int rank();
+int size();
+int local_rank();
+int local_size();
+
+// ---------------------------------------------------------------------------
+// Collectives on tensors. Any layout is accepted: a non-contiguous tensor is
+// copied into a contiguous buffer (and, for in-place operations, copied back
+// when the handle is waited on). Supported dtypes: uint8, int8, int32, int64,
+// float16, bfloat16, float32, float64, bool.
+
+namespace internal {
+struct HandleState;
+}  // namespace internal
+
+// The result of an asynchronous collective. Cheap to copy; keeps the tensors
+// the operation reads and writes alive until it completes: dropping the last
+// copy of an unfinished Handle blocks until the operation completes (as a
+// std::future from std::async does). Results carry no autograd history.
+class Handle {
+ public:
+  Handle() = default;
+  explicit Handle(std::shared_ptr<internal::HandleState> state);
+
+  bool valid() const { return state_ != nullptr; }
+  // True once the operation has completed, successfully or not. Never blocks.
+  bool poll() const;
+  // Blocks until the operation completes and returns its result (for in-place
+  // operations, the tensor that was passed in). Throws c10::Error with the
+  // runtime's message if it failed. May be called more than once.
+  // REQUIRES: the operation has exactly one result tensor.
+  ::torch::Tensor wait() const;
+  // As wait(), for any number of results (grouped operations).
+  std::vector<::torch::Tensor> wait_all() const;
+  // alltoall, after wait(): rows received from each rank.
+  std::vector<int64_t> received_splits() const;
+
+ private:
+  std::shared_ptr<internal::HandleState> state_;
+};
+
+// Allreduce. options.op is average by default; see kolo::AllreduceOptions for
+// the scale factors. allreduce_async returns a new tensor; allreduce_async_
+// writes the result into `tensor`.
+Handle allreduce_async(const ::torch::Tensor& tensor, const std::string& name,
+                       const AllreduceOptions& options = {});
+Handle allreduce_async_(const ::torch::Tensor& tensor, const std::string& name,
+                        const AllreduceOptions& options = {});
+::torch::Tensor allreduce(const ::torch::Tensor& tensor,
+                          const std::string& name,
+                          const AllreduceOptions& options = {});
+// Returns `tensor`, now holding the result.
+::torch::Tensor allreduce_(const ::torch::Tensor& tensor,
+                           const std::string& name,
+                           const AllreduceOptions& options = {});
+
+// All-or-nothing allreduce of several tensors (fused when they fit). Tensor i
+// is named "<name>.<i>".
+Handle grouped_allreduce_async(const std::vector<::torch::Tensor>& tensors,
+                               const std::string& name,
+                               const AllreduceOptions& options = {});
+Handle grouped_allreduce_async_(const std::vector<::torch::Tensor>& tensors,
+                                const std::string& name,
+                                const AllreduceOptions& options = {});
+std::vector<::torch::Tensor> grouped_allreduce(
+    const std::vector<::torch::Tensor>& tensors, const std::string& name,
+    const AllreduceOptions& options = {});
+std::vector<::torch::Tensor> grouped_allreduce_(
+    const std::vector<::torch::Tensor>& tensors, const std::string& name,
+    const AllreduceOptions& options = {});
+
+// Concatenates every rank's tensor along the first dimension, in rank order.
+// The first dimension may differ between ranks.
+Handle allgather_async(const ::torch::Tensor& tensor, const std::string& name);
+::torch::Tensor allgather(const ::torch::Tensor& tensor,
+                          const std::string& name);
+
+// root_rank's tensor, on every rank. broadcast returns a new tensor (root:
+// a copy); broadcast_ overwrites `tensor`.
+Handle broadcast_async(const ::torch::Tensor& tensor, int root_rank,
+                       const std::string& name);
+Handle broadcast_async_(const ::torch::Tensor& tensor, int root_rank,
+                        const std::string& name);
+::torch::Tensor broadcast(const ::torch::Tensor& tensor, int root_rank,
+                          const std::string& name);
+::torch::Tensor broadcast_(const ::torch::Tensor& tensor, int root_rank,
+                           const std::string& name);
+
+// Sends splits[j] first-dimension rows to rank j (empty: equal parts) and
+// returns the rows received, in rank order.
+Handle alltoall_async(const ::torch::Tensor& tensor, const std::string& name,
+                      std::vector<int64_t> splits = {});
+// received_splits, when not null, receives the rows that came from each rank.
+::torch::Tensor alltoall(const ::torch::Tensor& tensor,
+                         const std::string& name,
+                         std::vector<int64_t> splits = {},
+                         std::vector<int64_t>* received_splits = nullptr);
+
+// Reduces every rank's tensor and returns this rank's share of the first
+// dimension (dim0 / size rows; the first dim0 % size ranks get one more).
+Handle reducescatter_async(const ::torch::Tensor& tensor,
+                           const std::string& name,
+                           ReduceOp op = ReduceOp::kAverage);
+::torch::Tensor reducescatter(const ::torch::Tensor& tensor,
+                              const std::string& name,
+                              ReduceOp op = ReduceOp::kAverage);
+
+// This rank has no more data; it contributes zeros to the other ranks'
+// allreduces until all have joined. Blocks; returns the rank that joined last.
+int join();
+
+// The average of `value` over all ranks (float64 arithmetic: exact when the
+// sum is). Collective: every rank calls it with the same name.
+double metric_average(double value, const std::string& name);
+// Element-wise average over all ranks of a tensor of any floating dtype;
+// returns a new tensor, detached, of the input's dtype.
+::torch::Tensor metric_average(const ::torch::Tensor& value,
+                               const std::string& name);
+
+// ---------------------------------------------------------------------------
+// Model and optimizer state.
+
+// Copies root_rank's parameters and buffers (BatchNorm running statistics and
+// num_batches_tracked included) into every rank's module, in place. All
+// tensors are submitted before any is waited on, so the runtime fuses them.
+// Names: "bcast.param.<name>" and "bcast.buffer.<name>".
+// REQUIRES: the modules have the same structure on every rank.
+void broadcast_parameters(const ::torch::nn::Module& module, int root_rank);
+// As above for any named tensors (e.g. a state dict), named "bcast.<name>".
+void broadcast_parameters(
+    const ::torch::OrderedDict<std::string, ::torch::Tensor>& named_tensors,
+    int root_rank);
+
+// Makes every rank's optimizer state equal to root_rank's: the options of the
+// defaults and of every parameter group (learning rate, momentum, betas, eps,
+// weight decay, flags, ...) and every parameter's state (step counts and
+// state tensors: SGD's momentum_buffer; Adam's and AdamW's exp_avg,
+// exp_avg_sq, max_exp_avg_sq; Adagrad's sum; RMSprop's square_avg,
+// momentum_buffer, grad_avg). Where a rank lacks state that root_rank has, it
+// is created; where root_rank has none (e.g. before its first step), it is
+// removed; so the optimizers are identical afterwards, also before the first
+// step. Supports SGD, Adam, AdamW, Adagrad and RMSprop; throws for others
+// (LBFGS). Typically called after broadcast_parameters() on the model.
+// REQUIRES: same optimizer type and parameter-group sizes on every rank.
+void broadcast_optimizer_state(::torch::optim::Optimizer& optimizer,
+                               int root_rank);
+
+// ---------------------------------------------------------------------------
+// DistributedOptimizer.
+
+enum class Compression {
+  kNone,  // allreduce gradients in their own dtype
+  kFp16,  // allreduce a float16 copy (half the bytes; ~3 significant digits)
+  kBf16,  // allreduce a bfloat16 copy (float32's range; ~2 digits)
+};
+
+struct DistributedOptimizerOptions {
+  // Backward passes whose gradients accumulate locally (summed, as autograd
+  // does) before one allreduce and step(). Divide each pass's loss by this
+  // number to average them instead. Default 1.
+  int backward_passes_per_step = 1;
+  // kAverage (default) or kSum over ranks.
+  ReduceOp op = ReduceOp::kAverage;
+  // Average only: each gradient is multiplied by 1/f before the sum and the
+  // sum by f/size after it (Horovod's split of the average), which keeps
+  // float16 sums of many ranks from overflowing. Default 1: no split.
+  double gradient_predivide_factor = 1.0;
+  // Wire format of the gradients; the optimizer always sees its own dtype.
+  Compression compression = Compression::kNone;
+};
+
+// Counters of a DistributedOptimizer, for instrumentation and tests.
+struct DistributedOptimizerStats {
+  // Gradient allreduces enqueued by the gradient hooks, during backward.
+  int64_t allreduces_from_hooks = 0;
+  // Gradient allreduces enqueued by synchronize() because the parameter's
+  // hook had not fired (unused parameter, or fewer backward passes than
+  // backward_passes_per_step).
+  int64_t allreduces_from_synchronize = 0;
+  // steady_clock time in ns (the clock of kolo::RuntimeStats) when the first
+  // gradient allreduce of the most recent step was enqueued; 0 before any.
+  int64_t first_enqueue_ns = 0;
+  // Completed calls of step().
+  int64_t steps = 0;
+};
+
+// Wraps a torch::optim optimizer so that gradients are reduced over all ranks
+// before every step.
+//
+// How. A post hook on each parameter's gradient accumulator (the autograd
+// node that writes param.grad()) enqueues that parameter's allreduce, named
+// "grad.<parameter name>", as soon as backward has produced its gradient on
+// the last of backward_passes_per_step passes. The hook never blocks, so the
+// allreduces run (fused by the runtime) while backward is still computing the
+// gradients of earlier layers. step() waits for all of them (synchronize())
+// and then steps the wrapped optimizer.
+//
+// Unused parameters. A parameter whose hook has not fired when synchronize()
+// runs (its gradient was not computed on this rank in this step) still takes
+// part, so that no rank waits for a name another rank never submits: an
+// undefined gradient is set to zeros first, and its allreduce is enqueued
+// then, under the same name on every rank. Such a parameter therefore ends up
+// with a defined (averaged, possibly zero) gradient, as in Horovod.
+//
+// Usage per step: zero_grad(); loss.backward() (backward_passes_per_step
+// times); step(). To modify the reduced gradients (e.g. clipping), call
+// synchronize(), modify, then step(): step() does not reduce them again.
+// LBFGS (which re-evaluates the loss inside step()) is rejected.
+//
+// The optimizer must not be destroyed while a backward pass is running.
+class DistributedOptimizer {
+ public:
+  // named_parameters: the model's parameters with stable names, identical on
+  // every rank (e.g. module->named_parameters()). Parameters that do not
+  // require grad are skipped.
+  // REQUIRES: every parameter of the optimizer appears in named_parameters.
+  DistributedOptimizer(
+      std::shared_ptr<::torch::optim::Optimizer> optimizer,
+      const ::torch::OrderedDict<std::string, ::torch::Tensor>&
+          named_parameters,
+      DistributedOptimizerOptions options = {});
+  ~DistributedOptimizer();
+  DistributedOptimizer(DistributedOptimizer&&) noexcept;
+  DistributedOptimizer& operator=(DistributedOptimizer&&) noexcept;
+
+  // Reduces any gradients not yet reduced in this step (see above), waits for
+  // every gradient allreduce and writes the results into param.grad().
+  // Throws c10::Error with the runtime's message if one failed (the step's
+  // state is reset either way).
+  void synchronize();
+  // synchronize() unless already done for this step, then the wrapped
+  // optimizer's step().
+  void step();
+  // The wrapped optimizer's zero_grad(). Throws if gradient allreduces are
+  // pending (backward ran but step()/synchronize() did not).
+  void zero_grad();
+
+  ::torch::optim::Optimizer& optimizer();
+  const DistributedOptimizerOptions& options() const;
+  DistributedOptimizerStats stats() const;
+
+ private:
+  class Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// ---------------------------------------------------------------------------
+// Learning-rate warm-up (Goyal et al. 2017, "Accurate, Large Minibatch SGD").
+//
+// Training on `size` ranks multiplies the global batch by `size`, so the
+// learning rate is scaled by `size` too, but reached gradually: at epoch e,
+// batch b (both from 0) of steps_per_epoch batches,
+//
+//   t = e + b / steps_per_epoch
+//   lr = base_lr * (1 + (size - 1) * min(t, warmup_epochs) / warmup_epochs)
+//
+// i.e. base_lr at t = 0, rising linearly (per batch) to base_lr * size at
+// t = warmup_epochs. base_lr is each parameter group's lr at construction.
+// Once warm-up is over, adjust() sets base_lr * size once and then leaves the
+// learning rate alone, so a decay schedule can take over.
+class LearningRateWarmup {
+ public:
+  // REQUIRES: warmup_epochs > 0, steps_per_epoch > 0, size >= 1 (usually
+  // kolo::torch::size()).
+  LearningRateWarmup(::torch::optim::Optimizer& optimizer,
+                     double warmup_epochs, int64_t steps_per_epoch, int size);
+
+  // The factor above for (epoch, batch).
+  double multiplier(int64_t epoch, int64_t batch) const;
+  // Sets every group's lr for (epoch, batch), before that batch's step.
+  // Returns false (and changes nothing) after warm-up has been finished.
+  bool adjust(int64_t epoch, int64_t batch);
+
+ private:
+  // Epochs completed at the start of (epoch, batch): t in the formula.
+  double Progress(int64_t epoch, int64_t batch) const;
+
+  ::torch::optim::Optimizer& optimizer_;
+  double warmup_epochs_;
+  int64_t steps_per_epoch_;
+  int size_;
+  std::vector<double> base_lrs_;
+  bool finished_ = false;
+};
+
+// ---------------------------------------------------------------------------
+// DistributedSampler: this rank's share of a data set's indices, for
+// torch::data::make_data_loader or for hand-written loops.
+//
+// Each epoch, the indices 0..dataset_size-1 are (if shuffle) permuted with a
+// Fisher-Yates shuffle driven by std::mt19937_64 seeded with seed + epoch,
+// using rejection sampling for the bounded draws; mt19937_64's output is
+// fixed by the C++ standard and nothing else is left to the library, so the
+// order is the same on every rank, compiler, standard library and torch
+// version. The list is then made a multiple of num_replicas: padded by
+// repeating it from its start (drop_last = false; every sample is seen at
+// least once) or truncated (drop_last = true; no sample is seen twice).
+// Rank r takes positions r, r + num_replicas, r + 2 * num_replicas, ... so
+// every rank gets the same number of samples and together they cover the
+// (padded or truncated) list exactly once.
+class DistributedSampler
+    : public ::torch::data::samplers::Sampler<std::vector<size_t>> {
+ public:
+  // REQUIRES: num_replicas >= 1, 0 <= rank < num_replicas.
+  DistributedSampler(size_t dataset_size, int num_replicas, int rank,
+                     bool shuffle = true, uint64_t seed = 0,
+                     bool drop_last = false);
+
+  // Selects the epoch's order and rewinds to its start (call before each
+  // epoch; every rank must use the same epoch).
+  void set_epoch(int64_t epoch);
+  // Resumes the current epoch after `batch` batches of `batch_size` samples
+  // had been consumed (e.g. from a checkpoint written mid-epoch). Lasts until
+  // the next set_epoch(); reset() rewinds to this position.
+  void set_start_batch(int64_t batch, int64_t batch_size);
+  int64_t epoch() const { return epoch_; }
+
+  // This rank's indices for the current epoch, from the start position.
+  std::vector<size_t> indices() const;
+  // Samples per rank per epoch (from the start of the epoch).
+  size_t num_samples() const { return num_samples_; }
+  // num_samples() * num_replicas.
+  size_t total_size() const { return num_samples_ * num_replicas_; }
+
+  // torch::data::samplers::Sampler. reset() rewinds to the start position
+  // (a new_size changes dataset_size); next() returns up to batch_size of
+  // this rank's indices, or nullopt at the end of the epoch.
+  void reset(c10::optional<size_t> new_size = c10::nullopt) override;
+  c10::optional<std::vector<size_t>> next(size_t batch_size) override;
+  // Saves and restores the epoch, the position and the configuration.
+  void save(::torch::serialize::OutputArchive& archive) const override;
+  void load(::torch::serialize::InputArchive& archive) override;
+
+ private:
+  void Recompute();
+
+  size_t dataset_size_;
+  int num_replicas_;
+  int rank_;
+  bool shuffle_;
+  uint64_t seed_;
+  bool drop_last_;
+  int64_t epoch_ = 0;
+  size_t num_samples_ = 0;
+  size_t start_ = 0;     // first position served after reset()
+  size_t position_ = 0;  // next position next() serves
+  std::vector<size_t> indices_;  // this rank's indices for epoch_
+};
+
+}  // namespace torch
+}  // namespace kolo
+
+#endif  // KOLO_TORCH_H_
