@@ -1,0 +1,364 @@
+// kolorun's command-line parsing (CLI11) and --mpi-args word splitting.
+#include "command_line.h"
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <memory>
+
+#include "CLI/CLI.hpp"
+#include "absl/status/status.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "host_list.h"
+
+namespace kolo {
+namespace launcher {
+namespace {
+
+constexpr char kDescription[] =
+    "kolorun: start a kolo job on one or many hosts.\n"
+    "\n"
+    "kolorun turns its flags into an Open MPI or MPICH mpirun command (or an "
+    "srun\ncommand inside a Slurm allocation when no hosts are named), runs "
+    "it and exits\nwith the job's status. When a rank fails it names the rank "
+    "and the job stops.";
+
+constexpr char kFooter[] =
+    "Hostfile lines are 'HOST [slots=N]' as in Open MPI; '#' starts a "
+    "comment.\n"
+    "KOLO_* variables already in kolorun's environment (except KOLO_HOSTNAME)"
+    " are\nexported to every rank too; a flag overrides them.\n"
+    "\n"
+    "Exit status: the job's (128+N when the launcher died of signal N); 2 "
+    "when\nkolorun itself rejects the command line, hosts or environment.\n"
+    "\n"
+    "Internal: every rank runs as 'kolorun --rank-monitor [--announce-start]"
+    " --\nCOMMAND [ARGS...]', which runs the command, forwards signals to it,"
+    " reports\n'kolorun: rank R on host H exited with status S' when it fails"
+    " and, with\n--announce-start (used by --start-timeout), tells kolorun it"
+    " started.\n"
+    "\n"
+    "Examples:\n"
+    "  kolorun -np 4 ./train                          4 ranks on this "
+    "machine\n"
+    "  kolorun -np 8 -H a:4,b:4 ./train               2 hosts x 4 ranks\n"
+    "  kolorun -np 8 --hostfile hosts --cpu-operations hierarchical ./train\n"
+    "  kolorun -np 2 -x OMP_NUM_THREADS=4 --dry-run ./train   print, don't "
+    "run";
+
+// CLI11 knows no positionals here (the command is the unparsed tail), so
+// its generated usage line would leave out the command.
+class UsageFormatter : public CLI::Formatter {
+ public:
+  std::string make_usage(const CLI::App*, std::string) const override {
+    return "\nUsage: kolorun -np N [-H HOST:SLOTS,...|--hostfile FILE] "
+           "[options] [--] COMMAND [ARGS...]\n";
+  }
+};
+
+// Values CLI11 parses before they are checked and moved into LaunchOptions.
+struct RawFlags {
+  int num_proc = 0;
+  std::string hostfile;
+  std::string hosts;
+  std::string mpi_args;
+  std::vector<std::string> env_exports;
+  int64_t fusion_threshold_mb = 0;
+  std::string cycle_time_ms;
+  int64_t cache_capacity = 0;
+  std::string timeline_filename;
+  int64_t stall_check_seconds = 0;
+  int64_t stall_shutdown_seconds = 0;
+  bool autotune = false;
+  std::string cpu_operations;
+  std::string log_level;
+  std::string output_filename;
+  int start_timeout_seconds = 0;
+  bool verbose = false;
+  bool dry_run = false;
+  bool no_rank_monitor = false;
+};
+
+constexpr int64_t kMaxFusionThresholdMb =
+    std::numeric_limits<int64_t>::max() >> 20;
+
+std::unique_ptr<CLI::App> MakeApp(RawFlags* f) {
+  auto app = std::make_unique<CLI::App>(kDescription, "kolorun");
+  app->footer(kFooter);
+  auto formatter = std::make_shared<UsageFormatter>();
+  formatter->column_width(40);
+  app->formatter(formatter);
+  // The command is whatever follows kolorun's flags; see command_line.h.
+  app->prefix_command();
+
+  app->option_defaults()->group("Job");
+  app->add_option("-n,--np,--num-proc", f->num_proc,
+                  "Number of ranks (required; -np also works, as in mpirun "
+                  "and horovodrun)")
+      ->type_name("N")
+      ->check(CLI::Range(1, 1 << 20));
+  CLI::Option* hosts =
+      app->add_option("-H,--hosts", f->hosts,
+                      "Hosts and their slots, e.g. a:4,b:4 (no slot count "
+                      "means 1); ranks fill each host's slots in order")
+          ->type_name("HOST[:SLOTS],...");
+  app->add_option("--hostfile", f->hostfile,
+                  "File of 'HOST [slots=N]' lines (also -hostfile)")
+      ->type_name("FILE")
+      ->excludes(hosts);
+  app->add_option("--mpi-args", f->mpi_args,
+                  "Extra arguments for mpirun (or srun), split like a shell "
+                  "would, placed before the command")
+      ->type_name("\"ARGS\"");
+  app->add_option("-x", f->env_exports,
+                  "Export VAR (its current value) or VAR=VALUE to every "
+                  "rank; repeatable")
+      ->type_name("VAR[=VALUE]")
+      ->allow_extra_args(false);
+  app->add_option("--output-filename", f->output_filename,
+                  "Write each rank's output to files under DIR (Open MPI: "
+                  "DIR/1/rank.R/{stdout,stderr}, also shown; MPICH and "
+                  "srun: stdout to DIR/rank.R.stdout, stderr shown)")
+      ->type_name("DIR");
+  app->add_option("--start-timeout", f->start_timeout_seconds,
+                  "Stop the job and fail (exit 1) if not every rank has "
+                  "started within S seconds, naming the missing ranks")
+      ->type_name("S")
+      ->check(CLI::Range(1, 1 << 30));
+
+  app->option_defaults()->group("kolo runtime (exported as KOLO_* variables)");
+  app->add_option("--fusion-threshold-mb", f->fusion_threshold_mb,
+                  "Fusion buffer size in MiB; 0 disables fusion "
+                  "(KOLO_FUSION_THRESHOLD, in bytes; default 64)")
+      ->type_name("MB")
+      ->check(CLI::Range(int64_t{0}, kMaxFusionThresholdMb));
+  app->add_option("--cycle-time-ms", f->cycle_time_ms,
+                  "Longest wait before a negotiation round once work is "
+                  "queued (KOLO_CYCLE_TIME_MS; default 1)")
+      ->type_name("MS");
+  app->add_option("--cache-capacity", f->cache_capacity,
+                  "Response-cache entries; 0 disables the cache "
+                  "(KOLO_CACHE_CAPACITY; default 1024)")
+      ->type_name("N")
+      ->check(CLI::NonNegativeNumber);
+  app->add_option("--timeline-filename", f->timeline_filename,
+                  "Rank 0 writes a Chrome-trace timeline to FILE "
+                  "(KOLO_TIMELINE)")
+      ->type_name("FILE");
+  app->add_option("--stall-check-seconds,--stall-check-warning-time-seconds",
+                  f->stall_check_seconds,
+                  "Warn about tensors some ranks submitted and others not "
+                  "after S seconds (KOLO_STALL_CHECK_TIME_SECONDS; default "
+                  "60)")
+      ->type_name("S")
+      ->check(CLI::NonNegativeNumber);
+  app->add_option(
+         "--stall-shutdown-seconds,--stall-check-shutdown-time-seconds",
+         f->stall_shutdown_seconds,
+         "Then fail every pending operation on every rank after S seconds "
+         "(KOLO_STALL_SHUTDOWN_TIME_SECONDS; default 300)")
+      ->type_name("S")
+      ->check(CLI::NonNegativeNumber);
+  app->add_flag("--autotune", f->autotune,
+                "Tune fusion threshold and cycle time online "
+                "(KOLO_AUTOTUNE=1)");
+  app->add_option("--cpu-operations", f->cpu_operations,
+                  "CPU collective backend: auto, shm, ring, hierarchical or "
+                  "mpi (KOLO_CPU_OPERATIONS; default auto)")
+      ->type_name("NAME")
+      ->transform(CLI::IsMember({"auto", "shm", "ring", "hierarchical", "mpi"},
+                                CLI::ignore_case));
+  app->add_option("--log-level", f->log_level,
+                  "trace, debug, info, warning or error (KOLO_LOG_LEVEL; "
+                  "default warning)")
+      ->type_name("LEVEL")
+      ->transform(CLI::IsMember({"trace", "debug", "info", "warning", "error"},
+                                CLI::ignore_case));
+
+  app->option_defaults()->group("kolorun");
+  app->add_flag("--verbose", f->verbose,
+                "Print the launcher's decisions and the command before "
+                "running it (to stderr)");
+  app->add_flag("--dry-run", f->dry_run,
+                "Print the exact command (to stdout) and exit without "
+                "running it");
+  app->add_flag("--no-rank-monitor", f->no_rank_monitor,
+                "Run the command directly on each rank, without kolorun's "
+                "monitor (which names a failed rank but needs kolorun at the "
+                "same path on every host)");
+  app->set_help_flag("-h,--help", "Print this help and exit");
+  return app;
+}
+
+// Multi-letter single-dash flags (mpirun and horovodrun spell them so) that
+// CLI11 cannot name; rewritten to their long forms before parsing.
+std::string RewriteSingleDashFlag(const std::string& arg) {
+  for (const auto& [from, to] :
+       {std::pair<const char*, const char*>{"-np", "--num-proc"},
+        {"-hostfile", "--hostfile"}}) {
+    if (arg == from) return to;
+    if (absl::StartsWith(arg, absl::StrCat(from, "="))) {
+      return absl::StrCat(to, arg.substr(std::string(from).size()));
+    }
+  }
+  return arg;
+}
+
+absl::Status Invalid(absl::string_view message) {
+  return absl::InvalidArgumentError(message);
+}
+
+}  // namespace
+
+std::string HelpText() {
+  RawFlags flags;
+  return MakeApp(&flags)->help();
+}
+
+absl::StatusOr<ParsedCommandLine> ParseCommandLine(
+    const std::vector<std::string>& args) {
+  RawFlags f;
+  std::unique_ptr<CLI::App> app = MakeApp(&f);
+  // CLI11 parses a reversed vector (it pops arguments off the back).
+  std::vector<std::string> reversed;
+  for (auto it = args.rbegin(); it != args.rend(); ++it) {
+    reversed.push_back(RewriteSingleDashFlag(*it));
+  }
+  ParsedCommandLine result;
+  try {
+    app->parse(reversed);
+  } catch (const CLI::CallForHelp&) {
+    result.help = true;
+    result.help_text = app->help();
+    return result;
+  } catch (const CLI::ParseError& e) {
+    return Invalid(e.what());
+  }
+
+  // remaining() is the tail of args, one to one; take the user's original
+  // spelling (the -np rewrite must not touch the command's own arguments).
+  const size_t command_size = app->remaining().size();
+  std::vector<std::string> command(args.end() - command_size, args.end());
+  if (!command.empty() && command.front() == "--") {
+    command.erase(command.begin());
+  } else if (!command.empty() && command.front().size() > 1 &&
+             command.front()[0] == '-') {
+    return Invalid(absl::StrCat(
+        "unknown flag '", command.front(),
+        "' (see kolorun --help; put the command after -- if it starts with "
+        "'-')"));
+  }
+
+  LaunchOptions& o = result.options;
+  if (app->count("--num-proc") == 0) {
+    return Invalid("-np N is required: how many ranks to start");
+  }
+  if (command.empty()) {
+    return Invalid("no command given: kolorun -np N [options] COMMAND [ARGS]");
+  }
+  o.num_proc = f.num_proc;
+  o.command = std::move(command);
+  if (app->count("--hosts") > 0) {
+    absl::StatusOr<std::vector<HostSlots>> hosts = ParseHostList(f.hosts);
+    if (!hosts.ok()) return hosts.status();
+    o.hosts_flag = f.hosts;
+    o.host_slots = *std::move(hosts);
+  }
+  if (app->count("--hostfile") > 0) {
+    if (f.hostfile.empty()) return Invalid("--hostfile: empty file name");
+    o.hostfile = f.hostfile;
+  }
+  if (app->count("--mpi-args") > 0) {
+    absl::StatusOr<std::vector<std::string>> words =
+        SplitShellWords(f.mpi_args);
+    if (!words.ok()) {
+      return Invalid(absl::StrCat("--mpi-args \"", f.mpi_args,
+                                  "\": ", words.status().message()));
+    }
+    o.mpi_args = *std::move(words);
+  }
+  o.env_exports = f.env_exports;
+  if (app->count("--fusion-threshold-mb") > 0)
+    o.fusion_threshold_mb = f.fusion_threshold_mb;
+  if (app->count("--cycle-time-ms") > 0) {
+    double ms = 0;
+    if (!absl::SimpleAtod(f.cycle_time_ms, &ms) || !std::isfinite(ms) ||
+        ms < 0) {
+      return Invalid(absl::StrCat("--cycle-time-ms: '", f.cycle_time_ms,
+                                  "' is not a non-negative number of "
+                                  "milliseconds"));
+    }
+    o.cycle_time_ms = f.cycle_time_ms;
+  }
+  if (app->count("--cache-capacity") > 0) o.cache_capacity = f.cache_capacity;
+  if (app->count("--timeline-filename") > 0) {
+    if (f.timeline_filename.empty())
+      return Invalid("--timeline-filename: empty file name");
+    o.timeline_filename = f.timeline_filename;
+  }
+  if (app->count("--stall-check-seconds") > 0)
+    o.stall_check_seconds = f.stall_check_seconds;
+  if (app->count("--stall-shutdown-seconds") > 0)
+    o.stall_shutdown_seconds = f.stall_shutdown_seconds;
+  o.autotune = f.autotune;
+  if (app->count("--cpu-operations") > 0) o.cpu_operations = f.cpu_operations;
+  if (app->count("--log-level") > 0) o.log_level = f.log_level;
+  if (app->count("--output-filename") > 0) {
+    if (f.output_filename.empty())
+      return Invalid("--output-filename: empty directory name");
+    o.output_filename = f.output_filename;
+  }
+  if (app->count("--start-timeout") > 0)
+    o.start_timeout_seconds = f.start_timeout_seconds;
+  o.verbose = f.verbose;
+  o.dry_run = f.dry_run;
+  o.rank_monitor = !f.no_rank_monitor;
+  return result;
+}
+
+absl::StatusOr<std::vector<std::string>> SplitShellWords(
+    absl::string_view text) {
+  std::vector<std::string> words;
+  std::string word;
+  bool in_word = false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (c == ' ' || c == '\t' || c == '\n') {
+      if (in_word) words.push_back(std::move(word));
+      word.clear();
+      in_word = false;
+      continue;
+    }
+    in_word = true;
+    if (c == '\\') {
+      if (++i == text.size()) return Invalid("trailing backslash");
+      word += text[i];
+    } else if (c == '\'') {
+      const size_t end = text.find('\'', i + 1);
+      if (end == absl::string_view::npos)
+        return Invalid("unterminated single quote");
+      word.append(text.data() + i + 1, end - i - 1);
+      i = end;
+    } else if (c == '"') {
+      for (++i;; ++i) {
+        if (i == text.size()) return Invalid("unterminated double quote");
+        if (text[i] == '"') break;
+        if (text[i] == '\\' && i + 1 < text.size() &&
+            absl::string_view("\"\\$`").find(text[i + 1]) !=
+                absl::string_view::npos) {
+          ++i;
+        }
+        word += text[i];
+      }
+    } else {
+      word += c;
+    }
+  }
+  if (in_word) words.push_back(std::move(word));
+  return words;
+}
+
+}  // namespace launcher
+}  // namespace kolo

@@ -1,0 +1,136 @@
+// kolorun: starts a kolo job through mpirun or srun (see command_line.h for
+// the command line, launch_plan.h for the policy, job_runner.h for how the
+// job is supervised).
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <system_error>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "command_line.h"
+#include "host_list.h"
+#include "job_runner.h"
+#include "launch_plan.h"
+#include "machine_facts.h"
+#include "process.h"
+#include "rank_monitor.h"
+
+namespace kolo {
+namespace launcher {
+namespace {
+
+// kolorun's own errors (command line, hosts, environment) exit with 2, as
+// the issue asks, apart from the job's own statuses.
+constexpr int kUsageError = 2;
+constexpr int kVersionProbeTimeoutSeconds = 30;
+
+int Fail(const absl::Status& status) {
+  std::fprintf(stderr, "kolorun: %s\n", std::string(status.message()).c_str());
+  return kUsageError;
+}
+
+absl::Status LoadHostfile(LaunchOptions* options) {
+  std::ifstream in(options->hostfile);
+  if (!in) {
+    return absl::NotFoundError(absl::StrCat("cannot read hostfile ",
+                                            options->hostfile, ": ",
+                                            std::strerror(errno)));
+  }
+  std::stringstream text;
+  text << in.rdbuf();
+  absl::StatusOr<std::vector<HostSlots>> hosts =
+      ParseHostfile(text.str(), options->hostfile);
+  if (!hosts.ok()) return hosts.status();
+  options->host_slots = *std::move(hosts);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Launcher> ChooseLauncher(const LaunchOptions& options,
+                                        const LaunchEnvironment& env) {
+  if (ShouldUseSrun(options, env)) return Launcher::kSlurm;
+  if (env.mpirun_path.empty()) {
+    return absl::NotFoundError(
+        "mpirun not found on PATH; install Open MPI (Debian/Ubuntu: apt-get "
+        "install openmpi-bin)");
+  }
+  absl::StatusOr<std::string> version = CaptureOutput(
+      {env.mpirun_path, "--version"}, kVersionProbeTimeoutSeconds);
+  if (!version.ok()) return version.status();
+  return DetectMpiImplementation(*version);
+}
+
+int Main(const std::vector<std::string>& args) {
+  if (!args.empty() && args[0] == "--rank-monitor") {
+    size_t start = 1;
+    const bool announce_start =
+        args.size() > start && args[start] == "--announce-start";
+    if (announce_start) ++start;
+    if (args.size() > start && args[start] == "--") ++start;
+    if (start >= args.size()) {
+      return Fail(absl::InvalidArgumentError(
+          "--rank-monitor needs a command: kolorun --rank-monitor "
+          "[--announce-start] -- COMMAND [ARGS...]"));
+    }
+    return RunRankMonitor(
+        std::vector<std::string>(args.begin() + start, args.end()),
+        announce_start);
+  }
+
+  absl::StatusOr<ParsedCommandLine> parsed = ParseCommandLine(args);
+  if (!parsed.ok()) {
+    std::fprintf(stderr, "kolorun: %s\nRun 'kolorun --help' for usage.\n",
+                 std::string(parsed.status().message()).c_str());
+    return kUsageError;
+  }
+  if (parsed->help) {
+    std::fputs(parsed->help_text.c_str(), stdout);
+    return 0;
+  }
+  LaunchOptions& options = parsed->options;
+  if (!options.hostfile.empty()) {
+    absl::Status loaded = LoadHostfile(&options);
+    if (!loaded.ok()) return Fail(loaded);
+  }
+  const LaunchEnvironment env = DetectLaunchEnvironment();
+  absl::StatusOr<Launcher> launcher = ChooseLauncher(options, env);
+  if (!launcher.ok()) return Fail(launcher.status());
+  absl::StatusOr<LaunchPlan> plan = BuildLaunchPlan(options, *launcher, env);
+  if (!plan.ok()) return Fail(plan.status());
+
+  if (options.verbose) {
+    for (const std::string& note : plan->notes) {
+      std::fprintf(stderr, "kolorun: %s\n", note.c_str());
+    }
+  }
+  const std::string command_line = FormatCommandLine(plan->argv);
+  if (options.dry_run) {
+    std::printf("%s\n", command_line.c_str());
+    return 0;
+  }
+  if (options.verbose) {
+    std::fprintf(stderr, "kolorun: running %s\n", command_line.c_str());
+  }
+  for (const std::string& dir : plan->directories_to_create) {
+    std::error_code error;
+    std::filesystem::create_directories(dir, error);
+    if (error) {
+      return Fail(absl::PermissionDeniedError(absl::StrCat(
+          "--output-filename: cannot create ", dir, ": ", error.message())));
+    }
+  }
+  std::fflush(stdout);
+  std::fflush(stderr);
+  return RunJob(*plan, *launcher == Launcher::kSlurm ? "srun" : "mpirun");
+}
+
+}  // namespace
+}  // namespace launcher
+}  // namespace kolo
+
+int main(int argc, char** argv) {
+  return kolo::launcher::Main(std::vector<std::string>(argv + 1, argv + argc));
+}

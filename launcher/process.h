@@ -1,0 +1,72 @@
+// Process plumbing shared by kolorun's launcher side and its rank monitor:
+// PATH lookup, running a short command for its output, and forwarding
+// signals to a child process.
+//
+// Signal forwarding is process-wide state (signal handlers are), so a
+// process forwards to at most one child. Not thread-safe: call from the main
+// thread.
+#ifndef KOLO_LAUNCHER_PROCESS_H_
+#define KOLO_LAUNCHER_PROCESS_H_
+
+#include <sys/types.h>
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+namespace kolo {
+namespace launcher {
+
+// The absolute path of `name` in the directories of `path_env` (a PATH
+// value), or "" when no executable of that name is there.
+std::string FindOnPath(absl::string_view name, absl::string_view path_env);
+
+// This process's environment as a map.
+std::map<std::string, std::string> CurrentEnvironment();
+
+// Runs argv (argv[0] a path) with stdin from /dev/null and returns what it
+// wrote to stdout and stderr. Kills it and fails with DeadlineExceeded after
+// timeout_seconds.
+absl::StatusOr<std::string> CaptureOutput(const std::vector<std::string>& argv,
+                                          int timeout_seconds);
+
+// Catches SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 and passes
+// them on to the child named by StartChild.
+//
+// When forward_terminal_signals is false, signals the kernel raised for a
+// terminal (Ctrl-C, hang-up) are not forwarded: the child shares our
+// foreground process group and already received them, and Open MPI's mpirun
+// reads a second SIGINT as "kill everything now". Signals sent by a process
+// (kill, a batch system, timeout) are always forwarded.
+void InstallSignalForwarding(bool forward_terminal_signals);
+
+// True once SIGINT, SIGTERM, SIGHUP or SIGQUIT arrived: the process is being
+// asked to stop.
+bool TerminationRequested();
+
+// Forks and execs argv as the forwarding target; execvp when search_path,
+// else execv. In the child: stderr goes to stderr_fd when >= 0, signal
+// dispositions are reset, and parent_death_signal is delivered to it if this
+// process dies (so nothing outlives its launcher). If exec fails the child
+// prints exec_error_prefix and the reason to stderr and exits 127.
+// REQUIRES: InstallSignalForwarding was called.
+absl::StatusOr<pid_t> StartChild(const std::vector<std::string>& argv,
+                                 bool search_path, int stderr_fd,
+                                 int parent_death_signal,
+                                 const std::string& exec_error_prefix);
+
+// Waits for `pid` (retrying when a signal interrupts) and returns its wait
+// status.
+int WaitForChild(pid_t pid);
+
+// A shell-style exit code for a wait status: the exit status, or 128+N for
+// death by signal N.
+int ExitCodeOf(int wait_status);
+
+}  // namespace launcher
+}  // namespace kolo
+
+#endif  // KOLO_LAUNCHER_PROCESS_H_

@@ -1,0 +1,130 @@
+// kolorun's per-rank monitor.
+#include "rank_monitor.h"
+
+#include <signal.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "process.h"
+
+namespace kolo {
+namespace launcher {
+namespace {
+
+constexpr absl::string_view kReportMarker = "kolorun: rank ";
+constexpr absl::string_view kStartMarker = "kolorun-started: rank ";
+
+std::string HostName() {
+  char name[256] = {};
+  if (gethostname(name, sizeof(name) - 1) != 0) return "?";
+  return name;
+}
+
+// Dies of `sig` like the child did, so mpirun reports a signal death (and
+// not an exit status). The child already dumped core if it was going to.
+[[noreturn]] void DieOfSignal(int sig) {
+  const rlimit no_core = {0, 0};
+  setrlimit(RLIMIT_CORE, &no_core);
+  signal(sig, SIG_DFL);
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, sig);
+  sigprocmask(SIG_UNBLOCK, &set, nullptr);
+  raise(sig);
+  _exit(128 + sig);
+}
+
+}  // namespace
+
+std::string RankFromEnvironment(const std::map<std::string, std::string>& env) {
+  for (const char* name :
+       {"OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK", "SLURM_PROCID"}) {
+    auto it = env.find(name);
+    if (it != env.end() && !it->second.empty()) return it->second;
+  }
+  return "?";
+}
+
+std::string RankReportPrefix(absl::string_view rank, absl::string_view host) {
+  return absl::StrCat(kReportMarker, rank, " on host ", host, ": ");
+}
+
+std::string FormatRankExit(absl::string_view rank, absl::string_view host,
+                           int exit_status) {
+  return absl::StrCat(kReportMarker, rank, " on host ", host,
+                      " exited with status ", exit_status);
+}
+
+std::string FormatRankSignal(absl::string_view rank, absl::string_view host,
+                             int signal_number) {
+  return absl::StrCat(kReportMarker, rank, " on host ", host,
+                      " was killed by signal ", signal_number, " (",
+                      strsignal(signal_number), ")");
+}
+
+std::string FormatStartAnnouncement(absl::string_view rank,
+                                    absl::string_view host) {
+  return absl::StrCat(kStartMarker, rank, " on host ", host);
+}
+
+std::optional<std::string> FindStartAnnouncement(absl::string_view line) {
+  const size_t at = line.find(kStartMarker);
+  if (at == absl::string_view::npos) return std::nullopt;
+  absl::string_view rest = line.substr(at + kStartMarker.size());
+  return std::string(rest.substr(0, rest.find(' ')));
+}
+
+std::optional<std::string> FindRankReport(absl::string_view line) {
+  const size_t at = line.find(kReportMarker);
+  if (at == absl::string_view::npos) return std::nullopt;
+  absl::string_view report =
+      line.substr(at + absl::string_view("kolorun: ").size());
+  return std::string(absl::StripTrailingAsciiWhitespace(report));
+}
+
+int RunRankMonitor(const std::vector<std::string>& command,
+                   bool announce_start) {
+  const std::string rank = RankFromEnvironment(CurrentEnvironment());
+  const std::string host = HostName();
+  InstallSignalForwarding(/*forward_terminal_signals=*/true);
+  // SIGKILL: if the monitor is killed outright (mpirun's last resort), the
+  // rank must not live on unsupervised.
+  absl::StatusOr<pid_t> child =
+      StartChild(command, /*search_path=*/true, /*stderr_fd=*/-1, SIGKILL,
+                 RankReportPrefix(rank, host));
+  if (!child.ok()) {
+    std::fprintf(stderr, "%s%s\n", RankReportPrefix(rank, host).c_str(),
+                 std::string(child.status().message()).c_str());
+    return 127;
+  }
+  if (announce_start) {
+    std::fprintf(stderr, "%s\n", FormatStartAnnouncement(rank, host).c_str());
+    std::fflush(stderr);
+  }
+  const int status = WaitForChild(*child);
+  // A rank that dies because the job is being stopped is not the cause of
+  // the failure; reporting it would bury the rank that was.
+  const bool report = !TerminationRequested();
+  if (WIFSIGNALED(status)) {
+    if (report) {
+      std::fprintf(stderr, "%s\n",
+                   FormatRankSignal(rank, host, WTERMSIG(status)).c_str());
+      std::fflush(stderr);
+    }
+    DieOfSignal(WTERMSIG(status));
+  }
+  const int code = ExitCodeOf(status);
+  if (code != 0 && report) {
+    std::fprintf(stderr, "%s\n", FormatRankExit(rank, host, code).c_str());
+  }
+  return code;
+}
+
+}  // namespace launcher
+}  // namespace kolo
