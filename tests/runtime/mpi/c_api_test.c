@@ -1,0 +1,175 @@
+/* A program written only against kolo's C API (kolo/c_api.h), in C. Exits 0
+   when every check passes on this rank; prints what failed otherwise. */
+#include <kolo/c_api.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int failures = 0;
+
+#define CHECK(cond, ...)                                              \
+  do {                                                                \
+    if (!(cond)) {                                                    \
+      fprintf(stderr, "rank %d: %s:%d: check failed: %s: ", kolo_rank(), \
+              __FILE__, __LINE__, #cond);                             \
+      fprintf(stderr, __VA_ARGS__);                                   \
+      fprintf(stderr, " (last error: %s)\n", kolo_last_error());      \
+      ++failures;                                                     \
+    }                                                                 \
+  } while (0)
+
+int main(void) {
+  CHECK(kolo_rank() == -1, "rank before init is %d", kolo_rank());
+  CHECK(kolo_init() == 0, "kolo_init");
+  CHECK(kolo_is_initialized() == 1, "initialised");
+  const int rank = kolo_rank();
+  const int size = kolo_size();
+  CHECK(size >= 1 && rank >= 0 && rank < size, "rank %d size %d", rank, size);
+  CHECK(kolo_local_size() >= 1, "local size");
+
+  /* Allreduce, in place and out of place, submitted in a rank-dependent
+     order. */
+  enum { kTensors = 20, kCount = 37 };
+  float in[kTensors][kCount];
+  float out[kTensors][kCount];
+  kolo_handle handles[kTensors];
+  char names[kTensors][32];
+  for (int k = 0; k < kTensors; ++k) {
+    const int t = (k * (rank + 1) * 7) % kTensors; /* a permutation per rank */
+    const int order = (rank % 2) ? kTensors - 1 - k : k;
+    (void)t;
+    for (int i = 0; i < kCount; ++i) in[order][i] = (float)(rank + i + order);
+    snprintf(names[order], sizeof(names[order]), "c.t%d", order);
+    const int in_place = order % 2;
+    CHECK(kolo_allreduce_async(names[order], in[order],
+                               in_place ? (void*)in[order] : (void*)out[order],
+                               kCount, KOLO_FLOAT32, KOLO_SUM,
+                               &handles[order]) == 0,
+          "enqueue %d", order);
+  }
+  for (int k = 0; k < kTensors; ++k) {
+    CHECK(kolo_wait(handles[k]) == 0, "wait %d", k);
+    const float* result = (k % 2) ? in[k] : out[k];
+    for (int i = 0; i < kCount; ++i) {
+      const float expected = (float)(size * (i + k) + size * (size - 1) / 2);
+      CHECK(result[i] == expected, "tensor %d element %d: expected %g got %g",
+            k, i, expected, result[i]);
+    }
+  }
+
+  /* Integer average rounds toward zero. */
+  int32_t v = rank == 0 ? -(size * 2 + 1) : 0;
+  kolo_handle h;
+  CHECK(kolo_allreduce_async("c.avg", &v, &v, 1, KOLO_INT32, KOLO_AVERAGE, &h) == 0, "avg");
+  CHECK(kolo_wait(h) == 0, "avg wait");
+  CHECK(v == -(size * 2 + 1) / size, "average %d", v);
+
+  /* Broadcast from the last rank. */
+  double b[5];
+  for (int i = 0; i < 5; ++i) b[i] = rank * 10.0 + i;
+  CHECK(kolo_broadcast_async("c.bcast", b, 5, KOLO_FLOAT64, size - 1, &h) == 0, "bcast");
+  CHECK(kolo_wait(h) == 0, "bcast wait");
+  for (int i = 0; i < 5; ++i) CHECK(b[i] == (size - 1) * 10.0 + i, "bcast %d", i);
+
+  /* Allgather with a different count per rank. */
+  int64_t mine[8];
+  for (int i = 0; i <= rank; ++i) mine[i] = rank;
+  void* gathered = NULL;
+  int64_t gathered_count = 0;
+  CHECK(kolo_allgather_async("c.gather", mine, rank + 1, KOLO_INT64, &gathered,
+                             &gathered_count, &h) == 0, "gather");
+  CHECK(kolo_wait(h) == 0, "gather wait");
+  CHECK(gathered_count == (int64_t)size * (size + 1) / 2, "gather count %lld",
+        (long long)gathered_count);
+  {
+    int64_t index = 0;
+    for (int r = 0; r < size; ++r) {
+      for (int i = 0; i <= r; ++i, ++index) {
+        CHECK(((int64_t*)gathered)[index] == r, "gather index %lld", (long long)index);
+      }
+    }
+  }
+  kolo_free(gathered);
+
+  /* Alltoall: one element to each rank. */
+  int32_t send[64];
+  int64_t recv_counts[64];
+  for (int j = 0; j < size; ++j) send[j] = rank * 100 + j;
+  void* received = NULL;
+  int64_t received_count = 0;
+  CHECK(kolo_alltoall_async("c.a2a", send, size, KOLO_INT32, NULL, &received,
+                            &received_count, recv_counts, &h) == 0, "a2a");
+  CHECK(kolo_wait(h) == 0, "a2a wait");
+  CHECK(received_count == size, "a2a count");
+  for (int j = 0; j < size; ++j) {
+    CHECK(((int32_t*)received)[j] == j * 100 + rank, "a2a from %d", j);
+    CHECK(recv_counts[j] == 1, "a2a recv count %d", j);
+  }
+  kolo_free(received);
+
+  /* Reducescatter: every rank gets its share of the sum. */
+  float rs_in[64 * 2];
+  float rs_out[64 * 2];
+  int64_t rs_count = 0;
+  for (int i = 0; i < size * 2; ++i) rs_in[i] = (float)i;
+  CHECK(kolo_reducescatter_async("c.rs", rs_in, rs_out, &rs_count, size * 2,
+                                 KOLO_FLOAT32, KOLO_SUM, &h) == 0, "rs");
+  CHECK(kolo_wait(h) == 0, "rs wait");
+  CHECK(rs_count == 2, "rs count %lld", (long long)rs_count);
+  for (int i = 0; i < 2; ++i) {
+    CHECK(rs_out[i] == (float)(size * (rank * 2 + i)), "rs element %d", i);
+  }
+
+  /* Grouped allreduce. */
+  {
+    float g0[3] = {1, 1, 1}, g1[2] = {2, 2};
+    const char* gnames[2] = {"c.g0", "c.g1"};
+    const void* gin[2] = {g0, g1};
+    void* gout[2] = {g0, g1};
+    const int64_t gcounts[2] = {3, 2};
+    CHECK(kolo_grouped_allreduce_async(2, gnames, gin, gout, gcounts,
+                                       KOLO_FLOAT32, KOLO_SUM, &h) == 0, "group");
+    CHECK(kolo_wait(h) == 0, "group wait");
+    CHECK(g0[2] == size && g1[1] == 2 * size, "group values %g %g", g0[2], g1[1]);
+  }
+
+  CHECK(kolo_barrier() == 0, "barrier");
+
+  /* A shape mismatch fails everywhere with code 9 and a message. */
+  if (size > 1) {
+    float m[4] = {0};
+    CHECK(kolo_allreduce_async("c.mismatch", m, m, rank == 1 ? 3 : 4,
+                               KOLO_FLOAT32, KOLO_SUM, &h) == 0, "mismatch enqueue");
+    CHECK(kolo_wait(h) == 9, "mismatch code");
+    CHECK(strstr(kolo_last_error(), "c.mismatch") != NULL, "mismatch message");
+  }
+
+  /* Local errors: duplicate pending name (3), bad dtype (3), unknown handle. */
+  {
+    float d[2] = {1, 1};
+    kolo_handle h1, h2;
+    CHECK(kolo_allreduce_async("c.dup", d, d, 2, KOLO_FLOAT32, KOLO_SUM, &h1) == 0, "dup 1");
+    CHECK(kolo_allreduce_async("c.dup", d, d, 2, KOLO_FLOAT32, KOLO_SUM, &h2) == 3, "dup 2");
+    CHECK(strstr(kolo_last_error(), "c.dup") != NULL, "dup message");
+    int done = 0;
+    CHECK(kolo_poll(h1, &done) == 0, "poll");
+    CHECK(kolo_wait(h1) == 0, "dup wait");
+    CHECK(kolo_wait(h1) == 3, "second wait on a released handle");
+    CHECK(kolo_allreduce_async("c.badtype", d, d, 2, (kolo_dtype)42, KOLO_SUM, &h2) == 3,
+          "bad dtype");
+    CHECK(kolo_allreduce_async("c.boolavg", d, d, 2, KOLO_BOOL, KOLO_AVERAGE, &h2) == 3,
+          "bool average");
+  }
+
+  int last = -1;
+  CHECK(kolo_join(&last) == 0, "join");
+  CHECK(last >= 0 && last < size, "join last rank %d", last);
+
+  CHECK(kolo_shutdown() == 0, "shutdown");
+  float after = 0;
+  CHECK(kolo_allreduce_async("c.after", &after, &after, 1, KOLO_FLOAT32,
+                             KOLO_SUM, &h) == 1, "after shutdown: cancelled");
+  if (failures == 0) printf("c_api_test: rank %d of %d passed\n", rank, size);
+  return failures == 0 ? 0 : 1;
+}

@@ -1,0 +1,229 @@
+// Tests of rank 0's negotiation logic, with simulated ranks.
+#include "runtime/core/coordinator.h"
+
+#include <gtest/gtest.h>
+
+namespace kolo {
+namespace {
+
+const absl::Time kStart = absl::FromUnixSeconds(1000);
+
+Request Allreduce(int rank, const std::string& name,
+                  std::vector<int64_t> shape = {4}) {
+  Request r;
+  r.rank = rank;
+  r.op = OpType::kAllreduce;
+  r.name = name;
+  r.dtype = DataType::kFloat32;
+  r.shape = std::move(shape);
+  r.reduce_op = ReduceOp::kSum;
+  return r;
+}
+
+RequestList List(int rank, std::vector<Request> requests,
+                 std::vector<int32_t> slots = {}, uint64_t applied = 0) {
+  RequestList list;
+  list.rank = rank;
+  list.requests = std::move(requests);
+  list.cache_slots = std::move(slots);
+  list.applied_seq = applied;
+  return list;
+}
+
+std::vector<std::string> TensorNames(const ResponseList& list) {
+  std::vector<std::string> names;
+  for (const Response& r : list.responses) {
+    for (const ResponseTensor& t : r.tensors) names.push_back(t.request.name);
+  }
+  return names;
+}
+
+Options TestOptions() {
+  Options options;
+  options.cache_capacity = 8;
+  options.fusion_threshold_bytes = 1 << 20;
+  return options;
+}
+
+TEST(Coordinator, ReleasesATensorOnceEveryRankSubmittedIt) {
+  Coordinator c(3, TestOptions());
+  ASSERT_TRUE(c.HandleRequestList(List(0, {Allreduce(0, "a")}), kStart).ok());
+  ASSERT_TRUE(c.HandleRequestList(List(2, {Allreduce(2, "a")}), kStart).ok());
+  EXPECT_FALSE(c.NextResponses(kStart, false).has_value());
+  ASSERT_TRUE(c.HandleRequestList(List(1, {Allreduce(1, "a")}), kStart).ok());
+  auto list = c.NextResponses(kStart, false);
+  ASSERT_TRUE(list.has_value());
+  EXPECT_EQ(TensorNames(*list), std::vector<std::string>{"a"});
+  EXPECT_EQ(list->responses[0].error_code, 0);
+  EXPECT_EQ(list->responses[0].contributors, 3);
+  EXPECT_EQ(c.pending_count(), 0u);
+}
+
+TEST(Coordinator, FusesTensorsReadyTogether) {
+  Coordinator c(2, TestOptions());
+  for (int rank : {1, 0}) {
+    ASSERT_TRUE(c.HandleRequestList(
+                     List(rank, {Allreduce(rank, "b"), Allreduce(rank, "a")}),
+                     kStart)
+                    .ok());
+  }
+  auto list = c.NextResponses(kStart, false);
+  ASSERT_TRUE(list.has_value());
+  ASSERT_EQ(list->responses.size(), 1u);
+  EXPECT_EQ(list->responses[0].tensors.size(), 2u);
+}
+
+TEST(Coordinator, MismatchNamesTensorRanksAndValues) {
+  Coordinator c(3, TestOptions());
+  ASSERT_TRUE(c.HandleRequestList(List(0, {Allreduce(0, "w", {4, 3})}), kStart).ok());
+  ASSERT_TRUE(c.HandleRequestList(List(1, {Allreduce(1, "w", {4, 3})}), kStart).ok());
+  ASSERT_TRUE(c.HandleRequestList(List(2, {Allreduce(2, "w", {4, 4})}), kStart).ok());
+  auto list = c.NextResponses(kStart, false);
+  ASSERT_TRUE(list.has_value());
+  const Response& r = list->responses[0];
+  EXPECT_EQ(r.error_code, static_cast<int>(absl::StatusCode::kFailedPrecondition));
+  EXPECT_EQ(r.error_message,
+            "allreduce 'w': shape mismatch: rank 0 has [4, 3] but rank 2 has "
+            "[4, 4]");
+}
+
+TEST(Coordinator, CachedTensorsAreAgreedBySlot) {
+  Coordinator c(2, TestOptions());
+  for (int rank : {0, 1}) {
+    ASSERT_TRUE(c.HandleRequestList(List(rank, {Allreduce(rank, "a")}), kStart).ok());
+  }
+  auto first = c.NextResponses(kStart, false);
+  ASSERT_TRUE(first.has_value());
+  const int32_t slot = first->responses[0].tensors[0].cache_slot;
+  ASSERT_GE(slot, 0) << "the first response assigns a cache slot";
+  EXPECT_FALSE(first->responses[0].tensors[0].cached);
+  for (int rank : {0, 1}) {
+    ASSERT_TRUE(c.HandleRequestList(List(rank, {}, {slot}, first->seq), kStart).ok());
+  }
+  auto second = c.NextResponses(kStart, false);
+  ASSERT_TRUE(second.has_value());
+  ASSERT_EQ(second->responses.size(), 1u);
+  EXPECT_TRUE(second->responses[0].tensors[0].cached);
+  EXPECT_EQ(second->responses[0].tensors[0].cache_slot, slot);
+}
+
+TEST(Coordinator, BitsFromALaggingRankResolveToTheEntryItKnew) {
+  Options options = TestOptions();
+  options.cache_capacity = 1;
+  Coordinator c(2, options);
+  auto run = [&](const std::string& name) {
+    for (int rank : {0, 1}) {
+      // Rank 1 lags: it has applied no response yet.
+      EXPECT_TRUE(c.HandleRequestList(
+                       List(rank, {Allreduce(rank, name)}, {}, rank == 0 ? 100 : 0),
+                       kStart)
+                      .ok());
+    }
+    return *c.NextResponses(kStart, false);
+  };
+  const ResponseList a = run("a");  // slot 0 = a
+  const ResponseList b = run("b");  // slot 0 = b, a retired until rank 1 acks
+  ASSERT_EQ(b.responses[0].tensors[0].cache_slot, 0);
+  // Rank 1 had applied only `a`'s response when it sent bit 0: it means a.
+  ASSERT_TRUE(c.HandleRequestList(List(1, {}, {0}, a.seq), kStart).ok());
+  ASSERT_TRUE(c.HandleRequestList(List(0, {Allreduce(0, "a")}, {}, b.seq), kStart).ok());
+  auto list = c.NextResponses(kStart, false);
+  ASSERT_TRUE(list.has_value());
+  EXPECT_EQ(TensorNames(*list), std::vector<std::string>{"a"});
+  EXPECT_EQ(list->responses[0].error_code, 0);
+}
+
+TEST(Coordinator, UnknownCacheSlotIsAProtocolError) {
+  Coordinator c(2, TestOptions());
+  EXPECT_EQ(c.HandleRequestList(List(1, {}, {3}), kStart).code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST(Coordinator, JoinedRanksContributeZerosUntilAllJoin) {
+  Coordinator c(3, TestOptions());
+  Request join;
+  join.rank = 2;
+  join.op = OpType::kJoin;
+  join.name = "kolo.join";
+  ASSERT_TRUE(c.HandleRequestList(List(2, {join}), kStart).ok());
+  ASSERT_TRUE(c.HandleRequestList(List(0, {Allreduce(0, "x")}), kStart).ok());
+  ASSERT_TRUE(c.HandleRequestList(List(1, {Allreduce(1, "x")}), kStart).ok());
+  auto list = c.NextResponses(kStart, false);
+  ASSERT_TRUE(list.has_value());
+  EXPECT_EQ(list->responses[0].contributors, 2);
+  EXPECT_EQ(list->responses[0].error_code, 0);
+
+  Request gather = Allreduce(0, "g");
+  gather.op = OpType::kAllgather;
+  Request gather1 = gather;
+  gather1.rank = 1;
+  ASSERT_TRUE(c.HandleRequestList(List(0, {gather}), kStart).ok());
+  ASSERT_TRUE(c.HandleRequestList(List(1, {gather1}), kStart).ok());
+  list = c.NextResponses(kStart, false);
+  EXPECT_EQ(list->responses[0].error_code,
+            static_cast<int>(absl::StatusCode::kFailedPrecondition));
+  EXPECT_NE(list->responses[0].error_message.find("joined"), std::string::npos);
+
+  for (int rank : {1, 0}) {
+    join.rank = rank;
+    ASSERT_TRUE(c.HandleRequestList(List(rank, {join}), kStart).ok());
+  }
+  list = c.NextResponses(kStart, false);
+  ASSERT_EQ(list->responses.size(), 1u);
+  EXPECT_EQ(list->responses[0].op, OpType::kJoin);
+  EXPECT_EQ(list->responses[0].last_joined_rank, 0);
+}
+
+TEST(Coordinator, GroupsAreReleasedTogetherOrFailTogether) {
+  Coordinator c(2, TestOptions());
+  auto member = [](int rank, const std::string& name, int64_t n) {
+    Request r = Allreduce(rank, name, {n});
+    r.group_key = "g.0";
+    r.group_size = 2;
+    return r;
+  };
+  ASSERT_TRUE(c.HandleRequestList(List(0, {member(0, "g.0", 4)}), kStart).ok());
+  ASSERT_TRUE(c.HandleRequestList(List(1, {member(1, "g.0", 4)}), kStart).ok());
+  EXPECT_FALSE(c.NextResponses(kStart, false).has_value())
+      << "half a group is not released";
+  ASSERT_TRUE(c.HandleRequestList(List(0, {member(0, "g.1", 4)}), kStart).ok());
+  ASSERT_TRUE(c.HandleRequestList(List(1, {member(1, "g.1", 5)}), kStart).ok());
+  auto list = c.NextResponses(kStart, false);
+  ASSERT_TRUE(list.has_value());
+  ASSERT_EQ(TensorNames(*list).size(), 2u);
+  for (const Response& r : list->responses) {
+    EXPECT_EQ(r.error_code,
+              static_cast<int>(absl::StatusCode::kFailedPrecondition));
+  }
+}
+
+TEST(Coordinator, StalledTensorsFailAfterTheShutdownTime) {
+  Options options = TestOptions();
+  options.stall_check_seconds = 1;
+  options.stall_shutdown_seconds = 2;
+  Coordinator c(3, options);
+  ASSERT_TRUE(c.HandleRequestList(List(0, {Allreduce(0, "s")}), kStart).ok());
+  ASSERT_TRUE(c.HandleRequestList(List(1, {Allreduce(1, "s")}), kStart).ok());
+  EXPECT_FALSE(c.NextResponses(kStart + absl::Seconds(1.5), false).has_value());
+  auto list = c.NextResponses(kStart + absl::Seconds(2.5), false);
+  ASSERT_TRUE(list.has_value());
+  const Response& r = list->responses[0];
+  EXPECT_EQ(r.error_code, static_cast<int>(absl::StatusCode::kDeadlineExceeded));
+  EXPECT_NE(r.error_message.find("not by rank 2"), std::string::npos)
+      << r.error_message;
+  EXPECT_EQ(c.pending_count(), 0u);
+}
+
+TEST(Coordinator, ShutdownFromAnyRankEndsTheJob) {
+  Coordinator c(3, TestOptions());
+  RequestList list = List(1, {});
+  list.shutdown = true;
+  ASSERT_TRUE(c.HandleRequestList(list, kStart).ok());
+  auto responses = c.NextResponses(kStart, false);
+  ASSERT_TRUE(responses.has_value());
+  EXPECT_TRUE(responses->shutdown);
+  EXPECT_EQ(responses->shutdown_rank, 1);
+}
+
+}  // namespace
+}  // namespace kolo
