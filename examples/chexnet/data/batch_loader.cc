@@ -1,0 +1,161 @@
+// BatchLoader: ordered prefetching over worker threads.
+#include "examples/chexnet/data/batch_loader.h"
+
+#include <algorithm>
+#include <cstring>
+#include <utility>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "examples/chexnet/data/random.h"
+
+namespace kolo::chexnet {
+
+BatchLoader::BatchLoader(const ChestXrayDataset* dataset,
+                         LoaderOptions options)
+    : dataset_(dataset), options_(options) {}
+
+BatchLoader::~BatchLoader() { StopWorkers(); }
+
+void BatchLoader::StopWorkers() {
+  {
+    absl::MutexLock lock(&mu_);
+    stop_ = true;
+  }
+  work_cv_.SignalAll();
+  for (std::thread& worker : workers_) worker.join();
+  workers_.clear();
+}
+
+absl::Status BatchLoader::StartEpoch(std::vector<int64_t> indices,
+                                     int64_t epoch) {
+  if (options_.batch_size <= 0 || options_.prefetch_batches <= 0 ||
+      options_.num_workers < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "BatchLoader: batch_size (", options_.batch_size,
+        ") and prefetch_batches (", options_.prefetch_batches,
+        ") must be positive and num_workers (", options_.num_workers,
+        ") non-negative"));
+  }
+  for (size_t i = 0; i < indices.size(); ++i) {
+    if (indices[i] < 0 || indices[i] >= dataset_->size()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "BatchLoader: index ", indices[i], " at position ", i,
+          " is outside the dataset [0, ", dataset_->size(), ")"));
+    }
+  }
+  StopWorkers();
+  indices_ = std::move(indices);
+  epoch_ = epoch;
+  const int64_t n = static_cast<int64_t>(indices_.size());
+  num_batches_ = options_.drop_last
+                     ? n / options_.batch_size
+                     : (n + options_.batch_size - 1) / options_.batch_size;
+  {
+    absl::MutexLock lock(&mu_);
+    stop_ = false;
+    next_to_claim_ = 0;
+    next_to_return_ = 0;
+    ready_.clear();
+  }
+  const int64_t num_threads =
+      std::min<int64_t>(options_.num_workers, num_batches_);
+  for (int64_t i = 0; i < num_threads; ++i) {
+    workers_.emplace_back([this] { WorkerLoop(); });
+  }
+  return absl::OkStatus();
+}
+
+void BatchLoader::WorkerLoop() {
+  while (true) {
+    int64_t batch_number;
+    {
+      absl::MutexLock lock(&mu_);
+      while (!stop_ && next_to_claim_ < num_batches_ &&
+             next_to_claim_ >= next_to_return_ + options_.prefetch_batches) {
+        work_cv_.Wait(&mu_);
+      }
+      if (stop_ || next_to_claim_ >= num_batches_) return;
+      batch_number = next_to_claim_++;
+    }
+    absl::StatusOr<Batch> batch = BuildBatch(batch_number);
+    {
+      absl::MutexLock lock(&mu_);
+      ready_.emplace(batch_number, std::move(batch));
+    }
+    ready_cv_.SignalAll();
+  }
+}
+
+absl::StatusOr<std::optional<Batch>> BatchLoader::Next() {
+  absl::StatusOr<Batch> batch = absl::UnknownError("no batch");
+  int64_t wanted;
+  {
+    absl::MutexLock lock(&mu_);
+    if (next_to_return_ >= num_batches_) return std::nullopt;
+    wanted = next_to_return_++;
+    if (!workers_.empty()) {
+      while (ready_.count(wanted) == 0) ready_cv_.Wait(&mu_);
+      auto it = ready_.find(wanted);
+      batch = std::move(it->second);
+      ready_.erase(it);
+    }
+  }
+  if (workers_.empty()) {
+    batch = BuildBatch(wanted);
+  } else {
+    work_cv_.SignalAll();
+  }
+  if (!batch.ok()) return batch.status();
+  skipped_images_ += static_cast<int64_t>(batch->skipped.size());
+  return std::optional<Batch>(*std::move(batch));
+}
+
+absl::StatusOr<Batch> BatchLoader::BuildBatch(int64_t batch_number) const {
+  const int64_t begin = batch_number * options_.batch_size;
+  const int64_t end = std::min<int64_t>(begin + options_.batch_size,
+                                        static_cast<int64_t>(indices_.size()));
+  const int64_t size = dataset_->options().image_size;
+  const int64_t image_floats = 3 * size * size;
+
+  Batch batch;
+  std::vector<Image> images;
+  for (int64_t position = begin; position < end; ++position) {
+    const int64_t index = indices_[position];
+    const bool flip =
+        options_.random_horizontal_flip &&
+        (HashCombine(HashCombine(options_.seed, epoch_), index) & 1) != 0;
+    absl::StatusOr<Image> image = dataset_->LoadImage(index, flip);
+    if (!image.ok()) {
+      if (!options_.skip_bad_images) return image.status();
+      batch.skipped.emplace_back(image.status().message());
+      continue;
+    }
+    images.push_back(*std::move(image));
+    batch.indices.push_back(index);
+    batch.names.push_back(dataset_->entry(index).image_index);
+  }
+
+  const int64_t rows = static_cast<int64_t>(images.size());
+  batch.images = torch::empty({rows, 3, size, size}, torch::kFloat32);
+  batch.labels = torch::empty({rows, kNumLabels}, torch::kFloat32);
+  float* image_data = batch.images.data_ptr<float>();
+  float* label_data = batch.labels.data_ptr<float>();
+  for (int64_t row = 0; row < rows; ++row) {
+    std::memcpy(image_data + row * image_floats, images[row].pixels.data(),
+                image_floats * sizeof(float));
+    const LabelVector& labels = dataset_->entry(batch.indices[row]).labels;
+    std::copy(labels.begin(), labels.end(), label_data + row * kNumLabels);
+  }
+  return batch;
+}
+
+torch::Tensor ImageToTensor(const Image& image) {
+  torch::Tensor tensor = torch::empty(
+      {image.channels, image.height, image.width}, torch::kFloat32);
+  std::memcpy(tensor.data_ptr<float>(), image.pixels.data(),
+              image.pixels.size() * sizeof(float));
+  return tensor;
+}
+
+}  // namespace kolo::chexnet
