@@ -345,13 +345,14 @@ bool IsLocalHost(absl::string_view host, const LaunchEnvironment& env) {
   const std::string self = absl::AsciiStrToLower(env.hostname);
   if (!self.empty()) {
     if (name == self) return true;
-    // "node1" and "node1.cluster.example" are the same machine.
+    // "node1" and "node1.cluster.example" are the same machine (but the
+    // first label of an IP address says nothing).
     auto short_name = [](absl::string_view n) {
       return n.substr(0, n.find('.'));
     };
     const bool name_is_ip =
-        !name.empty() &&
-        absl::ascii_isdigit(static_cast<unsigned char>(name.back()));
+        name.find_first_not_of("0123456789.") == std::string::npos ||
+        name.find(':') != std::string::npos;
     if (!name_is_ip && short_name(name) == short_name(self)) return true;
   }
   for (const std::string& address : env.local_addresses) {
