@@ -13,6 +13,7 @@
 static const int64_t kCounts[] = {1, 1031, 300007};
 
 static int Fail(const char* what, int code) {
+  /* kolo_rank() is -1 until kolo_init succeeds. */
   fprintf(stderr, "allreduce_check: rank %d: %s failed with code %d: %s\n",
           kolo_rank(), what, code, kolo_last_error());
   return 1;

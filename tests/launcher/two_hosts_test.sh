@@ -3,13 +3,15 @@
 # two network namespaces joined by a veth pair, each with its own host name
 # (unshare --uts), with Open MPI's ssh replaced by an agent script that
 # enters the right namespace (see shared/recipes/two-hosts-on-one-machine).
-#   two_hosts_test.sh KOLORUN PROGRAM
+#   two_hosts_test.sh KOLORUN PROGRAM [CPU_OPERATIONS]
 # PROGRAM prints one "host=... rank=... result=ok" line per rank
-# (mpi_topology_check or allreduce_check). Exits 77 (skipped) where
-# namespaces cannot be created.
+# (mpi_topology_check or allreduce_check). CPU_OPERATIONS (default
+# hierarchical: shm inside a host, ring across) is passed with
+# --cpu-operations. Exits 77 (skipped) where namespaces cannot be created.
 set -u
 KOLORUN=$1
 PROGRAM=$2
+CPU_OPERATIONS=${3:-hierarchical}
 SKIP=77
 
 # Names carry our PID so that concurrent runs never collide. The subnet can
@@ -76,7 +78,7 @@ MPI_ARGS="--mca plm_rsh_agent $AGENT --mca btl_tcp_if_include $SUBNET --mca oob_
 # it over the veth link.
 timeout -k 5 150 ip netns exec "$NS_A" unshare --uts sh -c \
   "hostname $NS_A; exec \"\$0\" \"\$@\"" "$KOLORUN" \
-  -np 4 -H "$ADDR_A:2,$ADDR_B:2" --cpu-operations hierarchical --start-timeout 60 \
+  -np 4 -H "$ADDR_A:2,$ADDR_B:2" --cpu-operations "$CPU_OPERATIONS" --start-timeout 60 \
   --mpi-args "$MPI_ARGS" "$PROGRAM" >"$WORK/out" 2>"$WORK/err"
 RC=$?
 OUT=$(cat "$WORK/out")
@@ -89,7 +91,7 @@ cat "$WORK/err" >&2
 # flag must reach the ranks on both hosts.
 for rank in 0 1 2 3; do
   if [ "$rank" -lt 2 ]; then host=$NS_A; else host=$NS_B; fi
-  want="[1,$rank]<stdout>:host=$host rank=$rank size=4 local_rank=$((rank % 2)) local_size=2 cross_rank=$((rank / 2)) cross_size=2 cpu_operations=hierarchical result=ok"
+  want="[1,$rank]<stdout>:host=$host rank=$rank size=4 local_rank=$((rank % 2)) local_size=2 cross_rank=$((rank / 2)) cross_size=2 cpu_operations=$CPU_OPERATIONS result=ok"
   grep -qxF "$want" <<<"$OUT" || fail "missing line: $want"
 done
 echo "PASS: 2 hosts x 2 ranks"
