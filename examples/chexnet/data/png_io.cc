@@ -65,13 +65,13 @@ absl::StatusOr<Image> DecodePng(absl::string_view bytes,
     const uint16_t* samples = reinterpret_cast<const uint16_t*>(buffer.data());
     for (size_t i = 0; i < plane; ++i) {
       for (int c = 0; c < 3; ++c) {
-        image.pixels[c * plane + i] = samples[4 * i + c] * (1.0f / 65535.0f);
+        image.pixels[c * plane + i] = samples[4 * i + c] / 65535.0f;
       }
     }
   } else {
     for (size_t i = 0; i < plane; ++i) {
       for (int c = 0; c < 3; ++c) {
-        image.pixels[c * plane + i] = buffer[3 * i + c] * (1.0f / 255.0f);
+        image.pixels[c * plane + i] = buffer[3 * i + c] / 255.0f;
       }
     }
   }
