@@ -5,7 +5,6 @@
 // they are absent (no python3 with torch and torchvision).
 #include <gtest/gtest.h>
 #include <torch/torch.h>
-
 #include <unistd.h>
 
 #include <algorithm>
@@ -39,15 +38,15 @@ std::string ReferencePath(const std::string& name) {
 }
 
 // Skips the test when a reference file is missing.
-#define REQUIRE_REFERENCE(name)                                              \
-  do {                                                                       \
-    if (!fs::exists(ReferencePath(name))) {                                  \
-      GTEST_SKIP() << "reference file " << ReferencePath(name)               \
-                   << " is missing: it is written by "                       \
+#define REQUIRE_REFERENCE(name)                                               \
+  do {                                                                        \
+    if (!fs::exists(ReferencePath(name))) {                                   \
+      GTEST_SKIP() << "reference file " << ReferencePath(name)                \
+                   << " is missing: it is written by "                        \
                       "tests/chexnet/export_torchvision_reference.py, which " \
                       "needs python3 with torch and torchvision "             \
                       "(KOLO_CHEXNET_REFERENCE_DIR names its directory)";     \
-    }                                                                        \
+    }                                                                         \
   } while (0)
 
 std::shared_ptr<ChexnetModel> Make(const std::string& arch,
@@ -168,7 +167,8 @@ std::string TruncatedCopy(const std::string& name, double fraction) {
        ("kolo_truncated_" + std::to_string(::getpid()) + "_" + name))
           .string();
   std::ofstream out(path, std::ios::binary);
-  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size() * fraction));
+  out.write(bytes.data(),
+            static_cast<std::streamsize>(bytes.size() * fraction));
   return path;
 }
 
@@ -215,8 +215,7 @@ TEST(DenseNet121, InitialisesLikeTorchvisionWithHeadBiasOption) {
       EXPECT_TRUE(value.eq(expected).all().item<bool>()) << name;
     }
   }
-  const torch::Tensor head_bias =
-      model->named_parameters()["classifier.bias"];
+  const torch::Tensor head_bias = model->named_parameters()["classifier.bias"];
   EXPECT_TRUE(head_bias.eq(1).all().item<bool>()) << head_bias;
   // Linear weight: torchvision keeps PyTorch's default U(-1/sqrt(fan_in), ..).
   const torch::Tensor head_weight =
@@ -284,8 +283,7 @@ TEST(StateDictReader, ReadsKeysInFileOrderWithValues) {
   const nlohmann::json info = ReadJson("densenet121.json");
   ASSERT_EQ(state->size(), info["state_dict_keys"].size());
   for (size_t i = 0; i < state->size(); ++i) {
-    EXPECT_EQ((*state)[i].first,
-              info["state_dict_keys"][i].get<std::string>())
+    EXPECT_EQ((*state)[i].first, info["state_dict_keys"][i].get<std::string>())
         << "entry " << i;
   }
   for (const auto& [key, tensor] : *state) {
@@ -374,9 +372,10 @@ TEST(LoadWeights, MissingKeyIsNamedAndModelIsUnchanged) {
   ASSERT_TRUE(state.ok()) << state.status();
   const std::string removed = "features.denseblock2.denselayer3.conv1.weight";
   size_t before = state->size();
-  state->erase(std::remove_if(state->begin(), state->end(),
-                              [&](const auto& e) { return e.first == removed; }),
-               state->end());
+  state->erase(
+      std::remove_if(state->begin(), state->end(),
+                     [&](const auto& e) { return e.first == removed; }),
+      state->end());
   ASSERT_EQ(state->size(), before - 1);
 
   std::shared_ptr<ChexnetModel> model = Make("densenet121");
@@ -460,6 +459,73 @@ TEST(StateDictReader, OtherFilesAreRejectedClearly) {
 
   absl::StatusOr<StateDict> missing = ReadStateDict(path);
   EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound);
+}
+
+// The legacy torch.save format written by hand, so the reader is tested even
+// without Python: {"w": tensor([1.5, -2, 0.25])} (one float storage of 3).
+using std::string_literals::operator""s;
+
+std::string LegacyHeader() {
+  const std::string magic =
+      "\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19."s;
+  const std::string protocol = "\x80\x02M\xe9\x03."s;  // 1001
+  const std::string sys_info = "\x80\x02}."s;          // {}
+  return magic + protocol + sys_info;
+}
+
+std::string Bin(const std::string& text) {  // BINUNICODE
+  const uint32_t size = static_cast<uint32_t>(text.size());
+  return "X" + std::string(reinterpret_cast<const char*>(&size), 4) + text;
+}
+
+std::string WriteTemporary(const std::string& tag, const std::string& bytes) {
+  const std::string path =
+      (fs::temp_directory_path() /
+       ("kolo_" + tag + "_" + std::to_string(::getpid()) + ".pth"))
+          .string();
+  std::ofstream(path, std::ios::binary) << bytes;
+  return path;
+}
+
+TEST(StateDictReader, ReadsHandWrittenLegacyFile) {
+  const std::string object =
+      "\x80\x02}q\x00("s + Bin("w") + "ctorch._utils\n_rebuild_tensor_v2\n((" +
+      Bin("storage") + "ctorch\nFloatStorage\n" + Bin("0") + Bin("cpu") +
+      "K\x03NtQK\x00K\x03\x85K\x01\x85\x89"s +
+      "ccollections\nOrderedDict\n)Rt"
+      "Ru.";
+  const std::string keys = "\x80\x02]"s + Bin("0") + "a.";
+  const int64_t count = 3;
+  const float values[3] = {1.5f, -2.0f, 0.25f};
+  const std::string bytes =
+      LegacyHeader() + object + keys +
+      std::string(reinterpret_cast<const char*>(&count), 8) +
+      std::string(reinterpret_cast<const char*>(values), sizeof(values));
+  const std::string path = WriteTemporary("handwritten", bytes);
+  absl::StatusOr<StateDict> state = ReadStateDict(path);
+  fs::remove(path);
+  ASSERT_TRUE(state.ok()) << state.status();
+  ASSERT_EQ(state->size(), 1u);
+  EXPECT_EQ((*state)[0].first, "w");
+  const torch::Tensor expected = torch::tensor({1.5f, -2.0f, 0.25f});
+  EXPECT_TRUE((*state)[0].second.equal(expected)) << (*state)[0].second;
+}
+
+TEST(StateDictReader, CorruptPickleNamesOpcodeAndOffset) {
+  const std::string prefix = "\x80\x02}q\x00("s + Bin("w");
+  const std::string bytes = LegacyHeader() + prefix + "\xff" + "u.";
+  const std::string path = WriteTemporary("corrupt", bytes);
+  absl::StatusOr<StateDict> state = ReadStateDict(path);
+  fs::remove(path);
+  ASSERT_FALSE(state.ok());
+  EXPECT_EQ(state.status().code(), absl::StatusCode::kInvalidArgument);
+  const std::string offset =
+      std::to_string(LegacyHeader().size() + prefix.size());
+  EXPECT_NE(state.status().message().find("unsupported opcode (pickle opcode "
+                                          "unknown, 0xff, at offset " +
+                                          offset + ")"),
+            std::string::npos)
+      << state.status() << " (expected offset " << offset << ")";
 }
 
 TEST(StateDictReader, UnsupportedOpcodeIsNamedWithItsOffset) {

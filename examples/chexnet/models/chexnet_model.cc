@@ -17,8 +17,8 @@ torch::Tensor ChexnetModel::Predict(const torch::Tensor& images) {
 }
 
 absl::StatusOr<std::shared_ptr<ChexnetModel>> MakeModel(const std::string& arch,
-                                                         int64_t num_classes,
-                                                         bool head_bias_one) {
+                                                        int64_t num_classes,
+                                                        bool head_bias_one) {
   if (num_classes < 1) {
     return absl::InvalidArgumentError(
         absl::StrCat("num_classes must be at least 1, got ", num_classes));

@@ -28,8 +28,8 @@ torch::nn::ReLU InplaceRelu() {
   return torch::nn::ReLU(torch::nn::ReLUOptions().inplace(true));
 }
 
-torch::nn::Conv2d Conv(int64_t in, int64_t out, int64_t kernel,
-                       int64_t stride, int64_t padding) {
+torch::nn::Conv2d Conv(int64_t in, int64_t out, int64_t kernel, int64_t stride,
+                       int64_t padding) {
   return torch::nn::Conv2d(torch::nn::Conv2dOptions(in, out, kernel)
                                .stride(stride)
                                .padding(padding)
@@ -44,20 +44,18 @@ class DenseLayerImpl : public torch::nn::Module {
       : norm1_(register_module("norm1", torch::nn::BatchNorm2d(in_features))),
         relu1_(register_module("relu1", InplaceRelu())),
         conv1_(register_module(
-            "conv1", Conv(in_features, kBottleneckWidth * kGrowthRate, 1, 1,
-                          0))),
+            "conv1",
+            Conv(in_features, kBottleneckWidth * kGrowthRate, 1, 1, 0))),
         norm2_(register_module(
-            "norm2",
-            torch::nn::BatchNorm2d(kBottleneckWidth * kGrowthRate))),
+            "norm2", torch::nn::BatchNorm2d(kBottleneckWidth * kGrowthRate))),
         relu2_(register_module("relu2", InplaceRelu())),
-        conv2_(register_module(
-            "conv2", Conv(kBottleneckWidth * kGrowthRate, kGrowthRate, 3, 1,
-                          1))) {}
+        conv2_(register_module("conv2", Conv(kBottleneckWidth * kGrowthRate,
+                                             kGrowthRate, 3, 1, 1))) {}
 
   // earlier: the block input followed by every earlier layer's output.
   torch::Tensor forward(const std::vector<torch::Tensor>& earlier) {
-    torch::Tensor bottleneck =
-        conv1_->forward(relu1_->forward(norm1_->forward(torch::cat(earlier, 1))));
+    torch::Tensor bottleneck = conv1_->forward(
+        relu1_->forward(norm1_->forward(torch::cat(earlier, 1))));
     return conv2_->forward(relu2_->forward(norm2_->forward(bottleneck)));
   }
 
@@ -104,8 +102,8 @@ class TransitionImpl : public torch::nn::Module {
   TransitionImpl(int64_t in_features, int64_t out_features)
       : norm_(register_module("norm", torch::nn::BatchNorm2d(in_features))),
         relu_(register_module("relu", InplaceRelu())),
-        conv_(register_module("conv",
-                              Conv(in_features, out_features, 1, 1, 0))),
+        conv_(
+            register_module("conv", Conv(in_features, out_features, 1, 1, 0))),
         pool_(register_module(
             "pool",
             torch::nn::AvgPool2d(torch::nn::AvgPool2dOptions(2).stride(2)))) {}
@@ -130,9 +128,9 @@ DenseNet121::DenseNet121(int64_t num_classes, bool head_bias_one) {
   features->push_back("conv0", Conv(3, kInitialFeatures, 7, 2, 3));
   features->push_back("norm0", torch::nn::BatchNorm2d(kInitialFeatures));
   features->push_back("relu0", InplaceRelu());
-  features->push_back(
-      "pool0",
-      torch::nn::MaxPool2d(torch::nn::MaxPool2dOptions(3).stride(2).padding(1)));
+  features->push_back("pool0",
+                      torch::nn::MaxPool2d(
+                          torch::nn::MaxPool2dOptions(3).stride(2).padding(1)));
   int64_t num_features = kInitialFeatures;
   const int num_blocks = static_cast<int>(std::size(kBlockLayers));
   for (int i = 0; i < num_blocks; ++i) {
@@ -154,7 +152,8 @@ DenseNet121::DenseNet121(int64_t num_classes, bool head_bias_one) {
   // torchvision's initialisation; Linear weights keep their default
   // (Kaiming-uniform with a = sqrt(5)), exactly as torchvision leaves them.
   torch::NoGradGuard no_grad;
-  for (const std::shared_ptr<torch::nn::Module>& module : modules()) {
+  for (const std::shared_ptr<torch::nn::Module>& module :
+       modules(/*include_self=*/false)) {
     if (auto* conv = module->as<torch::nn::Conv2d>()) {
       torch::nn::init::kaiming_normal_(conv->weight);
     } else if (auto* norm = module->as<torch::nn::BatchNorm2d>()) {

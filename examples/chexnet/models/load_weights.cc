@@ -121,22 +121,23 @@ absl::StatusOr<LoadReport> LoadStateDict(const StateDict& state,
 
   std::vector<std::string> problems;
   if (!missing.empty()) {
-    problems.push_back(absl::StrCat(missing.size(),
-                                    " missing: ", ListKeys(missing)));
+    problems.push_back(
+        absl::StrCat(missing.size(), " missing: ", ListKeys(missing)));
   }
   if (!mismatched.empty()) {
-    problems.push_back(absl::StrCat(mismatched.size(), " shape mismatches: ",
-                                    ListKeys(mismatched)));
+    problems.push_back(absl::StrCat(
+        mismatched.size(), " shape mismatches: ", ListKeys(mismatched)));
   }
   if (!unexpected.empty()) {
-    problems.push_back(absl::StrCat(unexpected.size(), " not in the model: ",
-                                    ListKeys(unexpected)));
+    problems.push_back(absl::StrCat(
+        unexpected.size(), " not in the model: ", ListKeys(unexpected)));
   }
   if (!duplicates.empty()) {
-    problems.push_back(absl::StrCat(
-        duplicates.size(), " duplicated after removing \"module.\" prefixes "
-                           "and legacy names: ",
-        ListKeys(duplicates)));
+    problems.push_back(
+        absl::StrCat(duplicates.size(),
+                     " duplicated after removing \"module.\" prefixes "
+                     "and legacy names: ",
+                     ListKeys(duplicates)));
   }
   if (!problems.empty()) {
     return absl::InvalidArgumentError(

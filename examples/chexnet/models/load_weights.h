@@ -4,8 +4,8 @@
 //  - a leading "module." is stripped (checkpoints of nn.DataParallel and
 //    DistributedDataParallel models, e.g. the original CheXNet release);
 //  - torchvision's legacy DenseNet names are renamed as torchvision does when
-//    loading them: "...denselayer1.norm.1.weight" -> "...denselayer1.norm1.weight"
-//    (the downloadable ImageNet files use these).
+//    loading them: "...denselayer1.norm.1.weight" ->
+//    "...denselayer1.norm1.weight" (the downloadable ImageNet files use these).
 // Loading is all or nothing: every problem is collected and reported in one
 // InvalidArgument error, and then the model is left unchanged. Problems are a
 // model tensor the file lacks, a file tensor the model lacks, and a shape

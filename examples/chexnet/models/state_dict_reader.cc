@@ -2,8 +2,8 @@
 // and legacy container formats. See state_dict_reader.h.
 #include "examples/chexnet/models/state_dict_reader.h"
 
-#include <caffe2/serialize/inline_container.h>
 #include <c10/util/Exception.h>
+#include <caffe2/serialize/inline_container.h>
 
 #include <cstdint>
 #include <cstring>
@@ -54,10 +54,10 @@ using ValuePtr = std::shared_ptr<Value>;
 struct Value {
   explicit Value(Kind k) : kind(k) {}
   Kind kind;
-  int64_t integer = 0;  // kBool, kInt
-  double real = 0;      // kFloat
-  std::string text;     // kString, kBytes, kBigInt, kGlobal, kObject
-  std::vector<ValuePtr> items;                         // kTuple, kList
+  int64_t integer = 0;          // kBool, kInt
+  double real = 0;              // kFloat
+  std::string text;             // kString, kBytes, kBigInt, kGlobal, kObject
+  std::vector<ValuePtr> items;  // kTuple, kList
   std::vector<std::pair<ValuePtr, ValuePtr>> entries;  // kDict, in order
   torch::Tensor tensor;                                // kStorage, kTensor
 };
@@ -79,20 +79,33 @@ ValuePtr NewText(Kind kind, std::string text) {
 // How a value is described in error messages.
 std::string Describe(const Value& value) {
   switch (value.kind) {
-    case Kind::kNone: return "None";
-    case Kind::kBool: return "a bool";
+    case Kind::kNone:
+      return "None";
+    case Kind::kBool:
+      return "a bool";
     case Kind::kInt:
-    case Kind::kBigInt: return "an int";
-    case Kind::kFloat: return "a float";
-    case Kind::kString: return "a str";
-    case Kind::kBytes: return "a bytes object";
-    case Kind::kTuple: return "a tuple";
-    case Kind::kList: return "a list";
-    case Kind::kDict: return "a dict";
-    case Kind::kGlobal: return absl::StrCat("the class or function ", value.text);
-    case Kind::kObject: return absl::StrCat("a ", value.text, " object");
-    case Kind::kStorage: return "a storage";
-    case Kind::kTensor: return "a tensor";
+    case Kind::kBigInt:
+      return "an int";
+    case Kind::kFloat:
+      return "a float";
+    case Kind::kString:
+      return "a str";
+    case Kind::kBytes:
+      return "a bytes object";
+    case Kind::kTuple:
+      return "a tuple";
+    case Kind::kList:
+      return "a list";
+    case Kind::kDict:
+      return "a dict";
+    case Kind::kGlobal:
+      return absl::StrCat("the class or function ", value.text);
+    case Kind::kObject:
+      return absl::StrCat("a ", value.text, " object");
+    case Kind::kStorage:
+      return "a storage";
+    case Kind::kTensor:
+      return "a tensor";
   }
   return "an unknown value";
 }
@@ -132,12 +145,12 @@ const Value* DictGet(const Value& dict, const std::string& key) {
 // untyped storage of newer releases, whose element count is in bytes).
 std::optional<torch::Dtype> StorageDtype(const std::string& global) {
   static const std::map<std::string, torch::Dtype> kTypes = {
-      {"FloatStorage", torch::kFloat32},     {"DoubleStorage", torch::kFloat64},
-      {"HalfStorage", torch::kFloat16},      {"BFloat16Storage", torch::kBFloat16},
-      {"LongStorage", torch::kInt64},        {"IntStorage", torch::kInt32},
-      {"ShortStorage", torch::kInt16},       {"CharStorage", torch::kInt8},
-      {"ByteStorage", torch::kUInt8},        {"BoolStorage", torch::kBool},
-      {"UntypedStorage", torch::kUInt8},     {"_UntypedStorage", torch::kUInt8},
+      {"FloatStorage", torch::kFloat32}, {"DoubleStorage", torch::kFloat64},
+      {"HalfStorage", torch::kFloat16},  {"BFloat16Storage", torch::kBFloat16},
+      {"LongStorage", torch::kInt64},    {"IntStorage", torch::kInt32},
+      {"ShortStorage", torch::kInt16},   {"CharStorage", torch::kInt8},
+      {"ByteStorage", torch::kUInt8},    {"BoolStorage", torch::kBool},
+      {"UntypedStorage", torch::kUInt8}, {"_UntypedStorage", torch::kUInt8},
   };
   for (const char* module : {"torch.", "torch.storage.", "torch.cuda."}) {
     if (global.rfind(module, 0) == 0) {
@@ -154,74 +167,142 @@ std::optional<torch::Dtype> StorageDtype(const std::string& global) {
 
 const char* OpcodeName(uint8_t op) {
   switch (op) {
-    case 0x28: return "MARK";
-    case 0x2e: return "STOP";
-    case 0x30: return "POP";
-    case 0x31: return "POP_MARK";
-    case 0x32: return "DUP";
-    case 0x46: return "FLOAT";
-    case 0x49: return "INT";
-    case 0x4a: return "BININT";
-    case 0x4b: return "BININT1";
-    case 0x4c: return "LONG";
-    case 0x4d: return "BININT2";
-    case 0x4e: return "NONE";
-    case 0x50: return "PERSID";
-    case 0x51: return "BINPERSID";
-    case 0x52: return "REDUCE";
-    case 0x53: return "STRING";
-    case 0x54: return "BINSTRING";
-    case 0x55: return "SHORT_BINSTRING";
-    case 0x56: return "UNICODE";
-    case 0x58: return "BINUNICODE";
-    case 0x61: return "APPEND";
-    case 0x62: return "BUILD";
-    case 0x63: return "GLOBAL";
-    case 0x64: return "DICT";
-    case 0x7d: return "EMPTY_DICT";
-    case 0x65: return "APPENDS";
-    case 0x67: return "GET";
-    case 0x68: return "BINGET";
-    case 0x69: return "INST";
-    case 0x6a: return "LONG_BINGET";
-    case 0x6c: return "LIST";
-    case 0x5d: return "EMPTY_LIST";
-    case 0x6f: return "OBJ";
-    case 0x70: return "PUT";
-    case 0x71: return "BINPUT";
-    case 0x72: return "LONG_BINPUT";
-    case 0x73: return "SETITEM";
-    case 0x74: return "TUPLE";
-    case 0x29: return "EMPTY_TUPLE";
-    case 0x75: return "SETITEMS";
-    case 0x47: return "BINFLOAT";
-    case 0x80: return "PROTO";
-    case 0x81: return "NEWOBJ";
-    case 0x82: return "EXT1";
-    case 0x83: return "EXT2";
-    case 0x84: return "EXT4";
-    case 0x85: return "TUPLE1";
-    case 0x86: return "TUPLE2";
-    case 0x87: return "TUPLE3";
-    case 0x88: return "NEWTRUE";
-    case 0x89: return "NEWFALSE";
-    case 0x8a: return "LONG1";
-    case 0x8b: return "LONG4";
-    case 0x42: return "BINBYTES";
-    case 0x43: return "SHORT_BINBYTES";
-    case 0x8c: return "SHORT_BINUNICODE";
-    case 0x8d: return "BINUNICODE8";
-    case 0x8e: return "BINBYTES8";
-    case 0x8f: return "EMPTY_SET";
-    case 0x90: return "ADDITEMS";
-    case 0x91: return "FROZENSET";
-    case 0x92: return "NEWOBJ_EX";
-    case 0x93: return "STACK_GLOBAL";
-    case 0x94: return "MEMOIZE";
-    case 0x95: return "FRAME";
-    case 0x96: return "BYTEARRAY8";
-    case 0x97: return "NEXT_BUFFER";
-    case 0x98: return "READONLY_BUFFER";
+    case 0x28:
+      return "MARK";
+    case 0x2e:
+      return "STOP";
+    case 0x30:
+      return "POP";
+    case 0x31:
+      return "POP_MARK";
+    case 0x32:
+      return "DUP";
+    case 0x46:
+      return "FLOAT";
+    case 0x49:
+      return "INT";
+    case 0x4a:
+      return "BININT";
+    case 0x4b:
+      return "BININT1";
+    case 0x4c:
+      return "LONG";
+    case 0x4d:
+      return "BININT2";
+    case 0x4e:
+      return "NONE";
+    case 0x50:
+      return "PERSID";
+    case 0x51:
+      return "BINPERSID";
+    case 0x52:
+      return "REDUCE";
+    case 0x53:
+      return "STRING";
+    case 0x54:
+      return "BINSTRING";
+    case 0x55:
+      return "SHORT_BINSTRING";
+    case 0x56:
+      return "UNICODE";
+    case 0x58:
+      return "BINUNICODE";
+    case 0x61:
+      return "APPEND";
+    case 0x62:
+      return "BUILD";
+    case 0x63:
+      return "GLOBAL";
+    case 0x64:
+      return "DICT";
+    case 0x7d:
+      return "EMPTY_DICT";
+    case 0x65:
+      return "APPENDS";
+    case 0x67:
+      return "GET";
+    case 0x68:
+      return "BINGET";
+    case 0x69:
+      return "INST";
+    case 0x6a:
+      return "LONG_BINGET";
+    case 0x6c:
+      return "LIST";
+    case 0x5d:
+      return "EMPTY_LIST";
+    case 0x6f:
+      return "OBJ";
+    case 0x70:
+      return "PUT";
+    case 0x71:
+      return "BINPUT";
+    case 0x72:
+      return "LONG_BINPUT";
+    case 0x73:
+      return "SETITEM";
+    case 0x74:
+      return "TUPLE";
+    case 0x29:
+      return "EMPTY_TUPLE";
+    case 0x75:
+      return "SETITEMS";
+    case 0x47:
+      return "BINFLOAT";
+    case 0x80:
+      return "PROTO";
+    case 0x81:
+      return "NEWOBJ";
+    case 0x82:
+      return "EXT1";
+    case 0x83:
+      return "EXT2";
+    case 0x84:
+      return "EXT4";
+    case 0x85:
+      return "TUPLE1";
+    case 0x86:
+      return "TUPLE2";
+    case 0x87:
+      return "TUPLE3";
+    case 0x88:
+      return "NEWTRUE";
+    case 0x89:
+      return "NEWFALSE";
+    case 0x8a:
+      return "LONG1";
+    case 0x8b:
+      return "LONG4";
+    case 0x42:
+      return "BINBYTES";
+    case 0x43:
+      return "SHORT_BINBYTES";
+    case 0x8c:
+      return "SHORT_BINUNICODE";
+    case 0x8d:
+      return "BINUNICODE8";
+    case 0x8e:
+      return "BINBYTES8";
+    case 0x8f:
+      return "EMPTY_SET";
+    case 0x90:
+      return "ADDITEMS";
+    case 0x91:
+      return "FROZENSET";
+    case 0x92:
+      return "NEWOBJ_EX";
+    case 0x93:
+      return "STACK_GLOBAL";
+    case 0x94:
+      return "MEMOIZE";
+    case 0x95:
+      return "FRAME";
+    case 0x96:
+      return "BYTEARRAY8";
+    case 0x97:
+      return "NEXT_BUFFER";
+    case 0x98:
+      return "READONLY_BUFFER";
   }
   return "unknown";
 }
@@ -253,9 +334,9 @@ class Unpickler {
                     ValuePtr* result);
 
   absl::Status Error(const std::string& what) const {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "%s: %s (pickle opcode %s, 0x%02x, at offset %d)", where_, what,
-        OpcodeName(op_), op_, op_offset_));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("%s: %s (pickle opcode %s, 0x%02x, at offset %d)",
+                        where_, what, OpcodeName(op_), op_, op_offset_));
   }
   absl::Status Truncated() const {
     return absl::DataLossError(absl::StrFormat(
@@ -390,10 +471,10 @@ absl::Status Unpickler::Step(uint8_t op, bool* stop) {
       if (auto s = Pop(&value); !s.ok()) return s;
       absl::StatusOr<ValuePtr> loaded = persistent_loader_(*value);
       if (!loaded.ok()) {
-        return absl::Status(loaded.status().code(),
-                            absl::StrFormat("%s (persistent id at offset %d)",
-                                            loaded.status().message(),
-                                            op_offset_));
+        return absl::Status(
+            loaded.status().code(),
+            absl::StrFormat("%s (persistent id at offset %d)",
+                            loaded.status().message(), op_offset_));
       }
       return Push(*std::move(loaded));
     }
@@ -460,7 +541,8 @@ absl::Status Unpickler::Step(uint8_t op, bool* stop) {
       if (n > 8) return Push(NewText(Kind::kBigInt, std::string(bytes, n)));
       uint64_t bits = 0;
       for (uint64_t i = 0; i < n; ++i) {
-        bits |= static_cast<uint64_t>(static_cast<uint8_t>(bytes[i])) << (8 * i);
+        bits |= static_cast<uint64_t>(static_cast<uint8_t>(bytes[i]))
+                << (8 * i);
       }
       if (n > 0 && n < 8 && (static_cast<uint8_t>(bytes[n - 1]) & 0x80)) {
         bits |= ~uint64_t{0} << (8 * n);  // sign-extend
@@ -488,8 +570,8 @@ absl::Status Unpickler::Step(uint8_t op, bool* stop) {
     case 0x43:    // SHORT_BINBYTES
     case 0x8e: {  // BINBYTES8
       const size_t width = (op == 0x8c || op == 0x55 || op == 0x43) ? 1
-                           : (op == 0x8d || op == 0x8e)               ? 8
-                                                                      : 4;
+                           : (op == 0x8d || op == 0x8e)             ? 8
+                                                                    : 4;
       if (!ReadUnsigned(width, &n)) return Truncated();
       if (op == 0x54 && (n & 0x80000000u)) return Error("negative length");
       if (!Read(n, &bytes)) return Truncated();
@@ -616,7 +698,8 @@ absl::Status Unpickler::Call(const ValuePtr& callable, const ValuePtr& args,
     *result = NewValue(Kind::kDict);
     if (a.empty()) return absl::OkStatus();
     // OrderedDict(pairs): Python 2 pickles OrderedDicts this way.
-    if (a.size() != 1) return Error(absl::StrCat(name, " with ", a.size(), " arguments"));
+    if (a.size() != 1)
+      return Error(absl::StrCat(name, " with ", a.size(), " arguments"));
     if (a[0]->kind == Kind::kDict) {
       (*result)->entries = a[0]->entries;
       return absl::OkStatus();
@@ -638,8 +721,8 @@ absl::Status Unpickler::Call(const ValuePtr& callable, const ValuePtr& args,
   if (name == "torch._utils._rebuild_tensor_v2" ||
       name == "torch._utils._rebuild_tensor") {
     if (a.size() < 4 || a[0]->kind != Kind::kStorage ||
-        a[1]->kind != Kind::kInt || !IsSequence(*a[2]) ||
-        !IsSequence(*a[3]) || a[2]->items.size() != a[3]->items.size()) {
+        a[1]->kind != Kind::kInt || !IsSequence(*a[2]) || !IsSequence(*a[3]) ||
+        a[2]->items.size() != a[3]->items.size()) {
       return Error(absl::StrCat("malformed arguments of ", name));
     }
     const torch::Tensor& storage = a[0]->tensor;
@@ -796,8 +879,9 @@ absl::StatusOr<StateDict> ReadZipFile(const std::string& path) {
     }
     if (!reader.hasRecord("data.pkl")) {
       return absl::InvalidArgumentError(absl::StrCat(
-          path, " is a zip archive without data.pkl: not a torch.save file "
-                "(a TorchScript archive? load it with torch::jit::load)"));
+          path,
+          " is a zip archive without data.pkl: not a torch.save file "
+          "(a TorchScript archive? load it with torch::jit::load)"));
     }
     auto [pickle, pickle_size] = reader.getRecord("data.pkl");
 
@@ -816,9 +900,9 @@ absl::StatusOr<StateDict> ReadZipFile(const std::string& path) {
       auto [data, size] = reader.getRecord(record);
       const int64_t element_size = c10::elementSize(id->dtype);
       if (static_cast<int64_t>(size) != id->numel * element_size) {
-        return absl::DataLossError(absl::StrCat(
-            "storage record ", record, " has ", size, " bytes, expected ",
-            id->numel, " x ", element_size));
+        return absl::DataLossError(
+            absl::StrCat("storage record ", record, " has ", size,
+                         " bytes, expected ", id->numel, " x ", element_size));
       }
       ValuePtr storage = NewValue(Kind::kStorage);
       // The tensor adopts the record's buffer: no copy.
@@ -835,10 +919,11 @@ absl::StatusOr<StateDict> ReadZipFile(const std::string& path) {
     if (!root.ok()) return root.status();
     return ExtractStateDict(**root, path);
   } catch (const std::exception& e) {
-    return absl::DataLossError(absl::StrCat(
-        path, ": cannot read the torch.save zip archive (truncated or "
-              "corrupt?): ",
-        WithoutBacktrace(e)));
+    return absl::DataLossError(
+        absl::StrCat(path,
+                     ": cannot read the torch.save zip archive (truncated or "
+                     "corrupt?): ",
+                     WithoutBacktrace(e)));
   }
 }
 
@@ -865,8 +950,8 @@ absl::StatusOr<StateDict> ReadLegacyFile(const std::string& path,
   absl::StatusOr<ValuePtr> magic = load_header();
   if (!magic.ok()) return magic.status();
   if ((*magic)->kind != Kind::kBigInt || (*magic)->text != kMagic) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        path, " is not a torch.save file (wrong magic number)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, " is not a torch.save file (wrong magic number)"));
   }
   absl::StatusOr<ValuePtr> protocol = load_header();
   if (!protocol.ok()) return protocol.status();
@@ -937,20 +1022,20 @@ absl::StatusOr<StateDict> ReadLegacyFile(const std::string& path,
     torch::Tensor& storage = it->second->tensor;
     int64_t count = 0;
     if (bytes.size() - pos < sizeof(count)) {
-      return absl::DataLossError(absl::StrCat(
-          where, ": truncated: storage \"", key->text, "\" at offset ", pos,
-          " is missing"));
+      return absl::DataLossError(absl::StrCat(where, ": truncated: storage \"",
+                                              key->text, "\" at offset ", pos,
+                                              " is missing"));
     }
     std::memcpy(&count, bytes.data() + pos, sizeof(count));
     pos += sizeof(count);
     const uint64_t nbytes =
         static_cast<uint64_t>(storage.numel()) * storage.element_size();
     if (count != storage.numel() || bytes.size() - pos < nbytes) {
-      return absl::DataLossError(absl::StrCat(
-          where, ": truncated or corrupt storage \"", key->text,
-          "\" at offset ", pos - sizeof(count), ": expected ", storage.numel(),
-          " elements, the file has ", count, " and ", bytes.size() - pos,
-          " bytes left"));
+      return absl::DataLossError(
+          absl::StrCat(where, ": truncated or corrupt storage \"", key->text,
+                       "\" at offset ", pos - sizeof(count), ": expected ",
+                       storage.numel(), " elements, the file has ", count,
+                       " and ", bytes.size() - pos, " bytes left"));
     }
     std::memcpy(storage.data_ptr(), bytes.data() + pos, nbytes);
     pos += nbytes;

@@ -16,8 +16,8 @@ namespace {
 
 // torchvision's cfgs["D"]: output channels of each 3x3 convolution, 0 for a
 // 2x2 max-pool.
-constexpr int64_t kConfigD[] = {64,  64,  0,   128, 128, 0,   256, 256, 256,
-                                0,   512, 512, 512, 0,   512, 512, 512, 0};
+constexpr int64_t kConfigD[] = {64, 64,  0,   128, 128, 0,   256, 256, 256,
+                                0,  512, 512, 512, 0,   512, 512, 512, 0};
 constexpr int64_t kPooledSize = 7;
 constexpr int64_t kHiddenWidth = 4096;
 
@@ -56,7 +56,8 @@ Vgg16::Vgg16(int64_t num_classes, bool head_bias_one)
           torch::nn::Linear(kHiddenWidth, num_classes)));
 
   torch::NoGradGuard no_grad;
-  for (const std::shared_ptr<torch::nn::Module>& module : modules()) {
+  for (const std::shared_ptr<torch::nn::Module>& module :
+       modules(/*include_self=*/false)) {
     if (auto* conv = module->as<torch::nn::Conv2d>()) {
       torch::nn::init::kaiming_normal_(conv->weight, /*a=*/0, torch::kFanOut,
                                        torch::kReLU);
@@ -66,7 +67,8 @@ Vgg16::Vgg16(int64_t num_classes, bool head_bias_one)
       torch::nn::init::zeros_(linear->bias);
     }
   }
-  auto* head = classifier_->ptr(classifier_->size() - 1)->as<torch::nn::Linear>();
+  auto* head =
+      classifier_->ptr(classifier_->size() - 1)->as<torch::nn::Linear>();
   torch::nn::init::constant_(head->bias, head_bias_one ? 1.0 : 0.0);
 }
 
