@@ -17,6 +17,11 @@ Variants of the densenet121 file for the loader's special cases:
                                 the shape of torchvision's downloadable files
   densenet121_checkpoint.pth.tar  a training checkpoint dict (protocol 4) whose
                                 "state_dict" has DataParallel "module." keys
+  densenet121_chexnet_release.pth.tar  shaped like the original CheXNet
+                                release (arnoweng/CheXNet model.pth.tar): legacy
+                                format and names, a checkpoint dict, keys
+                                "module.densenet121.*", head in
+                                nn.Sequential(Linear, Sigmoid)
   unsupported_opcode.pt         a dict holding a set (pickle opcode EMPTY_SET)
   whole_module.pt               torch.save of an nn.Module, not a state_dict
 
@@ -113,6 +118,17 @@ def export_variants(state, out_dir):
                   "best_loss": 0.25, "optimizer": optimizer.state_dict()}
     torch.save(checkpoint, os.path.join(out_dir, "densenet121_checkpoint.pth.tar"),
                pickle_protocol=4)
+
+    release = collections.OrderedDict()
+    for k, v in state.items():
+        if k.endswith("num_batches_tracked"):
+            continue
+        k = k.replace("classifier.", "classifier.0.")
+        release["module.densenet121." + legacy_name(k)] = v
+    torch.save({"epoch": 100, "arch": "DenseNet121", "state_dict": release,
+                "best_prec1": 0.0},
+               os.path.join(out_dir, "densenet121_chexnet_release.pth.tar"),
+               _use_new_zipfile_serialization=False)
 
     torch.save({"weight": torch.zeros(2), "labels": {1, 2}},
                os.path.join(out_dir, "unsupported_opcode.pt"), pickle_protocol=4)

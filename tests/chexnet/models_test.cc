@@ -268,6 +268,12 @@ TEST(Vgg16, NamesShapesAndParameterCountMatchTorchvision) {
 TEST(DenseNet121, LogitsMatchTorchvision) {
   REQUIRE_REFERENCE("densenet121.pt");
   ExpectLogitsMatch("densenet121", "densenet121.pt");
+  // The comparison discriminates: a model that did not load is far off.
+  std::shared_ptr<ChexnetModel> unloaded = Make("densenet121");
+  ASSERT_NE(unloaded, nullptr);
+  EXPECT_GT(MaxAbsDifference(Logits(*unloaded, "densenet121"),
+                             ReferenceLogits("densenet121")),
+            100 * kLogitTolerance);
 }
 
 TEST(Vgg16, LogitsMatchTorchvision) {
@@ -345,6 +351,11 @@ TEST(LoadWeights, LegacyFormatAndKeyNamesLoad) {
 TEST(LoadWeights, DataParallelCheckpointLoads) {
   REQUIRE_REFERENCE("densenet121_checkpoint.pth.tar");
   ExpectLogitsMatch("densenet121", "densenet121_checkpoint.pth.tar");
+}
+
+TEST(LoadWeights, OriginalChexnetReleaseLayoutLoads) {
+  REQUIRE_REFERENCE("densenet121_chexnet_release.pth.tar");
+  ExpectLogitsMatch("densenet121", "densenet121_chexnet_release.pth.tar");
 }
 
 TEST(LoadWeights, NormalizesDataParallelAndLegacyKeys) {

@@ -8,6 +8,7 @@
 #include <cstring>
 #include <map>
 #include <regex>
+#include <set>
 #include <utility>
 
 #include "absl/status/status.h"
@@ -59,15 +60,6 @@ std::string NormalizeStateDictKey(const std::string& key) {
 
 absl::StatusOr<LoadReport> LoadStateDict(const StateDict& state,
                                          ChexnetModel* model) {
-  std::map<std::string, const torch::Tensor*> source;
-  std::vector<std::string> duplicates;
-  for (const auto& [key, tensor] : state) {
-    std::string name = NormalizeStateDictKey(key);
-    if (!source.emplace(name, &tensor).second) {
-      duplicates.push_back(std::move(name));
-    }
-  }
-
   // Model tensors in state_dict() order: parameters, then buffers.
   std::vector<std::pair<std::string, torch::Tensor>> targets;
   for (const auto& item : model->named_parameters()) {
@@ -75,6 +67,26 @@ absl::StatusOr<LoadReport> LoadStateDict(const StateDict& state,
   }
   for (const auto& item : model->named_buffers()) {
     targets.emplace_back(item.key(), item.value());
+  }
+  std::set<std::string> model_names;
+  for (const auto& target : targets) model_names.insert(target.first);
+
+  // The original CheXNet release wraps torchvision's model in an attribute
+  // named after the architecture ("densenet121.features.conv0.weight") and
+  // its head in nn.Sequential(Linear, Sigmoid) ("classifier.0.weight").
+  const std::string wrapper = model->arch() + ".";
+  const std::string sequential_head = model->head_prefix() + ".0.";
+  std::map<std::string, const torch::Tensor*> source;
+  std::vector<std::string> duplicates;
+  for (const auto& [key, tensor] : state) {
+    std::string name = NormalizeStateDictKey(key);
+    if (absl::StartsWith(name, wrapper)) name.erase(0, wrapper.size());
+    if (absl::StartsWith(name, sequential_head) && !model_names.count(name)) {
+      name = model->head_prefix() + "." + name.substr(sequential_head.size());
+    }
+    if (!source.emplace(name, &tensor).second) {
+      duplicates.push_back(std::move(name));
+    }
   }
 
   // The head is skipped as a unit when any of its tensors differ in shape.

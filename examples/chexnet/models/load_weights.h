@@ -2,10 +2,17 @@
 //
 // Tensors are matched by name after normalising the file's keys:
 //  - a leading "module." is stripped (checkpoints of nn.DataParallel and
-//    DistributedDataParallel models, e.g. the original CheXNet release);
+//    DistributedDataParallel models);
 //  - torchvision's legacy DenseNet names are renamed as torchvision does when
 //    loading them: "...denselayer1.norm.1.weight" ->
-//    "...denselayer1.norm1.weight" (the downloadable ImageNet files use these).
+//    "...denselayer1.norm1.weight" (the downloadable ImageNet files use these);
+//  - the original CheXNet release (arnoweng/CheXNet model.pth.tar, a
+//    DataParallel checkpoint) wraps torchvision's model in an attribute named
+//    after the architecture and its head in nn.Sequential(Linear, Sigmoid):
+//    a leading "densenet121." ("vgg16.") is stripped, and "classifier.0.weight"
+//    matches the head "classifier.weight" (Predict applies the sigmoid).
+// A training checkpoint dict is read through its "state_dict" entry
+// (see state_dict_reader.h).
 // Loading is all or nothing: every problem is collected and reported in one
 // InvalidArgument error, and then the model is left unchanged. Problems are a
 // model tensor the file lacks, a file tensor the model lacks, and a shape
@@ -37,7 +44,8 @@ struct LoadReport {
   std::vector<std::string> notes;    // one human-readable line per skip reason
 };
 
-// The name a file key is matched under (see above).
+// A file key without "module." prefixes and with legacy DenseNet names
+// renamed (the model-independent part of the matching above).
 std::string NormalizeStateDictKey(const std::string& key);
 
 // Copies `state` into the parameters and buffers of *model (converting dtype
