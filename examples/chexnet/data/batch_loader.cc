@@ -94,6 +94,8 @@ absl::StatusOr<std::optional<Batch>> BatchLoader::Next() {
     absl::MutexLock lock(&mu_);
     if (next_to_return_ >= num_batches_) return std::nullopt;
     wanted = next_to_return_++;
+    // Returning a batch moves the prefetch window on by one.
+    work_cv_.SignalAll();
     if (!workers_.empty()) {
       while (ready_.count(wanted) == 0) ready_cv_.Wait(&mu_);
       auto it = ready_.find(wanted);
@@ -101,11 +103,7 @@ absl::StatusOr<std::optional<Batch>> BatchLoader::Next() {
       ready_.erase(it);
     }
   }
-  if (workers_.empty()) {
-    batch = BuildBatch(wanted);
-  } else {
-    work_cv_.SignalAll();
-  }
+  if (workers_.empty()) batch = BuildBatch(wanted);
   if (!batch.ok()) return batch.status();
   skipped_images_ += static_cast<int64_t>(batch->skipped.size());
   return std::optional<Batch>(*std::move(batch));

@@ -55,7 +55,8 @@ struct NihSplits {
 
 // Reads the metadata and both lists from `data_dir` (the NIH layout) and
 // splits train_val by patient. Errors name the file and line: a listed image
-// missing from the metadata, an image in both lists, or any parse error.
+// missing from the metadata, an image listed twice (in one list or both), or
+// any parse error of the metadata.
 // Images listed nowhere are ignored.
 absl::StatusOr<NihSplits> LoadNihSplits(const std::string& data_dir,
                                         const SplitOptions& options);

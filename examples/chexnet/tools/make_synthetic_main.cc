@@ -15,18 +15,18 @@ int main(int argc, char** argv) {
   kolo::chexnet::SyntheticOptions options;
 
   CLI::App app(
-      "Writes a synthetic ChestX-ray14 in exactly the NIH layout: images/*.png "
-      "(8-bit grayscale, named <patient>_<follow-up>.png), "
-      "Data_Entry_2017.csv (2017 header, trailing commas), "
-      "Data_Entry_2017_v2020.csv (v2020 header), train_val_list.txt and "
-      "test_list.txt (about 80/20, split by patient). Each finding is drawn "
-      "as its own learnable shape or texture in its own region of a noisy "
-      "chest-like picture. Over half the images are \"No Finding\"; class "
-      "prevalence follows the real data set, except that the rarest classes "
-      "are raised to at least 1% (Hernia is 0.2% in the real set) and every "
-      "class is made positive in at least 2 images of each split, so that a "
-      "small test split defines every class's AUROC. The same seed gives "
-      "byte-identical files.");
+      "Writes a synthetic ChestX-ray14 in exactly the NIH layout:\n"
+      "  images/*.png               8-bit grayscale, <patient>_<follow-up>.png\n"
+      "  Data_Entry_2017.csv        2017 header and rows (trailing commas)\n"
+      "  Data_Entry_2017_v2020.csv  the same rows, v2020 header\n"
+      "  train_val_list.txt, test_list.txt  about 80/20, split by patient\n"
+      "Each finding is drawn as its own learnable shape or texture in its own\n"
+      "region of a noisy chest-like picture. Over half the images are\n"
+      "\"No Finding\"; class prevalence follows the real data set, except\n"
+      "that rare classes are raised to at least 1% (Hernia is 0.2% in the\n"
+      "real set) and every class is made positive in at least 2 images of\n"
+      "each split, so that a small test split defines every class's AUROC.\n"
+      "The same seed gives byte-identical files.");
   app.add_option("--out", options.out_dir, "Output directory (created)")
       ->required();
   app.add_option("--images", options.num_images, "Number of images")
