@@ -200,6 +200,26 @@ TEST(DenseNet121, ForwardGivesOneLogitPerFindingAndPredictIsSigmoid) {
   EXPECT_LE(MaxAbsDifference(probabilities, torch::sigmoid(logits)), 1e-6);
 }
 
+TEST(DenseNet121, TrainingStepGivesEveryParameterAGradient) {
+  torch::manual_seed(0);
+  std::shared_ptr<ChexnetModel> model = Make("densenet121");
+  ASSERT_NE(model, nullptr);
+  model->train();
+  const torch::Tensor logits = model->forward(torch::randn({2, 3, 32, 32}));
+  torch::binary_cross_entropy_with_logits(
+      logits, torch::randint(0, 2, logits.sizes()).to(torch::kFloat32))
+      .backward();
+  for (const auto& item : model->named_parameters()) {
+    ASSERT_TRUE(item.value().grad().defined()) << item.key();
+    EXPECT_TRUE(item.value().grad().isfinite().all().item<bool>())
+        << item.key();
+  }
+  // Batch norm running statistics were updated by the training forward.
+  EXPECT_EQ(model->named_buffers()["features.norm0.num_batches_tracked"]
+                .item<int64_t>(),
+            1);
+}
+
 TEST(DenseNet121, InitialisesLikeTorchvisionWithHeadBiasOption) {
   torch::manual_seed(0);
   std::shared_ptr<ChexnetModel> model = Make("densenet121");
