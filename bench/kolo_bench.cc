@@ -1,0 +1,553 @@
+// kolo_bench: nccl-tests-style tables of kolo's collectives, the
+// MPI_Allreduce, Gloo and memory-bandwidth baselines at the same sizes, and
+// issue 6's targets evaluated on the figures of this run.
+//
+// Run under mpirun. Order of work: the memory bandwidth (while nothing else
+// runs), then kolo once per backend (KOLO_CPU_OPERATIONS, or each of
+// --backends: kolo is initialised and shut down around each), then the
+// baselines with kolo shut down, so that kolo's background thread never
+// competes with them. Exit code: 0, 1 when an operation failed or a result
+// was wrong, 2 for bad flags.
+#include <mpi.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdarg>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "bench/aligned_buffer.h"
+#include "bench/collective.h"
+#include "bench/flags.h"
+#include "bench/gloo_baseline.h"
+#include "bench/kolo_runner.h"
+#include "bench/measurement.h"
+#include "bench/memory_bandwidth.h"
+#include "bench/mpi_baseline.h"
+#include "bench/report.h"
+#include "bench/summary.h"
+#include "kolo/kolo.h"
+#include "nlohmann/json.hpp"
+
+namespace kolo::bench {
+namespace {
+
+constexpr int64_t kMemoryBufferBytes = int64_t{256} << 20;
+constexpr int kMemoryRepeats = 10;
+// The latency target's message: one 8-byte float32 sum allreduce.
+constexpr int64_t kLatencyBytes = 8;
+constexpr int kLatencyMinIters = 200;
+constexpr int kLatencyMinWarmup = 20;
+
+std::string HumanBytes(int64_t bytes) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB"};
+  int unit = 0;
+  while (unit < 3 && bytes >= 1024 && bytes % 1024 == 0) {
+    bytes /= 1024;
+    ++unit;
+  }
+  return std::to_string(bytes) + " " + units[unit];
+}
+
+std::string LocalHostname() {
+  char name[256] = {};
+  gethostname(name, sizeof(name) - 1);
+  return name;
+}
+
+// One kolo run: a backend selection and what became of it.
+struct KoloRun {
+  std::string label;
+  std::string selection;  // how the backend was chosen, in words
+  std::string error;      // why kolo did not start; empty when it ran
+  std::optional<Measurement> latency;
+};
+
+class Bench {
+ public:
+  Bench(BenchFlags flags, int rank, int ranks)
+      : flags_(std::move(flags)), rank_(rank), ranks_(ranks) {
+    config_.dtype = flags_.dtype;
+    config_.op = flags_.op;
+    config_.root = flags_.root;
+    config_.iters = flags_.iters;
+    config_.warmup = flags_.warmup;
+    config_.check = flags_.check;
+    MPI_Comm local;
+    MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank_,
+                        MPI_INFO_NULL, &local);
+    int local_rank = 0;
+    MPI_Comm_rank(local, &local_rank);
+    MPI_Comm_free(&local);
+    int leader = local_rank == 0 ? 1 : 0;
+    MPI_Allreduce(&leader, &hosts_, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
+  }
+
+  int Run() {
+    const bool allreduce = Selected(Collective::kAllreduce);
+    PrintPreamble();
+    if (flags_.memory_baseline && allreduce) {
+      memory_ = MeasureMemoryBandwidth(kMemoryBufferBytes, kMemoryRepeats);
+      Print(
+          "# memory: single-thread memcpy read+write bandwidth B = %.2f GB/s "
+          "(%s buffer, best of %d); 2-rank allreduce bound algbw <= B/4 = "
+          "%.2f GB/s%s\n",
+          memory_->bytes_per_second / 1e9,
+          HumanBytes(memory_->buffer_bytes).c_str(), memory_->repeats,
+          memory_->AllreduceBound() / 1e9,
+          ranks_ == 2 ? "" : " (the bound is derived for 2 ranks)");
+    }
+    if (flags_.backends.empty()) {
+      const char* env = std::getenv("KOLO_CPU_OPERATIONS");
+      const std::string value = env != nullptr && *env ? env : "auto";
+      RunKolo(flags_.backend_name.empty() ? value : flags_.backend_name,
+              "KOLO_CPU_OPERATIONS=" + value + (env ? "" : " (unset)"),
+              std::nullopt);
+    } else {
+      for (CpuOperations backend : flags_.backends) {
+        const std::string name = CpuOperationsName(backend);
+        RunKolo(name, "--backends " + name, backend);
+      }
+    }
+    if (allreduce) RunBaselines();
+    if (allreduce && flags_.dtype == DataType::kFloat32 &&
+        flags_.op == ReduceOp::kSum) {
+      Print(
+          "#\n# Targets (issue 6: np=2 on one host, allreduce float32 "
+          "sum)\n");
+      for (const KoloRun& run : kolo_runs_) {
+        if (!run.error.empty()) continue;
+        SummaryInputs inputs;
+        inputs.rows = &rows_;
+        inputs.backend = run.label;
+        inputs.memory = memory_;
+        inputs.kolo_latency = run.latency;
+        inputs.mpi_latency = mpi_latency_;
+        std::vector<TargetResult> targets = EvaluateTargets(inputs);
+        if (rank_ == 0) PrintTargets(targets);
+        targets_.insert(targets_.end(), targets.begin(), targets.end());
+      }
+    } else {
+      Print(
+          "#\n# Targets: not evaluated; they are defined for allreduce "
+          "float32 sum\n");
+    }
+    int64_t wrong = 0;
+    for (const Row& row : rows_) {
+      for (const std::optional<Measurement>* m :
+           {&row.out_of_place, &row.in_place}) {
+        if (m->has_value() && (*m)->wrong > 0) wrong += (*m)->wrong;
+      }
+    }
+    Print("#\n# Out of bounds values : %lld %s\n",
+          static_cast<long long>(wrong), wrong == 0 ? "OK" : "FAILED");
+    Print("# Failed operations    : %d %s\n#\n", failures_,
+          failures_ == 0 ? "OK" : "FAILED");
+    const int exit_code = wrong > 0 || failures_ > 0 ? 1 : 0;
+    if (!flags_.json_path.empty() && rank_ == 0 &&
+        !WriteJson(wrong, exit_code)) {
+      return 1;
+    }
+    return exit_code;
+  }
+
+ private:
+  // printf on rank 0 only.
+  __attribute__((format(printf, 2, 3))) void Print(const char* format,
+                                                   ...) const {
+    if (rank_ != 0) return;
+    va_list args;
+    va_start(args, format);
+    std::vprintf(format, args);
+    va_end(args);
+    std::fflush(stdout);
+  }
+
+  bool Selected(Collective collective) const {
+    return std::find(flags_.collectives.begin(), flags_.collectives.end(),
+                     collective) != flags_.collectives.end();
+  }
+
+  void PrintPreamble() const {
+    Print(
+        "# kolo_bench: %d ranks on %d host(s) (rank 0 on '%s'); %s, op %s, "
+        "root %d\n",
+        ranks_, hosts_, LocalHostname().c_str(), DataTypeName(flags_.dtype),
+        ReduceOpName(flags_.op), flags_.root);
+    Print(
+        "# sizes %s .. %s x%lld, iters %d, warmup %d, check %d, tensors "
+        "per message %d\n",
+        HumanBytes(flags_.min_bytes).c_str(),
+        HumanBytes(flags_.max_bytes).c_str(),
+        static_cast<long long>(flags_.step_factor), flags_.iters, flags_.warmup,
+        flags_.check, flags_.tensors);
+    Print(
+        "# time: mean of the timed iterations on the slowest rank; algbw = "
+        "size / time; busbw = algbw x nccl-tests' factor\n");
+  }
+
+  void RunKolo(const std::string& label, const std::string& selection,
+               std::optional<CpuOperations> backend) {
+    KoloRun run{label, selection, "", std::nullopt};
+    Status status;
+    if (backend.has_value()) {
+      StatusOr<Options> options = OptionsFromEnvironment();
+      if (options.ok()) {
+        options->cpu_operations = *backend;
+        status = InitWithOptions(*options);
+      } else {
+        status = options.status();
+      }
+    } else {
+      status = Init();
+    }
+    run.error = AgreeOnError(status.ok() ? "" : status.ToString());
+    Print(
+        "#\n# kolo backend '%s' (%s; kolo's API does not report which "
+        "backend it chose)\n",
+        label.c_str(), selection.c_str());
+    if (!run.error.empty()) {
+      Print("#   not available: %s\n", run.error.c_str());
+      // A backend listed in --backends may be absent from this build; one
+      // chosen through the environment must work.
+      if (!backend.has_value()) ++failures_;
+      kolo_runs_.push_back(run);
+      Shutdown().IgnoreError();
+      return;
+    }
+    for (Collective collective : flags_.collectives) {
+      RunKoloCollective(collective, label);
+    }
+    if (Selected(Collective::kAllreduce) &&
+        flags_.dtype == DataType::kFloat32 && flags_.op == ReduceOp::kSum) {
+      const Layout layout =
+          MakeLayout(Collective::kAllreduce, kLatencyBytes / 4, ranks_, 1);
+      AlignedBuffer input(kLatencyBytes);
+      AlignedBuffer output(kLatencyBytes);
+      run.latency =
+          MeasureKolo(layout, LatencyConfig(), false, "kolo_bench.latency",
+                      input.data(), output.data());
+      Print(
+          "# 8-byte float32 sum allreduce, full API path: %.2f us (%d "
+          "iterations)%s\n",
+          run.latency->time_us, LatencyConfig().iters,
+          run.latency->error.empty() ? "" : " FAILED");
+      Count(*run.latency);
+    }
+    Status shutdown = Shutdown();
+    if (!shutdown.ok()) {
+      Print("# kolo shutdown failed: %s\n", shutdown.ToString().c_str());
+      ++failures_;
+    }
+    kolo_runs_.push_back(run);
+  }
+
+  RunConfig LatencyConfig() const {
+    RunConfig config;
+    config.dtype = DataType::kFloat32;
+    config.op = ReduceOp::kSum;
+    config.iters = std::max(flags_.iters, kLatencyMinIters);
+    config.warmup = std::max(flags_.warmup, kLatencyMinWarmup);
+    config.check = flags_.check;
+    return config;
+  }
+
+  // The distinct element counts the sweep gives this collective.
+  std::vector<int64_t> Counts(Collective collective) const {
+    std::vector<int64_t> counts;
+    for (int64_t bytes : SweepSizes(flags_)) {
+      const int64_t count =
+          CountForBytes(collective, bytes, DataTypeSize(flags_.dtype), ranks_);
+      if (counts.empty() || counts.back() != count) counts.push_back(count);
+    }
+    return counts;
+  }
+
+  Row MakeRow(const std::string& implementation, const std::string& label,
+              const Layout& layout) const {
+    Row row;
+    row.implementation = implementation;
+    row.label = label;
+    row.collective = layout.collective;
+    row.bytes = layout.count * DataTypeSize(flags_.dtype);
+    row.count = layout.count;
+    row.type = DataTypeName(flags_.dtype);
+    row.redop = Reduces(layout.collective) ? ReduceOpName(flags_.op) : "none";
+    row.root = layout.collective == Collective::kBroadcast ? flags_.root : -1;
+    return row;
+  }
+
+  void Count(const Measurement& measurement) {
+    if (!measurement.error.empty()) ++failures_;
+  }
+
+  void Record(const Row& row, double* busbw_sum, int* columns) {
+    if (rank_ == 0) PrintRow(row, ranks_);
+    for (const std::optional<Measurement>* m :
+         {&row.out_of_place, &row.in_place}) {
+      if (m->has_value()) Count(**m);
+    }
+    AccumulateBusBandwidth(row, ranks_, busbw_sum, columns);
+    rows_.push_back(row);
+  }
+
+  void RunKoloCollective(Collective collective, const std::string& label) {
+    const std::vector<int64_t> counts = Counts(collective);
+    const int64_t element_size = DataTypeSize(flags_.dtype);
+    const Layout largest =
+        MakeLayout(collective, counts.back(), ranks_, flags_.tensors);
+    AlignedBuffer input(
+        KoloHasOutOfPlace(collective) ? largest.input_count * element_size : 0);
+    AlignedBuffer output(largest.output_count * element_size);
+    Header(std::string(CollectiveName(collective)) + "  [kolo " + label + "]");
+    double busbw_sum = 0;
+    int columns = 0;
+    for (int64_t count : counts) {
+      const Layout layout =
+          MakeLayout(collective, count, ranks_, flags_.tensors);
+      Row row = MakeRow("kolo", label, layout);
+      const std::string name = std::string("kolo_bench.") +
+                               CollectiveName(collective) + "." +
+                               std::to_string(count);
+      if (KoloHasOutOfPlace(collective)) {
+        row.out_of_place = MeasureKolo(layout, config_, false, name + ".oop",
+                                       input.data(), output.data());
+      }
+      if (KoloHasInPlace(collective)) {
+        row.in_place = MeasureKolo(layout, config_, true, name + ".ip",
+                                   input.data(), output.data());
+      }
+      Record(row, &busbw_sum, &columns);
+    }
+    if (rank_ == 0) PrintAverageBusBandwidth(busbw_sum, columns);
+  }
+
+  void Header(const std::string& title) const {
+    if (rank_ == 0) PrintTableHeader(title);
+  }
+
+  void Skip(const std::string& what, const std::string& why) {
+    Print("#\n# %s: skipped: %s\n", what.c_str(), why.c_str());
+    skipped_.push_back(what + ": " + why);
+  }
+
+  void RunBaselines() {
+    const std::vector<int64_t> counts = Counts(Collective::kAllreduce);
+    const int64_t element_size = DataTypeSize(flags_.dtype);
+    AlignedBuffer input(counts.back() * element_size);
+    AlignedBuffer output(counts.back() * element_size);
+
+    if (flags_.mpi_baseline) {
+      const std::string label = "MPI_Allreduce on MPI_COMM_WORLD";
+      if (std::string why = MpiAllreduceUnsupported(flags_.dtype, flags_.op);
+          !why.empty()) {
+        Skip("allreduce baseline " + label, why);
+      } else {
+        PrintTableHeader("allreduce  [baseline: " + label +
+                         ", Open MPI's own "
+                         "algorithm choice]");
+        double busbw_sum = 0;
+        int columns = 0;
+        for (int64_t count : counts) {
+          const Layout layout =
+              MakeLayout(Collective::kAllreduce, count, ranks_, 1);
+          Row row = MakeRow("mpi", label, layout);
+          row.out_of_place = MeasureMpiAllreduce(layout, config_, false,
+                                                 input.data(), output.data());
+          row.in_place = MeasureMpiAllreduce(layout, config_, true,
+                                             input.data(), output.data());
+          Record(row, &busbw_sum, &columns);
+        }
+        if (rank_ == 0) PrintAverageBusBandwidth(busbw_sum, columns);
+      }
+      if (flags_.dtype == DataType::kFloat32 && flags_.op == ReduceOp::kSum) {
+        const Layout layout =
+            MakeLayout(Collective::kAllreduce, kLatencyBytes / 4, ranks_, 1);
+        AlignedBuffer small_input(kLatencyBytes);
+        AlignedBuffer small_output(kLatencyBytes);
+        mpi_latency_ =
+            MeasureMpiAllreduce(layout, LatencyConfig(), false,
+                                small_input.data(), small_output.data());
+        Print("# 8-byte float32 sum MPI_Allreduce: %.2f us (%d iterations)\n",
+              mpi_latency_->time_us, LatencyConfig().iters);
+        Count(*mpi_latency_);
+      }
+    }
+
+    if (flags_.gloo_baseline) {
+      const std::string label = "Gloo AllreduceRingChunked, TCP over 127.0.0.1";
+      if (std::string why = GlooBaseline::Unsupported(flags_.dtype, flags_.op);
+          !why.empty()) {
+        Skip("allreduce baseline " + label, why);
+      } else if (hosts_ > 1) {
+        Skip("allreduce baseline " + label,
+             "it runs on one host (loopback, file-store rendezvous)");
+      } else {
+        StatusOr<std::unique_ptr<GlooBaseline>> gloo = GlooBaseline::Connect();
+        if (!gloo.ok()) {
+          Skip("allreduce baseline " + label, gloo.status().ToString());
+          ++failures_;
+        } else {
+          Header("allreduce  [baseline: " + label +
+                 "; Gloo reduces in place only]");
+          double busbw_sum = 0;
+          int columns = 0;
+          for (int64_t count : counts) {
+            const Layout layout =
+                MakeLayout(Collective::kAllreduce, count, ranks_, 1);
+            Row row = MakeRow("gloo", label, layout);
+            row.in_place =
+                (*gloo)->MeasureAllreduce(layout, config_, output.data());
+            Record(row, &busbw_sum, &columns);
+          }
+          if (rank_ == 0) PrintAverageBusBandwidth(busbw_sum, columns);
+        }
+      }
+    }
+
+    if (memory_.has_value()) {
+      const std::string label = "memory bound of a 2-rank allreduce, B/4";
+      char bandwidth[32];
+      std::snprintf(bandwidth, sizeof(bandwidth), "%.2f",
+                    memory_->bytes_per_second / 1e9);
+      Header("allreduce  [baseline: " + label + ", B = " + bandwidth +
+             " GB/s; a bound, not a run]");
+      double busbw_sum = 0;
+      int columns = 0;
+      for (int64_t count : counts) {
+        const Layout layout =
+            MakeLayout(Collective::kAllreduce, count, ranks_, 1);
+        Row row = MakeRow("membound", label, layout);
+        Measurement bound;
+        bound.time_us = row.bytes / memory_->AllreduceBound() * 1e6;
+        row.out_of_place = bound;
+        row.in_place = bound;
+        Record(row, &busbw_sum, &columns);
+      }
+      if (rank_ == 0) PrintAverageBusBandwidth(busbw_sum, columns);
+    }
+  }
+
+  bool WriteJson(int64_t wrong, int exit_code) const {
+    nlohmann::json json;
+    json["tool"] = "kolo_bench";
+    json["command"] = flags_.command_line;
+    json["ranks"] = ranks_;
+    json["hosts"] = hosts_;
+    json["hostname"] = LocalHostname();
+    nlohmann::json collectives = nlohmann::json::array();
+    for (Collective c : flags_.collectives)
+      collectives.push_back(CollectiveName(c));
+    json["config"] = {{"minbytes", flags_.min_bytes},
+                      {"maxbytes", flags_.max_bytes},
+                      {"stepfactor", flags_.step_factor},
+                      {"iters", flags_.iters},
+                      {"warmup_iters", flags_.warmup},
+                      {"check", flags_.check},
+                      {"datatype", DataTypeName(flags_.dtype)},
+                      {"op", ReduceOpName(flags_.op)},
+                      {"root", flags_.root},
+                      {"tensors", flags_.tensors},
+                      {"collectives", collectives}};
+    nlohmann::json runs = nlohmann::json::array();
+    for (const KoloRun& run : kolo_runs_) {
+      nlohmann::json latency = nullptr;
+      if (run.latency.has_value()) {
+        latency = {{"time_us", run.latency->time_us},
+                   {"wrong", run.latency->wrong},
+                   {"error", run.latency->error}};
+      }
+      runs.push_back({{"label", run.label},
+                      {"selection", run.selection},
+                      {"available", run.error.empty()},
+                      {"error", run.error},
+                      {"latency_8B", latency}});
+    }
+    json["kolo_runs"] = runs;
+    json["memory_bandwidth"] = nullptr;
+    if (memory_.has_value()) {
+      json["memory_bandwidth"] = {
+          {"read_write_GBps", memory_->bytes_per_second / 1e9},
+          {"buffer_bytes", memory_->buffer_bytes},
+          {"repeats", memory_->repeats},
+          {"allreduce_2rank_bound_GBps", memory_->AllreduceBound() / 1e9}};
+    }
+    json["mpi_latency_8B"] = nullptr;
+    if (mpi_latency_.has_value()) {
+      json["mpi_latency_8B"] = {{"time_us", mpi_latency_->time_us},
+                                {"wrong", mpi_latency_->wrong},
+                                {"error", mpi_latency_->error}};
+    }
+    json["skipped"] = skipped_;
+    nlohmann::json rows = nlohmann::json::array();
+    for (const Row& row : rows_) rows.push_back(RowToJson(row, ranks_));
+    json["rows"] = rows;
+    json["targets"] = TargetsToJson(targets_);
+    json["wrong_total"] = wrong;
+    json["failed_operations"] = failures_;
+    json["exit_code"] = exit_code;
+    std::ofstream file(flags_.json_path);
+    file << json.dump(2) << "\n";
+    file.close();
+    if (!file) {
+      std::fprintf(stderr, "kolo_bench: cannot write %s\n",
+                   flags_.json_path.c_str());
+      return false;
+    }
+    return true;
+  }
+
+  const BenchFlags flags_;
+  RunConfig config_;
+  const int rank_;
+  const int ranks_;
+  int hosts_ = 1;
+  std::vector<Row> rows_;
+  std::vector<KoloRun> kolo_runs_;
+  std::optional<MemoryBandwidth> memory_;
+  std::optional<Measurement> mpi_latency_;
+  std::vector<TargetResult> targets_;
+  std::vector<std::string> skipped_;
+  int failures_ = 0;
+};
+
+}  // namespace
+}  // namespace kolo::bench
+
+int main(int argc, char** argv) {
+  int provided = 0;
+  MPI_Init_thread(&argc, &argv, MPI_THREAD_MULTIPLE, &provided);
+  int rank = 0;
+  int ranks = 1;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &ranks);
+  kolo::bench::BenchFlags flags;
+  std::optional<int> exit_code =
+      kolo::bench::ParseFlags(argc, argv, rank == 0, &flags);
+  if (!exit_code.has_value() && flags.root >= ranks) {
+    if (rank == 0) {
+      std::fprintf(stderr,
+                   "kolo_bench: --root %d is not a rank of this %d-rank job\n",
+                   flags.root, ranks);
+    }
+    exit_code = 2;
+  }
+  if (!exit_code.has_value() && provided < MPI_THREAD_MULTIPLE) {
+    if (rank == 0) {
+      std::fprintf(stderr,
+                   "kolo_bench: MPI_THREAD_MULTIPLE is needed (kolo's thread "
+                   "and the benchmark both call MPI); this MPI gives less\n");
+    }
+    exit_code = 1;
+  }
+  if (!exit_code.has_value()) {
+    exit_code = kolo::bench::Bench(std::move(flags), rank, ranks).Run();
+  }
+  MPI_Finalize();
+  return *exit_code;
+}

@@ -1,0 +1,32 @@
+// Measures kolo's collectives through the public C++ API: every part of a
+// message is submitted (enqueue), then every handle is waited for, so one
+// iteration is the whole path users pay: enqueue, negotiation, fusion,
+// execution on the backend and completion.
+#ifndef KOLO_BENCH_KOLO_RUNNER_H_
+#define KOLO_BENCH_KOLO_RUNNER_H_
+
+#include <string>
+
+#include "bench/collective.h"
+#include "bench/measurement.h"
+
+namespace kolo::bench {
+
+// True when kolo's API has an in-place form of the collective: allreduce
+// (input and output the same memory) and broadcast (only in place). The
+// others return their output through an OutputAllocator, always another
+// buffer.
+bool KoloHasInPlace(Collective collective);
+bool KoloHasOutOfPlace(Collective collective);
+
+// Measures one message. `name` prefixes the operation names, which repeat
+// every iteration (so kolo's response cache sees them again). input holds
+// layout.input_count elements, output layout.output_count; in place, only
+// output is used. REQUIRES: kolo is initialised. Collective over all ranks.
+Measurement MeasureKolo(const Layout& layout, const RunConfig& config,
+                        bool in_place, const std::string& name, void* input,
+                        void* output);
+
+}  // namespace kolo::bench
+
+#endif  // KOLO_BENCH_KOLO_RUNNER_H_
