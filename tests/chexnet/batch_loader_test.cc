@@ -1,5 +1,7 @@
 // Tests of the dataset and the multi-threaded batch loader, and of the resize
 // against LibTorch's bilinear interpolation.
+#include "examples/chexnet/data/batch_loader.h"
+
 #include <torch/torch.h>
 
 #include <filesystem>
@@ -7,7 +9,6 @@
 #include <string>
 #include <vector>
 
-#include "examples/chexnet/data/batch_loader.h"
 #include "examples/chexnet/data/dataset.h"
 #include "examples/chexnet/data/image.h"
 #include "examples/chexnet/data/random.h"
@@ -90,7 +91,8 @@ TEST_F(BatchLoaderTest, BatchesFollowTheIndicesWithMatchingContents) {
   size_t position = 0;
   for (const Batch& batch : batches) {
     const int64_t rows = batch.images.size(0);
-    EXPECT_EQ(batch.images.sizes(), (std::vector<int64_t>{rows, 3, kSize, kSize}));
+    EXPECT_EQ(batch.images.sizes(),
+              (std::vector<int64_t>{rows, 3, kSize, kSize}));
     EXPECT_EQ(batch.images.dtype(), torch::kFloat32);
     EXPECT_EQ(batch.labels.sizes(), (std::vector<int64_t>{rows, kNumLabels}));
     ASSERT_EQ(batch.names.size(), static_cast<size_t>(rows));
@@ -231,8 +233,7 @@ TEST_F(BatchLoaderTest, AbandonedEpochsAndEarlyDestruction) {
     ASSERT_TRUE(loader.StartEpoch(second, 1).ok());
     auto batch = loader.Next();
     ASSERT_TRUE(batch.ok() && batch->has_value());
-    EXPECT_EQ((*batch)->indices,
-              (std::vector<int64_t>{second[0], second[1]}));
+    EXPECT_EQ((*batch)->indices, (std::vector<int64_t>{second[0], second[1]}));
     ASSERT_TRUE(loader.StartEpoch(second, 2).ok());
   }  // Destroyed with workers blocked on a full queue: must not hang.
 }
@@ -321,8 +322,8 @@ TEST(ResizeBilinear, MatchesTorchInterpolate) {
             .squeeze(0);
     const float difference =
         (ImageToTensor(resized) - reference).abs().max().item<float>();
-    EXPECT_LT(difference, 1e-5) << in_h << "x" << in_w << " -> " << out_h
-                                << "x" << out_w << " (seed " << seed << ")";
+    EXPECT_LT(difference, 1e-5) << in_h << "x" << in_w << " -> " << out_h << "x"
+                                << out_w << " (seed " << seed << ")";
   }
 }
 

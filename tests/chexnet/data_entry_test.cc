@@ -1,5 +1,7 @@
 // Tests of the NIH metadata parser, CSV splitting and the patient-level
 // splits.
+#include "examples/chexnet/data/data_entry.h"
+
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -8,7 +10,6 @@
 
 #include "absl/strings/str_format.h"
 #include "examples/chexnet/data/csv.h"
-#include "examples/chexnet/data/data_entry.h"
 #include "examples/chexnet/data/labels.h"
 #include "examples/chexnet/data/splits.h"
 #include "gmock/gmock.h"
@@ -39,9 +40,8 @@ TEST(Labels, PaperOrder) {
   EXPECT_THAT(kLabelNames,
               ElementsAre("Atelectasis", "Cardiomegaly", "Effusion",
                           "Infiltration", "Mass", "Nodule", "Pneumonia",
-                          "Pneumothorax", "Consolidation", "Edema",
-                          "Emphysema", "Fibrosis", "Pleural_Thickening",
-                          "Hernia"));
+                          "Pneumothorax", "Consolidation", "Edema", "Emphysema",
+                          "Fibrosis", "Pleural_Thickening", "Hernia"));
   EXPECT_EQ(LabelIndex("Hernia"), 13);
   EXPECT_EQ(LabelIndex("hernia"), std::nullopt);
 }
@@ -129,10 +129,9 @@ TEST(ParseDataEntryCsv, Header2020QuotedFieldsCrlfBomAndSexSpelling) {
 }
 
 TEST(ParseDataEntryCsv, V2020HeaderFromTheRealFile) {
-  const std::string csv =
-      std::string(kHeader2020) +
-      "00000001_000.png,Cardiomegaly,0,1,57,M,PA,2682,2749,"
-      "0.14300000000000002,0.14300000000000002\n";
+  const std::string csv = std::string(kHeader2020) +
+                          "00000001_000.png,Cardiomegaly,0,1,57,M,PA,2682,2749,"
+                          "0.14300000000000002,0.14300000000000002\n";
   auto entries = ParseDataEntryCsv(csv, "v2020.csv");
   ASSERT_TRUE(entries.ok()) << entries.status();
   ASSERT_EQ(entries->size(), 1u);
@@ -165,9 +164,9 @@ TEST(ParseDataEntryCsv, ErrorsNameFileAndLine) {
        "bad.csv:3: image \"00000009_000.png\" already listed on line 2"},
   };
   for (const Case& c : cases) {
-    const std::string csv = std::string(kHeader2017) +
-                            "00000009_000.png,Edema,0,9,30,F,PA,1,1,0.1,0.1,\n" +
-                            c.row + "\n";
+    const std::string csv =
+        std::string(kHeader2017) +
+        "00000009_000.png,Edema,0,9,30,F,PA,1,1,0.1,0.1,\n" + c.row + "\n";
     auto entries = ParseDataEntryCsv(csv, "bad.csv");
     ASSERT_FALSE(entries.ok()) << "row accepted: " << c.row;
     EXPECT_EQ(entries.status().code(), absl::StatusCode::kInvalidArgument);
@@ -177,8 +176,7 @@ TEST(ParseDataEntryCsv, ErrorsNameFileAndLine) {
 }
 
 TEST(ParseDataEntryCsv, RejectsHeaderWithoutRequiredColumns) {
-  auto entries =
-      ParseDataEntryCsv("Image,Labels\na.png,Mass\n", "other.csv");
+  auto entries = ParseDataEntryCsv("Image,Labels\na.png,Mass\n", "other.csv");
   ASSERT_FALSE(entries.ok());
   EXPECT_THAT(entries.status().message(),
               HasSubstr("other.csv:1: header lacks column \"Image Index\", "
@@ -227,16 +225,20 @@ TEST(SplitByPatient, NoPatientOnBothSidesAndFractionOfPatients) {
   }
   // Input order is kept on each side.
   for (size_t i = 1; i < split.train.size(); ++i) {
-    EXPECT_LT(split.train[i - 1].patient_id * 100 + split.train[i - 1].follow_up,
-              split.train[i].patient_id * 100 + split.train[i].follow_up);
+    EXPECT_LT(
+        split.train[i - 1].patient_id * 100 + split.train[i - 1].follow_up,
+        split.train[i].patient_id * 100 + split.train[i].follow_up);
   }
 }
 
 TEST(SplitByPatient, DeterministicBySeed) {
   const std::vector<DataEntry> entries = ManyPatients(100, 3);
-  const std::set<int64_t> a = PatientsOf(SplitByPatient(entries, 0.2, 7).validation);
-  const std::set<int64_t> b = PatientsOf(SplitByPatient(entries, 0.2, 7).validation);
-  const std::set<int64_t> c = PatientsOf(SplitByPatient(entries, 0.2, 8).validation);
+  const std::set<int64_t> a =
+      PatientsOf(SplitByPatient(entries, 0.2, 7).validation);
+  const std::set<int64_t> b =
+      PatientsOf(SplitByPatient(entries, 0.2, 7).validation);
+  const std::set<int64_t> c =
+      PatientsOf(SplitByPatient(entries, 0.2, 8).validation);
   EXPECT_EQ(a, b);
   EXPECT_NE(a, c);
   // The split does not depend on the order of the entries.
@@ -257,11 +259,11 @@ TEST(SplitByPatient, EdgeFractions) {
 class NihLayoutTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = std::filesystem::path(::testing::TempDir()) /
-           ("nih_layout_" +
-            std::string(::testing::UnitTest::GetInstance()
-                            ->current_test_info()
-                            ->name()));
+    dir_ =
+        std::filesystem::path(::testing::TempDir()) /
+        ("nih_layout_" +
+         std::string(
+             ::testing::UnitTest::GetInstance()->current_test_info()->name()));
     std::filesystem::remove_all(dir_);
     std::filesystem::create_directories(dir_);
   }
@@ -273,7 +275,8 @@ class NihLayoutTest : public ::testing::Test {
     std::string csv = kHeader2017;
     for (int p = 1; p <= 10; ++p) {
       for (int f = 0; f < 2; ++f) {
-        absl::StrAppendFormat(&csv, "%08d_%03d.png,%s,%d,%d,50,M,PA,1,1,0.1,0.1,\n",
+        absl::StrAppendFormat(&csv,
+                              "%08d_%03d.png,%s,%d,%d,50,M,PA,1,1,0.1,0.1,\n",
                               p, f, p % 2 ? "Mass" : "No Finding", f, p);
       }
     }

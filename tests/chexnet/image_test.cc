@@ -1,5 +1,7 @@
 // Tests of PNG decoding (every colour type the data set may hold), encoding,
 // and the preprocessing: resize, normalisation, flip.
+#include "examples/chexnet/data/image.h"
+
 #include <spng.h>
 
 #include <cstring>
@@ -8,7 +10,6 @@
 #include <vector>
 
 #include "examples/chexnet/data/file_util.h"
-#include "examples/chexnet/data/image.h"
 #include "examples/chexnet/data/png_io.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -43,8 +44,8 @@ void ExpectRgb(const Image& image, const std::vector<float>& expected) {
 }
 
 TEST(DecodePng, Gray8IsReplicated) {
-  const std::string png = EncodeFixture(3, 1, SPNG_COLOR_TYPE_GRAYSCALE, 8,
-                                        {0, 51, 255});
+  const std::string png =
+      EncodeFixture(3, 1, SPNG_COLOR_TYPE_GRAYSCALE, 8, {0, 51, 255});
   auto image = DecodePng(png, "gray8.png");
   ASSERT_TRUE(image.ok()) << image.status();
   EXPECT_EQ(image->width, 3);
@@ -75,9 +76,8 @@ TEST(DecodePng, Rgb8) {
 }
 
 TEST(DecodePng, Rgba8DropsAlpha) {
-  const std::string png =
-      EncodeFixture(2, 1, SPNG_COLOR_TYPE_TRUECOLOR_ALPHA, 8,
-                    {255, 0, 51, 255, 0, 102, 255, 0});
+  const std::string png = EncodeFixture(2, 1, SPNG_COLOR_TYPE_TRUECOLOR_ALPHA,
+                                        8, {255, 0, 51, 255, 0, 102, 255, 0});
   auto image = DecodePng(png, "rgba.png");
   ASSERT_TRUE(image.ok()) << image.status();
   ExpectRgb(*image, {1, 0, 0.2f, 0, 0.4f, 1});
@@ -87,9 +87,9 @@ TEST(DecodePng, Rgba16AndGrayAlpha8) {
   const uint16_t samples[4] = {65535, 0x8000, 0, 1234};
   std::vector<uint8_t> bytes(sizeof(samples));
   std::memcpy(bytes.data(), samples, sizeof(samples));
-  auto rgba16 = DecodePng(
-      EncodeFixture(1, 1, SPNG_COLOR_TYPE_TRUECOLOR_ALPHA, 16, bytes),
-      "rgba16.png");
+  auto rgba16 =
+      DecodePng(EncodeFixture(1, 1, SPNG_COLOR_TYPE_TRUECOLOR_ALPHA, 16, bytes),
+                "rgba16.png");
   ASSERT_TRUE(rgba16.ok()) << rgba16.status();
   ExpectRgb(*rgba16, {1, 0x8000 / 65535.0f, 0});
 
@@ -110,8 +110,8 @@ TEST(DecodePng, PaletteIsExpanded) {
 }
 
 TEST(DecodePng, CorruptDataNamesTheFile) {
-  const std::string png = EncodeFixture(
-      16, 16, SPNG_COLOR_TYPE_GRAYSCALE, 8, std::vector<uint8_t>(256, 7));
+  const std::string png = EncodeFixture(16, 16, SPNG_COLOR_TYPE_GRAYSCALE, 8,
+                                        std::vector<uint8_t>(256, 7));
   ASSERT_GT(png.size(), 60u);
 
   auto truncated = DecodePng(png.substr(0, png.size() / 2), "images/cut.png");
@@ -167,11 +167,10 @@ TEST(ResizeBilinear, HalfPixelCentresByHand) {
   Image image(1, 2, 2);
   image.pixels = {0, 1, 2, 3};
   const Image up = ResizeBilinear(image, 4, 4);
-  const std::vector<float> expected = {
-      0.0f, 0.25f, 0.75f, 1.0f,  //
-      0.5f, 0.75f, 1.25f, 1.5f,  //
-      1.5f, 1.75f, 2.25f, 2.5f,  //
-      2.0f, 2.25f, 2.75f, 3.0f};
+  const std::vector<float> expected = {0.0f, 0.25f, 0.75f, 1.0f,  //
+                                       0.5f, 0.75f, 1.25f, 1.5f,  //
+                                       1.5f, 1.75f, 2.25f, 2.5f,  //
+                                       2.0f, 2.25f, 2.75f, 3.0f};
   for (size_t i = 0; i < expected.size(); ++i) {
     EXPECT_FLOAT_EQ(up.pixels[i], expected[i]) << "index " << i;
   }
@@ -213,7 +212,8 @@ TEST(FlipHorizontal, MirrorsRows) {
 
 TEST(LoadModelInput, SkipsResamplingAtModelSize) {
   std::vector<uint8_t> gray(8 * 8);
-  for (size_t i = 0; i < gray.size(); ++i) gray[i] = static_cast<uint8_t>(i * 4);
+  for (size_t i = 0; i < gray.size(); ++i)
+    gray[i] = static_cast<uint8_t>(i * 4);
   const std::string path = TempPath("model_size.png");
   ASSERT_TRUE(WritePng8(path, gray.data(), 8, 8, 1).ok());
 

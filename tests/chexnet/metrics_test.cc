@@ -2,10 +2,9 @@
 #include <cmath>
 #include <filesystem>
 #include <limits>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "absl/strings/str_split.h"
 #include "examples/chexnet/data/file_util.h"
@@ -66,8 +65,7 @@ TEST(Auroc, RejectsBadInput) {
                   .status()
                   .message(),
               HasSubstr("label 1 is 0.5"));
-  EXPECT_FALSE(
-      Auroc(std::vector<float>{0.1f}, std::vector<float>{0, 1}).ok());
+  EXPECT_FALSE(Auroc(std::vector<float>{0.1f}, std::vector<float>{0, 1}).ok());
 }
 
 TEST(RocCurve, PointsByHand) {
@@ -91,8 +89,8 @@ TEST(RocCurve, PointsByHand) {
   EXPECT_DOUBLE_EQ((*roc)[1].false_positive_rate, 1.0);
   EXPECT_DOUBLE_EQ((*roc)[1].true_positive_rate, 1.0);
 
-  EXPECT_TRUE(RocCurve(std::vector<float>{0.5f}, std::vector<float>{1})
-                  ->empty());
+  EXPECT_TRUE(
+      RocCurve(std::vector<float>{0.5f}, std::vector<float>{1})->empty());
 }
 
 TEST(RocCurve, TrapezoidAreaEqualsAuroc) {
@@ -109,10 +107,9 @@ TEST(RocCurve, TrapezoidAreaEqualsAuroc) {
     ASSERT_TRUE(roc.ok());
     double area = 0.0;
     for (size_t i = 1; i < roc->size(); ++i) {
-      area += ((*roc)[i].false_positive_rate -
-               (*roc)[i - 1].false_positive_rate) *
-              ((*roc)[i].true_positive_rate + (*roc)[i - 1].true_positive_rate) /
-              2;
+      area +=
+          ((*roc)[i].false_positive_rate - (*roc)[i - 1].false_positive_rate) *
+          ((*roc)[i].true_positive_rate + (*roc)[i - 1].true_positive_rate) / 2;
     }
     EXPECT_NEAR(area, AurocOf(scores, labels), 1e-12)
         << "trial " << trial << " seed " << seed;
@@ -289,9 +286,8 @@ TEST(RocPlot, PanelsInClassColours) {
     const int left = (c % 4) * 150;
     const int top = kRocPlotTitleHeight + (c / 4) * 150;
     // Below the title line, only the curve uses the class colour.
-    const int curve_pixels =
-        CountColor(*image, kClassColors[c], left, top + 16, left + 150,
-                   top + 150);
+    const int curve_pixels = CountColor(*image, kClassColors[c], left, top + 16,
+                                        left + 150, top + 150);
     if (c == 13) {
       EXPECT_EQ(curve_pixels, 0) << "undefined Hernia drew a curve";
     } else {
@@ -299,9 +295,9 @@ TEST(RocPlot, PanelsInClassColours) {
       EXPECT_GT(curve_pixels, 200) << kLabelNames[c];
     }
     // The title is drawn in the class colour too.
-    EXPECT_GT(CountColor(*image, kClassColors[c], left, top, left + 150,
-                         top + 16),
-              20)
+    EXPECT_GT(
+        CountColor(*image, kClassColors[c], left, top, left + 150, top + 16),
+        20)
         << kLabelNames[c];
   }
   // The overlay panel draws every class in order, so the last perfect (12)

@@ -1,5 +1,7 @@
 // Tests of chexnet_make_synthetic's library: the NIH layout, determinism,
 // the class imbalance and the patient-level split.
+#include "examples/chexnet/data/synthetic.h"
+
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
@@ -15,7 +17,6 @@
 #include "examples/chexnet/data/file_util.h"
 #include "examples/chexnet/data/png_io.h"
 #include "examples/chexnet/data/splits.h"
-#include "examples/chexnet/data/synthetic.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -66,8 +67,7 @@ TEST(SyntheticDataset, WritesTheNihLayout) {
   const SyntheticSummary summary = Generate(dir, 120, 48, 5);
   EXPECT_EQ(summary.num_images, 120);
 
-  const std::string csv_2017 =
-      *ReadFileToString(dir + "/Data_Entry_2017.csv");
+  const std::string csv_2017 = *ReadFileToString(dir + "/Data_Entry_2017.csv");
   const std::string csv_2020 =
       *ReadFileToString(dir + "/Data_Entry_2017_v2020.csv");
   EXPECT_THAT(csv_2017,
@@ -118,7 +118,7 @@ TEST(SyntheticDataset, WritesTheNihLayout) {
   EXPECT_EQ(static_cast<int>(images_per_patient.size()), summary.num_patients);
   EXPECT_GE(120.0 / summary.num_patients, 2.0) << "several images per patient";
   EXPECT_EQ(std::distance(fs::directory_iterator(dir + "/images"),
-                         fs::directory_iterator()),
+                          fs::directory_iterator()),
             120);
 
   // Official-style lists: sorted, disjoint, covering everything, ~80/20 by
@@ -174,8 +174,7 @@ TEST(SyntheticDataset, RealSetImbalanceAndEveryClassInTheTestSplit) {
     if (c != 3) {
       EXPECT_GT(summary.positives[3], summary.positives[c]) << kLabelNames[c];
     }
-    const double expected =
-        std::max(kRealPrevalence[c], kMinPrevalence) * 1500;
+    const double expected = std::max(kRealPrevalence[c], kMinPrevalence) * 1500;
     EXPECT_NEAR(summary.positives[c], expected, 4 * std::sqrt(expected) + 4)
         << kLabelNames[c];
     EXPECT_GE(summary.test_positives[c], kMinPositivesPerSplit)

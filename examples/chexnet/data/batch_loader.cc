@@ -11,8 +11,7 @@
 
 namespace kolo::chexnet {
 
-BatchLoader::BatchLoader(const ChestXrayDataset* dataset,
-                         LoaderOptions options)
+BatchLoader::BatchLoader(const ChestXrayDataset* dataset, LoaderOptions options)
     : dataset_(dataset), options_(options) {}
 
 BatchLoader::~BatchLoader() { StopWorkers(); }
@@ -31,17 +30,17 @@ absl::Status BatchLoader::StartEpoch(std::vector<int64_t> indices,
                                      int64_t epoch) {
   if (options_.batch_size <= 0 || options_.prefetch_batches <= 0 ||
       options_.num_workers < 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "BatchLoader: batch_size (", options_.batch_size,
-        ") and prefetch_batches (", options_.prefetch_batches,
-        ") must be positive and num_workers (", options_.num_workers,
-        ") non-negative"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("BatchLoader: batch_size (", options_.batch_size,
+                     ") and prefetch_batches (", options_.prefetch_batches,
+                     ") must be positive and num_workers (",
+                     options_.num_workers, ") non-negative"));
   }
   for (size_t i = 0; i < indices.size(); ++i) {
     if (indices[i] < 0 || indices[i] >= dataset_->size()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "BatchLoader: index ", indices[i], " at position ", i,
-          " is outside the dataset [0, ", dataset_->size(), ")"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("BatchLoader: index ", indices[i], " at position ", i,
+                       " is outside the dataset [0, ", dataset_->size(), ")"));
     }
   }
   StopWorkers();

@@ -40,8 +40,8 @@ absl::StatusOr<std::vector<std::string>> SplitCsvLine(absl::string_view line) {
     } else {
       while (i < line.size() && line[i] != ',') {
         if (line[i] == '"') {
-          return absl::InvalidArgumentError(absl::StrCat(
-              "quote inside an unquoted field at column ", i + 1));
+          return absl::InvalidArgumentError(
+              absl::StrCat("quote inside an unquoted field at column ", i + 1));
         }
         field.push_back(line[i++]);
       }

@@ -6,10 +6,10 @@
 #define KOLO_EXAMPLES_CHEXNET_DATA_CSV_H_
 
 #include <string>
-#include "absl/strings/string_view.h"
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 
 namespace kolo::chexnet {
 

@@ -69,16 +69,14 @@ std::optional<int> ParseAge(absl::string_view value) {
 absl::StatusOr<DataEntry> ParseRow(const std::vector<std::string>& fields,
                                    const Columns& columns) {
   if (static_cast<int>(fields.size()) < columns.named) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("expected ", columns.named, " fields, found ",
-                     fields.size()));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "expected ", columns.named, " fields, found ", fields.size()));
   }
   for (size_t i = columns.named; i < fields.size(); ++i) {
     if (!absl::StripAsciiWhitespace(fields[i]).empty()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("expected ", columns.named, " fields, found ",
-                       fields.size(), " (field ", i + 1, " is \"", fields[i],
-                       "\")"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "expected ", columns.named, " fields, found ", fields.size(),
+          " (field ", i + 1, " is \"", fields[i], "\")"));
     }
   }
   DataEntry entry;
@@ -115,8 +113,8 @@ absl::StatusOr<DataEntry> ParseRow(const std::vector<std::string>& fields,
     entry.patient_age = *age;
   }
   if (columns.patient_gender) {
-    entry.patient_gender =
-        std::string(absl::StripAsciiWhitespace(fields[*columns.patient_gender]));
+    entry.patient_gender = std::string(
+        absl::StripAsciiWhitespace(fields[*columns.patient_gender]));
   }
   if (columns.view_position) {
     entry.view_position =
@@ -173,8 +171,8 @@ absl::StatusOr<std::vector<DataEntry>> ParseDataEntryCsv(
     if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
     if (absl::StripAsciiWhitespace(line).empty()) continue;
     auto error = [&](const absl::Status& status) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          file_name, ":", line_number, ": ", status.message()));
+      return absl::InvalidArgumentError(
+          absl::StrCat(file_name, ":", line_number, ": ", status.message()));
     };
     absl::StatusOr<std::vector<std::string>> fields = SplitCsvLine(line);
     if (!fields.ok()) return error(fields.status());

@@ -15,10 +15,10 @@
 
 #include <cstdint>
 #include <string>
-#include "absl/strings/string_view.h"
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "examples/chexnet/data/labels.h"
 
 namespace kolo::chexnet {
@@ -28,12 +28,12 @@ inline constexpr char kDataEntry2020[] = "Data_Entry_2017_v2020.csv";
 
 // One row of the metadata file.
 struct DataEntry {
-  std::string image_index;  // File name in images/, e.g. "00000001_000.png".
-  LabelVector labels{};     // Multi-hot, kLabelNames order; all zero for
-                            // "No Finding".
-  int follow_up = 0;        // "Follow-up #"; 0 when the column is absent.
-  int64_t patient_id = 0;   // "Patient ID".
-  int patient_age = -1;     // Years; -1 when the column is absent.
+  std::string image_index;     // File name in images/, e.g. "00000001_000.png".
+  LabelVector labels{};        // Multi-hot, kLabelNames order; all zero for
+                               // "No Finding".
+  int follow_up = 0;           // "Follow-up #"; 0 when the column is absent.
+  int64_t patient_id = 0;      // "Patient ID".
+  int patient_age = -1;        // Years; -1 when the column is absent.
   std::string patient_gender;  // "M" or "F" as in the file; may be empty.
   std::string view_position;   // "PA" or "AP" as in the file; may be empty.
 };

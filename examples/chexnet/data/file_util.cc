@@ -18,7 +18,8 @@ using FilePtr = std::unique_ptr<std::FILE, FileCloser>;
 
 absl::Status ErrnoError(const std::string& path, absl::string_view what,
                         int err) {
-  std::string message = absl::StrCat(path, ": ", what, ": ", std::strerror(err));
+  std::string message =
+      absl::StrCat(path, ": ", what, ": ", std::strerror(err));
   if (err == ENOENT) return absl::NotFoundError(message);
   return absl::InternalError(message);
 }

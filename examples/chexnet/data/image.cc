@@ -80,11 +80,10 @@ absl::StatusOr<Image> LoadModelInput(const std::string& path,
                                      const ImageOptions& options) {
   absl::StatusOr<Image> image = ReadPng(path);
   if (!image.ok()) return image.status();
-  Image input = image->height == options.image_size &&
-                        image->width == options.image_size
-                    ? *std::move(image)
-                    : ResizeBilinear(*image, options.image_size,
-                                     options.image_size);
+  Image input =
+      image->height == options.image_size && image->width == options.image_size
+          ? *std::move(image)
+          : ResizeBilinear(*image, options.image_size, options.image_size);
   if (options.normalize) NormalizeImageNet(&input);
   return input;
 }

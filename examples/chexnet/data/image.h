@@ -23,7 +23,9 @@ struct Image {
 
   Image() = default;
   Image(int c, int h, int w)
-      : channels(c), height(h), width(w),
+      : channels(c),
+        height(h),
+        width(w),
         pixels(static_cast<size_t>(c) * h * w, 0.0f) {}
 
   float& at(int c, int y, int x) {

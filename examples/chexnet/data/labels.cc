@@ -4,10 +4,20 @@
 namespace kolo::chexnet {
 
 const std::array<absl::string_view, kNumLabels> kLabelNames = {
-    "Atelectasis",   "Cardiomegaly", "Effusion",  "Infiltration",
-    "Mass",          "Nodule",       "Pneumonia", "Pneumothorax",
-    "Consolidation", "Edema",        "Emphysema", "Fibrosis",
-    "Pleural_Thickening", "Hernia"};
+    "Atelectasis",
+    "Cardiomegaly",
+    "Effusion",
+    "Infiltration",
+    "Mass",
+    "Nodule",
+    "Pneumonia",
+    "Pneumothorax",
+    "Consolidation",
+    "Edema",
+    "Emphysema",
+    "Fibrosis",
+    "Pleural_Thickening",
+    "Hernia"};
 
 std::optional<int> LabelIndex(absl::string_view name) {
   for (int i = 0; i < kNumLabels; ++i) {

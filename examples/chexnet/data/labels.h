@@ -5,6 +5,7 @@
 
 #include <array>
 #include <optional>
+
 #include "absl/strings/string_view.h"
 
 namespace kolo::chexnet {

@@ -3,6 +3,7 @@
 
 #include <spng.h>
 
+#include <cstdlib>
 #include <memory>
 #include <vector>
 
@@ -24,8 +25,7 @@ using SpngContext = std::unique_ptr<spng_ctx, SpngContextDeleter>;
 absl::Status SpngError(absl::string_view file_name, absl::string_view what,
                        int err) {
   return absl::InvalidArgumentError(absl::StrCat(
-      file_name, ": ", what, ": ", spng_strerror(err), " (libspng ", err,
-      ")"));
+      file_name, ": ", what, ": ", spng_strerror(err), " (libspng ", err, ")"));
 }
 
 }  // namespace
@@ -100,8 +100,8 @@ absl::StatusOr<std::string> EncodePng8(const uint8_t* pixels, int width,
   ihdr.width = static_cast<uint32_t>(width);
   ihdr.height = static_cast<uint32_t>(height);
   ihdr.bit_depth = 8;
-  ihdr.color_type = channels == 1 ? SPNG_COLOR_TYPE_GRAYSCALE
-                                  : SPNG_COLOR_TYPE_TRUECOLOR;
+  ihdr.color_type =
+      channels == 1 ? SPNG_COLOR_TYPE_GRAYSCALE : SPNG_COLOR_TYPE_TRUECOLOR;
   if (int err = spng_set_ihdr(ctx.get(), &ihdr)) {
     return SpngError("EncodePng8", "bad header", err);
   }
@@ -115,7 +115,7 @@ absl::StatusOr<std::string> EncodePng8(const uint8_t* pixels, int width,
   void* png = spng_get_png_buffer(ctx.get(), &length, &err);
   if (png == nullptr) return SpngError("EncodePng8", "no output", err);
   std::string encoded(static_cast<const char*>(png), length);
-  free(png);
+  std::free(png);
   return encoded;
 }
 

@@ -21,8 +21,7 @@ PatientSplit SplitByPatient(std::vector<DataEntry> entries,
   std::vector<int64_t> patients;
   for (const DataEntry& entry : entries) patients.push_back(entry.patient_id);
   std::sort(patients.begin(), patients.end());
-  patients.erase(std::unique(patients.begin(), patients.end()),
-                 patients.end());
+  patients.erase(std::unique(patients.begin(), patients.end()), patients.end());
 
   const int64_t num_patients = static_cast<int64_t>(patients.size());
   int64_t num_validation =
@@ -86,9 +85,9 @@ absl::StatusOr<NihSplits> LoadNihSplits(const std::string& data_dir,
                          "\" is not in ", splits.metadata_csv));
       }
       if (claimed_by[it->second] != nullptr) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            path, ":", line_number, ": image \"", line,
-            "\" is also listed in ", claimed_by[it->second]));
+        return absl::InvalidArgumentError(
+            absl::StrCat(path, ":", line_number, ": image \"", line,
+                         "\" is also listed in ", claimed_by[it->second]));
       }
       claimed_by[it->second] = list_name;
       out->push_back((*entries)[it->second]);
@@ -102,8 +101,8 @@ absl::StatusOr<NihSplits> LoadNihSplits(const std::string& data_dir,
   if (absl::Status status = select(kTestList, &splits.test); !status.ok()) {
     return status;
   }
-  PatientSplit split = SplitByPatient(std::move(train_val),
-                                      options.validation_fraction, options.seed);
+  PatientSplit split = SplitByPatient(
+      std::move(train_val), options.validation_fraction, options.seed);
   splits.train = std::move(split.train);
   splits.validation = std::move(split.validation);
   return splits;

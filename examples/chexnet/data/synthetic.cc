@@ -180,19 +180,18 @@ double Intensity(const Scene& s, double u, double v) {
   double lung_tone = 0.20 + 0.10 * (v - 0.16) / 0.58;
   if (s.has[10]) lung_tone -= 0.07 * a[10];  // Emphysema: hyperlucent.
   value = Mix(value, lung_tone, lung);
-  const double rib =
-      std::pow(0.5 + 0.5 * std::sin(kTwoPi * (v * 7.5 + 3.0 * (u - 0.5) *
-                                                            (u - 0.5))),
-               8.0);
+  const double rib = std::pow(
+      0.5 + 0.5 * std::sin(kTwoPi * (v * 7.5 + 3.0 * (u - 0.5) * (u - 0.5))),
+      8.0);
   value += 0.07 * rib * lung;
   value = Mix(value, 0.62,
               Edge(std::abs(u - 0.5) - 0.055, 0.02) * Edge(0.12 - v, 0.02));
 
   // Heart; Cardiomegaly (1) enlarges it by half or more.
   const double grow = s.has[1] ? 1.45 + 0.25 * a[1] : 1.0;
-  value = Mix(value, 0.63,
-              Ellipse(u, v, 0.55, 0.64, s.heart_rx * grow, s.heart_ry * grow,
-                      0.015));
+  value = Mix(
+      value, 0.63,
+      Ellipse(u, v, 0.55, 0.64, s.heart_rx * grow, s.heart_ry * grow, 0.015));
 
   for (int i = 0; i < 5; ++i) {
     const Circle& c = s.shading[i];
@@ -209,8 +208,7 @@ double Intensity(const Scene& s, double u, double v) {
              Edge(std::abs(q) - 0.013, 0.008);
   }
   if (s.has[2]) {  // Effusion: fluid filling the base, meniscus laterally.
-    const double level =
-        s.effusion_level - 0.07 * Clamp01((0.31 - u) / 0.16);
+    const double level = s.effusion_level - 0.07 * Clamp01((0.31 - u) / 0.16);
     value = Mix(value, 0.58, a[2] * right_lung * Edge(level - v, 0.012));
   }
   if (s.has[3]) {  // Infiltration: patchy soft blobs.
@@ -242,8 +240,8 @@ double Intensity(const Scene& s, double u, double v) {
     const double d = EllipseDistance(u, v, 0.34, 0.52, rx, 0.25);
     const double upper = Edge(v - 0.55, 0.03);
     value = Mix(value, 0.03, 0.9 * a[7] * right_lung * upper * Edge(-d, 0.01));
-    value += 0.35 * a[7] * right_lung * upper *
-             Edge(std::abs(d) - 0.004, 0.005);
+    value +=
+        0.35 * a[7] * right_lung * upper * Edge(std::abs(d) - 0.004, 0.005);
   }
   if (s.has[8]) {  // Consolidation: dense block with dark air bronchograms.
     const double du = u - s.consolidation_u, dv = v - s.consolidation_v;
@@ -252,8 +250,9 @@ double Intensity(const Scene& s, double u, double v) {
     const double p = ca * du + sa * dv, q = -sa * du + ca * dv;
     const double block =
         Edge(std::max(std::abs(p) - 0.065, std::abs(q) - 0.045), 0.008);
-    const double bronchus = std::max(Edge(std::abs(q - 0.35 * p) - 0.005, 0.004),
-                                     Edge(std::abs(q + 0.5 * p) - 0.005, 0.004));
+    const double bronchus =
+        std::max(Edge(std::abs(q - 0.35 * p) - 0.005, 0.004),
+                 Edge(std::abs(q + 0.5 * p) - 0.005, 0.004));
     value += 0.42 * a[8] * block * (1.0 - 0.7 * bronchus);
   }
   if (s.has[9]) {  // Edema: symmetric perihilar "bat wings".
@@ -276,8 +275,9 @@ double Intensity(const Scene& s, double u, double v) {
     const double period = 0.036;
     const double p = (ca * du + sa * dv) / period;
     const double q = (-sa * du + ca * dv) / period;
-    const double line = std::min(std::abs(p - std::round(p)),
-                                 std::abs(q - std::round(q))) * period;
+    const double line =
+        std::min(std::abs(p - std::round(p)), std::abs(q - std::round(q))) *
+        period;
     value += 0.36 * a[11] * Edge(line - 0.005, 0.004) *
              Ellipse(u, v, s.fibrosis_u, s.fibrosis_v, 0.075, 0.075, 0.02);
   }
@@ -387,8 +387,8 @@ absl::StatusOr<SyntheticSummary> GenerateSyntheticDataset(
         absl::StrCat("--images must be at least 1, got ", options.num_images));
   }
   if (options.image_size < 32 || options.image_size > 1024) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--size must be in [32, 1024], got ", options.image_size));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--size must be in [32, 1024], got ", options.image_size));
   }
   if (!(options.test_fraction >= 0.0 && options.test_fraction < 1.0)) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -497,8 +497,8 @@ absl::StatusOr<SyntheticSummary> GenerateSyntheticDataset(
       const double spacing = rng.Bernoulli(0.5) ? 0.143 : 0.139;
       const std::string row = absl::StrFormat(
           "%s,%s,%d,%d,%d,%c,%s,%d,%d,%.3f,%.3f", r.name,
-          QuoteCsvField(FormatFindingLabels(r.labels)), r.follow_up,
-          r.patient, age[r.patient] + r.follow_up / 4, gender[r.patient],
+          QuoteCsvField(FormatFindingLabels(r.labels)), r.follow_up, r.patient,
+          age[r.patient] + r.follow_up / 4, gender[r.patient],
           rng.Bernoulli(0.6) ? "PA" : "AP", width, height, spacing, spacing);
       absl::StrAppend(&csv_2017, row, ",\n");
       absl::StrAppend(&csv_2020, row, "\n");
@@ -514,19 +514,9 @@ absl::StatusOr<SyntheticSummary> GenerateSyntheticDataset(
       if (!any) ++summary.num_no_finding;
     }
   }
-  for (const auto& [name, contents] :
-       {std::pair<const char*, const std::string&>{kDataEntry2017,
-                                                        csv_2017},
-        {kDataEntry2020, csv_2020},
-        {kTrainValList, train_val_list},
-        {kTestList, test_list}}) {
-    if (absl::Status s = WriteStringToFile((out / name).string(), contents);
-        !s.ok()) {
-      return s;
-    }
-  }
-
-  // Images, each from its own stream so any one can be re-rendered alone.
+  // Images first, each from its own stream so any one can be re-rendered
+  // alone; the metadata and lists last, so an interrupted run leaves no list
+  // naming a missing image.
   for (size_t i = 0; i < records.size(); ++i) {
     const std::vector<uint8_t> pixels = RenderSyntheticImage(
         records[i].labels, options.image_size,
@@ -538,6 +528,17 @@ absl::StatusOr<SyntheticSummary> GenerateSyntheticDataset(
       return s;
     }
   }
+  for (const auto& [name, contents] :
+       {std::pair<const char*, const std::string&>{kDataEntry2017, csv_2017},
+        {kDataEntry2020, csv_2020},
+        {kTrainValList, train_val_list},
+        {kTestList, test_list}}) {
+    if (absl::Status s = WriteStringToFile((out / name).string(), contents);
+        !s.ok()) {
+      return s;
+    }
+  }
+
   return summary;
 }
 

@@ -45,9 +45,9 @@ inline constexpr double kMinPrevalence = 0.01;
 inline constexpr int kMinPositivesPerSplit = 2;
 
 struct SyntheticOptions {
-  std::string out_dir;     // Created if missing; existing files replaced.
-  int num_images = 1000;   // Total images, >= 1.
-  int image_size = 128;    // Side of the square PNGs, 32..1024.
+  std::string out_dir;    // Created if missing; existing files replaced.
+  int num_images = 1000;  // Total images, >= 1.
+  int image_size = 128;   // Side of the square PNGs, 32..1024.
   uint64_t seed = 0;
   double test_fraction = 0.2;  // Of images, assigned whole patients at a time.
 };

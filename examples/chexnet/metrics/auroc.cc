@@ -17,9 +17,8 @@ constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 absl::Status Validate(absl::Span<const float> scores,
                       absl::Span<const float> labels) {
   if (scores.size() != labels.size()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("AUROC: ", scores.size(), " scores but ", labels.size(),
-                     " labels"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "AUROC: ", scores.size(), " scores but ", labels.size(), " labels"));
   }
   for (size_t i = 0; i < scores.size(); ++i) {
     if (!std::isfinite(scores[i])) {
@@ -39,9 +38,8 @@ absl::Status Validate(absl::Span<const float> scores,
 std::vector<size_t> OrderByScoreDescending(absl::Span<const float> scores) {
   std::vector<size_t> order(scores.size());
   std::iota(order.begin(), order.end(), 0);
-  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
-    return scores[a] > scores[b];
-  });
+  std::stable_sort(order.begin(), order.end(),
+                   [&](size_t a, size_t b) { return scores[a] > scores[b]; });
   return order;
 }
 
@@ -76,8 +74,8 @@ absl::StatusOr<double> Auroc(absl::Span<const float> scores,
   return u / (positives * negatives);
 }
 
-absl::StatusOr<std::vector<RocPoint>> RocCurve(
-    absl::Span<const float> scores, absl::Span<const float> labels) {
+absl::StatusOr<std::vector<RocPoint>> RocCurve(absl::Span<const float> scores,
+                                               absl::Span<const float> labels) {
   if (absl::Status status = Validate(scores, labels); !status.ok()) {
     return status;
   }
@@ -95,8 +93,8 @@ absl::StatusOr<std::vector<RocPoint>> RocCurve(
     for (; end < order.size() && scores[order[end]] == threshold; ++end) {
       (labels[order[end]] == 1.0f ? true_positives : false_positives) += 1.0;
     }
-    curve.push_back({false_positives / negatives, true_positives / positives,
-                     threshold});
+    curve.push_back(
+        {false_positives / negatives, true_positives / positives, threshold});
     begin = end;
   }
   return curve;
@@ -108,10 +106,10 @@ absl::StatusOr<ChexnetMetrics> ComputeChexnetMetrics(
   const size_t expected = static_cast<size_t>(num_images) * kNumLabels;
   if (num_images < 0 || scores.size() != expected ||
       labels.size() != expected) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "ComputeChexnetMetrics: expected ", num_images, " x ", kNumLabels,
-        " = ", expected, " scores and labels, got ", scores.size(), " and ",
-        labels.size()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("ComputeChexnetMetrics: expected ", num_images, " x ",
+                     kNumLabels, " = ", expected, " scores and labels, got ",
+                     scores.size(), " and ", labels.size()));
   }
   ChexnetMetrics metrics;
   metrics.num_images = num_images;
@@ -134,8 +132,7 @@ absl::StatusOr<ChexnetMetrics> ComputeChexnetMetrics(
     ClassMetrics& m = metrics.classes[c];
     m.auroc = *auroc;
     m.roc = *std::move(roc);
-    m.positives =
-        std::count(class_labels.begin(), class_labels.end(), 1.0f);
+    m.positives = std::count(class_labels.begin(), class_labels.end(), 1.0f);
     m.negatives = num_images - m.positives;
     if (!std::isnan(m.auroc)) {
       sum += m.auroc;

@@ -44,13 +44,13 @@ std::vector<std::string> ExcludedClasses(const ChexnetMetrics& metrics) {
 }  // namespace
 
 std::string FormatAurocTable(const ChexnetMetrics& metrics) {
-  std::string table = absl::StrFormat(
-      "%-20s %8s %9s %9s %9s\n", "Pathology", "AUROC", "Positive",
-      kChexnetPaper.name, kWang2017.name);
+  std::string table =
+      absl::StrFormat("%-20s %8s %9s %9s %9s\n", "Pathology", "AUROC",
+                      "Positive", kChexnetPaper.name, kWang2017.name);
   for (int c = 0; c < kNumLabels; ++c) {
     const ClassMetrics& m = metrics.classes[c];
-    absl::StrAppendFormat(&table, "%-20s %8s %9d %9.4f %9.3f\n",
-                          kLabelNames[c], FormatAuroc(m.auroc), m.positives,
+    absl::StrAppendFormat(&table, "%-20s %8s %9d %9.4f %9.3f\n", kLabelNames[c],
+                          FormatAuroc(m.auroc), m.positives,
                           kChexnetPaper.per_class[c], kWang2017.per_class[c]);
   }
   absl::StrAppendFormat(
@@ -59,9 +59,11 @@ std::string FormatAurocTable(const ChexnetMetrics& metrics) {
       FormatAuroc(metrics.mean_auroc), "", kChexnetPaper.mean, kWang2017.mean);
   const std::vector<std::string> excluded = ExcludedClasses(metrics);
   if (!excluded.empty()) {
-    absl::StrAppend(&table, "Not in the mean (AUROC undefined: only one label "
-                            "value among ", metrics.num_images, " images): ",
-                    absl::StrJoin(excluded, ", "), "\n");
+    absl::StrAppend(&table,
+                    "Not in the mean (AUROC undefined: only one label "
+                    "value among ",
+                    metrics.num_images,
+                    " images): ", absl::StrJoin(excluded, ", "), "\n");
   }
   return table;
 }
@@ -80,14 +82,14 @@ nlohmann::json MetricsToJson(const ChexnetMetrics& metrics) {
                        {"chexnet_2017", kChexnetPaper.per_class[c]},
                        {"wang_2017", kWang2017.per_class[c]}});
   }
-  return {{"num_images", metrics.num_images},
-          {"mean_auroc", number_or_null(metrics.mean_auroc)},
-          {"num_classes_in_mean", metrics.num_defined},
-          {"classes_excluded_from_mean", ExcludedClasses(metrics)},
-          {"reference_mean_auroc",
-           {{"chexnet_2017", kChexnetPaper.mean},
-            {"wang_2017", kWang2017.mean}}},
-          {"classes", classes}};
+  return {
+      {"num_images", metrics.num_images},
+      {"mean_auroc", number_or_null(metrics.mean_auroc)},
+      {"num_classes_in_mean", metrics.num_defined},
+      {"classes_excluded_from_mean", ExcludedClasses(metrics)},
+      {"reference_mean_auroc",
+       {{"chexnet_2017", kChexnetPaper.mean}, {"wang_2017", kWang2017.mean}}},
+      {"classes", classes}};
 }
 
 std::string MetricsToCsv(const ChexnetMetrics& metrics) {

@@ -4,9 +4,8 @@
 #define KOLO_EXAMPLES_CHEXNET_METRICS_REPORT_H_
 
 #include <array>
-#include <string>
-
 #include <nlohmann/json.hpp>
+#include <string>
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"

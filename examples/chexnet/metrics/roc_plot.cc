@@ -43,7 +43,8 @@ constexpr Rgb kChance = {190, 190, 190};
 class Canvas {
  public:
   Canvas(int width, int height)
-      : width_(width), height_(height),
+      : width_(width),
+        height_(height),
         rgb_(static_cast<size_t>(width) * height * 3, 255) {}
 
   const std::vector<uint8_t>& rgb() const { return rgb_; }
@@ -114,7 +115,8 @@ class Canvas {
 };
 
 std::string FormatAuroc(double auroc) {
-  return std::isnan(auroc) ? std::string("N/A") : absl::StrFormat("%.3f", auroc);
+  return std::isnan(auroc) ? std::string("N/A")
+                           : absl::StrFormat("%.3f", auroc);
 }
 
 // The plotting square of a panel whose top-left corner is (left, top).
@@ -163,9 +165,8 @@ absl::StatusOr<std::string> RenderRocPlotPng(const ChexnetMetrics& metrics,
                                              const RocPlotOptions& options) {
   const int size = options.panel_size;
   if (size < 120) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("RocPlotOptions::panel_size must be at least 120, got ",
-                     size));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "RocPlotOptions::panel_size must be at least 120, got ", size));
   }
   Canvas canvas(4 * size, 4 * size + kRocPlotTitleHeight);
   canvas.Text(8, 6, options.title, kBlack, 2);
@@ -182,8 +183,8 @@ absl::StatusOr<std::string> RenderRocPlotPng(const ChexnetMetrics& metrics,
                   color);
       const PlotArea area = DrawAxes(canvas, left, top, size);
       if (m.roc.empty()) {
-        canvas.Text(area.x0 + 8, (area.y0 + area.y1) / 2 - 12, "UNDEFINED:",
-                    kBlack);
+        canvas.Text(area.x0 + 8, (area.y0 + area.y1) / 2 - 12,
+                    "UNDEFINED:", kBlack);
         canvas.Text(area.x0 + 8, (area.y0 + area.y1) / 2,
                     absl::StrCat(m.positives, " POS, ", m.negatives, " NEG"),
                     kBlack);
@@ -201,20 +202,20 @@ absl::StatusOr<std::string> RenderRocPlotPng(const ChexnetMetrics& metrics,
       canvas.Text(left + 10, y, "MEAN AUROC", kBlack);
       canvas.Text(left + 10, y += 14, FormatAuroc(metrics.mean_auroc), kBlack,
                   3);
-      canvas.Text(left + 10, y += 30,
-                  absl::StrCat(metrics.num_defined, " OF ", kNumLabels,
-                               " CLASSES"),
-                  kBlack);
+      canvas.Text(
+          left + 10, y += 30,
+          absl::StrCat(metrics.num_defined, " OF ", kNumLabels, " CLASSES"),
+          kBlack);
       canvas.Text(left + 10, y += 12,
                   absl::StrCat(metrics.num_images, " IMAGES"), kBlack);
       canvas.Text(left + 10, y += 24,
                   absl::StrCat(kChexnetPaper.name, " ",
                                FormatAuroc(kChexnetPaper.mean)),
                   kBlack);
-      canvas.Text(left + 10, y += 12,
-                  absl::StrCat(kWang2017.name, " ",
-                               FormatAuroc(kWang2017.mean)),
-                  kBlack);
+      canvas.Text(
+          left + 10, y += 12,
+          absl::StrCat(kWang2017.name, " ", FormatAuroc(kWang2017.mean)),
+          kBlack);
       canvas.Text(left + 10, y += 12, "(PUBLISHED, REAL DATA)", kBlack);
     }
   }

@@ -1,9 +1,8 @@
 // chexnet_make_synthetic: writes a small synthetic ChestX-ray14 in the NIH
 // layout (see examples/chexnet/data/synthetic.h).
+#include <CLI/CLI.hpp>
 #include <cstdio>
 #include <string>
-
-#include <CLI/CLI.hpp>
 
 #include "absl/strings/str_format.h"
 #include "examples/chexnet/data/labels.h"
@@ -16,7 +15,8 @@ int main(int argc, char** argv) {
 
   CLI::App app(
       "Writes a synthetic ChestX-ray14 in exactly the NIH layout:\n"
-      "  images/*.png               8-bit grayscale, <patient>_<follow-up>.png\n"
+      "  images/*.png               8-bit grayscale, "
+      "<patient>_<follow-up>.png\n"
       "  Data_Entry_2017.csv        2017 header and rows (trailing commas)\n"
       "  Data_Entry_2017_v2020.csv  the same rows, v2020 header\n"
       "  train_val_list.txt, test_list.txt  about 80/20, split by patient\n"
