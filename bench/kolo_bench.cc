@@ -348,9 +348,8 @@ class Bench {
           !why.empty()) {
         Skip("allreduce baseline " + label, why);
       } else {
-        PrintTableHeader("allreduce  [baseline: " + label +
-                         ", Open MPI's own "
-                         "algorithm choice]");
+        Header("allreduce  [baseline: " + label +
+               ", Open MPI's own algorithm choice]");
         double busbw_sum = 0;
         int columns = 0;
         for (int64_t count : counts) {
