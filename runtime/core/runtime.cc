@@ -2,9 +2,16 @@
 #include "runtime/core/runtime.h"
 
 #include <chrono>
+#include <cstdlib>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "runtime/backend/mpi/mpi_backend.h"
+#include "runtime/backend/hierarchical/hierarchical_backend.h"
+#include "runtime/backend/ring/ring_backend.h"
+#include "runtime/backend/shm/shm_backend.h"
+#include "runtime/transport/mpi/mpi_transport.h"
+#include "runtime/transport/tcp/tcp_transport.h"
 #include "runtime/common/logging.h"
 #include "runtime/wire/codec.h"
 
@@ -22,20 +29,125 @@ int64_t SteadyNowNs() {
       .count();
 }
 
+// Bytes of each of a rank's two shared-memory slots: large enough to make
+// barriers rare, small enough that a round's data stays in cache.
+int64_t ShmSlotBytes() {
+  const char* env = std::getenv("KOLO_SHM_SLOT_BYTES");
+  int64_t bytes = 0;
+  if (env != nullptr && absl::SimpleAtoi(env, &bytes) && bytes > 0) {
+    return bytes;
+  }
+  return int64_t{512} << 10;
+}
+
+StatusOr<std::unique_ptr<Backend>> MakeShmBackend(const MpiContext& mpi) {
+  StatusOr<std::unique_ptr<ShmComm>> comm =
+      ShmComm::Create(mpi.local(), ShmSlotBytes());
+  if (!comm.ok()) return comm.status();
+  return std::unique_ptr<Backend>(new ShmBackend(*std::move(comm)));
+}
+
+// Bytes a ring step moves at a time.
+constexpr int64_t kRingChunkBytes = int64_t{1} << 20;
+
+// The point-to-point transport for ring algorithms on `comm`:
+// KOLO_RING_TRANSPORT=tcp (default) or mpi.
+StatusOr<std::unique_ptr<RingComm>> MakeRing(MPI_Comm comm) {
+  const char* env = std::getenv("KOLO_RING_TRANSPORT");
+  const std::string choice = env != nullptr && *env ? env : "tcp";
+  std::unique_ptr<Transport> transport;
+  if (choice == "tcp") {
+    StatusOr<std::unique_ptr<TcpTransport>> tcp = TcpTransport::Create(comm);
+    if (!tcp.ok()) return tcp.status();
+    transport = *std::move(tcp);
+  } else if (choice == "mpi") {
+    StatusOr<std::unique_ptr<MpiTransport>> mpi = MpiTransport::Create(comm);
+    if (!mpi.ok()) return mpi.status();
+    transport = *std::move(mpi);
+  } else {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "environment variable KOLO_RING_TRANSPORT='", choice,
+        "' is malformed: expected tcp or mpi"));
+  }
+  return std::make_unique<RingComm>(std::move(transport), kRingChunkBytes);
+}
+
+// Whether every host runs the same number of ranks.
+StatusOr<bool> Homogeneous(const MpiContext& mpi) {
+  std::vector<int> local_sizes(mpi.size());
+  int mine = mpi.local_size();
+  KOLO_MPI_RETURN_IF_ERROR(MPI_Allgather(&mine, 1, MPI_INT, local_sizes.data(),
+                                         1, MPI_INT, mpi.data()));
+  for (int size : local_sizes) {
+    if (size != mine) return false;
+  }
+  return true;
+}
+
+StatusOr<std::unique_ptr<Backend>> MakeHierarchicalBackend(
+    const MpiContext& mpi) {
+  StatusOr<std::unique_ptr<ShmComm>> local =
+      ShmComm::Create(mpi.local(), ShmSlotBytes());
+  if (!local.ok()) return local.status();
+  StatusOr<std::unique_ptr<RingComm>> cross = MakeRing(mpi.cross());
+  if (!cross.ok()) return cross.status();
+  int mine[2] = {mpi.local_rank(), mpi.cross_rank()};
+  std::vector<int> all(2 * mpi.size());
+  KOLO_MPI_RETURN_IF_ERROR(
+      MPI_Allgather(mine, 2, MPI_INT, all.data(), 2, MPI_INT, mpi.data()));
+  std::vector<int> local_rank_of(mpi.size());
+  std::vector<int> cross_rank_of(mpi.size());
+  for (int r = 0; r < mpi.size(); ++r) {
+    local_rank_of[r] = all[2 * r];
+    cross_rank_of[r] = all[2 * r + 1];
+  }
+  return std::unique_ptr<Backend>(new HierarchicalBackend(
+      *std::move(local), *std::move(cross),
+      std::make_unique<MpiBackend>(mpi.data()), std::move(local_rank_of),
+      std::move(cross_rank_of)));
+}
+
+StatusOr<std::unique_ptr<Backend>> MakeRingBackend(const MpiContext& mpi) {
+  StatusOr<std::unique_ptr<RingComm>> ring = MakeRing(mpi.data());
+  if (!ring.ok()) return ring.status();
+  return std::unique_ptr<Backend>(new RingBackend(*std::move(ring)));
+}
+
+// Picks the data plane. Every rank reaches the same decision.
 StatusOr<std::unique_ptr<Backend>> MakeBackend(const Options& options,
                                                const MpiContext& mpi) {
+  const bool one_host = mpi.local_size() == mpi.size();
   switch (options.cpu_operations) {
-    case CpuOperations::kAuto:
-    case CpuOperations::kMpi:
-      return std::unique_ptr<Backend>(new MpiBackend(mpi.data()));
+    case CpuOperations::kAuto: {
+      if (one_host) return MakeShmBackend(mpi);
+      StatusOr<bool> homogeneous = Homogeneous(mpi);
+      if (!homogeneous.ok()) return homogeneous.status();
+      return *homogeneous ? MakeHierarchicalBackend(mpi) : MakeRingBackend(mpi);
+    }
     case CpuOperations::kShm:
+      if (!one_host) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "KOLO_CPU_OPERATIONS=shm needs every rank on one host, but rank ",
+            mpi.rank(), " shares its host with only ", mpi.local_size(),
+            " of ", mpi.size(), " ranks"));
+      }
+      return MakeShmBackend(mpi);
     case CpuOperations::kRing:
-    case CpuOperations::kHierarchical:
+      return MakeRingBackend(mpi);
+    case CpuOperations::kHierarchical: {
+      StatusOr<bool> homogeneous = Homogeneous(mpi);
+      if (!homogeneous.ok()) return homogeneous.status();
+      if (!*homogeneous) {
+        return absl::FailedPreconditionError(
+            "KOLO_CPU_OPERATIONS=hierarchical needs the same number of ranks "
+            "on every host");
+      }
+      return MakeHierarchicalBackend(mpi);
+    }
+    case CpuOperations::kMpi:
       break;
   }
-  return absl::UnimplementedError(absl::StrCat(
-      "KOLO_CPU_OPERATIONS=", CpuOperationsName(options.cpu_operations),
-      " is not available in this build; use auto or mpi"));
+  return std::unique_ptr<Backend>(new MpiBackend(mpi.data()));
 }
 
 }  // namespace

@@ -1,0 +1,89 @@
+// Implementation of the shared-memory barrier.
+#include "runtime/backend/shm/shm_barrier.h"
+
+#include <linux/futex.h>
+#include <signal.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <climits>
+#include <ctime>
+
+#include "absl/strings/str_cat.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+namespace kolo {
+namespace {
+
+void CpuRelax() {
+#if defined(__x86_64__)
+  _mm_pause();
+#endif
+}
+
+// Shared (not process-private) futex operations on a word in shared memory.
+void FutexWait(std::atomic<uint32_t>* word, uint32_t expected,
+               const timespec* timeout) {
+  syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), FUTEX_WAIT, expected,
+          timeout, nullptr, 0);
+}
+
+void FutexWakeAll(std::atomic<uint32_t>* word) {
+  syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), FUTEX_WAKE, INT_MAX,
+          nullptr, nullptr, 0);
+}
+
+}  // namespace
+
+ShmBarrier::ShmBarrier(ShmBarrierState* state, int ranks,
+                       std::vector<int64_t> peer_pids, int spins)
+    : state_(state),
+      ranks_(static_cast<uint32_t>(ranks)),
+      peer_pids_(std::move(peer_pids)),
+      spins_(spins) {}
+
+Status ShmBarrier::Wait() {
+  if (ranks_ <= 1) return absl::OkStatus();
+  const uint32_t generation =
+      state_->generation.load(std::memory_order_acquire);
+  if (state_->arrived.fetch_add(1, std::memory_order_acq_rel) ==
+      ranks_ - 1) {
+    state_->arrived.store(0, std::memory_order_relaxed);
+    state_->generation.fetch_add(1, std::memory_order_release);
+    FutexWakeAll(&state_->generation);
+    return absl::OkStatus();
+  }
+  for (int i = 0; i < spins_; ++i) {
+    if (state_->generation.load(std::memory_order_acquire) != generation) {
+      return absl::OkStatus();
+    }
+    CpuRelax();
+  }
+  const timespec timeout{0, 50 * 1000 * 1000};
+  while (state_->generation.load(std::memory_order_acquire) == generation) {
+    FutexWait(&state_->generation, generation, &timeout);
+    if (state_->generation.load(std::memory_order_acquire) != generation) {
+      break;
+    }
+    if (Status s = CheckPeers(); !s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
+Status ShmBarrier::CheckPeers() const {
+  for (size_t rank = 0; rank < peer_pids_.size(); ++rank) {
+    const pid_t pid = static_cast<pid_t>(peer_pids_[rank]);
+    if (kill(pid, 0) != 0 && errno == ESRCH) {
+      return absl::AbortedError(absl::StrCat(
+          "local rank ", rank, " (pid ", pid,
+          ") exited in the middle of a shared-memory collective"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace kolo

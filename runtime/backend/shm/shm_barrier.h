@@ -1,0 +1,43 @@
+// ShmBarrier: a sense-reversing barrier for the ranks of one host, living in
+// shared memory. Waiters spin briefly (only when every rank has a core of its
+// own) and then sleep on a futex, so oversubscribed ranks never starve each
+// other. While asleep a waiter checks every 50 ms that its peers' processes
+// still exist: a dead peer fails the wait with Aborted instead of a hang.
+#ifndef KOLO_RUNTIME_BACKEND_SHM_SHM_BARRIER_H_
+#define KOLO_RUNTIME_BACKEND_SHM_SHM_BARRIER_H_
+
+#include <atomic>
+#include <cstdint>
+#include <vector>
+
+#include "kolo/status.h"
+
+namespace kolo {
+
+// Shared state; lives in a segment, zero-initialised.
+struct alignas(64) ShmBarrierState {
+  std::atomic<uint32_t> arrived;
+  std::atomic<uint32_t> generation;
+};
+static_assert(std::atomic<uint32_t>::is_always_lock_free);
+
+class ShmBarrier {
+ public:
+  // peer_pids: the processes of every local rank (for failure detection).
+  ShmBarrier(ShmBarrierState* state, int ranks, std::vector<int64_t> peer_pids,
+             int spins);
+
+  Status Wait();
+
+ private:
+  Status CheckPeers() const;
+
+  ShmBarrierState* state_;
+  uint32_t ranks_;
+  std::vector<int64_t> peer_pids_;
+  int spins_;
+};
+
+}  // namespace kolo
+
+#endif  // KOLO_RUNTIME_BACKEND_SHM_SHM_BARRIER_H_

@@ -1,0 +1,350 @@
+// Implementation of shared-memory collectives.
+#include "runtime/backend/shm/shm_comm.h"
+
+#include <sched.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <random>
+
+#include "runtime/core/mpi_context.h"
+
+namespace kolo {
+namespace {
+
+constexpr int64_t kHeaderBytes = 4096;
+// Spin iterations before sleeping in a barrier, when every local rank has a
+// core of its own (about 20 us).
+constexpr int kSpins = 20000;
+
+struct ShmHeader {
+  ShmBarrierState barrier;  // used in local rank 0's segment
+  alignas(64) std::atomic<int64_t> value;
+};
+static_assert(sizeof(ShmHeader) <= kHeaderBytes);
+
+ShmHeader* HeaderOf(const ShmSegment& segment) {
+  return reinterpret_cast<ShmHeader*>(segment.data());
+}
+
+int AvailableCores() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof(set), &set) != 0) return 1;
+  return CPU_COUNT(&set);
+}
+
+int64_t Clamp(int64_t value, int64_t limit) {
+  return std::max<int64_t>(0, std::min(value, limit));
+}
+
+// memcpy that accepts null pointers when there is nothing to copy.
+void Copy(void* destination, const void* source, int64_t bytes) {
+  if (bytes > 0) std::memcpy(destination, source, bytes);
+}
+
+std::vector<int64_t> Displacements(const std::vector<int64_t>& sizes) {
+  std::vector<int64_t> displacements(sizes.size(), 0);
+  for (size_t i = 1; i < sizes.size(); ++i) {
+    displacements[i] = displacements[i - 1] + sizes[i - 1];
+  }
+  return displacements;
+}
+
+}  // namespace
+
+std::pair<int64_t, int64_t> BlockRange(int64_t count, int parts, int index) {
+  const int64_t base = count / parts;
+  const int64_t extra = count % parts;
+  const int64_t begin = index * base + std::min<int64_t>(index, extra);
+  return {begin, begin + base + (index < extra ? 1 : 0)};
+}
+
+StatusOr<std::unique_ptr<ShmComm>> ShmComm::Create(MPI_Comm local_comm,
+                                                   int64_t slot_bytes) {
+  std::unique_ptr<ShmComm> comm(new ShmComm());
+  MPI_Comm_rank(local_comm, &comm->rank_);
+  MPI_Comm_size(local_comm, &comm->size_);
+  comm->slot_bytes_ = slot_bytes / 64 * 64;
+  if (comm->slot_bytes_ < 4096 * comm->size_) {
+    return absl::InvalidArgumentError(
+        "shared-memory slots must hold at least 4 KiB per local rank");
+  }
+
+  uint64_t token = 0;
+  if (comm->rank_ == 0) {
+    RemoveStaleSegments();
+    std::random_device random;
+    token = (uint64_t{random()} << 32) ^ random();
+  }
+  KOLO_MPI_RETURN_IF_ERROR(
+      MPI_Bcast(&token, 1, MPI_UINT64_T, 0, local_comm));
+  std::vector<int64_t> pids(comm->size_);
+  int64_t pid = getpid();
+  KOLO_MPI_RETURN_IF_ERROR(MPI_Allgather(&pid, 1, MPI_INT64_T, pids.data(), 1,
+                                         MPI_INT64_T, local_comm));
+
+  const int64_t bytes = kHeaderBytes + 2 * slot_bytes;
+  comm->segments_.resize(comm->size_);
+  StatusOr<ShmSegment> own = ShmSegment::Create(
+      ShmSegmentName(pid, token, comm->rank_), bytes);
+  // Every rank learns whether every rank could create its segment.
+  int created = own.ok() ? 1 : 0;
+  int all_created = 0;
+  KOLO_MPI_RETURN_IF_ERROR(MPI_Allreduce(&created, &all_created, 1, MPI_INT,
+                                         MPI_MIN, local_comm));
+  if (!own.ok()) return own.status();
+  if (!all_created) {
+    return absl::InternalError("a peer could not create its shared memory");
+  }
+  comm->segments_[comm->rank_] = *std::move(own);
+  Status opened;
+  for (int peer = 0; peer < comm->size_; ++peer) {
+    if (peer == comm->rank_) continue;
+    StatusOr<ShmSegment> segment = ShmSegment::Open(
+        ShmSegmentName(pids[peer], token, peer), bytes);
+    if (!segment.ok()) {
+      opened = segment.status();
+      break;
+    }
+    comm->segments_[peer] = *std::move(segment);
+  }
+  int ok = opened.ok() ? 1 : 0;
+  int all_ok = 0;
+  KOLO_MPI_RETURN_IF_ERROR(
+      MPI_Allreduce(&ok, &all_ok, 1, MPI_INT, MPI_MIN, local_comm));
+  // Everyone has mapped everything (or given up): the names can go.
+  comm->segments_[comm->rank_].Unlink();
+  if (!opened.ok()) return opened;
+  if (!all_ok) return absl::InternalError("a peer could not map shared memory");
+
+  const int spins = comm->size_ <= AvailableCores() ? kSpins : 0;
+  comm->barrier_ = std::make_unique<ShmBarrier>(
+      &HeaderOf(comm->segments_[0])->barrier, comm->size_, pids, spins);
+  return comm;
+}
+
+char* ShmComm::Slot(int rank) const {
+  return segments_[rank].data() + kHeaderBytes + phase_ * slot_bytes_;
+}
+
+StatusOr<int64_t> ShmComm::AgreeOnMax(int64_t value) {
+  HeaderOf(segments_[rank_])->value.store(value, std::memory_order_release);
+  if (Status s = barrier_->Wait(); !s.ok()) return s;
+  int64_t result = value;
+  for (int peer = 0; peer < size_; ++peer) {
+    result = std::max(
+        result, HeaderOf(segments_[peer])->value.load(std::memory_order_acquire));
+  }
+  // Nobody may overwrite its value before every rank has read it.
+  if (Status s = barrier_->Wait(); !s.ok()) return s;
+  return result;
+}
+
+Status ShmComm::Allreduce(void* buffer, int64_t count,
+                          const ReductionSpec& spec) {
+  const bool half = IsHalfType(spec.dtype);
+  const DataType work = half ? DataType::kFloat32 : spec.dtype;
+  const int64_t work_size = DataTypeSize(work);
+  const int64_t size = DataTypeSize(spec.dtype);
+  const int64_t chunk = slot_bytes_ / work_size;
+  char* data = static_cast<char*>(buffer);
+  for (int64_t start = 0; start < count; start += chunk) {
+    const int64_t n = std::min(chunk, count - start);
+    char* mine = Slot(rank_);
+    if (half) {
+      WidenToFloat(data + start * size, reinterpret_cast<float*>(mine), n,
+                   spec.dtype);
+    } else {
+      Copy(mine, data + start * size, n * size);
+    }
+    ScaleBuffer(mine, n, work, spec.prescale);
+    if (Status s = barrier_->Wait(); !s.ok()) return s;
+
+    const auto [lo, hi] = BlockRange(n, size_, rank_);
+    char* slice = mine + lo * work_size;
+    for (int peer = 0; peer < size_; ++peer) {
+      if (peer != rank_) {
+        ReduceInto(slice, Slot(peer) + lo * work_size, hi - lo, work, spec.op);
+      }
+    }
+    FinishReduction(slice, hi - lo, work, spec.divisor, spec.postscale);
+    if (Status s = barrier_->Wait(); !s.ok()) return s;
+
+    for (int peer = 0; peer < size_; ++peer) {
+      const auto [plo, phi] = BlockRange(n, size_, peer);
+      const char* source = Slot(peer) + plo * work_size;
+      char* out = data + (start + plo) * size;
+      if (half) {
+        NarrowFromFloat(reinterpret_cast<const float*>(source), out, phi - plo,
+                        spec.dtype);
+      } else {
+        Copy(out, source, (phi - plo) * size);
+      }
+    }
+    NextPhase();
+  }
+  return absl::OkStatus();
+}
+
+Status ShmComm::ReduceScatter(const void* input, void* output,
+                              const std::vector<int64_t>& counts,
+                              const ReductionSpec& spec) {
+  const bool half = IsHalfType(spec.dtype);
+  const DataType work = half ? DataType::kFloat32 : spec.dtype;
+  const int64_t work_size = DataTypeSize(work);
+  const int64_t size = DataTypeSize(spec.dtype);
+  const int64_t chunk = slot_bytes_ / work_size;
+  const std::vector<int64_t> offsets = Displacements(counts);
+  const int64_t total = offsets.back() + counts.back();
+  const int64_t mine_begin = offsets[rank_];
+  const int64_t mine_end = mine_begin + counts[rank_];
+  const char* in = static_cast<const char*>(input);
+  char* out = static_cast<char*>(output);
+  for (int64_t start = 0; start < total; start += chunk) {
+    const int64_t n = std::min(chunk, total - start);
+    char* mine = Slot(rank_);
+    if (half) {
+      WidenToFloat(in + start * size, reinterpret_cast<float*>(mine), n,
+                   spec.dtype);
+    } else {
+      Copy(mine, in + start * size, n * size);
+    }
+    ScaleBuffer(mine, n, work, spec.prescale);
+    if (Status s = barrier_->Wait(); !s.ok()) return s;
+
+    const int64_t lo = std::max(start, mine_begin);
+    const int64_t hi = std::min(start + n, mine_end);
+    if (lo < hi) {
+      // Reduce in this rank's own slot (no peer reads this range), finish,
+      // then store into the output.
+      char* slice = mine + (lo - start) * work_size;
+      for (int peer = 0; peer < size_; ++peer) {
+        if (peer != rank_) {
+          ReduceInto(slice, Slot(peer) + (lo - start) * work_size, hi - lo,
+                     work, spec.op);
+        }
+      }
+      FinishReduction(slice, hi - lo, work, spec.divisor, spec.postscale);
+      char* destination = out + (lo - mine_begin) * size;
+      if (half) {
+        NarrowFromFloat(reinterpret_cast<const float*>(slice), destination,
+                        hi - lo, spec.dtype);
+      } else {
+        std::memmove(destination, slice, (hi - lo) * size);
+      }
+    }
+    NextPhase();
+  }
+  return absl::OkStatus();
+}
+
+Status ShmComm::ReduceScatterBlocks(void* buffer, int64_t count, DataType dtype,
+                                    ReduceOp op, double prescale) {
+  std::vector<int64_t> counts(size_);
+  for (int r = 0; r < size_; ++r) {
+    const auto [lo, hi] = BlockRange(count, size_, r);
+    counts[r] = hi - lo;
+  }
+  ReductionSpec spec;
+  spec.dtype = dtype;
+  spec.op = op;
+  spec.prescale = prescale;
+  char* data = static_cast<char*>(buffer);
+  // In place: a round writes only this rank's block inside the chunk it
+  // has already copied in, and later rounds read further on.
+  return ReduceScatter(
+      data, data + BlockRange(count, size_, rank_).first * DataTypeSize(dtype),
+      counts, spec);
+}
+
+Status ShmComm::AllgatherBlocks(void* buffer, int64_t count, DataType dtype) {
+  std::vector<int64_t> bytes(size_);
+  for (int r = 0; r < size_; ++r) {
+    const auto [lo, hi] = BlockRange(count, size_, r);
+    bytes[r] = (hi - lo) * DataTypeSize(dtype);
+  }
+  char* data = static_cast<char*>(buffer);
+  return Allgatherv(
+      data + BlockRange(count, size_, rank_).first * DataTypeSize(dtype), data,
+      bytes);
+}
+
+Status ShmComm::Broadcast(void* buffer, int64_t bytes, int root) {
+  char* data = static_cast<char*>(buffer);
+  for (int64_t offset = 0; offset < bytes; offset += slot_bytes_) {
+    const int64_t n = std::min(slot_bytes_, bytes - offset);
+    if (rank_ == root) Copy(Slot(root), data + offset, n);
+    if (Status s = barrier_->Wait(); !s.ok()) return s;
+    if (rank_ != root) Copy(data + offset, Slot(root), n);
+    NextPhase();
+  }
+  return absl::OkStatus();
+}
+
+Status ShmComm::Allgatherv(const void* input, void* output,
+                           const std::vector<int64_t>& bytes_per_rank) {
+  const std::vector<int64_t> displacements = Displacements(bytes_per_rank);
+  const int64_t longest =
+      *std::max_element(bytes_per_rank.begin(), bytes_per_rank.end());
+  const char* in = static_cast<const char*>(input);
+  char* out = static_cast<char*>(output);
+  // This rank's own part needs no round trip through shared memory.
+  if (bytes_per_rank[rank_] > 0 && out + displacements[rank_] != in) {
+    std::memmove(out + displacements[rank_], in, bytes_per_rank[rank_]);
+  }
+  for (int64_t offset = 0; offset < longest; offset += slot_bytes_) {
+    Copy(Slot(rank_), out + displacements[rank_] + offset,
+                Clamp(bytes_per_rank[rank_] - offset, slot_bytes_));
+    if (Status s = barrier_->Wait(); !s.ok()) return s;
+    for (int peer = 0; peer < size_; ++peer) {
+      if (peer == rank_) continue;
+      Copy(out + displacements[peer] + offset, Slot(peer),
+                  Clamp(bytes_per_rank[peer] - offset, slot_bytes_));
+    }
+    NextPhase();
+  }
+  return absl::OkStatus();
+}
+
+Status ShmComm::Alltoallv(const void* input,
+                          const std::vector<int64_t>& send_bytes, void* output,
+                          const std::vector<int64_t>& recv_bytes) {
+  const std::vector<int64_t> send_offsets = Displacements(send_bytes);
+  const std::vector<int64_t> recv_offsets = Displacements(recv_bytes);
+  const char* in = static_cast<const char*>(input);
+  char* out = static_cast<char*>(output);
+  if (send_bytes[rank_] > 0) {
+    std::memmove(out + recv_offsets[rank_], in + send_offsets[rank_],
+                 send_bytes[rank_]);
+  }
+  int64_t longest = 0;
+  for (int peer = 0; peer < size_; ++peer) {
+    if (peer == rank_) continue;
+    longest = std::max({longest, send_bytes[peer], recv_bytes[peer]});
+  }
+  StatusOr<int64_t> rounds_bytes = AgreeOnMax(longest);
+  if (!rounds_bytes.ok()) return rounds_bytes.status();
+  // The slot holds one region per destination.
+  const int64_t region = slot_bytes_ / size_ / 64 * 64;
+  for (int64_t offset = 0; offset < *rounds_bytes; offset += region) {
+    char* mine = Slot(rank_);
+    for (int peer = 0; peer < size_; ++peer) {
+      if (peer == rank_) continue;
+      Copy(mine + peer * region, in + send_offsets[peer] + offset,
+                  Clamp(send_bytes[peer] - offset, region));
+    }
+    if (Status s = barrier_->Wait(); !s.ok()) return s;
+    for (int peer = 0; peer < size_; ++peer) {
+      if (peer == rank_) continue;
+      Copy(out + recv_offsets[peer] + offset,
+                  Slot(peer) + rank_ * region,
+                  Clamp(recv_bytes[peer] - offset, region));
+    }
+    NextPhase();
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace kolo

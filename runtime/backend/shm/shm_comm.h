@@ -1,0 +1,86 @@
+// ShmComm: collectives among the ranks of one host through POSIX shared
+// memory.
+//
+// Terms. Every local rank owns a segment with two slots of slot_bytes; a
+// round writes this rank's slot of the current phase, crosses a barrier and
+// reads peers' slots directly (no intermediate copies). The phase alternates
+// with every round across all calls, so a slot is rewritten only two rounds
+// later, after every peer has passed a barrier that follows its last read:
+// one barrier per round suffices (two for allreduce, whose reduce step
+// writes results that peers then read).
+//
+// Allreduce is reduce-scatter + allgather: in each round (a chunk of at most
+// slot_bytes) every rank copies its chunk into its slot, reduces its slice of
+// the chunk by reading that slice from every peer's slot, finishes it
+// (average, postscale) in place, and after the second barrier copies every
+// peer's finished slice out. float16/bfloat16 are widened into float32 slots
+// on the way in and narrowed once on the way out.
+//
+// Not thread-safe; every local rank must make the same calls in the same
+// order.
+#ifndef KOLO_RUNTIME_BACKEND_SHM_SHM_COMM_H_
+#define KOLO_RUNTIME_BACKEND_SHM_SHM_COMM_H_
+
+#include <memory>
+#include <vector>
+
+#include <mpi.h>
+
+#include "runtime/backend/shm/shm_barrier.h"
+#include "runtime/backend/shm/shm_segment.h"
+#include "runtime/common/reduce.h"
+
+namespace kolo {
+
+class ShmComm {
+ public:
+  // Collective over local_comm (ranks on one host).
+  static StatusOr<std::unique_ptr<ShmComm>> Create(MPI_Comm local_comm,
+                                                   int64_t slot_bytes);
+
+  int rank() const { return rank_; }
+  int size() const { return size_; }
+
+  Status Barrier() { return barrier_->Wait(); }
+  Status Allreduce(void* buffer, int64_t count, const ReductionSpec& spec);
+  // Leaves in this rank's block of buffer (BlockRange(count, size, rank))
+  // the reduction (op, prescale; no divisor or postscale) over local ranks.
+  // REQUIRES: dtype is not a half type.
+  Status ReduceScatterBlocks(void* buffer, int64_t count, DataType dtype,
+                             ReduceOp op, double prescale);
+  // Every rank's block of buffer (as above) to every rank.
+  Status AllgatherBlocks(void* buffer, int64_t count, DataType dtype);
+  Status Broadcast(void* buffer, int64_t bytes, int root);
+  Status Allgatherv(const void* input, void* output,
+                    const std::vector<int64_t>& bytes_per_rank);
+  Status Alltoallv(const void* input, const std::vector<int64_t>& send_bytes,
+                   void* output, const std::vector<int64_t>& recv_bytes);
+  Status ReduceScatter(const void* input, void* output,
+                       const std::vector<int64_t>& counts,
+                       const ReductionSpec& spec);
+
+ private:
+  ShmComm() = default;
+
+  // This rank's slot, and peer's, for the current phase.
+  char* Slot(int rank) const;
+  // Ends a round: flips the phase.
+  void NextPhase() { phase_ ^= 1; }
+  // The largest of every local rank's value (one round).
+  StatusOr<int64_t> AgreeOnMax(int64_t value);
+
+  int rank_ = 0;
+  int size_ = 1;
+  int64_t slot_bytes_ = 0;
+  int phase_ = 0;
+  std::vector<ShmSegment> segments_;  // index = local rank
+  std::unique_ptr<ShmBarrier> barrier_;
+};
+
+// [begin, end) of block `index` when `count` elements are split into `parts`
+// nearly equal blocks (the first count % parts one larger).
+std::pair<int64_t, int64_t> BlockRange(int64_t count, int parts, int index);
+
+}  // namespace kolo
+
+#endif  // KOLO_RUNTIME_BACKEND_SHM_SHM_COMM_H_
