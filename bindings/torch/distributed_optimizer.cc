@@ -207,6 +207,9 @@ void DistributedOptimizer::Impl::Synchronize() {
   std::vector<std::pair<Handle, Parameter*>> in_flight;
   {
     std::lock_guard<std::mutex> lock(mu_);
+    // Already reduced, and no backward since: reducing again would apply the
+    // reduction twice.
+    if (synchronized_) return;
     for (Parameter& parameter : parameters_) {
       if (parameter.pending.valid()) continue;
       if (!parameter.tensor.grad().defined()) {
@@ -242,12 +245,7 @@ void DistributedOptimizer::Impl::Synchronize() {
 }
 
 void DistributedOptimizer::Impl::Step() {
-  bool synchronized;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    synchronized = synchronized_;
-  }
-  if (!synchronized) Synchronize();
+  Synchronize();
   optimizer_->step();
   std::lock_guard<std::mutex> lock(mu_);
   synchronized_ = false;

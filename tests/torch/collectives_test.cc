@@ -92,6 +92,11 @@ TEST(TorchAllreduce, HandlesCompleteInAnyOrder) {
     EXPECT_TRUE(Equal(result, ::torch::full({16 + i}, i * RankSum() / size())))
         << "handle " << i;
   }
+  // A handle dropped unfinished waits for its operation: the name is free
+  // again afterwards.
+  allreduce_async(::torch::ones({1000}), "dropped");
+  EXPECT_TRUE(Equal(allreduce(::torch::ones({3}), "dropped"),
+                    ::torch::ones({3})));
 }
 
 TEST(TorchAllreduce, GroupedInPlace) {

@@ -217,6 +217,28 @@ TEST(DistributedOptimizer, CompressionStaysWithinTolerance) {
   }
 }
 
+TEST(DistributedOptimizer, SynchronizeThenStepReducesOnce) {
+  // With a sum, reducing twice would show as a factor of size().
+  DistributedOptimizerOptions summed;
+  summed.op = ReduceOp::kSum;
+  Mlp model = MakeMlp();
+  DistributedOptimizer optimizer(
+      std::make_shared<optim::SGD>(model->parameters(), optim::SGDOptions(0)),
+      model->named_parameters(), summed);
+  auto [x, y] = GlobalBatch(5, size() * kLocalRows);
+  ::torch::mse_loss(model(Shard(x, rank(), kLocalRows)),
+                    Shard(y, rank(), kLocalRows))
+      .backward();
+  optimizer.synchronize();
+  const at::Tensor reduced = model->fc1->weight.grad().clone();
+  ::torch::nn::utils::clip_grad_norm_(model->parameters(), 1e9);
+  optimizer.synchronize();
+  optimizer.step();
+  EXPECT_TRUE(Equal(model->fc1->weight.grad(), reduced));
+  EXPECT_EQ(optimizer.stats().allreduces_from_hooks, 4);
+  EXPECT_EQ(optimizer.stats().allreduces_from_synchronize, 0);
+}
+
 // A model whose `extra` layer only rank 0 uses and whose `unused` layer no
 // rank uses.
 struct BranchesImpl : nn::Module {

@@ -258,7 +258,11 @@ struct DistributedOptimizerStats {
 // synchronize(), modify, then step(): step() does not reduce them again.
 // LBFGS (which re-evaluates the loss inside step()) is rejected.
 //
-// The optimizer must not be destroyed while a backward pass is running.
+// Construct it after the model has been moved to its device and dtype (the
+// hooks belong to the parameter tensors). It must not be destroyed while a
+// backward pass is running. CUDA gradients are handed to the runtime as
+// device memory; the runtime must order its work after the backward stream's
+// (the NCCL backend's contract).
 class DistributedOptimizer {
  public:
   // named_parameters: the model's parameters with stable names, identical on
@@ -277,10 +281,10 @@ class DistributedOptimizer {
   // Reduces any gradients not yet reduced in this step (see above), waits for
   // every gradient allreduce and writes the results into param.grad().
   // Throws c10::Error with the runtime's message if one failed (the step's
-  // state is reset either way).
+  // state is reset either way). Does nothing when called again before the
+  // next backward pass.
   void synchronize();
-  // synchronize() unless already done for this step, then the wrapped
-  // optimizer's step().
+  // synchronize(), then the wrapped optimizer's step().
   void step();
   // The wrapped optimizer's zero_grad(). Throws if gradient allreduces are
   // pending (backward ran but step()/synchronize() did not).
