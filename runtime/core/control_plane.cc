@@ -1,6 +1,7 @@
 // Implementation of the negotiation channel.
 #include "runtime/core/control_plane.h"
 
+#include <algorithm>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -12,11 +13,15 @@ constexpr int kControlTag = 7;
 }  // namespace
 
 ControlPlane::~ControlPlane() {
-  // Whatever MPI still holds cannot be delivered any more; free it so the
-  // communicator can be released.
+  // What MPI still holds cannot be delivered any more; release it so the
+  // communicator can be freed.
   for (PendingSend& send : sends_) {
     MPI_Cancel(&send.request);
     MPI_Request_free(&send.request);
+  }
+  for (PendingReceive& receive : receives_) {
+    MPI_Cancel(&receive.request);
+    MPI_Request_free(&receive.request);
   }
 }
 
@@ -33,44 +38,59 @@ Status ControlPlane::Send(int dest, std::shared_ptr<const std::string> bytes) {
   return absl::OkStatus();
 }
 
-StatusOr<bool> ControlPlane::TryReceive(int* source, std::string* bytes) {
-  int flag = 0;
-  MPI_Message message;
-  MPI_Status status;
-  KOLO_MPI_RETURN_IF_ERROR(MPI_Improbe(MPI_ANY_SOURCE, kControlTag, comm_,
-                                       &flag, &message, &status));
-  if (!flag) return false;
-  int count = 0;
-  MPI_Get_count(&status, MPI_BYTE, &count);
-  bytes->resize(count);
-  KOLO_MPI_RETURN_IF_ERROR(
-      MPI_Mrecv(bytes->data(), count, MPI_BYTE, &message, MPI_STATUS_IGNORE));
-  *source = status.MPI_SOURCE;
-  return true;
-}
-
-Status ControlPlane::Progress() {
-  while (!sends_.empty()) {
+Status ControlPlane::Pump() {
+  for (auto it = sends_.begin(); it != sends_.end();) {
+    int done = 0;
+    KOLO_MPI_RETURN_IF_ERROR(MPI_Test(&it->request, &done, MPI_STATUS_IGNORE));
+    it = done ? sends_.erase(it) : it + 1;
+  }
+  for (;;) {
+    int flag = 0;
+    MPI_Message matched;
+    MPI_Status status;
+    KOLO_MPI_RETURN_IF_ERROR(MPI_Improbe(MPI_ANY_SOURCE, kControlTag, comm_,
+                                         &flag, &matched, &status));
+    if (!flag) break;
+    int count = 0;
+    MPI_Get_count(&status, MPI_BYTE, &count);
+    receives_.emplace_back();
+    PendingReceive& receive = receives_.back();
+    receive.message.source = status.MPI_SOURCE;
+    receive.message.bytes.resize(count);
+    KOLO_MPI_RETURN_IF_ERROR(MPI_Imrecv(receive.message.bytes.data(), count,
+                                        MPI_BYTE, &matched,
+                                        &receive.request));
+  }
+  // Deliver in matching order: a later message waits for an earlier one.
+  while (!receives_.empty()) {
     int done = 0;
     KOLO_MPI_RETURN_IF_ERROR(
-        MPI_Test(&sends_.front().request, &done, MPI_STATUS_IGNORE));
+        MPI_Test(&receives_.front().request, &done, MPI_STATUS_IGNORE));
     if (!done) break;
-    sends_.pop_front();
+    inbox_.push_back(std::move(receives_.front().message));
+    receives_.pop_front();
   }
   return absl::OkStatus();
+}
+
+std::optional<ControlPlane::Message> ControlPlane::Next() {
+  if (inbox_.empty()) return std::nullopt;
+  Message message = std::move(inbox_.front());
+  inbox_.pop_front();
+  return message;
 }
 
 Status ControlPlane::FlushSends(absl::Duration timeout) {
   const absl::Time deadline = absl::Now() + timeout;
   for (;;) {
-    if (Status s = Progress(); !s.ok()) return s;
+    if (Status s = Pump(); !s.ok()) return s;
     if (sends_.empty()) return absl::OkStatus();
     if (absl::Now() > deadline) {
       return absl::DeadlineExceededError(absl::StrCat(
           sends_.size(), " negotiation messages were not delivered within ",
           absl::FormatDuration(timeout)));
     }
-    std::this_thread::sleep_for(std::chrono::microseconds(200));
+    std::this_thread::sleep_for(std::chrono::microseconds(50));
   }
 }
 

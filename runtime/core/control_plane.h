@@ -1,15 +1,24 @@
 // ControlPlane: the negotiation channel between the coordinator (rank 0) and
-// every rank, over kolo's control communicator. Sends never block (Isend; the
-// buffer is kept until MPI is done with it) and receiving only takes what has
-// arrived (matched probe), so the background thread can interleave
-// negotiation with collectives without deadlock.
+// every rank, over kolo's control communicator.
 //
+// Nothing here ever blocks: sends are MPI_Isend (the buffer is kept until
+// MPI is done with it), arriving messages are matched with MPI_Improbe and
+// received with MPI_Imrecv, and Pump() moves both along. This matters
+// because the data planes wait outside MPI (shared-memory barriers, TCP
+// sockets): a rank must never sit in an MPI call that needs a peer's
+// progress while that peer sits in such a wait. Before a rank enters a
+// collective it flushes the response lists it sent (FlushSends keeps
+// receiving meanwhile), so every peer can learn about the collective
+// without further help from it.
+//
+// Messages from one source are delivered in the order they were sent.
 // Not thread-safe: owned by the background thread.
 #ifndef KOLO_RUNTIME_CORE_CONTROL_PLANE_H_
 #define KOLO_RUNTIME_CORE_CONTROL_PLANE_H_
 
 #include <deque>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include <mpi.h>
@@ -21,17 +30,22 @@ namespace kolo {
 
 class ControlPlane {
  public:
+  struct Message {
+    int source = 0;
+    std::string bytes;
+  };
+
   explicit ControlPlane(MPI_Comm comm) : comm_(comm) {}
   ~ControlPlane();
 
   // Starts sending `bytes` to `dest`; returns at once.
   Status Send(int dest, std::shared_ptr<const std::string> bytes);
-  // Receives one waiting message into *bytes and *source; false if none.
-  StatusOr<bool> TryReceive(int* source, std::string* bytes);
-  // Releases the buffers of sends that have completed.
-  Status Progress();
-  // Waits (sleeping between checks) until every send has completed, or
-  // fails with DeadlineExceeded after `timeout`.
+  // Progresses sends and receives; never blocks.
+  Status Pump();
+  // The next message received in full, if any (call Pump() first).
+  std::optional<Message> Next();
+  // Pumps (sleeping briefly between rounds) until every send has completed,
+  // or fails with DeadlineExceeded after `timeout`.
   Status FlushSends(absl::Duration timeout);
 
  private:
@@ -39,9 +53,15 @@ class ControlPlane {
     MPI_Request request;
     std::shared_ptr<const std::string> bytes;
   };
+  struct PendingReceive {
+    MPI_Request request;
+    Message message;
+  };
 
   MPI_Comm comm_;
   std::deque<PendingSend> sends_;
+  std::deque<PendingReceive> receives_;  // in matching order
+  std::deque<Message> inbox_;
 };
 
 }  // namespace kolo

@@ -22,6 +22,8 @@ constexpr absl::Duration kMinPoll = absl::Microseconds(20);
 constexpr absl::Duration kIdlePoll = absl::Milliseconds(10);
 constexpr absl::Duration kHeartbeat = absl::Milliseconds(500);
 constexpr absl::Duration kGoodbyeTimeout = absl::Seconds(30);
+// How long rank 0 waits for workers to take a response list.
+constexpr absl::Duration kDeliveryTimeout = absl::Seconds(120);
 
 int64_t SteadyNowNs() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -266,7 +268,7 @@ void Runtime::Loop() {
       status = coordinator_ ? Coordinate(now, &activity)
                             : ReceiveResponses(&activity);
     }
-    if (status.ok()) status = control_->Progress();
+    if (status.ok()) status = control_->Pump();
     if (!status.ok() || stopping_) break;
 
     poll = activity ? kMinPoll : std::min(poll * 2, cycle);
@@ -320,16 +322,12 @@ Status Runtime::SendRequests(std::vector<Request> fresh, bool shutdown,
 
 Status Runtime::Coordinate(absl::Time now, bool* activity) {
   const WireLimits limits{mpi_->size(), options_.cache_capacity};
-  int source = 0;
-  std::string bytes;
-  for (;;) {
-    StatusOr<bool> received = control_->TryReceive(&source, &bytes);
-    if (!received.ok()) return received.status();
-    if (!*received) break;
-    StatusOr<RequestList> list = DecodeRequestList(bytes, limits);
+  if (Status s = control_->Pump(); !s.ok()) return s;
+  while (std::optional<ControlPlane::Message> message = control_->Next()) {
+    StatusOr<RequestList> list = DecodeRequestList(message->bytes, limits);
     if (!list.ok()) {
-      return absl::InternalError(absl::StrCat("from rank ", source, ": ",
-                                              list.status().message()));
+      return absl::InternalError(absl::StrCat("from rank ", message->source,
+                                              ": ", list.status().message()));
     }
     if (list->goodbye) {  // only sent after a shutdown
       ++goodbyes_;
@@ -353,6 +351,13 @@ Status Runtime::Coordinate(absl::Time now, bool* activity) {
     for (int rank = 1; rank < mpi_->size(); ++rank) {
       if (Status s = control_->Send(rank, encoded); !s.ok()) return s;
     }
+    // Every worker must be able to read this list without rank 0's help
+    // before rank 0 enters its collectives (see control_plane.h).
+    if (!responses->responses.empty()) {
+      if (Status s = control_->FlushSends(kDeliveryTimeout); !s.ok()) {
+        return s;
+      }
+    }
   }
   *activity = *activity || !responses->responses.empty();
   return Apply(*responses);
@@ -360,16 +365,14 @@ Status Runtime::Coordinate(absl::Time now, bool* activity) {
 
 Status Runtime::ReceiveResponses(bool* activity) {
   const WireLimits limits{mpi_->size(), options_.cache_capacity};
-  int source = 0;
-  std::string bytes;
+  if (Status s = control_->Pump(); !s.ok()) return s;
   while (!stopping_) {
-    StatusOr<bool> received = control_->TryReceive(&source, &bytes);
-    if (!received.ok()) return received.status();
-    if (!*received) break;
-    StatusOr<ResponseList> list = DecodeResponseList(bytes, limits);
+    std::optional<ControlPlane::Message> message = control_->Next();
+    if (!message.has_value()) break;
+    StatusOr<ResponseList> list = DecodeResponseList(message->bytes, limits);
     if (!list.ok()) {
-      return absl::InternalError(absl::StrCat("from rank ", source, ": ",
-                                              list.status().message()));
+      return absl::InternalError(absl::StrCat("from rank ", message->source,
+                                              ": ", list.status().message()));
     }
     *activity = *activity || !list->responses.empty();
     if (Status s = Apply(*list); !s.ok()) return s;
@@ -477,17 +480,15 @@ void Runtime::SayGoodbye() {
   // Rank 0 keeps receiving (and discarding) until every worker has said
   // goodbye, so that no worker's message is left undelivered.
   const absl::Time deadline = absl::Now() + kGoodbyeTimeout;
-  int source = 0;
-  std::string bytes;
   const WireLimits limits{mpi_->size(), options_.cache_capacity};
   while (goodbyes_ < mpi_->size() - 1 && absl::Now() < deadline) {
-    StatusOr<bool> received = control_->TryReceive(&source, &bytes);
-    if (!received.ok()) break;
-    if (!*received) {
+    if (!control_->Pump().ok()) break;
+    std::optional<ControlPlane::Message> message = control_->Next();
+    if (!message.has_value()) {
       std::this_thread::sleep_for(std::chrono::microseconds(200));
       continue;
     }
-    StatusOr<RequestList> list = DecodeRequestList(bytes, limits);
+    StatusOr<RequestList> list = DecodeRequestList(message->bytes, limits);
     if (list.ok() && list->goodbye) ++goodbyes_;
   }
   if (goodbyes_ < mpi_->size() - 1) {
