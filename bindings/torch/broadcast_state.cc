@@ -74,13 +74,13 @@ OptionFields Fields(optim::SGDOptions& o) {
           {&o.nesterov()}};
 }
 OptionFields Fields(optim::AdamOptions& o) {
-  return {{&o.lr(), &std::get<0>(o.betas()), &std::get<1>(o.betas()),
-           &o.eps(), &o.weight_decay()},
+  return {{&o.lr(), &std::get<0>(o.betas()), &std::get<1>(o.betas()), &o.eps(),
+           &o.weight_decay()},
           {&o.amsgrad()}};
 }
 OptionFields Fields(optim::AdamWOptions& o) {
-  return {{&o.lr(), &std::get<0>(o.betas()), &std::get<1>(o.betas()),
-           &o.eps(), &o.weight_decay()},
+  return {{&o.lr(), &std::get<0>(o.betas()), &std::get<1>(o.betas()), &o.eps(),
+           &o.weight_decay()},
           {&o.amsgrad()}};
 }
 OptionFields Fields(optim::AdagradOptions& o) {
@@ -127,8 +127,8 @@ bool Match(optim::Optimizer& optimizer, const char* type_name,
   access->state_tensors = static_cast<int>(Fields(probe).tensors.size());
   access->options = [type_name](optim::OptimizerOptions& options) {
     auto* typed = dynamic_cast<Options*>(&options);
-    TORCH_CHECK(typed != nullptr, "kolo: a parameter group of the ",
-                type_name, " optimizer has options of another optimizer");
+    TORCH_CHECK(typed != nullptr, "kolo: a parameter group of the ", type_name,
+                " optimizer has options of another optimizer");
     return Fields(*typed);
   };
   access->state = [type_name](optim::OptimizerParamState& state) {
@@ -228,8 +228,8 @@ void broadcast_optimizer_state(optim::Optimizer& optimizer, int root_rank) {
     params.insert(params.end(), group.params().begin(), group.params().end());
   }
   const int64_t columns = 2 + access.state_tensors;
-  at::Tensor layout = at::zeros({static_cast<int64_t>(params.size()), columns},
-                                at::kLong);
+  at::Tensor layout =
+      at::zeros({static_cast<int64_t>(params.size()), columns}, at::kLong);
   auto layout_rows = layout.accessor<int64_t, 2>();
   auto& state_map = optimizer.state();
   for (size_t i = 0; i < params.size(); ++i) {

@@ -191,8 +191,7 @@ Handle GroupedAllreduceImpl(const std::vector<at::Tensor>& tensors,
     state->buffers.insert(state->buffers.end(), output_buffers.begin(),
                           output_buffers.end());
   }
-  return Start(state,
-               GroupedAllreduceAsync(names, inputs, outputs, options));
+  return Start(state, GroupedAllreduceAsync(names, inputs, outputs, options));
 }
 
 Handle BroadcastImpl(const at::Tensor& tensor, int root_rank,
@@ -231,13 +230,13 @@ std::vector<at::Tensor> Handle::wait_all() const {
   if (!state_->finished) {
     state_->finished = true;
     if (!status.ok()) {
-      state_->error = "kolo: " + state_->description +
-                      " failed: " + status.ToString();
+      state_->error =
+          "kolo: " + state_->description + " failed: " + status.ToString();
     } else if (state_->needs_allocated_output) {
       if (!state_->allocated.defined()) {
         // The runtime skips the allocator for an empty output.
-        state_->allocated = at::empty(state_->handle.output_shape(),
-                                      state_->output_options);
+        state_->allocated =
+            at::empty(state_->handle.output_shape(), state_->output_options);
       }
       state_->results = {state_->allocated};
     } else if (state_->copy_back) {

@@ -75,9 +75,9 @@ class DistributedOptimizer::Impl {
     at::Tensor tensor;
     std::shared_ptr<::torch::autograd::Node> accumulator;
     uintptr_t hook_key = 0;
-    int passes = 0;        // backward passes seen since the last reduction
-    Handle pending;        // valid while its allreduce is in flight
-    at::Tensor wire;       // compressed copy of the gradient, if compressing
+    int passes = 0;   // backward passes seen since the last reduction
+    Handle pending;   // valid while its allreduce is in flight
+    at::Tensor wire;  // compressed copy of the gradient, if compressing
   };
 
   // Starts the allreduce of `parameter`'s gradient. REQUIRES: mu_ held,
@@ -100,10 +100,9 @@ DistributedOptimizer::Impl::Impl(
     const ::torch::OrderedDict<std::string, at::Tensor>& named_parameters,
     DistributedOptimizerOptions options)
     : optimizer_(std::move(optimizer)), options_(options) {
-  TORCH_CHECK(optimizer_ != nullptr, "kolo: DistributedOptimizer needs an "
-                                     "optimizer");
-  TORCH_CHECK(dynamic_cast<::torch::optim::LBFGS*>(optimizer_.get()) ==
-                  nullptr,
+  TORCH_CHECK(optimizer_ != nullptr,
+              "kolo: DistributedOptimizer needs an optimizer");
+  TORCH_CHECK(dynamic_cast<::torch::optim::LBFGS*>(optimizer_.get()) == nullptr,
               "kolo: DistributedOptimizer does not support LBFGS: it "
               "re-evaluates the loss inside step(), so gradients would be "
               "computed without being reduced across ranks");
@@ -145,8 +144,7 @@ DistributedOptimizer::Impl::Impl(
     for (const at::Tensor& tensor : group.params()) {
       TORCH_CHECK(!tensor.requires_grad() ||
                       named.count(tensor.unsafeGetTensorImpl()) != 0,
-                  "kolo: the optimizer has a parameter (shape ",
-                  tensor.sizes(),
+                  "kolo: the optimizer has a parameter (shape ", tensor.sizes(),
                   ") that is not in named_parameters; its gradient would "
                   "not be reduced across ranks");
     }
@@ -239,7 +237,9 @@ void DistributedOptimizer::Impl::Synchronize() {
   }
   {
     std::lock_guard<std::mutex> lock(mu_);
-    synchronized_ = true;
+    // After a failure the gradients are not (all) reduced: the next
+    // synchronize() or step() must not skip them.
+    synchronized_ = !first_error;
   }
   if (first_error) std::rethrow_exception(first_error);
 }
@@ -259,8 +259,7 @@ void DistributedOptimizer::Impl::ZeroGrad() {
       TORCH_CHECK(!parameter.pending.valid(),
                   "kolo: zero_grad() was called after backward() but before "
                   "step() or synchronize(): the allreduce of '",
-                  parameter.allreduce_name,
-                  "' is still writing the gradient");
+                  parameter.allreduce_name, "' is still writing the gradient");
       parameter.passes = 0;
     }
   }

@@ -19,8 +19,7 @@ namespace {
 // only on mt19937_64's output (std::uniform_int_distribution's algorithm is
 // left to the standard library).
 uint64_t UniformBelow(std::mt19937_64& rng, uint64_t bound) {
-  const uint64_t limit =
-      std::numeric_limits<uint64_t>::max() / bound * bound;
+  const uint64_t limit = std::numeric_limits<uint64_t>::max() / bound * bound;
   uint64_t draw;
   do {
     draw = rng();
@@ -77,8 +76,8 @@ void DistributedSampler::set_epoch(int64_t epoch) {
 }
 
 void DistributedSampler::set_start_batch(int64_t batch, int64_t batch_size) {
-  TORCH_CHECK(batch >= 0 && batch_size > 0, "kolo: invalid start batch ",
-              batch, " of size ", batch_size);
+  TORCH_CHECK(batch >= 0 && batch_size > 0, "kolo: invalid start batch ", batch,
+              " of size ", batch_size);
   start_ = std::min(static_cast<size_t>(batch * batch_size), indices_.size());
   position_ = start_;
 }
@@ -95,8 +94,7 @@ void DistributedSampler::reset(c10::optional<size_t> new_size) {
   position_ = start_;
 }
 
-c10::optional<std::vector<size_t>> DistributedSampler::next(
-    size_t batch_size) {
+c10::optional<std::vector<size_t>> DistributedSampler::next(size_t batch_size) {
   if (position_ >= indices_.size()) return c10::nullopt;
   const size_t end = std::min(position_ + batch_size, indices_.size());
   std::vector<size_t> batch(indices_.begin() + position_,
@@ -105,7 +103,8 @@ c10::optional<std::vector<size_t>> DistributedSampler::next(
   return batch;
 }
 
-void DistributedSampler::save(::torch::serialize::OutputArchive& archive) const {
+void DistributedSampler::save(
+    ::torch::serialize::OutputArchive& archive) const {
   const auto write = [&archive](const char* key, int64_t value) {
     archive.write(key, at::tensor(value, at::kLong), /*is_buffer=*/true);
   };

@@ -33,8 +33,8 @@ double LearningRateWarmup::Progress(int64_t epoch, int64_t batch) const {
 
 double LearningRateWarmup::multiplier(int64_t epoch, int64_t batch) const {
   const double progress = Progress(epoch, batch);
-  return 1.0 + (size_ - 1) * std::min(progress, warmup_epochs_) /
-                   warmup_epochs_;
+  return 1.0 +
+         (size_ - 1) * std::min(progress, warmup_epochs_) / warmup_epochs_;
 }
 
 bool LearningRateWarmup::adjust(int64_t epoch, int64_t batch) {

@@ -116,9 +116,8 @@ History HistoryOf(const OptimizerFactory& factory, int who, int steps) {
 
 // Broadcasts model and optimizer from rank 0, then checks that one common
 // step leaves every rank exactly where rank 0's own history does.
-void ExpectRootStateReproduced(const OptimizerFactory& factory,
-                               int root_steps, int other_steps,
-                               const std::string& label) {
+void ExpectRootStateReproduced(const OptimizerFactory& factory, int root_steps,
+                               int other_steps, const std::string& label) {
   History mine =
       HistoryOf(factory, rank(), rank() == 0 ? root_steps : other_steps);
   broadcast_parameters(*mine.model, 0);
@@ -169,9 +168,8 @@ TEST(BroadcastOptimizerState, ReproducesAdamStateExactly) {
   broadcast_optimizer_state(*mine.optimizer, 0);
   const History root = HistoryOf(AdamOf, 0, 3);
 
-  const auto& options =
-      static_cast<const optim::AdamOptions&>(
-          mine.optimizer->param_groups()[0].options());
+  const auto& options = static_cast<const optim::AdamOptions&>(
+      mine.optimizer->param_groups()[0].options());
   EXPECT_EQ(options.lr(), 0.01);
   EXPECT_EQ(std::get<0>(options.betas()), 0.8);
   EXPECT_EQ(std::get<1>(options.betas()), 0.99);

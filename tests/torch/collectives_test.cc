@@ -21,17 +21,16 @@ double RankSum() { return size() * (size() + 1) / 2.0; }
 
 TEST(TorchAllreduce, AverageAndSumForEveryDtype) {
   const double mine = rank() + 1;
-  for (at::ScalarType dtype : {at::kFloat, at::kDouble, at::kHalf,
-                               at::kBFloat16, at::kInt, at::kLong, at::kChar,
-                               at::kByte}) {
+  for (at::ScalarType dtype :
+       {at::kFloat, at::kDouble, at::kHalf, at::kBFloat16, at::kInt, at::kLong,
+        at::kChar, at::kByte}) {
     const std::string type_name = c10::toString(dtype);
     const at::Tensor input = ::torch::full({3, 5}, mine, dtype);
     AllreduceOptions sum;
     sum.op = ReduceOp::kSum;
     const at::Tensor summed = allreduce(input, "sum." + type_name, sum);
     EXPECT_EQ(summed.scalar_type(), dtype);
-    EXPECT_TRUE(Equal(summed, ::torch::full({3, 5}, RankSum())))
-        << type_name;
+    EXPECT_TRUE(Equal(summed, ::torch::full({3, 5}, RankSum()))) << type_name;
     EXPECT_TRUE(Equal(input, ::torch::full({3, 5}, mine)))
         << type_name << ": the input must be left alone";
     if (at::isFloatingType(dtype)) {
@@ -50,8 +49,8 @@ TEST(TorchAllreduce, MinMaxAndBool) {
   const at::Tensor flags = ::torch::tensor({rank() == 0, false});
   AllreduceOptions any;
   any.op = ReduceOp::kSum;  // logical or
-  EXPECT_TRUE(allreduce(flags, "bool.or", any)
-                  .equal(::torch::tensor({true, false})));
+  EXPECT_TRUE(
+      allreduce(flags, "bool.or", any).equal(::torch::tensor({true, false})));
 }
 
 TEST(TorchAllreduce, InPlaceOnANonContiguousTensor) {
@@ -73,9 +72,8 @@ TEST(TorchAllreduce, ScaleFactors) {
   scaled.op = ReduceOp::kSum;
   scaled.prescale_factor = 0.5;
   scaled.postscale_factor = 4.0;
-  const at::Tensor result =
-      allreduce(::torch::full({4}, rank() + 1.0, at::kDouble), "scaled",
-                scaled);
+  const at::Tensor result = allreduce(
+      ::torch::full({4}, rank() + 1.0, at::kDouble), "scaled", scaled);
   EXPECT_TRUE(Equal(result, ::torch::full({4}, 2.0 * RankSum())));
 }
 
@@ -95,8 +93,8 @@ TEST(TorchAllreduce, HandlesCompleteInAnyOrder) {
   // A handle dropped unfinished waits for its operation: the name is free
   // again afterwards.
   allreduce_async(::torch::ones({1000}), "dropped");
-  EXPECT_TRUE(Equal(allreduce(::torch::ones({3}), "dropped"),
-                    ::torch::ones({3})));
+  EXPECT_TRUE(
+      Equal(allreduce(::torch::ones({3}), "dropped"), ::torch::ones({3})));
 }
 
 TEST(TorchAllreduce, GroupedInPlace) {
@@ -166,15 +164,18 @@ TEST(TorchAlltoall, UnevenSplits) {
 
 TEST(TorchReducescatter, SharesOfTheFirstDimension) {
   const int64_t rows = 2 * size() + 1;
-  const at::Tensor input = ::torch::arange(rows * 3, at::kFloat)
-                               .reshape({rows, 3}) * (rank() + 1);
-  const at::Tensor share = reducescatter(input, "reducescatter", ReduceOp::kSum);
+  const at::Tensor input =
+      ::torch::arange(rows * 3, at::kFloat).reshape({rows, 3}) * (rank() + 1);
+  const at::Tensor share =
+      reducescatter(input, "reducescatter", ReduceOp::kSum);
   const int64_t mine = rows / size() + (rank() < rows % size() ? 1 : 0);
-  const int64_t first = rank() * (rows / size()) + std::min<int64_t>(rank(), rows % size());
+  const int64_t first =
+      rank() * (rows / size()) + std::min<int64_t>(rank(), rows % size());
   ASSERT_EQ(share.size(0), mine);
   EXPECT_TRUE(Equal(share, ::torch::arange(rows * 3, at::kFloat)
-                               .reshape({rows, 3})
-                               .narrow(0, first, mine) * RankSum()));
+                                   .reshape({rows, 3})
+                                   .narrow(0, first, mine) *
+                               RankSum()));
 }
 
 TEST(TorchJoin, JoinedRanksContributeZeros) {
@@ -193,13 +194,12 @@ TEST(TorchJoin, JoinedRanksContributeZeros) {
 TEST(TorchMetricAverage, ExactForScalarsAndTensors) {
   // Dyadic values: every partial sum is exact in float64, whatever the order.
   const double value = 1000.25 * (rank() + 1);
-  EXPECT_EQ(metric_average(value, "metric.loss"),
-            1000.25 * RankSum() / size());
+  EXPECT_EQ(metric_average(value, "metric.loss"), 1000.25 * RankSum() / size());
   const at::Tensor per_class =
       ::torch::tensor({0.5, 0.25, 0.125}, at::kDouble) * (rank() + 1);
   const at::Tensor average = metric_average(per_class, "metric.auroc");
-  EXPECT_TRUE(Equal(average, ::torch::tensor({0.5, 0.25, 0.125}) *
-                                 (RankSum() / size())));
+  EXPECT_TRUE(Equal(
+      average, ::torch::tensor({0.5, 0.25, 0.125}) * (RankSum() / size())));
   EXPECT_THROW(metric_average(::torch::ones({2}, at::kLong), "metric.int"),
                c10::Error);
 }
@@ -229,8 +229,8 @@ TEST(TorchErrors, MismatchCarriesTheRuntimeMessage) {
 }
 
 TEST(TorchErrors, DtypeMismatchAndLocalErrors) {
-  const at::Tensor mine =
-      rank() == 0 ? ::torch::ones({3}, at::kFloat) : ::torch::ones({3}, at::kDouble);
+  const at::Tensor mine = rank() == 0 ? ::torch::ones({3}, at::kFloat)
+                                      : ::torch::ones({3}, at::kDouble);
   EXPECT_THROW(allreduce(mine, "dtype.mismatch"), c10::Error);
   // Rejected on this rank before anything is sent.
   EXPECT_THROW(allreduce(::torch::ones({2}, at::kShort), "int16"), c10::Error);

@@ -30,9 +30,7 @@ struct MlpImpl : nn::Module {
     fc1 = register_module("fc1", nn::Linear(6, 16));
     fc2 = register_module("fc2", nn::Linear(16, 3));
   }
-  at::Tensor forward(const at::Tensor& x) {
-    return fc2(::torch::tanh(fc1(x)));
-  }
+  at::Tensor forward(const at::Tensor& x) { return fc2(::torch::tanh(fc1(x))); }
   nn::Linear fc1{nullptr}, fc2{nullptr};
 };
 TORCH_MODULE(Mlp);
@@ -58,8 +56,7 @@ using OptimizerFactory =
     std::function<std::shared_ptr<optim::Optimizer>(std::vector<at::Tensor>)>;
 
 std::shared_ptr<optim::Optimizer> SgdMomentum(std::vector<at::Tensor> p) {
-  return std::make_shared<optim::SGD>(
-      p, optim::SGDOptions(0.05).momentum(0.9));
+  return std::make_shared<optim::SGD>(p, optim::SGDOptions(0.05).momentum(0.9));
 }
 std::shared_ptr<optim::Optimizer> Adam(std::vector<at::Tensor> p) {
   return std::make_shared<optim::Adam>(p, optim::AdamOptions(0.01));
@@ -80,8 +77,8 @@ at::Tensor TrainDistributed(const OptimizerFactory& factory,
     optimizer.zero_grad();
     for (int pass = 0; pass < passes; ++pass) {
       auto [x, y] = GlobalBatch(step * passes + pass, size() * kLocalRows);
-      at::Tensor loss = ::torch::mse_loss(
-          model(Shard(x, rank(), kLocalRows)), Shard(y, rank(), kLocalRows));
+      at::Tensor loss = ::torch::mse_loss(model(Shard(x, rank(), kLocalRows)),
+                                          Shard(y, rank(), kLocalRows));
       (loss / passes).backward();
     }
     optimizer.step();
@@ -111,15 +108,14 @@ at::Tensor TrainReference(const OptimizerFactory& factory, int passes,
 TEST(DistributedOptimizer, SgdMomentumEqualsOneProcessOnConcatenatedBatches) {
   const at::Tensor distributed = TrainDistributed(SgdMomentum, {}, 20);
   EXPECT_TRUE(IdenticalAcrossRanks(distributed, "sgd.params"));
-  EXPECT_TRUE(AllClose(distributed, TrainReference(SgdMomentum, 1, 20), 1e-5,
-                       1e-7));
+  EXPECT_TRUE(
+      AllClose(distributed, TrainReference(SgdMomentum, 1, 20), 1e-5, 1e-7));
 }
 
 TEST(DistributedOptimizer, AdamEqualsOneProcessOnConcatenatedBatches) {
   const at::Tensor distributed = TrainDistributed(Adam, {}, 20);
   EXPECT_TRUE(IdenticalAcrossRanks(distributed, "adam.params"));
-  EXPECT_TRUE(
-      AllClose(distributed, TrainReference(Adam, 1, 20), 1e-5, 1e-7));
+  EXPECT_TRUE(AllClose(distributed, TrainReference(Adam, 1, 20), 1e-5, 1e-7));
 }
 
 TEST(DistributedOptimizer, TwoBackwardPassesPerStepEqualADoubledBatch) {
@@ -127,8 +123,8 @@ TEST(DistributedOptimizer, TwoBackwardPassesPerStepEqualADoubledBatch) {
   options.backward_passes_per_step = 2;
   const at::Tensor distributed = TrainDistributed(SgdMomentum, options, 10);
   EXPECT_TRUE(IdenticalAcrossRanks(distributed, "passes.params"));
-  EXPECT_TRUE(AllClose(distributed, TrainReference(SgdMomentum, 2, 10), 1e-5,
-                       1e-7));
+  EXPECT_TRUE(
+      AllClose(distributed, TrainReference(SgdMomentum, 2, 10), 1e-5, 1e-7));
 }
 
 // Gradients of one backward pass on each rank's shard, for all ranks
@@ -138,8 +134,7 @@ std::vector<at::Tensor> ShardGradients(int64_t batch) {
   std::vector<at::Tensor> result;
   for (int r = 0; r < size(); ++r) {
     Mlp model = MakeMlp();
-    ::torch::mse_loss(model(Shard(x, r, kLocalRows)),
-                      Shard(y, r, kLocalRows))
+    ::torch::mse_loss(model(Shard(x, r, kLocalRows)), Shard(y, r, kLocalRows))
         .backward();
     std::vector<at::Tensor> grads;
     for (const at::Tensor& p : model->parameters()) {
@@ -200,8 +195,8 @@ TEST(DistributedOptimizer, CompressionStaysWithinTolerance) {
     EXPECT_TRUE(IdenticalAcrossRanks(reduced, std::string("grads.") + c.name));
     // The runtime widens to float32, averages and rounds once: emulated here,
     // the result may differ from it by one ulp of the wire format.
-    const double ulp = c.wire == at::kHalf ? std::pow(2.0, -10)
-                                           : std::pow(2.0, -7);
+    const double ulp =
+        c.wire == at::kHalf ? std::pow(2.0, -10) : std::pow(2.0, -7);
     const at::Tensor emulated = ::torch::stack(shards)
                                     .to(c.wire)
                                     .to(at::kFloat)
@@ -392,8 +387,8 @@ TEST(DistributedOptimizer, AllreducesStartWhileBackwardIsRunning) {
     sgd.step();
     sequential_ns += NowNs() - start;
   }
-  EXPECT_TRUE(AllClose(FlatParameters(*overlapped),
-                       FlatParameters(*sequential), 1e-5, 1e-7));
+  EXPECT_TRUE(AllClose(FlatParameters(*overlapped), FlatParameters(*sequential),
+                       1e-5, 1e-7));
   std::printf(
       "[rank %d] backward+step with a %lld ms slow layer, mean of %d: "
       "sequential %.1f ms, overlapped %.1f ms, saved %.1f ms\n",

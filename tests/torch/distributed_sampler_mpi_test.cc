@@ -39,7 +39,8 @@ TEST(DistributedSamplerAcrossRanks, CoversTheDataSetOncePerEpoch) {
         ASSERT_LT(index, static_cast<int64_t>(n));
         ++seen[index];
       }
-      const size_t extra = sampler.total_size() > n ? sampler.total_size() - n : 0;
+      const size_t extra =
+          sampler.total_size() > n ? sampler.total_size() - n : 0;
       size_t once = 0, twice = 0, never = 0;
       for (int count : seen) {
         once += count == 1;

@@ -179,10 +179,10 @@ TEST(DistributedSampler, SaveAndLoadRestoreThePosition) {
 
 TEST(DistributedSampler, DrivesATorchDataLoader) {
   const int64_t n = 21;
-  auto dataset = ::torch::data::datasets::TensorDataset(
-                     ::torch::arange(n).unsqueeze(1))
-                     .map(::torch::data::transforms::Stack<
-                          ::torch::data::TensorExample>());
+  auto dataset =
+      ::torch::data::datasets::TensorDataset(::torch::arange(n).unsqueeze(1))
+          .map(::torch::data::transforms::Stack<
+               ::torch::data::TensorExample>());
   DistributedSampler sampler(n, 3, 1, true, 8);
   sampler.set_epoch(6);
   const std::vector<size_t> expected = sampler.indices();

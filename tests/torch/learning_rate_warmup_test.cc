@@ -28,9 +28,9 @@ TEST(LearningRateWarmup, MultiplierRisesLinearlyPerBatch) {
   LearningRateWarmup warmup(*sgd, /*warmup_epochs=*/2, /*steps_per_epoch=*/10,
                             /*size=*/5);
   EXPECT_DOUBLE_EQ(warmup.multiplier(0, 0), 1.0);
-  EXPECT_DOUBLE_EQ(warmup.multiplier(0, 5), 1.0 + 4 * 0.25);   // t = 0.5
-  EXPECT_DOUBLE_EQ(warmup.multiplier(1, 0), 1.0 + 4 * 0.5);    // t = 1
-  EXPECT_DOUBLE_EQ(warmup.multiplier(1, 9), 1.0 + 4 * 0.95);   // t = 1.9
+  EXPECT_DOUBLE_EQ(warmup.multiplier(0, 5), 1.0 + 4 * 0.25);  // t = 0.5
+  EXPECT_DOUBLE_EQ(warmup.multiplier(1, 0), 1.0 + 4 * 0.5);   // t = 1
+  EXPECT_DOUBLE_EQ(warmup.multiplier(1, 9), 1.0 + 4 * 0.95);  // t = 1.9
   EXPECT_DOUBLE_EQ(warmup.multiplier(2, 0), 5.0);
   EXPECT_DOUBLE_EQ(warmup.multiplier(7, 3), 5.0);
 }

@@ -52,8 +52,8 @@ inline ::testing::AssertionResult IdenticalAcrossRanks(
     if (!all[r].equal(local)) {
       ::testing::AssertionResult failure = Equal(all[r], local);
       return ::testing::AssertionFailure()
-             << name << " differs between rank " << r << " and rank "
-             << rank() << ": " << failure.message();
+             << name << " differs between rank " << r << " and rank " << rank()
+             << ": " << failure.message();
     }
   }
   return ::testing::AssertionSuccess();

@@ -26,15 +26,15 @@
 #ifndef KOLO_TORCH_H_
 #define KOLO_TORCH_H_
 
-#include <cstdint>
-#include <memory>
-#include <string>
-#include <vector>
-
 #include <torch/data/samplers/base.h>
 #include <torch/nn/module.h>
 #include <torch/optim/optimizer.h>
 #include <torch/ordered_dict.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
 
 #include "kolo/kolo.h"
 
@@ -142,8 +142,7 @@ Handle broadcast_async_(const ::torch::Tensor& tensor, int root_rank,
 Handle alltoall_async(const ::torch::Tensor& tensor, const std::string& name,
                       std::vector<int64_t> splits = {});
 // received_splits, when not null, receives the rows that came from each rank.
-::torch::Tensor alltoall(const ::torch::Tensor& tensor,
-                         const std::string& name,
+::torch::Tensor alltoall(const ::torch::Tensor& tensor, const std::string& name,
                          std::vector<int64_t> splits = {},
                          std::vector<int64_t>* received_splits = nullptr);
 
@@ -269,11 +268,10 @@ class DistributedOptimizer {
   // every rank (e.g. module->named_parameters()). Parameters that do not
   // require grad are skipped.
   // REQUIRES: every parameter of the optimizer appears in named_parameters.
-  DistributedOptimizer(
-      std::shared_ptr<::torch::optim::Optimizer> optimizer,
-      const ::torch::OrderedDict<std::string, ::torch::Tensor>&
-          named_parameters,
-      DistributedOptimizerOptions options = {});
+  DistributedOptimizer(std::shared_ptr<::torch::optim::Optimizer> optimizer,
+                       const ::torch::OrderedDict<std::string, ::torch::Tensor>&
+                           named_parameters,
+                       DistributedOptimizerOptions options = {});
   ~DistributedOptimizer();
   DistributedOptimizer(DistributedOptimizer&&) noexcept;
   DistributedOptimizer& operator=(DistributedOptimizer&&) noexcept;
@@ -317,8 +315,8 @@ class LearningRateWarmup {
  public:
   // REQUIRES: warmup_epochs > 0, steps_per_epoch > 0, size >= 1 (usually
   // kolo::torch::size()).
-  LearningRateWarmup(::torch::optim::Optimizer& optimizer,
-                     double warmup_epochs, int64_t steps_per_epoch, int size);
+  LearningRateWarmup(::torch::optim::Optimizer& optimizer, double warmup_epochs,
+                     int64_t steps_per_epoch, int size);
 
   // The factor above for (epoch, batch).
   double multiplier(int64_t epoch, int64_t batch) const;
@@ -397,8 +395,8 @@ class DistributedSampler
   bool drop_last_;
   int64_t epoch_ = 0;
   size_t num_samples_ = 0;
-  size_t start_ = 0;     // first position served after reset()
-  size_t position_ = 0;  // next position next() serves
+  size_t start_ = 0;             // first position served after reset()
+  size_t position_ = 0;          // next position next() serves
   std::vector<size_t> indices_;  // this rank's indices for epoch_
 };
 
