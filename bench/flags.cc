@@ -162,6 +162,13 @@ std::optional<int> ParseFlags(int argc, char** argv, bool verbose,
                  "together (exercises fusion)")
       ->capture_default_str();
 
+  // A repeated single-valued flag takes its last value, so wrapper scripts'
+  // defaults can be overridden by arguments passed after them.
+  for (CLI::Option* option : app.get_options()) {
+    if (option->get_items_expected_max() == 1) {
+      option->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+    }
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -75,7 +75,11 @@ Measurement MeasureTyped(
     }
   }
   error = AgreeOnError(error);
-  if (!error.empty()) return Measurement{0, -1, error};
+  if (!error.empty()) {
+    Measurement failed;
+    failed.error = error;
+    return failed;
+  }
 
   const ValueKind kind = ValueKindFor(Collective::kAllreduce, config.op);
   Procedure procedure;

@@ -60,6 +60,15 @@ std::string LocalHostname() {
   return name;
 }
 
+// "Open MPI v4.1.4", the library's version string up to its first comma.
+std::string MpiLibraryVersion() {
+  char version[MPI_MAX_LIBRARY_VERSION_STRING] = {};
+  int length = 0;
+  MPI_Get_library_version(version, &length);
+  std::string text(version, length);
+  return text.substr(0, text.find(','));
+}
+
 // One kolo run: a backend selection and what became of it.
 struct KoloRun {
   std::string label;
@@ -208,8 +217,8 @@ class Bench {
     }
     run.error = AgreeOnError(status.ok() ? "" : status.ToString());
     Print(
-        "#\n# kolo backend '%s' (%s; kolo's API does not report which "
-        "backend it chose)\n",
+        "#\n# kolo backend '%s' (%s; kolo's API does not report the backend "
+        "it chose: KOLO_LOG_LEVEL=info logs it)\n",
         label.c_str(), selection.c_str());
     if (!run.error.empty()) {
       Print("#   not available: %s\n", run.error.c_str());
@@ -217,7 +226,6 @@ class Bench {
       // chosen through the environment must work.
       if (!backend.has_value()) ++failures_;
       kolo_runs_.push_back(run);
-      Shutdown().IgnoreError();
       return;
     }
     for (Collective collective : flags_.collectives) {
@@ -307,6 +315,9 @@ class Bench {
     Header(std::string(CollectiveName(collective)) + "  [kolo " + label + "]");
     double busbw_sum = 0;
     int columns = 0;
+    double tensors = 0;
+    double collectives = 0;
+    int measured = 0;
     for (int64_t count : counts) {
       const Layout layout =
           MakeLayout(collective, count, ranks_, flags_.tensors);
@@ -322,9 +333,23 @@ class Bench {
         row.in_place = MeasureKolo(layout, config_, true, name + ".ip",
                                    input.data(), output.data());
       }
+      for (const std::optional<Measurement>* m :
+           {&row.out_of_place, &row.in_place}) {
+        if (m->has_value() && (*m)->error.empty()) {
+          tensors += layout.parts.size();
+          collectives += (*m)->collectives_per_iteration;
+          ++measured;
+        }
+      }
       Record(row, &busbw_sum, &columns);
     }
     if (rank_ == 0) PrintAverageBusBandwidth(busbw_sum, columns);
+    if (measured > 0) {
+      Print(
+          "# Fusion               : %.2f tensors per message ran as %.2f "
+          "collectives on average\n",
+          tensors / measured, collectives / measured);
+    }
   }
 
   void Header(const std::string& title) const {
@@ -343,13 +368,14 @@ class Bench {
     AlignedBuffer output(counts.back() * element_size);
 
     if (flags_.mpi_baseline) {
-      const std::string label = "MPI_Allreduce on MPI_COMM_WORLD";
+      const std::string label =
+          "MPI_Allreduce on MPI_COMM_WORLD, " + MpiLibraryVersion();
       if (std::string why = MpiAllreduceUnsupported(flags_.dtype, flags_.op);
           !why.empty()) {
         Skip("allreduce baseline " + label, why);
       } else {
         Header("allreduce  [baseline: " + label +
-               ", Open MPI's own algorithm choice]");
+               ", its own algorithm choice]");
         double busbw_sum = 0;
         int columns = 0;
         for (int64_t count : counts) {
@@ -372,8 +398,11 @@ class Bench {
         mpi_latency_ =
             MeasureMpiAllreduce(layout, LatencyConfig(), false,
                                 small_input.data(), small_output.data());
-        Print("# 8-byte float32 sum MPI_Allreduce: %.2f us (%d iterations)\n",
-              mpi_latency_->time_us, LatencyConfig().iters);
+        Print(
+            "# 8-byte float32 sum MPI_Allreduce: mean %.2f us, median %.2f "
+            "us (%d iterations)\n",
+            mpi_latency_->time_us, mpi_latency_->median_us,
+            LatencyConfig().iters);
         Count(*mpi_latency_);
       }
     }
@@ -424,6 +453,7 @@ class Bench {
         Row row = MakeRow("membound", label, layout);
         Measurement bound;
         bound.time_us = row.bytes / memory_->AllreduceBound() * 1e6;
+        bound.median_us = bound.time_us;
         row.out_of_place = bound;
         row.in_place = bound;
         Record(row, &busbw_sum, &columns);
@@ -458,6 +488,7 @@ class Bench {
       nlohmann::json latency = nullptr;
       if (run.latency.has_value()) {
         latency = {{"time_us", run.latency->time_us},
+                   {"median_us", run.latency->median_us},
                    {"wrong", run.latency->wrong},
                    {"error", run.latency->error}};
       }
@@ -479,6 +510,7 @@ class Bench {
     json["mpi_latency_8B"] = nullptr;
     if (mpi_latency_.has_value()) {
       json["mpi_latency_8B"] = {{"time_us", mpi_latency_->time_us},
+                                {"median_us", mpi_latency_->median_us},
                                 {"wrong", mpi_latency_->wrong},
                                 {"error", mpi_latency_->error}};
     }

@@ -115,7 +115,13 @@ Measurement MeasureKolo(const Layout& layout, const RunConfig& config,
     const ValueModel model(config.dtype, kind, seed);
     return CountWrong(layout, model, config.op, config.root, rank, output);
   };
-  return Measure(procedure, config);
+  const int64_t executed_before = GetStats().collectives_executed;
+  Measurement measurement = Measure(procedure, config);
+  const int64_t executed = GetStats().collectives_executed - executed_before;
+  measurement.collectives_per_iteration =
+      static_cast<double>(executed) /
+      (config.warmup + config.iters + config.check);
+  return measurement;
 }
 
 }  // namespace kolo::bench

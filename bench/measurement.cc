@@ -3,11 +3,25 @@
 
 #include <mpi.h>
 
+#include <algorithm>
 #include <chrono>
 #include <climits>
 #include <vector>
 
 namespace kolo::bench {
+namespace {
+
+double Median(std::vector<double> values) {
+  const size_t middle = values.size() / 2;
+  std::nth_element(values.begin(), values.begin() + middle, values.end());
+  if (values.size() % 2 == 1) return values[middle];
+  const double upper = values[middle];
+  const double lower =
+      *std::max_element(values.begin(), values.begin() + middle);
+  return (lower + upper) / 2;
+}
+
+}  // namespace
 
 Measurement Measure(const Procedure& procedure, const RunConfig& config) {
   std::string error;
@@ -18,13 +32,23 @@ Measurement Measure(const Procedure& procedure, const RunConfig& config) {
 
   procedure.prepare(0);
   for (int i = 0; i < config.warmup; ++i) run();
+  std::vector<double> iteration_us(config.iters);
   MPI_Barrier(MPI_COMM_WORLD);
   const auto start = std::chrono::steady_clock::now();
-  for (int i = 0; i < config.iters; ++i) run();
-  const auto stop = std::chrono::steady_clock::now();
-  double local_us =
-      std::chrono::duration<double, std::micro>(stop - start).count() /
-      config.iters;
+  auto iteration_start = start;
+  for (int i = 0; i < config.iters; ++i) {
+    run();
+    const auto now = std::chrono::steady_clock::now();
+    iteration_us[i] =
+        std::chrono::duration<double, std::micro>(now - iteration_start)
+            .count();
+    iteration_start = now;
+  }
+  double local_us[2] = {
+      std::chrono::duration<double, std::micro>(iteration_start - start)
+              .count() /
+          config.iters,
+      Median(iteration_us)};
 
   int64_t local_wrong = 0;
   for (int seed = 1; seed <= config.check; ++seed) {
@@ -34,8 +58,10 @@ Measurement Measure(const Procedure& procedure, const RunConfig& config) {
   }
 
   Measurement measurement;
-  MPI_Allreduce(&local_us, &measurement.time_us, 1, MPI_DOUBLE, MPI_MAX,
-                MPI_COMM_WORLD);
+  double slowest_us[2] = {0, 0};
+  MPI_Allreduce(local_us, slowest_us, 2, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+  measurement.time_us = slowest_us[0];
+  measurement.median_us = slowest_us[1];
   int64_t wrong = 0;
   MPI_Allreduce(&local_wrong, &wrong, 1, MPI_INT64_T, MPI_SUM, MPI_COMM_WORLD);
   measurement.wrong = config.check > 0 ? wrong : -1;

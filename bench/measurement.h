@@ -4,7 +4,8 @@
 //
 // Timing follows nccl-tests: one barrier before the timed loop and none
 // inside it; each rank divides its own loop time by the iteration count, and
-// the slowest rank's mean is reported.
+// the slowest rank's mean is reported. Each rank also times every iteration
+// and the slowest rank's median is kept beside the mean.
 #ifndef KOLO_BENCH_MEASUREMENT_H_
 #define KOLO_BENCH_MEASUREMENT_H_
 
@@ -28,12 +29,18 @@ struct RunConfig {
 
 struct Measurement {
   double time_us = 0;  // mean time of one iteration on the slowest rank
+  // The slowest rank's median iteration: unlike the mean, robust to the
+  // occasional iteration that waits for a descheduled peer on a busy host.
+  double median_us = 0;
   // Elements that differed from the reference, summed over ranks and check
   // iterations; -1 when nothing was checked.
   int64_t wrong = -1;
   // Why an iteration failed (the lowest failing rank's first error); empty
   // when every iteration succeeded.
   std::string error;
+  // kolo only: collectives its data plane ran per iteration on rank 0 (below
+  // the tensors per message when fusion merged them); -1 elsewhere.
+  double collectives_per_iteration = -1;
 };
 
 // The steps of one benchmarked operation on this rank.

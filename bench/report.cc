@@ -47,10 +47,14 @@ nlohmann::json MeasurementToJson(const std::optional<Measurement>& measurement,
   }
   const double algbw = AlgorithmBandwidth(bytes, measurement->time_us);
   json["time_us"] = measurement->time_us;
+  json["median_us"] = measurement->median_us;
   json["algbw_GBps"] = algbw;
   json["busbw_GBps"] = algbw * factor;
   json["wrong"] = measurement->wrong < 0 ? nlohmann::json(nullptr)
                                          : nlohmann::json(measurement->wrong);
+  if (measurement->collectives_per_iteration >= 0) {
+    json["collectives_per_iteration"] = measurement->collectives_per_iteration;
+  }
   return json;
 }
 

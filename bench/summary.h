@@ -7,8 +7,10 @@
 //   - the full API path of an 8-byte allreduce within 10x of a raw 8-byte
 //     MPI_Allreduce;
 //   - #wrong = 0 everywhere.
-// A target whose inputs were not measured in this run says so; none is
-// ever estimated.
+// Ratios are judged on median iteration times (robust to a descheduled
+// peer on a busy host) and printed beside the ratio of the tables' means. A
+// target whose inputs were not measured in this run says so; none is ever
+// estimated.
 #ifndef KOLO_BENCH_SUMMARY_H_
 #define KOLO_BENCH_SUMMARY_H_
 
@@ -29,7 +31,11 @@ struct TargetResult {
   std::string requirement;  // ">= 3x", ...
   bool measured = false;
   std::string detail;  // the measured figures, or why they are missing
-  double value = 0;    // the ratio (or count) compared with the requirement
+  // The ratio (or count) compared with the requirement, from the slowest
+  // rank's median iteration times.
+  double value = 0;
+  // The same ratio from the mean times the tables print; -1 for counts.
+  double value_of_means = -1;
   bool pass = false;
 };
 
