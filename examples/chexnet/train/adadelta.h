@@ -1,0 +1,74 @@
+// Adadelta (Zeiler 2012) for LibTorch, which ships no Adadelta before 2.x.
+// The update is PyTorch's torch.optim.Adadelta, step for step:
+//
+//   g           = grad + weight_decay * p
+//   square_avg  = rho * square_avg + (1 - rho) * g^2
+//   delta       = sqrt(acc_delta + eps) / sqrt(square_avg + eps) * g
+//   acc_delta   = rho * acc_delta + (1 - rho) * delta^2
+//   p          -= lr * delta
+//
+// lr 1.0 is the original CheXNet blog's setting (Keras' Adadelta default).
+// State is created (zeros) on a parameter's first step, as in PyTorch;
+// EnsureAdadeltaState creates it up front so that every rank has the same
+// state layout before a broadcast. save()/load() use LibTorch's optimizer
+// archive format.
+//
+// Not safe for concurrent use.
+#ifndef KOLO_EXAMPLES_CHEXNET_TRAIN_ADADELTA_H_
+#define KOLO_EXAMPLES_CHEXNET_TRAIN_ADADELTA_H_
+
+#include <torch/arg.h>
+#include <torch/optim/optimizer.h>
+#include <torch/serialize/archive.h>
+#include <torch/types.h>
+
+#include <memory>
+#include <utility>
+#include <vector>
+
+namespace kolo::chexnet {
+
+struct AdadeltaOptions
+    : public torch::optim::OptimizerCloneableOptions<AdadeltaOptions> {
+  AdadeltaOptions(double lr = 1.0);  // NOLINT: implicit as torch's options
+  TORCH_ARG(double, lr) = 1.0;
+  TORCH_ARG(double, rho) = 0.9;
+  TORCH_ARG(double, eps) = 1e-6;
+  TORCH_ARG(double, weight_decay) = 0;
+
+ public:
+  void serialize(torch::serialize::InputArchive& archive) override;
+  void serialize(torch::serialize::OutputArchive& archive) const override;
+  double get_lr() const override;
+  void set_lr(const double lr) override;
+};
+
+struct AdadeltaParamState
+    : public torch::optim::OptimizerCloneableParamState<AdadeltaParamState> {
+  TORCH_ARG(int64_t, step) = 0;
+  TORCH_ARG(torch::Tensor, square_avg);
+  TORCH_ARG(torch::Tensor, acc_delta);
+
+ public:
+  void serialize(torch::serialize::InputArchive& archive) override;
+  void serialize(torch::serialize::OutputArchive& archive) const override;
+};
+
+class Adadelta : public torch::optim::Optimizer {
+ public:
+  Adadelta(std::vector<torch::Tensor> params, AdadeltaOptions defaults = {});
+
+  torch::Tensor step(LossClosure closure = nullptr) override;
+  void save(torch::serialize::OutputArchive& archive) const override;
+  void load(torch::serialize::InputArchive& archive) override;
+
+  // Creates zero state (step 0) for every parameter that has none; the
+  // update is unchanged by it.
+  void EnsureState();
+  // The state of `param`, or nullptr. REQUIRES: param belongs to a group.
+  AdadeltaParamState* StateOf(const torch::Tensor& param);
+};
+
+}  // namespace kolo::chexnet
+
+#endif  // KOLO_EXAMPLES_CHEXNET_TRAIN_ADADELTA_H_

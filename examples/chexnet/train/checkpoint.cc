@@ -1,0 +1,210 @@
+// chexnet_train checkpoints in torch::serialize archives (see checkpoint.h).
+#include "examples/chexnet/train/checkpoint.h"
+
+#include <c10/util/Exception.h>
+#include <torch/serialize/input-archive.h>
+#include <torch/serialize/output-archive.h>
+#include <torch/types.h>
+
+#include <sys/stat.h>
+
+#include <cmath>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "examples/chexnet/train/atomic_file.h"
+
+namespace kolo::chexnet {
+namespace {
+
+constexpr int kHistoryColumns = 6;
+
+void WriteMeta(const CheckpointMeta& meta, torch::serialize::OutputArchive* a) {
+  a->write("meta/arch", c10::IValue(meta.arch));
+  a->write("meta/image_size", c10::IValue(meta.image_size));
+  a->write("meta/num_classes", c10::IValue(meta.num_classes));
+  a->write("meta/optimizer", c10::IValue(meta.optimizer));
+  a->write("meta/epochs_completed", c10::IValue(meta.epochs_completed));
+  a->write("meta/global_step", c10::IValue(meta.global_step));
+  a->write("meta/seed", c10::IValue(static_cast<int64_t>(meta.seed)));
+  a->write("meta/world_size", c10::IValue(meta.world_size));
+  a->write("meta/plateau_best", c10::IValue(meta.plateau.best));
+  a->write("meta/plateau_bad_epochs", c10::IValue(meta.plateau.bad_epochs));
+  a->write("meta/plateau_lr_factor", c10::IValue(meta.plateau.lr_factor));
+  a->write("meta/best_validation_loss",
+           c10::IValue(meta.best_validation_loss));
+  a->write("meta/best_epoch", c10::IValue(meta.best_epoch));
+  torch::Tensor history = torch::zeros(
+      {static_cast<int64_t>(meta.history.size()), kHistoryColumns},
+      torch::kFloat64);
+  auto rows = history.accessor<double, 2>();
+  for (size_t i = 0; i < meta.history.size(); ++i) {
+    const EpochRecord& r = meta.history[i];
+    const double values[kHistoryColumns] = {
+        static_cast<double>(r.epoch), r.train_loss,    r.validation_loss,
+        r.validation_auroc,           r.learning_rate, r.seconds};
+    for (int j = 0; j < kHistoryColumns; ++j) rows[i][j] = values[j];
+  }
+  a->write("meta/history", history, /*is_buffer=*/true);
+}
+
+void ReadMeta(torch::serialize::InputArchive& a, CheckpointMeta* meta) {
+  c10::IValue v;
+  a.read("meta/arch", v);
+  meta->arch = v.toStringRef();
+  a.read("meta/image_size", v);
+  meta->image_size = v.toInt();
+  a.read("meta/num_classes", v);
+  meta->num_classes = v.toInt();
+  a.read("meta/optimizer", v);
+  meta->optimizer = v.toStringRef();
+  a.read("meta/epochs_completed", v);
+  meta->epochs_completed = v.toInt();
+  a.read("meta/global_step", v);
+  meta->global_step = v.toInt();
+  a.read("meta/seed", v);
+  meta->seed = static_cast<uint64_t>(v.toInt());
+  a.read("meta/world_size", v);
+  meta->world_size = v.toInt();
+  a.read("meta/plateau_best", v);
+  meta->plateau.best = v.toDouble();
+  a.read("meta/plateau_bad_epochs", v);
+  meta->plateau.bad_epochs = v.toInt();
+  a.read("meta/plateau_lr_factor", v);
+  meta->plateau.lr_factor = v.toDouble();
+  a.read("meta/best_validation_loss", v);
+  meta->best_validation_loss = v.toDouble();
+  a.read("meta/best_epoch", v);
+  meta->best_epoch = v.toInt();
+  torch::Tensor history;
+  a.read("meta/history", history, /*is_buffer=*/true);
+  TORCH_CHECK(history.dim() == 2 && history.size(1) == kHistoryColumns,
+              "meta/history has shape ", history.sizes());
+  history = history.to(torch::kFloat64).contiguous();
+  auto rows = history.accessor<double, 2>();
+  meta->history.clear();
+  for (int64_t i = 0; i < history.size(0); ++i) {
+    EpochRecord r;
+    r.epoch = static_cast<int64_t>(rows[i][0]);
+    r.train_loss = rows[i][1];
+    r.validation_loss = rows[i][2];
+    r.validation_auroc = rows[i][3];
+    r.learning_rate = rows[i][4];
+    r.seconds = rows[i][5];
+    meta->history.push_back(r);
+  }
+}
+
+std::string ErrorText(const c10::Error& e) { return e.what_without_backtrace(); }
+
+}  // namespace
+
+absl::Status SaveCheckpoint(const std::string& path,
+                            const CheckpointMeta& meta,
+                            const torch::nn::Module& model,
+                            const torch::optim::Optimizer* optimizer,
+                            const IndexSampler* sampler) {
+  absl::StatusOr<std::unique_ptr<AtomicFileWriter>> writer =
+      AtomicFileWriter::Open(path);
+  if (!writer.ok()) return writer.status();
+  absl::Status write_status;
+  try {
+    torch::serialize::OutputArchive archive;
+    archive.write("format", c10::IValue(std::string(kCheckpointFormat)));
+    WriteMeta(meta, &archive);
+    torch::serialize::OutputArchive model_archive(archive.compilation_unit());
+    model.save(model_archive);
+    archive.write("model", model_archive);
+    if (optimizer != nullptr) {
+      torch::serialize::OutputArchive optimizer_archive(
+          archive.compilation_unit());
+      optimizer->save(optimizer_archive);
+      archive.write("optimizer", optimizer_archive);
+    }
+    if (sampler != nullptr) {
+      torch::serialize::OutputArchive sampler_archive(
+          archive.compilation_unit());
+      sampler->save(sampler_archive);
+      archive.write("sampler", sampler_archive);
+    }
+    archive.save_to([&](const void* data, size_t size) -> size_t {
+      write_status = (*writer)->Append(data, size);
+      return write_status.ok() ? size : 0;
+    });
+  } catch (const c10::Error& e) {
+    if (!write_status.ok()) return write_status;
+    return absl::InternalError(
+        absl::StrCat(path, ": cannot write checkpoint: ", ErrorText(e)));
+  }
+  if (!write_status.ok()) return write_status;
+  return (*writer)->Commit();
+}
+
+absl::Status LoadCheckpoint(const std::string& path, CheckpointMeta* meta,
+                            torch::nn::Module* model,
+                            torch::optim::Optimizer* optimizer,
+                            IndexSampler* sampler) {
+  struct stat info;
+  if (::stat(path.c_str(), &info) != 0) {
+    return absl::NotFoundError(absl::StrCat(path, ": no such checkpoint"));
+  }
+  torch::serialize::InputArchive archive;
+  try {
+    archive.load_from(path);
+  } catch (const c10::Error& e) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        path, ": not a readable torch archive: ", ErrorText(e)));
+  }
+  c10::IValue format;
+  if (!archive.try_read("format", format) || !format.isString() ||
+      format.toStringRef() != kCheckpointFormat) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": not a chexnet_train checkpoint (expected format ",
+                     kCheckpointFormat, ")"));
+  }
+  const char* part = "meta";
+  try {
+    ReadMeta(archive, meta);
+    if (model != nullptr) {
+      part = "model";
+      torch::serialize::InputArchive model_archive;
+      archive.read("model", model_archive);
+      model->load(model_archive);
+    }
+    if (optimizer != nullptr) {
+      part = "optimizer";
+      torch::serialize::InputArchive optimizer_archive;
+      archive.read("optimizer", optimizer_archive);
+      optimizer->load(optimizer_archive);
+    }
+    if (sampler != nullptr) {
+      part = "sampler";
+      torch::serialize::InputArchive sampler_archive;
+      archive.read("sampler", sampler_archive);
+      sampler->load(sampler_archive);
+    }
+  } catch (const c10::Error& e) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        path, ": cannot load the checkpoint's ", part, ": ", ErrorText(e)));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<CheckpointModel> LoadModelFromCheckpoint(
+    const std::string& path) {
+  CheckpointMeta meta;
+  absl::Status status = LoadCheckpoint(path, &meta, nullptr, nullptr, nullptr);
+  if (!status.ok()) return status;
+  absl::StatusOr<std::shared_ptr<ChexnetModel>> model =
+      MakeModel(meta.arch, meta.num_classes, /*head_bias_one=*/false);
+  if (!model.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": ", model.status().message()));
+  }
+  status = LoadCheckpoint(path, &meta, model->get(), nullptr, nullptr);
+  if (!status.ok()) return status;
+  (*model)->eval();
+  return CheckpointModel{*std::move(model), std::move(meta)};
+}
+
+}  // namespace kolo::chexnet

@@ -1,0 +1,94 @@
+// chexnet_train checkpoints: everything a run needs to continue exactly where
+// it stopped, in one LibTorch archive (a zip, torch::serialize format).
+//
+// Contents:
+//   format        "kolo-chexnet-checkpoint-1"
+//   meta/...      CheckpointMeta: architecture, input size, optimizer name,
+//                 epochs completed, global step, seed, world size, the
+//                 plateau schedule's state, the best validation loss so far
+//                 and the per-epoch history
+//   model         the model's parameters and buffers (Module::save)
+//   optimizer     the optimizer's state (Optimizer::save; absent in files
+//                 written without one)
+//   sampler       the training sampler's epoch and position (Sampler::save)
+//
+// Files are written atomically (see atomic_file.h): a reader never sees a
+// partial checkpoint. Functions here are thread-compatible.
+#ifndef KOLO_EXAMPLES_CHEXNET_TRAIN_CHECKPOINT_H_
+#define KOLO_EXAMPLES_CHEXNET_TRAIN_CHECKPOINT_H_
+
+#include <torch/data/samplers/base.h>
+#include <torch/nn/module.h>
+#include <torch/optim/optimizer.h>
+
+#include <cstdint>
+#include <limits>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "examples/chexnet/models/chexnet_model.h"
+#include "examples/chexnet/train/plateau_schedule.h"
+
+namespace kolo::chexnet {
+
+inline constexpr char kCheckpointFormat[] = "kolo-chexnet-checkpoint-1";
+
+// One finished epoch.
+struct EpochRecord {
+  int64_t epoch = 0;  // From 0.
+  double train_loss = 0;
+  double validation_loss = 0;
+  double validation_auroc = 0;  // Mean over defined classes; NaN if none.
+  double learning_rate = 0;     // At the end of the epoch.
+  double seconds = 0;           // Training and validation wall time.
+};
+
+struct CheckpointMeta {
+  std::string arch;  // "densenet121" or "vgg16"
+  int64_t image_size = 224;
+  int64_t num_classes = kNumFindings;
+  std::string optimizer;  // "adam" or "adadelta"
+  // The next epoch to run (epochs are numbered from 0).
+  int64_t epochs_completed = 0;
+  int64_t global_step = 0;
+  uint64_t seed = 0;
+  int64_t world_size = 1;
+  PlateauState plateau;
+  double best_validation_loss = std::numeric_limits<double>::infinity();
+  int64_t best_epoch = -1;
+  std::vector<EpochRecord> history;
+};
+
+using IndexSampler = torch::data::samplers::Sampler<std::vector<size_t>>;
+
+// Writes a checkpoint atomically. optimizer and sampler may be null.
+absl::Status SaveCheckpoint(const std::string& path,
+                            const CheckpointMeta& meta,
+                            const torch::nn::Module& model,
+                            const torch::optim::Optimizer* optimizer,
+                            const IndexSampler* sampler);
+
+// Reads a checkpoint into *meta and, where not null, the model, optimizer
+// and sampler (which must have the saved structure). Errors name the file:
+// NotFound, InvalidArgument for a file that is not a chexnet_train checkpoint
+// or does not match the model.
+absl::Status LoadCheckpoint(const std::string& path, CheckpointMeta* meta,
+                            torch::nn::Module* model,
+                            torch::optim::Optimizer* optimizer,
+                            IndexSampler* sampler);
+
+struct CheckpointModel {
+  std::shared_ptr<ChexnetModel> model;  // In eval mode.
+  CheckpointMeta meta;
+};
+
+// Builds the checkpoint's architecture and loads its weights (for predict).
+absl::StatusOr<CheckpointModel> LoadModelFromCheckpoint(
+    const std::string& path);
+
+}  // namespace kolo::chexnet
+
+#endif  // KOLO_EXAMPLES_CHEXNET_TRAIN_CHECKPOINT_H_

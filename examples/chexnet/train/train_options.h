@@ -1,0 +1,50 @@
+// chexnet_train's settings and its command line.
+#ifndef KOLO_EXAMPLES_CHEXNET_TRAIN_TRAIN_OPTIONS_H_
+#define KOLO_EXAMPLES_CHEXNET_TRAIN_TRAIN_OPTIONS_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace kolo::chexnet {
+
+enum class ProgressMode { kAuto, kAlways, kNever };
+
+struct TrainOptions {
+  std::string data_dir;             // NIH layout (see splits.h).
+  std::string arch = "densenet121";  // or "vgg16"
+  int image_size = 224;
+  int epochs = 10;
+  int batch_size = 16;  // Per rank.
+  std::string optimizer = "adam";  // or "adadelta"
+  // 0: the optimizer's default (Adam 1e-3, scaled by the world size after
+  // warm-up; Adadelta 1.0).
+  double lr = 0;
+  double warmup_epochs = 1.0;  // Adam only; 0 starts at the scaled rate.
+  int plateau_patience = 1;    // Epochs without improvement before lr ÷ 10.
+  bool class_weights = false;  // BCE pos_weight = negatives / positives.
+  std::string weights;         // Initial weights (torch.save state_dict).
+  bool head_bias_zero = false;
+  double val_fraction = 0.125;
+  uint64_t seed = 0;
+  int workers = 2;  // Decoding threads per rank.
+  int threads = 0;  // torch threads per rank; 0: cores / ranks on the host.
+  bool skip_bad_images = false;
+  std::string out_dir;
+  bool resume = false;
+  int max_steps_per_epoch = 0;  // 0: whole epochs.
+  ProgressMode progress = ProgressMode::kAuto;
+};
+
+// Parses argv. On --help, prints help and sets *exit_code = 0; on a bad
+// command line, prints CLI11's message and the usage hint to stderr and sets
+// *exit_code = 2. Returns true when training should run.
+bool ParseTrainOptions(int argc, const char* const* argv, TrainOptions* options,
+                       int* exit_code);
+
+// The options as "--flag value" text, for logs and metrics.json.
+std::string DescribeTrainOptions(const TrainOptions& options);
+
+}  // namespace kolo::chexnet
+
+#endif  // KOLO_EXAMPLES_CHEXNET_TRAIN_TRAIN_OPTIONS_H_

@@ -1,0 +1,595 @@
+// chexnet_train's program (see trainer.h).
+#include "examples/chexnet/train/trainer.h"
+
+#include <torch/nn/functional/loss.h>
+#include <torch/optim/adam.h>
+#include <torch/torch.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "examples/chexnet/data/batch_loader.h"
+#include "examples/chexnet/data/dataset.h"
+#include "examples/chexnet/data/labels.h"
+#include "examples/chexnet/data/splits.h"
+#include "examples/chexnet/metrics/auroc.h"
+#include "examples/chexnet/metrics/report.h"
+#include "examples/chexnet/metrics/roc_plot.h"
+#include "examples/chexnet/models/chexnet_model.h"
+#include "examples/chexnet/models/load_weights.h"
+#include "examples/chexnet/train/adadelta.h"
+#include "examples/chexnet/train/checkpoint.h"
+#include "examples/chexnet/train/plateau_schedule.h"
+#include "examples/chexnet/train/progress_bar.h"
+#include "kolo/torch.h"
+
+namespace kolo::chexnet {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double SecondsSince(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+// splitmix64: decorrelates the per-step seeds.
+uint64_t Mix(uint64_t x) {
+  x += 0x9e3779b97f4a7c15ULL;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+  return x ^ (x >> 31);
+}
+
+uint64_t StepSeed(uint64_t seed, int64_t epoch, int64_t step, int rank) {
+  return Mix(seed ^ Mix(static_cast<uint64_t>(epoch) ^
+                        Mix(static_cast<uint64_t>(step) ^
+                            Mix(static_cast<uint64_t>(rank)))));
+}
+
+// Binary cross-entropy with logits, mean over images and classes;
+// pos_weight undefined means unweighted.
+::torch::Tensor Loss(const ::torch::Tensor& logits, const ::torch::Tensor& labels,
+                   const ::torch::Tensor& pos_weight) {
+  namespace F = ::torch::nn::functional;
+  auto options = F::BinaryCrossEntropyWithLogitsFuncOptions();
+  if (pos_weight.defined()) options.pos_weight(pos_weight);
+  return F::binary_cross_entropy_with_logits(logits, labels, options);
+}
+
+void SetLearningRate(::torch::optim::Optimizer& optimizer, double lr) {
+  for (auto& group : optimizer.param_groups()) group.options().set_lr(lr);
+}
+
+// Adadelta is not among the optimizers kolo::torch::broadcast_optimizer_state
+// knows, so its state (created up front on every rank, so that the layout
+// matches) travels as named tensors.
+void BroadcastOptimizerState(::torch::optim::Optimizer& optimizer,
+                             const ::torch::nn::Module& model, int root_rank) {
+  auto* adadelta = dynamic_cast<Adadelta*>(&optimizer);
+  if (adadelta == nullptr) {
+    kolo::torch::broadcast_optimizer_state(optimizer, root_rank);
+    return;
+  }
+  adadelta->EnsureState();
+  ::torch::OrderedDict<std::string, ::torch::Tensor> state;
+  const auto named = model.named_parameters();
+  std::vector<::torch::Tensor> steps;
+  for (const auto& item : named) {
+    AdadeltaParamState* s = adadelta->StateOf(item.value());
+    state.insert("adadelta.square_avg." + item.key(), s->square_avg());
+    state.insert("adadelta.acc_delta." + item.key(), s->acc_delta());
+    steps.push_back(::torch::tensor(s->step(), ::torch::kInt64));
+  }
+  ::torch::Tensor step_tensor = ::torch::stack(steps);
+  state.insert("adadelta.steps", step_tensor);
+  kolo::torch::broadcast_parameters(state, root_rank);
+  int64_t i = 0;
+  for (const auto& item : named) {
+    adadelta->StateOf(item.value())->step(step_tensor[i++].item<int64_t>());
+  }
+}
+
+// Scores of one evaluation list, gathered from every rank and ordered by
+// dataset index.
+struct Evaluation {
+  int64_t images = 0;
+  double loss = std::nan("");
+  ChexnetMetrics metrics;
+};
+
+absl::StatusOr<Evaluation> Evaluate(ChexnetModel& model,
+                                    const ChestXrayDataset& dataset,
+                                    LoaderOptions loader_options,
+                                    const ::torch::Tensor& pos_weight,
+                                    const std::string& name) {
+  const int rank = kolo::torch::rank();
+  const int size = kolo::torch::size();
+  // Rank r scores positions r, r + size, ...: no padding, so every image is
+  // scored exactly once.
+  std::vector<int64_t> shard;
+  for (int64_t i = rank; i < dataset.size(); i += size) shard.push_back(i);
+  loader_options.random_horizontal_flip = false;
+  loader_options.drop_last = false;
+  BatchLoader loader(&dataset, loader_options);
+  absl::Status status = loader.StartEpoch(shard, 0);
+  if (!status.ok()) return status;
+
+  model.eval();
+  std::vector<::torch::Tensor> logits_parts;
+  std::vector<::torch::Tensor> index_parts;
+  {
+    ::torch::NoGradGuard no_grad;
+    while (true) {
+      absl::StatusOr<std::optional<Batch>> next = loader.Next();
+      if (!next.ok()) return next.status();
+      if (!next->has_value()) break;
+      const Batch& batch = **next;
+      if (batch.images.size(0) == 0) continue;
+      logits_parts.push_back(model.forward(batch.images));
+      index_parts.push_back(::torch::tensor(batch.indices, ::torch::kInt64));
+    }
+  }
+  ::torch::Tensor local_logits =
+      logits_parts.empty() ? ::torch::zeros({0, kNumLabels})
+                           : ::torch::cat(logits_parts).contiguous();
+  ::torch::Tensor local_indices = index_parts.empty()
+                                    ? ::torch::zeros({0}, ::torch::kInt64)
+                                    : ::torch::cat(index_parts);
+  ::torch::Tensor all_logits =
+      kolo::torch::allgather(local_logits, name + ".logits");
+  ::torch::Tensor all_indices =
+      kolo::torch::allgather(local_indices, name + ".indices");
+  ::torch::Tensor order = std::get<1>(all_indices.sort());
+  all_logits = all_logits.index_select(0, order).contiguous();
+  all_indices = all_indices.index_select(0, order).contiguous();
+
+  Evaluation result;
+  result.images = all_indices.size(0);
+  ::torch::Tensor labels = ::torch::zeros({result.images, kNumLabels});
+  auto label_rows = labels.accessor<float, 2>();
+  auto index_values = all_indices.accessor<int64_t, 1>();
+  for (int64_t i = 0; i < result.images; ++i) {
+    const LabelVector& entry_labels = dataset.entry(index_values[i]).labels;
+    for (int c = 0; c < kNumLabels; ++c) label_rows[i][c] = entry_labels[c];
+  }
+  if (result.images == 0) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(name, ": no image could be scored"));
+  }
+  result.loss = Loss(all_logits, labels, pos_weight).item<double>();
+  ::torch::Tensor scores = ::torch::sigmoid(all_logits).contiguous();
+  absl::StatusOr<ChexnetMetrics> metrics = ComputeChexnetMetrics(
+      absl::MakeConstSpan(scores.data_ptr<float>(), scores.numel()),
+      absl::MakeConstSpan(labels.data_ptr<float>(), labels.numel()),
+      result.images);
+  if (!metrics.ok()) {
+    return absl::Status(metrics.status().code(),
+                        absl::StrCat(name, ": ", metrics.status().message()));
+  }
+  result.metrics = *std::move(metrics);
+  return result;
+}
+
+std::string FormatMean(double auroc) {
+  return std::isnan(auroc) ? "n/a" : absl::StrFormat("%.4f", auroc);
+}
+
+nlohmann::json HistoryToJson(const std::vector<EpochRecord>& history) {
+  nlohmann::json rows = nlohmann::json::array();
+  for (const EpochRecord& r : history) {
+    auto number = [](double x) {
+      return std::isfinite(x) ? nlohmann::json(x) : nlohmann::json(nullptr);
+    };
+    rows.push_back({{"epoch", r.epoch + 1},
+                    {"train_loss", number(r.train_loss)},
+                    {"validation_loss", number(r.validation_loss)},
+                    {"validation_mean_auroc", number(r.validation_auroc)},
+                    {"learning_rate", number(r.learning_rate)},
+                    {"seconds", number(r.seconds)}});
+  }
+  return rows;
+}
+
+}  // namespace
+
+absl::Status RunTraining(const TrainOptions& o) {
+  const Clock::time_point start = Clock::now();
+  kolo::torch::init();
+  const int rank = kolo::torch::rank();
+  const int size = kolo::torch::size();
+  const bool is_root = rank == 0;
+  const int hardware_threads =
+      static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const int threads =
+      o.threads > 0
+          ? o.threads
+          : std::max(1, hardware_threads /
+                            std::max(1, kolo::torch::local_size()));
+  ::torch::set_num_threads(threads);
+  if (is_root) {
+    std::printf("chexnet_train: %d rank%s, %d torch thread%s per rank "
+                "(torch::get_num_threads() = %d), %d decoding worker%s\n",
+                size, size == 1 ? "" : "s", threads, threads == 1 ? "" : "s",
+                ::torch::get_num_threads(), o.workers,
+                o.workers == 1 ? "" : "s");
+    std::fflush(stdout);
+  }
+
+  // ---- data ---------------------------------------------------------------
+  SplitOptions split_options;
+  split_options.validation_fraction = o.val_fraction;
+  split_options.seed = o.seed;
+  absl::StatusOr<NihSplits> splits = LoadNihSplits(o.data_dir, split_options);
+  if (!splits.ok()) return splits.status();
+  if (splits->train.empty() || splits->validation.empty() ||
+      splits->test.empty()) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "%s: need training, validation and test images, got %d, %d and %d "
+        "(validation is --val-fraction %g of the train_val patients)",
+        o.data_dir, splits->train.size(), splits->validation.size(),
+        splits->test.size(), o.val_fraction));
+  }
+  ImageOptions image_options;
+  image_options.image_size = o.image_size;
+  const std::string image_dir =
+      (std::filesystem::path(o.data_dir) / kImagesDir).string();
+  const ChestXrayDataset train_set(image_dir, splits->train, image_options);
+  const ChestXrayDataset validation_set(image_dir, splits->validation,
+                                        image_options);
+  const ChestXrayDataset test_set(image_dir, splits->test, image_options);
+  if (is_root) {
+    std::printf("data: %s (%s): %lld train, %lld validation, %lld test images\n",
+                o.data_dir.c_str(), splits->metadata_csv.c_str(),
+                static_cast<long long>(train_set.size()),
+                static_cast<long long>(validation_set.size()),
+                static_cast<long long>(test_set.size()));
+  }
+  ::torch::Tensor pos_weight;
+  if (o.class_weights) {
+    const LabelVector fraction = train_set.PositiveFraction();
+    pos_weight = ::torch::ones({kNumLabels});
+    for (int c = 0; c < kNumLabels; ++c) {
+      if (fraction[c] > 0) pos_weight[c] = (1.0 - fraction[c]) / fraction[c];
+    }
+  }
+
+  // ---- model and optimizer ------------------------------------------------
+  ::torch::manual_seed(o.seed);
+  absl::StatusOr<std::shared_ptr<ChexnetModel>> made =
+      MakeModel(o.arch, kNumFindings, !o.head_bias_zero);
+  if (!made.ok()) return made.status();
+  std::shared_ptr<ChexnetModel> model = *made;
+  if (is_root && !o.weights.empty()) {
+    absl::StatusOr<LoadReport> report = LoadWeights(o.weights, model.get());
+    if (!report.ok()) return report.status();
+    std::printf("weights: %lld tensors from %s", 
+                static_cast<long long>(report->loaded), o.weights.c_str());
+    for (const std::string& note : report->notes) {
+      std::printf("; %s", note.c_str());
+    }
+    std::printf("\n");
+  }
+  const bool adam = o.optimizer == "adam";
+  const double base_lr = o.lr > 0 ? o.lr : (adam ? 1e-3 : 1.0);
+  std::shared_ptr<::torch::optim::Optimizer> optimizer;
+  if (adam) {
+    optimizer = std::make_shared<::torch::optim::Adam>(
+        model->parameters(),
+        ::torch::optim::AdamOptions(base_lr).betas(std::make_tuple(0.9, 0.999)));
+  } else {
+    optimizer = std::make_shared<Adadelta>(model->parameters(),
+                                           AdadeltaOptions(base_lr));
+  }
+
+  kolo::torch::DistributedSampler sampler(static_cast<size_t>(train_set.size()),
+                                          size, rank, /*shuffle=*/true, o.seed);
+  const int64_t per_rank = static_cast<int64_t>(sampler.num_samples());
+  // Whole batches only (batch norm needs more than one image, and equal
+  // batches keep the ranks in step), unless a shard is smaller than a batch.
+  const bool drop_last = per_rank >= o.batch_size;
+  int64_t steps_per_epoch =
+      drop_last ? per_rank / o.batch_size
+                : (per_rank + o.batch_size - 1) / o.batch_size;
+  if (o.max_steps_per_epoch > 0) {
+    steps_per_epoch = std::min<int64_t>(steps_per_epoch, o.max_steps_per_epoch);
+  }
+
+  // ---- resume, then every rank takes rank 0's state ----------------------
+  std::error_code mkdir_error;
+  if (is_root) std::filesystem::create_directories(o.out_dir, mkdir_error);
+  if (mkdir_error) {
+    return absl::InternalError(absl::StrCat(
+        o.out_dir, ": cannot create directory: ", mkdir_error.message()));
+  }
+  const std::string last_path =
+      (std::filesystem::path(o.out_dir) / "last.pt").string();
+  const std::string best_path =
+      (std::filesystem::path(o.out_dir) / "best.pt").string();
+
+  CheckpointMeta meta;
+  meta.arch = o.arch;
+  meta.image_size = o.image_size;
+  meta.optimizer = o.optimizer;
+  meta.seed = o.seed;
+  meta.world_size = size;
+  // [found, epochs completed, global step, plateau best, plateau bad epochs,
+  //  lr factor, best validation loss, best epoch]
+  ::torch::Tensor resume_state = ::torch::zeros({8}, ::torch::kFloat64);
+  if (is_root && o.resume) {
+    if (std::filesystem::exists(last_path)) {
+      CheckpointMeta saved;
+      absl::Status status =
+          LoadCheckpoint(last_path, &saved, model.get(), optimizer.get(),
+                         &sampler);
+      if (!status.ok()) return status;
+      if (saved.arch != o.arch || saved.image_size != o.image_size ||
+          saved.optimizer != o.optimizer || saved.seed != o.seed) {
+        return absl::InvalidArgumentError(absl::StrFormat(
+            "%s: written by a run with --arch %s --image-size %d --optimizer "
+            "%s --seed %d; this run has --arch %s --image-size %d "
+            "--optimizer %s --seed %d",
+            last_path, saved.arch, saved.image_size, saved.optimizer,
+            saved.seed, o.arch, o.image_size, o.optimizer, o.seed));
+      }
+      if (saved.world_size != size) {
+        std::printf("resume: %s was written by %lld ranks, this run has %d: "
+                    "the data order differs from an uninterrupted run\n",
+                    last_path.c_str(),
+                    static_cast<long long>(saved.world_size), size);
+      }
+      meta.history = saved.history;
+      resume_state = ::torch::tensor(
+          {1.0, static_cast<double>(saved.epochs_completed),
+           static_cast<double>(saved.global_step), saved.plateau.best,
+           static_cast<double>(saved.plateau.bad_epochs),
+           saved.plateau.lr_factor, saved.best_validation_loss,
+           static_cast<double>(saved.best_epoch)},
+          ::torch::kFloat64);
+      std::printf("resume: %s after epoch %lld (step %lld)\n",
+                  last_path.c_str(),
+                  static_cast<long long>(saved.epochs_completed),
+                  static_cast<long long>(saved.global_step));
+    } else {
+      std::printf("resume: no checkpoint at %s; starting from scratch\n",
+                  last_path.c_str());
+    }
+  }
+  kolo::torch::broadcast_(resume_state, 0, "resume_state");
+  PlateauSchedule plateau(o.plateau_patience);
+  {
+    auto r = resume_state.accessor<double, 1>();
+    if (r[0] != 0) {
+      meta.epochs_completed = static_cast<int64_t>(r[1]);
+      meta.global_step = static_cast<int64_t>(r[2]);
+      meta.plateau = {r[3], static_cast<int64_t>(r[4]), r[5]};
+      meta.best_validation_loss = r[6];
+      meta.best_epoch = static_cast<int64_t>(r[7]);
+      plateau.set_state(meta.plateau);
+    }
+  }
+  kolo::torch::broadcast_parameters(*model, 0);
+  BroadcastOptimizerState(*optimizer, *model, 0);
+
+  // The rate at (epoch, batch): Adam's warm-up towards lr x ranks, times the
+  // plateau factor. LibTorch does not restore a group's lr from a checkpoint,
+  // so it is recomputed from these before every step.
+  SetLearningRate(*optimizer, base_lr);
+  std::unique_ptr<kolo::torch::LearningRateWarmup> warmup;
+  if (adam && o.warmup_epochs > 0) {
+    warmup = std::make_unique<kolo::torch::LearningRateWarmup>(
+        *optimizer, o.warmup_epochs, std::max<int64_t>(1, steps_per_epoch),
+        size);
+  }
+  auto learning_rate = [&](int64_t epoch, int64_t batch) {
+    double scale = 1.0;
+    if (adam) scale = warmup ? warmup->multiplier(epoch, batch) : size;
+    return base_lr * scale * plateau.state().lr_factor;
+  };
+
+  kolo::torch::DistributedOptimizer distributed_optimizer(
+      optimizer, model->named_parameters());
+
+  if (is_root) {
+    std::printf(
+        "model: %s at %d px, %s (base lr %g%s), batch %d per rank (%d in "
+        "all), %lld steps per epoch, epochs %lld..%d\n",
+        o.arch.c_str(), o.image_size, o.optimizer.c_str(), base_lr,
+        adam ? absl::StrFormat(" x %d ranks, warm-up %g epochs", size,
+                               o.warmup_epochs)
+                   .c_str()
+             : "",
+        o.batch_size, o.batch_size * size,
+        static_cast<long long>(steps_per_epoch),
+        static_cast<long long>(meta.epochs_completed + 1), o.epochs);
+    std::fflush(stdout);
+  }
+
+  // ---- training -----------------------------------------------------------
+  LoaderOptions loader_options;
+  loader_options.batch_size = o.batch_size;
+  loader_options.num_workers = o.workers;
+  loader_options.seed = o.seed;
+  loader_options.skip_bad_images = o.skip_bad_images;
+  LoaderOptions train_loader_options = loader_options;
+  train_loader_options.drop_last = drop_last;
+  train_loader_options.random_horizontal_flip = true;
+  BatchLoader train_loader(&train_set, train_loader_options);
+  const bool show_progress =
+      is_root && (o.progress == ProgressMode::kAlways ||
+                  (o.progress == ProgressMode::kAuto && ::isatty(2)));
+  ProgressBar bar(show_progress);
+  int64_t skipped_before = 0;
+
+  for (int64_t epoch = meta.epochs_completed; epoch < o.epochs; ++epoch) {
+    const Clock::time_point epoch_start = Clock::now();
+    sampler.set_epoch(epoch);
+    std::vector<int64_t> indices;
+    for (size_t i : sampler.indices()) indices.push_back(static_cast<int64_t>(i));
+    absl::Status status = train_loader.StartEpoch(std::move(indices), epoch);
+    if (!status.ok()) return status;
+    const int64_t steps = std::min(steps_per_epoch, train_loader.num_batches());
+    bar.Start(epoch, o.epochs, steps);
+    model->train();
+    double loss_sum = 0;
+    int64_t rows_sum = 0;
+    int64_t images_seen = 0;
+    for (int64_t step = 0; step < steps; ++step) {
+      absl::StatusOr<std::optional<Batch>> next = train_loader.Next();
+      if (!next.ok()) return next.status();
+      if (!next->has_value()) {
+        return absl::InternalError(absl::StrFormat(
+            "epoch %d: the loader ended after %d of %d batches", epoch + 1,
+            step, steps));
+      }
+      const Batch& batch = **next;
+      SetLearningRate(*optimizer, learning_rate(epoch, step));
+      ::torch::manual_seed(StepSeed(o.seed, epoch, step, rank));
+      distributed_optimizer.zero_grad();
+      const int64_t rows = batch.images.size(0);
+      // A batch left with fewer than two images by --skip-bad-images still
+      // takes part in the step (its gradients count as zeros), so that the
+      // ranks stay in step.
+      if (rows >= 2) {
+        ::torch::Tensor loss =
+            Loss(model->forward(batch.images), batch.labels, pos_weight);
+        loss.backward();
+        loss_sum += loss.item<double>() * rows;
+        rows_sum += rows;
+      }
+      distributed_optimizer.step();
+      ++meta.global_step;
+      images_seen += o.batch_size * size;
+      bar.Update(step + 1, images_seen,
+                 rows_sum > 0 ? loss_sum / rows_sum : std::nan(""));
+    }
+    bar.Finish();
+    const double train_seconds = SecondsSince(epoch_start);
+    const double train_loss = kolo::torch::metric_average(
+        rows_sum > 0 ? loss_sum / rows_sum : 0.0, "train_loss");
+    if (o.skip_bad_images && train_loader.skipped_images() > skipped_before) {
+      std::printf("rank %d: skipped %lld bad images in epoch %lld\n", rank,
+                  static_cast<long long>(train_loader.skipped_images() -
+                                         skipped_before),
+                  static_cast<long long>(epoch + 1));
+      skipped_before = train_loader.skipped_images();
+    }
+
+    // Every rank evaluates (and rank 0 saves) rank 0's batch-norm statistics.
+    kolo::torch::broadcast_parameters(model->named_buffers(), 0);
+    absl::StatusOr<Evaluation> validation = Evaluate(
+        *model, validation_set, loader_options, pos_weight, "validation");
+    if (!validation.ok()) return validation.status();
+    const bool reduced = plateau.Step(validation->loss);
+    const bool improved = validation->loss < meta.best_validation_loss;
+    if (improved) {
+      meta.best_validation_loss = validation->loss;
+      meta.best_epoch = epoch;
+    }
+    meta.epochs_completed = epoch + 1;
+    meta.plateau = plateau.state();
+    const double next_lr = learning_rate(epoch + 1, 0);
+    EpochRecord record;
+    record.epoch = epoch;
+    record.train_loss = train_loss;
+    record.validation_loss = validation->loss;
+    record.validation_auroc = validation->metrics.mean_auroc;
+    record.learning_rate = next_lr;
+    record.seconds = SecondsSince(epoch_start);
+    meta.history.push_back(record);
+    sampler.set_epoch(epoch + 1);
+    if (is_root) {
+      status = SaveCheckpoint(last_path, meta, *model, optimizer.get(),
+                              &sampler);
+      if (status.ok() && improved) {
+        status = SaveCheckpoint(best_path, meta, *model, optimizer.get(),
+                                &sampler);
+      }
+      if (!status.ok()) return status;
+      std::printf(
+          "epoch %lld/%d: train loss %.4f, validation loss %.4f, validation "
+          "mean AUROC %s, %.1f img/s, %.1f s%s%s\n",
+          static_cast<long long>(epoch + 1), o.epochs, train_loss,
+          validation->loss,
+          FormatMean(validation->metrics.mean_auroc).c_str(),
+          steps * o.batch_size * size / std::max(train_seconds, 1e-9),
+          record.seconds, improved ? ", best so far" : "",
+          reduced ? absl::StrFormat(", plateau: lr -> %g", next_lr).c_str()
+                  : "");
+      std::fflush(stdout);
+    }
+  }
+
+  // ---- test: the best model -----------------------------------------------
+  if (is_root && std::filesystem::exists(best_path)) {
+    CheckpointMeta best_meta;
+    absl::Status status =
+        LoadCheckpoint(best_path, &best_meta, model.get(), nullptr, nullptr);
+    if (!status.ok()) return status;
+    std::printf("test: best.pt (epoch %lld, validation loss %.4f)\n",
+                static_cast<long long>(best_meta.best_epoch + 1),
+                best_meta.best_validation_loss);
+  }
+  kolo::torch::broadcast_parameters(*model, 0);
+  absl::StatusOr<Evaluation> test =
+      Evaluate(*model, test_set, loader_options, pos_weight, "test");
+  if (!test.ok()) return test.status();
+  const double elapsed = SecondsSince(start);
+  if (is_root) {
+    std::printf("\nTest AUROC (%lld images of %s)\n%s\n",
+                static_cast<long long>(test->images), o.data_dir.c_str(),
+                FormatAurocTable(test->metrics).c_str());
+    nlohmann::json json = MetricsToJson(test->metrics);
+    json["split"] = "test";
+    json["test_loss"] = test->loss;
+    json["arch"] = o.arch;
+    json["image_size"] = o.image_size;
+    json["optimizer"] = o.optimizer;
+    json["world_size"] = size;
+    json["threads_per_rank"] = threads;
+    json["batch_size_per_rank"] = o.batch_size;
+    json["epochs"] = meta.epochs_completed;
+    json["best_epoch"] = meta.best_epoch + 1;
+    json["global_step"] = meta.global_step;
+    json["elapsed_seconds"] = elapsed;
+    json["history"] = HistoryToJson(meta.history);
+    json["command_line"] = DescribeTrainOptions(o);
+    const std::filesystem::path out(o.out_dir);
+    absl::Status status = WriteJsonFile((out / "metrics.json").string(), json);
+    if (status.ok()) {
+      status = WriteMetricsCsv((out / "metrics.csv").string(), test->metrics);
+    }
+    if (status.ok()) {
+      RocPlotOptions plot_options;
+      plot_options.title = absl::StrFormat(
+          "CHEXNET %s %dPX, %d RANKS: TEST MEAN AUROC %s", o.arch,
+          o.image_size, size, FormatMean(test->metrics.mean_auroc));
+      status = WriteRocPlot((out / "roc.png").string(), test->metrics,
+                            plot_options);
+    }
+    if (!status.ok()) return status;
+    std::printf("wrote %s/{last.pt,best.pt,metrics.json,metrics.csv,roc.png}\n",
+                o.out_dir.c_str());
+    std::printf("test mean AUROC %s over %d classes, %lld images; elapsed "
+                "%.1f s\n",
+                FormatMean(test->metrics.mean_auroc).c_str(),
+                test->metrics.num_defined,
+                static_cast<long long>(test->images), elapsed);
+    std::fflush(stdout);
+  }
+  kolo::torch::shutdown();
+  return absl::OkStatus();
+}
+
+}  // namespace kolo::chexnet

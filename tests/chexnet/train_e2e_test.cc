@@ -1,0 +1,469 @@
+// End-to-end tests of chexnet_train and chexnet_predict as users run them:
+// two ranks through kolorun and mpirun on a tiny synthetic data set,
+// checkpoint/resume, atomic checkpoints, predict's table and JSON Lines, and
+// bad command lines.
+//
+// Compiled-in paths (tests/chexnet/CMakeLists.txt):
+//   CHEXNET_TRAIN, CHEXNET_PREDICT, KOLORUN, MPIEXEC  binaries
+//   CHEXNET_E2E_DATA   a synthetic data set (the chexnet.train_e2e_data
+//                      fixture writes it; the suite writes it when missing)
+//   CHEXNET_E2E_WORK   scratch directory
+// Ranks may run as root and oversubscribe the cores (Open MPI's variables are
+// set unless the environment already has them).
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <torch/torch.h>
+
+#include <array>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "examples/chexnet/data/batch_loader.h"
+#include "examples/chexnet/data/image.h"
+#include "examples/chexnet/data/labels.h"
+#include "examples/chexnet/data/png_io.h"
+#include "examples/chexnet/models/chexnet_model.h"
+#include "examples/chexnet/train/atomic_file.h"
+#include "examples/chexnet/train/checkpoint.h"
+
+namespace kolo::chexnet {
+namespace {
+
+namespace fs = std::filesystem;
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+void SetMpiEnvironment() {
+  for (const auto& [name, value] :
+       {std::pair<const char*, const char*>{"OMPI_ALLOW_RUN_AS_ROOT", "1"},
+        {"OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1"},
+        {"OMPI_MCA_mpi_yield_when_idle", "1"},
+        {"OMPI_MCA_rmaps_base_oversubscribe", "1"},
+        {"OMPI_MCA_btl_vader_single_copy_mechanism", "none"}}) {
+    ::setenv(name, value, /*overwrite=*/0);
+  }
+}
+
+struct CommandResult {
+  int exit_code = -1;
+  std::string output;  // stdout and stderr
+};
+
+CommandResult Run(const std::string& command) {
+  CommandResult result;
+  FILE* pipe = ::popen((command + " 2>&1").c_str(), "r");
+  if (pipe == nullptr) return result;
+  std::array<char, 4096> buffer;
+  size_t n;
+  while ((n = std::fread(buffer.data(), 1, buffer.size(), pipe)) > 0) {
+    result.output.append(buffer.data(), n);
+  }
+  const int status = ::pclose(pipe);
+  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+  return result;
+}
+
+class TrainE2E : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    SetMpiEnvironment();
+    train_ = CHEXNET_TRAIN;
+    predict_ = CHEXNET_PREDICT;
+    kolorun_ = KOLORUN;
+    mpiexec_ = MPIEXEC;
+    data_ = CHEXNET_E2E_DATA;
+    if (!fs::exists(fs::path(data_) / "test_list.txt")) {
+      const std::string generator =
+          (fs::path(CHEXNET_TRAIN).parent_path() / "chexnet_make_synthetic")
+              .string();
+      const CommandResult r = Run(generator + " --out " + data_ +
+                                  " --images 96 --size 32 --seed 3");
+      ASSERT_EQ(r.exit_code, 0) << r.output;
+    }
+    work_ = fs::path(CHEXNET_E2E_WORK) /
+            ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    fs::remove_all(work_);
+    fs::create_directories(work_);
+  }
+
+  // Tiny and fast: 32 px DenseNet-121, 2 steps of 4 images per rank.
+  std::string TrainFlags(const fs::path& out, int epochs) const {
+    std::ostringstream flags;
+    flags << " --data " << data_ << " --out " << out.string()
+          << " --arch densenet121 --image-size 32 --batch-size 4 --epochs "
+          << epochs
+          << " --max-steps-per-epoch 2 --workers 1 --threads 1 --seed 5"
+          << " --warmup-epochs 1 --patience 0 --no-progress";
+    return flags.str();
+  }
+
+  std::string MpiRun(int np) const {
+    return mpiexec_ + " -np " + std::to_string(np) +
+           " --oversubscribe --bind-to none ";
+  }
+
+  std::string train_, predict_, kolorun_, mpiexec_, data_;
+  fs::path work_;
+};
+
+TEST_F(TrainE2E, TwoRanksThroughKolorunWriteCheckpointsAndMetrics) {
+  const fs::path out = work_ / "run";
+  const CommandResult r =
+      Run(kolorun_ + " -np 2 -- " + train_ + TrainFlags(out, 2));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("2 ranks, 1 torch thread per rank"));
+  EXPECT_THAT(r.output, HasSubstr("epoch 2/2: train loss"));
+  EXPECT_THAT(r.output, HasSubstr("CheXNet"));  // the AUROC table
+  EXPECT_THAT(r.output, HasSubstr("test mean AUROC"));
+  for (const char* name :
+       {"last.pt", "best.pt", "metrics.json", "metrics.csv", "roc.png"}) {
+    EXPECT_TRUE(fs::is_regular_file(out / name)) << name << "\n" << r.output;
+  }
+  for (const auto& entry : fs::directory_iterator(out)) {
+    EXPECT_EQ(entry.path().string().find(".tmp"), std::string::npos)
+        << "temporary file left: " << entry.path();
+  }
+
+  std::ifstream json_file(out / "metrics.json");
+  const nlohmann::json json = nlohmann::json::parse(json_file, nullptr, false);
+  ASSERT_FALSE(json.is_discarded()) << "metrics.json does not parse";
+  EXPECT_EQ(json["classes"].size(), static_cast<size_t>(kNumLabels));
+  EXPECT_EQ(json["world_size"], 2);
+  EXPECT_EQ(json["epochs"], 2);
+  EXPECT_EQ(json["history"].size(), 2u);
+  EXPECT_GT(json["num_images"].get<int>(), 0);
+  EXPECT_TRUE(json["mean_auroc"].is_number());
+
+  std::ifstream csv(out / "metrics.csv");
+  std::string header;
+  std::getline(csv, header);
+  EXPECT_EQ(header, "class,auroc,positives,negatives,chexnet_2017,wang_2017");
+
+  std::ifstream png(out / "roc.png", std::ios::binary);
+  char magic[8] = {};
+  png.read(magic, 8);
+  EXPECT_EQ(std::string(magic + 1, 3), "PNG");
+
+  CheckpointMeta meta;
+  absl::Status status =
+      LoadCheckpoint((out / "last.pt").string(), &meta, nullptr, nullptr,
+                     nullptr);
+  ASSERT_TRUE(status.ok()) << status;
+  EXPECT_EQ(meta.epochs_completed, 2);
+  EXPECT_EQ(meta.global_step, 4);
+  EXPECT_EQ(meta.world_size, 2);
+  EXPECT_EQ(meta.history.size(), 2u);
+}
+
+// A reader polling the run directory while rank 0 writes checkpoints must
+// always find a complete, loadable last.pt.
+TEST_F(TrainE2E, CheckpointsAreNeverSeenHalfWritten) {
+  const fs::path out = work_ / "run";
+  const std::string log = (work_ / "log.txt").string();
+  const std::string command = MpiRun(2) + train_ + TrainFlags(out, 4) +
+                              " > " + log + " 2>&1; echo $? > " +
+                              (work_ / "rc").string();
+  std::thread trainer([&] { std::system(command.c_str()); });
+  int loads = 0;
+  int64_t last_epoch_seen = 0;
+  while (!fs::exists(work_ / "rc")) {
+    const fs::path last = out / "last.pt";
+    if (fs::exists(last)) {
+      CheckpointMeta meta;
+      absl::Status status =
+          LoadCheckpoint(last.string(), &meta, nullptr, nullptr, nullptr);
+      // The file may be replaced between exists() and open(); then it is
+      // the next complete version.
+      ASSERT_TRUE(status.ok() || absl::IsNotFound(status)) << status;
+      if (status.ok()) {
+        ++loads;
+        EXPECT_GE(meta.epochs_completed, last_epoch_seen);
+        last_epoch_seen = meta.epochs_completed;
+      }
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  trainer.join();
+  std::ifstream rc_file(work_ / "rc");
+  int rc = -1;
+  rc_file >> rc;
+  std::ifstream log_file(log);
+  const std::string output(std::istreambuf_iterator<char>(log_file), {});
+  ASSERT_EQ(rc, 0) << output;
+  EXPECT_GT(loads, 0) << "no checkpoint observed while training";
+  EXPECT_EQ(last_epoch_seen, 4);
+  EXPECT_FALSE(fs::exists(AtomicTempPath((out / "last.pt").string())));
+  EXPECT_FALSE(fs::exists(AtomicTempPath((out / "best.pt").string())));
+  CheckpointMeta meta;
+  auto model = *MakeModel("densenet121");
+  EXPECT_TRUE(LoadCheckpoint((out / "best.pt").string(), &meta, model.get(),
+                             nullptr, nullptr)
+                  .ok());
+}
+
+struct LoadedRun {
+  std::shared_ptr<ChexnetModel> model;
+  std::shared_ptr<torch::optim::Adam> adam;
+  CheckpointMeta meta;
+};
+
+LoadedRun LoadRun(const fs::path& path) {
+  LoadedRun run;
+  run.model = *MakeModel("densenet121");
+  run.adam = std::make_shared<torch::optim::Adam>(run.model->parameters());
+  absl::Status status = LoadCheckpoint(path.string(), &run.meta,
+                                       run.model.get(), run.adam.get(),
+                                       nullptr);
+  EXPECT_TRUE(status.ok()) << status;
+  return run;
+}
+
+TEST_F(TrainE2E, ResumedTwoRankRunEndsWithTheUninterruptedRunsParameters) {
+  const fs::path straight = work_ / "straight";
+  const fs::path resumed = work_ / "resumed";
+  CommandResult r = Run(MpiRun(2) + train_ + TrainFlags(straight, 3));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  r = Run(MpiRun(2) + train_ + TrainFlags(resumed, 2));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  r = Run(MpiRun(2) + train_ + TrainFlags(resumed, 3) + " --resume");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("resume: "));
+  EXPECT_THAT(r.output, HasSubstr("after epoch 2"));
+  EXPECT_THAT(r.output, Not(HasSubstr("epoch 1/3:")));
+  EXPECT_THAT(r.output, HasSubstr("epoch 3/3:"));
+
+  const LoadedRun a = LoadRun(straight / "last.pt");
+  const LoadedRun b = LoadRun(resumed / "last.pt");
+  EXPECT_EQ(a.meta.epochs_completed, 3);
+  EXPECT_EQ(b.meta.epochs_completed, 3);
+  EXPECT_EQ(a.meta.global_step, b.meta.global_step);
+  EXPECT_EQ(a.meta.plateau.lr_factor, b.meta.plateau.lr_factor);
+  EXPECT_EQ(a.meta.best_epoch, b.meta.best_epoch);
+  ASSERT_EQ(a.meta.history.size(), 3u);
+  ASSERT_EQ(b.meta.history.size(), 3u);
+  for (size_t e = 0; e < 3; ++e) {
+    EXPECT_EQ(a.meta.history[e].train_loss, b.meta.history[e].train_loss)
+        << "epoch " << e;
+    EXPECT_EQ(a.meta.history[e].validation_loss,
+              b.meta.history[e].validation_loss)
+        << "epoch " << e;
+  }
+  int compared = 0;
+  const auto b_params = b.model->named_parameters();
+  for (const auto& item : a.model->named_parameters()) {
+    const torch::Tensor& other = b_params[item.key()];
+    EXPECT_TRUE(torch::equal(item.value(), other))
+        << item.key() << ": max |difference| "
+        << (item.value() - other).abs().max().item<double>();
+    ++compared;
+  }
+  const auto b_buffers = b.model->named_buffers();
+  for (const auto& item : a.model->named_buffers()) {
+    EXPECT_TRUE(torch::equal(item.value(), b_buffers[item.key()]))
+        << item.key();
+  }
+  EXPECT_GT(compared, 300);
+  const auto a_list = a.model->parameters();
+  const auto b_list = b.model->parameters();
+  for (size_t i = 0; i < a_list.size(); ++i) {
+    const auto& s = static_cast<const torch::optim::AdamParamState&>(
+        *a.adam->state().at(
+            c10::guts::to_string(a_list[i].unsafeGetTensorImpl())));
+    const auto& t = static_cast<const torch::optim::AdamParamState&>(
+        *b.adam->state().at(
+            c10::guts::to_string(b_list[i].unsafeGetTensorImpl())));
+    EXPECT_EQ(s.step(), t.step()) << "parameter " << i;
+    EXPECT_TRUE(torch::equal(s.exp_avg(), t.exp_avg())) << "parameter " << i;
+    EXPECT_TRUE(torch::equal(s.exp_avg_sq(), t.exp_avg_sq()))
+        << "parameter " << i;
+  }
+}
+
+TEST_F(TrainE2E, BadCommandLinesExitTwoWithAMessage) {
+  const std::vector<std::string> bad = {
+      " --data " + data_,                                  // no --out
+      " --data /nonexistent --out x",
+      " --data " + data_ + " --out x --arch resnet50",
+      " --data " + data_ + " --out x --epochs 0",
+      " --data " + data_ + " --out x --batch-size -3",
+      " --data " + data_ + " --out x --optimizer sgd",
+      " --data " + data_ + " --out x --frobnicate",
+  };
+  for (const std::string& args : bad) {
+    const CommandResult r = Run(train_ + args);
+    EXPECT_EQ(r.exit_code, 2) << args << "\n" << r.output;
+    EXPECT_THAT(r.output, Not(testing::IsEmpty())) << args;
+  }
+  const CommandResult arch = Run(train_ + " --data " + data_ +
+                                 " --out x --arch resnet50");
+  EXPECT_THAT(arch.output, HasSubstr("--arch"));
+  const CommandResult help = Run(train_ + " --help");
+  EXPECT_EQ(help.exit_code, 0);
+  EXPECT_THAT(help.output, HasSubstr("--max-steps-per-epoch"));
+  for (const std::string& args :
+       {std::string(" --checkpoint /nonexistent.pt a.png"),
+        std::string(" a.png"),  // neither --checkpoint nor --weights
+        std::string(" --checkpoint ") + train_,  // no image
+        std::string(" --json --frobnicate")}) {
+    const CommandResult r = Run(predict_ + args);
+    EXPECT_EQ(r.exit_code, 2) << args << "\n" << r.output;
+    EXPECT_THAT(r.output, Not(testing::IsEmpty())) << args;
+  }
+}
+
+class PredictE2E : public TrainE2E {
+ protected:
+  void SetUp() override {
+    TrainE2E::SetUp();
+    if (IsSkipped()) return;
+    torch::manual_seed(11);
+    model_ = *MakeModel("densenet121", kNumLabels, /*head_bias_one=*/false);
+    // Nudge batch-norm statistics so eval mode is not an identity.
+    model_->train();
+    {
+      torch::NoGradGuard no_grad;
+      model_->forward(torch::randn({4, 3, kSize, kSize}));
+    }
+    model_->eval();
+    CheckpointMeta meta;
+    meta.arch = "densenet121";
+    meta.image_size = kSize;
+    meta.optimizer = "adam";
+    checkpoint_ = (work_ / "model.pt").string();
+    ASSERT_TRUE(SaveCheckpoint(checkpoint_, meta, *model_, nullptr, nullptr)
+                    .ok());
+  }
+
+  // A gray gradient PNG of side `size`.
+  std::string WriteImage(const std::string& name, int size) {
+    std::vector<uint8_t> pixels(size * size);
+    for (int y = 0; y < size; ++y) {
+      for (int x = 0; x < size; ++x) {
+        pixels[y * size + x] = static_cast<uint8_t>((x * 7 + y * 3) % 256);
+      }
+    }
+    const std::string path = (work_ / name).string();
+    EXPECT_TRUE(WritePng8(path, pixels.data(), size, size, 1).ok());
+    return path;
+  }
+
+  // What the model gives for `path` preprocessed as in training.
+  torch::Tensor Expected(const std::string& path) {
+    ImageOptions options;
+    options.image_size = kSize;
+    absl::StatusOr<Image> input = LoadModelInput(path, options);
+    EXPECT_TRUE(input.ok()) << input.status();
+    return model_->Predict(ImageToTensor(*input).unsqueeze(0))[0];
+  }
+
+  static constexpr int kSize = 40;
+  std::shared_ptr<ChexnetModel> model_;
+  std::string checkpoint_;
+};
+
+TEST_F(PredictE2E, JsonLinesGiveTheModelsProbabilitiesAndTheResampling) {
+  const std::string same = WriteImage("same.png", kSize);
+  const std::string larger = WriteImage("larger.png", 2 * kSize + 3);
+  const CommandResult r = Run(predict_ + " --checkpoint " + checkpoint_ +
+                              " --json --threads 1 " + same + " " + larger);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  std::istringstream lines(r.output);
+  std::string line;
+  std::vector<nlohmann::json> objects;
+  while (std::getline(lines, line)) {
+    nlohmann::json object = nlohmann::json::parse(line, nullptr, false);
+    ASSERT_FALSE(object.is_discarded()) << "not JSON: " << line;
+    objects.push_back(object);
+  }
+  ASSERT_EQ(objects.size(), 2u) << r.output;
+  const std::string paths[2] = {same, larger};
+  const int sizes[2] = {kSize, 2 * kSize + 3};
+  for (int i = 0; i < 2; ++i) {
+    const nlohmann::json& o = objects[i];
+    EXPECT_EQ(o["image"], paths[i]);
+    EXPECT_EQ(o["width"], sizes[i]);
+    EXPECT_EQ(o["height"], sizes[i]);
+    EXPECT_EQ(o["input_size"], kSize);
+    EXPECT_EQ(o["resampled"], i == 1) << paths[i];
+    ASSERT_EQ(o["probabilities"].size(), static_cast<size_t>(kNumLabels));
+    const torch::Tensor expected = Expected(paths[i]);
+    int c = 0;
+    for (const auto& [name, value] : o["probabilities"].items()) {
+      EXPECT_EQ(name, std::string(kLabelNames[c]));
+      EXPECT_NEAR(value.get<double>(), expected[c].item<double>(), 1e-5)
+          << paths[i] << " " << name;
+      ++c;
+    }
+  }
+}
+
+TEST_F(PredictE2E, AnImageAtTheInputSizeIsUsedAsDecoded) {
+  // The model input of a kSize image must be its decoded pixels, normalised:
+  // no resampling pass over them.
+  const std::string same = WriteImage("exact.png", kSize);
+  absl::StatusOr<Image> decoded = ReadPng(same);
+  ASSERT_TRUE(decoded.ok()) << decoded.status();
+  Image normalised = *decoded;
+  NormalizeImageNet(&normalised);
+  const torch::Tensor direct =
+      model_->Predict(ImageToTensor(normalised).unsqueeze(0))[0];
+  const CommandResult r = Run(predict_ + " --checkpoint " + checkpoint_ +
+                              " --json --threads 1 " + same);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const nlohmann::json o = nlohmann::json::parse(r.output);
+  EXPECT_EQ(o["resampled"], false);
+  int c = 0;
+  for (const auto& [name, value] : o["probabilities"].items()) {
+    EXPECT_NEAR(value.get<double>(), direct[c].item<double>(), 1e-5) << name;
+    ++c;
+  }
+}
+
+TEST_F(PredictE2E, TableListsEveryFindingForEveryImage) {
+  const std::string a = WriteImage("first.png", kSize);
+  const std::string b = WriteImage("second.png", 64);
+  const CommandResult r = Run(predict_ + " --checkpoint " + checkpoint_ +
+                              " --threads 1 " + a + " " + b);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("first.png"));
+  EXPECT_THAT(r.output, HasSubstr("second.png"));
+  EXPECT_THAT(r.output, HasSubstr("40x40"));
+  EXPECT_THAT(r.output, HasSubstr("64x64->40"));
+  const torch::Tensor expected = Expected(a);
+  for (int c = 0; c < kNumLabels; ++c) {
+    const std::string name(kLabelNames[c]);
+    const size_t at = r.output.find("\n" + name + " ");
+    ASSERT_NE(at, std::string::npos) << name << " missing:\n" << r.output;
+    std::istringstream row(r.output.substr(at + 1 + name.size()));
+    double first = -1;
+    row >> first;
+    EXPECT_NEAR(first, expected[c].item<double>(), 6e-5) << name;
+  }
+}
+
+TEST_F(PredictE2E, ABadImageFailsNamingTheFile) {
+  const std::string good = WriteImage("good.png", kSize);
+  const std::string bad = (work_ / "broken.png").string();
+  std::ofstream(bad) << "this is not a PNG";
+  CommandResult r = Run(predict_ + " --checkpoint " + checkpoint_ + " " +
+                        good + " " + bad);
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_THAT(r.output, HasSubstr("broken.png"));
+  r = Run(predict_ + " --checkpoint " + checkpoint_ + " " +
+          (work_ / "missing.png").string());
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_THAT(r.output, HasSubstr("missing.png"));
+}
+
+}  // namespace
+}  // namespace kolo::chexnet

@@ -1,0 +1,406 @@
+// Unit tests of chexnet_train's parts: the plateau schedule, Adadelta,
+// atomic files, checkpoints, the command line and the progress bar.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "examples/chexnet/train/adadelta.h"
+#include "examples/chexnet/train/atomic_file.h"
+#include "examples/chexnet/train/checkpoint.h"
+#include "examples/chexnet/train/plateau_schedule.h"
+#include "examples/chexnet/train/progress_bar.h"
+#include "examples/chexnet/train/train_options.h"
+
+namespace kolo::chexnet {
+namespace {
+
+namespace fs = std::filesystem;
+using ::testing::HasSubstr;
+
+fs::path TempDir(const std::string& name) {
+  fs::path dir = fs::temp_directory_path() /
+                 ("kolo_train_test_" + std::to_string(::getpid()) + "_" + name);
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  return dir;
+}
+
+std::string ReadAll(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+TEST(PlateauSchedule, DividesAfterMoreThanPatienceEpochsWithoutImprovement) {
+  PlateauSchedule schedule(/*patience=*/1);
+  EXPECT_FALSE(schedule.Step(1.0));
+  EXPECT_FALSE(schedule.Step(0.5));
+  EXPECT_FALSE(schedule.Step(0.5));  // 1 bad epoch: within patience
+  EXPECT_DOUBLE_EQ(schedule.state().lr_factor, 1.0);
+  EXPECT_TRUE(schedule.Step(0.6));  // 2 bad epochs
+  EXPECT_DOUBLE_EQ(schedule.state().lr_factor, 0.1);
+  EXPECT_EQ(schedule.state().bad_epochs, 0);
+  EXPECT_DOUBLE_EQ(schedule.state().best, 0.5);
+  EXPECT_FALSE(schedule.Step(0.4));
+  EXPECT_DOUBLE_EQ(schedule.state().best, 0.4);
+}
+
+TEST(PlateauSchedule, TinyImprovementsBelowThresholdDoNotCount) {
+  PlateauSchedule schedule(/*patience=*/0, 0.1, /*threshold=*/1e-2);
+  schedule.Step(1.0);
+  EXPECT_TRUE(schedule.Step(0.995));  // less than 1% better
+  EXPECT_TRUE(schedule.Step(std::nan("")));
+  EXPECT_NEAR(schedule.state().lr_factor, 0.01, 1e-15);
+}
+
+TEST(PlateauSchedule, RestoredStateContinuesIdentically) {
+  PlateauSchedule a(2);
+  for (double loss : {1.0, 0.9, 0.95}) a.Step(loss);
+  PlateauSchedule b(2);
+  b.set_state(a.state());
+  for (double loss : {0.96, 0.97, 0.98, 0.5}) {
+    EXPECT_EQ(a.Step(loss), b.Step(loss)) << "loss " << loss;
+    EXPECT_EQ(a.state().lr_factor, b.state().lr_factor);
+  }
+}
+
+TEST(Adadelta, MatchesPyTorchUpdateByHand) {
+  torch::Tensor p = torch::tensor({1.0, -2.0}, torch::kFloat64);
+  p.set_requires_grad(true);
+  const double lr = 1.0, rho = 0.9, eps = 1e-6;
+  Adadelta optimizer({p}, AdadeltaOptions(lr).rho(rho).eps(eps));
+  double expected[2] = {1.0, -2.0};
+  double square_avg[2] = {0, 0}, acc_delta[2] = {0, 0};
+  const double grads[3][2] = {{0.5, -1.0}, {0.25, 3.0}, {-1.0, 0.0}};
+  for (int step = 0; step < 3; ++step) {
+    optimizer.zero_grad();
+    p.mutable_grad() = torch::tensor({grads[step][0], grads[step][1]},
+                                     torch::kFloat64);
+    optimizer.step();
+    for (int i = 0; i < 2; ++i) {
+      const double g = grads[step][i];
+      square_avg[i] = rho * square_avg[i] + (1 - rho) * g * g;
+      const double delta =
+          std::sqrt(acc_delta[i] + eps) / std::sqrt(square_avg[i] + eps) * g;
+      acc_delta[i] = rho * acc_delta[i] + (1 - rho) * delta * delta;
+      expected[i] -= lr * delta;
+      EXPECT_NEAR(p[i].item<double>(), expected[i], 1e-12)
+          << "step " << step << " index " << i;
+    }
+  }
+  EXPECT_EQ(optimizer.StateOf(p)->step(), 3);
+}
+
+TEST(Adadelta, SaveAndLoadRestoreTheState) {
+  torch::manual_seed(1);
+  torch::nn::Linear a(3, 2), b(3, 2);
+  torch::NoGradGuard no_grad;
+  for (size_t i = 0; i < a->parameters().size(); ++i) {
+    b->parameters()[i].copy_(a->parameters()[i]);
+  }
+  Adadelta opt_a(a->parameters()), opt_b(b->parameters());
+  auto step = [](torch::nn::Linear& m, Adadelta& opt, int seed) {
+    torch::AutoGradMode grad_mode(true);
+    torch::manual_seed(seed);
+    opt.zero_grad();
+    m->forward(torch::randn({4, 3})).square().sum().backward();
+    opt.step();
+  };
+  step(a, opt_a, 10);
+  torch::serialize::OutputArchive out;
+  opt_a.save(out);
+  const fs::path dir = TempDir("adadelta");
+  out.save_to((dir / "opt.pt").string());
+  torch::serialize::InputArchive in;
+  in.load_from((dir / "opt.pt").string());
+  for (size_t i = 0; i < a->parameters().size(); ++i) {
+    b->parameters()[i].copy_(a->parameters()[i]);
+  }
+  opt_b.load(in);
+  step(a, opt_a, 11);
+  step(b, opt_b, 11);
+  for (size_t i = 0; i < a->parameters().size(); ++i) {
+    EXPECT_TRUE(torch::equal(a->parameters()[i], b->parameters()[i]))
+        << "parameter " << i;
+  }
+  EXPECT_EQ(opt_b.StateOf(b->parameters()[0])->step(), 2);
+  fs::remove_all(dir);
+}
+
+TEST(AtomicFileWriter, CommitReplacesTheFileAndLeavesNoTemporary) {
+  const fs::path dir = TempDir("atomic_commit");
+  const std::string path = (dir / "file.bin").string();
+  {
+    std::ofstream(path) << "old";
+  }
+  auto writer = AtomicFileWriter::Open(path);
+  ASSERT_TRUE(writer.ok()) << writer.status();
+  ASSERT_TRUE((*writer)->Append("new contents", 12).ok());
+  EXPECT_EQ(ReadAll(path), "old") << "visible before Commit()";
+  EXPECT_TRUE(fs::exists(AtomicTempPath(path)));
+  ASSERT_TRUE((*writer)->Commit().ok());
+  EXPECT_EQ(ReadAll(path), "new contents");
+  EXPECT_FALSE(fs::exists(AtomicTempPath(path)));
+  fs::remove_all(dir);
+}
+
+TEST(AtomicFileWriter, AbandonedWriteKeepsTheOldFileAndRemovesTheTemporary) {
+  const fs::path dir = TempDir("atomic_abandon");
+  const std::string path = (dir / "file.bin").string();
+  {
+    std::ofstream(path) << "old";
+  }
+  {
+    auto writer = AtomicFileWriter::Open(path);
+    ASSERT_TRUE(writer.ok()) << writer.status();
+    ASSERT_TRUE((*writer)->Append("partial", 7).ok());
+  }
+  EXPECT_EQ(ReadAll(path), "old");
+  EXPECT_FALSE(fs::exists(AtomicTempPath(path)));
+  fs::remove_all(dir);
+}
+
+TEST(AtomicFileWriter, ErrorsNameTheFile) {
+  auto writer = AtomicFileWriter::Open("/nonexistent-dir/x/file.bin");
+  ASSERT_FALSE(writer.ok());
+  EXPECT_THAT(std::string(writer.status().message()),
+              HasSubstr("/nonexistent-dir/x/file.bin.tmp"));
+}
+
+CheckpointMeta SampleMeta() {
+  CheckpointMeta meta;
+  meta.arch = "densenet121";
+  meta.image_size = 32;
+  meta.optimizer = "adam";
+  meta.epochs_completed = 3;
+  meta.global_step = 42;
+  meta.seed = 7;
+  meta.world_size = 2;
+  meta.plateau = {0.25, 1, 0.1};
+  meta.best_validation_loss = 0.25;
+  meta.best_epoch = 1;
+  meta.history = {{0, 0.5, 0.4, 0.6, 2e-3, 10.5},
+                  {1, 0.3, 0.25, std::nan(""), 2e-3, 9.5}};
+  return meta;
+}
+
+TEST(Checkpoint, RoundTripRestoresModelOptimizerSamplerAndMeta) {
+  torch::manual_seed(3);
+  auto made = MakeModel("densenet121");
+  ASSERT_TRUE(made.ok()) << made.status();
+  std::shared_ptr<ChexnetModel> model = *made;
+  torch::optim::Adam adam(model->parameters(), torch::optim::AdamOptions(1e-3));
+  model->train();
+  adam.zero_grad();
+  model->forward(torch::randn({2, 3, 32, 32})).sum().backward();
+  adam.step();
+  torch::data::samplers::RandomSampler sampler(10);
+  sampler.next(4);
+
+  const fs::path dir = TempDir("checkpoint");
+  const std::string path = (dir / "last.pt").string();
+  const CheckpointMeta meta = SampleMeta();
+  ASSERT_TRUE(SaveCheckpoint(path, meta, *model, &adam, &sampler).ok());
+  EXPECT_FALSE(fs::exists(AtomicTempPath(path)));
+
+  torch::manual_seed(4);
+  std::shared_ptr<ChexnetModel> loaded = *MakeModel("densenet121");
+  torch::optim::Adam loaded_adam(loaded->parameters(),
+                                 torch::optim::AdamOptions(1e-3));
+  torch::data::samplers::RandomSampler loaded_sampler(10);
+  CheckpointMeta loaded_meta;
+  absl::Status status = LoadCheckpoint(path, &loaded_meta, loaded.get(),
+                                       &loaded_adam, &loaded_sampler);
+  ASSERT_TRUE(status.ok()) << status;
+
+  const auto expected = model->named_parameters();
+  const auto actual = loaded->named_parameters();
+  for (const auto& item : expected) {
+    EXPECT_TRUE(torch::equal(item.value(), actual[item.key()])) << item.key();
+  }
+  for (const auto& item : model->named_buffers()) {
+    EXPECT_TRUE(torch::equal(item.value(), loaded->named_buffers()[item.key()]))
+        << item.key();
+  }
+  ASSERT_EQ(loaded_adam.state().size(), adam.state().size());
+  const auto params = model->parameters();
+  const auto loaded_params = loaded->parameters();
+  for (size_t i = 0; i < params.size(); ++i) {
+    const auto& s = static_cast<const torch::optim::AdamParamState&>(
+        *adam.state().at(c10::guts::to_string(params[i].unsafeGetTensorImpl())));
+    const auto& t = static_cast<const torch::optim::AdamParamState&>(
+        *loaded_adam.state().at(
+            c10::guts::to_string(loaded_params[i].unsafeGetTensorImpl())));
+    EXPECT_EQ(s.step(), t.step()) << "parameter " << i;
+    EXPECT_TRUE(torch::equal(s.exp_avg(), t.exp_avg())) << "parameter " << i;
+    EXPECT_TRUE(torch::equal(s.exp_avg_sq(), t.exp_avg_sq()))
+        << "parameter " << i;
+  }
+  EXPECT_EQ(loaded_sampler.index(), 4u);
+  EXPECT_EQ(loaded_meta.arch, meta.arch);
+  EXPECT_EQ(loaded_meta.image_size, 32);
+  EXPECT_EQ(loaded_meta.optimizer, "adam");
+  EXPECT_EQ(loaded_meta.epochs_completed, 3);
+  EXPECT_EQ(loaded_meta.global_step, 42);
+  EXPECT_EQ(loaded_meta.seed, 7u);
+  EXPECT_EQ(loaded_meta.world_size, 2);
+  EXPECT_EQ(loaded_meta.plateau.bad_epochs, 1);
+  EXPECT_DOUBLE_EQ(loaded_meta.plateau.lr_factor, 0.1);
+  EXPECT_EQ(loaded_meta.best_epoch, 1);
+  ASSERT_EQ(loaded_meta.history.size(), 2u);
+  EXPECT_DOUBLE_EQ(loaded_meta.history[1].validation_loss, 0.25);
+  EXPECT_TRUE(std::isnan(loaded_meta.history[1].validation_auroc));
+
+  absl::StatusOr<CheckpointModel> for_predict = LoadModelFromCheckpoint(path);
+  ASSERT_TRUE(for_predict.ok()) << for_predict.status();
+  EXPECT_EQ(for_predict->model->arch(), "densenet121");
+  EXPECT_FALSE(for_predict->model->is_training());
+  fs::remove_all(dir);
+}
+
+TEST(Checkpoint, OverwriteWhileAReaderHoldsTheOldFileKeepsBothReadable) {
+  const fs::path dir = TempDir("checkpoint_overwrite");
+  const std::string path = (dir / "last.pt").string();
+  torch::nn::Linear model(2, 2);
+  CheckpointMeta meta = SampleMeta();
+  ASSERT_TRUE(SaveCheckpoint(path, meta, *model, nullptr, nullptr).ok());
+  // An open descriptor keeps the old inode: rename never truncates it.
+  std::ifstream old_reader(path, std::ios::binary);
+  const std::string before = ReadAll(path);
+  meta.epochs_completed = 4;
+  ASSERT_TRUE(SaveCheckpoint(path, meta, *model, nullptr, nullptr).ok());
+  const std::string held(std::istreambuf_iterator<char>(old_reader), {});
+  EXPECT_EQ(held, before);
+  CheckpointMeta loaded;
+  ASSERT_TRUE(LoadCheckpoint(path, &loaded, nullptr, nullptr, nullptr).ok());
+  EXPECT_EQ(loaded.epochs_completed, 4);
+  EXPECT_FALSE(fs::exists(AtomicTempPath(path)));
+  fs::remove_all(dir);
+}
+
+TEST(Checkpoint, ErrorsNameTheFile) {
+  const fs::path dir = TempDir("checkpoint_errors");
+  CheckpointMeta meta;
+  absl::Status missing = LoadCheckpoint((dir / "none.pt").string(), &meta,
+                                        nullptr, nullptr, nullptr);
+  EXPECT_TRUE(absl::IsNotFound(missing)) << missing;
+  EXPECT_THAT(std::string(missing.message()), HasSubstr("none.pt"));
+
+  const std::string garbage = (dir / "garbage.pt").string();
+  std::ofstream(garbage) << "not a zip";
+  absl::Status bad = LoadCheckpoint(garbage, &meta, nullptr, nullptr, nullptr);
+  EXPECT_TRUE(absl::IsInvalidArgument(bad)) << bad;
+  EXPECT_THAT(std::string(bad.message()), HasSubstr("garbage.pt"));
+
+  const std::string other = (dir / "other.pt").string();
+  torch::serialize::OutputArchive archive;
+  archive.write("x", torch::ones({1}));
+  archive.save_to(other);
+  absl::Status foreign = LoadCheckpoint(other, &meta, nullptr, nullptr, nullptr);
+  EXPECT_THAT(std::string(foreign.message()),
+              HasSubstr("not a chexnet_train checkpoint"));
+
+  torch::nn::Linear small(2, 2);
+  const std::string linear = (dir / "linear.pt").string();
+  ASSERT_TRUE(SaveCheckpoint(linear, SampleMeta(), *small, nullptr, nullptr).ok());
+  torch::nn::Linear wrong(3, 2);
+  absl::Status mismatch =
+      LoadCheckpoint(linear, &meta, wrong.get(), nullptr, nullptr);
+  EXPECT_TRUE(absl::IsInvalidArgument(mismatch)) << mismatch;
+  EXPECT_THAT(std::string(mismatch.message()), HasSubstr("model"));
+  fs::remove_all(dir);
+}
+
+int Parse(std::vector<std::string> args, TrainOptions* options) {
+  args.insert(args.begin(), "chexnet_train");
+  std::vector<const char*> argv;
+  for (const std::string& a : args) argv.push_back(a.c_str());
+  int exit_code = -1;
+  if (ParseTrainOptions(static_cast<int>(argv.size()), argv.data(), options,
+                        &exit_code)) {
+    return -1;  // parsed: run
+  }
+  return exit_code;
+}
+
+TEST(TrainOptions, ParsesEveryFlag) {
+  const std::string data = fs::temp_directory_path().string();
+  TrainOptions o;
+  ASSERT_EQ(Parse({"--data", data, "--out", "run", "--arch", "vgg16",
+                   "--image-size", "64", "--epochs", "3", "--batch-size", "8",
+                   "--optimizer", "adadelta", "--lr", "0.5", "--warmup-epochs",
+                   "2", "--patience", "3", "--class-weights",
+                   "--head-bias-zero", "--val-fraction", "0.2", "--seed", "9",
+                   "--workers", "1", "--threads", "2", "--skip-bad-images",
+                   "--resume", "--max-steps-per-epoch", "5", "--no-progress"},
+                  &o),
+            -1);
+  EXPECT_EQ(o.data_dir, data);
+  EXPECT_EQ(o.out_dir, "run");
+  EXPECT_EQ(o.arch, "vgg16");
+  EXPECT_EQ(o.image_size, 64);
+  EXPECT_EQ(o.epochs, 3);
+  EXPECT_EQ(o.batch_size, 8);
+  EXPECT_EQ(o.optimizer, "adadelta");
+  EXPECT_DOUBLE_EQ(o.lr, 0.5);
+  EXPECT_DOUBLE_EQ(o.warmup_epochs, 2);
+  EXPECT_EQ(o.plateau_patience, 3);
+  EXPECT_TRUE(o.class_weights);
+  EXPECT_TRUE(o.head_bias_zero);
+  EXPECT_DOUBLE_EQ(o.val_fraction, 0.2);
+  EXPECT_EQ(o.seed, 9u);
+  EXPECT_EQ(o.workers, 1);
+  EXPECT_EQ(o.threads, 2);
+  EXPECT_TRUE(o.skip_bad_images);
+  EXPECT_TRUE(o.resume);
+  EXPECT_EQ(o.max_steps_per_epoch, 5);
+  EXPECT_EQ(o.progress, ProgressMode::kNever);
+}
+
+TEST(TrainOptions, BadCommandLinesExitTwo) {
+  const std::string data = fs::temp_directory_path().string();
+  const std::vector<std::vector<std::string>> bad = {
+      {"--out", "run"},                                    // no --data
+      {"--data", data},                                    // no --out
+      {"--data", "/nonexistent", "--out", "run"},          // missing dir
+      {"--data", data, "--out", "run", "--arch", "resnet"},
+      {"--data", data, "--out", "run", "--optimizer", "sgd"},
+      {"--data", data, "--out", "run", "--epochs", "0"},
+      {"--data", data, "--out", "run", "--batch-size", "x"},
+      {"--data", data, "--out", "run", "--image-size", "16"},
+      {"--data", data, "--out", "run", "--no-such-flag"},
+      {"--data", data, "--out", "run", "--progress", "--no-progress"},
+  };
+  for (const auto& args : bad) {
+    TrainOptions o;
+    testing::internal::CaptureStderr();
+    const int code = Parse(args, &o);
+    const std::string message = testing::internal::GetCapturedStderr();
+    EXPECT_EQ(code, 2) << ::testing::PrintToString(args);
+    EXPECT_FALSE(message.empty()) << ::testing::PrintToString(args);
+  }
+  TrainOptions o;
+  testing::internal::CaptureStdout();
+  EXPECT_EQ(Parse({"--help"}, &o), 0);
+  EXPECT_THAT(testing::internal::GetCapturedStdout(), HasSubstr("--resume"));
+}
+
+TEST(ProgressBar, RendersStepsRateLossAndEta) {
+  EXPECT_EQ(ProgressBar::Render(2, 8, 12, 24, 812.34, 0.23141, 42.4),
+            "epoch 3/8 [============>           ] 12/24  812.3 img/s  "
+            "loss 0.2314  ETA 0:42");
+  EXPECT_THAT(ProgressBar::Render(0, 1, 0, 10, 0, std::nan(""), std::nan("")),
+              HasSubstr("ETA --:--"));
+  EXPECT_THAT(ProgressBar::Render(0, 1, 1, 10, 1, 1, 3725),
+              HasSubstr("ETA 1:02:05"));
+}
+
+}  // namespace
+}  // namespace kolo::chexnet
