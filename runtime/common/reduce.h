@@ -46,6 +46,9 @@ void ScaleBuffer(void* data, int64_t count, DataType dtype, double factor);
 void FinishReduction(void* data, int64_t count, DataType dtype,
                      int64_t divisor, double postscale);
 
+// "avx2" or "generic": the kernels this CPU runs.
+const char* ReductionKernelIsa();
+
 // float16/bfloat16 <-> float32.
 void WidenToFloat(const void* src, float* dst, int64_t count, DataType dtype);
 void NarrowFromFloat(const float* src, void* dst, int64_t count,

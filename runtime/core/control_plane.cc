@@ -10,6 +10,7 @@
 namespace kolo {
 namespace {
 constexpr int kControlTag = 7;
+constexpr int kProbesPerPump = 32;
 }  // namespace
 
 ControlPlane::~ControlPlane() {
@@ -29,7 +30,7 @@ Status ControlPlane::Send(int dest, std::shared_ptr<const std::string> bytes) {
   if (bytes->size() > static_cast<size_t>(INT32_MAX)) {
     return absl::InternalError("negotiation message larger than 2 GiB");
   }
-  PendingSend send{MPI_REQUEST_NULL, std::move(bytes)};
+  PendingSend send{MPI_REQUEST_NULL, dest, std::move(bytes)};
   KOLO_MPI_RETURN_IF_ERROR(MPI_Isend(send.bytes->data(),
                                      static_cast<int>(send.bytes->size()),
                                      MPI_BYTE, dest, kControlTag, comm_,
@@ -38,19 +39,25 @@ Status ControlPlane::Send(int dest, std::shared_ptr<const std::string> bytes) {
   return absl::OkStatus();
 }
 
-Status ControlPlane::Pump() {
+Status ControlPlane::Pump(std::vector<int>* delivered) {
   for (auto it = sends_.begin(); it != sends_.end();) {
     int done = 0;
     KOLO_MPI_RETURN_IF_ERROR(MPI_Test(&it->request, &done, MPI_STATUS_IGNORE));
+    if (done && delivered != nullptr) delivered->push_back(it->dest);
     it = done ? sends_.erase(it) : it + 1;
   }
-  for (;;) {
+  // Open MPI runs some progress callbacks only every few calls: probe a few
+  // times before concluding nothing has arrived.
+  for (int misses = 0; misses < kProbesPerPump;) {
     int flag = 0;
     MPI_Message matched;
     MPI_Status status;
     KOLO_MPI_RETURN_IF_ERROR(MPI_Improbe(MPI_ANY_SOURCE, kControlTag, comm_,
                                          &flag, &matched, &status));
-    if (!flag) break;
+    if (!flag) {
+      ++misses;
+      continue;
+    }
     int count = 0;
     MPI_Get_count(&status, MPI_BYTE, &count);
     receives_.emplace_back();
@@ -80,10 +87,11 @@ std::optional<ControlPlane::Message> ControlPlane::Next() {
   return message;
 }
 
-Status ControlPlane::FlushSends(absl::Duration timeout) {
+Status ControlPlane::FlushSends(absl::Duration timeout,
+                                std::vector<int>* delivered) {
   const absl::Time deadline = absl::Now() + timeout;
   for (;;) {
-    if (Status s = Pump(); !s.ok()) return s;
+    if (Status s = Pump(delivered); !s.ok()) return s;
     if (sends_.empty()) return absl::OkStatus();
     if (absl::Now() > deadline) {
       return absl::DeadlineExceededError(absl::StrCat(

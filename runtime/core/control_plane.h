@@ -20,6 +20,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <mpi.h>
 
@@ -40,17 +41,23 @@ class ControlPlane {
 
   // Starts sending `bytes` to `dest`; returns at once.
   Status Send(int dest, std::shared_ptr<const std::string> bytes);
-  // Progresses sends and receives; never blocks.
-  Status Pump();
+  // Progresses sends and receives; never blocks. Adds the destination of
+  // every send that completed to *delivered (when given): the receiver can
+  // now see that message.
+  Status Pump(std::vector<int>* delivered = nullptr);
   // The next message received in full, if any (call Pump() first).
   std::optional<Message> Next();
+  // Whether transfers are in flight (then Pump() soon moves them along).
+  bool busy() const { return !sends_.empty() || !receives_.empty(); }
   // Pumps (sleeping briefly between rounds) until every send has completed,
   // or fails with DeadlineExceeded after `timeout`.
-  Status FlushSends(absl::Duration timeout);
+  Status FlushSends(absl::Duration timeout,
+                    std::vector<int>* delivered = nullptr);
 
  private:
   struct PendingSend {
     MPI_Request request;
+    int dest;
     std::shared_ptr<const std::string> bytes;
   };
   struct PendingReceive {

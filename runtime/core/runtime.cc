@@ -1,6 +1,7 @@
 // Implementation of the runtime and its background loop.
 #include "runtime/core/runtime.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 
@@ -20,6 +21,8 @@ namespace {
 
 constexpr absl::Duration kMinPoll = absl::Microseconds(20);
 constexpr absl::Duration kIdlePoll = absl::Milliseconds(10);
+// With shared doorbells: the longest sleep, for heartbeats and stall checks.
+constexpr absl::Duration kBellTimeout = absl::Milliseconds(100);
 constexpr absl::Duration kHeartbeat = absl::Milliseconds(500);
 constexpr absl::Duration kGoodbyeTimeout = absl::Seconds(30);
 // How long rank 0 waits for workers to take a response list.
@@ -172,6 +175,14 @@ StatusOr<std::unique_ptr<Runtime>> Runtime::Start(const Options& options) {
       runtime->backend_.get(), context.rank(), context.size(),
       options.fusion_threshold_bytes);
   runtime->control_ = std::make_unique<ControlPlane>(context.control());
+  if (context.local_size() == context.size() && context.size() > 1) {
+    StatusOr<std::unique_ptr<Doorbell>> bell =
+        Doorbell::CreateShared(context.local());
+    if (!bell.ok()) return bell.status();
+    runtime->bell_ = *std::move(bell);
+  } else {
+    runtime->bell_ = std::make_unique<Doorbell>();
+  }
   if (context.rank() == 0) {
     runtime->coordinator_ =
         std::make_unique<Coordinator>(context.size(), options);
@@ -201,10 +212,17 @@ void Runtime::Shutdown() {
     absl::MutexLock lock(&mu_);
     shutdown_requested_ = true;
   }
+  if (bell_ != nullptr) bell_->RingSelf();
   if (thread_.joinable()) thread_.join();
 }
 
 Status Runtime::Enqueue(std::vector<Entry> entries) {
+  if (Status s = Queue(std::move(entries)); !s.ok()) return s;
+  bell_->RingSelf();
+  return absl::OkStatus();
+}
+
+Status Runtime::Queue(std::vector<Entry> entries) {
   absl::MutexLock lock(&mu_);
   if (!stopped_.ok()) return stopped_;
   if (shutdown_requested_) {
@@ -247,11 +265,14 @@ void Runtime::Loop() {
   const absl::Duration cycle =
       std::max(absl::Milliseconds(options_.cycle_time_ms), kMinPoll);
   absl::Duration poll = kMinPoll;
+  absl::Time look_until = absl::InfinitePast();
   absl::Time last_request_sent = absl::Now();
   Status status;
   while (status.ok() && !stopping_) {
+    const uint32_t rung = bell_->Peek();
     std::vector<Request> fresh;
     bool send_shutdown = false;
+    bool waiting = false;
     {
       absl::MutexLock lock(&mu_);
       fresh.swap(fresh_);
@@ -268,19 +289,25 @@ void Runtime::Loop() {
       status = coordinator_ ? Coordinate(now, &activity)
                             : ReceiveResponses(&activity);
     }
-    if (status.ok()) status = control_->Pump();
+    if (status.ok()) status = PumpAndRing();
     if (!status.ok() || stopping_) break;
-
-    poll = activity ? kMinPoll : std::min(poll * 2, cycle);
-    absl::MutexLock lock(&mu_);
-    const bool waiting =
-        !table_.empty() ||
-        (coordinator_ != nullptr && coordinator_->pending_count() > 0);
-    auto has_news = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-      return !fresh_.empty() || (shutdown_requested_ && !shutdown_sent_);
-    };
-    mu_.AwaitWithTimeout(absl::Condition(&has_news),
-                         waiting ? poll : kIdlePoll);
+    {
+      absl::MutexLock lock(&mu_);
+      waiting = !table_.empty() || !fresh_.empty() ||
+                (coordinator_ != nullptr && coordinator_->pending_count() > 0);
+    }
+    // A message rung for may take a few progress rounds to become visible
+    // to MPI_Improbe: after a ring, look again soon for a while.
+    const absl::Time woken = absl::Now();
+    if (activity || bell_->Peek() != rung) {
+      poll = kMinPoll;
+      look_until = woken + 2 * cycle;
+    } else {
+      poll = std::min(poll * 2, cycle);
+    }
+    absl::Duration timeout = bell_->shared() ? kBellTimeout : kIdlePoll;
+    if (waiting || control_->busy() || woken < look_until) timeout = poll;
+    bell_->Wait(rung, timeout);
   }
   if (!status.ok()) {
     Log().error("background thread failed: {}", status.ToString());
@@ -316,8 +343,25 @@ Status Runtime::SendRequests(std::vector<Request> fresh, bool shutdown,
   if (coordinator_ != nullptr) {
     return coordinator_->HandleRequestList(list, absl::Now());
   }
-  return control_->Send(
+  Status sent = control_->Send(
       0, std::make_shared<const std::string>(EncodeRequestList(list)));
+  if (!sent.ok()) return sent;
+  return PumpAndRing();
+}
+
+Status Runtime::PumpAndRing() {
+  std::vector<int> delivered;
+  Status status = control_->Pump(&delivered);
+  RingDelivered(delivered);
+  return status;
+}
+
+void Runtime::RingDelivered(std::vector<int>& delivered) {
+  if (!bell_->shared() || delivered.empty()) return;
+  std::sort(delivered.begin(), delivered.end());
+  delivered.erase(std::unique(delivered.begin(), delivered.end()),
+                  delivered.end());
+  for (int rank : delivered) bell_->Ring(rank);
 }
 
 Status Runtime::Coordinate(absl::Time now, bool* activity) {
@@ -353,11 +397,12 @@ Status Runtime::Coordinate(absl::Time now, bool* activity) {
     }
     // Every worker must be able to read this list without rank 0's help
     // before rank 0 enters its collectives (see control_plane.h).
-    if (!responses->responses.empty()) {
-      if (Status s = control_->FlushSends(kDeliveryTimeout); !s.ok()) {
-        return s;
-      }
-    }
+    std::vector<int> delivered;
+    Status flushed = responses->responses.empty()
+                         ? control_->Pump(&delivered)
+                         : control_->FlushSends(kDeliveryTimeout, &delivered);
+    RingDelivered(delivered);
+    if (!flushed.ok()) return flushed;
   }
   *activity = *activity || !responses->responses.empty();
   return Apply(*responses);

@@ -7,11 +7,12 @@
 //      sends its response list to every rank;
 //   3. applies the response lists that arrived, in order: runs each agreed
 //      collective through the Executor and completes the handles;
-//   4. sleeps on a condition variable until new work is submitted or a short
-//      poll interval passes (growing from 20 us to KOLO_CYCLE_TIME_MS while
-//      nothing happens; 10 ms when this rank has nothing pending). Waiting
-//      never spins. With nothing pending, a rank sends only a heartbeat every
-//      half second.
+//   4. sleeps on its Doorbell until something happens. On one host, ranks
+//      ring each other's bells after sending, so nobody polls: a rank sleeps
+//      until its answer is there. Across hosts a rank waiting for an answer
+//      sleeps in short intervals (20 us growing to KOLO_CYCLE_TIME_MS), and
+//      10 ms when it has nothing pending. Waiting never spins. With nothing
+//      pending, a rank sends only a heartbeat every half second.
 #ifndef KOLO_RUNTIME_CORE_RUNTIME_H_
 #define KOLO_RUNTIME_CORE_RUNTIME_H_
 
@@ -27,6 +28,7 @@
 #include "runtime/backend/backend.h"
 #include "runtime/core/control_plane.h"
 #include "runtime/core/coordinator.h"
+#include "runtime/core/doorbell.h"
 #include "runtime/core/executor.h"
 #include "runtime/core/mpi_context.h"
 #include "runtime/core/operation.h"
@@ -52,11 +54,17 @@ class Runtime {
 
  private:
   explicit Runtime(const Options& options);
+  // Enqueue() without waking the background thread.
+  Status Queue(std::vector<Entry> entries);
 
   void Loop();
   // Sends this rank's request list (rank 0: hands it to the coordinator).
   Status SendRequests(std::vector<Request> fresh, bool shutdown,
                       bool goodbye);
+  // Moves negotiation messages along and rings the bells of the ranks whose
+  // messages were delivered.
+  Status PumpAndRing();
+  void RingDelivered(std::vector<int>& delivered);
   // Rank 0: takes the request lists that arrived and answers.
   Status Coordinate(absl::Time now, bool* activity);
   // Applies the response lists that arrived (workers).
@@ -74,6 +82,7 @@ class Runtime {
   std::unique_ptr<Executor> executor_;
   std::unique_ptr<ControlPlane> control_;
   std::unique_ptr<Coordinator> coordinator_;  // rank 0 only
+  std::unique_ptr<Doorbell> bell_;
   ResponseCache cache_;                        // this rank's copy
   uint64_t applied_seq_ = 0;
   bool stopping_ = false;

@@ -1,16 +1,14 @@
 // Implementation of the shared-memory barrier.
 #include "runtime/backend/shm/shm_barrier.h"
 
-#include <linux/futex.h>
 #include <signal.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
-#include <climits>
 #include <ctime>
 
 #include "absl/strings/str_cat.h"
+#include "runtime/common/futex.h"
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -23,18 +21,6 @@ void CpuRelax() {
 #if defined(__x86_64__)
   _mm_pause();
 #endif
-}
-
-// Shared (not process-private) futex operations on a word in shared memory.
-void FutexWait(std::atomic<uint32_t>* word, uint32_t expected,
-               const timespec* timeout) {
-  syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), FUTEX_WAIT, expected,
-          timeout, nullptr, 0);
-}
-
-void FutexWakeAll(std::atomic<uint32_t>* word) {
-  syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), FUTEX_WAKE, INT_MAX,
-          nullptr, nullptr, 0);
 }
 
 }  // namespace

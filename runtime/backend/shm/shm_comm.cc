@@ -6,7 +6,6 @@
 
 #include <algorithm>
 #include <cstring>
-#include <random>
 
 #include "runtime/core/mpi_context.h"
 
@@ -72,52 +71,11 @@ StatusOr<std::unique_ptr<ShmComm>> ShmComm::Create(MPI_Comm local_comm,
         "shared-memory slots must hold at least 4 KiB per local rank");
   }
 
-  uint64_t token = 0;
-  if (comm->rank_ == 0) {
-    RemoveStaleSegments();
-    std::random_device random;
-    token = (uint64_t{random()} << 32) ^ random();
-  }
-  KOLO_MPI_RETURN_IF_ERROR(
-      MPI_Bcast(&token, 1, MPI_UINT64_T, 0, local_comm));
-  std::vector<int64_t> pids(comm->size_);
-  int64_t pid = getpid();
-  KOLO_MPI_RETURN_IF_ERROR(MPI_Allgather(&pid, 1, MPI_INT64_T, pids.data(), 1,
-                                         MPI_INT64_T, local_comm));
-
-  const int64_t bytes = kHeaderBytes + 2 * slot_bytes;
-  comm->segments_.resize(comm->size_);
-  StatusOr<ShmSegment> own = ShmSegment::Create(
-      ShmSegmentName(pid, token, comm->rank_), bytes);
-  // Every rank learns whether every rank could create its segment.
-  int created = own.ok() ? 1 : 0;
-  int all_created = 0;
-  KOLO_MPI_RETURN_IF_ERROR(MPI_Allreduce(&created, &all_created, 1, MPI_INT,
-                                         MPI_MIN, local_comm));
-  if (!own.ok()) return own.status();
-  if (!all_created) {
-    return absl::InternalError("a peer could not create its shared memory");
-  }
-  comm->segments_[comm->rank_] = *std::move(own);
-  Status opened;
-  for (int peer = 0; peer < comm->size_; ++peer) {
-    if (peer == comm->rank_) continue;
-    StatusOr<ShmSegment> segment = ShmSegment::Open(
-        ShmSegmentName(pids[peer], token, peer), bytes);
-    if (!segment.ok()) {
-      opened = segment.status();
-      break;
-    }
-    comm->segments_[peer] = *std::move(segment);
-  }
-  int ok = opened.ok() ? 1 : 0;
-  int all_ok = 0;
-  KOLO_MPI_RETURN_IF_ERROR(
-      MPI_Allreduce(&ok, &all_ok, 1, MPI_INT, MPI_MIN, local_comm));
-  // Everyone has mapped everything (or given up): the names can go.
-  comm->segments_[comm->rank_].Unlink();
-  if (!opened.ok()) return opened;
-  if (!all_ok) return absl::InternalError("a peer could not map shared memory");
+  StatusOr<HostSegments> mapped =
+      MapHostSegments(local_comm, kHeaderBytes + 2 * comm->slot_bytes_);
+  if (!mapped.ok()) return mapped.status();
+  comm->segments_ = std::move(mapped->segments);
+  const std::vector<int64_t>& pids = mapped->pids;
 
   const int spins = comm->size_ <= AvailableCores() ? kSpins : 0;
   comm->barrier_ = std::make_unique<ShmBarrier>(

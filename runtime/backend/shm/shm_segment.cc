@@ -11,12 +11,14 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <random>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "runtime/core/mpi_context.h"
 
 namespace kolo {
 namespace {
@@ -98,6 +100,58 @@ StatusOr<ShmSegment> ShmSegment::Open(const std::string& name, int64_t bytes) {
 void ShmSegment::Unlink() {
   if (linked_ && owner_) shm_unlink(name_.c_str());
   linked_ = false;
+}
+
+StatusOr<HostSegments> MapHostSegments(MPI_Comm local_comm, int64_t bytes) {
+  int rank = 0;
+  int size = 1;
+  MPI_Comm_rank(local_comm, &rank);
+  MPI_Comm_size(local_comm, &size);
+  uint64_t token = 0;
+  if (rank == 0) {
+    RemoveStaleSegments();
+    std::random_device random;
+    token = (uint64_t{random()} << 32) ^ random();
+  }
+  KOLO_MPI_RETURN_IF_ERROR(MPI_Bcast(&token, 1, MPI_UINT64_T, 0, local_comm));
+  HostSegments host;
+  host.pids.resize(size);
+  int64_t pid = getpid();
+  KOLO_MPI_RETURN_IF_ERROR(MPI_Allgather(&pid, 1, MPI_INT64_T, host.pids.data(),
+                                         1, MPI_INT64_T, local_comm));
+  host.segments.resize(size);
+  StatusOr<ShmSegment> own =
+      ShmSegment::Create(ShmSegmentName(pid, token, rank), bytes);
+  // Every rank learns whether every rank could create its segment.
+  int created = own.ok() ? 1 : 0;
+  int all_created = 0;
+  KOLO_MPI_RETURN_IF_ERROR(MPI_Allreduce(&created, &all_created, 1, MPI_INT,
+                                         MPI_MIN, local_comm));
+  if (!own.ok()) return own.status();
+  if (!all_created) {
+    return absl::InternalError("a peer could not create its shared memory");
+  }
+  host.segments[rank] = *std::move(own);
+  Status opened;
+  for (int peer = 0; peer < size && opened.ok(); ++peer) {
+    if (peer == rank) continue;
+    StatusOr<ShmSegment> segment =
+        ShmSegment::Open(ShmSegmentName(host.pids[peer], token, peer), bytes);
+    if (segment.ok()) {
+      host.segments[peer] = *std::move(segment);
+    } else {
+      opened = segment.status();
+    }
+  }
+  int ok = opened.ok() ? 1 : 0;
+  int all_ok = 0;
+  KOLO_MPI_RETURN_IF_ERROR(
+      MPI_Allreduce(&ok, &all_ok, 1, MPI_INT, MPI_MIN, local_comm));
+  // Everyone has mapped everything (or given up): the names can go.
+  host.segments[rank].Unlink();
+  if (!opened.ok()) return opened;
+  if (!all_ok) return absl::InternalError("a peer could not map shared memory");
+  return host;
 }
 
 int RemoveStaleSegments() {

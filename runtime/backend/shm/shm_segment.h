@@ -11,6 +11,9 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
+
+#include <mpi.h>
 
 #include "kolo/status.h"
 
@@ -46,6 +49,17 @@ class ShmSegment {
 // The segment name for `local_rank` of the job identified by `token`,
 // created by process `pid`.
 std::string ShmSegmentName(int64_t pid, uint64_t token, int local_rank);
+
+// One segment per rank of a host, each mapped by every rank of it.
+struct HostSegments {
+  std::vector<ShmSegment> segments;  // index = local rank
+  std::vector<int64_t> pids;         // each local rank's process
+};
+
+// Collective over local_comm: every rank creates a zero-filled segment of
+// `bytes` and maps its peers'; the names are unlinked once all are mapped.
+// Local rank 0 first removes stale segments of crashed jobs.
+StatusOr<HostSegments> MapHostSegments(MPI_Comm local_comm, int64_t bytes);
 
 // Unlinks kolo segments in /dev/shm whose creating process is gone. Returns
 // how many it removed.

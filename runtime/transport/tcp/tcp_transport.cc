@@ -174,7 +174,7 @@ StatusOr<std::unique_ptr<TcpTransport>> TcpTransport::Create(MPI_Comm comm) {
       candidates.push_back(htonl(INADDR_LOOPBACK));
     }
     candidates.insert(candidates.end(), e.addresses,
-                      e.addresses + std::min(e.address_count, kMaxAddresses));
+                      e.addresses + std::clamp(e.address_count, 0, kMaxAddresses));
     StatusOr<int> fd = ConnectTo(candidates, e.port, peer);
     if (!fd.ok()) {
       status = fd.status();
