@@ -191,6 +191,9 @@ void broadcast_parameters(
 // removed; so the optimizers are identical afterwards, also before the first
 // step. Supports SGD, Adam, AdamW, Adagrad and RMSprop; throws for others
 // (LBFGS). Typically called after broadcast_parameters() on the model.
+// Names: "optstate.options", "optstate.layout" and "optstate.<i>.<field>";
+// a different optimizer type or parameter count on some rank fails as a
+// cross-rank shape mismatch.
 // REQUIRES: same optimizer type and parameter-group sizes on every rank.
 void broadcast_optimizer_state(::torch::optim::Optimizer& optimizer,
                                int root_rank);
