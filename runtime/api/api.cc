@@ -6,7 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "absl/synchronization/mutex.h"
+#include "runtime/common/mutex.h"
 #include "kolo/kolo.h"
 #include "runtime/core/config.h"
 #include "runtime/core/executor.h"
@@ -15,13 +15,13 @@
 namespace kolo {
 namespace {
 
-absl::Mutex g_mu;
+Mutex g_mu;
 std::shared_ptr<Runtime> g_runtime ABSL_GUARDED_BY(g_mu);
 bool g_shut_down ABSL_GUARDED_BY(g_mu) = false;
 std::atomic<int64_t> g_barriers{0};
 
 StatusOr<std::shared_ptr<Runtime>> Running() {
-  absl::MutexLock lock(&g_mu);
+  MutexLock lock(&g_mu);
   if (g_runtime != nullptr) return g_runtime;
   if (g_shut_down) return absl::CancelledError("kolo has been shut down");
   return absl::FailedPreconditionError(
@@ -109,7 +109,7 @@ Status Init() {
 }
 
 Status InitWithOptions(const Options& options) {
-  absl::MutexLock lock(&g_mu);
+  MutexLock lock(&g_mu);
   if (g_runtime != nullptr) return absl::OkStatus();
   StatusOr<std::unique_ptr<Runtime>> runtime = Runtime::Start(options);
   if (!runtime.ok()) return runtime.status();
@@ -123,7 +123,7 @@ Status InitWithOptions(const Options& options) {
 Status Shutdown() {
   std::shared_ptr<Runtime> runtime;
   {
-    absl::MutexLock lock(&g_mu);
+    MutexLock lock(&g_mu);
     runtime.swap(g_runtime);
     if (runtime != nullptr) g_shut_down = true;
   }
@@ -132,13 +132,13 @@ Status Shutdown() {
 }
 
 bool IsInitialized() {
-  absl::MutexLock lock(&g_mu);
+  MutexLock lock(&g_mu);
   return g_runtime != nullptr;
 }
 
 #define KOLO_TOPOLOGY(Function, field)        \
   int Function() {                            \
-    absl::MutexLock lock(&g_mu);              \
+    MutexLock lock(&g_mu);              \
     return g_runtime ? g_runtime->mpi().field() : -1; \
   }
 KOLO_TOPOLOGY(Rank, rank)
@@ -342,7 +342,7 @@ Status Broadcast(const std::string& name, const Tensor& buffer,
 }
 
 RuntimeStats GetStats() {
-  absl::MutexLock lock(&g_mu);
+  MutexLock lock(&g_mu);
   return g_runtime ? g_runtime->stats() : RuntimeStats{};
 }
 

@@ -8,14 +8,14 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/mutex.h"
+#include "runtime/common/mutex.h"
 #include "kolo/kolo.h"
 
 namespace {
 
 thread_local std::string t_last_error;
 
-absl::Mutex g_handles_mu;
+kolo::Mutex g_handles_mu;
 // What kolo_wait needs besides the handle: where alltoall's received counts
 // go, and the output to free when an allgather or alltoall fails.
 struct HandleRecord {
@@ -51,7 +51,7 @@ kolo::Tensor Flat(const void* data, int64_t count, kolo_dtype dtype) {
 int Register(kolo::StatusOr<kolo::Handle> handle, kolo_handle* out,
              void** output = nullptr, int64_t* recv_counts = nullptr) {
   if (!handle.ok()) return Code(handle.status());
-  absl::MutexLock lock(&g_handles_mu);
+  kolo::MutexLock lock(&g_handles_mu);
   *out = g_next_handle++;
   g_handles.emplace(*out, HandleRecord{*std::move(handle), recv_counts, output});
   return Code(absl::OkStatus());
@@ -236,7 +236,7 @@ int kolo_join(int* last_rank) {
 int kolo_wait(kolo_handle handle) {
   HandleRecord record;
   {
-    absl::MutexLock lock(&g_handles_mu);
+    kolo::MutexLock lock(&g_handles_mu);
     auto it = g_handles.find(handle);
     if (it == g_handles.end()) {
       return InvalidArgument(
@@ -260,7 +260,7 @@ int kolo_wait(kolo_handle handle) {
 
 int kolo_poll(kolo_handle handle, int* done) {
   if (done == nullptr) return InvalidArgument("kolo_poll: done is NULL");
-  absl::MutexLock lock(&g_handles_mu);
+  kolo::MutexLock lock(&g_handles_mu);
   auto it = g_handles.find(handle);
   if (it == g_handles.end()) {
     *done = 0;

@@ -5,20 +5,19 @@ namespace kolo {
 namespace internal {
 
 void Operation::Complete(const Status& entry_status) {
-  absl::MutexLock lock(&mu);
+  MutexLock lock(&mu);
   if (status.ok() && !entry_status.ok()) status = entry_status;
-  --remaining;
+  if (--remaining <= 0) completed.SignalAll();
 }
 
 bool Operation::done() const {
-  absl::MutexLock lock(&mu);
+  MutexLock lock(&mu);
   return remaining <= 0;
 }
 
 Status Operation::Wait() const {
-  absl::MutexLock lock(&mu);
-  mu.Await(absl::Condition(
-      +[](const int* r) { return *r <= 0; }, &remaining));
+  MutexLock lock(&mu);
+  while (remaining > 0) completed.Wait(&mu);
   return status;
 }
 

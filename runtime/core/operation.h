@@ -7,8 +7,8 @@
 #include <memory>
 #include <vector>
 
-#include "absl/synchronization/mutex.h"
 #include "kolo/kolo.h"
+#include "runtime/common/mutex.h"
 #include "runtime/core/message.h"
 
 namespace kolo {
@@ -25,7 +25,8 @@ struct Operation {
   bool done() const;
   Status Wait() const;
 
-  mutable absl::Mutex mu;
+  mutable Mutex mu;
+  mutable CondVar completed;
   int remaining ABSL_GUARDED_BY(mu);
   Status status ABSL_GUARDED_BY(mu);
 

@@ -209,7 +209,7 @@ Runtime::~Runtime() {
 
 void Runtime::Shutdown() {
   {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     shutdown_requested_ = true;
   }
   if (bell_ != nullptr) bell_->RingSelf();
@@ -223,7 +223,7 @@ Status Runtime::Enqueue(std::vector<Entry> entries) {
 }
 
 Status Runtime::Queue(std::vector<Entry> entries) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   if (!stopped_.ok()) return stopped_;
   if (shutdown_requested_) {
     return absl::CancelledError("kolo is shutting down");
@@ -274,7 +274,7 @@ void Runtime::Loop() {
     bool send_shutdown = false;
     bool waiting = false;
     {
-      absl::MutexLock lock(&mu_);
+      MutexLock lock(&mu_);
       fresh.swap(fresh_);
       send_shutdown = shutdown_requested_ && !shutdown_sent_;
       shutdown_sent_ = shutdown_sent_ || send_shutdown;
@@ -292,7 +292,7 @@ void Runtime::Loop() {
     if (status.ok()) status = PumpAndRing();
     if (!status.ok() || stopping_) break;
     {
-      absl::MutexLock lock(&mu_);
+      MutexLock lock(&mu_);
       waiting = !table_.empty() || !fresh_.empty() ||
                 (coordinator_ != nullptr && coordinator_->pending_count() > 0);
     }
@@ -447,7 +447,7 @@ Status Runtime::Apply(ResponseList& list) {
     std::vector<Entry> entries(std::max<size_t>(response.tensors.size(), 1));
     std::vector<bool> present(entries.size(), false);
     {
-      absl::MutexLock lock(&mu_);
+      MutexLock lock(&mu_);
       auto take = [&](const std::string& name, size_t i) {
         auto it = table_.find(name);
         if (it == table_.end()) return;
@@ -507,7 +507,7 @@ Status Runtime::Apply(ResponseList& list) {
 void Runtime::Stop(const Status& status) {
   absl::flat_hash_map<std::string, Entry> table;
   {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     stopped_ = status;
     table.swap(table_);
     fresh_.clear();

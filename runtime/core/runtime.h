@@ -23,7 +23,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
-#include "absl/synchronization/mutex.h"
+#include "runtime/common/mutex.h"
 #include "kolo/kolo.h"
 #include "runtime/backend/backend.h"
 #include "runtime/core/control_plane.h"
@@ -91,7 +91,7 @@ class Runtime {
   absl::Time last_response_sent_ = absl::InfinitePast();  // rank 0
   std::thread thread_;
 
-  mutable absl::Mutex mu_;
+  mutable Mutex mu_;
   absl::flat_hash_map<std::string, Entry> table_ ABSL_GUARDED_BY(mu_);
   std::vector<Request> fresh_ ABSL_GUARDED_BY(mu_);
   bool shutdown_requested_ ABSL_GUARDED_BY(mu_) = false;
