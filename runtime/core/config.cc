@@ -133,6 +133,10 @@ StatusOr<Options> OptionsFromLookup(const EnvironmentLookup& lookup) {
            [&](const char* n, const char* v) {
              return ParseBool(n, v, &options.autotune);
            }},
+          {"KOLO_PEER_TIMEOUT_SECONDS",
+           [&](const char* n, const char* v) {
+             return ParseNonNegativeDouble(n, v, &options.peer_timeout_seconds);
+           }},
       };
   for (const auto& [name, parse] : parsers) {
     const char* value = lookup(name);

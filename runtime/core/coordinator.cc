@@ -118,11 +118,17 @@ Coordinator::Coordinator(int size, const Options& options)
     : size_(size),
       options_(options),
       cache_(options.cache_capacity),
-      applied_seq_(size, 0) {}
+      applied_seq_(size, 0),
+      last_heard_(size, absl::Now()) {}
+
+void Coordinator::ForgiveSilence(absl::Time now) {
+  std::fill(last_heard_.begin(), last_heard_.end(), now);
+}
 
 Status Coordinator::HandleRequestList(const RequestList& list,
                                       absl::Time now) {
   const int rank = list.rank;
+  last_heard_[rank] = std::max(last_heard_[rank], now);
   applied_seq_[rank] = std::max(applied_seq_[rank], list.applied_seq);
   if (list.shutdown && shutdown_rank_ < 0) shutdown_rank_ = rank;
   for (int32_t slot : list.cache_slots) {
@@ -365,6 +371,24 @@ void Coordinator::CheckStalls(absl::Time now, std::vector<Response>* errors) {
 
 std::optional<ResponseList> Coordinator::NextResponses(absl::Time now,
                                                        bool force) {
+  if (options_.peer_timeout_seconds > 0 && abort_message_.empty()) {
+    for (int rank = 1; rank < size_; ++rank) {
+      const double silent = absl::ToDoubleSeconds(now - last_heard_[rank]);
+      if (silent > options_.peer_timeout_seconds) {
+        abort_message_ = absl::StrCat(
+            "rank ", rank, " stopped responding (no message for ",
+            static_cast<int>(silent), " s; KOLO_PEER_TIMEOUT_SECONDS=",
+            options_.peer_timeout_seconds, "): it has probably died");
+        break;
+      }
+    }
+  }
+  if (!abort_message_.empty()) {
+    ResponseList list;
+    list.seq = ++seq_;
+    list.abort_message = abort_message_;
+    return list;
+  }
   std::vector<Response> singles;
   struct CacheHint {
     int32_t slot;

@@ -17,6 +17,9 @@
 //   ranks have joined, a join response completes every rank's join.
 // - A shutdown request from any rank ends the job: the next response list
 //   says so, and every rank cancels what is pending.
+// - A rank silent for longer than the peer timeout (it sends a heartbeat
+//   every half second) is taken for dead: the next response list aborts the
+//   job on every rank.
 #ifndef KOLO_RUNTIME_CORE_COORDINATOR_H_
 #define KOLO_RUNTIME_CORE_COORDINATOR_H_
 
@@ -46,6 +49,9 @@ class Coordinator {
   std::optional<ResponseList> NextResponses(absl::Time now, bool force);
 
   bool shutdown_requested() const { return shutdown_rank_ >= 0; }
+  // Restarts every rank's silence clock: rank 0 could not listen while it
+  // ran collectives, so time spent there does not count.
+  void ForgiveSilence(absl::Time now);
   // Tensors submitted by some ranks and not yet ready (for tests).
   size_t pending_count() const { return pending_.size(); }
 
@@ -83,6 +89,8 @@ class Coordinator {
   std::vector<uint64_t> applied_seq_;  // per rank
   uint64_t seq_ = 0;
   int shutdown_rank_ = -1;
+  std::vector<absl::Time> last_heard_;  // per rank
+  std::string abort_message_;
   absl::Time last_stall_check_ = absl::InfinitePast();
 };
 

@@ -84,6 +84,7 @@ struct ResponseList {
   std::vector<Response> responses;
   bool shutdown = false;
   int32_t shutdown_rank = -1;
+  std::string abort_message;  // non-empty: a peer failed
 };
 
 }  // namespace kolo

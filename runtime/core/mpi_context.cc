@@ -111,6 +111,7 @@ StatusOr<std::unique_ptr<MpiContext>> MpiContext::Create() {
 }
 
 MpiContext::~MpiContext() {
+  if (abandoned_) return;
   for (MPI_Comm* comm : {&cross_, &local_, &data_, &control_}) {
     if (*comm != MPI_COMM_NULL) MPI_Comm_free(comm);
   }

@@ -36,6 +36,10 @@ class MpiContext {
   MpiContext(const MpiContext&) = delete;
   MpiContext& operator=(const MpiContext&) = delete;
 
+  // After a peer failed: the destructor leaves MPI alone (freeing
+  // communicators or finalising could wait forever on the dead peer).
+  void Abandon() { abandoned_ = true; }
+
   int rank() const { return rank_; }
   int size() const { return size_; }
   int local_rank() const { return local_rank_; }
@@ -53,6 +57,7 @@ class MpiContext {
   MpiContext() = default;
 
   bool owns_mpi_ = false;
+  bool abandoned_ = false;
   int rank_ = 0;
   int size_ = 1;
   int local_rank_ = 0;

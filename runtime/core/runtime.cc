@@ -24,9 +24,9 @@ constexpr absl::Duration kIdlePoll = absl::Milliseconds(10);
 // With shared doorbells: the longest sleep, for heartbeats and stall checks.
 constexpr absl::Duration kBellTimeout = absl::Milliseconds(100);
 constexpr absl::Duration kHeartbeat = absl::Milliseconds(500);
-constexpr absl::Duration kGoodbyeTimeout = absl::Seconds(30);
+constexpr absl::Duration kGoodbyeTimeout = absl::Seconds(10);
 // How long rank 0 waits for workers to take a response list.
-constexpr absl::Duration kDeliveryTimeout = absl::Seconds(120);
+constexpr absl::Duration kDeliveryTimeout = absl::Seconds(30);
 
 int64_t SteadyNowNs() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -194,12 +194,19 @@ StatusOr<std::unique_ptr<Runtime>> Runtime::Start(const Options& options) {
       context.local_size(), context.hostname(), runtime->backend_->name(),
       options.fusion_threshold_bytes, options.cycle_time_ms,
       options.cache_capacity);
+  runtime->last_heard_from_coordinator_ = absl::Now();
   runtime->thread_ = std::thread([r = runtime.get()] { r->Loop(); });
   return runtime;
 }
 
 Runtime::~Runtime() {
   Shutdown();
+  if (aborted_) {
+    // A peer is gone: MPI calls that involve it may never return. Leave
+    // the control plane's requests and the communicators as they are.
+    (void)control_.release();
+    mpi_->Abandon();
+  }
   // Order matters: the control plane's requests, then the communicators.
   control_.reset();
   executor_.reset();
@@ -290,6 +297,7 @@ void Runtime::Loop() {
                             : ReceiveResponses(&activity);
     }
     if (status.ok()) status = PumpAndRing();
+    if (status.ok() && coordinator_ == nullptr) CheckCoordinatorAlive(now);
     if (!status.ok() || stopping_) break;
     {
       MutexLock lock(&mu_);
@@ -310,10 +318,14 @@ void Runtime::Loop() {
     bell_->Wait(rung, timeout);
   }
   if (!status.ok()) {
-    Log().error("background thread failed: {}", status.ToString());
-    Stop(absl::AbortedError(
+    abort_status_ = absl::AbortedError(
         absl::StrCat("kolo stopped after an internal failure on rank ",
-                     mpi_->rank(), ": ", status.message())));
+                     mpi_->rank(), ": ", status.message()));
+  }
+  if (!abort_status_.ok()) {
+    Log().error("{}", std::string(abort_status_.message()));
+    aborted_ = true;
+    Stop(abort_status_);
     return;
   }
   Stop(absl::CancelledError(absl::StrCat(
@@ -420,12 +432,27 @@ Status Runtime::ReceiveResponses(bool* activity) {
                                               ": ", list.status().message()));
     }
     *activity = *activity || !list->responses.empty();
+    last_heard_from_coordinator_ = absl::Now();
     if (Status s = Apply(*list); !s.ok()) return s;
   }
   return absl::OkStatus();
 }
 
+void Runtime::CheckCoordinatorAlive(absl::Time now) {
+  const double timeout = options_.peer_timeout_seconds;
+  const double silent =
+      absl::ToDoubleSeconds(now - last_heard_from_coordinator_);
+  if (timeout > 0 && silent > timeout) {
+    abort_status_ = absl::AbortedError(absl::StrCat(
+        "rank 0 (the coordinator) stopped responding (no message for ",
+        static_cast<int>(silent), " s; KOLO_PEER_TIMEOUT_SECONDS=", timeout,
+        "): it has probably died"));
+    stopping_ = true;
+  }
+}
+
 Status Runtime::Apply(ResponseList& list) {
+  bool executed = false;
   for (Response& response : list.responses) {
     // Resolve cached tensors and record new cache entries, in order, exactly
     // as the coordinator did when it built the list.
@@ -481,6 +508,12 @@ Status Runtime::Apply(ResponseList& list) {
         last_execution_start_ns_.store(SteadyNowNs(),
                                        std::memory_order_relaxed);
         status = executor_->Execute(response, entries, present);
+        executed = true;
+        if (status.code() == absl::StatusCode::kAborted) {
+          // The data plane lost a peer: nothing can run after this.
+          abort_status_ = status;
+          stopping_ = true;
+        }
         collectives_executed_.fetch_add(1, std::memory_order_relaxed);
         if (response.tensors.size() > 1) {
           tensors_fused_.fetch_add(response.tensors.size(),
@@ -497,6 +530,16 @@ Status Runtime::Apply(ResponseList& list) {
     }
   }
   applied_seq_ = list.seq;
+  if (executed) {
+    // Nobody could talk while collectives ran: silence so far is excused.
+    const absl::Time now = absl::Now();
+    if (coordinator_ != nullptr) coordinator_->ForgiveSilence(now);
+    last_heard_from_coordinator_ = now;
+  }
+  if (!list.abort_message.empty()) {
+    abort_status_ = absl::AbortedError(list.abort_message);
+    stopping_ = true;
+  }
   if (list.shutdown) {
     stopping_ = true;
     shutdown_rank_ = list.shutdown_rank;

@@ -69,6 +69,8 @@ class Runtime {
   Status Coordinate(absl::Time now, bool* activity);
   // Applies the response lists that arrived (workers).
   Status ReceiveResponses(bool* activity);
+  // Workers: aborts when rank 0 has been silent too long.
+  void CheckCoordinatorAlive(absl::Time now);
   // Runs one response list; sets stopping_ when it says shut down.
   Status Apply(ResponseList& list);
   // Fails everything pending and refuses new work with `status`.
@@ -86,6 +88,11 @@ class Runtime {
   ResponseCache cache_;                        // this rank's copy
   uint64_t applied_seq_ = 0;
   bool stopping_ = false;
+  // Set when the job cannot go on (a peer failed, or an internal failure):
+  // everything fails with it, and MPI is left alone at exit.
+  Status abort_status_;
+  std::atomic<bool> aborted_{false};
+  absl::Time last_heard_from_coordinator_;  // workers
   int shutdown_rank_ = -1;
   int goodbyes_ = 0;  // rank 0: workers that have stopped talking
   absl::Time last_response_sent_ = absl::InfinitePast();  // rank 0

@@ -174,6 +174,7 @@ std::string EncodeResponseList(const ResponseList& list) {
   }
   proto.set_shutdown(list.shutdown);
   proto.set_shutdown_rank(list.shutdown_rank);
+  proto.set_abort_message(list.abort_message);
   return proto.SerializeAsString();
 }
 
@@ -256,6 +257,7 @@ StatusOr<ResponseList> DecodeResponseList(absl::string_view bytes,
     return Invalid(absl::StrCat("shutdown rank ", proto.shutdown_rank()));
   }
   list.shutdown_rank = proto.shutdown_rank();
+  list.abort_message = proto.abort_message();
   return list;
 }
 

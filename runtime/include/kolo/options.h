@@ -48,6 +48,10 @@ struct Options {
   LogLevel log_level = LogLevel::kWarning;
   // KOLO_AUTOTUNE: tune fusion threshold and cycle time online. Default off.
   bool autotune = false;
+  // KOLO_PEER_TIMEOUT_SECONDS: a rank that sends nothing (not even its
+  // half-second heartbeat) for this long while kolo is idle is taken for
+  // dead, and every rank fails with Aborted. Default 5.
+  double peer_timeout_seconds = 5;
 };
 
 // Reads the KOLO_* environment over the defaults above.

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Runs peer_failure_test on NP ranks, kills rank VICTIM mid-run and checks
+# that every survivor reported an Aborted failure within 10 s and that the
+# survivors exited non-zero, all within the time limit.
+# usage: peer_failure_test.sh MPIEXEC BINARY NP VICTIM [mid-collective]
+set -u
+mpiexec=$1 binary=$2 np=$3 victim=$4 when=${5:-between-steps}
+output=$(mktemp)
+trap 'rm -f "$output"' EXIT
+start=$(date +%s)
+# --enable-recovery keeps Open MPI from killing the survivors itself, so the
+# test sees what kolo does.
+timeout 90 "$mpiexec" --oversubscribe --bind-to none --enable-recovery \
+  -np "$np" sh -c '"$0" "$1" "$2"; echo "exit-status rank $OMPI_COMM_WORLD_RANK $?"' \
+  "$binary" "$victim" "$when" >"$output" 2>&1
+code=$?
+elapsed=$(( $(date +%s) - start ))
+cat "$output"
+survivors=$(grep -c '^peer-failure-ok rank' "$output")
+failed_exits=$(grep -E '^exit-status rank [0-9]+ [1-9]' "$output" | grep -vc "rank $victim ")
+echo "mpirun exit code $code after ${elapsed}s; $survivors of $((np - 1)) survivors reported Aborted in time; $failed_exits exited non-zero"
+if [ "$code" -eq 124 ]; then
+  echo "FAIL: the job hung"; exit 1
+fi
+if [ "$failed_exits" -ne $((np - 1)) ]; then
+  echo "FAIL: every survivor must exit non-zero"; exit 1
+fi
+if [ "$survivors" -ne $((np - 1)) ]; then
+  echo "FAIL: every survivor must see Aborted within 10 s"; exit 1
+fi
+echo "PASS"
