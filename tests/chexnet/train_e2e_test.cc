@@ -59,7 +59,7 @@ struct CommandResult {
   std::string output;  // stdout and stderr
 };
 
-CommandResult Run(const std::string& command) {
+CommandResult RunCommand(const std::string& command) {
   CommandResult result;
   FILE* pipe = ::popen((command + " 2>&1").c_str(), "r");
   if (pipe == nullptr) return result;
@@ -86,7 +86,7 @@ class TrainE2E : public ::testing::Test {
       const std::string generator =
           (fs::path(CHEXNET_TRAIN).parent_path() / "chexnet_make_synthetic")
               .string();
-      const CommandResult r = Run(generator + " --out " + data_ +
+      const CommandResult r = RunCommand(generator + " --out " + data_ +
                                   " --images 96 --size 32 --seed 3");
       ASSERT_EQ(r.exit_code, 0) << r.output;
     }
@@ -119,7 +119,7 @@ class TrainE2E : public ::testing::Test {
 TEST_F(TrainE2E, TwoRanksThroughKolorunWriteCheckpointsAndMetrics) {
   const fs::path out = work_ / "run";
   const CommandResult r =
-      Run(kolorun_ + " -np 2 -- " + train_ + TrainFlags(out, 2));
+      RunCommand(kolorun_ + " -np 2 -- " + train_ + TrainFlags(out, 2));
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_THAT(r.output, HasSubstr("2 ranks, 1 torch thread per rank"));
   EXPECT_THAT(r.output, HasSubstr("epoch 2/2: train loss"));
@@ -231,11 +231,11 @@ LoadedRun LoadRun(const fs::path& path) {
 TEST_F(TrainE2E, ResumedTwoRankRunEndsWithTheUninterruptedRunsParameters) {
   const fs::path straight = work_ / "straight";
   const fs::path resumed = work_ / "resumed";
-  CommandResult r = Run(MpiRun(2) + train_ + TrainFlags(straight, 3));
+  CommandResult r = RunCommand(MpiRun(2) + train_ + TrainFlags(straight, 3));
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  r = Run(MpiRun(2) + train_ + TrainFlags(resumed, 2));
+  r = RunCommand(MpiRun(2) + train_ + TrainFlags(resumed, 2));
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  r = Run(MpiRun(2) + train_ + TrainFlags(resumed, 3) + " --resume");
+  r = RunCommand(MpiRun(2) + train_ + TrainFlags(resumed, 3) + " --resume");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_THAT(r.output, HasSubstr("resume: "));
   EXPECT_THAT(r.output, HasSubstr("after epoch 2"));
@@ -300,14 +300,14 @@ TEST_F(TrainE2E, BadCommandLinesExitTwoWithAMessage) {
       " --data " + data_ + " --out x --frobnicate",
   };
   for (const std::string& args : bad) {
-    const CommandResult r = Run(train_ + args);
+    const CommandResult r = RunCommand(train_ + args);
     EXPECT_EQ(r.exit_code, 2) << args << "\n" << r.output;
     EXPECT_THAT(r.output, Not(testing::IsEmpty())) << args;
   }
-  const CommandResult arch = Run(train_ + " --data " + data_ +
+  const CommandResult arch = RunCommand(train_ + " --data " + data_ +
                                  " --out x --arch resnet50");
   EXPECT_THAT(arch.output, HasSubstr("--arch"));
-  const CommandResult help = Run(train_ + " --help");
+  const CommandResult help = RunCommand(train_ + " --help");
   EXPECT_EQ(help.exit_code, 0);
   EXPECT_THAT(help.output, HasSubstr("--max-steps-per-epoch"));
   for (const std::string& args :
@@ -315,7 +315,7 @@ TEST_F(TrainE2E, BadCommandLinesExitTwoWithAMessage) {
         std::string(" a.png"),  // neither --checkpoint nor --weights
         std::string(" --checkpoint ") + train_,  // no image
         std::string(" --json --frobnicate")}) {
-    const CommandResult r = Run(predict_ + args);
+    const CommandResult r = RunCommand(predict_ + args);
     EXPECT_EQ(r.exit_code, 2) << args << "\n" << r.output;
     EXPECT_THAT(r.output, Not(testing::IsEmpty())) << args;
   }
@@ -374,14 +374,15 @@ class PredictE2E : public TrainE2E {
 TEST_F(PredictE2E, JsonLinesGiveTheModelsProbabilitiesAndTheResampling) {
   const std::string same = WriteImage("same.png", kSize);
   const std::string larger = WriteImage("larger.png", 2 * kSize + 3);
-  const CommandResult r = Run(predict_ + " --checkpoint " + checkpoint_ +
+  const CommandResult r = RunCommand(predict_ + " --checkpoint " + checkpoint_ +
                               " --json --threads 1 " + same + " " + larger);
   ASSERT_EQ(r.exit_code, 0) << r.output;
   std::istringstream lines(r.output);
   std::string line;
-  std::vector<nlohmann::json> objects;
+  std::vector<nlohmann::ordered_json> objects;
   while (std::getline(lines, line)) {
-    nlohmann::json object = nlohmann::json::parse(line, nullptr, false);
+    nlohmann::ordered_json object =
+        nlohmann::ordered_json::parse(line, nullptr, false);
     ASSERT_FALSE(object.is_discarded()) << "not JSON: " << line;
     objects.push_back(object);
   }
@@ -389,20 +390,25 @@ TEST_F(PredictE2E, JsonLinesGiveTheModelsProbabilitiesAndTheResampling) {
   const std::string paths[2] = {same, larger};
   const int sizes[2] = {kSize, 2 * kSize + 3};
   for (int i = 0; i < 2; ++i) {
-    const nlohmann::json& o = objects[i];
+    const nlohmann::ordered_json& o = objects[i];
     EXPECT_EQ(o["image"], paths[i]);
     EXPECT_EQ(o["width"], sizes[i]);
     EXPECT_EQ(o["height"], sizes[i]);
     EXPECT_EQ(o["input_size"], kSize);
     EXPECT_EQ(o["resampled"], i == 1) << paths[i];
     ASSERT_EQ(o["probabilities"].size(), static_cast<size_t>(kNumLabels));
+    int position = 0;
+    for (const auto& item : o["probabilities"].items()) {
+      EXPECT_EQ(item.key(), std::string(kLabelNames[position++]))
+          << "findings out of the paper's order";
+    }
     const torch::Tensor expected = Expected(paths[i]);
-    int c = 0;
-    for (const auto& [name, value] : o["probabilities"].items()) {
-      EXPECT_EQ(name, std::string(kLabelNames[c]));
-      EXPECT_NEAR(value.get<double>(), expected[c].item<double>(), 1e-5)
+    for (int c = 0; c < kNumLabels; ++c) {
+      const std::string name(kLabelNames[c]);
+      ASSERT_TRUE(o["probabilities"].contains(name)) << name;
+      EXPECT_NEAR(o["probabilities"][name].get<double>(),
+                  expected[c].item<double>(), 1e-5)
           << paths[i] << " " << name;
-      ++c;
     }
   }
 }
@@ -417,22 +423,23 @@ TEST_F(PredictE2E, AnImageAtTheInputSizeIsUsedAsDecoded) {
   NormalizeImageNet(&normalised);
   const torch::Tensor direct =
       model_->Predict(ImageToTensor(normalised).unsqueeze(0))[0];
-  const CommandResult r = Run(predict_ + " --checkpoint " + checkpoint_ +
+  const CommandResult r = RunCommand(predict_ + " --checkpoint " + checkpoint_ +
                               " --json --threads 1 " + same);
   ASSERT_EQ(r.exit_code, 0) << r.output;
   const nlohmann::json o = nlohmann::json::parse(r.output);
   EXPECT_EQ(o["resampled"], false);
-  int c = 0;
-  for (const auto& [name, value] : o["probabilities"].items()) {
-    EXPECT_NEAR(value.get<double>(), direct[c].item<double>(), 1e-5) << name;
-    ++c;
+  for (int c = 0; c < kNumLabels; ++c) {
+    const std::string name(kLabelNames[c]);
+    EXPECT_NEAR(o["probabilities"][name].get<double>(),
+                direct[c].item<double>(), 1e-5)
+        << name;
   }
 }
 
 TEST_F(PredictE2E, TableListsEveryFindingForEveryImage) {
   const std::string a = WriteImage("first.png", kSize);
   const std::string b = WriteImage("second.png", 64);
-  const CommandResult r = Run(predict_ + " --checkpoint " + checkpoint_ +
+  const CommandResult r = RunCommand(predict_ + " --checkpoint " + checkpoint_ +
                               " --threads 1 " + a + " " + b);
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_THAT(r.output, HasSubstr("first.png"));
@@ -455,11 +462,11 @@ TEST_F(PredictE2E, ABadImageFailsNamingTheFile) {
   const std::string good = WriteImage("good.png", kSize);
   const std::string bad = (work_ / "broken.png").string();
   std::ofstream(bad) << "this is not a PNG";
-  CommandResult r = Run(predict_ + " --checkpoint " + checkpoint_ + " " +
+  CommandResult r = RunCommand(predict_ + " --checkpoint " + checkpoint_ + " " +
                         good + " " + bad);
   EXPECT_NE(r.exit_code, 0);
   EXPECT_THAT(r.output, HasSubstr("broken.png"));
-  r = Run(predict_ + " --checkpoint " + checkpoint_ + " " +
+  r = RunCommand(predict_ + " --checkpoint " + checkpoint_ + " " +
           (work_ / "missing.png").string());
   EXPECT_NE(r.exit_code, 0);
   EXPECT_THAT(r.output, HasSubstr("missing.png"));

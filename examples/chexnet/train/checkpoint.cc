@@ -8,10 +8,13 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cmath>
+#include <sstream>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "examples/chexnet/train/atomic_file.h"
 
 namespace kolo::chexnet {
@@ -97,6 +100,70 @@ void ReadMeta(torch::serialize::InputArchive& a, CheckpointMeta* meta) {
 
 std::string ErrorText(const c10::Error& e) { return e.what_without_backtrace(); }
 
+// Parameters and buffers under their state_dict names, '.' written as '/'.
+std::string ModelKey(const std::string& name) {
+  std::string key = name;
+  std::replace(key.begin(), key.end(), '.', '/');
+  return key;
+}
+
+std::vector<std::pair<std::string, torch::Tensor>> ModelTensors(
+    const torch::nn::Module& model) {
+  std::vector<std::pair<std::string, torch::Tensor>> tensors;
+  for (const auto& item : model.named_parameters()) {
+    tensors.emplace_back(item.key(), item.value());
+  }
+  for (const auto& item : model.named_buffers()) {
+    tensors.emplace_back(item.key(), item.value());
+  }
+  return tensors;
+}
+
+void WriteModel(const torch::nn::Module& model,
+                torch::serialize::OutputArchive* archive) {
+  for (const auto& [name, tensor] : ModelTensors(model)) {
+    archive->write(ModelKey(name), tensor.detach(), /*is_buffer=*/true);
+  }
+}
+
+// All or nothing: every tensor is checked before any is copied.
+absl::Status ReadModel(torch::serialize::InputArchive& archive,
+                       torch::nn::Module* model) {
+  const auto tensors = ModelTensors(*model);
+  std::vector<torch::Tensor> loaded;
+  std::vector<std::string> problems;
+  for (const auto& [name, tensor] : tensors) {
+    torch::Tensor value;
+    if (!archive.try_read(ModelKey(name), value, /*is_buffer=*/true)) {
+      problems.push_back(absl::StrCat(name, " is missing"));
+    } else if (value.sizes() != tensor.sizes()) {
+      std::ostringstream shapes;
+      shapes << name << " has shape " << value.sizes() << ", the model "
+             << tensor.sizes();
+      problems.push_back(shapes.str());
+    }
+    loaded.push_back(value);
+  }
+  const size_t in_file = archive.keys().size();
+  if (problems.empty() && in_file != tensors.size()) {
+    problems.push_back(absl::StrCat("the file has ", in_file,
+                                    " tensors, the model ", tensors.size()));
+  }
+  if (!problems.empty()) {
+    if (problems.size() > 5) {
+      const size_t more = problems.size() - 5;
+      problems.resize(5);
+      problems.push_back(absl::StrCat("and ", more, " more"));
+    }
+    return absl::InvalidArgumentError(absl::StrJoin(problems, "; "));
+  }
+  torch::NoGradGuard no_grad;
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    tensors[i].second.copy_(loaded[i]);
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::Status SaveCheckpoint(const std::string& path,
@@ -113,7 +180,7 @@ absl::Status SaveCheckpoint(const std::string& path,
     archive.write("format", c10::IValue(std::string(kCheckpointFormat)));
     WriteMeta(meta, &archive);
     torch::serialize::OutputArchive model_archive(archive.compilation_unit());
-    model.save(model_archive);
+    WriteModel(model, &model_archive);
     archive.write("model", model_archive);
     if (optimizer != nullptr) {
       torch::serialize::OutputArchive optimizer_archive(
@@ -169,7 +236,11 @@ absl::Status LoadCheckpoint(const std::string& path, CheckpointMeta* meta,
       part = "model";
       torch::serialize::InputArchive model_archive;
       archive.read("model", model_archive);
-      model->load(model_archive);
+      absl::Status status = ReadModel(model_archive, model);
+      if (!status.ok()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            path, ": the checkpoint's model does not fit: ", status.message()));
+      }
     }
     if (optimizer != nullptr) {
       part = "optimizer";

@@ -7,7 +7,8 @@
 //                 epochs completed, global step, seed, world size, the
 //                 plateau schedule's state, the best validation loss so far
 //                 and the per-epoch history
-//   model         the model's parameters and buffers (Module::save)
+//   model         the model's parameters and buffers under their state_dict
+//                 names ('.' written as '/')
 //   optimizer     the optimizer's state (Optimizer::save; absent in files
 //                 written without one)
 //   sampler       the training sampler's epoch and position (Sampler::save)
