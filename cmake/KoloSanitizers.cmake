@@ -1,13 +1,28 @@
-# KOLO_SANITIZE=address|thread|undefined instruments every target.
+# KOLO_SANITIZE=address|thread|undefined instruments every target of the
+# build tree (use a tree of its own; scripts/sanitizers.sh builds build-asan/
+# and build-tsan/ and runs the runtime's tests in them):
+#   address    AddressSanitizer and UndefinedBehaviorSanitizer together
+#   thread     ThreadSanitizer
+#   undefined  UndefinedBehaviorSanitizer alone
+# Undefined behaviour aborts the process (-fno-sanitize-recover) so that a
+# test which hits it fails instead of printing a line nobody reads. Run-time
+# options and the suppressions for uninstrumented third-party libraries are
+# in tests/sanitizers/.
+set(_kolo_sanitize_flags "")
 if(KOLO_SANITIZE STREQUAL "address")
-  add_compile_options(-fsanitize=address,undefined -fno-omit-frame-pointer)
-  add_link_options(-fsanitize=address,undefined)
+  set(_kolo_sanitize_flags -fsanitize=address,undefined
+      -fno-sanitize-recover=undefined)
 elseif(KOLO_SANITIZE STREQUAL "thread")
-  add_compile_options(-fsanitize=thread -fno-omit-frame-pointer)
-  add_link_options(-fsanitize=thread)
+  set(_kolo_sanitize_flags -fsanitize=thread)
 elseif(KOLO_SANITIZE STREQUAL "undefined")
-  add_compile_options(-fsanitize=undefined -fno-omit-frame-pointer)
-  add_link_options(-fsanitize=undefined)
+  set(_kolo_sanitize_flags -fsanitize=undefined -fno-sanitize-recover=undefined)
 elseif(NOT KOLO_SANITIZE STREQUAL "")
-  message(FATAL_ERROR "KOLO_SANITIZE must be address, thread or undefined, not '${KOLO_SANITIZE}'")
+  message(FATAL_ERROR
+    "KOLO_SANITIZE must be address, thread or undefined, not '${KOLO_SANITIZE}'")
 endif()
+if(_kolo_sanitize_flags)
+  add_compile_options(${_kolo_sanitize_flags} -fno-omit-frame-pointer)
+  add_link_options(${_kolo_sanitize_flags})
+  message(STATUS "kolo: sanitizer: ${KOLO_SANITIZE}")
+endif()
+unset(_kolo_sanitize_flags)

@@ -341,6 +341,19 @@ Status Broadcast(const std::string& name, const Tensor& buffer,
   return handle->Wait();
 }
 
+Status StartTimeline(const std::string& path, bool mark_cycles) {
+  StatusOr<std::shared_ptr<Runtime>> runtime = Running();
+  if (!runtime.ok()) return runtime.status();
+  return (*runtime)->StartTimeline(path, mark_cycles);
+}
+
+Status StopTimeline() {
+  StatusOr<std::shared_ptr<Runtime>> runtime = Running();
+  if (!runtime.ok()) return runtime.status();
+  (*runtime)->StopTimeline();
+  return absl::OkStatus();
+}
+
 RuntimeStats GetStats() {
   MutexLock lock(&g_mu);
   return g_runtime ? g_runtime->stats() : RuntimeStats{};

@@ -227,6 +227,13 @@ int kolo_reducescatter_async(const char* name, const void* input,
 
 int kolo_barrier(void) { return Code(kolo::Barrier()); }
 
+int kolo_start_timeline(const char* path, int mark_cycles) {
+  if (path == nullptr) return InvalidArgument("kolo_start_timeline: path is NULL");
+  return Code(kolo::StartTimeline(path, mark_cycles != 0));
+}
+
+int kolo_stop_timeline(void) { return Code(kolo::StopTimeline()); }
+
 int kolo_join(int* last_rank) {
   kolo::StatusOr<int> joined = kolo::Join();
   if (joined.ok() && last_rank != nullptr) *last_rank = *joined;

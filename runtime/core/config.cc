@@ -112,6 +112,10 @@ StatusOr<Options> OptionsFromLookup(const EnvironmentLookup& lookup) {
              options.timeline_path = v;
              return absl::OkStatus();
            }},
+          {"KOLO_TIMELINE_MARK_CYCLES",
+           [&](const char* n, const char* v) {
+             return ParseBool(n, v, &options.timeline_mark_cycles);
+           }},
           {"KOLO_STALL_CHECK_TIME_SECONDS",
            [&](const char* n, const char* v) {
              return ParseNonNegativeDouble(n, v, &options.stall_check_seconds);

@@ -166,12 +166,14 @@ void Coordinator::Add(Request request, int32_t slot, uint64_t generation,
   if (pending.by_rank.empty()) {
     pending.by_rank.resize(size_);
     pending.first_seen = now;
+    if (timeline_ != nullptr) timeline_->NegotiateStart(name, OpTypeName(request.op));
   }
   if (pending.by_rank[rank].has_value()) {
     Log().error("rank {} submitted '{}' twice; ignoring the second request",
                 rank, name);
     return;
   }
+  if (timeline_ != nullptr) timeline_->NegotiateRankReady(name, rank);
   if (slot < 0) {
     pending.all_cached = false;
   } else if (pending.submitted == 0) {
@@ -205,17 +207,21 @@ void Coordinator::MarkReadyIfComplete(const std::string& name) {
       break;
     }
   }
-  // Mark it so a later join does not release it twice.
+  // A later join re-checks every pending tensor: release each only once.
   if (std::find(ready_.begin(), ready_.end(), name) != ready_.end()) return;
+  std::vector<std::string>* members = nullptr;
   if (first->group_size > 1) {
-    std::vector<std::string>& members = group_ready_[first->group_key];
-    if (std::find(members.begin(), members.end(), name) != members.end()) {
+    members = &group_ready_[first->group_key];
+    if (std::find(members->begin(), members->end(), name) != members->end()) {
       return;
     }
-    members.push_back(name);
-    if (static_cast<int>(members.size()) < first->group_size) return;
-    std::sort(members.begin(), members.end());
-    ready_.insert(ready_.end(), members.begin(), members.end());
+  }
+  if (timeline_ != nullptr) timeline_->NegotiateEnd(name);
+  if (members != nullptr) {
+    members->push_back(name);
+    if (static_cast<int>(members->size()) < first->group_size) return;
+    std::sort(members->begin(), members->end());
+    ready_.insert(ready_.end(), members->begin(), members->end());
     group_ready_.erase(first->group_key);
     return;
   }
@@ -365,6 +371,7 @@ void Coordinator::CheckStalls(absl::Time now, std::vector<Response>* errors) {
     tensor.request.rank = -1;
     response.tensors.push_back(std::move(tensor));
     errors->push_back(std::move(response));
+    if (timeline_ != nullptr && !missing.empty()) timeline_->NegotiateEnd(name);
     pending_.erase(name);
   }
 }

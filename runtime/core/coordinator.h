@@ -33,6 +33,7 @@
 #include "kolo/options.h"
 #include "runtime/core/message.h"
 #include "runtime/core/response_cache.h"
+#include "runtime/core/timeline.h"
 
 namespace kolo {
 
@@ -48,6 +49,8 @@ class Coordinator {
   // and `force` (a heartbeat) is false. Assigns the list's sequence number.
   std::optional<ResponseList> NextResponses(absl::Time now, bool force);
 
+  // Negotiation events go to this timeline (may be null).
+  void set_timeline(Timeline* timeline) { timeline_ = timeline; }
   bool shutdown_requested() const { return shutdown_rank_ >= 0; }
   // Restarts every rank's silence clock: rank 0 could not listen while it
   // ran collectives, so time spent there does not count.
@@ -78,6 +81,7 @@ class Coordinator {
 
   const int size_;
   const Options options_;
+  Timeline* timeline_ = nullptr;
   absl::flat_hash_map<std::string, Pending> pending_;
   std::vector<std::string> ready_;  // in the order they became ready
   // Ready members of groups still waiting for the rest, by group key.

@@ -3,6 +3,7 @@
 
 #include <cstring>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 
 namespace kolo {
@@ -44,8 +45,38 @@ Executor::Executor(Backend* backend, int rank, int size, int64_t fusion_bytes)
       fusion_buffer_(fusion_bytes > 0 ? new char[fusion_bytes] : nullptr),
       fusion_bytes_(fusion_bytes) {}
 
+void Executor::Record(const Response& response, const std::string& activity,
+                      int64_t start_ns) {
+  if (timeline_ == nullptr || !timeline_->active()) return;
+  const int64_t end_ns = TimelineNowNs();
+  for (const ResponseTensor& tensor : response.tensors) {
+    timeline_->Span(tensor.request.name, activity, start_ns, end_ns);
+  }
+}
+
 Status Executor::Execute(const Response& response, std::vector<Entry>& entries,
                          const std::vector<bool>& present) {
+  const bool timed = timeline_ != nullptr && timeline_->active();
+  if (!timed) return Run(response, entries, present);
+  const int64_t start_ns = TimelineNowNs();
+  for (const ResponseTensor& tensor : response.tensors) {
+    timeline_->Queued(tensor.request.name, start_ns);
+  }
+  // The fused allreduce records its copies and the backend step itself.
+  const bool fused = response.op == OpType::kAllreduce &&
+                     response.tensors.size() > 1;
+  Status status = Run(response, entries, present);
+  if (!fused) {
+    Record(response,
+           absl::AsciiStrToUpper(absl::StrCat(backend_->name(), "_",
+                                              OpTypeName(response.op))),
+           start_ns);
+  }
+  return status;
+}
+
+Status Executor::Run(const Response& response, std::vector<Entry>& entries,
+                     const std::vector<bool>& present) {
   switch (response.op) {
     case OpType::kAllreduce:
       return Allreduce(response, entries, present);
@@ -99,6 +130,7 @@ Status Executor::Allreduce(const Response& response,
         " bytes does not fit the fusion buffer of ", fusion_bytes_, " bytes"));
   }
   char* buffer = fusion_buffer_.get();
+  int64_t phase_start = timeline_ != nullptr ? TimelineNowNs() : 0;
   int64_t offset = 0;
   for (size_t i = 0; i < response.tensors.size(); ++i) {
     const int64_t bytes = response.tensors[i].request.num_elements() * element;
@@ -109,13 +141,20 @@ Status Executor::Allreduce(const Response& response,
     }
     offset += bytes;
   }
+  Record(response, "MEMCPY_IN_FUSION_BUFFER", phase_start);
+  phase_start = timeline_ != nullptr ? TimelineNowNs() : 0;
   if (Status s = backend_->Allreduce(buffer, total, spec); !s.ok()) return s;
+  Record(response,
+         absl::AsciiStrToUpper(absl::StrCat(backend_->name(), "_allreduce")),
+         phase_start);
+  phase_start = timeline_ != nullptr ? TimelineNowNs() : 0;
   offset = 0;
   for (size_t i = 0; i < response.tensors.size(); ++i) {
     const int64_t bytes = response.tensors[i].request.num_elements() * element;
     if (present[i]) std::memcpy(entries[i].output.data, buffer + offset, bytes);
     offset += bytes;
   }
+  Record(response, "MEMCPY_OUT_FUSION_BUFFER", phase_start);
   return absl::OkStatus();
 }
 

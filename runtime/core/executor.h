@@ -12,6 +12,7 @@
 #include "runtime/backend/backend.h"
 #include "runtime/core/message.h"
 #include "runtime/core/operation.h"
+#include "runtime/core/timeline.h"
 
 namespace kolo {
 
@@ -21,6 +22,8 @@ class Executor {
   Executor(Backend* backend, int rank, int size, int64_t fusion_bytes);
 
   Backend* backend() const { return backend_; }
+  // Execution spans go to this timeline (may be null).
+  void set_timeline(Timeline* timeline) { timeline_ = timeline; }
 
   // Runs `response`. entries[i] is this rank's entry for
   // response.tensors[i] when present[i]; a missing entry means this rank has
@@ -30,6 +33,8 @@ class Executor {
                  const std::vector<bool>& present);
 
  private:
+  Status Run(const Response& response, std::vector<Entry>& entries,
+             const std::vector<bool>& present);
   Status Allreduce(const Response& response, std::vector<Entry>& entries,
                    const std::vector<bool>& present);
   Status Allgather(const Response& response, Entry& entry);
@@ -39,7 +44,12 @@ class Executor {
   // owned by the operation.
   Status AllocateOutput(Entry& entry, const std::vector<int64_t>& shape);
 
+  // Records `activity` from start_ns to now on every tensor's row.
+  void Record(const Response& response, const std::string& activity,
+              int64_t start_ns);
+
   Backend* backend_;
+  Timeline* timeline_ = nullptr;
   int rank_;
   int size_;
   std::unique_ptr<char[]> fusion_buffer_;

@@ -186,6 +186,15 @@ StatusOr<std::unique_ptr<Runtime>> Runtime::Start(const Options& options) {
   if (context.rank() == 0) {
     runtime->coordinator_ =
         std::make_unique<Coordinator>(context.size(), options);
+    runtime->coordinator_->set_timeline(&runtime->timeline_);
+    runtime->executor_->set_timeline(&runtime->timeline_);
+    if (!options.timeline_path.empty()) {
+      if (Status s = runtime->timeline_.Start(options.timeline_path,
+                                              options.timeline_mark_cycles);
+          !s.ok()) {
+        return s;
+      }
+    }
   }
   Log().info(
       "started: rank {} of {}, local rank {} of {} on host '{}', backend {}, "
@@ -254,6 +263,11 @@ Status Runtime::Queue(std::vector<Entry> entries) {
   }
   operations_enqueued_.fetch_add(1, std::memory_order_relaxed);
   return absl::OkStatus();
+}
+
+Status Runtime::StartTimeline(const std::string& path, bool mark_cycles) {
+  if (coordinator_ == nullptr) return absl::OkStatus();
+  return timeline_.Start(path, mark_cycles);
 }
 
 RuntimeStats Runtime::stats() const {
@@ -401,6 +415,7 @@ Status Runtime::Coordinate(absl::Time now, bool* activity) {
       now, /*force=*/now - last_response_sent_ >= kHeartbeat);
   if (!responses.has_value()) return absl::OkStatus();
   last_response_sent_ = now;
+  if (!responses->responses.empty()) timeline_.Cycle();
   if (mpi_->size() > 1) {
     auto encoded =
         std::make_shared<const std::string>(EncodeResponseList(*responses));

@@ -33,6 +33,7 @@
 #include "runtime/core/mpi_context.h"
 #include "runtime/core/operation.h"
 #include "runtime/core/response_cache.h"
+#include "runtime/core/timeline.h"
 
 namespace kolo {
 
@@ -51,6 +52,9 @@ class Runtime {
   // Asks every rank to stop and waits for this rank's background thread.
   void Shutdown();
   RuntimeStats stats() const;
+  // Rank 0 writes the timeline; elsewhere these do nothing.
+  Status StartTimeline(const std::string& path, bool mark_cycles);
+  void StopTimeline() { timeline_.Stop(); }
 
  private:
   explicit Runtime(const Options& options);
@@ -86,6 +90,7 @@ class Runtime {
   std::unique_ptr<Coordinator> coordinator_;  // rank 0 only
   std::unique_ptr<Doorbell> bell_;
   ResponseCache cache_;                        // this rank's copy
+  Timeline timeline_;
   uint64_t applied_seq_ = 0;
   bool stopping_ = false;
   // Set when the job cannot go on (a peer failed, or an internal failure):

@@ -108,6 +108,10 @@ int kolo_barrier(void);
    receives the rank that joined last. */
 int kolo_join(int* last_rank);
 
+/* Timeline (Chrome trace / Perfetto JSON, written by rank 0). */
+int kolo_start_timeline(const char* path, int mark_cycles);
+int kolo_stop_timeline(void);
+
 int kolo_wait(kolo_handle handle);            /* blocks; returns the operation's status */
 int kolo_poll(kolo_handle handle, int* done); /* never blocks */
 void kolo_free(void* buffer);

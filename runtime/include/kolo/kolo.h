@@ -156,6 +156,13 @@ Status Broadcast(const std::string& name, const Tensor& buffer, int root_rank);
 
 RuntimeStats GetStats();
 
+// Starts writing a Chrome-trace/Perfetto timeline to `path` (rank 0 writes;
+// on other ranks this is a no-op), replacing a running one. KOLO_TIMELINE
+// starts one at Init(). mark_cycles adds a marker per negotiation round.
+Status StartTimeline(const std::string& path, bool mark_cycles = false);
+// Finishes the timeline file (valid JSON).
+Status StopTimeline();
+
 }  // namespace kolo
 
 #endif  // KOLO_KOLO_H_

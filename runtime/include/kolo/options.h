@@ -36,6 +36,8 @@ struct Options {
   int64_t cache_capacity = 1024;
   // KOLO_TIMELINE: Chrome-trace JSON written by rank 0; empty = off.
   std::string timeline_path;
+  // KOLO_TIMELINE_MARK_CYCLES: add a marker per negotiation round.
+  bool timeline_mark_cycles = false;
   // KOLO_STALL_CHECK_TIME_SECONDS: after this long, rank 0 reports tensors
   // that some ranks submitted and others did not. 0 disables. Default 60.
   double stall_check_seconds = 60;

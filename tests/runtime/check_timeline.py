@@ -1,0 +1,51 @@
+#!/usr/bin/env python3
+"""Checks the timelines written by timeline_test: structure, per-tensor
+negotiation with a tick per rank, queue/copy/backend spans, cycle markers,
+and that a timeline cut short by SIGKILL loads once its array is closed."""
+import json
+import sys
+
+
+def load(path, repair=False):
+    text = open(path).read()
+    if repair:
+        assert not text.rstrip().endswith("]"), "a killed timeline is unterminated"
+        text = text.rstrip().rstrip(",") + "]"
+    return json.loads(text)
+
+
+def check(events, ranks, cycles):
+    names = {e.get("name") for e in events}
+    rows = {e["tid"]: e["args"]["name"] for e in events
+            if e.get("name") == "thread_name"}
+    assert "layer0.grad" in rows.values(), rows
+    for needed in ("NEGOTIATE_ALLREDUCE", "NEGOTIATE_BROADCAST", "QUEUE",
+                   "MEMCPY_IN_FUSION_BUFFER", "MEMCPY_OUT_FUSION_BUFFER"):
+        assert needed in names, (needed, sorted(n for n in names if n))
+    assert any(n and n.endswith("_ALLREDUCE") and not n.startswith("NEGOTIATE")
+               for n in names), names
+    assert any(n and n.endswith("_BROADCAST") and not n.startswith("NEGOTIATE")
+               for n in names), names
+    # Every rank ticks on every tensor it negotiated.
+    tid = next(t for t, n in rows.items() if n == "layer0.grad")
+    ticks = {e["args"]["rank"] for e in events
+             if e.get("ph") == "i" and e.get("tid") == tid and "args" in e}
+    assert ticks == set(range(ranks)), ticks
+    begins = sum(1 for e in events if e.get("ph") == "B")
+    ends = sum(1 for e in events if e.get("ph") == "E")
+    assert begins >= 3 and ends >= 3, (begins, ends)
+    assert ("CYCLE" in names) == cycles, cycles
+
+
+def main():
+    directory, ranks, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    if mode == "kill":
+        check(load(f"{directory}/started.json"), ranks, cycles=False)
+        check(load(f"{directory}/killed.json", repair=True), ranks, cycles=True)
+    else:
+        check(load(f"{directory}/started.json"), ranks, cycles=False)
+        check(load(f"{directory}/api.json"), ranks, cycles=True)
+    print("timeline ok:", mode)
+
+
+main()

@@ -1,0 +1,60 @@
+// Writes timelines for check_timeline.py: DIR/started.json (from
+// KOLO_TIMELINE, stopped through the API), DIR/api.json (started through
+// the API with cycle markers) and, with "kill", DIR/killed.json, cut short
+// because rank 0 is SIGKILLed while it is being written.
+#include <signal.h>
+
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "kolo/kolo.h"
+
+namespace {
+
+// Small tensors that fuse, one that does not, and a broadcast.
+bool Step(int step) {
+  std::vector<std::vector<float>> tensors(6, std::vector<float>(256, 1.0f));
+  std::vector<kolo::Handle> handles;
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    kolo::Tensor t{tensors[i].data(), kolo::DataType::kFloat32, {256}};
+    auto h = kolo::AllreduceAsync(absl::StrCat("layer", i, ".grad"), t, t);
+    if (!h.ok()) return false;
+    handles.push_back(*h);
+  }
+  std::vector<double> big(1 << 16, 2.0);
+  kolo::Tensor b{big.data(), kolo::DataType::kFloat64, {1 << 16}};
+  auto hb = kolo::BroadcastAsync(absl::StrCat("weights.", step % 2), b, 0);
+  if (!hb.ok()) return false;
+  handles.push_back(*hb);
+  for (auto& h : handles) {
+    if (!h.Wait().ok()) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const std::string dir = argc > 1 ? argv[1] : ".";
+  const bool kill = argc > 2 && std::string(argv[2]) == "kill";
+  if (!kolo::Init().ok()) return 2;
+  for (int step = 0; step < 3; ++step) {
+    if (!Step(step)) return 1;
+  }
+  if (!kolo::StopTimeline().ok()) return 1;
+  if (!kolo::StartTimeline(dir + (kill ? "/killed.json" : "/api.json"), true)
+           .ok()) {
+    return 1;
+  }
+  for (int step = 0; step < 3; ++step) {
+    if (!Step(step)) return 1;
+  }
+  if (kill && kolo::Rank() == 0) {
+    std::fflush(stdout);
+    raise(SIGKILL);
+  }
+  if (!kolo::StopTimeline().ok()) return 1;
+  return kolo::Shutdown().ok() ? 0 : 1;
+}

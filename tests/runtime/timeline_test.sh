@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Runs timeline_test on NP ranks and checks the files with check_timeline.py.
+# usage: timeline_test.sh MPIEXEC BINARY NP normal|kill
+set -u
+mpiexec=$1 binary=$2 np=$3 mode=$4
+here=$(cd "$(dirname "$0")" && pwd)
+dir=$(mktemp -d)
+trap 'rm -rf "$dir"' EXIT
+KOLO_TIMELINE="$dir/started.json" timeout 120 "$mpiexec" --oversubscribe \
+  --bind-to none -np "$np" "$binary" "$dir" "$mode"
+code=$?
+if [ "$mode" = normal ] && [ "$code" -ne 0 ]; then
+  echo "FAIL: timeline_test exited $code"; exit 1
+fi
+python3 "$here/check_timeline.py" "$dir" "$np" "$mode"
