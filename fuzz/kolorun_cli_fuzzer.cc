@@ -1,0 +1,54 @@
+// Fuzzes kolorun's command-line parser (launcher/command_line.h): any
+// argument vector must give either an InvalidArgument error or options that
+// keep LaunchOptions' promises, never a crash or an escaped exception.
+//
+// Input: the arguments after argv[0], each ended by a NUL byte, as
+// /proc/<pid>/cmdline stores them (a missing final NUL is tolerated).
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "command_line.h"
+
+namespace {
+
+[[noreturn]] void Fail(const char* what) {
+  std::fprintf(stderr, "kolorun_cli_fuzzer: %s\n", what);
+  std::abort();
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  std::vector<std::string> args;
+  const char* text = reinterpret_cast<const char*>(data);
+  size_t start = 0;
+  for (size_t i = 0; i <= size; ++i) {
+    if (i == size || text[i] == '\0') {
+      if (i > start || i < size) args.emplace_back(text + start, i - start);
+      start = i + 1;
+    }
+  }
+
+  absl::StatusOr<kolo::launcher::ParsedCommandLine> parsed =
+      kolo::launcher::ParseCommandLine(args);
+  if (!parsed.ok()) {
+    if (parsed.status().code() != absl::StatusCode::kInvalidArgument) {
+      Fail("a bad command line is not InvalidArgument");
+    }
+    return 0;
+  }
+  if (parsed->help) {
+    if (parsed->help_text.empty()) Fail("--help without help text");
+    return 0;
+  }
+  const kolo::launcher::LaunchOptions& options = parsed->options;
+  if (options.num_proc < 1) Fail("accepted -np below 1");
+  if (options.command.empty()) Fail("accepted a command line without command");
+  if (!options.hosts_flag.empty() && !options.hostfile.empty()) {
+    Fail("accepted both -H and --hostfile");
+  }
+  return 0;
+}

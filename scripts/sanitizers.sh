@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Builds kolo under ThreadSanitizer (build-tsan/) and under AddressSanitizer
+# with UndefinedBehaviorSanitizer (build-asan/), then runs the runtime's unit
+# and multi-rank tests in each; exits non-zero if a build fails, a test fails
+# or a sanitizer reports anything. Reruns reuse the build trees.
+#
+#   scripts/sanitizers.sh              both suites
+#   scripts/sanitizers.sh thread       one suite (thread or address)
+#   KOLO_JOBS=1 scripts/sanitizers.sh  fewer compile jobs (default: nproc)
+#
+# Run-time options and third-party suppressions: tests/sanitizers/.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+jobs=${KOLO_JOBS:-$(nproc)}
+supp=$root/tests/sanitizers
+suites=("$@")
+[[ ${#suites[@]} -gt 0 ]] || suites=(thread address)
+
+# Open MPI's ranks get these from mpirun: it starts local ranks with its own
+# environment, which ctest sets to this script's. Reports also go to files
+# (log_path, set per suite below), so that one in a rank whose exit status a
+# test ignores (the peer-failure tests kill ranks and expect failures) still
+# fails the suite.
+tsan_options="suppressions=$supp/tsan.supp history_size=4 second_deadlock_stack=1"
+asan_options="detect_leaks=1 strict_string_checks=1 check_initialization_order=1 detect_stack_use_after_return=1"
+ubsan_options="print_stacktrace=1 halt_on_error=1"
+export LSAN_OPTIONS="suppressions=$supp/lsan.supp print_suppressions=0"
+
+status=0
+for suite in "${suites[@]}"; do
+  case $suite in
+    thread) build=$root/build-tsan ;;
+    address) build=$root/build-asan ;;
+    *) echo "sanitizers.sh: unknown suite '$suite' (thread or address)" >&2; exit 2 ;;
+  esac
+  start=$SECONDS
+  echo "=== $suite: configure and build in $build"
+  # Only what the runtime's tests need: no LibTorch, benchmarks or CUDA.
+  mkdir -p "$build"
+  cmake -S "$root" -B "$build" -G "Unix Makefiles" \
+    -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKOLO_SANITIZE="$suite" \
+    -DKOLO_WITH_TORCH=OFF -DKOLO_BUILD_BENCH=OFF -DKOLO_WITH_NCCL=OFF \
+    >"$build/configure.log" 2>&1 || { cat "$build/configure.log"; exit 1; }
+  # The test programs under tests/runtime/ and what they link.
+  make -C "$build/tests/runtime" -j "$jobs" all --no-print-directory >/dev/null
+  echo "=== $suite: built in $((SECONDS - start)) s; testing"
+  # The runtime's unit and multi-rank tests (launcher tests start mpirun and
+  # kolorun themselves and are not the runtime's).
+  logs=$build/sanitizer-reports
+  rm -rf "$logs" && mkdir -p "$logs"
+  export TSAN_OPTIONS="$tsan_options log_path=$logs/tsan"
+  export ASAN_OPTIONS="$asan_options log_path=$logs/asan"
+  export UBSAN_OPTIONS="$ubsan_options log_path=$logs/ubsan"
+  if ! (cd "$build" && ctest -L 'unit|mpi' -LE 'launcher|bench|torch|chexnet' \
+          --no-tests=error --output-on-failure --timeout 900); then
+    status=1
+  fi
+  if [[ -n $(ls -A "$logs") ]]; then
+    echo "=== $suite: sanitizer reports (one file per process) in $logs:"
+    for report in "$logs"/*; do echo "--- $report"; cat "$report"; done
+    status=1
+  fi
+  echo "=== $suite: done in $((SECONDS - start)) s"
+done
+exit $status
