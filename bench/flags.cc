@@ -74,6 +74,7 @@ std::string Validate(const BenchFlags& flags) {
   if (flags.iters < 1) return "--iters must be at least 1";
   if (flags.warmup < 0) return "--warmup_iters must not be negative";
   if (flags.check < 0) return "--check must not be negative";
+  if (flags.trials < 1) return "--trials must be at least 1";
   if (flags.root < 0) return "--root must not be negative";
   if (flags.tensors < 1) return "--tensors must be at least 1";
   if (flags.dtype == DataType::kBool && flags.op == ReduceOp::kAverage) {
@@ -110,6 +111,10 @@ std::optional<int> ParseFlags(int argc, char** argv, bool verbose,
   app.add_option("-c,--check", flags->check,
                  "check iterations per size, each with new inputs compared "
                  "with an independent reference; 0 = no checks")
+      ->capture_default_str();
+  app.add_option("--trials", flags->trials,
+                 "timed loops of --iters per size; the one with the lowest "
+                 "median iteration is reported (for busy hosts)")
       ->capture_default_str();
   app.add_option("-d,--datatype", flags->dtype,
                  "element type (default float32): uint8, int8, int32, "

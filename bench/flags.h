@@ -20,6 +20,7 @@ struct BenchFlags {
   int iters = 20;
   int warmup = 5;
   int check = 1;
+  int trials = 1;
   DataType dtype = DataType::kFloat32;
   ReduceOp op = ReduceOp::kSum;
   int root = 0;

@@ -32,23 +32,34 @@ Measurement Measure(const Procedure& procedure, const RunConfig& config) {
 
   procedure.prepare(0);
   for (int i = 0; i < config.warmup; ++i) run();
+  // Each trial's slowest-rank mean and median; the trial with the lowest
+  // median is kept.
+  double best_us[2] = {0, 0};
   std::vector<double> iteration_us(config.iters);
-  MPI_Barrier(MPI_COMM_WORLD);
-  const auto start = std::chrono::steady_clock::now();
-  auto iteration_start = start;
-  for (int i = 0; i < config.iters; ++i) {
-    run();
-    const auto now = std::chrono::steady_clock::now();
-    iteration_us[i] =
-        std::chrono::duration<double, std::micro>(now - iteration_start)
-            .count();
-    iteration_start = now;
+  for (int trial = 0; trial < config.trials; ++trial) {
+    MPI_Barrier(MPI_COMM_WORLD);
+    const auto start = std::chrono::steady_clock::now();
+    auto iteration_start = start;
+    for (int i = 0; i < config.iters; ++i) {
+      run();
+      const auto now = std::chrono::steady_clock::now();
+      iteration_us[i] =
+          std::chrono::duration<double, std::micro>(now - iteration_start)
+              .count();
+      iteration_start = now;
+    }
+    double local_us[2] = {
+        std::chrono::duration<double, std::micro>(iteration_start - start)
+                .count() /
+            config.iters,
+        Median(iteration_us)};
+    double slowest_us[2] = {0, 0};
+    MPI_Allreduce(local_us, slowest_us, 2, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+    if (trial == 0 || slowest_us[1] < best_us[1]) {
+      best_us[0] = slowest_us[0];
+      best_us[1] = slowest_us[1];
+    }
   }
-  double local_us[2] = {
-      std::chrono::duration<double, std::micro>(iteration_start - start)
-              .count() /
-          config.iters,
-      Median(iteration_us)};
 
   int64_t local_wrong = 0;
   for (int seed = 1; seed <= config.check; ++seed) {
@@ -58,10 +69,8 @@ Measurement Measure(const Procedure& procedure, const RunConfig& config) {
   }
 
   Measurement measurement;
-  double slowest_us[2] = {0, 0};
-  MPI_Allreduce(local_us, slowest_us, 2, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
-  measurement.time_us = slowest_us[0];
-  measurement.median_us = slowest_us[1];
+  measurement.time_us = best_us[0];
+  measurement.median_us = best_us[1];
   int64_t wrong = 0;
   MPI_Allreduce(&local_wrong, &wrong, 1, MPI_INT64_T, MPI_SUM, MPI_COMM_WORLD);
   measurement.wrong = config.check > 0 ? wrong : -1;

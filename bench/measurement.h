@@ -5,7 +5,8 @@
 // Timing follows nccl-tests: one barrier before the timed loop and none
 // inside it; each rank divides its own loop time by the iteration count, and
 // the slowest rank's mean is reported. Each rank also times every iteration
-// and the slowest rank's median is kept beside the mean.
+// and the slowest rank's median is kept beside the mean. With several trials
+// (timed loops), the trial with the lowest median is reported.
 #ifndef KOLO_BENCH_MEASUREMENT_H_
 #define KOLO_BENCH_MEASUREMENT_H_
 
@@ -25,6 +26,10 @@ struct RunConfig {
   int iters = 20;  // timed iterations
   int warmup = 5;  // untimed iterations first
   int check = 1;   // iterations checked against the reference; 0 = none
+  // Timed loops of `iters` iterations; the one with the lowest median is
+  // reported (1 = nccl-tests' single loop). More trials filter out bursts
+  // of other work on a shared host.
+  int trials = 1;
 };
 
 struct Measurement {

@@ -66,7 +66,7 @@ double AlgorithmBandwidth(int64_t bytes, double time_us) {
 
 void PrintTableHeader(const std::string& title) {
   std::printf("#\n# %s\n", title.c_str());
-  std::printf("#%63s%34s\n", "out-of-place", "in-place");
+  std::printf("#%74s%32s\n", "out-of-place", "in-place");
   std::printf(
       "# %10s  %12s  %8s  %6s  %6s  %8s  %6s  %6s  %6s  %8s  %6s  %6s  "
       "%6s\n",

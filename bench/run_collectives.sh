@@ -12,7 +12,8 @@
 #   KOLO_BENCH_OUT       output directory (default out/bench)
 #   KOLO_BENCH_BACKENDS  kolo backends to run (default auto,shm,ring,hierarchical,mpi)
 #   KOLO_BENCH_NP        ranks (default 2)
-#   MPIRUN_ARGS          extra mpirun arguments, e.g. "--mca mpi_yield_when_idle 1"
+#   MPIRUN_ARGS          extra mpirun arguments (default: "--mca mpi_yield_when_idle 1"
+#                        when this host has fewer than 2 cores per rank)
 # Further arguments go to kolo_bench, e.g. -n 50 or --collective allreduce.
 set -euo pipefail
 
@@ -32,11 +33,19 @@ mkdir -p "$out"
 # mpirun refuses root unless told; containers often run as root.
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 
+# Each rank runs two busy threads (the benchmark's and kolo's background
+# thread). With fewer cores than that, a rank spinning in MPI while its peer
+# is descheduled costs a whole time slice per call (milliseconds instead of
+# microseconds, at random): make idle MPI ranks yield instead.
+if [[ -z ${MPIRUN_ARGS+x} && $(nproc) -lt $((2 * np)) ]]; then
+  MPIRUN_ARGS="--mca mpi_yield_when_idle 1"
+fi
+
 {
   echo "# $(date -u +%Y-%m-%dT%H:%M:%SZ) $(uname -n): $(nproc) CPUs," \
        "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
   echo "# git $(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)," \
-       "load average $(cut -d' ' -f1-3 /proc/loadavg)"
+       "load average $(cut -d' ' -f1-3 /proc/loadavg), mpirun ${MPIRUN_ARGS:-}"
   # shellcheck disable=SC2086 # MPIRUN_ARGS is a list of arguments.
   mpirun --oversubscribe --bind-to none ${MPIRUN_ARGS:-} -np "$np" \
     "$bench" -b 8 -e 64M -f 2 -n 20 -w 5 -c 1 -d float32 -o sum \

@@ -182,9 +182,12 @@ std::vector<TargetResult> EvaluateTargets(const SummaryInputs& inputs) {
   return targets;
 }
 
-void PrintTargets(const std::vector<TargetResult>& targets) {
+void PrintTargetsHeader() {
   std::printf("# %-12s %-52s %-7s %9s %9s  %-4s  %s\n", "backend", "target",
               "needs", "median", "(mean)", "", "figures");
+}
+
+void PrintTargets(const std::vector<TargetResult>& targets) {
   for (const TargetResult& t : targets) {
     std::string value = "-";
     if (t.measured) {

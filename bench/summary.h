@@ -48,6 +48,8 @@ struct SummaryInputs {
 };
 
 std::vector<TargetResult> EvaluateTargets(const SummaryInputs& inputs);
+// Column headings of PrintTargets().
+void PrintTargetsHeader();
 void PrintTargets(const std::vector<TargetResult>& targets);
 nlohmann::json TargetsToJson(const std::vector<TargetResult>& targets);
 
