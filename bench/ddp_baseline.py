@@ -1,0 +1,162 @@
+#!/usr/bin/python3
+"""ddp_baseline.py: PyTorch DDP's training throughput for bench/train_bench.
+
+The baseline of kolo's train_bench: torchvision's densenet121(num_classes=14)
+trained with DistributedDataParallel over the Gloo backend (DDP's defaults:
+25 MiB gradient buckets allreduced during backward, buffers broadcast from
+rank 0 before every forward), on the same synthetic input, optimizer, sizes
+and threads per rank as train_bench, with the same timed window (a barrier
+before the first and after the last timed step) and the same report: rank 0
+prints it, --json writes it.
+
+Start one process per rank yourself (Debian's torchrun is broken here):
+  MASTER_ADDR=127.0.0.1 MASTER_PORT=29500 WORLD_SIZE=2 RANK=r \
+    /usr/bin/python3 bench/ddp_baseline.py --image-size 64 ...
+bench/run_train_bench.sh does that.
+"""
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import sys
+import time
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+import torchvision
+
+NUM_FINDINGS = 14
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--arch", default="densenet121",
+                        choices=["densenet121", "vgg16"])
+    parser.add_argument("--image-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=16,
+                        help="images per rank per step")
+    parser.add_argument("--warmup-steps", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch intra-op threads per rank")
+    parser.add_argument("--optimizer", default="sgd", choices=["sgd", "adam"])
+    parser.add_argument("--lr", type=float, default=0.01)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--json", default="")
+    return parser.parse_args(argv)
+
+
+def main(argv):
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    dist.init_process_group("gloo")  # MASTER_ADDR/PORT, RANK, WORLD_SIZE
+    rank = dist.get_rank()
+    size = dist.get_world_size()
+
+    torch.manual_seed(args.seed)
+    model = getattr(torchvision.models, args.arch)(num_classes=NUM_FINDINGS)
+    model.train()
+    ddp = torch.nn.parallel.DistributedDataParallel(model)
+
+    torch.manual_seed(args.seed + 1000 + rank)
+    images = torch.randn(args.batch_size, 3, args.image_size, args.image_size)
+    labels = torch.randint(0, 2, (args.batch_size, NUM_FINDINGS)).float()
+
+    if args.optimizer == "adam":
+        optimizer = torch.optim.Adam(ddp.parameters(), lr=args.lr)
+    else:
+        optimizer = torch.optim.SGD(ddp.parameters(), lr=args.lr, momentum=0.9)
+
+    step_s, forward_backward_s, optimizer_s = [], [], []
+    window_start = 0.0
+    for step in range(args.warmup_steps + args.steps):
+        if step == args.warmup_steps:
+            dist.barrier()
+            window_start = time.perf_counter()
+        t0 = time.perf_counter()
+        optimizer.zero_grad()
+        loss = F.binary_cross_entropy_with_logits(ddp(images), labels)
+        loss.backward()  # returns once every gradient bucket is allreduced
+        t1 = time.perf_counter()
+        optimizer.step()
+        t2 = time.perf_counter()
+        if step >= args.warmup_steps:
+            step_s.append(t2 - t0)
+            forward_backward_s.append(t1 - t0)
+            optimizer_s.append(t2 - t1)
+    dist.barrier()
+    window = time.perf_counter() - window_start
+
+    mine = torch.tensor([[statistics.fmean(step_s),
+                          statistics.fmean(forward_backward_s), 0.0,
+                          statistics.fmean(optimizer_s)]], dtype=torch.float64)
+    gathered = [torch.zeros_like(mine) for _ in range(size)]
+    dist.all_gather(gathered, mine)
+    images_per_s = args.steps * args.batch_size * size / window
+
+    if rank == 0:
+        load = os.getloadavg()[0]
+        print(f"# train_bench ddp | {args.arch} | {args.image_size} px | "
+              f"batch {args.batch_size} per rank, {args.batch_size * size} "
+              f"global | {size} rank{'' if size == 1 else 's'} x "
+              f"{args.threads} thread{'' if args.threads == 1 else 's'} "
+              f"(torch.get_num_threads() = {torch.get_num_threads()}) | "
+              f"{args.optimizer} lr {args.lr:g} | gloo, DDP defaults "
+              f"(bucket 25 MiB, overlap in backward) | torch "
+              f"{torch.__version__} | host {socket.gethostname()}")
+        print(f"# steps: {args.warmup_steps} warm-up + {args.steps} timed; "
+              f"load average {load:.2f}")
+        print(f"step time (s): median {statistics.median(step_s):.4f}  "
+              f"mean {statistics.fmean(step_s):.4f}  min {min(step_s):.4f}  "
+              f"max {max(step_s):.4f}")
+        print("rank | step (s) | forward+backward (s) | gradient sync wait (s)"
+              " | optimizer (s)")
+        for r, row in enumerate(gathered):
+            s, fb, _, opt = row[0].tolist()
+            print(f"{r:4d} | {s:8.4f} | {fb:20.4f} | {'(in backward)':>22} | "
+                  f"{opt:13.4f}")
+        print(f"images/s: {images_per_s:.2f}")
+        sys.stdout.flush()
+        if args.json:
+            report = {
+                "impl": "ddp",
+                "arch": args.arch,
+                "np": size,
+                "threads": args.threads,
+                "image_size": args.image_size,
+                "batch_size": args.batch_size,
+                "global_batch": args.batch_size * size,
+                "optimizer": args.optimizer,
+                "lr": args.lr,
+                "overlap": True,
+                "backend": "gloo",
+                "warmup_steps": args.warmup_steps,
+                "steps": args.steps,
+                "window_s": window,
+                "images_per_s": images_per_s,
+                "step_s": {"median": statistics.median(step_s),
+                           "mean": statistics.fmean(step_s),
+                           "min": min(step_s), "max": max(step_s)},
+                "step_times_rank0_s": step_s,
+                "ranks": [{"rank": r,
+                           "step_s": row[0][0].item(),
+                           "forward_backward_s": row[0][1].item(),
+                           "gradient_sync_s": None,
+                           "optimizer_s": row[0][3].item()}
+                          for r, row in enumerate(gathered)],
+                "torch_version": torch.__version__,
+                "load_average": load,
+                "host": socket.gethostname(),
+            }
+            with open(args.json, "w") as out:
+                json.dump(report, out, indent=2)
+                out.write("\n")
+    dist.destroy_process_group()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
