@@ -1,0 +1,185 @@
+#!/usr/bin/env bash
+# run_train_bench.sh: kolo against PyTorch DDP on DenseNet-121 training
+# throughput, in one go, and issue 5's two targets judged on this run.
+#
+# Runs, in this order, ROUNDS times (interleaved, so that a change in the
+# machine's background load hits every configuration alike):
+#   kolo np=1, DDP np=1, kolo np=2, DDP np=2, kolo np=2 overlap off,
+#   kolo np=2 fusion off
+# all with the same model, resolution, per-rank batch, optimizer, steps and
+# threads per rank (bench/train_bench through kolorun; bench/ddp_baseline.py
+# with /usr/bin/python3, Gloo, one process per rank started here since
+# Debian's torchrun does not work). Each configuration's figure is the median
+# images/s over the rounds. Then prints a markdown table and
+#   kolo np2 / DDP np2             >= 1.3  (target 1)
+#   kolo np2 / (2 x kolo np1)      >= 0.9  (target 2: scaling efficiency)
+# with PASS or MISS. Everything (logs, per-run JSON, results.md,
+# summary.json) goes to OUT. Exit code 0 once every run succeeded, whatever
+# the verdicts; 1 when a run failed; 2 for bad arguments.
+#
+# Usage: bench/run_train_bench.sh [--build DIR] [--out DIR] [--image-size PX]
+#          [--batch-size N] [--warmup-steps N] [--steps N] [--threads N]
+#          [--rounds N] [--arch densenet121|vgg16]
+set -euo pipefail
+
+repo=$(cd "$(dirname "$0")/.." && pwd)
+build="$repo/build-tb"
+out=""
+arch=densenet121
+image_size=64
+batch_size=16
+warmup_steps=2
+steps=6
+threads=1
+rounds=1
+python=/usr/bin/python3
+
+usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
+while (($#)); do
+  case "$1" in
+    --build) build=$2; shift 2 ;;
+    --out) out=$2; shift 2 ;;
+    --arch) arch=$2; shift 2 ;;
+    --image-size) image_size=$2; shift 2 ;;
+    --batch-size) batch_size=$2; shift 2 ;;
+    --warmup-steps) warmup_steps=$2; shift 2 ;;
+    --steps) steps=$2; shift 2 ;;
+    --threads) threads=$2; shift 2 ;;
+    --rounds) rounds=$2; shift 2 ;;
+    -h|--help) usage; exit 0 ;;
+    *) echo "run_train_bench.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;;
+  esac
+done
+build=$(cd "$build" && pwd)
+train_bench="$build/bench/train_bench"
+kolorun="$build/launcher/kolorun"
+for f in "$train_bench" "$kolorun"; do
+  [[ -x $f ]] || { echo "run_train_bench.sh: $f missing; build it:" \
+    "cmake --build $build --target train_bench kolorun -j1" >&2; exit 2; }
+done
+"$python" -c 'import torch, torchvision' 2>/dev/null ||
+  { echo "run_train_bench.sh: $python lacks torch/torchvision (apt install python3-torch python3-torchvision)" >&2; exit 2; }
+[[ -n $out ]] || out="$repo/out/bench/train_bench/$(date +%Y%m%d-%H%M%S)"
+mkdir -p "$out"
+
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+export OMP_NUM_THREADS=$threads
+common=(--arch "$arch" --image-size "$image_size" --batch-size "$batch_size"
+        --warmup-steps "$warmup_steps" --steps "$steps" --threads "$threads")
+
+# run_kolo NAME NP [train_bench flags...]
+run_kolo() {
+  local name=$1 np=$2; shift 2
+  "$kolorun" -np "$np" -x OMP_NUM_THREADS "$train_bench" "${common[@]}" "$@" \
+    --json "$dir/$name.json" >"$dir/$name.log" 2>&1
+}
+
+# run_ddp NAME NP: one ddp_baseline.py process per rank, on a free port.
+run_ddp() {
+  local name=$1 np=$2 port pids=() rc=0 r
+  port=$("$python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  for ((r = 0; r < np; r++)); do
+    MASTER_ADDR=127.0.0.1 MASTER_PORT=$port WORLD_SIZE=$np RANK=$r \
+      "$python" "$repo/bench/ddp_baseline.py" "${common[@]}" \
+      --json "$dir/$name.json" >"$dir/$name.rank$r.log" 2>&1 &
+    pids+=($!)
+  done
+  for pid in "${pids[@]}"; do wait "$pid" || rc=1; done
+  if ((rc)); then
+    # A dead rank leaves the others waiting in Gloo: stop the ones we started.
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  fi
+  cp "$dir/$name.rank0.log" "$dir/$name.log"
+  return $rc
+}
+
+configs=(kolo_np1 ddp_np1 kolo_np2 ddp_np2 kolo_np2_no_overlap kolo_np2_no_fusion)
+echo "run_train_bench: $arch, ${image_size} px, batch $batch_size per rank," \
+  "$threads thread(s) per rank, $warmup_steps warm-up + $steps timed steps," \
+  "$rounds round(s); results in $out"
+for ((round = 1; round <= rounds; round++)); do
+  dir="$out/round$round"
+  mkdir -p "$dir"
+  for c in "${configs[@]}"; do
+    start=$SECONDS
+    case $c in
+      kolo_np1) run_kolo "$c" 1 ;;
+      kolo_np2) run_kolo "$c" 2 ;;
+      kolo_np2_no_overlap) run_kolo "$c" 2 --no-overlap ;;
+      kolo_np2_no_fusion) run_kolo "$c" 2 --no-fusion ;;
+      ddp_np1) run_ddp "$c" 1 ;;
+      ddp_np2) run_ddp "$c" 2 ;;
+    esac || { echo "run_train_bench: $c failed; see $dir/$c*.log" >&2; tail -20 "$dir/$c.log" >&2; exit 1; }
+    printf '  round %d %-20s %8s images/s  (%ds, load %s)\n' "$round" "$c" \
+      "$(jq -r '.images_per_s | . * 100 | round / 100' "$dir/$c.json")" \
+      $((SECONDS - start)) "$(cut -d' ' -f1 /proc/loadavg)"
+  done
+done
+
+"$python" - "$out" "$rounds" <<'EOF'
+import json, statistics, sys
+out, rounds = sys.argv[1], int(sys.argv[2])
+names = {
+    "kolo_np1": "kolo, np=1",
+    "kolo_np2": "kolo, np=2",
+    "kolo_np2_no_overlap": "kolo, np=2, overlap off",
+    "kolo_np2_no_fusion": "kolo, np=2, fusion off",
+    "ddp_np1": "PyTorch DDP (Gloo), np=1",
+    "ddp_np2": "PyTorch DDP (Gloo), np=2",
+}
+runs = {c: [json.load(open(f"{out}/round{r}/{c}.json")) for r in range(1, rounds + 1)]
+        for c in names}
+ips = {c: statistics.median(j["images_per_s"] for j in runs[c]) for c in names}
+first = runs["kolo_np2"][0]
+lines = [
+    f"{first['arch']}, {first['image_size']} px, batch {first['batch_size']} per rank, "
+    f"{first['threads']} thread(s) per rank, {first['optimizer']} (momentum 0.9), "
+    f"synthetic input, {first['warmup_steps']} warm-up + {first['steps']} timed steps, "
+    f"median of {rounds} round(s); host {first['host']}, load average during the runs "
+    f"{min(j['load_average'] for c in names for j in runs[c]):.1f}-"
+    f"{max(j['load_average'] for c in names for j in runs[c]):.1f}.",
+    "",
+    "| configuration | images/s | per round | step median (s) | forward+backward (s) | gradient sync wait (s) | optimizer (s) |",
+    "|---|---:|---|---:|---:|---:|---:|",
+]
+def slowest(j, key):
+    values = [r[key] for r in j["ranks"] if r[key] is not None]
+    return f"{max(values):.3f}" if values else "in backward"
+for c in ["kolo_np1", "kolo_np2", "kolo_np2_no_overlap", "kolo_np2_no_fusion",
+          "ddp_np1", "ddp_np2"]:
+    j = min(runs[c], key=lambda j: abs(j["images_per_s"] - ips[c]))  # the median run
+    lines.append(
+        f"| {names[c]} | {ips[c]:.2f} | "
+        f"{', '.join('%.2f' % x['images_per_s'] for x in runs[c])} | "
+        f"{j['step_s']['median']:.3f} | {slowest(j, 'forward_backward_s')} | "
+        f"{slowest(j, 'gradient_sync_s')} | {slowest(j, 'optimizer_s')} |")
+ratio = ips["kolo_np2"] / ips["ddp_np2"]
+efficiency = ips["kolo_np2"] / (2 * ips["kolo_np1"])
+ddp_efficiency = ips["ddp_np2"] / (2 * ips["ddp_np1"])
+verdict = lambda ok: "PASS" if ok else "MISS"
+lines += [
+    "",
+    "Phase columns: the slowest rank's mean per step (median run).",
+    "",
+    "| target | measured | goal | verdict |",
+    "|---|---:|---:|---|",
+    f"| kolo np=2 / DDP np=2 | {ratio:.2f}x | >= 1.3x | {verdict(ratio >= 1.3)} |",
+    f"| kolo np=2 / (2 x kolo np=1) scaling efficiency | {efficiency:.2f} | >= 0.9 | {verdict(efficiency >= 0.9)} |",
+    "",
+    f"For reference: DDP scaling efficiency {ddp_efficiency:.2f}; "
+    f"kolo np=1 / DDP np=1 {ips['kolo_np1'] / ips['ddp_np1']:.2f}x; "
+    f"overlap off {ips['kolo_np2_no_overlap'] / ips['kolo_np2']:.2f}x and "
+    f"fusion off {ips['kolo_np2_no_fusion'] / ips['kolo_np2']:.2f}x of kolo np=2.",
+]
+text = "\n".join(lines) + "\n"
+open(f"{out}/results.md", "w").write(text)
+json.dump({"images_per_s": ips, "kolo_np2_over_ddp_np2": ratio,
+           "kolo_scaling_efficiency": efficiency,
+           "ddp_scaling_efficiency": ddp_efficiency,
+           "target_ratio_pass": ratio >= 1.3,
+           "target_efficiency_pass": efficiency >= 0.9},
+          open(f"{out}/summary.json", "w"), indent=2)
+print()
+print(text, end="")
+EOF
+echo "results: $out/results.md"
