@@ -117,6 +117,7 @@ std::string Compare(const Request& ref, int ref_rank, const Request& other,
 Coordinator::Coordinator(int size, const Options& options)
     : size_(size),
       options_(options),
+      fusion_threshold_bytes_(options.fusion_threshold_bytes),
       cache_(options.cache_capacity),
       applied_seq_(size, 0),
       last_heard_(size, absl::Now()) {}
@@ -433,7 +434,7 @@ std::optional<ResponseList> Coordinator::NextResponses(absl::Time now,
   }
 
   std::vector<Response> plan =
-      PlanFusion(std::move(singles), options_.fusion_threshold_bytes);
+      PlanFusion(std::move(singles), fusion_threshold_bytes_);
   if (join_complete_) {
     Response join;
     join.op = OpType::kJoin;

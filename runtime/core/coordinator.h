@@ -51,6 +51,8 @@ class Coordinator {
 
   // Negotiation events go to this timeline (may be null).
   void set_timeline(Timeline* timeline) { timeline_ = timeline; }
+  // The fusion buffer size the planner packs to (autotune changes it).
+  void set_fusion_threshold(int64_t bytes) { fusion_threshold_bytes_ = bytes; }
   bool shutdown_requested() const { return shutdown_rank_ >= 0; }
   // Restarts every rank's silence clock: rank 0 could not listen while it
   // ran collectives, so time spent there does not count.
@@ -82,6 +84,7 @@ class Coordinator {
   const int size_;
   const Options options_;
   Timeline* timeline_ = nullptr;
+  int64_t fusion_threshold_bytes_;
   absl::flat_hash_map<std::string, Pending> pending_;
   std::vector<std::string> ready_;  // in the order they became ready
   // Ready members of groups still waiting for the rest, by group key.

@@ -85,6 +85,7 @@ struct ResponseList {
   bool shutdown = false;
   int32_t shutdown_rank = -1;
   std::string abort_message;  // non-empty: a peer failed
+  double cycle_time_ms = 0;   // non-zero: the new cycle time (autotune)
 };
 
 }  // namespace kolo

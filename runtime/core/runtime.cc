@@ -158,7 +158,13 @@ StatusOr<std::unique_ptr<Backend>> MakeBackend(const Options& options,
 }  // namespace
 
 Runtime::Runtime(const Options& options)
-    : options_(options), cache_(options.cache_capacity) {}
+    : options_(options), cache_(options.cache_capacity) {
+  SetCycle(options.cycle_time_ms);
+}
+
+void Runtime::SetCycle(double milliseconds) {
+  cycle_ = std::max(absl::Milliseconds(milliseconds), kMinPoll);
+}
 
 StatusOr<std::unique_ptr<Runtime>> Runtime::Start(const Options& options) {
   std::unique_ptr<Runtime> runtime(new Runtime(options));
@@ -187,6 +193,14 @@ StatusOr<std::unique_ptr<Runtime>> Runtime::Start(const Options& options) {
     runtime->coordinator_ =
         std::make_unique<Coordinator>(context.size(), options);
     runtime->coordinator_->set_timeline(&runtime->timeline_);
+    if (options.autotune) {
+      runtime->autotuner_ = std::make_unique<Autotuner>(options);
+      runtime->coordinator_->set_fusion_threshold(
+          runtime->autotuner_->current().fusion_threshold_bytes);
+      runtime->SetCycle(runtime->autotuner_->current().cycle_time_ms);
+      runtime->announced_cycle_ms_ =
+          runtime->autotuner_->current().cycle_time_ms;
+    }
     runtime->executor_->set_timeline(&runtime->timeline_);
     if (!options.timeline_path.empty()) {
       if (Status s = runtime->timeline_.Start(options.timeline_path,
@@ -283,8 +297,6 @@ RuntimeStats Runtime::stats() const {
 }
 
 void Runtime::Loop() {
-  const absl::Duration cycle =
-      std::max(absl::Milliseconds(options_.cycle_time_ms), kMinPoll);
   absl::Duration poll = kMinPoll;
   absl::Time look_until = absl::InfinitePast();
   absl::Time last_request_sent = absl::Now();
@@ -323,9 +335,9 @@ void Runtime::Loop() {
     const absl::Time woken = absl::Now();
     if (activity || bell_->Peek() != rung) {
       poll = kMinPoll;
-      look_until = woken + 2 * cycle;
+      look_until = woken + 2 * cycle_;
     } else {
-      poll = std::min(poll * 2, cycle);
+      poll = std::min(poll * 2, cycle_);
     }
     absl::Duration timeout = bell_->shared() ? kBellTimeout : kIdlePoll;
     if (waiting || control_->busy() || woken < look_until) timeout = poll;
@@ -415,6 +427,10 @@ Status Runtime::Coordinate(absl::Time now, bool* activity) {
       now, /*force=*/now - last_response_sent_ >= kHeartbeat);
   if (!responses.has_value()) return absl::OkStatus();
   last_response_sent_ = now;
+  if (announced_cycle_ms_ > 0) {
+    responses->cycle_time_ms = announced_cycle_ms_;
+    announced_cycle_ms_ = 0;
+  }
   if (!responses->responses.empty()) timeline_.Cycle();
   if (mpi_->size() > 1) {
     auto encoded =
@@ -432,7 +448,16 @@ Status Runtime::Coordinate(absl::Time now, bool* activity) {
     if (!flushed.ok()) return flushed;
   }
   *activity = *activity || !responses->responses.empty();
-  return Apply(*responses);
+  int64_t tensors = 0;
+  int64_t bytes = 0;
+  if (Status s = Apply(*responses, &tensors, &bytes); !s.ok()) return s;
+  if (autotuner_ != nullptr && autotuner_->Record(tensors, bytes, absl::Now())) {
+    const TunedParameters& tuned = autotuner_->current();
+    coordinator_->set_fusion_threshold(tuned.fusion_threshold_bytes);
+    SetCycle(tuned.cycle_time_ms);
+    announced_cycle_ms_ = tuned.cycle_time_ms;
+  }
+  return absl::OkStatus();
 }
 
 Status Runtime::ReceiveResponses(bool* activity) {
@@ -466,7 +491,8 @@ void Runtime::CheckCoordinatorAlive(absl::Time now) {
   }
 }
 
-Status Runtime::Apply(ResponseList& list) {
+Status Runtime::Apply(ResponseList& list, int64_t* tensors, int64_t* bytes) {
+  if (list.cycle_time_ms > 0) SetCycle(list.cycle_time_ms);
   bool executed = false;
   for (Response& response : list.responses) {
     // Resolve cached tensors and record new cache entries, in order, exactly
@@ -524,6 +550,12 @@ Status Runtime::Apply(ResponseList& list) {
                                        std::memory_order_relaxed);
         status = executor_->Execute(response, entries, present);
         executed = true;
+        if (tensors != nullptr && status.ok()) {
+          *tensors += response.tensors.size();
+          for (const ResponseTensor& t : response.tensors) {
+            *bytes += t.request.num_elements() * DataTypeSize(t.request.dtype);
+          }
+        }
         if (status.code() == absl::StatusCode::kAborted) {
           // The data plane lost a peer: nothing can run after this.
           abort_status_ = status;

@@ -26,6 +26,7 @@
 #include "runtime/common/mutex.h"
 #include "kolo/kolo.h"
 #include "runtime/backend/backend.h"
+#include "runtime/core/autotune.h"
 #include "runtime/core/control_plane.h"
 #include "runtime/core/coordinator.h"
 #include "runtime/core/doorbell.h"
@@ -75,8 +76,11 @@ class Runtime {
   Status ReceiveResponses(bool* activity);
   // Workers: aborts when rank 0 has been silent too long.
   void CheckCoordinatorAlive(absl::Time now);
-  // Runs one response list; sets stopping_ when it says shut down.
-  Status Apply(ResponseList& list);
+  // Runs one response list; sets stopping_ when it says shut down. Adds the
+  // tensors and bytes it executed to *tensors and *bytes when given.
+  Status Apply(ResponseList& list, int64_t* tensors = nullptr,
+               int64_t* bytes = nullptr);
+  void SetCycle(double milliseconds);
   // Fails everything pending and refuses new work with `status`.
   void Stop(const Status& status);
   // After a shutdown: lets every rank finish talking before MPI is released.
@@ -89,6 +93,11 @@ class Runtime {
   std::unique_ptr<ControlPlane> control_;
   std::unique_ptr<Coordinator> coordinator_;  // rank 0 only
   std::unique_ptr<Doorbell> bell_;
+  std::unique_ptr<Autotuner> autotuner_;  // rank 0, with KOLO_AUTOTUNE=1
+  // The longest poll interval while waiting (KOLO_CYCLE_TIME_MS, or what
+  // autotune chose); announced_cycle_ms_ is what rank 0 has yet to tell.
+  absl::Duration cycle_;
+  double announced_cycle_ms_ = 0;
   ResponseCache cache_;                        // this rank's copy
   Timeline timeline_;
   uint64_t applied_seq_ = 0;

@@ -175,6 +175,7 @@ std::string EncodeResponseList(const ResponseList& list) {
   proto.set_shutdown(list.shutdown);
   proto.set_shutdown_rank(list.shutdown_rank);
   proto.set_abort_message(list.abort_message);
+  proto.set_cycle_time_ms(list.cycle_time_ms);
   return proto.SerializeAsString();
 }
 
@@ -258,6 +259,10 @@ StatusOr<ResponseList> DecodeResponseList(absl::string_view bytes,
   }
   list.shutdown_rank = proto.shutdown_rank();
   list.abort_message = proto.abort_message();
+  if (!(proto.cycle_time_ms() >= 0 && proto.cycle_time_ms() < 1e6)) {
+    return Invalid("cycle time out of range");
+  }
+  list.cycle_time_ms = proto.cycle_time_ms();
   return list;
 }
 
