@@ -25,7 +25,7 @@ target_auroc=0.85
 # keep DenseNet-121 at a few images per second per core.
 images=1600
 size=64
-epochs=8
+epochs=4
 batch=16
 
 say() { printf '\n==> %s\n' "$*"; }
@@ -52,11 +52,14 @@ say "writing a synthetic ChestX-ray14: $images images of ${size}x${size}"
   --seed 1
 
 say "training DenseNet-121 on $np ranks"
+progress=(--no-progress)
+if [ -t 2 ]; then progress=(--progress); fi
 train_start=$(date +%s)
 "$build/launcher/kolorun" -np "$np" -- "$bin/chexnet_train" \
   --data "$data" --out "$run" --arch densenet121 --image-size "$size" \
   --epochs "$epochs" --batch-size "$batch" --optimizer adam \
-  --warmup-epochs 1 --patience 1 --workers 1 --threads 1 --seed 1
+  --warmup-epochs 1 --patience 1 --workers 1 --threads 1 --seed 1 \
+  "${progress[@]}"
 train_end=$(date +%s)
 
 say "chexnet_predict on three test images"

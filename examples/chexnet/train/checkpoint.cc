@@ -215,9 +215,17 @@ absl::Status LoadCheckpoint(const std::string& path, CheckpointMeta* meta,
   if (::stat(path.c_str(), &info) != 0) {
     return absl::NotFoundError(absl::StrCat(path, ": no such checkpoint"));
   }
+  // Tensors are read onto the optimizer's device (its state must live beside
+  // the parameters) or the CPU; model tensors are copied to wherever the
+  // model is.
+  torch::Device device = torch::kCPU;
+  if (optimizer != nullptr && !optimizer->param_groups().empty() &&
+      !optimizer->param_groups()[0].params().empty()) {
+    device = optimizer->param_groups()[0].params()[0].device();
+  }
   torch::serialize::InputArchive archive;
   try {
-    archive.load_from(path);
+    archive.load_from(path, device);
   } catch (const c10::Error& e) {
     return absl::InvalidArgumentError(absl::StrCat(
         path, ": not a readable torch archive: ", ErrorText(e)));

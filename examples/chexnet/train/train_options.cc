@@ -78,6 +78,11 @@ bool ParseTrainOptions(int argc, const char* const* argv, TrainOptions* o,
   app.add_option("--threads", o->threads,
                  "torch threads per rank; 0: cores / ranks on this host")
       ->check(CLI::Range(0, 1024));
+  app.add_option("--device", o->device,
+                 "cpu, cuda (rank r uses GPU local_rank % GPUs; gradients "
+                 "travel through kolo's NCCL backend) or auto (cuda when "
+                 "LibTorch sees a GPU)")
+      ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
   app.add_flag("--skip-bad-images", o->skip_bad_images,
                "Skip and count missing or undecodable images instead of "
                "failing");
@@ -113,12 +118,12 @@ std::string DescribeTrainOptions(const TrainOptions& o) {
   return absl::StrFormat(
       "--data %s --arch %s --image-size %d --epochs %d --batch-size %d "
       "--optimizer %s --lr %g --warmup-epochs %g --patience %d%s "
-      "--val-fraction %g --seed %d --workers %d --threads %d%s%s%s "
+      "--val-fraction %g --seed %d --workers %d --threads %d --device %s%s%s%s "
       "--max-steps-per-epoch %d --out %s%s",
       o.data_dir, o.arch, o.image_size, o.epochs, o.batch_size, o.optimizer,
       o.lr, o.warmup_epochs, o.plateau_patience,
       o.class_weights ? " --class-weights" : "", o.val_fraction, o.seed,
-      o.workers, o.threads, o.head_bias_zero ? " --head-bias-zero" : "",
+      o.workers, o.threads, o.device, o.head_bias_zero ? " --head-bias-zero" : "",
       o.skip_bad_images ? " --skip-bad-images" : "",
       o.weights.empty() ? "" : " --weights " + o.weights,
       o.max_steps_per_epoch, o.out_dir, o.resume ? " --resume" : "");

@@ -29,6 +29,9 @@ struct TrainOptions {
   uint64_t seed = 0;
   int workers = 2;  // Decoding threads per rank.
   int threads = 0;  // torch threads per rank; 0: cores / ranks on the host.
+  // "cpu", "cuda" (GPU local_rank % GPUs on each host) or "auto" (cuda when
+  // LibTorch sees a GPU).
+  std::string device = "auto";
   bool skip_bad_images = false;
   std::string out_dir;
   bool resume = false;

@@ -113,6 +113,7 @@ absl::StatusOr<Evaluation> Evaluate(ChexnetModel& model,
                                     const ChestXrayDataset& dataset,
                                     LoaderOptions loader_options,
                                     const ::torch::Tensor& pos_weight,
+                                    ::torch::Device device,
                                     const std::string& name) {
   const int rank = kolo::torch::rank();
   const int size = kolo::torch::size();
@@ -137,7 +138,8 @@ absl::StatusOr<Evaluation> Evaluate(ChexnetModel& model,
       if (!next->has_value()) break;
       const Batch& batch = **next;
       if (batch.images.size(0) == 0) continue;
-      logits_parts.push_back(model.forward(batch.images));
+      logits_parts.push_back(
+          model.forward(batch.images.to(device)).to(::torch::kCPU));
       index_parts.push_back(::torch::tensor(batch.indices, ::torch::kInt64));
     }
   }
@@ -168,7 +170,10 @@ absl::StatusOr<Evaluation> Evaluate(ChexnetModel& model,
     return absl::FailedPreconditionError(
         absl::StrCat(name, ": no image could be scored"));
   }
-  result.loss = Loss(all_logits, labels, pos_weight).item<double>();
+  result.loss =
+      Loss(all_logits, labels,
+           pos_weight.defined() ? pos_weight.to(::torch::kCPU) : pos_weight)
+          .item<double>();
   ::torch::Tensor scores = ::torch::sigmoid(all_logits).contiguous();
   absl::StatusOr<ChexnetMetrics> metrics = ComputeChexnetMetrics(
       absl::MakeConstSpan(scores.data_ptr<float>(), scores.numel()),
@@ -218,12 +223,26 @@ absl::Status RunTraining(const TrainOptions& o) {
           : std::max(1, hardware_threads /
                             std::max(1, kolo::torch::local_size()));
   ::torch::set_num_threads(threads);
+  const bool use_cuda = o.device == "cuda" ||
+                        (o.device == "auto" && ::torch::cuda::is_available());
+  if (use_cuda && !::torch::cuda::is_available()) {
+    return absl::FailedPreconditionError(
+        "--device cuda: LibTorch sees no GPU (a CPU-only LibTorch, or no "
+        "driver)");
+  }
+  const ::torch::Device device =
+      use_cuda ? ::torch::Device(
+                     ::torch::kCUDA,
+                     static_cast<c10::DeviceIndex>(
+                         kolo::torch::local_rank() %
+                         static_cast<int>(::torch::cuda::device_count())))
+               : ::torch::Device(::torch::kCPU);
   if (is_root) {
     std::printf("chexnet_train: %d rank%s, %d torch thread%s per rank "
-                "(torch::get_num_threads() = %d), %d decoding worker%s\n",
+                "(torch::get_num_threads() = %d), %d decoding worker%s, %s\n",
                 size, size == 1 ? "" : "s", threads, threads == 1 ? "" : "s",
                 ::torch::get_num_threads(), o.workers,
-                o.workers == 1 ? "" : "s");
+                o.workers == 1 ? "" : "s", device.str().c_str());
     std::fflush(stdout);
   }
 
@@ -263,6 +282,7 @@ absl::Status RunTraining(const TrainOptions& o) {
     for (int c = 0; c < kNumLabels; ++c) {
       if (fraction[c] > 0) pos_weight[c] = (1.0 - fraction[c]) / fraction[c];
     }
+    pos_weight = pos_weight.to(device);
   }
 
   // ---- model and optimizer ------------------------------------------------
@@ -281,6 +301,7 @@ absl::Status RunTraining(const TrainOptions& o) {
     }
     std::printf("\n");
   }
+  model->to(device);
   const bool adam = o.optimizer == "adam";
   const double base_lr = o.lr > 0 ? o.lr : (adam ? 1e-3 : 1.0);
   std::shared_ptr<::torch::optim::Optimizer> optimizer;
@@ -330,10 +351,20 @@ absl::Status RunTraining(const TrainOptions& o) {
   if (is_root && o.resume) {
     if (std::filesystem::exists(last_path)) {
       CheckpointMeta saved;
+      // The saved sampler is read into a scratch one (it would bring the
+      // writer's world size along): epochs resume from their start, where
+      // set_epoch() puts every rank's sampler.
+      kolo::torch::DistributedSampler saved_sampler(
+          static_cast<size_t>(train_set.size()), size, rank);
       absl::Status status =
           LoadCheckpoint(last_path, &saved, model.get(), optimizer.get(),
-                         &sampler);
+                         &saved_sampler);
       if (!status.ok()) return status;
+      if (saved_sampler.epoch() != saved.epochs_completed) {
+        return absl::DataLossError(absl::StrFormat(
+            "%s: the sampler is at epoch %d but %d epochs are recorded",
+            last_path, saved_sampler.epoch(), saved.epochs_completed));
+      }
       if (saved.arch != o.arch || saved.image_size != o.image_size ||
           saved.optimizer != o.optimizer || saved.seed != o.seed) {
         return absl::InvalidArgumentError(absl::StrFormat(
@@ -454,6 +485,8 @@ absl::Status RunTraining(const TrainOptions& o) {
             step, steps));
       }
       const Batch& batch = **next;
+      const ::torch::Tensor images = batch.images.to(device);
+      const ::torch::Tensor targets = batch.labels.to(device);
       SetLearningRate(*optimizer, learning_rate(epoch, step));
       ::torch::manual_seed(StepSeed(o.seed, epoch, step, rank));
       distributed_optimizer.zero_grad();
@@ -462,8 +495,7 @@ absl::Status RunTraining(const TrainOptions& o) {
       // takes part in the step (its gradients count as zeros), so that the
       // ranks stay in step.
       if (rows >= 2) {
-        ::torch::Tensor loss =
-            Loss(model->forward(batch.images), batch.labels, pos_weight);
+        ::torch::Tensor loss = Loss(model->forward(images), targets, pos_weight);
         loss.backward();
         loss_sum += loss.item<double>() * rows;
         rows_sum += rows;
@@ -489,7 +521,8 @@ absl::Status RunTraining(const TrainOptions& o) {
     // Every rank evaluates (and rank 0 saves) rank 0's batch-norm statistics.
     kolo::torch::broadcast_parameters(model->named_buffers(), 0);
     absl::StatusOr<Evaluation> validation = Evaluate(
-        *model, validation_set, loader_options, pos_weight, "validation");
+        *model, validation_set, loader_options, pos_weight, device,
+        "validation");
     if (!validation.ok()) return validation.status();
     const bool reduced = plateau.Step(validation->loss);
     const bool improved = validation->loss < meta.best_validation_loss;
@@ -543,7 +576,7 @@ absl::Status RunTraining(const TrainOptions& o) {
   }
   kolo::torch::broadcast_parameters(*model, 0);
   absl::StatusOr<Evaluation> test =
-      Evaluate(*model, test_set, loader_options, pos_weight, "test");
+      Evaluate(*model, test_set, loader_options, pos_weight, device, "test");
   if (!test.ok()) return test.status();
   const double elapsed = SecondsSince(start);
   if (is_root) {
