@@ -354,6 +354,11 @@ Status StopTimeline() {
   return absl::OkStatus();
 }
 
+std::string BackendName() {
+  MutexLock lock(&g_mu);
+  return g_runtime ? g_runtime->backend_name() : "";
+}
+
 RuntimeStats GetStats() {
   MutexLock lock(&g_mu);
   return g_runtime ? g_runtime->stats() : RuntimeStats{};

@@ -46,6 +46,7 @@ class Runtime {
 
   const MpiContext& mpi() const { return *mpi_; }
   const Options& options() const { return options_; }
+  const char* backend_name() const { return backend_->name(); }
 
   // Queues the entries of one operation: all of them, or none with an error
   // (InvalidArgument for a name already pending, Cancelled after shutdown).

@@ -100,46 +100,60 @@ StatusOr<int64_t> ShmComm::AgreeOnMax(int64_t value) {
   return result;
 }
 
+DataType ShmComm::WorkType(DataType dtype) {
+  return IsHalfType(dtype) ? DataType::kFloat32 : dtype;
+}
+
+void ShmComm::CopyIn(const char* source, int64_t n, const ReductionSpec& spec) {
+  char* mine = Slot(rank_);
+  if (IsHalfType(spec.dtype)) {
+    WidenToFloat(source, reinterpret_cast<float*>(mine), n, spec.dtype);
+  } else {
+    Copy(mine, source, n * DataTypeSize(spec.dtype));
+  }
+  ScaleBuffer(mine, n, WorkType(spec.dtype), spec.prescale);
+}
+
+char* ShmComm::ReduceSlice(int64_t lo, int64_t hi, const ReductionSpec& spec) {
+  const DataType work = WorkType(spec.dtype);
+  const int64_t offset = lo * DataTypeSize(work);
+  char* slice = Slot(rank_) + offset;
+  for (int peer = 0; peer < size_; ++peer) {
+    if (peer != rank_) {
+      ReduceInto(slice, Slot(peer) + offset, hi - lo, work, spec.op);
+    }
+  }
+  FinishReduction(slice, hi - lo, work, spec.divisor, spec.postscale);
+  return slice;
+}
+
+void ShmComm::CopyOut(const char* slice, int64_t n, char* destination,
+                      DataType dtype) {
+  if (IsHalfType(dtype)) {
+    NarrowFromFloat(reinterpret_cast<const float*>(slice), destination, n,
+                    dtype);
+  } else if (n > 0) {
+    std::memmove(destination, slice, n * DataTypeSize(dtype));
+  }
+}
+
 Status ShmComm::Allreduce(void* buffer, int64_t count,
                           const ReductionSpec& spec) {
-  const bool half = IsHalfType(spec.dtype);
-  const DataType work = half ? DataType::kFloat32 : spec.dtype;
-  const int64_t work_size = DataTypeSize(work);
+  const int64_t work_size = DataTypeSize(WorkType(spec.dtype));
   const int64_t size = DataTypeSize(spec.dtype);
   const int64_t chunk = slot_bytes_ / work_size;
   char* data = static_cast<char*>(buffer);
   for (int64_t start = 0; start < count; start += chunk) {
     const int64_t n = std::min(chunk, count - start);
-    char* mine = Slot(rank_);
-    if (half) {
-      WidenToFloat(data + start * size, reinterpret_cast<float*>(mine), n,
-                   spec.dtype);
-    } else {
-      Copy(mine, data + start * size, n * size);
-    }
-    ScaleBuffer(mine, n, work, spec.prescale);
+    CopyIn(data + start * size, n, spec);
     if (Status s = barrier_->Wait(); !s.ok()) return s;
-
     const auto [lo, hi] = BlockRange(n, size_, rank_);
-    char* slice = mine + lo * work_size;
-    for (int peer = 0; peer < size_; ++peer) {
-      if (peer != rank_) {
-        ReduceInto(slice, Slot(peer) + lo * work_size, hi - lo, work, spec.op);
-      }
-    }
-    FinishReduction(slice, hi - lo, work, spec.divisor, spec.postscale);
+    ReduceSlice(lo, hi, spec);
     if (Status s = barrier_->Wait(); !s.ok()) return s;
-
     for (int peer = 0; peer < size_; ++peer) {
       const auto [plo, phi] = BlockRange(n, size_, peer);
-      const char* source = Slot(peer) + plo * work_size;
-      char* out = data + (start + plo) * size;
-      if (half) {
-        NarrowFromFloat(reinterpret_cast<const float*>(source), out, phi - plo,
-                        spec.dtype);
-      } else {
-        Copy(out, source, (phi - plo) * size);
-      }
+      CopyOut(Slot(peer) + plo * work_size, phi - plo,
+              data + (start + plo) * size, spec.dtype);
     }
     NextPhase();
   }
@@ -149,11 +163,8 @@ Status ShmComm::Allreduce(void* buffer, int64_t count,
 Status ShmComm::ReduceScatter(const void* input, void* output,
                               const std::vector<int64_t>& counts,
                               const ReductionSpec& spec) {
-  const bool half = IsHalfType(spec.dtype);
-  const DataType work = half ? DataType::kFloat32 : spec.dtype;
-  const int64_t work_size = DataTypeSize(work);
   const int64_t size = DataTypeSize(spec.dtype);
-  const int64_t chunk = slot_bytes_ / work_size;
+  const int64_t chunk = slot_bytes_ / DataTypeSize(WorkType(spec.dtype));
   const std::vector<int64_t> offsets = Displacements(counts);
   const int64_t total = offsets.back() + counts.back();
   const int64_t mine_begin = offsets[rank_];
@@ -162,36 +173,15 @@ Status ShmComm::ReduceScatter(const void* input, void* output,
   char* out = static_cast<char*>(output);
   for (int64_t start = 0; start < total; start += chunk) {
     const int64_t n = std::min(chunk, total - start);
-    char* mine = Slot(rank_);
-    if (half) {
-      WidenToFloat(in + start * size, reinterpret_cast<float*>(mine), n,
-                   spec.dtype);
-    } else {
-      Copy(mine, in + start * size, n * size);
-    }
-    ScaleBuffer(mine, n, work, spec.prescale);
+    CopyIn(in + start * size, n, spec);
     if (Status s = barrier_->Wait(); !s.ok()) return s;
-
+    // Reduce this rank's part of the chunk in its own slot (no peer reads
+    // that range) and store it.
     const int64_t lo = std::max(start, mine_begin);
     const int64_t hi = std::min(start + n, mine_end);
     if (lo < hi) {
-      // Reduce in this rank's own slot (no peer reads this range), finish,
-      // then store into the output.
-      char* slice = mine + (lo - start) * work_size;
-      for (int peer = 0; peer < size_; ++peer) {
-        if (peer != rank_) {
-          ReduceInto(slice, Slot(peer) + (lo - start) * work_size, hi - lo,
-                     work, spec.op);
-        }
-      }
-      FinishReduction(slice, hi - lo, work, spec.divisor, spec.postscale);
-      char* destination = out + (lo - mine_begin) * size;
-      if (half) {
-        NarrowFromFloat(reinterpret_cast<const float*>(slice), destination,
-                        hi - lo, spec.dtype);
-      } else {
-        std::memmove(destination, slice, (hi - lo) * size);
-      }
+      CopyOut(ReduceSlice(lo - start, hi - start, spec), hi - lo,
+              out + (lo - mine_begin) * size, spec.dtype);
     }
     NextPhase();
   }

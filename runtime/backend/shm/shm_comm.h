@@ -66,6 +66,16 @@ class ShmComm {
   char* Slot(int rank) const;
   // Ends a round: flips the phase.
   void NextPhase() { phase_ ^= 1; }
+  // The type a dtype is reduced in (float32 for the half types).
+  static DataType WorkType(DataType dtype);
+  // Copies n elements into this rank's slot, widened and prescaled.
+  void CopyIn(const char* source, int64_t n, const ReductionSpec& spec);
+  // Reduces elements [lo, hi) of the round from every slot into this rank's
+  // slot and finishes them (divisor, postscale); returns the slice.
+  char* ReduceSlice(int64_t lo, int64_t hi, const ReductionSpec& spec);
+  // Stores n reduced elements (narrowed back for the half types).
+  static void CopyOut(const char* slice, int64_t n, char* destination,
+                      DataType dtype);
   // The largest of every local rank's value (one round).
   StatusOr<int64_t> AgreeOnMax(int64_t value);
 

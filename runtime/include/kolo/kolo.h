@@ -156,6 +156,10 @@ Status Broadcast(const std::string& name, const Tensor& buffer, int root_rank);
 
 RuntimeStats GetStats();
 
+// The CPU data plane Init() chose: "shm", "ring", "hierarchical" or "mpi"
+// ("" before Init()).
+std::string BackendName();
+
 // Starts writing a Chrome-trace/Perfetto timeline to `path` (rank 0 writes;
 // on other ranks this is a no-op), replacing a running one. KOLO_TIMELINE
 // starts one at Init(). mark_cycles adds a marker per negotiation round.

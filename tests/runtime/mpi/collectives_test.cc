@@ -570,10 +570,15 @@ class KoloEnvironment : public ::testing::Environment {
     ASSERT_TRUE(status.ok()) << status;
     const uint64_t seed = SharedSeed();  // collective: every rank calls it
     if (Rank() == 0) {
-      std::printf("kolo collectives test: %d ranks, seed %llu "
+      std::printf("kolo collectives test: %d ranks, backend %s, seed %llu "
                   "(KOLO_TEST_SEED=%llu reproduces the submission orders)\n",
-                  Size(), static_cast<unsigned long long>(seed),
+                  Size(), BackendName().c_str(),
+                  static_cast<unsigned long long>(seed),
                   static_cast<unsigned long long>(seed));
+    }
+    const char* wanted = std::getenv("KOLO_CPU_OPERATIONS");
+    if (wanted != nullptr && std::string(wanted) != "auto") {
+      EXPECT_EQ(BackendName(), wanted) << "the requested data plane runs";
     }
   }
   void TearDown() override {
