@@ -22,9 +22,8 @@ suites=("$@")
 # test ignores (the peer-failure tests kill ranks and expect failures) still
 # fails the suite.
 tsan_options="suppressions=$supp/tsan.supp history_size=4 second_deadlock_stack=1"
-asan_options="detect_leaks=1 strict_string_checks=1 check_initialization_order=1 detect_stack_use_after_return=1"
+asan_options="strict_string_checks=1 check_initialization_order=1 detect_stack_use_after_return=1"
 ubsan_options="print_stacktrace=1 halt_on_error=1"
-export LSAN_OPTIONS="suppressions=$supp/lsan.supp print_suppressions=0"
 
 status=0
 for suite in "${suites[@]}"; do
@@ -49,12 +48,23 @@ for suite in "${suites[@]}"; do
   logs=$build/sanitizer-reports
   rm -rf "$logs" && mkdir -p "$logs"
   export TSAN_OPTIONS="$tsan_options log_path=$logs/tsan"
-  export ASAN_OPTIONS="$asan_options log_path=$logs/asan"
   export UBSAN_OPTIONS="$ubsan_options log_path=$logs/ubsan"
-  if ! (cd "$build" && ctest -L 'unit|mpi' -LE 'launcher|bench|torch|chexnet' \
-          --no-tests=error --output-on-failure --timeout 900); then
-    status=1
-  fi
+  for label in unit mpi; do
+    # Leaks are checked in the single-process tests only. Every rank of a
+    # multi-rank test runs Open MPI, which never frees much of its
+    # process-lifetime state (PMIx, hwloc, component data) and unloads its
+    # mca_*.so components in MPI_Finalize, so at exit LeakSanitizer reports
+    # those allocations with stacks ending in "<unknown module>" that no
+    # suppression can name (the slow unwinder that would name them makes
+    # these tests 5-10 times slower). ASan's other checks stay on.
+    leaks=1
+    [[ $label == mpi ]] && leaks=0
+    export ASAN_OPTIONS="$asan_options detect_leaks=$leaks log_path=$logs/asan"
+    if ! (cd "$build" && ctest -L "^$label\$" -LE 'launcher|bench|torch|chexnet' \
+            --no-tests=error --output-on-failure --timeout 900); then
+      status=1
+    fi
+  done
   if [[ -n $(ls -A "$logs") ]]; then
     echo "=== $suite: sanitizer reports (one file per process) in $logs:"
     for report in "$logs"/*; do echo "--- $report"; cat "$report"; done
