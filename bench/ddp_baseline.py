@@ -71,11 +71,13 @@ def main(argv):
         optimizer = torch.optim.SGD(ddp.parameters(), lr=args.lr, momentum=0.9)
 
     step_s, forward_backward_s, optimizer_s = [], [], []
-    window_start = 0.0
+    window_start = process_cpu_start = thread_cpu_start = 0.0
     for step in range(args.warmup_steps + args.steps):
         if step == args.warmup_steps:
             dist.barrier()
             window_start = time.perf_counter()
+            process_cpu_start = time.process_time()
+            thread_cpu_start = time.thread_time()
         t0 = time.perf_counter()
         optimizer.zero_grad()
         loss = F.binary_cross_entropy_with_logits(ddp(images), labels)
@@ -87,12 +89,18 @@ def main(argv):
             step_s.append(t2 - t0)
             forward_backward_s.append(t1 - t0)
             optimizer_s.append(t2 - t1)
+    process_cpu = time.process_time() - process_cpu_start
+    thread_cpu = time.thread_time() - thread_cpu_start
     dist.barrier()
     window = time.perf_counter() - window_start
 
+    # Per rank: phase means and CPU seconds per step (process: every thread,
+    # Gloo's and autograd's included; main thread), as train_bench reports.
     mine = torch.tensor([[statistics.fmean(step_s),
                           statistics.fmean(forward_backward_s), 0.0,
-                          statistics.fmean(optimizer_s)]], dtype=torch.float64)
+                          statistics.fmean(optimizer_s),
+                          process_cpu / args.steps, thread_cpu / args.steps]],
+                        dtype=torch.float64)
     gathered = [torch.zeros_like(mine) for _ in range(size)]
     dist.all_gather(gathered, mine)
     images_per_s = args.steps * args.batch_size * size / window
@@ -113,11 +121,11 @@ def main(argv):
               f"mean {statistics.fmean(step_s):.4f}  min {min(step_s):.4f}  "
               f"max {max(step_s):.4f}")
         print("rank | step (s) | forward+backward (s) | gradient sync wait (s)"
-              " | optimizer (s)")
+              " | optimizer (s) | CPU s/step: process | main thread")
         for r, row in enumerate(gathered):
-            s, fb, _, opt = row[0].tolist()
+            s, fb, _, opt, pcpu, tcpu = row[0].tolist()
             print(f"{r:4d} | {s:8.4f} | {fb:20.4f} | {'(in backward)':>22} | "
-                  f"{opt:13.4f}")
+                  f"{opt:13.4f} | {pcpu:19.4f} | {tcpu:11.4f}")
         print(f"images/s: {images_per_s:.2f}")
         sys.stdout.flush()
         if args.json:
@@ -145,7 +153,9 @@ def main(argv):
                            "step_s": row[0][0].item(),
                            "forward_backward_s": row[0][1].item(),
                            "gradient_sync_s": None,
-                           "optimizer_s": row[0][3].item()}
+                           "optimizer_s": row[0][3].item(),
+                           "process_cpu_s": row[0][4].item(),
+                           "main_thread_cpu_s": row[0][5].item()}
                           for r, row in enumerate(gathered)],
                 "torch_version": torch.__version__,
                 "load_average": load,

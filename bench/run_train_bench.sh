@@ -5,7 +5,7 @@
 # Runs, in this order, ROUNDS times (interleaved, so that a change in the
 # machine's background load hits every configuration alike):
 #   kolo np=1, DDP np=1, kolo np=2, DDP np=2, kolo np=2 overlap off,
-#   kolo np=2 fusion off
+#   kolo np=2 fusion off, two independent kolo np=1 jobs at once
 # all with the same model, resolution, per-rank batch, optimizer, steps and
 # threads per rank (bench/train_bench through kolorun; bench/ddp_baseline.py
 # with /usr/bin/python3, Gloo, one process per rank started here since
@@ -13,7 +13,12 @@
 # images/s over the rounds. Then prints a markdown table and
 #   kolo np2 / DDP np2             >= 1.3  (target 1)
 #   kolo np2 / (2 x kolo np1)      >= 0.9  (target 2: scaling efficiency)
-# with PASS or MISS. Everything (logs, per-run JSON, results.md,
+# with PASS or MISS. The two independent np=1 jobs (no communication at all)
+# are the compute ceiling of np=2 on this host: if np=2 is far below twice
+# np=1 there too, the host, not communication, limits scaling. The table
+# also gives the CPU seconds per image: on a host shared with other work,
+# wall time says how long a step took, CPU time how much work it was.
+# Everything (logs, per-run JSON, results.md,
 # summary.json) goes to OUT. Exit code 0 once every run succeeded, whatever
 # the verdicts; 1 when a run failed; 2 for bad arguments.
 #
@@ -29,9 +34,9 @@ arch=densenet121
 image_size=64
 batch_size=16
 warmup_steps=2
-steps=6
+steps=10
 threads=1
-rounds=1
+rounds=3
 python=/usr/bin/python3
 
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
@@ -74,6 +79,22 @@ run_kolo() {
     --json "$dir/$name.json" >"$dir/$name.log" 2>&1
 }
 
+# run_kolo_pair NAME: two independent np=1 jobs at once; the images/s of
+# NAME.json is their sum, its ranks both jobs' rank 0.
+run_kolo_pair() {
+  local name=$1 pid_a pid_b rc=0
+  run_kolo "$name.a" 1 & pid_a=$!
+  run_kolo "$name.b" 1 & pid_b=$!
+  wait "$pid_a" || rc=1
+  wait "$pid_b" || rc=1
+  cat "$dir/$name.a.log" "$dir/$name.b.log" >"$dir/$name.log"
+  ((rc == 0)) || return 1
+  jq -s '.[0] + {impl: "kolo (2 independent np=1 jobs)", np: 2,
+                 images_per_s: (.[0].images_per_s + .[1].images_per_s),
+                 ranks: [.[0].ranks[0], (.[1].ranks[0] | .rank = 1)]}' \
+    "$dir/$name.a.json" "$dir/$name.b.json" >"$dir/$name.json"
+}
+
 # run_ddp NAME NP: one ddp_baseline.py process per rank, on a free port.
 run_ddp() {
   local name=$1 np=$2 port pids=() rc=0 r
@@ -93,7 +114,8 @@ run_ddp() {
   return $rc
 }
 
-configs=(kolo_np1 ddp_np1 kolo_np2 ddp_np2 kolo_np2_no_overlap kolo_np2_no_fusion)
+configs=(kolo_np1 ddp_np1 kolo_np2 ddp_np2 kolo_np2_no_overlap kolo_np2_no_fusion
+         kolo_2x_np1)
 echo "run_train_bench: $arch, ${image_size} px, batch $batch_size per rank," \
   "$threads thread(s) per rank, $warmup_steps warm-up + $steps timed steps," \
   "$rounds round(s); results in $out"
@@ -107,6 +129,7 @@ for ((round = 1; round <= rounds; round++)); do
       kolo_np2) run_kolo "$c" 2 ;;
       kolo_np2_no_overlap) run_kolo "$c" 2 --no-overlap ;;
       kolo_np2_no_fusion) run_kolo "$c" 2 --no-fusion ;;
+      kolo_2x_np1) run_kolo_pair "$c" ;;
       ddp_np1) run_ddp "$c" 1 ;;
       ddp_np2) run_ddp "$c" 2 ;;
     esac || { echo "run_train_bench: $c failed; see $dir/$c*.log" >&2; tail -20 "$dir/$c.log" >&2; exit 1; }
@@ -126,6 +149,7 @@ names = {
     "kolo_np2_no_fusion": "kolo, np=2, fusion off",
     "ddp_np1": "PyTorch DDP (Gloo), np=1",
     "ddp_np2": "PyTorch DDP (Gloo), np=2",
+    "kolo_2x_np1": "2 independent kolo np=1 jobs (ceiling, no communication)",
 }
 runs = {c: [json.load(open(f"{out}/round{r}/{c}.json")) for r in range(1, rounds + 1)]
         for c in names}
@@ -139,27 +163,37 @@ lines = [
     f"{min(j['load_average'] for c in names for j in runs[c]):.1f}-"
     f"{max(j['load_average'] for c in names for j in runs[c]):.1f}.",
     "",
-    "| configuration | images/s | per round | step median (s) | forward+backward (s) | gradient sync wait (s) | optimizer (s) |",
-    "|---|---:|---|---:|---:|---:|---:|",
+    "| configuration | images/s | per round | step median (s) | forward+backward (s) | gradient sync wait (s) | optimizer (s) | CPU s per image | CPU per rank (cores) |",
+    "|---|---:|---|---:|---:|---:|---:|---:|---:|",
 ]
 def slowest(j, key):
     values = [r[key] for r in j["ranks"] if r[key] is not None]
     return f"{max(values):.3f}" if values else "in backward"
+def cpu_per_image(j):
+    # CPU seconds per step summed over ranks, per image of the global batch.
+    return sum(r["process_cpu_s"] for r in j["ranks"]) / (j["batch_size"] * len(j["ranks"]))
+def cores(j):
+    # CPU seconds per wall second, per rank: 1.0 = a whole core.
+    return ", ".join("%.2f" % (r["process_cpu_s"] / r["step_s"]) for r in j["ranks"])
+median_run = {c: min(runs[c], key=lambda j: abs(j["images_per_s"] - ips[c])) for c in names}
 for c in ["kolo_np1", "kolo_np2", "kolo_np2_no_overlap", "kolo_np2_no_fusion",
-          "ddp_np1", "ddp_np2"]:
-    j = min(runs[c], key=lambda j: abs(j["images_per_s"] - ips[c]))  # the median run
+          "ddp_np1", "ddp_np2", "kolo_2x_np1"]:
+    j = median_run[c]
     lines.append(
         f"| {names[c]} | {ips[c]:.2f} | "
         f"{', '.join('%.2f' % x['images_per_s'] for x in runs[c])} | "
         f"{j['step_s']['median']:.3f} | {slowest(j, 'forward_backward_s')} | "
-        f"{slowest(j, 'gradient_sync_s')} | {slowest(j, 'optimizer_s')} |")
+        f"{slowest(j, 'gradient_sync_s')} | {slowest(j, 'optimizer_s')} | "
+        f"{cpu_per_image(j):.4f} | {cores(j)} |")
 ratio = ips["kolo_np2"] / ips["ddp_np2"]
 efficiency = ips["kolo_np2"] / (2 * ips["kolo_np1"])
 ddp_efficiency = ips["ddp_np2"] / (2 * ips["ddp_np1"])
 verdict = lambda ok: "PASS" if ok else "MISS"
 lines += [
     "",
-    "Phase columns: the slowest rank's mean per step (median run).",
+    "Phase columns: the slowest rank's mean per step (median run). CPU s per image: "
+    "process CPU time (every thread) summed over ranks per image; CPU per rank: "
+    "CPU seconds per wall second of each rank (1.00 = a whole core).",
     "",
     "| target | measured | goal | verdict |",
     "|---|---:|---:|---|",
@@ -169,13 +203,18 @@ lines += [
     f"For reference: DDP scaling efficiency {ddp_efficiency:.2f}; "
     f"kolo np=1 / DDP np=1 {ips['kolo_np1'] / ips['ddp_np1']:.2f}x; "
     f"overlap off {ips['kolo_np2_no_overlap'] / ips['kolo_np2']:.2f}x and "
-    f"fusion off {ips['kolo_np2_no_fusion'] / ips['kolo_np2']:.2f}x of kolo np=2.",
+    f"fusion off {ips['kolo_np2_no_fusion'] / ips['kolo_np2']:.2f}x of kolo np=2; "
+    f"compute ceiling of np=2 on this host (2 independent np=1 jobs) "
+    f"{ips['kolo_2x_np1'] / (2 * ips['kolo_np1']):.2f} of 2 x np=1, and kolo np=2 reaches "
+    f"{ips['kolo_np2'] / ips['kolo_2x_np1']:.2f} of that ceiling.",
 ]
 text = "\n".join(lines) + "\n"
 open(f"{out}/results.md", "w").write(text)
 json.dump({"images_per_s": ips, "kolo_np2_over_ddp_np2": ratio,
            "kolo_scaling_efficiency": efficiency,
            "ddp_scaling_efficiency": ddp_efficiency,
+           "ceiling_scaling_efficiency": ips["kolo_2x_np1"] / (2 * ips["kolo_np1"]),
+           "cpu_s_per_image": {c: cpu_per_image(median_run[c]) for c in names},
            "target_ratio_pass": ratio >= 1.3,
            "target_efficiency_pass": efficiency >= 0.9},
           open(f"{out}/summary.json", "w"), indent=2)

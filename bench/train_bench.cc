@@ -18,12 +18,15 @@
 // option for this, so the benchmark does it itself. Fusion off
 // (--no-fusion) sets KOLO_FUSION_THRESHOLD=0 before kolo starts.
 //
-// Rank 0 prints the report; --json writes it as JSON. Exit code: 0, 1 on a
+// Per rank, the report also gives the CPU time per step (process and main
+// thread): on a host shared with other work, it tells a starved rank from a
+// slow one. Rank 0 prints the report; --json writes it as JSON. Exit code: 0, 1 on a
 // runtime error, 2 for bad flags.
 #include <torch/nn/functional/loss.h>
 #include <torch/optim/adam.h>
 #include <torch/optim/sgd.h>
 #include <torch/torch.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -69,6 +72,15 @@ struct PhaseTimes {
   std::vector<double> gradient_sync;  // waiting for gradient allreduces
   std::vector<double> optimizer;
 };
+
+// CPU seconds used so far by this process (every thread, kolo's background
+// thread included) or by the calling thread. On a shared host, wall time
+// shows how long a step took and CPU time how much work it was.
+double CpuSeconds(clockid_t clock) {
+  timespec ts{};
+  clock_gettime(clock, &ts);
+  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
+}
 
 double Seconds(Clock::time_point from, Clock::time_point to) {
   return std::chrono::duration<double>(to - from).count();
@@ -166,11 +178,15 @@ int Run(const Flags& flags) {
   PhaseTimes times;
   RuntimeStats stats_before;
   Clock::time_point window_start;
+  double process_cpu_start = 0;
+  double thread_cpu_start = 0;
   for (int step = 0; step < flags.warmup_steps + flags.steps; ++step) {
     if (step == flags.warmup_steps) {
       Barrier();
       stats_before = kolo::GetStats();
       window_start = Clock::now();
+      process_cpu_start = CpuSeconds(CLOCK_PROCESS_CPUTIME_ID);
+      thread_cpu_start = CpuSeconds(CLOCK_THREAD_CPUTIME_ID);
     }
     const Clock::time_point t0 = Clock::now();
     if (distributed) {
@@ -202,17 +218,24 @@ int Run(const Flags& flags) {
       times.optimizer.push_back(Seconds(t2, t3));
     }
   }
+  const double process_cpu =
+      CpuSeconds(CLOCK_PROCESS_CPUTIME_ID) - process_cpu_start;
+  const double thread_cpu =
+      CpuSeconds(CLOCK_THREAD_CPUTIME_ID) - thread_cpu_start;
   Barrier();
   const double window = Seconds(window_start, Clock::now());
   const RuntimeStats stats_after = kolo::GetStats();
 
-  // Every rank's phase means, to spot stragglers.
+  // Every rank's phase means and CPU time per step, to spot stragglers and
+  // starved ranks.
+  const double per_step = static_cast<double>(flags.steps);
   const ::torch::Tensor mine = ::torch::tensor(
       {Mean(times.step), Mean(times.forward_backward),
-       Mean(times.gradient_sync), Mean(times.optimizer)},
+       Mean(times.gradient_sync), Mean(times.optimizer),
+       process_cpu / per_step, thread_cpu / per_step},
       ::torch::kFloat64);
   const ::torch::Tensor all =
-      kolo::torch::allgather(mine.reshape({1, 4}), "train_bench.phases");
+      kolo::torch::allgather(mine.reshape({1, 6}), "train_bench.phases");
   const double images_per_s =
       static_cast<double>(flags.steps) * flags.batch_size * size / window;
 
@@ -220,7 +243,6 @@ int Run(const Flags& flags) {
     const char* fusion_env = std::getenv("KOLO_FUSION_THRESHOLD");
     const std::string fusion =
         fusion_env ? std::string(fusion_env) + " B" : "default (64 MiB)";
-    const double per_step = static_cast<double>(flags.steps);
     const double collectives =
         (stats_after.collectives_executed - stats_before.collectives_executed) /
         per_step;
@@ -246,11 +268,12 @@ int Run(const Flags& flags) {
                 *std::max_element(times.step.begin(), times.step.end()));
     std::printf(
         "rank | step (s) | forward+backward (s) | gradient sync wait (s) | "
-        "optimizer (s)\n");
+        "optimizer (s) | CPU s/step: process | main thread\n");
     for (int r = 0; r < size; ++r) {
-      std::printf("%4d | %8.4f | %20.4f | %22.4f | %13.4f\n", r,
-                  all[r][0].item<double>(), all[r][1].item<double>(),
-                  all[r][2].item<double>(), all[r][3].item<double>());
+      std::printf("%4d | %8.4f | %20.4f | %22.4f | %13.4f | %19.4f | %11.4f\n",
+                  r, all[r][0].item<double>(), all[r][1].item<double>(),
+                  all[r][2].item<double>(), all[r][3].item<double>(),
+                  all[r][4].item<double>(), all[r][5].item<double>());
     }
     std::printf(
         "kolo per step: %.0f gradient tensors, %.1f collectives executed, "
@@ -266,7 +289,9 @@ int Run(const Flags& flags) {
                          {"step_s", all[r][0].item<double>()},
                          {"forward_backward_s", all[r][1].item<double>()},
                          {"gradient_sync_s", all[r][2].item<double>()},
-                         {"optimizer_s", all[r][3].item<double>()}});
+                         {"optimizer_s", all[r][3].item<double>()},
+                         {"process_cpu_s", all[r][4].item<double>()},
+                         {"main_thread_cpu_s", all[r][5].item<double>()}});
       }
       nlohmann::json report = {
           {"impl", "kolo"},
