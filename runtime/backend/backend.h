@@ -26,6 +26,11 @@ class Backend {
   // In place: buffer = postscale * reduce(prescale * buffer_r) / divisor.
   virtual Status Allreduce(void* buffer, int64_t count,
                            const ReductionSpec& spec) = 0;
+  // Out of place (input may equal output). Backends that can read the input
+  // where it is override this to save a pass over memory; the default
+  // copies and reduces in place.
+  virtual Status Allreduce(const void* input, void* output, int64_t count,
+                           const ReductionSpec& spec);
   // output = concatenation of every rank's input; bytes_per_rank[r] bytes
   // from rank r. input holds bytes_per_rank[this rank] bytes.
   virtual Status Allgatherv(const void* input, void* output,

@@ -114,10 +114,8 @@ Status Executor::Allreduce(const Response& response,
       return backend_->Allreduce(zeros_.data(), count, spec);
     }
     Entry& entry = entries.front();
-    if (entry.input.data != entry.output.data && count > 0) {
-      std::memcpy(entry.output.data, entry.input.data, count * element);
-    }
-    return backend_->Allreduce(entry.output.data, count, spec);
+    return backend_->Allreduce(entry.input.data, entry.output.data, count,
+                               spec);
   }
   // Fused: pack, reduce once, unpack.
   int64_t total = 0;

@@ -29,6 +29,7 @@ class HierarchicalBackend : public Backend {
                       std::vector<int> local_rank_of,
                       std::vector<int> cross_rank_of);
 
+  using Backend::Allreduce;
   const char* name() const override { return "hierarchical"; }
   Status Allreduce(void* buffer, int64_t count,
                    const ReductionSpec& spec) override;

@@ -17,6 +17,7 @@ class MpiBackend : public Backend {
  public:
   explicit MpiBackend(MPI_Comm comm);
 
+  using Backend::Allreduce;
   const char* name() const override { return "mpi"; }
   Status Allreduce(void* buffer, int64_t count,
                    const ReductionSpec& spec) override;

@@ -15,6 +15,7 @@ class RingBackend : public Backend {
  public:
   explicit RingBackend(std::unique_ptr<RingComm> ring) : ring_(std::move(ring)) {}
 
+  using Backend::Allreduce;
   const char* name() const override { return "ring"; }
   Status Allreduce(void* buffer, int64_t count,
                    const ReductionSpec& spec) override {

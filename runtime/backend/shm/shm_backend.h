@@ -17,7 +17,11 @@ class ShmBackend : public Backend {
   const char* name() const override { return "shm"; }
   Status Allreduce(void* buffer, int64_t count,
                    const ReductionSpec& spec) override {
-    return comm_->Allreduce(buffer, count, spec);
+    return comm_->Allreduce(buffer, buffer, count, spec);
+  }
+  Status Allreduce(const void* input, void* output, int64_t count,
+                   const ReductionSpec& spec) override {
+    return comm_->Allreduce(input, output, count, spec);
   }
   Status Allgatherv(const void* input, void* output,
                     const std::vector<int64_t>& bytes_per_rank) override {

@@ -137,15 +137,16 @@ void ShmComm::CopyOut(const char* slice, int64_t n, char* destination,
   }
 }
 
-Status ShmComm::Allreduce(void* buffer, int64_t count,
+Status ShmComm::Allreduce(const void* input, void* output, int64_t count,
                           const ReductionSpec& spec) {
   const int64_t work_size = DataTypeSize(WorkType(spec.dtype));
   const int64_t size = DataTypeSize(spec.dtype);
   const int64_t chunk = slot_bytes_ / work_size;
-  char* data = static_cast<char*>(buffer);
+  const char* in = static_cast<const char*>(input);
+  char* out = static_cast<char*>(output);
   for (int64_t start = 0; start < count; start += chunk) {
     const int64_t n = std::min(chunk, count - start);
-    CopyIn(data + start * size, n, spec);
+    CopyIn(in + start * size, n, spec);
     if (Status s = barrier_->Wait(); !s.ok()) return s;
     const auto [lo, hi] = BlockRange(n, size_, rank_);
     ReduceSlice(lo, hi, spec);
@@ -153,7 +154,7 @@ Status ShmComm::Allreduce(void* buffer, int64_t count,
     for (int peer = 0; peer < size_; ++peer) {
       const auto [plo, phi] = BlockRange(n, size_, peer);
       CopyOut(Slot(peer) + plo * work_size, phi - plo,
-              data + (start + plo) * size, spec.dtype);
+              out + (start + plo) * size, spec.dtype);
     }
     NextPhase();
   }

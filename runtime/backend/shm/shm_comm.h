@@ -42,7 +42,10 @@ class ShmComm {
   int size() const { return size_; }
 
   Status Barrier() { return barrier_->Wait(); }
-  Status Allreduce(void* buffer, int64_t count, const ReductionSpec& spec);
+  // input may equal output. Each round reads the input once and writes
+  // the output once; everything else stays in the (cache-sized) slots.
+  Status Allreduce(const void* input, void* output, int64_t count,
+                   const ReductionSpec& spec);
   // Leaves in this rank's block of buffer (BlockRange(count, size, rank))
   // the reduction (op, prescale; no divisor or postscale) over local ranks.
   // REQUIRES: dtype is not a half type.
