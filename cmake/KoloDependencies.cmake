@@ -21,6 +21,21 @@ if(NOT KOLO_WITH_TORCH STREQUAL "OFF")
 endif()
 message(STATUS "kolo: LibTorch adapter and CheXNet example: ${KOLO_HAVE_TORCH}")
 
+# <torch/torch.h> costs most of a minute per translation unit on a small
+# machine; every target that includes it reuses one precompiled copy.
+if(KOLO_HAVE_TORCH)
+  add_library(kolo_torch_pch STATIC ${CMAKE_CURRENT_LIST_DIR}/torch_pch.cc)
+  target_link_libraries(kolo_torch_pch PUBLIC ${TORCH_LIBRARIES})
+  target_precompile_headers(kolo_torch_pch PRIVATE <torch/torch.h>)
+endif()
+function(kolo_use_torch_pch)
+  if(TARGET kolo_torch_pch)
+    foreach(target ${ARGN})
+      target_precompile_headers(${target} REUSE_FROM kolo_torch_pch)
+    endforeach()
+  endif()
+endfunction()
+
 # CUDA and NCCL (found in /usr/local/cuda on the build machines).
 set(KOLO_HAVE_NCCL OFF)
 if(NOT KOLO_WITH_NCCL STREQUAL "OFF")

@@ -10,7 +10,7 @@
 namespace kolo {
 namespace {
 constexpr int kControlTag = 7;
-constexpr int kProbesPerPump = 32;
+constexpr int kProbesWhenExpecting = 32;
 }  // namespace
 
 ControlPlane::~ControlPlane() {
@@ -39,16 +39,18 @@ Status ControlPlane::Send(int dest, std::shared_ptr<const std::string> bytes) {
   return absl::OkStatus();
 }
 
-Status ControlPlane::Pump(std::vector<int>* delivered) {
+Status ControlPlane::Pump(std::vector<int>* delivered, bool expecting) {
   for (auto it = sends_.begin(); it != sends_.end();) {
     int done = 0;
     KOLO_MPI_RETURN_IF_ERROR(MPI_Test(&it->request, &done, MPI_STATUS_IGNORE));
     if (done && delivered != nullptr) delivered->push_back(it->dest);
     it = done ? sends_.erase(it) : it + 1;
   }
-  // Open MPI runs some progress callbacks only every few calls: probe a few
-  // times before concluding nothing has arrived.
-  for (int misses = 0; misses < kProbesPerPump;) {
+  // Open MPI runs some progress callbacks only every few calls: when a
+  // message is expected, probe a few times before concluding nothing has
+  // arrived.
+  const int probes = expecting ? kProbesWhenExpecting : 2;
+  for (int misses = 0; misses < probes;) {
     int flag = 0;
     MPI_Message matched;
     MPI_Status status;

@@ -43,8 +43,8 @@ class ControlPlane {
   Status Send(int dest, std::shared_ptr<const std::string> bytes);
   // Progresses sends and receives; never blocks. Adds the destination of
   // every send that completed to *delivered (when given): the receiver can
-  // now see that message.
-  Status Pump(std::vector<int>* delivered = nullptr);
+  // now see that message. `expecting` (a peer just rang) probes harder.
+  Status Pump(std::vector<int>* delivered = nullptr, bool expecting = false);
   // The next message received in full, if any (call Pump() first).
   std::optional<Message> Next();
   // Whether transfers are in flight (then Pump() soon moves them along).

@@ -301,8 +301,12 @@ void Runtime::Loop() {
   absl::Time look_until = absl::InfinitePast();
   absl::Time last_request_sent = absl::Now();
   Status status;
+  uint32_t previous_rung = bell_->Peek();
   while (status.ok() && !stopping_) {
     const uint32_t rung = bell_->Peek();
+    // A ring (or recent traffic) means a message is on its way.
+    expecting_ = rung != previous_rung || absl::Now() < look_until;
+    previous_rung = rung;
     std::vector<Request> fresh;
     bool send_shutdown = false;
     bool waiting = false;
@@ -404,7 +408,7 @@ void Runtime::RingDelivered(std::vector<int>& delivered) {
 
 Status Runtime::Coordinate(absl::Time now, bool* activity) {
   const WireLimits limits{mpi_->size(), options_.cache_capacity};
-  if (Status s = control_->Pump(); !s.ok()) return s;
+  if (Status s = control_->Pump(nullptr, expecting_); !s.ok()) return s;
   while (std::optional<ControlPlane::Message> message = control_->Next()) {
     StatusOr<RequestList> list = DecodeRequestList(message->bytes, limits);
     if (!list.ok()) {
@@ -462,7 +466,7 @@ Status Runtime::Coordinate(absl::Time now, bool* activity) {
 
 Status Runtime::ReceiveResponses(bool* activity) {
   const WireLimits limits{mpi_->size(), options_.cache_capacity};
-  if (Status s = control_->Pump(); !s.ok()) return s;
+  if (Status s = control_->Pump(nullptr, expecting_); !s.ok()) return s;
   while (!stopping_) {
     std::optional<ControlPlane::Message> message = control_->Next();
     if (!message.has_value()) break;

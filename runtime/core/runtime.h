@@ -103,6 +103,7 @@ class Runtime {
   Timeline timeline_;
   uint64_t applied_seq_ = 0;
   bool stopping_ = false;
+  bool expecting_ = false;  // a negotiation message is probably on its way
   // Set when the job cannot go on (a peer failed, or an internal failure):
   // everything fails with it, and MPI is left alone at exit.
   Status abort_status_;

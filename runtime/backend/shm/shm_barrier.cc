@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <ctime>
 
@@ -26,11 +27,12 @@ void CpuRelax() {
 }  // namespace
 
 ShmBarrier::ShmBarrier(ShmBarrierState* state, int ranks,
-                       std::vector<int64_t> peer_pids, int spins)
+                       std::vector<int64_t> peer_pids, int max_spins)
     : state_(state),
       ranks_(static_cast<uint32_t>(ranks)),
       peer_pids_(std::move(peer_pids)),
-      spins_(spins) {}
+      max_spins_(max_spins),
+      spins_(max_spins) {}
 
 Status ShmBarrier::Wait() {
   if (ranks_ <= 1) return absl::OkStatus();
@@ -45,10 +47,12 @@ Status ShmBarrier::Wait() {
   }
   for (int i = 0; i < spins_; ++i) {
     if (state_->generation.load(std::memory_order_acquire) != generation) {
+      spins_ = std::min(max_spins_, 2 * spins_ + 64);
       return absl::OkStatus();
     }
     CpuRelax();
   }
+  spins_ /= 2;
   const timespec timeout{0, 50 * 1000 * 1000};
   while (state_->generation.load(std::memory_order_acquire) == generation) {
     FutexWait(&state_->generation, generation, &timeout);

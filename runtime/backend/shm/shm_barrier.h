@@ -1,7 +1,11 @@
 // ShmBarrier: a sense-reversing barrier for the ranks of one host, living in
-// shared memory. Waiters spin briefly (only when every rank has a core of its
-// own) and then sleep on a futex, so oversubscribed ranks never starve each
-// other. While asleep a waiter checks every 50 ms that its peers' processes
+// shared memory. Waiters spin briefly and then sleep on a futex, so
+// oversubscribed ranks never starve each other. The spin adapts: it doubles
+// (up to max_spins) when the barrier opened while spinning and halves when
+// it did not, so a rank whose peers are busy computing (the training case)
+// soon stops burning the CPU they need, while a benchmark with idle cores
+// keeps the low latency of spinning. max_spins is 0 when ranks outnumber
+// cores. While asleep a waiter checks every 50 ms that its peers' processes
 // still exist: a dead peer fails the wait with Aborted instead of a hang.
 #ifndef KOLO_RUNTIME_BACKEND_SHM_SHM_BARRIER_H_
 #define KOLO_RUNTIME_BACKEND_SHM_SHM_BARRIER_H_
@@ -25,7 +29,7 @@ class ShmBarrier {
  public:
   // peer_pids: the processes of every local rank (for failure detection).
   ShmBarrier(ShmBarrierState* state, int ranks, std::vector<int64_t> peer_pids,
-             int spins);
+             int max_spins);
 
   Status Wait();
 
@@ -35,6 +39,7 @@ class ShmBarrier {
   ShmBarrierState* state_;
   uint32_t ranks_;
   std::vector<int64_t> peer_pids_;
+  int max_spins_;
   int spins_;
 };
 
