@@ -22,16 +22,29 @@ endif()
 message(STATUS "kolo: LibTorch adapter and CheXNet example: ${KOLO_HAVE_TORCH}")
 
 # <torch/torch.h> costs most of a minute per translation unit on a small
-# machine; every target that includes it reuses one precompiled copy.
+# machine; every target that includes it reuses one precompiled copy. GCC
+# accepts a precompiled header only with the same -fPIC/-fPIE setting, so
+# libraries and executables get one each.
 if(KOLO_HAVE_TORCH)
   add_library(kolo_torch_pch STATIC ${CMAKE_CURRENT_LIST_DIR}/torch_pch.cc)
   target_link_libraries(kolo_torch_pch PUBLIC ${TORCH_LIBRARIES})
   target_precompile_headers(kolo_torch_pch PRIVATE <torch/torch.h>)
+  add_library(kolo_torch_pch_exe OBJECT ${CMAKE_CURRENT_LIST_DIR}/torch_pch.cc)
+  set_target_properties(kolo_torch_pch_exe PROPERTIES
+    POSITION_INDEPENDENT_CODE OFF)
+  target_compile_options(kolo_torch_pch_exe PRIVATE -fPIE)
+  target_link_libraries(kolo_torch_pch_exe PUBLIC ${TORCH_LIBRARIES})
+  target_precompile_headers(kolo_torch_pch_exe PRIVATE <torch/torch.h>)
 endif()
 function(kolo_use_torch_pch)
   if(TARGET kolo_torch_pch)
     foreach(target ${ARGN})
-      target_precompile_headers(${target} REUSE_FROM kolo_torch_pch)
+      get_target_property(type ${target} TYPE)
+      if(type STREQUAL "EXECUTABLE")
+        target_precompile_headers(${target} REUSE_FROM kolo_torch_pch_exe)
+      else()
+        target_precompile_headers(${target} REUSE_FROM kolo_torch_pch)
+      endif()
     endforeach()
   endif()
 endfunction()
