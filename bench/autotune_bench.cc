@@ -4,7 +4,10 @@
 // does both, in one run, and prints the ratio).
 //
 // usage: autotune_bench [--tensors N] [--elements N] [--gap-us N]
-//                       [--warmup-seconds S] [--seconds S]
+//                       [--sequential] [--warmup-seconds S] [--seconds S]
+// --sequential waits for each tensor before computing the next (a chain of
+// small dependent reductions, e.g. layer-wise synchronisation), so every
+// negotiation round trip is on the critical path.
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -38,11 +41,13 @@ int main(int argc, char** argv) {
   int gap_us = 20;
   double warmup_seconds = 8;
   double seconds = 6;
+  bool sequential = false;
   app.add_option("--tensors", tensors, "tensors per step")->check(CLI::PositiveNumber);
   app.add_option("--elements", elements, "float32 elements per tensor")->check(CLI::PositiveNumber);
   app.add_option("--gap-us", gap_us, "compute between tensors (us)")->check(CLI::NonNegativeNumber);
   app.add_option("--warmup-seconds", warmup_seconds, "untimed (autotune searches here)");
   app.add_option("--seconds", seconds, "timed");
+  app.add_flag("--sequential", sequential, "wait for each tensor before the next");
   CLI11_PARSE(app, argc, argv);
 
   if (kolo::Status s = kolo::Init(); !s.ok()) {
@@ -61,6 +66,7 @@ int main(int argc, char** argv) {
         std::exit(1);
       }
       handles.push_back(*h);
+      if (sequential && !handles.back().Wait().ok()) std::exit(1);
     }
     for (auto& h : handles) {
       if (kolo::Status s = h.Wait(); !s.ok()) {
@@ -87,9 +93,10 @@ int main(int argc, char** argv) {
   const auto [steps, elapsed] = run_for(seconds);
   if (kolo::Rank() == 0) {
     const char* autotune = std::getenv("KOLO_AUTOTUNE");
-    std::printf("autotune_bench: ranks %d, tensors %d x %d floats, gap %d us, "
+    std::printf("autotune_bench: ranks %d, tensors %d x %d floats, gap %d us%s, "
                 "autotune %s: %.1f steps/s (%lld steps in %.2f s)\n",
                 kolo::Size(), tensors, elements, gap_us,
+                sequential ? ", sequential" : "",
                 autotune ? autotune : "0", steps / elapsed,
                 static_cast<long long>(steps), elapsed);
   }
