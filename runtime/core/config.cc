@@ -137,6 +137,10 @@ StatusOr<Options> OptionsFromLookup(const EnvironmentLookup& lookup) {
            [&](const char* n, const char* v) {
              return ParseBool(n, v, &options.autotune);
            }},
+          {"KOLO_SHM_SLOT_BYTES",
+           [&](const char* n, const char* v) {
+             return ParseNonNegativeInt(n, v, &options.shm_slot_bytes);
+           }},
           {"KOLO_PEER_TIMEOUT_SECONDS",
            [&](const char* n, const char* v) {
              return ParseNonNegativeDouble(n, v, &options.peer_timeout_seconds);

@@ -34,20 +34,10 @@ int64_t SteadyNowNs() {
       .count();
 }
 
-// Bytes of each of a rank's two shared-memory slots: large enough to make
-// barriers rare, small enough that a round's data stays in cache.
-int64_t ShmSlotBytes() {
-  const char* env = std::getenv("KOLO_SHM_SLOT_BYTES");
-  int64_t bytes = 0;
-  if (env != nullptr && absl::SimpleAtoi(env, &bytes) && bytes > 0) {
-    return bytes;
-  }
-  return int64_t{512} << 10;
-}
-
-StatusOr<std::unique_ptr<Backend>> MakeShmBackend(const MpiContext& mpi) {
+StatusOr<std::unique_ptr<Backend>> MakeShmBackend(const Options& options,
+                                                  const MpiContext& mpi) {
   StatusOr<std::unique_ptr<ShmComm>> comm =
-      ShmComm::Create(mpi.local(), ShmSlotBytes());
+      ShmComm::Create(mpi.local(), options.shm_slot_bytes);
   if (!comm.ok()) return comm.status();
   return std::unique_ptr<Backend>(new ShmBackend(*std::move(comm)));
 }
@@ -90,9 +80,9 @@ StatusOr<bool> Homogeneous(const MpiContext& mpi) {
 }
 
 StatusOr<std::unique_ptr<Backend>> MakeHierarchicalBackend(
-    const MpiContext& mpi) {
+    const Options& options, const MpiContext& mpi) {
   StatusOr<std::unique_ptr<ShmComm>> local =
-      ShmComm::Create(mpi.local(), ShmSlotBytes());
+      ShmComm::Create(mpi.local(), options.shm_slot_bytes);
   if (!local.ok()) return local.status();
   StatusOr<std::unique_ptr<RingComm>> cross = MakeRing(mpi.cross());
   if (!cross.ok()) return cross.status();
@@ -124,10 +114,10 @@ StatusOr<std::unique_ptr<Backend>> MakeBackend(const Options& options,
   const bool one_host = mpi.local_size() == mpi.size();
   switch (options.cpu_operations) {
     case CpuOperations::kAuto: {
-      if (one_host) return MakeShmBackend(mpi);
+      if (one_host) return MakeShmBackend(options, mpi);
       StatusOr<bool> homogeneous = Homogeneous(mpi);
       if (!homogeneous.ok()) return homogeneous.status();
-      return *homogeneous ? MakeHierarchicalBackend(mpi) : MakeRingBackend(mpi);
+      return *homogeneous ? MakeHierarchicalBackend(options, mpi) : MakeRingBackend(mpi);
     }
     case CpuOperations::kShm:
       if (!one_host) {
@@ -136,7 +126,7 @@ StatusOr<std::unique_ptr<Backend>> MakeBackend(const Options& options,
             mpi.rank(), " shares its host with only ", mpi.local_size(),
             " of ", mpi.size(), " ranks"));
       }
-      return MakeShmBackend(mpi);
+      return MakeShmBackend(options, mpi);
     case CpuOperations::kRing:
       return MakeRingBackend(mpi);
     case CpuOperations::kHierarchical: {
@@ -147,7 +137,7 @@ StatusOr<std::unique_ptr<Backend>> MakeBackend(const Options& options,
             "KOLO_CPU_OPERATIONS=hierarchical needs the same number of ranks "
             "on every host");
       }
-      return MakeHierarchicalBackend(mpi);
+      return MakeHierarchicalBackend(options, mpi);
     }
     case CpuOperations::kMpi:
       break;

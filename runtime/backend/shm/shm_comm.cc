@@ -68,7 +68,8 @@ StatusOr<std::unique_ptr<ShmComm>> ShmComm::Create(MPI_Comm local_comm,
   comm->slot_bytes_ = slot_bytes / 64 * 64;
   if (comm->slot_bytes_ < 4096 * comm->size_) {
     return absl::InvalidArgumentError(
-        "shared-memory slots must hold at least 4 KiB per local rank");
+        "KOLO_SHM_SLOT_BYTES: shared-memory slots must hold at least 4 KiB per "
+        "local rank");
   }
 
   StatusOr<HostSegments> mapped =

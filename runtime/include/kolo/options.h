@@ -50,6 +50,10 @@ struct Options {
   LogLevel log_level = LogLevel::kWarning;
   // KOLO_AUTOTUNE: tune fusion threshold and cycle time online. Default off.
   bool autotune = false;
+  // KOLO_SHM_SLOT_BYTES: each of a rank's two shared-memory slots. Larger
+  // slots mean fewer barriers per collective; smaller ones keep a round's
+  // data in cache. At least 4 KiB per local rank. Default 512 KiB.
+  int64_t shm_slot_bytes = int64_t{512} << 10;
   // KOLO_PEER_TIMEOUT_SECONDS: a rank that sends nothing (not even its
   // half-second heartbeat) for this long while kolo is idle is taken for
   // dead, and every rank fails with Aborted. Default 5.

@@ -44,6 +44,9 @@ TEST(Config, ReadsEveryVariable) {
       {"KOLO_CPU_OPERATIONS", "MPI"},
       {"KOLO_LOG_LEVEL", "debug"},
       {"KOLO_AUTOTUNE", "1"},
+      {"KOLO_TIMELINE_MARK_CYCLES", "yes"},
+      {"KOLO_SHM_SLOT_BYTES", "65536"},
+      {"KOLO_PEER_TIMEOUT_SECONDS", "2.5"},
   });
   ASSERT_TRUE(options.ok()) << options.status();
   EXPECT_EQ(options->fusion_threshold_bytes, 1024);
@@ -55,6 +58,9 @@ TEST(Config, ReadsEveryVariable) {
   EXPECT_EQ(options->cpu_operations, CpuOperations::kMpi);
   EXPECT_EQ(options->log_level, LogLevel::kDebug);
   EXPECT_TRUE(options->autotune);
+  EXPECT_TRUE(options->timeline_mark_cycles);
+  EXPECT_EQ(options->shm_slot_bytes, 65536);
+  EXPECT_EQ(options->peer_timeout_seconds, 2.5);
 }
 
 TEST(Config, MalformedValuesNameTheVariableAndValue) {
@@ -68,6 +74,8 @@ TEST(Config, MalformedValuesNameTheVariableAndValue) {
       {{"KOLO_CPU_OPERATIONS", "gpu"}},
       {{"KOLO_LOG_LEVEL", "loud"}},
       {{"KOLO_AUTOTUNE", "maybe"}},
+      {{"KOLO_SHM_SLOT_BYTES", "big"}},
+      {{"KOLO_PEER_TIMEOUT_SECONDS", "-1"}},
   };
   for (const auto& env : bad) {
     StatusOr<Options> options = Parse(env);
