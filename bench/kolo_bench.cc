@@ -220,10 +220,8 @@ class Bench {
       status = Init();
     }
     run.error = AgreeOnError(status.ok() ? "" : status.ToString());
-    Print(
-        "#\n# kolo backend '%s' (%s; kolo's API does not report the backend "
-        "it chose: KOLO_LOG_LEVEL=info logs it)\n",
-        label.c_str(), selection.c_str());
+    Print("#\n# kolo backend '%s' (%s; the runtime chose '%s')\n",
+          label.c_str(), selection.c_str(), BackendName().c_str());
     if (!run.error.empty()) {
       Print("#   not available: %s\n", run.error.c_str());
       // A backend listed in --backends may be absent from this build; one
