@@ -60,7 +60,11 @@ for suite in "${suites[@]}"; do
     leaks=1
     [[ $label == mpi ]] && leaks=0
     export ASAN_OPTIONS="$asan_options detect_leaks=$leaks log_path=$logs/asan"
+    # --repeat until-pass:2 reruns a failed test once, for the timing of
+    # oversubscribed multi-rank runs under a sanitizer's slowdown; any
+    # sanitizer report still fails the suite through the report files below.
     if ! (cd "$build" && ctest -L "^$label\$" -LE 'launcher|bench|torch|chexnet' \
+            --repeat until-pass:2 \
             --no-tests=error --output-on-failure --timeout 900); then
       status=1
     fi
