@@ -62,6 +62,14 @@ struct Tensor {
   DataType dtype = DataType::kFloat32;
   std::vector<int64_t> shape;  // empty = scalar (one element)
   Device device;
+  // CUDA tensors only: the cudaStream_t (as void*) whose queued work produces
+  // the input (and will read the output); null means the legacy default
+  // stream. kolo records an event on it when the operation is submitted and
+  // makes its own stream wait for that event, so the caller need not
+  // synchronise before submitting. When the handle completes, the results are
+  // in device memory (kolo waited for its stream), so any stream may read
+  // them.
+  void* cuda_stream = nullptr;
 
   int64_t num_elements() const;
   int64_t size_bytes() const { return num_elements() * DataTypeSize(dtype); }
