@@ -89,8 +89,10 @@ std::optional<int> ParseFlags(int argc, char** argv, bool verbose,
                               BenchFlags* flags) {
   CLI::App app(
       "kolo_bench: nccl-tests-style tables of kolo's collectives, with "
-      "MPI_Allreduce, Gloo and memory-bandwidth baselines. Run under mpirun; "
-      "KOLO_CPU_OPERATIONS (or --backends) picks kolo's data plane.",
+      "MPI_Allreduce, Gloo and memory-bandwidth baselines (--device cuda: "
+      "GPU buffers and NCCL's collectives as the baseline). Run under "
+      "mpirun; KOLO_CPU_OPERATIONS (or --backends) picks kolo's CPU data "
+      "plane.",
       "kolo_bench");
   app.add_option("-b,--minbytes", flags->min_bytes,
                  "smallest message size in bytes (suffixes K, M, G)")
@@ -145,10 +147,11 @@ std::optional<int> ParseFlags(int argc, char** argv, bool verbose,
                  "JSON to this file");
   std::vector<std::string> baselines = {"all"};
   app.add_option("--baselines", baselines,
-                 "allreduce baselines to run: all, none, or a comma-separated "
-                 "list of mpi, gloo, memory")
+                 "baselines to run: all, none, or a comma-separated list of "
+                 "mpi, gloo, memory (allreduce, --device cpu) and nccl "
+                 "(every collective, --device cuda)")
       ->delimiter(',')
-      ->check(CLI::IsMember({"all", "none", "mpi", "gloo", "memory"}))
+      ->check(CLI::IsMember({"all", "none", "mpi", "gloo", "memory", "nccl"}))
       ->default_str("all");
   CLI::Option* backend_name = app.add_option(
       "--backend-name", flags->backend_name,
@@ -162,6 +165,15 @@ std::optional<int> ParseFlags(int argc, char** argv, bool verbose,
       ->transform(NameOf(BackendNames(), "backend"))
       ->option_text("LIST")
       ->excludes(backend_name);
+  std::string device = "cpu";
+  app.add_option("--device", device,
+                 "cpu, or cuda: buffers in GPU memory (rank r uses GPU "
+                 "local_rank % GPUs; one GPU per rank), kolo's NCCL backend, "
+                 "NCCL's collectives as the baseline instead of MPI, Gloo "
+                 "and memory bandwidth")
+      ->check(CLI::IsMember({"cpu", "cuda"}))
+      ->excludes("--backends")
+      ->capture_default_str();
   app.add_option("--tensors", flags->tensors,
                  "split every message into this many tensors submitted "
                  "together (exercises fusion)")
@@ -210,9 +222,11 @@ std::optional<int> ParseFlags(int argc, char** argv, bool verbose,
     }
     return false;
   };
+  flags->cuda = device == "cuda";
   flags->mpi_baseline = wants("mpi");
   flags->gloo_baseline = wants("gloo");
   flags->memory_baseline = wants("memory");
+  flags->nccl_baseline = wants("nccl");
   flags->command_line.assign(argv, argv + argc);
   return std::nullopt;
 }

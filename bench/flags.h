@@ -29,12 +29,16 @@ struct BenchFlags {
   bool mpi_baseline = true;
   bool gloo_baseline = true;
   bool memory_baseline = true;
+  bool nccl_baseline = true;  // --device cuda only
   // Label of the kolo rows when the backend comes from KOLO_CPU_OPERATIONS.
   std::string backend_name;
   // --backends: run kolo once per listed backend, in this order, in one
   // process; empty: once, as KOLO_CPU_OPERATIONS says.
   std::vector<CpuOperations> backends;
   int tensors = 1;
+  // --device cuda: buffers in GPU memory (GPU local_rank % GPUs), kolo's
+  // NCCL backend, and NCCL's own collectives as the baseline.
+  bool cuda = false;
   std::vector<std::string> command_line;
 };
 

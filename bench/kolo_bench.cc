@@ -6,8 +6,10 @@
 // runs), then kolo once per backend (KOLO_CPU_OPERATIONS, or each of
 // --backends: kolo is initialised and shut down around each), then the
 // baselines with kolo shut down, so that kolo's background thread never
-// competes with them. Exit code: 0, 1 when an operation failed or a result
-// was wrong, 2 for bad flags.
+// competes with them. With --device cuda the buffers are in GPU memory (one
+// GPU per rank), kolo runs once (its NCCL backend) and NCCL's own
+// collectives are the baseline. Exit code: 0, 1 when an operation failed or
+// a result was wrong (or --device cuda cannot run here), 2 for bad flags.
 #include <mpi.h>
 #include <unistd.h>
 
@@ -19,6 +21,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "bench/aligned_buffer.h"
@@ -28,11 +31,19 @@
 #include "bench/kolo_runner.h"
 #include "bench/measurement.h"
 #include "bench/memory_bandwidth.h"
+#include "bench/message_buffers.h"
 #include "bench/mpi_baseline.h"
 #include "bench/report.h"
 #include "bench/summary.h"
 #include "kolo/kolo.h"
 #include "nlohmann/json.hpp"
+
+#ifndef KOLO_BENCH_CUDA
+#define KOLO_BENCH_CUDA 0
+#endif
+#if KOLO_BENCH_CUDA
+#include "bench/nccl_baseline.h"
+#endif
 
 namespace kolo::bench {
 namespace {
@@ -92,17 +103,27 @@ class Bench {
     MPI_Comm local;
     MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank_,
                         MPI_INFO_NULL, &local);
-    int local_rank = 0;
-    MPI_Comm_rank(local, &local_rank);
+    MPI_Comm_rank(local, &local_rank_);
+    MPI_Comm_size(local, &local_size_);
     MPI_Comm_free(&local);
-    int leader = local_rank == 0 ? 1 : 0;
+    int leader = local_rank_ == 0 ? 1 : 0;
     MPI_Allreduce(&leader, &hosts_, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
   }
 
   int Run() {
     const bool allreduce = Selected(Collective::kAllreduce);
+    if (flags_.cuda) {
+      StatusOr<int> gpu = SelectGpu(local_rank_, local_size_);
+      const std::string error =
+          AgreeOnError(gpu.ok() ? "" : gpu.status().ToString());
+      if (!error.empty()) {
+        if (rank_ == 0) std::fprintf(stderr, "kolo_bench: %s\n", error.c_str());
+        return 1;
+      }
+      gpu_ = *gpu;
+    }
     PrintPreamble();
-    if (flags_.memory_baseline && allreduce) {
+    if (flags_.memory_baseline && allreduce && !flags_.cuda) {
       memory_ = MeasureMemoryBandwidth(kMemoryBufferBytes, kMemoryRepeats);
       Print(
           "# memory: single-thread memcpy read+write bandwidth B = %.2f GB/s "
@@ -113,7 +134,12 @@ class Bench {
           memory_->AllreduceBound() / 1e9,
           ranks_ == 2 ? "" : " (the bound is derived for 2 ranks)");
     }
-    if (flags_.backends.empty()) {
+    if (flags_.cuda) {
+      RunKolo(flags_.backend_name.empty() ? "nccl" : flags_.backend_name,
+              "CUDA tensors on GPU " + std::to_string(gpu_) +
+                  " (local rank % GPUs)",
+              std::nullopt);
+    } else if (flags_.backends.empty()) {
       const char* env = std::getenv("KOLO_CPU_OPERATIONS");
       const std::string value = env != nullptr && *env ? env : "auto";
       RunKolo(flags_.backend_name.empty() ? value : flags_.backend_name,
@@ -125,9 +151,17 @@ class Bench {
         RunKolo(name, "--backends " + name, backend);
       }
     }
-    if (allreduce) RunBaselines();
-    if (allreduce && flags_.dtype == DataType::kFloat32 &&
-        flags_.op == ReduceOp::kSum) {
+    if (flags_.cuda) {
+      RunNcclBaselines();
+    } else if (allreduce) {
+      RunBaselines();
+    }
+    if (flags_.cuda) {
+      Print(
+          "#\n# Targets: not evaluated; they are defined for CPU tensors "
+          "(issue 6)\n");
+    } else if (allreduce && flags_.dtype == DataType::kFloat32 &&
+               flags_.op == ReduceOp::kSum) {
       Print(
           "#\n# Targets (issue 6: np=2 on one host, allreduce float32 sum), "
           "judged on median iteration times; the ratio of the tables' means "
@@ -202,6 +236,91 @@ class Bench {
     Print(
         "# time: mean of the timed iterations on the slowest rank; algbw = "
         "size / time; busbw = algbw x nccl-tests' factor\n");
+    if (flags_.cuda) {
+      Print("# device: cuda, rank 0 on %s; %s\n", DescribeGpu(gpu_).c_str(),
+            NcclVersionText().c_str());
+    } else {
+      Print("# device: cpu (host memory)\n");
+    }
+  }
+
+  static std::string NcclVersionText() {
+#if KOLO_BENCH_CUDA
+    return NcclBaseline::Version() + " linked";
+#else
+    return "no NCCL";
+#endif
+  }
+
+  // Buffers for the largest message of a sweep; a failure is counted and
+  // printed, and the caller skips the table.
+  std::unique_ptr<MessageBuffers> Buffers(int64_t input_bytes,
+                                          int64_t output_bytes,
+                                          const std::string& what) {
+    StatusOr<std::unique_ptr<MessageBuffers>> buffers =
+        MessageBuffers::Create(input_bytes, output_bytes, gpu_);
+    const std::string error =
+        AgreeOnError(buffers.ok() ? "" : buffers.status().ToString());
+    if (!error.empty()) {
+      Print("# %s: cannot allocate buffers: %s\n", what.c_str(),
+            error.c_str());
+      ++failures_;
+      return nullptr;
+    }
+    return *std::move(buffers);
+  }
+
+  // --device cuda: NCCL's collectives on a communicator of all ranks, for
+  // every selected collective.
+  void RunNcclBaselines() {
+    if (!flags_.nccl_baseline) return;
+#if KOLO_BENCH_CUDA
+    const std::string label = NcclBaseline::Version() +
+                              " collectives on a stream of this process";
+    StatusOr<std::unique_ptr<NcclBaseline>> nccl =
+        NcclBaseline::Create(rank_, ranks_, gpu_);
+    const std::string error =
+        AgreeOnError(nccl.ok() ? "" : nccl.status().ToString());
+    if (!error.empty()) {
+      Skip("NCCL baseline", error);
+      ++failures_;
+      return;
+    }
+    const int64_t element_size = DataTypeSize(flags_.dtype);
+    for (Collective collective : flags_.collectives) {
+      const std::string title = std::string(CollectiveName(collective)) +
+                                "  [baseline: " + label + "]";
+      if (std::string why =
+              NcclBaseline::Unsupported(collective, flags_.dtype, flags_.op);
+          !why.empty()) {
+        Skip(title, why);
+        continue;
+      }
+      const std::vector<int64_t> counts = Counts(collective);
+      const Layout largest = MakeLayout(collective, counts.back(), ranks_, 1);
+      std::unique_ptr<MessageBuffers> buffers =
+          Buffers(largest.input_count * element_size,
+                  largest.output_count * element_size, title);
+      if (buffers == nullptr) continue;
+      Header(title);
+      double busbw_sum = 0;
+      int columns = 0;
+      for (int64_t count : counts) {
+        const Layout layout = MakeLayout(collective, count, ranks_, 1);
+        Row row = MakeRow("nccl", label, layout);
+        if (KoloHasOutOfPlace(collective)) {
+          row.out_of_place = (*nccl)->Measure(layout, config_, false, *buffers);
+        }
+        if (KoloHasInPlace(collective)) {
+          row.in_place = (*nccl)->Measure(layout, config_, true, *buffers);
+        }
+        Record(row, &busbw_sum, &columns);
+      }
+      if (rank_ == 0) PrintAverageBusBandwidth(busbw_sum, columns);
+    }
+#else
+    Skip("NCCL baseline", "this kolo_bench was built without NCCL");
+#endif
   }
 
   void RunKolo(const std::string& label, const std::string& selection,
@@ -237,17 +356,19 @@ class Bench {
         flags_.dtype == DataType::kFloat32 && flags_.op == ReduceOp::kSum) {
       const Layout layout =
           MakeLayout(Collective::kAllreduce, kLatencyBytes / 4, ranks_, 1);
-      AlignedBuffer input(kLatencyBytes);
-      AlignedBuffer output(kLatencyBytes);
-      run.latency =
-          MeasureKolo(layout, LatencyConfig(), false, "kolo_bench.latency",
-                      input.data(), output.data());
-      Print(
-          "# 8-byte float32 sum allreduce, full API path: mean %.2f us, "
-          "median %.2f us (best of %d trials of %d iterations)%s\n",
-          run.latency->time_us, run.latency->median_us, LatencyConfig().trials,
-          LatencyConfig().iters, run.latency->error.empty() ? "" : " FAILED");
-      Count(*run.latency);
+      std::unique_ptr<MessageBuffers> buffers =
+          Buffers(kLatencyBytes, kLatencyBytes, "latency");
+      if (buffers != nullptr) {
+        run.latency = MeasureKolo(layout, LatencyConfig(), false,
+                                  "kolo_bench.latency", *buffers);
+        Print(
+            "# 8-byte float32 sum allreduce, full API path: mean %.2f us, "
+            "median %.2f us (best of %d trials of %d iterations)%s\n",
+            run.latency->time_us, run.latency->median_us,
+            LatencyConfig().trials, LatencyConfig().iters,
+            run.latency->error.empty() ? "" : " FAILED");
+        Count(*run.latency);
+      }
     }
     Status shutdown = Shutdown();
     if (!shutdown.ok()) {
@@ -312,10 +433,13 @@ class Bench {
     const int64_t element_size = DataTypeSize(flags_.dtype);
     const Layout largest =
         MakeLayout(collective, counts.back(), ranks_, flags_.tensors);
-    AlignedBuffer input(
-        KoloHasOutOfPlace(collective) ? largest.input_count * element_size : 0);
-    AlignedBuffer output(largest.output_count * element_size);
-    Header(std::string(CollectiveName(collective)) + "  [kolo " + label + "]");
+    const std::string title =
+        std::string(CollectiveName(collective)) + "  [kolo " + label + "]";
+    std::unique_ptr<MessageBuffers> buffers = Buffers(
+        KoloHasOutOfPlace(collective) ? largest.input_count * element_size : 0,
+        largest.output_count * element_size, title);
+    if (buffers == nullptr) return;
+    Header(title);
     double busbw_sum = 0;
     int columns = 0;
     double tensors = 0;
@@ -329,12 +453,12 @@ class Bench {
                                CollectiveName(collective) + "." +
                                std::to_string(count);
       if (KoloHasOutOfPlace(collective)) {
-        row.out_of_place = MeasureKolo(layout, config_, false, name + ".oop",
-                                       input.data(), output.data());
+        row.out_of_place =
+            MeasureKolo(layout, config_, false, name + ".oop", *buffers);
       }
       if (KoloHasInPlace(collective)) {
-        row.in_place = MeasureKolo(layout, config_, true, name + ".ip",
-                                   input.data(), output.data());
+        row.in_place =
+            MeasureKolo(layout, config_, true, name + ".ip", *buffers);
       }
       for (const std::optional<Measurement>* m :
            {&row.out_of_place, &row.in_place}) {
@@ -472,6 +596,8 @@ class Bench {
     json["ranks"] = ranks_;
     json["hosts"] = hosts_;
     json["hostname"] = LocalHostname();
+    json["gpu"] = flags_.cuda ? nlohmann::json(DescribeGpu(gpu_))
+                              : nlohmann::json(nullptr);
     nlohmann::json collectives = nlohmann::json::array();
     for (Collective c : flags_.collectives)
       collectives.push_back(CollectiveName(c));
@@ -486,6 +612,7 @@ class Bench {
                       {"op", ReduceOpName(flags_.op)},
                       {"root", flags_.root},
                       {"tensors", flags_.tensors},
+                      {"device", flags_.cuda ? "cuda" : "cpu"},
                       {"collectives", collectives}};
     nlohmann::json runs = nlohmann::json::array();
     for (const KoloRun& run : kolo_runs_) {
@@ -541,6 +668,9 @@ class Bench {
   RunConfig config_;
   const int rank_;
   const int ranks_;
+  int local_rank_ = 0;
+  int local_size_ = 1;
+  int gpu_ = -1;  // --device cuda: this rank's GPU
   int hosts_ = 1;
   std::vector<Row> rows_;
   std::vector<KoloRun> kolo_runs_;

@@ -1,6 +1,7 @@
 // kolo's collectives under the measuring procedure.
 #include "bench/kolo_runner.h"
 
+#include <algorithm>
 #include <cstddef>
 #include <vector>
 
@@ -14,11 +15,12 @@ std::byte* At(void* base, int64_t element, int64_t element_size) {
   return static_cast<std::byte*>(base) + element * element_size;
 }
 
-Tensor Vector(void* data, DataType dtype, int64_t count) {
+Tensor Vector(void* data, DataType dtype, int64_t count, Device device) {
   Tensor tensor;
   tensor.data = data;
   tensor.dtype = dtype;
   tensor.shape = {count};
+  tensor.device = device;
   return tensor;
 }
 
@@ -41,21 +43,22 @@ OutputAllocator Into(void* data, int64_t expected_elements) {
 
 StatusOr<Handle> Submit(const Layout& layout, const RunConfig& config,
                         const Part& part, const std::string& name, void* input,
-                        void* output) {
+                        void* output, Device device) {
   const int64_t element_size = DataTypeSize(config.dtype);
   const Tensor in = Vector(At(input, part.input_offset, element_size),
-                           config.dtype, part.input_count);
+                           config.dtype, part.input_count, device);
   void* out = At(output, part.output_offset, element_size);
   switch (layout.collective) {
     case Collective::kAllreduce:
-      return AllreduceAsync(name, in,
-                            Vector(out, config.dtype, part.output_count),
-                            AllreduceOptions{config.op, 1.0, 1.0});
+      return AllreduceAsync(
+          name, in, Vector(out, config.dtype, part.output_count, device),
+          AllreduceOptions{config.op, 1.0, 1.0});
     case Collective::kAllgather:
       return AllgatherAsync(name, in, Into(out, part.output_count));
     case Collective::kBroadcast:
-      return BroadcastAsync(name, Vector(out, config.dtype, part.output_count),
-                            config.root);
+      return BroadcastAsync(
+          name, Vector(out, config.dtype, part.output_count, device),
+          config.root);
     case Collective::kReducescatter:
       return ReducescatterAsync(name, in, Into(out, part.output_count),
                                 config.op);
@@ -77,10 +80,13 @@ bool KoloHasOutOfPlace(Collective collective) {
 }
 
 Measurement MeasureKolo(const Layout& layout, const RunConfig& config,
-                        bool in_place, const std::string& name, void* input,
-                        void* output) {
+                        bool in_place, const std::string& name,
+                        const MessageBuffers& buffers) {
   int rank = Rank();
-  void* source = in_place ? output : input;
+  const int64_t element_size = DataTypeSize(config.dtype);
+  void* output = buffers.output();
+  void* source = in_place ? output : buffers.input();
+  void* host_source = in_place ? buffers.host_output() : buffers.host_input();
   std::vector<std::string> names;
   for (size_t p = 0; p < layout.parts.size(); ++p) {
     names.push_back(name + ".part" + std::to_string(p));
@@ -90,15 +96,25 @@ Measurement MeasureKolo(const Layout& layout, const RunConfig& config,
   Procedure procedure;
   procedure.prepare = [&](int seed) {
     const ValueModel model(config.dtype, kind, seed);
-    if (!in_place) Poison(config.dtype, output, layout.output_count);
-    FillInput(model, rank, source, 0, layout.input_count);
+    if (!in_place) {
+      Poison(config.dtype, buffers.host_output(), layout.output_count);
+    }
+    FillInput(model, rank, host_source, 0, layout.input_count);
+    const int64_t input_bytes = layout.input_count * element_size;
+    const int64_t output_bytes = layout.output_count * element_size;
+    if (in_place) {
+      buffers.Upload(0, std::max(input_bytes, output_bytes));
+    } else {
+      buffers.Upload(input_bytes, output_bytes);
+    }
   };
   procedure.run = [&]() -> Status {
     Status first_error;
     std::vector<Handle> handles;
     for (size_t p = 0; p < layout.parts.size(); ++p) {
       StatusOr<Handle> handle =
-          Submit(layout, config, layout.parts[p], names[p], source, output);
+          Submit(layout, config, layout.parts[p], names[p], source, output,
+                 buffers.device());
       if (handle.ok()) {
         handles.push_back(*handle);
       } else if (first_error.ok()) {
@@ -113,7 +129,9 @@ Measurement MeasureKolo(const Layout& layout, const RunConfig& config,
   };
   procedure.count_wrong = [&](int seed) {
     const ValueModel model(config.dtype, kind, seed);
-    return CountWrong(layout, model, config.op, config.root, rank, output);
+    buffers.Download(layout.output_count * element_size);
+    return CountWrong(layout, model, config.op, config.root, rank,
+                      buffers.host_output());
   };
   const int64_t executed_before = GetStats().collectives_executed;
   Measurement measurement = Measure(procedure, config);

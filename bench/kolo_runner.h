@@ -9,6 +9,7 @@
 
 #include "bench/collective.h"
 #include "bench/measurement.h"
+#include "bench/message_buffers.h"
 
 namespace kolo::bench {
 
@@ -20,12 +21,15 @@ bool KoloHasInPlace(Collective collective);
 bool KoloHasOutOfPlace(Collective collective);
 
 // Measures one message. `name` prefixes the operation names, which repeat
-// every iteration (so kolo's response cache sees them again). input holds
-// layout.input_count elements, output layout.output_count; in place, only
-// output is used. REQUIRES: kolo is initialised. Collective over all ranks.
+// every iteration (so kolo's response cache sees them again). The buffers'
+// input holds at least layout.input_count elements, their output
+// layout.output_count; in place, only output is used. On a GPU the tensors
+// are CUDA tensors of the legacy default stream (inputs are uploaded
+// synchronously before an iteration). REQUIRES: kolo is initialised.
+// Collective over all ranks.
 Measurement MeasureKolo(const Layout& layout, const RunConfig& config,
-                        bool in_place, const std::string& name, void* input,
-                        void* output);
+                        bool in_place, const std::string& name,
+                        const MessageBuffers& buffers);
 
 }  // namespace kolo::bench
 
