@@ -1,12 +1,20 @@
 // Collectives on torch tensors: conversion to kolo::Tensor, the handles that
 // keep tensors alive while the runtime works on them, and the process-set
 // wrappers. Every runtime Status that is not OK becomes a c10::Error.
+#include <c10/core/Stream.h>
+#include <c10/core/StreamGuard.h>
+#include <c10/core/impl/VirtualGuardImpl.h>
 #include <c10/util/Exception.h>
+#include <c10/util/Optional.h>
 #include <torch/types.h>
 #include <torch/utils.h>
 
 #include <mutex>
 #include <utility>
+
+#if KOLO_TORCH_CUDA
+#include <c10/cuda/CUDAStream.h>
+#endif
 
 #include "kolo/torch.h"
 
@@ -31,6 +39,11 @@ struct HandleState {
   at::TensorOptions output_options;
   at::Tensor allocated;
   bool needs_allocated_output = false;
+  // CUDA inputs: the stream that was current on the submitting thread. The
+  // allocator makes it current while it allocates, so the output lives on
+  // the input's device and the caching allocator files the block under the
+  // stream the caller goes on to use.
+  c10::optional<c10::Stream> producer_stream;
 
   std::mutex mu;
   bool finished = false;  // guarded by mu
@@ -80,6 +93,13 @@ DataType ToKoloDataType(at::ScalarType type) {
   }
 }
 
+// The stream that is current for `device` on this thread (CUDA: what
+// c10::cuda::getCurrentCUDAStream returns), through c10's device-generic
+// guard interface, so this compiles against CPU-only LibTorch too.
+c10::Stream CurrentStream(c10::Device device) {
+  return c10::impl::VirtualGuardImpl(device.type()).getStream(device);
+}
+
 // REQUIRES: tensor is contiguous.
 kolo::Tensor ToKoloTensor(const at::Tensor& tensor) {
   TORCH_CHECK(tensor.defined(), "kolo: undefined tensor");
@@ -91,6 +111,15 @@ kolo::Tensor ToKoloTensor(const at::Tensor& tensor) {
   if (device.is_cuda()) {
     result.device.kind = Device::kCuda;
     result.device.index = device.index();
+#if KOLO_TORCH_CUDA
+    // The runtime orders its work after what this stream has queued so far
+    // (the kernels that produced the tensor).
+    result.cuda_stream =
+        c10::cuda::getCurrentCUDAStream(device.index()).stream();
+#endif
+    // A CPU-only LibTorch cannot make CUDA tensors; a CUDA LibTorch that
+    // CMake did not recognise leaves cuda_stream null (the legacy default
+    // stream), which is LibTorch's current stream unless the caller set one.
   } else {
     TORCH_CHECK(device.is_cpu(), "kolo: unsupported device ", device,
                 " (CPU and CUDA tensors are supported)");
@@ -130,6 +159,9 @@ OutputAllocator MakeAllocator(const std::shared_ptr<HandleState>& state) {
   HandleState* raw = state.get();
   return [raw](const std::vector<int64_t>& shape) -> StatusOr<void*> {
     try {
+      // Sets the device (and stream) of a CUDA input on this thread, which
+      // is kolo's background thread, not the caller's.
+      c10::OptionalStreamGuard guard(raw->producer_stream);
       raw->allocated = at::empty(shape, raw->output_options);
       return raw->allocated.data_ptr();
     } catch (const std::exception& e) {
@@ -137,6 +169,13 @@ OutputAllocator MakeAllocator(const std::shared_ptr<HandleState>& state) {
           std::string("kolo: cannot allocate the output: ") + e.what());
     }
   };
+}
+
+// The output of allgather/alltoall/reducescatter: the input's dtype and
+// device, allocated while the caller's stream for that device is current.
+void SetOutputOptions(HandleState* state, const at::Tensor& input) {
+  state->output_options = input.options();
+  if (input.is_cuda()) state->producer_stream = CurrentStream(input.device());
 }
 
 std::shared_ptr<HandleState> NewState(const char* operation,
@@ -235,6 +274,7 @@ std::vector<at::Tensor> Handle::wait_all() const {
     } else if (state_->needs_allocated_output) {
       if (!state_->allocated.defined()) {
         // The runtime skips the allocator for an empty output.
+        c10::OptionalStreamGuard guard(state_->producer_stream);
         state_->allocated =
             at::empty(state_->handle.output_shape(), state_->output_options);
       }
@@ -326,7 +366,7 @@ Handle allgather_async(const at::Tensor& tensor, const std::string& name) {
   auto state = NewState("allgather", name);
   at::Tensor input = ContiguousBuffer(tensor);
   state->buffers = {input};
-  state->output_options = input.options();
+  SetOutputOptions(state.get(), input);
   return Start(state,
                AllgatherAsync(name, ToKoloTensor(input), MakeAllocator(state)));
 }
@@ -360,7 +400,7 @@ Handle alltoall_async(const at::Tensor& tensor, const std::string& name,
   auto state = NewState("alltoall", name);
   at::Tensor input = ContiguousBuffer(tensor);
   state->buffers = {input};
-  state->output_options = input.options();
+  SetOutputOptions(state.get(), input);
   return Start(state, AlltoallAsync(name, ToKoloTensor(input),
                                     std::move(splits), MakeAllocator(state)));
 }
@@ -381,7 +421,7 @@ Handle reducescatter_async(const at::Tensor& tensor, const std::string& name,
   auto state = NewState("reducescatter", name);
   at::Tensor input = ContiguousBuffer(tensor);
   state->buffers = {input};
-  state->output_options = input.options();
+  SetOutputOptions(state.get(), input);
   return Start(state, ReducescatterAsync(name, ToKoloTensor(input),
                                          MakeAllocator(state), op));
 }
@@ -406,7 +446,10 @@ at::Tensor metric_average(const at::Tensor& value, const std::string& name) {
   TORCH_CHECK(value.is_floating_point(),
               "kolo: metric_average needs a floating-point tensor, got ",
               value.scalar_type());
-  return allreduce(value.detach(), name);
+  // Metrics are small: they travel on the CPU data plane whatever their
+  // device, so ranks may hold them on different devices, and a build without
+  // NCCL can average CUDA metrics too.
+  return allreduce(value.detach().to(at::kCPU), name).to(value.device());
 }
 
 }  // namespace torch

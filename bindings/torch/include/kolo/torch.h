@@ -15,7 +15,14 @@
 //
 // Devices. CPU tensors run on kolo's CPU data plane; CUDA tensors are passed
 // to the runtime as device memory (they need a runtime built with NCCL; other
-// builds fail the operation with the runtime's message).
+// builds, and machines without a GPU, fail the submission with the runtime's
+// message). A CUDA tensor is submitted with the stream that is current on the
+// calling thread (c10::cuda::getCurrentCUDAStream): the runtime waits for the
+// work queued on it so far, so no synchronisation is needed before a call.
+// Once a handle has completed, its results are in device memory and any
+// stream may read them. Outputs that kolo allocates (allgather, alltoall,
+// reducescatter) are on the input's device, allocated for the caller's
+// stream. Every rank passes a tensor on the same kind of device.
 //
 // Naming follows LibTorch (snake_case functions, trailing underscore for
 // in-place operations), since these functions sit next to torch's own.
@@ -163,7 +170,9 @@ int join();
 // sum is). Collective: every rank calls it with the same name.
 double metric_average(double value, const std::string& name);
 // Element-wise average over all ranks of a tensor of any floating dtype;
-// returns a new tensor, detached, of the input's dtype.
+// returns a new tensor, detached, of the input's dtype and device. The values
+// travel through the CPU data plane whatever their device (metrics are
+// small), so ranks may hold them on different devices.
 ::torch::Tensor metric_average(const ::torch::Tensor& value,
                                const std::string& name);
 
@@ -263,8 +272,12 @@ struct DistributedOptimizerStats {
 // Construct it after the model has been moved to its device and dtype (the
 // hooks belong to the parameter tensors). It must not be destroyed while a
 // backward pass is running. CUDA gradients are handed to the runtime as
-// device memory; the runtime must order its work after the backward stream's
-// (the NCCL backend's contract).
+// device memory from the hook, with the stream the autograd engine runs the
+// parameter's backward on (current on the hook's thread): the NCCL backend
+// orders its allreduce after the kernels that produced the gradient, and a
+// compressed copy is made on that stream too. Mixed precision: with a loss
+// scaler, scale the loss, call synchronize(), check and unscale the reduced
+// gradients, then step() (or skip the step; see chexnet_train's --amp fp16).
 class DistributedOptimizer {
  public:
   // named_parameters: the model's parameters with stable names, identical on
