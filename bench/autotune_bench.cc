@@ -1,14 +1,21 @@
 // autotune_bench: a many-small-tensors workload (gradients that become ready
-// one after another, as during backward) timed in steps per second. Run it
-// once with the defaults and once with KOLO_AUTOTUNE=1 (run_autotune_bench.sh
-// does both, in one run, and prints the ratio).
+// one after another, as during backward) timed in steps per second, after an
+// untimed warm-up in which KOLO_AUTOTUNE=1 runs its search. Run it once with
+// the defaults and once with KOLO_AUTOTUNE=1 (run_autotune_bench.sh does
+// both, alternately, in one run, and prints the ratio).
 //
-// usage: autotune_bench [--tensors N] [--elements N] [--gap-us N]
-//                       [--sequential] [--warmup-seconds S] [--seconds S]
-// --sequential waits for each tensor before computing the next (a chain of
-// small dependent reductions, e.g. layer-wise synchronisation), so every
-// negotiation round trip is on the critical path.
+// usage: autotune_bench [--tensors N] [--elements N] [--min-elements N]
+//                       [--gap-us N] [--sequential] [--warmup-seconds S]
+//                       [--seconds S]
+// --min-elements spreads the sizes log-uniformly between it and --elements,
+// like the gradients of a CNN (ResNet-50: 161 tensors of 64 to 2.4M floats,
+// most of them small). --sequential waits for each tensor before computing
+// the next (a chain of small dependent reductions), so every negotiation
+// round trip is on the critical path.
+#include <algorithm>
 #include <chrono>
+#include <cmath>
+#include <random>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -39,11 +46,16 @@ int main(int argc, char** argv) {
   int tensors = 64;
   int elements = 256;
   int gap_us = 20;
-  double warmup_seconds = 8;
-  double seconds = 6;
+  double warmup_seconds = 30;
+  double seconds = 10;
   bool sequential = false;
+  int min_elements = 0;
   app.add_option("--tensors", tensors, "tensors per step")->check(CLI::PositiveNumber);
-  app.add_option("--elements", elements, "float32 elements per tensor")->check(CLI::PositiveNumber);
+  app.add_option("--elements", elements, "float32 elements per tensor (the largest with --min-elements)")->check(CLI::PositiveNumber);
+  app.add_option("--min-elements", min_elements,
+                 "sizes spread log-uniformly from this to --elements, in a "
+                 "fixed pseudo-random order (as a model's gradients); 0 = all --elements")
+      ->check(CLI::NonNegativeNumber);
   app.add_option("--gap-us", gap_us, "compute between tensors (us)")->check(CLI::NonNegativeNumber);
   app.add_option("--warmup-seconds", warmup_seconds, "untimed (autotune searches here)");
   app.add_option("--seconds", seconds, "timed");
@@ -54,12 +66,25 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "autotune_bench: %s\n", s.ToString().c_str());
     return 1;
   }
-  std::vector<std::vector<float>> grads(tensors, std::vector<float>(elements));
+  std::vector<std::vector<float>> grads(tensors);
+  std::mt19937 sizes(12345);  // the same sizes on every rank
+  int64_t step_elements = 0;
+  for (auto& grad : grads) {
+    int count = elements;
+    if (min_elements > 0 && min_elements < elements) {
+      std::uniform_real_distribution<double> exponent(std::log(min_elements),
+                                                      std::log(elements));
+      count = static_cast<int>(std::exp(exponent(sizes)));
+    }
+    grad.assign(count, 1.0f);
+    step_elements += count;
+  }
   auto step = [&] {
     std::vector<kolo::Handle> handles;
     for (int k = 0; k < tensors; ++k) {
       Compute(gap_us);
-      kolo::Tensor t{grads[k].data(), kolo::DataType::kFloat32, {elements}};
+      kolo::Tensor t{grads[k].data(), kolo::DataType::kFloat32,
+                     {static_cast<int64_t>(grads[k].size())}};
       auto h = kolo::AllreduceAsync(absl::StrCat("grad.", k), t, t);
       if (!h.ok()) {
         std::fprintf(stderr, "autotune_bench: %s\n", h.status().ToString().c_str());
@@ -90,15 +115,29 @@ int main(int argc, char** argv) {
     return std::make_pair(steps, std::chrono::duration<double>(Clock::now() - start).count());
   };
   run_for(warmup_seconds);
+  if (kolo::Rank() == 0) {
+    // run_autotune_bench.sh checks that the search ended before this line.
+    std::fprintf(stderr, "autotune_bench: warm-up done, timing starts\n");
+  }
+  const kolo::RuntimeStats before = kolo::GetStats();
   const auto [steps, elapsed] = run_for(seconds);
+  const kolo::RuntimeStats after = kolo::GetStats();
   if (kolo::Rank() == 0) {
     const char* autotune = std::getenv("KOLO_AUTOTUNE");
-    std::printf("autotune_bench: ranks %d, tensors %d x %d floats, gap %d us%s, "
-                "autotune %s: %.1f steps/s (%lld steps in %.2f s)\n",
-                kolo::Size(), tensors, elements, gap_us,
-                sequential ? ", sequential" : "",
-                autotune ? autotune : "0", steps / elapsed,
-                static_cast<long long>(steps), elapsed);
+    const std::string sizes_text =
+        min_elements > 0 ? absl::StrCat(min_elements, "..", elements)
+                         : absl::StrCat(elements);
+    std::printf(
+        "autotune_bench: ranks %d, %d tensors of %s floats (%.2f MiB a step), "
+        "gap %d us%s, autotune %s: %.1f steps/s (%lld steps in %.2f s, "
+        "%.1f collectives a step)\n",
+        kolo::Size(), tensors, sizes_text.c_str(),
+        step_elements * 4.0 / (1 << 20), gap_us,
+        sequential ? ", sequential" : "", autotune ? autotune : "0",
+        steps / elapsed, static_cast<long long>(steps), elapsed,
+        static_cast<double>(after.collectives_executed -
+                            before.collectives_executed) /
+            std::max<int64_t>(steps, 1));
   }
   return kolo::Shutdown().ok() ? 0 : 1;
 }

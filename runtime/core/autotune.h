@@ -1,13 +1,25 @@
 // Autotuner (KOLO_AUTOTUNE=1): rank 0 tunes the fusion threshold and the
-// cycle time online from the throughput it measures.
+// cycle time online from the throughput it measures (bytes of executed
+// tensors per second of wall time).
 //
-// The search is coordinate descent over a small grid, robust to noise: each
-// candidate runs for two measurement windows (a window ends after 100
-// executed tensors or 2 s with at least one), scored by the median bytes
-// per second. First the cycle time is tuned with the configured fusion
-// threshold, then the fusion threshold with the best cycle time; the
-// winner stays. Every trial and the final choice are logged at info level
-// (the choice also at warning level, so it shows by default).
+// The search is coordinate descent over log-spaced grids, built to be robust
+// to the noise of shared machines:
+//  1. Fusion threshold first (with the configured cycle time): it is the
+//     larger effect on a CPU data plane, where copying large gradients into
+//     the fusion buffer can cost more than the per-collective overhead that
+//     fusing saves. Every candidate runs kWindowsPerCandidate measurement
+//     windows and is scored by their median (a window ends once it lasted
+//     kWindowTime and covered kWindowTensors executed tensors).
+//  2. If a candidate scored better than the incumbent (the configured
+//     value), the two are measured again, alternating window by window
+//     kConfirmRounds times each, so that slow drift of the machine's load
+//     hits both alike. The challenger wins only when its median beats the
+//     incumbent's by kMinGain; otherwise the incumbent stays. Noise alone
+//     therefore does not move the choice away from the defaults.
+//  3. The same for the cycle time, with the chosen fusion threshold.
+// Every candidate's score and each decision are logged at info level; the
+// final choice also at warning level, so it shows by default. The tuned
+// values then stay for the rest of the job.
 //
 // Not thread-safe: owned by rank 0's background thread.
 #ifndef KOLO_RUNTIME_CORE_AUTOTUNE_H_
@@ -32,6 +44,14 @@ struct TunedParameters {
 
 class Autotuner {
  public:
+  // Measurement windows: long enough to span whole training steps of small
+  // models, short enough that the search ends within tens of seconds.
+  static constexpr absl::Duration kWindowTime = absl::Milliseconds(400);
+  static constexpr int64_t kWindowTensors = 200;
+  static constexpr int kWindowsPerCandidate = 3;
+  static constexpr int kConfirmRounds = 3;
+  static constexpr double kMinGain = 0.03;
+
   explicit Autotuner(const Options& options);
 
   bool done() const { return phase_ == Phase::kDone; }
@@ -40,19 +60,25 @@ class Autotuner {
   bool Record(int64_t tensors, int64_t bytes, absl::Time now);
 
  private:
-  enum class Phase { kCycle, kFusion, kDone };
+  enum class Phase { kFusion, kConfirmFusion, kCycle, kConfirmCycle, kDone };
 
-  void BeginPhase(Phase phase);
-  // Moves to the next candidate (or phase) after a candidate's windows.
-  void Advance();
+  // Schedules the grid of `phase` around the incumbent.
+  void BeginGrid(Phase phase);
+  // Schedules incumbent and challenger alternately.
+  void BeginConfirm(Phase phase, const TunedParameters& challenger);
+  // Called when the schedule is exhausted: decides and moves on.
+  void FinishPhase();
+  void Finish();
 
-  Phase phase_ = Phase::kCycle;
-  TunedParameters base_;
+  Phase phase_ = Phase::kFusion;
+  TunedParameters incumbent_;
   TunedParameters current_;
+  // Distinct parameter sets of this phase and their window scores.
   std::vector<TunedParameters> candidates_;
-  std::vector<double> candidate_scores_;
-  size_t candidate_ = 0;
-  std::vector<double> window_scores_;
+  std::vector<std::vector<double>> scores_;
+  // Candidate index of each window still to measure, in order.
+  std::vector<size_t> schedule_;
+  size_t next_ = 0;
   absl::Time window_start_ = absl::InfinitePast();
   int64_t window_tensors_ = 0;
   int64_t window_bytes_ = 0;

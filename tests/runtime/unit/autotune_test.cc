@@ -1,8 +1,11 @@
 // Tests of the autotuner's search with synthetic throughput.
 #include "runtime/core/autotune.h"
 
+#include <algorithm>
 #include <cmath>
 #include <functional>
+#include <memory>
+#include <random>
 
 #include <gtest/gtest.h>
 
@@ -18,7 +21,7 @@ TunedParameters Tune(const std::function<double(const TunedParameters&)>& model,
   Autotuner tuner(options);
   absl::Time now = absl::FromUnixSeconds(100);
   *changes = 0;
-  for (int i = 0; i < 100000 && !tuner.done(); ++i) {
+  for (int i = 0; i < 10000000 && !tuner.done(); ++i) {
     // 10 tensors of 1 KiB per response list; lists take 10 KiB / throughput.
     const int64_t bytes = 10 * 1024;
     now += absl::Seconds(bytes / model(tuner.current()));
@@ -33,7 +36,8 @@ TEST(Autotuner, FindsTheBestCycleTimeAndFusionThreshold) {
   auto model = [](const TunedParameters& p) {
     const double cycle_penalty = std::fabs(std::log(p.cycle_time_ms / 0.25));
     const double fusion_penalty =
-        std::fabs(std::log(p.fusion_threshold_bytes / double(4 << 20)));
+        std::fabs(std::log(std::max<int64_t>(p.fusion_threshold_bytes, 1024) /
+                           double(4 << 20)));
     return 1e8 / (1 + cycle_penalty + 0.5 * fusion_penalty);
   };
   int changes = 0;
@@ -53,6 +57,45 @@ TEST(Autotuner, KeepsTheDefaultsWhenTheyAreBest) {
   const TunedParameters best = Tune(model, &changes);
   EXPECT_EQ(best.cycle_time_ms, 1.0);
   EXPECT_EQ(best.fusion_threshold_bytes, 64 << 20);
+}
+
+// Multiplies the model's throughput by uniform noise of +-`noise`.
+std::function<double(const TunedParameters&)> Noisy(
+    std::function<double(const TunedParameters&)> model, double noise,
+    unsigned seed) {
+  auto rng = std::make_shared<std::mt19937>(seed);
+  return [=](const TunedParameters& p) {
+    std::uniform_real_distribution<double> factor(1 - noise, 1 + noise);
+    return model(p) * factor(*rng);
+  };
+}
+
+TEST(Autotuner, NoiseDoesNotMoveItAwayFromBetterDefaults) {
+  // The defaults are 10% faster than anything else; each measurement is
+  // off by up to 5%.
+  auto model = [](const TunedParameters& p) {
+    return p.cycle_time_ms == 1.0 && p.fusion_threshold_bytes == (64 << 20)
+               ? 1.1e8
+               : 1e8;
+  };
+  for (unsigned seed = 1; seed <= 20; ++seed) {
+    int changes = 0;
+    const TunedParameters best = Tune(Noisy(model, 0.05, seed), &changes);
+    EXPECT_EQ(best.cycle_time_ms, 1.0) << "seed " << seed;
+    EXPECT_EQ(best.fusion_threshold_bytes, 64 << 20) << "seed " << seed;
+  }
+}
+
+TEST(Autotuner, FindsAClearlyBetterThresholdThroughNoise) {
+  // 256 KiB is 40% faster; measurements are off by up to 10%.
+  auto model = [](const TunedParameters& p) {
+    return p.fusion_threshold_bytes == (256 << 10) ? 1.4e8 : 1e8;
+  };
+  for (unsigned seed = 1; seed <= 20; ++seed) {
+    int changes = 0;
+    const TunedParameters best = Tune(Noisy(model, 0.10, seed), &changes);
+    EXPECT_EQ(best.fusion_threshold_bytes, 256 << 10) << "seed " << seed;
+  }
 }
 
 TEST(Autotuner, NeverExceedsTheConfiguredFusionBuffer) {
