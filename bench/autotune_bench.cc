@@ -60,6 +60,11 @@ int main(int argc, char** argv) {
   app.add_option("--warmup-seconds", warmup_seconds, "untimed (autotune searches here)");
   app.add_option("--seconds", seconds, "timed");
   app.add_flag("--sequential", sequential, "wait for each tensor before the next");
+  bool verify = false;
+  app.add_flag("--verify", verify,
+               "fill every gradient with rank-dependent values and check each "
+               "average (a test of correctness while autotune changes the "
+               "parameters); exits 1 on the first wrong value");
   CLI11_PARSE(app, argc, argv);
 
   if (kolo::Status s = kolo::Init(); !s.ok()) {
@@ -79,10 +84,32 @@ int main(int argc, char** argv) {
     grad.assign(count, 1.0f);
     step_elements += count;
   }
+  int64_t step_index = 0;
+  // Gradient k of step s holds rank + (s + k) % 5 everywhere; the average
+  // over ranks is exact in float32 for any rank count up to 2^20.
+  auto fill = [&](int k) {
+    std::fill(grads[k].begin(), grads[k].end(),
+              static_cast<float>(kolo::Rank() + (step_index + k) % 5));
+  };
+  auto check = [&](int k) {
+    const float expected =
+        (kolo::Size() - 1) / 2.0f + static_cast<float>((step_index + k) % 5);
+    for (size_t i = 0; i < grads[k].size(); ++i) {
+      if (grads[k][i] != expected) {
+        std::fprintf(stderr,
+                     "autotune_bench: rank %d step %lld gradient %d element "
+                     "%zu: expected %g, got %g\n",
+                     kolo::Rank(), static_cast<long long>(step_index), k, i,
+                     expected, grads[k][i]);
+        std::exit(1);
+      }
+    }
+  };
   auto step = [&] {
     std::vector<kolo::Handle> handles;
     for (int k = 0; k < tensors; ++k) {
       Compute(gap_us);
+      if (verify) fill(k);
       kolo::Tensor t{grads[k].data(), kolo::DataType::kFloat32,
                      {static_cast<int64_t>(grads[k].size())}};
       auto h = kolo::AllreduceAsync(absl::StrCat("grad.", k), t, t);
@@ -99,6 +126,10 @@ int main(int argc, char** argv) {
         std::exit(1);
       }
     }
+    if (verify) {
+      for (int k = 0; k < tensors; ++k) check(k);
+    }
+    ++step_index;
   };
   // Every rank runs the same number of steps: rank 0 decides when time is up.
   auto run_for = [&](double limit) {

@@ -14,7 +14,7 @@
 //     value), the two are measured again, alternating window by window
 //     kConfirmRounds times each, so that slow drift of the machine's load
 //     hits both alike. The challenger wins only when its median beats the
-//     incumbent's by kMinGain; otherwise the incumbent stays. Noise alone
+//     incumbent's by kMinGain (5%); otherwise the incumbent stays. Noise alone
 //     therefore does not move the choice away from the defaults.
 //  3. The same for the cycle time, with the chosen fusion threshold.
 // Every candidate's score and each decision are logged at info level; the
@@ -50,7 +50,7 @@ class Autotuner {
   static constexpr int64_t kWindowTensors = 200;
   static constexpr int kWindowsPerCandidate = 3;
   static constexpr int kConfirmRounds = 3;
-  static constexpr double kMinGain = 0.03;
+  static constexpr double kMinGain = 0.05;
 
   explicit Autotuner(const Options& options);
 
