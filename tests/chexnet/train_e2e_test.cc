@@ -321,6 +321,35 @@ TEST_F(TrainE2E, BadCommandLinesExitTwoWithAMessage) {
   }
 }
 
+// --device cuda where LibTorch sees no GPU (Debian's CPU LibTorch, or no
+// GPU): both programs exit 1 at once with a message naming the flag; and
+// mixed precision is refused on the CPU.
+TEST_F(TrainE2E, CudaWithoutAGpuFailsNamingTheFlag) {
+  if (torch::cuda::is_available()) {
+    GTEST_SKIP() << "LibTorch sees a GPU here; the GPU runs are tests/gpu's";
+  }
+  const fs::path out = work_ / "run";
+  for (const std::string device : {"cuda", "cuda:1"}) {
+    const CommandResult r =
+        RunCommand(train_ + TrainFlags(out, 1) + " --device " + device);
+    EXPECT_EQ(r.exit_code, 1) << r.output;
+    EXPECT_THAT(r.output, HasSubstr("--device " + device +
+                                    ": LibTorch"));
+    EXPECT_THAT(r.output, HasSubstr("sees no CUDA device"));
+    EXPECT_FALSE(fs::exists(out / "last.pt"));
+  }
+  const CommandResult amp =
+      RunCommand(train_ + TrainFlags(out, 1) + " --amp");
+  EXPECT_EQ(amp.exit_code, 1) << amp.output;
+  EXPECT_THAT(amp.output, HasSubstr("--mixed-precision bf16 (or --amp) needs "
+                                    "a GPU"));
+  const CommandResult predict = RunCommand(predict_ + " --device cuda "
+                                           "--weights " + train_ +
+                                           " --arch densenet121 a.png");
+  EXPECT_EQ(predict.exit_code, 1) << predict.output;
+  EXPECT_THAT(predict.output, HasSubstr("--device cuda: LibTorch"));
+}
+
 class PredictE2E : public TrainE2E {
  protected:
   void SetUp() override {

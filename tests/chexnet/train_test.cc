@@ -1,5 +1,6 @@
 // Unit tests of chexnet_train's parts: the plateau schedule, Adadelta,
-// atomic files, checkpoints, the command line and the progress bar.
+// atomic files, checkpoints, the command line, the progress bar, the fp16
+// loss scaler and --device parsing.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <torch/torch.h>
@@ -9,12 +10,15 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <string>
 #include <vector>
 
+#include "examples/chexnet/models/device.h"
 #include "examples/chexnet/train/adadelta.h"
 #include "examples/chexnet/train/atomic_file.h"
 #include "examples/chexnet/train/checkpoint.h"
+#include "examples/chexnet/train/loss_scaler.h"
 #include "examples/chexnet/train/plateau_schedule.h"
 #include "examples/chexnet/train/progress_bar.h"
 #include "examples/chexnet/train/train_options.h"
@@ -339,9 +343,12 @@ TEST(TrainOptions, ParsesEveryFlag) {
                    "2", "--patience", "3", "--class-weights",
                    "--head-bias-zero", "--val-fraction", "0.2", "--seed", "9",
                    "--workers", "1", "--threads", "2", "--skip-bad-images",
-                   "--resume", "--max-steps-per-epoch", "5", "--no-progress"},
+                   "--resume", "--max-steps-per-epoch", "5", "--no-progress",
+                   "--device", "cuda:1", "--mixed-precision", "fp16"},
                   &o),
             -1);
+  EXPECT_EQ(o.device, "cuda:1");
+  EXPECT_EQ(o.mixed_precision, "fp16");
   EXPECT_EQ(o.data_dir, data);
   EXPECT_EQ(o.out_dir, "run");
   EXPECT_EQ(o.arch, "vgg16");
@@ -377,6 +384,10 @@ TEST(TrainOptions, BadCommandLinesExitTwo) {
       {"--data", data, "--out", "run", "--image-size", "16"},
       {"--data", data, "--out", "run", "--no-such-flag"},
       {"--data", data, "--out", "run", "--progress", "--no-progress"},
+      {"--data", data, "--out", "run", "--device", "gpu"},
+      {"--data", data, "--out", "run", "--device", "cuda:x"},
+      {"--data", data, "--out", "run", "--mixed-precision", "fp8"},
+      {"--data", data, "--out", "run", "--amp", "--mixed-precision", "fp16"},
   };
   for (const auto& args : bad) {
     TrainOptions o;
@@ -390,6 +401,107 @@ TEST(TrainOptions, BadCommandLinesExitTwo) {
   testing::internal::CaptureStdout();
   EXPECT_EQ(Parse({"--help"}, &o), 0);
   EXPECT_THAT(testing::internal::GetCapturedStdout(), HasSubstr("--resume"));
+}
+
+TEST(TrainOptions, DefaultsToCpuWithoutMixedPrecisionAndAmpMeansBf16) {
+  const std::string data = fs::temp_directory_path().string();
+  TrainOptions o;
+  ASSERT_EQ(Parse({"--data", data, "--out", "run"}, &o), -1);
+  EXPECT_EQ(o.device, "cpu");
+  EXPECT_EQ(o.mixed_precision, "off");
+  TrainOptions amp;
+  ASSERT_EQ(Parse({"--data", data, "--out", "run", "--device", "cuda", "--amp"},
+                  &amp),
+            -1);
+  EXPECT_EQ(amp.device, "cuda");
+  EXPECT_EQ(amp.mixed_precision, "bf16");
+  EXPECT_THAT(DescribeTrainOptions(amp),
+              HasSubstr("--device cuda --mixed-precision bf16"));
+}
+
+TEST(Device, SpecsResolveOrFailNamingTheFlag) {
+  EXPECT_TRUE(IsDeviceSpec("cpu"));
+  EXPECT_TRUE(IsDeviceSpec("cuda"));
+  EXPECT_TRUE(IsDeviceSpec("cuda:3"));
+  EXPECT_TRUE(IsDeviceSpec("auto"));
+  EXPECT_FALSE(IsDeviceSpec("cuda:"));
+  EXPECT_FALSE(IsDeviceSpec("cuda:-1"));
+  EXPECT_FALSE(IsDeviceSpec("gpu"));
+  absl::StatusOr<torch::Device> cpu = ResolveDevice("cpu", 3, "--device");
+  ASSERT_TRUE(cpu.ok()) << cpu.status();
+  EXPECT_TRUE(cpu->is_cpu());
+  absl::StatusOr<torch::Device> bad = ResolveDevice("tpu", 0, "--device");
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
+  if (torch::cuda::is_available()) {
+    const int gpus = static_cast<int>(torch::cuda::device_count());
+    absl::StatusOr<torch::Device> cuda = ResolveDevice("cuda", gpus + 1, "--device");
+    ASSERT_TRUE(cuda.ok()) << cuda.status();
+    EXPECT_EQ(cuda->index(), (gpus + 1) % gpus);
+    absl::StatusOr<torch::Device> beyond =
+        ResolveDevice("cuda:" + std::to_string(gpus), 0, "--device");
+    EXPECT_EQ(beyond.status().code(), absl::StatusCode::kFailedPrecondition);
+    return;
+  }
+  absl::StatusOr<torch::Device> automatic = ResolveDevice("auto", 0, "--device");
+  ASSERT_TRUE(automatic.ok()) << automatic.status();
+  EXPECT_TRUE(automatic->is_cpu());
+  for (const std::string spec : {"cuda", "cuda:0"}) {
+    absl::StatusOr<torch::Device> cuda = ResolveDevice(spec, 0, "--device");
+    EXPECT_EQ(cuda.status().code(), absl::StatusCode::kFailedPrecondition)
+        << spec;
+    EXPECT_THAT(std::string(cuda.status().message()),
+                HasSubstr("--device " + spec + ": LibTorch"));
+  }
+}
+
+// A scaler whose "other ranks" report `remote_overflow`.
+DynamicLossScaler MakeScaler(const bool* remote_overflow,
+                             int64_t growth_interval = 2) {
+  LossScalerOptions options;
+  options.initial_scale = 1024;
+  options.growth_interval = growth_interval;
+  return DynamicLossScaler(options, [remote_overflow](bool local) {
+    return local || *remote_overflow;
+  });
+}
+
+TEST(DynamicLossScaler, UnscalesFiniteGradientsAndGrowsAfterTheInterval) {
+  bool remote = false;
+  DynamicLossScaler scaler = MakeScaler(&remote);
+  torch::Tensor w = torch::zeros({3}, torch::requires_grad());
+  EXPECT_DOUBLE_EQ(scaler.Scale(torch::tensor(2.0f)).item<double>(), 2048);
+  w.mutable_grad() = torch::tensor({1024.0f, -2048.0f, 512.0f});
+  ASSERT_TRUE(scaler.UnscaleOrSkip({w}));
+  EXPECT_TRUE(torch::equal(w.grad(), torch::tensor({1.0f, -2.0f, 0.5f})))
+      << w.grad();
+  EXPECT_DOUBLE_EQ(scaler.scale(), 1024);
+  w.mutable_grad() = torch::ones({3});
+  ASSERT_TRUE(scaler.UnscaleOrSkip({w}));
+  EXPECT_DOUBLE_EQ(scaler.scale(), 2048);  // 2 finite steps in a row
+  EXPECT_EQ(scaler.skipped_steps(), 0);
+}
+
+TEST(DynamicLossScaler, SkipsOnLocalOrRemoteOverflowAndHalvesTheScale) {
+  bool remote = false;
+  DynamicLossScaler scaler = MakeScaler(&remote);
+  torch::Tensor w = torch::zeros({2}, torch::requires_grad());
+  torch::Tensor unused = torch::zeros({2}, torch::requires_grad());
+  for (float bad : {std::numeric_limits<float>::infinity(),
+                    std::numeric_limits<float>::quiet_NaN()}) {
+    w.mutable_grad() = torch::tensor({1.0f, bad});
+    EXPECT_FALSE(scaler.UnscaleOrSkip({w, unused}));
+    EXPECT_EQ(w.grad()[0].item<float>(), 1.0f) << "left as it was";
+  }
+  EXPECT_DOUBLE_EQ(scaler.scale(), 256);
+  // This rank's gradients are finite, another rank's are not: skip too.
+  remote = true;
+  w.mutable_grad() = torch::ones({2});
+  EXPECT_FALSE(scaler.UnscaleOrSkip({w}));
+  EXPECT_EQ(scaler.skipped_steps(), 3);
+  EXPECT_DOUBLE_EQ(scaler.scale(), 128);
+  remote = false;
+  EXPECT_TRUE(scaler.UnscaleOrSkip({w}));
+  EXPECT_DOUBLE_EQ(w.grad()[0].item<double>(), 1.0 / 128);
 }
 
 TEST(ProgressBar, RendersStepsRateLossAndEta) {

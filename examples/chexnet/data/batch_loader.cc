@@ -134,8 +134,10 @@ absl::StatusOr<Batch> BatchLoader::BuildBatch(int64_t batch_number) const {
   }
 
   const int64_t rows = static_cast<int64_t>(images.size());
-  batch.images = torch::empty({rows, 3, size, size}, torch::kFloat32);
-  batch.labels = torch::empty({rows, kNumLabels}, torch::kFloat32);
+  const auto tensor_options =
+      torch::TensorOptions(torch::kFloat32).pinned_memory(options_.pin_memory);
+  batch.images = torch::empty({rows, 3, size, size}, tensor_options);
+  batch.labels = torch::empty({rows, kNumLabels}, tensor_options);
   float* image_data = batch.images.data_ptr<float>();
   float* label_data = batch.labels.data_ptr<float>();
   for (int64_t row = 0; row < rows; ++row) {

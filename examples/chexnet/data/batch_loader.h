@@ -62,6 +62,10 @@ struct LoaderOptions {
   // all fail is still returned, with zero rows, so every rank sees the same
   // number of batches.
   bool skip_bad_images = false;
+  // Allocate the batch tensors in page-locked host memory (LibTorch's
+  // pinned allocator), so that copies to a GPU can be asynchronous
+  // (non_blocking). Needs a CUDA LibTorch; leave off for CPU training.
+  bool pin_memory = false;
 };
 
 class BatchLoader {

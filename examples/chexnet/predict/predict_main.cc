@@ -10,6 +10,7 @@
 #include <thread>
 #include <vector>
 
+#include "examples/chexnet/models/device.h"
 #include "examples/chexnet/predict/predictor.h"
 
 int main(int argc, char** argv) {
@@ -20,6 +21,7 @@ int main(int argc, char** argv) {
   bool json = false;
   int threads = 0;
   int batch_size = 16;
+  std::string device_spec = "cpu";
   std::vector<std::string> images;
 
   CLI::App app(
@@ -51,6 +53,17 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(0, 1024));
   app.add_option("--batch-size", batch_size, "Images per forward pass")
       ->check(CLI::Range(1, 4096));
+  app.add_option("--device", device_spec,
+                 "cpu, cuda (GPU 0), cuda:N, or auto (cuda when LibTorch "
+                 "sees a GPU); cuda needs a CUDA LibTorch")
+      ->check(CLI::Validator(
+          [](std::string& value) -> std::string {
+            return kolo::chexnet::IsDeviceSpec(value)
+                       ? ""
+                       : "expected cpu, cuda, cuda:N or auto, got '" + value +
+                             "'";
+          },
+          "DEVICE"));
   app.add_option("images", images, "PNG files")->required();
   try {
     app.parse(argc, argv);
@@ -73,11 +86,19 @@ int main(int argc, char** argv) {
       threads > 0 ? threads
                   : static_cast<int>(
                         std::max(1u, std::thread::hardware_concurrency())));
+  absl::StatusOr<torch::Device> device =
+      kolo::chexnet::ResolveDevice(device_spec, 0, "--device");
+  if (!device.ok()) {
+    std::fprintf(stderr, "chexnet_predict: error: %s\n",
+                 std::string(device.status().message()).c_str());
+    return 1;
+  }
   absl::StatusOr<std::unique_ptr<kolo::chexnet::Predictor>> predictor =
       checkpoint.empty()
           ? kolo::chexnet::Predictor::FromWeights(
-                weights, arch, image_size > 0 ? image_size : 224)
-          : kolo::chexnet::Predictor::FromCheckpoint(checkpoint, image_size);
+                weights, arch, image_size > 0 ? image_size : 224, *device)
+          : kolo::chexnet::Predictor::FromCheckpoint(checkpoint, image_size,
+                                                     *device);
   if (!predictor.ok()) {
     std::fprintf(stderr, "chexnet_predict: error: %s\n",
                  std::string(predictor.status().message()).c_str());

@@ -28,28 +28,31 @@ std::string BaseName(const std::string& path) {
 
 }  // namespace
 
-Predictor::Predictor(std::shared_ptr<ChexnetModel> model, int image_size)
-    : model_(std::move(model)), image_size_(image_size) {
+Predictor::Predictor(std::shared_ptr<ChexnetModel> model, int image_size,
+                     torch::Device device)
+    : model_(std::move(model)), image_size_(image_size), device_(device) {
   model_->eval();
+  model_->to(device_);
 }
 
 absl::StatusOr<std::unique_ptr<Predictor>> Predictor::FromCheckpoint(
-    const std::string& path, int image_size) {
+    const std::string& path, int image_size, torch::Device device) {
   absl::StatusOr<CheckpointModel> loaded = LoadModelFromCheckpoint(path);
   if (!loaded.ok()) return loaded.status();
   const int size =
       image_size > 0 ? image_size : static_cast<int>(loaded->meta.image_size);
-  return std::make_unique<Predictor>(std::move(loaded->model), size);
+  return std::make_unique<Predictor>(std::move(loaded->model), size, device);
 }
 
 absl::StatusOr<std::unique_ptr<Predictor>> Predictor::FromWeights(
-    const std::string& path, const std::string& arch, int image_size) {
+    const std::string& path, const std::string& arch, int image_size,
+    torch::Device device) {
   absl::StatusOr<std::shared_ptr<ChexnetModel>> model =
       MakeModel(arch, kNumFindings, /*head_bias_one=*/false);
   if (!model.ok()) return model.status();
   absl::StatusOr<LoadReport> report = LoadWeights(path, model->get());
   if (!report.ok()) return report.status();
-  return std::make_unique<Predictor>(*std::move(model), image_size);
+  return std::make_unique<Predictor>(*std::move(model), image_size, device);
 }
 
 absl::StatusOr<std::vector<Prediction>> Predictor::Predict(
@@ -79,7 +82,9 @@ absl::StatusOr<std::vector<Prediction>> Predictor::Predict(
       inputs.push_back(ImageToTensor(*input));
     }
     torch::Tensor probabilities =
-        model_->Predict(torch::stack(inputs)).contiguous();
+        model_->Predict(torch::stack(inputs).to(device_))
+            .to(torch::kCPU, torch::kFloat32)
+            .contiguous();
     auto rows = probabilities.accessor<float, 2>();
     for (size_t i = first; i < last; ++i) {
       for (int c = 0; c < kNumLabels; ++c) {

@@ -7,6 +7,9 @@
 // already has exactly that size (then its pixels are used as decoded), and
 // ImageNet normalisation.
 //
+// The model runs on the device given at construction (CPU by default, or a
+// GPU); images are decoded on the CPU and probabilities returned there.
+//
 // A Predictor is not safe for concurrent use.
 #ifndef KOLO_EXAMPLES_CHEXNET_PREDICT_PREDICTOR_H_
 #define KOLO_EXAMPLES_CHEXNET_PREDICT_PREDICTOR_H_
@@ -15,6 +18,8 @@
 #include <memory>
 #include <string>
 #include <vector>
+
+#include <torch/types.h>
 
 #include "absl/status/statusor.h"
 #include "examples/chexnet/data/labels.h"
@@ -36,12 +41,16 @@ class Predictor {
   // From a chexnet_train checkpoint (arch and input size stored in it);
   // image_size > 0 overrides the stored size.
   static absl::StatusOr<std::unique_ptr<Predictor>> FromCheckpoint(
-      const std::string& path, int image_size);
+      const std::string& path, int image_size,
+      torch::Device device = torch::kCPU);
   // From a torch.save state_dict (see load_weights.h) for `arch`.
   static absl::StatusOr<std::unique_ptr<Predictor>> FromWeights(
-      const std::string& path, const std::string& arch, int image_size);
-  // From a model in memory (it is switched to eval mode).
-  Predictor(std::shared_ptr<ChexnetModel> model, int image_size);
+      const std::string& path, const std::string& arch, int image_size,
+      torch::Device device = torch::kCPU);
+  // From a model in memory (it is switched to eval mode and moved to
+  // `device`).
+  Predictor(std::shared_ptr<ChexnetModel> model, int image_size,
+            torch::Device device = torch::kCPU);
 
   // One prediction per path, in order, computed in batches of `batch_size`.
   // The first image that cannot be read fails the call with an error that
@@ -51,10 +60,12 @@ class Predictor {
 
   const ChexnetModel& model() const { return *model_; }
   int image_size() const { return image_size_; }
+  torch::Device device() const { return device_; }
 
  private:
   std::shared_ptr<ChexnetModel> model_;
   int image_size_;
+  torch::Device device_;
 };
 
 // Findings as rows, images as columns (a block of up to four images at a

@@ -119,11 +119,56 @@ std::vector<std::pair<std::string, torch::Tensor>> ModelTensors(
   return tensors;
 }
 
+// Checkpoints hold CPU tensors only, whatever device trained the model, so
+// chexnet_predict and a resumed run read them on either device.
 void WriteModel(const torch::nn::Module& model,
                 torch::serialize::OutputArchive* archive) {
   for (const auto& [name, tensor] : ModelTensors(model)) {
-    archive->write(ModelKey(name), tensor.detach(), /*is_buffer=*/true);
+    archive->write(ModelKey(name), tensor.detach().to(torch::kCPU),
+                   /*is_buffer=*/true);
   }
+}
+
+// Where the optimizer's parameters (and so its state) live.
+torch::Device OptimizerDevice(const torch::optim::Optimizer& optimizer) {
+  for (const auto& group : optimizer.param_groups()) {
+    if (!group.params().empty()) return group.params()[0].device();
+  }
+  return torch::kCPU;
+}
+
+// Optimizer::save writes state tensors where they are. State on a GPU makes
+// a round trip through memory: loaded back onto the CPU, written, and loaded
+// onto its device again, so the file holds CPU tensors and the optimizer is
+// left as it was (its state tensors are new objects with the same values).
+void WriteOptimizer(torch::optim::Optimizer* optimizer,
+                    torch::serialize::OutputArchive* archive) {
+  const torch::Device device = OptimizerDevice(*optimizer);
+  if (device.is_cpu()) {
+    optimizer->save(*archive);
+    return;
+  }
+  std::ostringstream saved;
+  {
+    torch::serialize::OutputArchive on_device;
+    optimizer->save(on_device);
+    on_device.save_to(saved);
+  }
+  const std::string bytes = saved.str();
+  auto load_onto = [&](torch::Device target) {
+    std::istringstream in(bytes);
+    torch::serialize::InputArchive state;
+    state.load_from(in, target);
+    optimizer->load(state);
+  };
+  load_onto(torch::kCPU);
+  try {
+    optimizer->save(*archive);
+  } catch (...) {
+    load_onto(device);
+    throw;
+  }
+  load_onto(device);
 }
 
 // All or nothing: every tensor is checked before any is copied.
@@ -169,7 +214,7 @@ absl::Status ReadModel(torch::serialize::InputArchive& archive,
 absl::Status SaveCheckpoint(const std::string& path,
                             const CheckpointMeta& meta,
                             const torch::nn::Module& model,
-                            const torch::optim::Optimizer* optimizer,
+                            torch::optim::Optimizer* optimizer,
                             const IndexSampler* sampler) {
   absl::StatusOr<std::unique_ptr<AtomicFileWriter>> writer =
       AtomicFileWriter::Open(path);
@@ -185,7 +230,7 @@ absl::Status SaveCheckpoint(const std::string& path,
     if (optimizer != nullptr) {
       torch::serialize::OutputArchive optimizer_archive(
           archive.compilation_unit());
-      optimizer->save(optimizer_archive);
+      WriteOptimizer(optimizer, &optimizer_archive);
       archive.write("optimizer", optimizer_archive);
     }
     if (sampler != nullptr) {

@@ -65,15 +65,19 @@ struct CheckpointMeta {
 
 using IndexSampler = torch::data::samplers::Sampler<std::vector<size_t>>;
 
-// Writes a checkpoint atomically. optimizer and sampler may be null.
+// Writes a checkpoint atomically. optimizer and sampler may be null. Every
+// tensor is written on the CPU (the model and optimizer may be on a GPU; the
+// optimizer's state is copied off and back, and ends as it was).
 absl::Status SaveCheckpoint(const std::string& path,
                             const CheckpointMeta& meta,
                             const torch::nn::Module& model,
-                            const torch::optim::Optimizer* optimizer,
+                            torch::optim::Optimizer* optimizer,
                             const IndexSampler* sampler);
 
 // Reads a checkpoint into *meta and, where not null, the model, optimizer
-// and sampler (which must have the saved structure). Errors name the file:
+// and sampler (which must have the saved structure). Tensors are read onto
+// the device of the optimizer's parameters (the CPU without an optimizer)
+// and copied into the model wherever it is. Errors name the file:
 // NotFound, InvalidArgument for a file that is not a chexnet_train checkpoint
 // or does not match the model.
 absl::Status LoadCheckpoint(const std::string& path, CheckpointMeta* meta,

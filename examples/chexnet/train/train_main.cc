@@ -15,8 +15,14 @@ namespace {
 
 void ReportError(const std::string& message) {
   std::fflush(stdout);
-  std::fprintf(stderr, "chexnet_train: rank %d: error: %s\n", kolo::Rank(),
-               message.c_str());
+  // Rank() is -1 when the run failed before kolo started (e.g. --device).
+  const int rank = kolo::Rank();
+  if (rank >= 0) {
+    std::fprintf(stderr, "chexnet_train: rank %d: error: %s\n", rank,
+                 message.c_str());
+  } else {
+    std::fprintf(stderr, "chexnet_train: error: %s\n", message.c_str());
+  }
   std::fflush(stderr);
 }
 

@@ -6,6 +6,7 @@
 #include <iostream>
 
 #include "absl/strings/str_format.h"
+#include "examples/chexnet/models/device.h"
 
 namespace kolo::chexnet {
 
@@ -79,10 +80,29 @@ bool ParseTrainOptions(int argc, const char* const* argv, TrainOptions* o,
                  "torch threads per rank; 0: cores / ranks on this host")
       ->check(CLI::Range(0, 1024));
   app.add_option("--device", o->device,
-                 "cpu, cuda (rank r uses GPU local_rank % GPUs; gradients "
-                 "travel through kolo's NCCL backend) or auto (cuda when "
-                 "LibTorch sees a GPU)")
-      ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
+                 "cpu; cuda (each rank uses GPU local_rank % GPUs of its "
+                 "host; gradients travel through kolo's NCCL backend); "
+                 "cuda:N (GPU N on every rank); or auto (cuda when LibTorch "
+                 "sees a GPU). Needs a CUDA LibTorch for cuda")
+      ->check(CLI::Validator(
+          [](std::string& value) -> std::string {
+            return IsDeviceSpec(value)
+                       ? ""
+                       : "expected cpu, cuda, cuda:N or auto, got '" + value +
+                             "'";
+          },
+          "DEVICE"));
+  CLI::Option* mixed_precision =
+      app.add_option("--mixed-precision", o->mixed_precision,
+                     "CUDA only. off; bf16: forward passes autocast to "
+                     "bfloat16 (float32's range, no loss scaling); fp16: "
+                     "autocast to float16 with a dynamic loss scaler (steps "
+                     "whose gradients overflow on any rank are skipped on "
+                     "every rank and the scale halves)")
+          ->check(CLI::IsMember({"off", "bf16", "fp16"}));
+  bool amp = false;
+  app.add_flag("--amp", amp, "Same as --mixed-precision bf16")
+      ->excludes(mixed_precision);
   app.add_flag("--skip-bad-images", o->skip_bad_images,
                "Skip and count missing or undecodable images instead of "
                "failing");
@@ -108,6 +128,7 @@ bool ParseTrainOptions(int argc, const char* const* argv, TrainOptions* o,
     *exit_code = code == 0 ? 0 : 2;
     return false;
   }
+  if (amp) o->mixed_precision = "bf16";
   o->progress = progress      ? ProgressMode::kAlways
                 : no_progress ? ProgressMode::kNever
                               : ProgressMode::kAuto;
@@ -118,12 +139,13 @@ std::string DescribeTrainOptions(const TrainOptions& o) {
   return absl::StrFormat(
       "--data %s --arch %s --image-size %d --epochs %d --batch-size %d "
       "--optimizer %s --lr %g --warmup-epochs %g --patience %d%s "
-      "--val-fraction %g --seed %d --workers %d --threads %d --device %s%s%s%s "
+      "--val-fraction %g --seed %d --workers %d --threads %d --device %s "
+      "--mixed-precision %s%s%s%s "
       "--max-steps-per-epoch %d --out %s%s",
       o.data_dir, o.arch, o.image_size, o.epochs, o.batch_size, o.optimizer,
       o.lr, o.warmup_epochs, o.plateau_patience,
       o.class_weights ? " --class-weights" : "", o.val_fraction, o.seed,
-      o.workers, o.threads, o.device, o.head_bias_zero ? " --head-bias-zero" : "",
+      o.workers, o.threads, o.device, o.mixed_precision, o.head_bias_zero ? " --head-bias-zero" : "",
       o.skip_bad_images ? " --skip-bad-images" : "",
       o.weights.empty() ? "" : " --weights " + o.weights,
       o.max_steps_per_epoch, o.out_dir, o.resume ? " --resume" : "");

@@ -29,9 +29,12 @@ struct TrainOptions {
   uint64_t seed = 0;
   int workers = 2;  // Decoding threads per rank.
   int threads = 0;  // torch threads per rank; 0: cores / ranks on the host.
-  // "cpu", "cuda" (GPU local_rank % GPUs on each host) or "auto" (cuda when
-  // LibTorch sees a GPU).
-  std::string device = "auto";
+  // "cpu", "cuda" (GPU local_rank % GPUs on each host), "cuda:N" or "auto"
+  // (cuda when LibTorch sees a GPU); see models/device.h.
+  std::string device = "cpu";
+  // CUDA only: "off", "bf16" (autocast to bfloat16, no loss scaling) or
+  // "fp16" (autocast to float16 with a dynamic loss scaler). --amp is bf16.
+  std::string mixed_precision = "off";
   bool skip_bad_images = false;
   std::string out_dir;
   bool resume = false;

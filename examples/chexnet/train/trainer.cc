@@ -1,9 +1,11 @@
 // chexnet_train's program (see trainer.h).
 #include "examples/chexnet/train/trainer.h"
 
+#include <ATen/autocast_mode.h>
 #include <torch/nn/functional/loss.h>
 #include <torch/optim/adam.h>
 #include <torch/torch.h>
+#include <torch/version.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -28,9 +30,11 @@
 #include "examples/chexnet/metrics/report.h"
 #include "examples/chexnet/metrics/roc_plot.h"
 #include "examples/chexnet/models/chexnet_model.h"
+#include "examples/chexnet/models/device.h"
 #include "examples/chexnet/models/load_weights.h"
 #include "examples/chexnet/train/adadelta.h"
 #include "examples/chexnet/train/checkpoint.h"
+#include "examples/chexnet/train/loss_scaler.h"
 #include "examples/chexnet/train/plateau_schedule.h"
 #include "examples/chexnet/train/progress_bar.h"
 #include "kolo/torch.h"
@@ -57,6 +61,56 @@ uint64_t StepSeed(uint64_t seed, int64_t epoch, int64_t step, int rank) {
                         Mix(static_cast<uint64_t>(step) ^
                             Mix(static_cast<uint64_t>(rank)))));
 }
+
+// torch.autocast("cuda", dtype) for LibTorch: CUDA ops inside the scope run
+// in `dtype` where autocast's policy allows (convolutions, matmuls), in
+// float32 where precision matters (losses, reductions). Does nothing when
+// not enabled. LibTorch 2.4 made the API device-generic.
+class CudaAutocast {
+ public:
+  CudaAutocast(bool enabled, at::ScalarType dtype) : enabled_(enabled) {
+    if (!enabled_) return;
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+    previous_enabled_ = at::autocast::is_autocast_enabled(at::kCUDA);
+    previous_dtype_ = at::autocast::get_autocast_dtype(at::kCUDA);
+    at::autocast::set_autocast_enabled(at::kCUDA, true);
+    at::autocast::set_autocast_dtype(at::kCUDA, dtype);
+#else
+    previous_enabled_ = at::autocast::is_enabled();
+    previous_dtype_ = at::autocast::get_autocast_gpu_dtype();
+    at::autocast::set_enabled(true);
+    at::autocast::set_autocast_gpu_dtype(dtype);
+#endif
+    at::autocast::increment_nesting();
+  }
+  ~CudaAutocast() {
+    if (!enabled_) return;
+    // As torch.autocast's __exit__: the cast weights cached for this scope
+    // are dropped when the outermost scope ends.
+    if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+    at::autocast::set_autocast_enabled(at::kCUDA, previous_enabled_);
+    at::autocast::set_autocast_dtype(at::kCUDA, previous_dtype_);
+#else
+    at::autocast::set_enabled(previous_enabled_);
+    at::autocast::set_autocast_gpu_dtype(previous_dtype_);
+#endif
+  }
+  CudaAutocast(const CudaAutocast&) = delete;
+  CudaAutocast& operator=(const CudaAutocast&) = delete;
+
+ private:
+  const bool enabled_;
+  bool previous_enabled_ = false;
+  at::ScalarType previous_dtype_ = at::kHalf;
+};
+
+// --mixed-precision: whether forward passes autocast, and to what.
+struct MixedPrecision {
+  bool enabled = false;
+  at::ScalarType dtype = at::kFloat;
+  bool loss_scaling = false;  // fp16 only
+};
 
 // Binary cross-entropy with logits, mean over images and classes;
 // pos_weight undefined means unweighted.
@@ -114,6 +168,7 @@ absl::StatusOr<Evaluation> Evaluate(ChexnetModel& model,
                                     LoaderOptions loader_options,
                                     const ::torch::Tensor& pos_weight,
                                     ::torch::Device device,
+                                    const MixedPrecision& precision,
                                     const std::string& name) {
   const int rank = kolo::torch::rank();
   const int size = kolo::torch::size();
@@ -138,8 +193,13 @@ absl::StatusOr<Evaluation> Evaluate(ChexnetModel& model,
       if (!next->has_value()) break;
       const Batch& batch = **next;
       if (batch.images.size(0) == 0) continue;
-      logits_parts.push_back(
-          model.forward(batch.images.to(device)).to(::torch::kCPU));
+      ::torch::Tensor logits;
+      {
+        CudaAutocast autocast(precision.enabled, precision.dtype);
+        logits = model.forward(batch.images.to(device, /*non_blocking=*/true));
+      }
+      // Scores, loss and AUROC are computed on the CPU in float32.
+      logits_parts.push_back(logits.to(::torch::kCPU, ::torch::kFloat32));
       index_parts.push_back(::torch::tensor(batch.indices, ::torch::kInt64));
     }
   }
@@ -211,6 +271,17 @@ nlohmann::json HistoryToJson(const std::vector<EpochRecord>& history) {
 
 absl::Status RunTraining(const TrainOptions& o) {
   const Clock::time_point start = Clock::now();
+  // A GPU that is not there, or mixed precision without one, fails before
+  // the runtime starts (the rank's GPU is picked below, from its local rank).
+  absl::StatusOr<::torch::Device> requested =
+      ResolveDevice(o.device, 0, "--device");
+  if (!requested.ok()) return requested.status();
+  if (o.mixed_precision != "off" && !requested->is_cuda()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "--mixed-precision ", o.mixed_precision, " (or --amp) needs a GPU: "
+        "autocast is used on CUDA only, and this run is on ",
+        requested->str(), " (--device ", o.device, ")"));
+  }
   kolo::torch::init();
   const int rank = kolo::torch::rank();
   const int size = kolo::torch::size();
@@ -223,26 +294,31 @@ absl::Status RunTraining(const TrainOptions& o) {
           : std::max(1, hardware_threads /
                             std::max(1, kolo::torch::local_size()));
   ::torch::set_num_threads(threads);
-  const bool use_cuda = o.device == "cuda" ||
-                        (o.device == "auto" && ::torch::cuda::is_available());
-  if (use_cuda && !::torch::cuda::is_available()) {
-    return absl::FailedPreconditionError(
-        "--device cuda: LibTorch sees no GPU (a CPU-only LibTorch, or no "
-        "driver)");
+  absl::StatusOr<::torch::Device> resolved =
+      ResolveDevice(o.device, kolo::torch::local_rank(), "--device");
+  if (!resolved.ok()) return resolved.status();
+  const ::torch::Device device = *resolved;
+  const bool use_cuda = device.is_cuda();
+  MixedPrecision precision;
+  if (o.mixed_precision != "off") {
+    precision.enabled = true;
+    precision.dtype = o.mixed_precision == "fp16" ? at::kHalf : at::kBFloat16;
+    precision.loss_scaling = o.mixed_precision == "fp16";
   }
-  const ::torch::Device device =
-      use_cuda ? ::torch::Device(
-                     ::torch::kCUDA,
-                     static_cast<c10::DeviceIndex>(
-                         kolo::torch::local_rank() %
-                         static_cast<int>(::torch::cuda::device_count())))
-               : ::torch::Device(::torch::kCPU);
+  if (use_cuda) {
+    // Input sizes are fixed, so cuDNN's autotuned convolutions pay off after
+    // the first step.
+    at::globalContext().setBenchmarkCuDNN(true);
+  }
   if (is_root) {
     std::printf("chexnet_train: %d rank%s, %d torch thread%s per rank "
-                "(torch::get_num_threads() = %d), %d decoding worker%s, %s\n",
+                "(torch::get_num_threads() = %d), %d decoding worker%s, %s%s, "
+                "mixed precision %s\n",
                 size, size == 1 ? "" : "s", threads, threads == 1 ? "" : "s",
                 ::torch::get_num_threads(), o.workers,
-                o.workers == 1 ? "" : "s", device.str().c_str());
+                o.workers == 1 ? "" : "s", device.str().c_str(),
+                use_cuda && o.device == "cuda" ? " (local rank % GPUs)" : "",
+                o.mixed_precision.c_str());
     std::fflush(stdout);
   }
 
@@ -431,6 +507,21 @@ absl::Status RunTraining(const TrainOptions& o) {
 
   kolo::torch::DistributedOptimizer distributed_optimizer(
       optimizer, model->named_parameters());
+  // fp16 only. Whether a step overflowed is decided over all ranks, so every
+  // rank skips the same steps.
+  std::unique_ptr<DynamicLossScaler> loss_scaler;
+  if (precision.loss_scaling) {
+    loss_scaler = std::make_unique<DynamicLossScaler>(
+        LossScalerOptions{}, [](bool local_overflow) {
+          ::torch::Tensor flag =
+              ::torch::full({}, local_overflow ? 1.0f : 0.0f);
+          kolo::AllreduceOptions max;
+          max.op = kolo::ReduceOp::kMax;
+          return kolo::torch::allreduce(flag, "amp.overflow", max)
+                     .item<float>() != 0;
+        });
+  }
+  const std::vector<::torch::Tensor> parameters = model->parameters();
 
   if (is_root) {
     std::printf(
@@ -453,6 +544,7 @@ absl::Status RunTraining(const TrainOptions& o) {
   loader_options.num_workers = o.workers;
   loader_options.seed = o.seed;
   loader_options.skip_bad_images = o.skip_bad_images;
+  loader_options.pin_memory = use_cuda;
   LoaderOptions train_loader_options = loader_options;
   train_loader_options.drop_last = drop_last;
   train_loader_options.random_horizontal_flip = true;
@@ -485,8 +577,9 @@ absl::Status RunTraining(const TrainOptions& o) {
             step, steps));
       }
       const Batch& batch = **next;
-      const ::torch::Tensor images = batch.images.to(device);
-      const ::torch::Tensor targets = batch.labels.to(device);
+      // Pinned batches: the copies overlap with queued GPU work.
+      const ::torch::Tensor images = batch.images.to(device, true);
+      const ::torch::Tensor targets = batch.labels.to(device, true);
       SetLearningRate(*optimizer, learning_rate(epoch, step));
       ::torch::manual_seed(StepSeed(o.seed, epoch, step, rank));
       distributed_optimizer.zero_grad();
@@ -495,12 +588,25 @@ absl::Status RunTraining(const TrainOptions& o) {
       // takes part in the step (its gradients count as zeros), so that the
       // ranks stay in step.
       if (rows >= 2) {
-        ::torch::Tensor loss = Loss(model->forward(images), targets, pos_weight);
-        loss.backward();
+        ::torch::Tensor loss;
+        {
+          CudaAutocast autocast(precision.enabled, precision.dtype);
+          loss = Loss(model->forward(images), targets, pos_weight);
+        }
+        (loss_scaler ? loss_scaler->Scale(loss) : loss).backward();
         loss_sum += loss.item<double>() * rows;
         rows_sum += rows;
       }
-      distributed_optimizer.step();
+      if (loss_scaler) {
+        // The reduced gradients are checked and unscaled between the
+        // allreduce and the update; an overflowing step updates nothing.
+        distributed_optimizer.synchronize();
+        if (loss_scaler->UnscaleOrSkip(parameters)) {
+          distributed_optimizer.step();
+        }
+      } else {
+        distributed_optimizer.step();
+      }
       ++meta.global_step;
       images_seen += o.batch_size * size;
       bar.Update(step + 1, images_seen,
@@ -510,6 +616,13 @@ absl::Status RunTraining(const TrainOptions& o) {
     const double train_seconds = SecondsSince(epoch_start);
     const double train_loss = kolo::torch::metric_average(
         rows_sum > 0 ? loss_sum / rows_sum : 0.0, "train_loss");
+    if (loss_scaler && is_root) {
+      std::printf("amp fp16: loss scale %g, %lld overflowing step%s skipped "
+                  "so far\n",
+                  loss_scaler->scale(),
+                  static_cast<long long>(loss_scaler->skipped_steps()),
+                  loss_scaler->skipped_steps() == 1 ? "" : "s");
+    }
     if (o.skip_bad_images && train_loader.skipped_images() > skipped_before) {
       std::printf("rank %d: skipped %lld bad images in epoch %lld\n", rank,
                   static_cast<long long>(train_loader.skipped_images() -
@@ -521,7 +634,7 @@ absl::Status RunTraining(const TrainOptions& o) {
     // Every rank evaluates (and rank 0 saves) rank 0's batch-norm statistics.
     kolo::torch::broadcast_parameters(model->named_buffers(), 0);
     absl::StatusOr<Evaluation> validation = Evaluate(
-        *model, validation_set, loader_options, pos_weight, device,
+        *model, validation_set, loader_options, pos_weight, device, precision,
         "validation");
     if (!validation.ok()) return validation.status();
     const bool reduced = plateau.Step(validation->loss);
@@ -576,7 +689,8 @@ absl::Status RunTraining(const TrainOptions& o) {
   }
   kolo::torch::broadcast_parameters(*model, 0);
   absl::StatusOr<Evaluation> test =
-      Evaluate(*model, test_set, loader_options, pos_weight, device, "test");
+      Evaluate(*model, test_set, loader_options, pos_weight, device, precision,
+               "test");
   if (!test.ok()) return test.status();
   const double elapsed = SecondsSince(start);
   if (is_root) {
@@ -590,6 +704,8 @@ absl::Status RunTraining(const TrainOptions& o) {
     json["image_size"] = o.image_size;
     json["optimizer"] = o.optimizer;
     json["world_size"] = size;
+    json["device"] = device.str();
+    json["mixed_precision"] = o.mixed_precision;
     json["threads_per_rank"] = threads;
     json["batch_size_per_rank"] = o.batch_size;
     json["epochs"] = meta.epochs_completed;
