@@ -62,3 +62,18 @@ if(NOT KOLO_WITH_NCCL STREQUAL "OFF")
   endif()
 endif()
 message(STATUS "kolo: NCCL backend: ${KOLO_HAVE_NCCL}")
+if(KOLO_HAVE_NCCL)
+  # The backend's one .cu file (runtime/backend/nccl/copy_kernel.cu). A100
+  # (sm_80) and H100/H200 (sm_90) by default; -DCMAKE_CUDA_ARCHITECTURES=...
+  # overrides. enable_language() must run at the top directory, which
+  # includes this file.
+  if(NOT DEFINED CMAKE_CUDA_ARCHITECTURES)
+    set(CMAKE_CUDA_ARCHITECTURES "80;90" CACHE STRING "CUDA architectures")
+  endif()
+  if(NOT DEFINED CMAKE_CUDA_COMPILER AND CUDAToolkit_NVCC_EXECUTABLE)
+    set(CMAKE_CUDA_COMPILER ${CUDAToolkit_NVCC_EXECUTABLE})
+  endif()
+  set(CMAKE_CUDA_STANDARD 17)
+  set(CMAKE_CUDA_STANDARD_REQUIRED ON)
+  enable_language(CUDA)
+endif()

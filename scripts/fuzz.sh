@@ -17,6 +17,9 @@ build=$root/build-fuzz
 jobs=${KOLO_JOBS:-$(nproc)}
 
 mkdir -p "$build"
+# KOLO_WITH_NCCL=OFF: nvcc would need clang as its host compiler, and no
+# fuzzer reaches CUDA code (the wire codec, including the NCCL unique id
+# field, is built without it).
 cmake -S "$root" -B "$build" -G "Unix Makefiles" \
   -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
   -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKOLO_BUILD_FUZZERS=ON \

@@ -47,12 +47,32 @@ Status CheckTensor(const std::string& name, const Tensor& tensor,
         "'", name, "': ", role, " has ", tensor.num_elements(),
         " elements but no memory (data is null)"));
   }
-  if (tensor.device.kind != Device::kCpu) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "'", name, "': ", role,
-        " is a CUDA tensor, but this kolo build has no NCCL backend"));
+  if (tensor.device.kind != Device::kCpu &&
+      tensor.device.kind != Device::kCuda) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("'", name, "': ", role, " has invalid device kind ",
+                     static_cast<int>(tensor.device.kind)));
   }
+  if (tensor.device.kind == Device::kCuda) {
+    if (!NcclBuilt()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "'", name, "': ", role,
+          " is a CUDA tensor, but this kolo build has no NCCL backend"));
+    }
+    if (tensor.device.index < 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("'", name, "': ", role, " has invalid CUDA device index ",
+                       tensor.device.index));
+    }
+  }
+  // The runtime checks the rest of a CUDA tensor (a GPU present, one device
+  // per process) when it records the tensor's ready event.
   return absl::OkStatus();
+}
+
+std::string DeviceName(const Device& device) {
+  return device.kind == Device::kCuda ? absl::StrCat("cuda:", device.index)
+                                      : std::string("cpu");
 }
 
 Status CheckName(const std::string& name) {
@@ -183,6 +203,12 @@ StatusOr<Handle> GroupedAllreduceAsync(const std::vector<std::string>& names,
           ", ", outputs[i].num_elements(), " elements) differs from input (",
           DataTypeName(inputs[i].dtype), ", ", inputs[i].num_elements(),
           " elements)"));
+    }
+    if (!(inputs[i].device == outputs[i].device)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "allreduce '", name, "': output is on ", DeviceName(outputs[i].device),
+          " but input is on ", DeviceName(inputs[i].device),
+          "; both must be on one device"));
     }
     if (Status s = CheckReduction(name, inputs[i].dtype, options.op,
                                   options.prescale_factor,

@@ -6,6 +6,7 @@
 #ifndef KOLO_RUNTIME_COMMON_MUTEX_H_
 #define KOLO_RUNTIME_COMMON_MUTEX_H_
 
+#include <chrono>
 #include <condition_variable>
 #include <mutex>
 
@@ -43,6 +44,16 @@ class CondVar {
     std::unique_lock<std::mutex> lock(mu->mu_, std::adopt_lock);
     cv_.wait(lock);
     lock.release();
+  }
+  // Wait() for at most `seconds`; false when the time ran out.
+  bool WaitWithTimeout(Mutex* mu, double seconds)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    std::unique_lock<std::mutex> lock(mu->mu_, std::adopt_lock);
+    const bool signalled =
+        cv_.wait_for(lock, std::chrono::duration<double>(seconds)) ==
+        std::cv_status::no_timeout;
+    lock.release();
+    return signalled;
   }
   void SignalAll() { cv_.notify_all(); }
 

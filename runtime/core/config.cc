@@ -82,6 +82,12 @@ constexpr std::pair<const char*, CpuOperations> kCpuOperations[] = {
     {"mpi", CpuOperations::kMpi},
 };
 
+constexpr std::pair<const char*, GpuOperations> kGpuOperations[] = {
+    {"auto", GpuOperations::kAuto},
+    {"nccl", GpuOperations::kNccl},
+    {"hierarchical", GpuOperations::kHierarchical},
+};
+
 constexpr std::pair<const char*, LogLevel> kLogLevels[] = {
     {"trace", LogLevel::kTrace},     {"debug", LogLevel::kDebug},
     {"info", LogLevel::kInfo},       {"warning", LogLevel::kWarning},
@@ -145,6 +151,10 @@ StatusOr<Options> OptionsFromLookup(const EnvironmentLookup& lookup) {
            [&](const char* n, const char* v) {
              return ParseNonNegativeDouble(n, v, &options.peer_timeout_seconds);
            }},
+          {"KOLO_GPU_OPERATIONS",
+           [&](const char* n, const char* v) {
+             return ParseChoice(n, v, kGpuOperations, &options.gpu_operations);
+           }},
       };
   for (const auto& [name, parse] : parsers) {
     const char* value = lookup(name);
@@ -165,6 +175,13 @@ StatusOr<Options> OptionsFromEnvironment() {
 
 const char* CpuOperationsName(CpuOperations value) {
   for (const auto& [word, choice] : kCpuOperations) {
+    if (choice == value) return word;
+  }
+  return "invalid";
+}
+
+const char* GpuOperationsName(GpuOperations value) {
+  for (const auto& [word, choice] : kGpuOperations) {
     if (choice == value) return word;
   }
   return "invalid";

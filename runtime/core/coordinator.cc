@@ -46,7 +46,8 @@ std::string Compare(const Request& ref, int ref_rank, const Request& other,
     return Mismatch(ref, ref_rank, rank, "dtype", DataTypeName(ref.dtype),
                     DataTypeName(other.dtype));
   }
-  if (!(other.device == ref.device)) {
+  // Only the kind must agree: each rank drives its own GPU.
+  if (other.device.kind != ref.device.kind) {
     return Mismatch(ref, ref_rank, rank, "device", DeviceString(ref.device),
                     DeviceString(other.device));
   }
@@ -377,6 +378,42 @@ void Coordinator::CheckStalls(absl::Time now, std::vector<Response>* errors) {
   }
 }
 
+void Coordinator::AttachNcclUniqueId(std::vector<Response>* plan,
+                                     std::string* id) {
+  if (nccl_unique_id_sent_) return;
+  if (std::none_of(plan->begin(), plan->end(), IsCudaResponse)) return;
+  Status failure;
+  if (!nccl_unique_id_generator_) {
+    failure = absl::FailedPreconditionError(
+        "rank 0's kolo build has no NCCL backend, so it cannot create the "
+        "NCCL communicator");
+  } else {
+    StatusOr<std::string> generated = nccl_unique_id_generator_();
+    if (generated.ok() && generated->size() == kNcclUniqueIdBytes) {
+      *id = *std::move(generated);
+      nccl_unique_id_sent_ = true;
+      return;
+    }
+    failure = generated.ok()
+                  ? absl::InternalError(absl::StrCat(
+                        "the NCCL unique id has ", generated->size(),
+                        " bytes, not ", kNcclUniqueIdBytes))
+                  : generated.status();
+  }
+  // Without an id no rank can run these; the next CUDA response tries again.
+  for (Response& response : *plan) {
+    if (!IsCudaResponse(response)) continue;
+    std::vector<std::string> names;
+    for (const ResponseTensor& t : response.tensors) {
+      names.push_back(absl::StrCat("'", t.request.name, "'"));
+    }
+    response.error_code = static_cast<int>(failure.code());
+    response.error_message =
+        absl::StrCat(OpTypeName(response.op), " ", absl::StrJoin(names, ", "),
+                     " on CUDA: ", failure.message());
+  }
+}
+
 std::optional<ResponseList> Coordinator::NextResponses(absl::Time now,
                                                        bool force) {
   if (options_.peer_timeout_seconds > 0 && abort_message_.empty()) {
@@ -435,6 +472,8 @@ std::optional<ResponseList> Coordinator::NextResponses(absl::Time now,
 
   std::vector<Response> plan =
       PlanFusion(std::move(singles), fusion_threshold_bytes_);
+  std::string nccl_unique_id;
+  AttachNcclUniqueId(&plan, &nccl_unique_id);
   if (join_complete_) {
     Response join;
     join.op = OpType::kJoin;
@@ -474,6 +513,7 @@ std::optional<ResponseList> Coordinator::NextResponses(absl::Time now,
     }
   }
   list.responses = std::move(plan);
+  list.nccl_unique_id = std::move(nccl_unique_id);
   if (shutdown_rank_ >= 0) {
     list.shutdown = true;
     list.shutdown_rank = shutdown_rank_;

@@ -17,12 +17,18 @@
 //   ranks have joined, a join response completes every rank's join.
 // - A shutdown request from any rank ends the job: the next response list
 //   says so, and every rank cancels what is pending.
+// - Ranks must agree on the device kind (cpu or cuda) of a tensor, not on
+//   the CUDA device index: each rank drives its own GPU.
+// - The first response list with a CUDA response carries the job's NCCL
+//   unique id (from the generator the runtime installs), exactly once; if
+//   the id cannot be made, that list's CUDA responses fail instead.
 // - A rank silent for longer than the peer timeout (it sends a heartbeat
 //   every half second) is taken for dead: the next response list aborts the
 //   job on every rank.
 #ifndef KOLO_RUNTIME_CORE_COORDINATOR_H_
 #define KOLO_RUNTIME_CORE_COORDINATOR_H_
 
+#include <functional>
 #include <optional>
 #include <set>
 #include <string>
@@ -53,6 +59,13 @@ class Coordinator {
   void set_timeline(Timeline* timeline) { timeline_ = timeline; }
   // The fusion buffer size the planner packs to (autotune changes it).
   void set_fusion_threshold(int64_t bytes) { fusion_threshold_bytes_ = bytes; }
+  // Makes the ncclUniqueId (kNcclUniqueIdBytes bytes) for the first CUDA
+  // response; called at most once successfully. Injected so that tests and
+  // builds without CUDA need none. Without one, CUDA responses fail.
+  using UniqueIdGenerator = std::function<StatusOr<std::string>()>;
+  void set_nccl_unique_id_generator(UniqueIdGenerator generator) {
+    nccl_unique_id_generator_ = std::move(generator);
+  }
   bool shutdown_requested() const { return shutdown_rank_ >= 0; }
   // Restarts every rank's silence clock: rank 0 could not listen while it
   // ran collectives, so time spent there does not count.
@@ -80,6 +93,8 @@ class Coordinator {
   Response BuildResponse(const std::string& name, const Pending& pending);
   void CheckStalls(absl::Time now, std::vector<Response>* errors);
   void AssignCacheSlots(std::vector<Response>* plan, uint64_t seq);
+  // Sets *id when `plan` is the first with a CUDA response.
+  void AttachNcclUniqueId(std::vector<Response>* plan, std::string* id);
 
   const int size_;
   const Options options_;
@@ -99,6 +114,8 @@ class Coordinator {
   std::vector<absl::Time> last_heard_;  // per rank
   std::string abort_message_;
   absl::Time last_stall_check_ = absl::InfinitePast();
+  UniqueIdGenerator nccl_unique_id_generator_;
+  bool nccl_unique_id_sent_ = false;
 };
 
 }  // namespace kolo

@@ -174,7 +174,8 @@ Status Executor::AllocateOutput(Entry& entry,
     entry.output.data = *memory;
     return absl::OkStatus();
   }
-  entry.operation->owned_output.reset(new char[std::max<int64_t>(bytes, 1)]);
+  entry.operation->owned_output.reset(new char[std::max<int64_t>(bytes, 1)],
+                                      std::default_delete<char[]>());
   entry.output.data = entry.operation->owned_output.get();
   return absl::OkStatus();
 }

@@ -8,14 +8,16 @@
 namespace kolo {
 namespace {
 
-using FusionKey = std::tuple<int, int, double, double, int, int, int>;
+using FusionKey = std::tuple<int, int, double, double, int, int>;
 
+// The device kind, not the index: the request is the reference rank's, and
+// every rank runs the batch on its own GPU. CPU and CUDA tensors never share
+// a batch (they run on different data planes).
 FusionKey KeyOf(const Response& r) {
   const Device& device = r.tensors.front().request.device;
   return {static_cast<int>(r.dtype), static_cast<int>(r.reduce_op),
           r.prescale,                r.postscale,
-          r.contributors,            static_cast<int>(device.kind),
-          device.index};
+          r.contributors,            static_cast<int>(device.kind)};
 }
 
 bool Fusible(const Response& r) {

@@ -1,7 +1,8 @@
 // FusionPlanner: batches ready allreduces into fused collectives, the way
 // LevelDB's group commit batches writes: tensors that share a dtype, reduce
-// op, scale factors, contributor count and device are packed, in the order
-// they became ready, into batches of at most the fusion buffer's size. A
+// op, scale factors, contributor count and device kind (CPU or CUDA) are
+// packed, in the order they became ready, into batches of at most the
+// fusion buffer's size. A
 // tensor larger than the buffer runs alone, directly in its own memory.
 // Other operations and failed responses pass through unchanged.
 //

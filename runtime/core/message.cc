@@ -28,7 +28,23 @@ bool Request::SameAs(const Request& other) const {
          root == other.root && prescale == other.prescale &&
          postscale == other.postscale && splits == other.splits &&
          group_key == other.group_key && group_size == other.group_size &&
-         device == other.device;
+         device.kind == other.device.kind;
+}
+
+bool IsCudaResponse(const Response& response) {
+  if (response.error_code != 0 || response.tensors.empty()) return false;
+  switch (response.op) {
+    case OpType::kAllreduce:
+    case OpType::kAllgather:
+    case OpType::kBroadcast:
+    case OpType::kAlltoall:
+    case OpType::kReducescatter:
+      return response.tensors.front().request.device.kind == Device::kCuda;
+    case OpType::kBarrier:
+    case OpType::kJoin:
+      break;
+  }
+  return false;
 }
 
 }  // namespace kolo

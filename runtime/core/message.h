@@ -42,7 +42,9 @@ struct Request {
   Device device;
 
   int64_t num_elements() const;
-  // Everything but the rank is equal.
+  // Everything but the rank and the CUDA device index is equal. Each rank
+  // drives its own GPU, so the index legitimately differs between ranks
+  // (and a rank uses one device only); the kind must agree.
   bool SameAs(const Request& other) const;
 };
 
@@ -79,6 +81,13 @@ struct Response {
   int32_t last_joined_rank = -1;
 };
 
+// Bytes of an ncclUniqueId (NCCL_UNIQUE_ID_BYTES), fixed by NCCL's ABI.
+inline constexpr size_t kNcclUniqueIdBytes = 128;
+
+// Whether `response` runs on CUDA tensors (then the NCCL executor runs it).
+// Error responses and barriers/joins never do.
+bool IsCudaResponse(const Response& response);
+
 struct ResponseList {
   uint64_t seq = 0;
   std::vector<Response> responses;
@@ -86,6 +95,10 @@ struct ResponseList {
   int32_t shutdown_rank = -1;
   std::string abort_message;  // non-empty: a peer failed
   double cycle_time_ms = 0;   // non-zero: the new cycle time (autotune)
+  // Non-empty (kNcclUniqueIdBytes): the ncclUniqueId of the job's NCCL
+  // communicator. Rank 0 attaches it once, to the first list with a CUDA
+  // response; every rank creates its communicator from it.
+  std::string nccl_unique_id;
 };
 
 }  // namespace kolo

@@ -33,11 +33,17 @@ struct Operation {
   // Results, written by the background thread before the last Complete().
   std::vector<int64_t> output_shape;
   std::vector<int64_t> received_splits;
-  std::unique_ptr<char[]> owned_output;
+  // Output memory kolo allocated (no OutputAllocator): host memory for CPU
+  // tensors, device memory for CUDA ones; the deleter matches.
+  std::shared_ptr<void> owned_output;
   int last_joined_rank = -1;
 };
 
 }  // namespace internal
+
+// A CUDA event from the NCCL backend's pool (runtime/backend/nccl); opaque
+// here so that core code compiles without CUDA headers.
+struct CudaEvent;
 
 // The pending-table name of this rank's join (one at a time).
 inline constexpr char kJoinName[] = "kolo.join";
@@ -49,6 +55,9 @@ struct Entry {
   Tensor output;  // allgather/alltoall/reducescatter: set when allocated
   OutputAllocator allocator;
   std::shared_ptr<internal::Operation> operation;
+  // CUDA tensors: recorded on the producer's stream (Tensor::cuda_stream) at
+  // submission; kolo's stream waits for it before touching the tensor.
+  std::shared_ptr<CudaEvent> cuda_ready;
 };
 
 }  // namespace kolo

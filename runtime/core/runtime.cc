@@ -145,6 +145,43 @@ StatusOr<std::unique_ptr<Backend>> MakeBackend(const Options& options,
   return std::unique_ptr<Backend>(new MpiBackend(mpi.data()));
 }
 
+// The GPU executor's configuration (builds with NCCL). Every rank reaches the
+// same decisions; only MPI runs here: CUDA is first touched when a CUDA
+// tensor is submitted.
+StatusOr<GpuExecutorConfig> GpuConfig(const Options& options,
+                                      const MpiContext& mpi) {
+  GpuExecutorConfig config;
+  config.rank = mpi.rank();
+  config.size = mpi.size();
+  config.local_rank = mpi.local_rank();
+  config.local_size = mpi.local_size();
+  config.fusion_threshold_bytes = options.fusion_threshold_bytes;
+  config.peer_timeout_seconds = options.peer_timeout_seconds;
+  int rank = mpi.rank();
+  KOLO_MPI_RETURN_IF_ERROR(MPI_Allreduce(&rank, &config.host_color, 1,
+                                         MPI_INT, MPI_MIN, mpi.local()));
+  // Several hosts: the topology check is collective, so it runs whatever
+  // this rank's KOLO_GPU_OPERATIONS says.
+  if (mpi.local_size() < mpi.size()) {
+    StatusOr<bool> homogeneous = Homogeneous(mpi);
+    if (!homogeneous.ok()) return homogeneous.status();
+    if (!*homogeneous &&
+        options.gpu_operations == GpuOperations::kHierarchical) {
+      return absl::FailedPreconditionError(
+          "KOLO_GPU_OPERATIONS=hierarchical needs the same number of ranks "
+          "on every host");
+    }
+    config.hierarchical =
+        *homogeneous && options.gpu_operations != GpuOperations::kNccl;
+  }
+  config.make_cross_backend = [&mpi]() -> StatusOr<std::unique_ptr<Backend>> {
+    StatusOr<std::unique_ptr<RingComm>> ring = MakeRing(mpi.cross());
+    if (!ring.ok()) return ring.status();
+    return std::unique_ptr<Backend>(new RingBackend(*std::move(ring)));
+  };
+  return config;
+}
+
 }  // namespace
 
 Runtime::Runtime(const Options& options)
@@ -170,6 +207,18 @@ StatusOr<std::unique_ptr<Runtime>> Runtime::Start(const Options& options) {
   runtime->executor_ = std::make_unique<Executor>(
       runtime->backend_.get(), context.rank(), context.size(),
       options.fusion_threshold_bytes);
+  if (NcclBuilt()) {
+    StatusOr<GpuExecutorConfig> gpu = GpuConfig(options, context);
+    if (!gpu.ok()) return gpu.status();
+    if (context.rank() == 0) gpu->timeline = &runtime->timeline_;
+    gpu->complete = [r = runtime.get()](Entry& entry, const Status& status) {
+      entry.operation->Complete(status);
+      if (entry.operation->done()) {
+        r->operations_completed_.fetch_add(1, std::memory_order_relaxed);
+      }
+    };
+    runtime->gpu_ = MakeGpuExecutor(*std::move(gpu));
+  }
   runtime->control_ = std::make_unique<ControlPlane>(context.control());
   if (context.local_size() == context.size() && context.size() > 1) {
     StatusOr<std::unique_ptr<Doorbell>> bell =
@@ -183,6 +232,10 @@ StatusOr<std::unique_ptr<Runtime>> Runtime::Start(const Options& options) {
     runtime->coordinator_ =
         std::make_unique<Coordinator>(context.size(), options);
     runtime->coordinator_->set_timeline(&runtime->timeline_);
+    if (runtime->gpu_ != nullptr) {
+      runtime->coordinator_->set_nccl_unique_id_generator(
+          [gpu = runtime->gpu_.get()] { return gpu->MakeUniqueId(); });
+    }
     if (options.autotune) {
       runtime->autotuner_ = std::make_unique<Autotuner>(options);
       runtime->coordinator_->set_fusion_threshold(
@@ -224,6 +277,7 @@ Runtime::~Runtime() {
   }
   // Order matters: the control plane's requests, then the communicators.
   control_.reset();
+  gpu_.reset();
   executor_.reset();
   backend_.reset();
   mpi_.reset();
@@ -239,6 +293,9 @@ void Runtime::Shutdown() {
 }
 
 Status Runtime::Enqueue(std::vector<Entry> entries) {
+  if (gpu_ != nullptr) {
+    if (Status s = gpu_->Prepare(entries); !s.ok()) return s;
+  }
   if (Status s = Queue(std::move(entries)); !s.ok()) return s;
   bell_->RingSelf();
   return absl::OkStatus();
@@ -347,11 +404,13 @@ void Runtime::Loop() {
   if (!abort_status_.ok()) {
     Log().error("{}", std::string(abort_status_.message()));
     aborted_ = true;
+    if (gpu_ != nullptr) gpu_->Abort(abort_status_);
     Stop(abort_status_);
     return;
   }
   Stop(absl::CancelledError(absl::StrCat(
       "kolo was shut down (requested by rank ", shutdown_rank_, ")")));
+  if (gpu_ != nullptr) gpu_->Shutdown();
   SayGoodbye();
 }
 
@@ -487,8 +546,24 @@ void Runtime::CheckCoordinatorAlive(absl::Time now) {
   }
 }
 
+Status Runtime::ExecuteOnGpu(const Response& response,
+                             std::vector<Entry>& entries,
+                             std::vector<bool>& present) {
+  if (gpu_ == nullptr) {
+    // Peers are about to wait for this rank inside NCCL: stop the job.
+    return absl::AbortedError(absl::StrCat(
+        "rank ", mpi_->rank(), " was told to run ", OpTypeName(response.op),
+        " '", response.tensors.front().request.name,
+        "' on CUDA tensors, but its kolo build has no NCCL backend"));
+  }
+  return gpu_->Execute(response, entries, present);
+}
+
 Status Runtime::Apply(ResponseList& list, int64_t* tensors, int64_t* bytes) {
   if (list.cycle_time_ms > 0) SetCycle(list.cycle_time_ms);
+  if (!list.nccl_unique_id.empty() && gpu_ != nullptr) {
+    gpu_->SetUniqueId(list.nccl_unique_id);
+  }
   bool executed = false;
   for (Response& response : list.responses) {
     // Resolve cached tensors and record new cache entries, in order, exactly
@@ -544,7 +619,9 @@ Status Runtime::Apply(ResponseList& list, int64_t* tensors, int64_t* bytes) {
       if (status.ok()) {
         last_execution_start_ns_.store(SteadyNowNs(),
                                        std::memory_order_relaxed);
-        status = executor_->Execute(response, entries, present);
+        status = IsCudaResponse(response)
+                     ? ExecuteOnGpu(response, entries, present)
+                     : executor_->Execute(response, entries, present);
         executed = true;
         if (tensors != nullptr && status.ok()) {
           *tensors += response.tensors.size();

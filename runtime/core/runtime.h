@@ -6,7 +6,9 @@
 //   2. on rank 0, feeds the request lists that arrived to the Coordinator and
 //      sends its response list to every rank;
 //   3. applies the response lists that arrived, in order: runs each agreed
-//      collective through the Executor and completes the handles;
+//      collective through the Executor and completes the handles (CUDA
+//      tensors: queues it on the GpuExecutor, whose finisher thread
+//      completes the handles when the GPU is done);
 //   4. sleeps on its Doorbell until something happens. On one host, ranks
 //      ring each other's bells after sending, so nobody polls: a rank sleeps
 //      until its answer is there. Across hosts a rank waiting for an answer
@@ -31,6 +33,7 @@
 #include "runtime/core/coordinator.h"
 #include "runtime/core/doorbell.h"
 #include "runtime/core/executor.h"
+#include "runtime/core/gpu_executor.h"
 #include "runtime/core/mpi_context.h"
 #include "runtime/core/operation.h"
 #include "runtime/core/response_cache.h"
@@ -77,6 +80,9 @@ class Runtime {
   Status ReceiveResponses(bool* activity);
   // Workers: aborts when rank 0 has been silent too long.
   void CheckCoordinatorAlive(absl::Time now);
+  // Queues a CUDA response on the GPU executor (which takes the entries).
+  Status ExecuteOnGpu(const Response& response, std::vector<Entry>& entries,
+                      std::vector<bool>& present);
   // Runs one response list; sets stopping_ when it says shut down. Adds the
   // tensors and bytes it executed to *tensors and *bytes when given.
   Status Apply(ResponseList& list, int64_t* tensors = nullptr,
@@ -91,6 +97,7 @@ class Runtime {
   std::unique_ptr<MpiContext> mpi_;
   std::unique_ptr<Backend> backend_;
   std::unique_ptr<Executor> executor_;
+  std::unique_ptr<GpuExecutor> gpu_;  // CUDA tensors; null without NCCL
   std::unique_ptr<ControlPlane> control_;
   std::unique_ptr<Coordinator> coordinator_;  // rank 0 only
   std::unique_ptr<Doorbell> bell_;

@@ -176,6 +176,7 @@ std::string EncodeResponseList(const ResponseList& list) {
   proto.set_shutdown_rank(list.shutdown_rank);
   proto.set_abort_message(list.abort_message);
   proto.set_cycle_time_ms(list.cycle_time_ms);
+  proto.set_nccl_unique_id(list.nccl_unique_id);
   return proto.SerializeAsString();
 }
 
@@ -263,6 +264,13 @@ StatusOr<ResponseList> DecodeResponseList(absl::string_view bytes,
     return Invalid("cycle time out of range");
   }
   list.cycle_time_ms = proto.cycle_time_ms();
+  if (!proto.nccl_unique_id().empty() &&
+      proto.nccl_unique_id().size() != kNcclUniqueIdBytes) {
+    return Invalid(absl::StrCat("NCCL unique id of ",
+                                proto.nccl_unique_id().size(),
+                                " bytes (expected ", kNcclUniqueIdBytes, ")"));
+  }
+  list.nccl_unique_id = proto.nccl_unique_id();
   return list;
 }
 

@@ -160,6 +160,12 @@ RuntimeStats GetStats();
 // ("" before Init()).
 std::string BackendName();
 
+// Whether this build of kolo has the NCCL backend, i.e. takes CUDA tensors
+// (Tensor::device.kind == Device::kCuda). Callable before Init(). A build
+// with NCCL still runs on machines without a GPU: CUDA is first touched when
+// a CUDA tensor is submitted.
+bool NcclBuilt();
+
 // Starts writing a Chrome-trace/Perfetto timeline to `path` (rank 0 writes;
 // on other ranks this is a no-op), replacing a running one. KOLO_TIMELINE
 // starts one at Init(). mark_cycles adds a marker per negotiation round.

@@ -22,6 +22,16 @@ enum class CpuOperations : int {
   kMpi,           // Open MPI's collectives (the reference)
 };
 
+// How CUDA tensors are reduced (builds with NCCL only).
+enum class GpuOperations : int {
+  kAuto,          // nccl on one host; hierarchical on several hosts with the
+                  // same number of ranks each; nccl otherwise
+  kNccl,          // NCCL collectives over every rank
+  kHierarchical,  // allreduce: NCCL inside each host, the CPU data plane
+                  // across hosts (on a host staging buffer); the other
+                  // collectives as kNccl
+};
+
 struct Options {
   // KOLO_FUSION_THRESHOLD: bytes of the persistent fusion buffer. Larger
   // values batch more small tensors into one collective (fewer latencies) at
@@ -58,12 +68,16 @@ struct Options {
   // half-second heartbeat) for this long while kolo is idle is taken for
   // dead, and every rank fails with Aborted. Default 5.
   double peer_timeout_seconds = 5;
+  // KOLO_GPU_OPERATIONS: auto, nccl or hierarchical (see GpuOperations).
+  // Ignored by builds without NCCL. Default auto.
+  GpuOperations gpu_operations = GpuOperations::kAuto;
 };
 
 // Reads the KOLO_* environment over the defaults above.
 StatusOr<Options> OptionsFromEnvironment();
 
 const char* CpuOperationsName(CpuOperations value);
+const char* GpuOperationsName(GpuOperations value);
 
 }  // namespace kolo
 

@@ -88,6 +88,59 @@ TEST(Codec, ResponseListRoundTrips) {
   EXPECT_EQ(decoded->shutdown_rank, 2);
 }
 
+TEST(Codec, NcclUniqueIdRoundTripsOnlyAt128Bytes) {
+  ResponseList list;
+  list.seq = 3;
+  // Every byte value, zeros included: the id is binary.
+  for (int i = 0; i < 128; ++i) {
+    list.nccl_unique_id.push_back(static_cast<char>(i * 2));
+  }
+  StatusOr<ResponseList> decoded =
+      DecodeResponseList(EncodeResponseList(list), kLimits);
+  ASSERT_TRUE(decoded.ok()) << decoded.status();
+  EXPECT_EQ(decoded->nccl_unique_id, list.nccl_unique_id);
+
+  list.nccl_unique_id.clear();
+  decoded = DecodeResponseList(EncodeResponseList(list), kLimits);
+  ASSERT_TRUE(decoded.ok()) << decoded.status();
+  EXPECT_TRUE(decoded->nccl_unique_id.empty());
+
+  for (size_t bytes : {1, 127, 129, 256}) {
+    list.nccl_unique_id.assign(bytes, 'x');
+    decoded = DecodeResponseList(EncodeResponseList(list), kLimits);
+    ASSERT_FALSE(decoded.ok()) << bytes << " bytes";
+    EXPECT_EQ(decoded.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_NE(decoded.status().message().find("NCCL unique id"),
+              std::string::npos)
+        << decoded.status();
+  }
+}
+
+TEST(Codec, DevicesRoundTripAndIndexesMayDifferAcrossRanks) {
+  RequestList list;
+  list.rank = 1;
+  Request cuda = SampleRequest(1);
+  cuda.device = {Device::kCuda, 3};
+  list.requests = {cuda};
+  StatusOr<RequestList> decoded =
+      DecodeRequestList(EncodeRequestList(list), kLimits);
+  ASSERT_TRUE(decoded.ok()) << decoded.status();
+  EXPECT_EQ(decoded->requests[0].device, cuda.device);
+  // Another rank's request for the same tensor on its own GPU is the same
+  // request; a CPU one is not.
+  Request other_gpu = cuda;
+  other_gpu.device.index = 0;
+  EXPECT_TRUE(cuda.SameAs(other_gpu));
+  Request cpu = cuda;
+  cpu.device = {};
+  EXPECT_FALSE(cuda.SameAs(cpu));
+
+  Request bad_kind = cuda;
+  bad_kind.device.kind = static_cast<Device::Kind>(2);
+  list.requests = {bad_kind};
+  EXPECT_FALSE(DecodeRequestList(EncodeRequestList(list), kLimits).ok());
+}
+
 TEST(Codec, RejectsOutOfRangeFields) {
   RequestList list;
   list.rank = 1;

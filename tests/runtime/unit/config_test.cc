@@ -31,6 +31,7 @@ TEST(Config, DefaultsMatchTheDesign) {
   EXPECT_EQ(options->cpu_operations, CpuOperations::kAuto);
   EXPECT_EQ(options->log_level, LogLevel::kWarning);
   EXPECT_FALSE(options->autotune);
+  EXPECT_EQ(options->gpu_operations, GpuOperations::kAuto);
 }
 
 TEST(Config, ReadsEveryVariable) {
@@ -47,6 +48,7 @@ TEST(Config, ReadsEveryVariable) {
       {"KOLO_TIMELINE_MARK_CYCLES", "yes"},
       {"KOLO_SHM_SLOT_BYTES", "65536"},
       {"KOLO_PEER_TIMEOUT_SECONDS", "2.5"},
+      {"KOLO_GPU_OPERATIONS", "Hierarchical"},
   });
   ASSERT_TRUE(options.ok()) << options.status();
   EXPECT_EQ(options->fusion_threshold_bytes, 1024);
@@ -61,6 +63,7 @@ TEST(Config, ReadsEveryVariable) {
   EXPECT_TRUE(options->timeline_mark_cycles);
   EXPECT_EQ(options->shm_slot_bytes, 65536);
   EXPECT_EQ(options->peer_timeout_seconds, 2.5);
+  EXPECT_EQ(options->gpu_operations, GpuOperations::kHierarchical);
 }
 
 TEST(Config, MalformedValuesNameTheVariableAndValue) {
@@ -76,6 +79,7 @@ TEST(Config, MalformedValuesNameTheVariableAndValue) {
       {{"KOLO_AUTOTUNE", "maybe"}},
       {{"KOLO_SHM_SLOT_BYTES", "big"}},
       {{"KOLO_PEER_TIMEOUT_SECONDS", "-1"}},
+      {{"KOLO_GPU_OPERATIONS", "shm"}},
   };
   for (const auto& env : bad) {
     StatusOr<Options> options = Parse(env);
@@ -88,6 +92,21 @@ TEST(Config, MalformedValuesNameTheVariableAndValue) {
               std::string::npos)
         << options.status();
   }
+}
+
+TEST(Config, GpuOperationsAcceptsEveryChoice) {
+  for (GpuOperations choice : {GpuOperations::kAuto, GpuOperations::kNccl,
+                               GpuOperations::kHierarchical}) {
+    StatusOr<Options> options =
+        Parse({{"KOLO_GPU_OPERATIONS", GpuOperationsName(choice)}});
+    ASSERT_TRUE(options.ok()) << GpuOperationsName(choice);
+    EXPECT_EQ(options->gpu_operations, choice) << GpuOperationsName(choice);
+  }
+  StatusOr<Options> bad = Parse({{"KOLO_GPU_OPERATIONS", "nvlink"}});
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("one of auto, nccl, hierarchical"),
+            std::string::npos)
+      << bad.status();
 }
 
 TEST(Config, InitFailsOnMalformedEnvironment) {

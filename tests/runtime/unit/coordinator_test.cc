@@ -1,6 +1,8 @@
 // Tests of rank 0's negotiation logic, with simulated ranks.
 #include "runtime/core/coordinator.h"
 
+#include <functional>
+
 #include <gtest/gtest.h>
 
 namespace kolo {
@@ -85,6 +87,140 @@ TEST(Coordinator, MismatchNamesTensorRanksAndValues) {
   EXPECT_EQ(r.error_message,
             "allreduce 'w': shape mismatch: rank 0 has [4, 3] but rank 2 has "
             "[4, 4]");
+}
+
+Request OnCuda(Request r, int index) {
+  r.device = {Device::kCuda, index};
+  return r;
+}
+
+// Submits `requests(rank)` from every rank of a 2-rank job.
+void SubmitFromBoth(Coordinator& c,
+                    const std::function<std::vector<Request>(int)>& requests) {
+  for (int rank : {0, 1}) {
+    ASSERT_TRUE(c.HandleRequestList(List(rank, requests(rank)), kStart).ok());
+  }
+}
+
+TEST(Coordinator, DeviceKindMismatchNamesBothDevices) {
+  Coordinator c(2, TestOptions());
+  SubmitFromBoth(c, [](int rank) {
+    Request r = Allreduce(rank, "w");
+    return std::vector<Request>{rank == 1 ? OnCuda(r, 1) : r};
+  });
+  auto list = c.NextResponses(kStart, false);
+  ASSERT_TRUE(list.has_value());
+  const Response& r = list->responses[0];
+  EXPECT_EQ(r.error_code,
+            static_cast<int>(absl::StatusCode::kFailedPrecondition));
+  EXPECT_EQ(r.error_message,
+            "allreduce 'w': device mismatch: rank 0 has cpu but rank 1 has "
+            "cuda:1");
+  EXPECT_TRUE(list->nccl_unique_id.empty());
+}
+
+TEST(Coordinator, CudaIndexesMayDifferAcrossRanks) {
+  Coordinator c(2, TestOptions());
+  c.set_nccl_unique_id_generator(
+      [] { return std::string(kNcclUniqueIdBytes, 'u'); });
+  SubmitFromBoth(c, [](int rank) {
+    return std::vector<Request>{OnCuda(Allreduce(rank, "w"), rank)};
+  });
+  auto list = c.NextResponses(kStart, false);
+  ASSERT_TRUE(list.has_value());
+  ASSERT_EQ(list->responses.size(), 1u);
+  EXPECT_EQ(list->responses[0].error_code, 0)
+      << list->responses[0].error_message;
+  EXPECT_TRUE(IsCudaResponse(list->responses[0]));
+}
+
+TEST(Coordinator, AttachesTheNcclUniqueIdToTheFirstCudaListOnly) {
+  Coordinator c(2, TestOptions());
+  int generated = 0;
+  c.set_nccl_unique_id_generator([&generated]() -> StatusOr<std::string> {
+    ++generated;
+    return std::string(kNcclUniqueIdBytes, static_cast<char>(generated));
+  });
+  // CPU work first: no id.
+  SubmitFromBoth(c, [](int rank) {
+    return std::vector<Request>{Allreduce(rank, "cpu")};
+  });
+  auto list = c.NextResponses(kStart, false);
+  ASSERT_TRUE(list.has_value());
+  EXPECT_TRUE(list->nccl_unique_id.empty());
+  EXPECT_EQ(generated, 0);
+  // The first CUDA tensor brings the id, once.
+  SubmitFromBoth(c, [](int rank) {
+    return std::vector<Request>{OnCuda(Allreduce(rank, "gpu.a"), rank),
+                                Allreduce(rank, "cpu2")};
+  });
+  list = c.NextResponses(kStart, false);
+  ASSERT_TRUE(list.has_value());
+  EXPECT_EQ(list->nccl_unique_id, std::string(kNcclUniqueIdBytes, '\1'));
+  EXPECT_EQ(generated, 1);
+  for (const Response& r : list->responses) {
+    EXPECT_EQ(r.error_code, 0) << r.error_message;
+  }
+  // Later CUDA lists (heartbeats too) carry none.
+  SubmitFromBoth(c, [](int rank) {
+    return std::vector<Request>{OnCuda(Allreduce(rank, "gpu.b"), rank)};
+  });
+  list = c.NextResponses(kStart, false);
+  ASSERT_TRUE(list.has_value());
+  EXPECT_TRUE(list->nccl_unique_id.empty());
+  list = c.NextResponses(kStart, true);
+  ASSERT_TRUE(list.has_value());
+  EXPECT_TRUE(list->nccl_unique_id.empty());
+  EXPECT_EQ(generated, 1);
+}
+
+TEST(Coordinator, CudaResponsesFailWhenNoUniqueIdCanBeMade) {
+  Coordinator c(2, TestOptions());
+  bool fail = true;
+  c.set_nccl_unique_id_generator([&fail]() -> StatusOr<std::string> {
+    if (fail) return absl::InternalError("ncclGetUniqueId failed: no network");
+    return std::string(kNcclUniqueIdBytes, 'u');
+  });
+  SubmitFromBoth(c, [](int rank) {
+    return std::vector<Request>{OnCuda(Allreduce(rank, "g"), rank),
+                                Allreduce(rank, "c")};
+  });
+  auto list = c.NextResponses(kStart, false);
+  ASSERT_TRUE(list.has_value());
+  EXPECT_TRUE(list->nccl_unique_id.empty());
+  ASSERT_EQ(list->responses.size(), 2u);
+  for (const Response& r : list->responses) {
+    const bool cuda = r.tensors.front().request.device.kind == Device::kCuda;
+    if (cuda) {
+      EXPECT_EQ(r.error_code, static_cast<int>(absl::StatusCode::kInternal));
+      EXPECT_EQ(r.error_message,
+                "allreduce 'g' on CUDA: ncclGetUniqueId failed: no network");
+    } else {
+      EXPECT_EQ(r.error_code, 0) << r.error_message;
+    }
+  }
+  // The next CUDA response tries again.
+  fail = false;
+  SubmitFromBoth(c, [](int rank) {
+    return std::vector<Request>{OnCuda(Allreduce(rank, "g"), rank)};
+  });
+  list = c.NextResponses(kStart, false);
+  ASSERT_TRUE(list.has_value());
+  EXPECT_EQ(list->nccl_unique_id.size(), kNcclUniqueIdBytes);
+  EXPECT_EQ(list->responses[0].error_code, 0);
+}
+
+TEST(Coordinator, CudaResponsesFailWithoutAGenerator) {
+  Coordinator c(2, TestOptions());
+  SubmitFromBoth(c, [](int rank) {
+    return std::vector<Request>{OnCuda(Allreduce(rank, "g"), 0)};
+  });
+  auto list = c.NextResponses(kStart, false);
+  ASSERT_TRUE(list.has_value());
+  EXPECT_EQ(list->responses[0].error_code,
+            static_cast<int>(absl::StatusCode::kFailedPrecondition));
+  EXPECT_NE(list->responses[0].error_message.find("no NCCL backend"),
+            std::string::npos);
 }
 
 TEST(Coordinator, CachedTensorsAreAgreedBySlot) {

@@ -67,6 +67,24 @@ TEST(FusionPlanner, LargeTensorsAndDisabledFusionRunAlone) {
                                                    {"small2"}}));
 }
 
+TEST(FusionPlanner, NeverMixesCpuAndCudaTensors) {
+  auto on = [](Response r, Device::Kind kind, int index) {
+    r.tensors.front().request.device = {kind, index};
+    return r;
+  };
+  std::vector<Response> singles = {
+      on(Single("c1", 1), Device::kCpu, 0),
+      on(Single("g1", 1), Device::kCuda, 0),
+      on(Single("c2", 1), Device::kCpu, 0),
+      on(Single("g2", 1), Device::kCuda, 0),
+      // The reference rank's index does not matter: every rank uses its own
+      // GPU, so CUDA tensors fuse whatever index the request names.
+      on(Single("g3", 1), Device::kCuda, 1)};
+  EXPECT_EQ(Names(PlanFusion(singles, 1 << 20)),
+            (std::vector<std::vector<std::string>>{{"c1", "c2"},
+                                                   {"g1", "g2", "g3"}}));
+}
+
 TEST(FusionPlanner, FailedResponsesAreNotFused) {
   Response failed = Single("f", 1);
   failed.error_code = 9;
