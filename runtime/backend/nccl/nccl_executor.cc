@@ -43,11 +43,11 @@ Status CudaError(cudaError_t error, const char* call, const std::string& what) {
                                           cudaGetErrorString(error)));
 }
 
-#define KOLO_CUDA_RETURN_IF_ERROR(call, what)                     \
-  do {                                                            \
-    if (cudaError_t error_ = (call); error_ != cudaSuccess) {     \
-      return CudaError(error_, #call, what);                      \
-    }                                                             \
+#define KOLO_CUDA_RETURN_IF_ERROR(call, what)                 \
+  do {                                                        \
+    if (cudaError_t error_ = (call); error_ != cudaSuccess) { \
+      return CudaError(error_, #call, what);                  \
+    }                                                         \
   } while (0)
 
 ncclDataType_t NcclType(DataType dtype) {
@@ -75,11 +75,16 @@ ncclDataType_t NcclType(DataType dtype) {
 
 ncclRedOp_t NcclRedOp(NcclOp op) {
   switch (op) {
-    case NcclOp::kSum: return ncclSum;
-    case NcclOp::kProd: return ncclProd;
-    case NcclOp::kMax: return ncclMax;
-    case NcclOp::kMin: return ncclMin;
-    case NcclOp::kAvg: return ncclAvg;
+    case NcclOp::kSum:
+      return ncclSum;
+    case NcclOp::kProd:
+      return ncclProd;
+    case NcclOp::kMax:
+      return ncclMax;
+    case NcclOp::kMin:
+      return ncclMin;
+    case NcclOp::kAvg:
+      return ncclAvg;
   }
   return ncclSum;
 }
@@ -90,8 +95,7 @@ std::string Describe(const Response& response) {
   for (const ResponseTensor& t : response.tensors) {
     names.push_back(absl::StrCat("'", t.request.name, "'"));
   }
-  return absl::StrCat(OpTypeName(response.op), " ",
-                      absl::StrJoin(names, ", "));
+  return absl::StrCat(OpTypeName(response.op), " ", absl::StrJoin(names, ", "));
 }
 
 // bool travels as uint8 through copies (no conversion needed).
@@ -142,8 +146,8 @@ StatusOr<std::shared_ptr<CudaEvent>> EventPool::Acquire() {
     event = new CudaEvent{handle};
   }
   std::shared_ptr<EventPool> pool = shared_from_this();
-  return std::shared_ptr<CudaEvent>(
-      event, [pool](CudaEvent* e) { pool->Release(e); });
+  return std::shared_ptr<CudaEvent>(event,
+                                    [pool](CudaEvent* e) { pool->Release(e); });
 }
 
 void EventPool::Release(CudaEvent* event) {
@@ -179,13 +183,14 @@ Status NcclExecutor::UseDevice(const std::string& name, const char* role,
     return absl::FailedPreconditionError(absl::StrCat(
         "'", name, "': ", role, " is a CUDA tensor (", DeviceName(device),
         "), but no CUDA device is visible to this process "
-        "(cudaGetDeviceCount: ", no_device_reason_, ")"));
+        "(cudaGetDeviceCount: ",
+        no_device_reason_, ")"));
   }
   if (device.index < 0 || device.index >= device_count_) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "'", name, "': ", role, " is on ", DeviceName(device),
-        ", but this process sees ", device_count_, " CUDA device",
-        device_count_ == 1 ? "" : "s"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("'", name, "': ", role, " is on ", DeviceName(device),
+                     ", but this process sees ", device_count_, " CUDA device",
+                     device_count_ == 1 ? "" : "s"));
   }
   if (device_ < 0) device_ = device.index;
   if (device_ != device.index) {
@@ -225,8 +230,8 @@ StatusOr<std::string> NcclExecutor::MakeUniqueId() {
   const ncclResult_t result = ncclGetUniqueId(&id);
   if (result != ncclSuccess) {
     return absl::InternalError(absl::StrCat(
-        "ncclGetUniqueId failed on rank 0: ", ncclGetErrorString(result),
-        " (", ncclGetLastError(nullptr), ")"));
+        "ncclGetUniqueId failed on rank 0: ", ncclGetErrorString(result), " (",
+        ncclGetLastError(nullptr), ")"));
   }
   return std::string(id.internal, sizeof(id.internal));
 }
@@ -257,19 +262,19 @@ Status NcclExecutor::NcclCheck(ncclResult_t result, ncclComm_t comm,
     result = queried != ncclSuccess ? queried : state;
   }
   if (result != ncclSuccess) {
-    return absl::InternalError(absl::StrCat(
-        call, " failed for ", what, ": ", ncclGetErrorString(result), " (",
-        ncclGetLastError(comm), ")"));
+    return absl::InternalError(absl::StrCat(call, " failed for ", what, ": ",
+                                            ncclGetErrorString(result), " (",
+                                            ncclGetLastError(comm), ")"));
   }
   return absl::OkStatus();
 }
 
-#define KOLO_NCCL_RETURN_IF_ERROR(call, comm, what)                      \
-  do {                                                                   \
-    if (Status status_ = NcclCheck((call), (comm), #call, (what));       \
-        !status_.ok()) {                                                 \
-      return status_;                                                    \
-    }                                                                    \
+#define KOLO_NCCL_RETURN_IF_ERROR(call, comm, what)                \
+  do {                                                             \
+    if (Status status_ = NcclCheck((call), (comm), #call, (what)); \
+        !status_.ok()) {                                           \
+      return status_;                                              \
+    }                                                              \
   } while (0)
 
 Status NcclExecutor::EnsureStarted() {
@@ -324,13 +329,20 @@ Status NcclExecutor::EnsureStarted() {
   const ncclResult_t started = ncclCommInitRankConfig(
       &comm, config_.size, id, config_.rank, &nccl_config);
   comm_ = comm;
-  KOLO_NCCL_RETURN_IF_ERROR(started, comm_, what);
+  if (Status s = NcclCheck(started, comm_, "ncclCommInitRankConfig", what);
+      !s.ok()) {
+    return s;
+  }
   if (config_.hierarchical && config_.local_size < config_.size) {
     ncclComm_t local = nullptr;
     const ncclResult_t split = ncclCommSplit(
         comm_, config_.host_color, config_.local_rank, &local, &nccl_config);
     local_comm_ = local;
-    KOLO_NCCL_RETURN_IF_ERROR(split, local_comm_ ? local_comm_ : comm_, what);
+    if (Status s = NcclCheck(split, local_comm_ ? local_comm_ : comm_,
+                             "ncclCommSplit", what);
+        !s.ok()) {
+      return s;
+    }
     StatusOr<std::unique_ptr<Backend>> cross = config_.make_cross_backend();
     if (!cross.ok()) return cross.status();
     cross_ = *std::move(cross);
@@ -388,7 +400,8 @@ Status NcclExecutor::Execute(const Response& response,
     if (status.ok()) {
       item.end = *std::move(end);
       const cudaError_t error = cudaEventRecord(item.end->event, stream_);
-      if (error != cudaSuccess) status = CudaError(error, "cudaEventRecord", "the timeline");
+      if (error != cudaSuccess)
+        status = CudaError(error, "cudaEventRecord", "the timeline");
     }
   }
   if (status.ok()) {
@@ -422,8 +435,8 @@ Status NcclExecutor::Execute(const Response& response,
 
 Status NcclExecutor::Run(const Response& response, std::vector<Entry>& entries,
                          const std::vector<bool>& present, InFlight* item) {
-  const std::string activity = absl::AsciiStrToUpper(
-      absl::StrCat("nccl_", OpTypeName(response.op)));
+  const std::string activity =
+      absl::AsciiStrToUpper(absl::StrCat("nccl_", OpTypeName(response.op)));
   switch (response.op) {
     case OpType::kAllreduce:
       return Allreduce(response, entries, present, item);
@@ -497,10 +510,10 @@ Status NcclExecutor::Allreduce(const Response& response,
                                InFlight* item) {
   const std::string what = Describe(response);
   const bool hierarchical = cross_ != nullptr;
-  const ReductionPlan plan = PlanReduction(
-      response.dtype, response.reduce_op, response.prescale,
-      response.postscale, response.contributors, config_.size,
-      /*avg_allowed=*/!hierarchical);
+  const ReductionPlan plan =
+      PlanReduction(response.dtype, response.reduce_op, response.prescale,
+                    response.postscale, response.contributors, config_.size,
+                    /*avg_allowed=*/!hierarchical);
   const ncclDataType_t type = NcclType(plan.wire_dtype);
   const ncclRedOp_t op = NcclRedOp(plan.op);
   if (!hierarchical && response.tensors.size() == 1 && plan.direct &&
@@ -537,8 +550,8 @@ Status NcclExecutor::Allreduce(const Response& response,
           cudaMemsetAsync(slot, 0, counts[i] * wire_bytes, stream_), what);
     }
   }
-  if (Status s = Copy(pack, response.dtype, plan.wire_dtype, plan.prescale, 1,
-                      what);
+  if (Status s =
+          Copy(pack, response.dtype, plan.wire_dtype, plan.prescale, 1, what);
       !s.ok()) {
     return s;
   }
@@ -588,8 +601,7 @@ Status NcclExecutor::HierarchicalAllreduce(char* work, int64_t count,
     host_staging_ = nullptr;
     host_staging_bytes_ = 0;
     void* staging = nullptr;
-    KOLO_CUDA_RETURN_IF_ERROR(cudaMallocHost(&staging, shard * element),
-                              what);
+    KOLO_CUDA_RETURN_IF_ERROR(cudaMallocHost(&staging, shard * element), what);
     host_staging_ = static_cast<char*>(staging);
     host_staging_bytes_ = shard * element;
   }
@@ -619,8 +631,8 @@ Status NcclExecutor::HierarchicalAllreduce(char* work, int64_t count,
                       cudaMemcpyHostToDevice, stream_),
       what);
   KOLO_NCCL_RETURN_IF_ERROR(
-      ncclAllGather(mine, work, shard, type, local_comm_, stream_),
-      local_comm_, what);
+      ncclAllGather(mine, work, shard, type, local_comm_, stream_), local_comm_,
+      what);
   return absl::OkStatus();
 }
 
@@ -636,18 +648,17 @@ Status NcclExecutor::AllocateOutput(Entry& entry,
     StatusOr<void*> memory = entry.allocator(shape);
     if (!memory.ok()) return memory.status();
     if (*memory == nullptr && bytes > 0) {
-      return absl::InternalError(absl::StrCat(
-          "the output allocator of '", entry.request.name,
-          "' returned no memory for ", bytes, " bytes"));
+      return absl::InternalError(
+          absl::StrCat("the output allocator of '", entry.request.name,
+                       "' returned no memory for ", bytes, " bytes"));
     }
     entry.output.data = *memory;
     return absl::OkStatus();
   }
   void* memory = nullptr;
-  KOLO_CUDA_RETURN_IF_ERROR(
-      cudaMalloc(&memory, std::max<int64_t>(bytes, 1)),
-      absl::StrCat("the output of '", entry.request.name, "' (", bytes,
-                   " bytes)"));
+  KOLO_CUDA_RETURN_IF_ERROR(cudaMalloc(&memory, std::max<int64_t>(bytes, 1)),
+                            absl::StrCat("the output of '", entry.request.name,
+                                         "' (", bytes, " bytes)"));
   entry.operation->owned_output.reset(memory, [](void* p) { cudaFree(p); });
   entry.output.data = memory;
   return absl::OkStatus();
@@ -669,8 +680,8 @@ Status NcclExecutor::Allgather(const Response& response, Entry& entry) {
   char* output = static_cast<char*>(entry.output.data);
   if (layout.equal) {
     KOLO_NCCL_RETURN_IF_ERROR(
-        ncclAllGather(entry.input.data, output, layout.sizes.front(),
-                      ncclUint8, comm_, stream_),
+        ncclAllGather(entry.input.data, output, layout.sizes.front(), ncclUint8,
+                      comm_, stream_),
         comm_, what);
     return absl::OkStatus();
   }
@@ -752,8 +763,8 @@ Status NcclExecutor::Reducescatter(const Response& response, Entry& entry,
   if (!work.ok()) return work.status();
   char* share = *work + layout.offsets[config_.rank] * wire_bytes;
   if (Status s = Mark(item, "MEMCPY_IN_FUSION_BUFFER"); !s.ok()) return s;
-  if (Status s = Copy({{entry.input.data, *work, layout.total}},
-                      response.dtype, plan.wire_dtype, 1.0, 1, what);
+  if (Status s = Copy({{entry.input.data, *work, layout.total}}, response.dtype,
+                      plan.wire_dtype, 1.0, 1, what);
       !s.ok()) {
     return s;
   }
@@ -858,14 +869,16 @@ void NcclExecutor::Shutdown() {
     MutexLock lock(&mu_);
     const absl::Time deadline = absl::Now() + absl::Seconds(kDrainSeconds);
     while (outstanding_ > 0 && absl::Now() < deadline) {
-      changed_.WaitWithTimeout(
-          &mu_, absl::ToDoubleSeconds(deadline - absl::Now()));
+      changed_.WaitWithTimeout(&mu_,
+                               absl::ToDoubleSeconds(deadline - absl::Now()));
     }
     drained = outstanding_ == 0;
   }
   if (!drained) {
-    Log().warn("shutdown: GPU collectives did not finish within {} s; "
-               "aborting the NCCL communicator", kDrainSeconds);
+    Log().warn(
+        "shutdown: GPU collectives did not finish within {} s; "
+        "aborting the NCCL communicator",
+        kDrainSeconds);
     Abort(absl::CancelledError(
         "kolo was shut down while GPU collectives were still running"));
     return;

@@ -100,9 +100,8 @@ static_assert(sizeof(CopyBatch) <= 4000,
 // Splits `tasks` into launches of at most kMaxCopyTasks (empty tasks are
 // dropped, so no launch may be needed at all).
 std::vector<CopyBatch> BuildCopyBatches(const std::vector<CopyTask>& tasks,
-                                        DataType src_dtype,
-                                        DataType dst_dtype, double scale,
-                                        int64_t divisor);
+                                        DataType src_dtype, DataType dst_dtype,
+                                        double scale, int64_t divisor);
 
 // Element offsets of consecutive tensors of `counts` elements packed into
 // one buffer; the last entry is the total.

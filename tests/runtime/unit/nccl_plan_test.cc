@@ -22,8 +22,8 @@ TEST(NcclPlan, AverageUsesNcclAvgOnlyWhenEveryRankContributesToAFloatSum) {
   EXPECT_FALSE(plan.direct);
 
   // Integers divide the exact sum, truncating toward zero.
-  plan = PlanReduction(DataType::kInt32, ReduceOp::kAverage, 1.0, 1.0, 4, 4,
-                       true);
+  plan =
+      PlanReduction(DataType::kInt32, ReduceOp::kAverage, 1.0, 1.0, 4, 4, true);
   EXPECT_EQ(plan.op, NcclOp::kSum);
   EXPECT_EQ(plan.divisor, 4);
 
@@ -63,18 +63,18 @@ TEST(NcclPlan, BoolReducesAsUint8WithMaxOrMin) {
 }
 
 TEST(NcclPlan, ScalingIsFusedIntoTheCopies) {
-  const ReductionPlan plan = PlanReduction(
-      DataType::kFloat32, ReduceOp::kMax, 0.5, 2.0, 2, 2, true);
+  const ReductionPlan plan =
+      PlanReduction(DataType::kFloat32, ReduceOp::kMax, 0.5, 2.0, 2, 2, true);
   EXPECT_EQ(plan.op, NcclOp::kMax);
   EXPECT_EQ(plan.prescale, 0.5);
   EXPECT_EQ(plan.postscale, 2.0);
   EXPECT_TRUE(plan.has_pack_scaling());
   EXPECT_TRUE(plan.has_unpack_scaling());
   EXPECT_FALSE(plan.direct);
-  EXPECT_EQ(PlanReduction(DataType::kInt64, ReduceOp::kProduct, 1.0, 1.0, 2,
-                          2, true)
-                .op,
-            NcclOp::kProd);
+  EXPECT_EQ(
+      PlanReduction(DataType::kInt64, ReduceOp::kProduct, 1.0, 1.0, 2, 2, true)
+          .op,
+      NcclOp::kProd);
 }
 
 TEST(NcclPlan, CopyBatchesHoldAtMostTheParameterLimit) {
@@ -84,8 +84,8 @@ TEST(NcclPlan, CopyBatchesHoldAtMostTheParameterLimit) {
     // Every seventh task is empty and dropped.
     tasks.push_back({&data[i % 1000], &data[(i + 1) % 1000], i % 7 ? i : 0});
   }
-  const std::vector<CopyBatch> batches = BuildCopyBatches(
-      tasks, DataType::kFloat16, DataType::kFloat32, 0.25, 3);
+  const std::vector<CopyBatch> batches =
+      BuildCopyBatches(tasks, DataType::kFloat16, DataType::kFloat32, 0.25, 3);
   int64_t copied = 0;
   size_t next = 0;
   for (const CopyBatch& batch : batches) {
