@@ -83,7 +83,8 @@ void ReadMeta(torch::serialize::InputArchive& a, CheckpointMeta* meta) {
   a.read("meta/history", history, /*is_buffer=*/true);
   TORCH_CHECK(history.dim() == 2 && history.size(1) == kHistoryColumns,
               "meta/history has shape ", history.sizes());
-  history = history.to(torch::kFloat64).contiguous();
+  // The archive may have been read onto a GPU (a resumed CUDA run).
+  history = history.to(torch::kCPU, torch::kFloat64).contiguous();
   auto rows = history.accessor<double, 2>();
   meta->history.clear();
   for (int64_t i = 0; i < history.size(0); ++i) {
