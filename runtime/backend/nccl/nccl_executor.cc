@@ -269,6 +269,47 @@ Status NcclExecutor::NcclCheck(ncclResult_t result, ncclComm_t comm,
   return absl::OkStatus();
 }
 
+Status NcclExecutor::WaitForStream(const std::string& what) {
+  // Why not cudaEventSynchronize: the NCCL kernels queued ahead wait for
+  // peers, and a dead peer would then block this (the background) thread
+  // forever, so it could never notice the death and abort the communicators
+  // (DESIGN.md: nothing hangs). An NCCL asynchronous error (e.g. a remote
+  // peer's failure on a network transport) ends the wait at once.
+  if (staged_ == nullptr) {
+    StatusOr<std::shared_ptr<CudaEvent>> event = done_events_->Acquire();
+    if (!event.ok()) return event.status();
+    staged_ = *std::move(event);
+  }
+  KOLO_CUDA_RETURN_IF_ERROR(cudaEventRecord(staged_->event, stream_), what);
+  const absl::Time deadline = PeerDeadline();
+  absl::Duration nap = absl::Microseconds(10);
+  while (true) {
+    const cudaError_t state = cudaEventQuery(staged_->event);
+    if (state == cudaSuccess) return absl::OkStatus();
+    if (state != cudaErrorNotReady) {
+      return CudaError(state, "cudaEventQuery", what);
+    }
+    for (ncclComm_t comm : {local_comm_, comm_}) {
+      if (comm == nullptr) continue;
+      ncclResult_t async = ncclSuccess;
+      if (ncclCommGetAsyncError(comm, &async) == ncclSuccess &&
+          async != ncclSuccess && async != ncclInProgress) {
+        return absl::InternalError(absl::StrCat(
+            "NCCL failed while ", what, " waited for the GPU: ",
+            ncclGetErrorString(async), " (", ncclGetLastError(comm), ")"));
+      }
+    }
+    if (absl::Now() > deadline) {
+      return absl::DeadlineExceededError(absl::StrCat(
+          what, ": the GPU did not finish within ",
+          std::max(config_.peer_timeout_seconds, kMinPeerWaitSeconds),
+          " s (KOLO_PEER_TIMEOUT_SECONDS): a peer has probably failed"));
+    }
+    std::this_thread::sleep_for(absl::ToChronoNanoseconds(nap));
+    nap = std::min(nap * 2, absl::Milliseconds(1));
+  }
+}
+
 #define KOLO_NCCL_RETURN_IF_ERROR(call, comm, what)                \
   do {                                                             \
     if (Status status_ = NcclCheck((call), (comm), #call, (what)); \
@@ -596,8 +637,13 @@ Status NcclExecutor::HierarchicalAllreduce(char* work, int64_t count,
                         local_comm_, stream_),
       local_comm_, what);
   if (shard * element > host_staging_bytes_) {
-    // The previous staging buffer is idle: its last use was waited for.
-    if (host_staging_ != nullptr) cudaFreeHost(host_staging_);
+    // The previous staging buffer's last use, the copy back to the device of
+    // the previous hierarchical allreduce, may still be queued: let it
+    // finish before freeing the memory it reads.
+    if (host_staging_ != nullptr) {
+      if (Status s = WaitForStream(what); !s.ok()) return s;
+      cudaFreeHost(host_staging_);
+    }
     host_staging_ = nullptr;
     host_staging_bytes_ = 0;
     void* staging = nullptr;
@@ -609,13 +655,7 @@ Status NcclExecutor::HierarchicalAllreduce(char* work, int64_t count,
       cudaMemcpyAsync(host_staging_, mine, shard * element,
                       cudaMemcpyDeviceToHost, stream_),
       what);
-  if (staged_ == nullptr) {
-    StatusOr<std::shared_ptr<CudaEvent>> event = done_events_->Acquire();
-    if (!event.ok()) return event.status();
-    staged_ = *std::move(event);
-  }
-  KOLO_CUDA_RETURN_IF_ERROR(cudaEventRecord(staged_->event, stream_), what);
-  KOLO_CUDA_RETURN_IF_ERROR(cudaEventSynchronize(staged_->event), what);
+  if (Status s = WaitForStream(what); !s.ok()) return s;
   // Across hosts in the CPU data plane's semantics: bool keeps its logical
   // op, everything else is the wire dtype and NCCL's op (the average's
   // divisor is applied by the unpack copy).

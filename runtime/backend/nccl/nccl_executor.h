@@ -161,6 +161,10 @@ class NcclExecutor : public GpuExecutor {
   // Checks an NCCL call's result, waiting out ncclInProgress on `comm`.
   Status NcclCheck(ncclResult_t result, ncclComm_t comm, const char* call,
                    const std::string& what);
+  // Background thread: waits until the work queued on stream_ so far is
+  // done, polling (bounded by PeerDeadline(), ended early by an NCCL
+  // asynchronous error) rather than blocking in cudaEventSynchronize.
+  Status WaitForStream(const std::string& what);
   // With a timeline: marks the start of `activity` on the stream.
   Status Mark(InFlight* item, const std::string& activity);
   bool timed() const;
