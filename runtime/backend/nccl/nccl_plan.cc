@@ -47,8 +47,13 @@ ReductionPlan PlanReduction(DataType dtype, ReduceOp op, double prescale,
     case ReduceOp::kAverage:
       // ncclAvg multiplies by 1/size inside NCCL: right only when all ranks
       // contribute and NCCL's reduction is the whole reduction. Integer
-      // averages must divide the exact sum, truncating toward zero.
-      if (floating && avg_allowed && contributors == size) {
+      // averages must divide the exact sum, truncating toward zero. For
+      // floating point NCCL multiplies every input by (rounded) 1/size
+      // before summing (ncclDevPreMulSum), which equals dividing the sum
+      // (DESIGN.md) only when 1/size is a power of two; otherwise the sum is
+      // divided by the unpack copy.
+      const bool power_of_two = size > 0 && (size & (size - 1)) == 0;
+      if (floating && avg_allowed && contributors == size && power_of_two) {
         plan.op = NcclOp::kAvg;
       } else {
         plan.op = NcclOp::kSum;

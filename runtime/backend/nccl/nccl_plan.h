@@ -41,8 +41,9 @@ const char* NcclOpName(NcclOp op);
 //   - bool reduces as uint8: SUM and MAX are MAX (logical OR), MIN and
 //     PRODUCT are MIN (logical AND). AVERAGE was rejected at submission.
 //   - AVERAGE uses ncclAvg when every rank contributes, the wire dtype is a
-//     floating-point one and the collective spans all ranks (avg_allowed);
-//     otherwise it is a sum divided by the contributors in the unpack copy
+//     floating-point one, the collective spans all ranks (avg_allowed) and
+//     size is a power of two (NCCL premultiplies by 1/size, exact only
+//     then); otherwise it is a sum divided by the contributors in the unpack copy
 //     (ranks that joined contribute zeros and are not counted).
 struct ReductionPlan {
   DataType wire_dtype = DataType::kFloat32;

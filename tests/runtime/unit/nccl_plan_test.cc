@@ -27,6 +27,18 @@ TEST(NcclPlan, AverageUsesNcclAvgOnlyWhenEveryRankContributesToAFloatSum) {
   EXPECT_EQ(plan.op, NcclOp::kSum);
   EXPECT_EQ(plan.divisor, 4);
 
+  // Three ranks: ncclAvg would premultiply by the rounded 1/3, not divide
+  // the sum; the unpack copy divides instead.
+  plan = PlanReduction(DataType::kFloat32, ReduceOp::kAverage, 1.0, 1.0, 3, 3,
+                       true);
+  EXPECT_EQ(plan.op, NcclOp::kSum);
+  EXPECT_EQ(plan.divisor, 3);
+  EXPECT_FALSE(plan.direct);
+  EXPECT_EQ(PlanReduction(DataType::kFloat64, ReduceOp::kAverage, 1.0, 1.0, 1,
+                          1, true)
+                .op,
+            NcclOp::kAvg);
+
   // Hierarchical: NCCL's stage covers one host only.
   plan = PlanReduction(DataType::kFloat64, ReduceOp::kAverage, 1.0, 1.0, 4, 4,
                        /*avg_allowed=*/false);
