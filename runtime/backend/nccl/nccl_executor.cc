@@ -384,6 +384,16 @@ Status NcclExecutor::EnsureStarted() {
         !s.ok()) {
       return s;
     }
+    // The split is a non-blocking operation of the parent too: make sure
+    // the parent is no longer in progress before it runs collectives
+    // (returns at once when it is ready).
+    ncclResult_t parent = ncclSuccess;
+    const ncclResult_t queried = ncclCommGetAsyncError(comm_, &parent);
+    if (Status s = NcclCheck(queried != ncclSuccess ? queried : parent, comm_,
+                             "ncclCommSplit (parent)", what);
+        !s.ok()) {
+      return s;
+    }
     StatusOr<std::unique_ptr<Backend>> cross = config_.make_cross_backend();
     if (!cross.ok()) return cross.status();
     cross_ = *std::move(cross);
