@@ -291,7 +291,8 @@ class Bench {
       const std::string title = std::string(CollectiveName(collective)) +
                                 "  [baseline: " + label + "]";
       if (std::string why =
-              NcclBaseline::Unsupported(collective, flags_.dtype, flags_.op);
+              NcclBaseline::Unsupported(collective, flags_.dtype, flags_.op,
+                                        ranks_);
           !why.empty()) {
         Skip(title, why);
         continue;

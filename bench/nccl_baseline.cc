@@ -122,7 +122,7 @@ std::string NcclBaseline::Version() {
 }
 
 std::string NcclBaseline::Unsupported(Collective collective, DataType dtype,
-                                      ReduceOp op) {
+                                      ReduceOp op, int ranks) {
   if (!NcclType(dtype).has_value()) {
     return std::string("NCCL has no ") + DataTypeName(dtype) + " datatype";
   }
@@ -130,6 +130,11 @@ std::string NcclBaseline::Unsupported(Collective collective, DataType dtype,
     return std::string("kolo's integer average rounds toward zero; NCCL's "
                        "ncclAvg is not compared for ") +
            DataTypeName(dtype);
+  }
+  if (Reduces(collective) && op == ReduceOp::kAverage &&
+      (ranks & (ranks - 1)) != 0) {
+    return "ncclAvg premultiplies by a rounded 1/" + std::to_string(ranks) +
+           ", which the reference (sum, then divide) does not match";
   }
   return "";
 }

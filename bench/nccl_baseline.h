@@ -29,10 +29,12 @@ class NcclBaseline {
 
   // "NCCL 2.28.3".
   static std::string Version();
-  // Empty when NCCL can run the collective with this dtype and op;
-  // otherwise why not (no bool type; average of integers).
+  // Empty when NCCL can run the collective with this dtype and op on
+  // `ranks` ranks as kolo defines it; otherwise why not (no bool type;
+  // average of integers; ncclAvg of floats premultiplies by a rounded 1/ranks,
+  // which differs from kolo's sum-then-divide unless ranks is a power of 2).
   static std::string Unsupported(Collective collective, DataType dtype,
-                                 ReduceOp op);
+                                 ReduceOp op, int ranks);
 
   // One message, laid out as one part. Allreduce and broadcast run in place
   // when `in_place` (broadcast always is); the others out of place.
