@@ -73,6 +73,7 @@ struct RawFlags {
   int64_t stall_shutdown_seconds = 0;
   bool autotune = false;
   std::string cpu_operations;
+  std::string gpu_operations;
   std::string log_level;
   std::string output_filename;
   int start_timeout_seconds = 0;
@@ -169,6 +170,12 @@ std::unique_ptr<CLI::App> MakeApp(RawFlags* f) {
                   "mpi (KOLO_CPU_OPERATIONS; default auto)")
       ->type_name("NAME")
       ->transform(CLI::IsMember({"auto", "shm", "ring", "hierarchical", "mpi"},
+                                CLI::ignore_case));
+  app->add_option("--gpu-operations", f->gpu_operations,
+                  "CUDA tensor backend: auto, nccl or hierarchical "
+                  "(KOLO_GPU_OPERATIONS; default auto)")
+      ->type_name("NAME")
+      ->transform(CLI::IsMember({"auto", "nccl", "hierarchical"},
                                 CLI::ignore_case));
   app->add_option("--log-level", f->log_level,
                   "trace, debug, info, warning or error (KOLO_LOG_LEVEL; "
@@ -304,6 +311,7 @@ absl::StatusOr<ParsedCommandLine> ParseCommandLine(
     o.stall_shutdown_seconds = f.stall_shutdown_seconds;
   o.autotune = f.autotune;
   if (app->count("--cpu-operations") > 0) o.cpu_operations = f.cpu_operations;
+  if (app->count("--gpu-operations") > 0) o.gpu_operations = f.gpu_operations;
   if (app->count("--log-level") > 0) o.log_level = f.log_level;
   if (app->count("--output-filename") > 0) {
     if (f.output_filename.empty())

@@ -51,6 +51,7 @@ struct LaunchOptions {
   std::optional<int64_t> stall_shutdown_seconds;
   bool autotune = false;
   std::optional<std::string> cpu_operations;
+  std::optional<std::string> gpu_operations;
   std::optional<std::string> log_level;
 
   std::optional<std::string> output_filename;

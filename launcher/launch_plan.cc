@@ -97,6 +97,8 @@ std::vector<EnvExport> RuntimeSettingExports(const LaunchOptions& options) {
         absl::StrCat(*options.stall_shutdown_seconds));
   if (options.cpu_operations)
     add("KOLO_CPU_OPERATIONS", *options.cpu_operations);
+  if (options.gpu_operations)
+    add("KOLO_GPU_OPERATIONS", *options.gpu_operations);
   if (options.log_level) add("KOLO_LOG_LEVEL", *options.log_level);
   if (options.autotune) add("KOLO_AUTOTUNE", "1");
   return exports;
@@ -112,6 +114,7 @@ std::string FlagForVariable(absl::string_view name) {
       {"KOLO_STALL_CHECK_TIME_SECONDS", "--stall-check-seconds"},
       {"KOLO_STALL_SHUTDOWN_TIME_SECONDS", "--stall-shutdown-seconds"},
       {"KOLO_CPU_OPERATIONS", "--cpu-operations"},
+      {"KOLO_GPU_OPERATIONS", "--gpu-operations"},
       {"KOLO_LOG_LEVEL", "--log-level"},
       {"KOLO_AUTOTUNE", "--autotune"},
   };

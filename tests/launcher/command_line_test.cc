@@ -54,6 +54,8 @@ TEST(CommandLine, ParsesEveryFlag) {
                                  "--autotune",
                                  "--cpu-operations",
                                  "hierarchical",
+                                 "--gpu-operations",
+                                 "nccl",
                                  "--log-level",
                                  "info",
                                  "--output-filename",
@@ -79,6 +81,7 @@ TEST(CommandLine, ParsesEveryFlag) {
   EXPECT_EQ(o.stall_shutdown_seconds, 90);
   EXPECT_TRUE(o.autotune);
   EXPECT_EQ(o.cpu_operations, "hierarchical");
+  EXPECT_EQ(o.gpu_operations, "nccl");
   EXPECT_EQ(o.log_level, "info");
   EXPECT_EQ(o.output_filename, "out");
   EXPECT_EQ(o.start_timeout_seconds, 45);
@@ -92,8 +95,9 @@ TEST(CommandLine, DefaultsLeaveRuntimeSettingsUnset) {
   const LaunchOptions o = Parse({"-np", "2", "prog"});
   EXPECT_FALSE(o.fusion_threshold_mb || o.cycle_time_ms || o.cache_capacity ||
                o.timeline_filename || o.stall_check_seconds ||
-               o.stall_shutdown_seconds || o.cpu_operations || o.log_level ||
-               o.output_filename || o.start_timeout_seconds);
+               o.stall_shutdown_seconds || o.cpu_operations ||
+               o.gpu_operations || o.log_level || o.output_filename ||
+               o.start_timeout_seconds);
   EXPECT_FALSE(o.autotune || o.verbose || o.dry_run);
   EXPECT_TRUE(o.rank_monitor);
   EXPECT_TRUE(o.host_slots.empty());
@@ -138,6 +142,8 @@ TEST(CommandLine, ErrorsNameTheFlagAndValue) {
   EXPECT_THAT(ParseError({"-np", "two", "prog"}), HasSubstr("two"));
   EXPECT_THAT(ParseError({"-np", "2", "--cpu-operations", "nccl", "prog"}),
               HasSubstr("nccl"));
+  EXPECT_THAT(ParseError({"-np", "2", "--gpu-operations", "shm", "prog"}),
+              HasSubstr("shm"));
   EXPECT_THAT(ParseError({"-np", "2", "--log-level", "loud", "prog"}),
               HasSubstr("loud"));
   EXPECT_THAT(ParseError({"-np", "2", "--fusion-threshold-mb", "-1", "prog"}),
@@ -164,9 +170,11 @@ TEST(CommandLine, ErrorsNameTheFlagAndValue) {
 
 TEST(CommandLine, NormalisesChoicesToLowerCase) {
   const LaunchOptions o = Parse(
-      {"-np", "2", "--log-level", "DEBUG", "--cpu-operations", "Ring", "p"});
+      {"-np", "2", "--log-level", "DEBUG", "--cpu-operations", "Ring",
+       "--gpu-operations", "NCCL", "p"});
   EXPECT_EQ(o.log_level, "debug");
   EXPECT_EQ(o.cpu_operations, "ring");
+  EXPECT_EQ(o.gpu_operations, "nccl");
 }
 
 TEST(CommandLine, HelpDocumentsEveryFlag) {
@@ -188,6 +196,7 @@ TEST(CommandLine, HelpDocumentsEveryFlag) {
                            "--stall-shutdown-seconds",
                            "--autotune",
                            "--cpu-operations",
+                           "--gpu-operations",
                            "--log-level",
                            "--output-filename",
                            "--start-timeout",
@@ -206,6 +215,7 @@ TEST(CommandLine, HelpDocumentsEveryFlag) {
                            "KOLO_STALL_SHUTDOWN_TIME_SECONDS",
                            "KOLO_AUTOTUNE",
                            "KOLO_CPU_OPERATIONS",
+                           "KOLO_GPU_OPERATIONS",
                            "KOLO_LOG_LEVEL",
                            "slots=N"}) {
     EXPECT_THAT(parsed->help_text, HasSubstr(flag));

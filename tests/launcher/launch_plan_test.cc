@@ -226,6 +226,8 @@ TEST(OpenMpiPlan, EveryRuntimeFlagIsExportedAsItsVariable) {
        "KOLO_AUTOTUNE=1"},
       {"cpu ops", [](LaunchOptions* o) { o->cpu_operations = "hierarchical"; },
        "KOLO_CPU_OPERATIONS=hierarchical"},
+      {"gpu ops", [](LaunchOptions* o) { o->gpu_operations = "nccl"; },
+       "KOLO_GPU_OPERATIONS=nccl"},
       {"log level", [](LaunchOptions* o) { o->log_level = "debug"; },
        "KOLO_LOG_LEVEL=debug"},
   };
