@@ -4,8 +4,12 @@
 // because rank 0 is SIGKILLed while it is being written.
 #include <signal.h>
 
+#include <chrono>
 #include <cstdio>
+#include <fstream>
+#include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -34,6 +38,27 @@ bool Step(int step) {
   return true;
 }
 
+// Waits (at most 10 s) until the timeline writer thread has put every event
+// check_timeline.py looks for into `path`: the test is about what survives a
+// SIGKILL on disk, not about how soon a loaded machine runs the writer.
+void WaitForWrittenEvents(const std::string& path) {
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (std::chrono::steady_clock::now() < deadline) {
+    std::ifstream file(path);
+    std::stringstream text;
+    text << file.rdbuf();
+    const std::string s = text.str();
+    bool all = true;
+    for (const char* needed :
+         {"MEMCPY_OUT_FUSION_BUFFER", "CYCLE", "_BROADCAST", "layer0.grad"}) {
+      all = all && s.find(needed) != std::string::npos;
+    }
+    if (all) return;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -52,6 +77,7 @@ int main(int argc, char** argv) {
     if (!Step(step)) return 1;
   }
   if (kill && kolo::Rank() == 0) {
+    WaitForWrittenEvents(dir + "/killed.json");
     std::fflush(stdout);
     raise(SIGKILL);
   }
