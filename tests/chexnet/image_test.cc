@@ -131,6 +131,23 @@ TEST(DecodePng, CorruptDataNamesTheFile) {
   EXPECT_THAT(crc.status().message(), HasSubstr("images/crc.png: "));
 }
 
+TEST(DecodePng, RefusesHugeImagesBeforeAllocating) {
+  // 9000x8000 one-bit pixels: a few kilobytes of PNG that would decode to
+  // 72 megapixels (over a gigabyte as floats).
+  const int width = 9000;
+  const int height = 8000;
+  const std::string png =
+      EncodeFixture(width, height, SPNG_COLOR_TYPE_GRAYSCALE, 1,
+                    std::vector<uint8_t>((width + 7) / 8 * height, 0));
+  ASSERT_FALSE(png.empty());
+  ASSERT_LT(png.size(), 1u << 20);
+  auto huge = DecodePng(png, "images/huge.png");
+  ASSERT_FALSE(huge.ok());
+  EXPECT_EQ(huge.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(huge.status().message(),
+              HasSubstr("images/huge.png: 9000x8000 pixels is more than"));
+}
+
 TEST(ReadPng, MissingFileIsNotFoundNamingThePath) {
   auto image = ReadPng("/nonexistent/images/00000001_000.png");
   ASSERT_FALSE(image.ok());

@@ -13,9 +13,11 @@
 namespace kolo::chexnet {
 namespace {
 
-// The largest real ChestX-ray14 image is 1024x1024; the limit only stops a
-// corrupt header from asking for gigabytes.
+// The largest real ChestX-ray14 image is 1024x1024 (other chest X-ray sets
+// reach about 4000x5000); the limits only stop a corrupt or hostile header,
+// a few bytes long, from making the decoder allocate gigabytes.
 constexpr uint32_t kMaxSide = 16384;
+constexpr uint64_t kMaxPixels = uint64_t{1} << 26;  // 64 megapixels
 
 struct SpngContextDeleter {
   void operator()(spng_ctx* ctx) const { spng_ctx_free(ctx); }
@@ -44,6 +46,12 @@ absl::StatusOr<Image> DecodePng(absl::string_view bytes,
   spng_ihdr ihdr;
   if (int err = spng_get_ihdr(ctx.get(), &ihdr)) {
     return SpngError(file_name, "not a readable PNG", err);
+  }
+  if (static_cast<uint64_t>(ihdr.width) * ihdr.height > kMaxPixels) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        file_name, ": ", ihdr.width, "x", ihdr.height,
+        " pixels is more than the ", kMaxPixels, " pixels a chest X-ray ",
+        "image may have (a corrupt header?)"));
   }
   const bool wide = ihdr.bit_depth == 16;
   const int format = wide ? SPNG_FMT_RGBA16 : SPNG_FMT_RGB8;

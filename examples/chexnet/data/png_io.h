@@ -20,7 +20,8 @@
 namespace kolo::chexnet {
 
 // Decodes PNG bytes. Errors (InvalidArgument) name `file_name` and libspng's
-// reason: not a PNG, truncated, bad checksum, larger than 16384 pixels a side.
+// reason: not a PNG, truncated, bad checksum, larger than 16384 pixels a side
+// or 64 megapixels in all.
 absl::StatusOr<Image> DecodePng(absl::string_view bytes,
                                 absl::string_view file_name);
 
