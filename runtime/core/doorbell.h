@@ -1,21 +1,33 @@
 // Doorbell: how kolo's background threads wake up without polling.
 //
 // Each rank has a 32-bit counter; ringing increments it and wakes whoever
-// sleeps on it (a futex). The application's threads ring their own rank's
-// bell when they submit work. When every rank runs on one host the bells
-// live in shared memory, and ranks ring each other's after sending a
-// negotiation message, so a rank waiting for an answer sleeps until the
-// answer is there (microseconds) instead of polling. Across hosts only the
-// local bell exists and waiting falls back to short timed sleeps.
+// sleeps on it. The application's threads ring their own rank's bell when
+// they submit work, and ranks ring each other's after sending a negotiation
+// message, so a rank waiting for an answer sleeps until the answer is there
+// instead of polling. Two kinds:
+//   - shared: every rank on one host. The counters live in shared memory and
+//     sleepers wait on them as futexes (microseconds, never lost).
+//   - networked: ranks on several hosts. Each rank also owns a UDP socket;
+//     ringing a peer sends it a one-byte datagram (to its loopback address
+//     when it is on the same host), and a sleeper waits in ppoll() on that
+//     socket and on an eventfd its own application threads write. Datagrams
+//     can be lost or filtered, so callers keep a timed fallback poll.
+// A bell of neither kind (one process, or when the socket cannot be set up)
+// only wakes for the application's own submissions.
+//
+// Thread safety: RingSelf() from any thread; the rest from the background
+// thread only.
 #ifndef KOLO_RUNTIME_CORE_DOORBELL_H_
 #define KOLO_RUNTIME_CORE_DOORBELL_H_
+
+#include <mpi.h>
+#include <netinet/in.h>
 
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
-
-#include <mpi.h>
 
 #include "absl/time/time.h"
 #include "kolo/status.h"
@@ -27,14 +39,26 @@ class Doorbell {
  public:
   // A bell only this process rings.
   Doorbell();
+  ~Doorbell();
+  Doorbell(const Doorbell&) = delete;
+  Doorbell& operator=(const Doorbell&) = delete;
+
   // Bells shared by the ranks of local_comm (collective over it).
   static StatusOr<std::unique_ptr<Doorbell>> CreateShared(MPI_Comm local_comm);
+  // Networked bells of the ranks of comm (collective over it); `host` is
+  // this rank's host name (ranks with the same name use loopback).
+  static StatusOr<std::unique_ptr<Doorbell>> CreateNetworked(
+      MPI_Comm comm, const std::string& host);
 
-  bool shared() const { return !peers_.empty(); }
+  // Whether Ring() reaches other ranks at all.
+  bool shared() const { return !peers_.empty() || udp_ >= 0; }
+  // Whether a ring can be lost (networked bells).
+  bool lossy() const { return udp_ >= 0; }
   // The current count; pass it to Wait() to sleep until it changes.
   uint32_t Peek() const { return mine_->load(std::memory_order_acquire); }
   void RingSelf();
-  // Rings the bell of `rank` (a rank of local_comm). REQUIRES: shared().
+  // Rings the bell of `rank` (of the communicator the bells were made
+  // over). REQUIRES: shared().
   void Ring(int rank);
   // Sleeps until the count differs from `seen` or `timeout` passes.
   void Wait(uint32_t seen, absl::Duration timeout);
@@ -44,6 +68,10 @@ class Doorbell {
   std::atomic<uint32_t>* mine_ = &own_;
   HostSegments segments_;
   std::vector<std::atomic<uint32_t>*> peers_;  // index = local rank
+  // Networked bells.
+  int udp_ = -1;
+  int event_fd_ = -1;
+  std::vector<std::vector<sockaddr_in>> targets_;  // index = rank
 };
 
 }  // namespace kolo

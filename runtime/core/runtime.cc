@@ -227,6 +227,17 @@ StatusOr<std::unique_ptr<Runtime>> Runtime::Start(const Options& options) {
         Doorbell::CreateShared(context.local());
     if (!bell.ok()) return bell.status();
     runtime->bell_ = *std::move(bell);
+  } else if (context.size() > 1) {
+    StatusOr<std::unique_ptr<Doorbell>> bell =
+        Doorbell::CreateNetworked(context.control(), context.hostname());
+    if (bell.ok()) {
+      runtime->bell_ = *std::move(bell);
+    } else {
+      // Slower (waiting ranks poll), never wrong.
+      Log().warn("{}; waiting ranks will poll for messages from other hosts",
+                 bell.status().ToString());
+      runtime->bell_ = std::make_unique<Doorbell>();
+    }
   } else {
     runtime->bell_ = std::make_unique<Doorbell>();
   }
@@ -399,7 +410,10 @@ void Runtime::Loop() {
     } else {
       poll = std::min(poll * 2, cycle_);
     }
-    absl::Duration timeout = bell_->shared() ? kBellTimeout : kIdlePoll;
+    // Idle, a reliable bell lets this thread sleep long; a lossy or absent
+    // one needs a look now and then.
+    absl::Duration timeout =
+        bell_->shared() && !bell_->lossy() ? kBellTimeout : kIdlePoll;
     if (waiting || control_->busy() || woken < look_until) timeout = poll;
     bell_->Wait(rung, timeout);
   }

@@ -23,7 +23,6 @@
 namespace kolo {
 namespace {
 
-constexpr int kMaxAddresses = 8;
 constexpr int kHostBytes = 256;
 constexpr auto kConnectTimeout = std::chrono::seconds(30);
 
@@ -32,32 +31,12 @@ struct Endpoint {
   char host[kHostBytes];
   uint16_t port;
   int32_t address_count;
-  uint32_t addresses[kMaxAddresses];  // IPv4, network byte order
+  uint32_t addresses[kMaxTcpAddresses];  // IPv4, network byte order
 };
 
 Status Errno(absl::string_view what) {
-  return absl::InternalError(absl::StrCat("tcp transport: ", what, ": ",
-                                          std::strerror(errno)));
-}
-
-std::vector<uint32_t> LocalAddresses() {
-  const char* only = std::getenv("KOLO_TCP_IFACE");
-  std::vector<uint32_t> addresses;
-  ifaddrs* list = nullptr;
-  if (getifaddrs(&list) != 0) return addresses;
-  for (ifaddrs* a = list; a != nullptr; a = a->ifa_next) {
-    if (a->ifa_addr == nullptr || a->ifa_addr->sa_family != AF_INET) continue;
-    if (!(a->ifa_flags & IFF_UP) || (a->ifa_flags & IFF_LOOPBACK)) continue;
-    if (only != nullptr && *only && std::strcmp(only, a->ifa_name) != 0) {
-      continue;
-    }
-    const auto* in = reinterpret_cast<const sockaddr_in*>(a->ifa_addr);
-    if (addresses.size() < kMaxAddresses) {
-      addresses.push_back(in->sin_addr.s_addr);
-    }
-  }
-  freeifaddrs(list);
-  return addresses;
+  return absl::InternalError(
+      absl::StrCat("tcp transport: ", what, ": ", std::strerror(errno)));
 }
 
 void Configure(int fd) {
@@ -117,18 +96,39 @@ StatusOr<int> ConnectTo(const std::vector<uint32_t>& addresses, uint16_t port,
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
-  return absl::DeadlineExceededError(absl::StrCat(
-      "tcp transport: could not connect to rank ", peer, " within ",
-      kConnectTimeout.count(), " s (set KOLO_TCP_IFACE to the interface "
-      "that connects the hosts)"));
+  return absl::DeadlineExceededError(
+      absl::StrCat("tcp transport: could not connect to rank ", peer,
+                   " within ", kConnectTimeout.count(),
+                   " s (set KOLO_TCP_IFACE to the interface "
+                   "that connects the hosts)"));
 }
 
 Status PeerLost(int peer, absl::string_view how) {
-  return absl::AbortedError(absl::StrCat("tcp transport: connection to rank ",
-                                         peer, " ", how));
+  return absl::AbortedError(
+      absl::StrCat("tcp transport: connection to rank ", peer, " ", how));
 }
 
 }  // namespace
+
+std::vector<uint32_t> LocalIpv4Addresses() {
+  const char* only = std::getenv("KOLO_TCP_IFACE");
+  std::vector<uint32_t> addresses;
+  ifaddrs* list = nullptr;
+  if (getifaddrs(&list) != 0) return addresses;
+  for (ifaddrs* a = list; a != nullptr; a = a->ifa_next) {
+    if (a->ifa_addr == nullptr || a->ifa_addr->sa_family != AF_INET) continue;
+    if (!(a->ifa_flags & IFF_UP) || (a->ifa_flags & IFF_LOOPBACK)) continue;
+    if (only != nullptr && *only && std::strcmp(only, a->ifa_name) != 0) {
+      continue;
+    }
+    const auto* in = reinterpret_cast<const sockaddr_in*>(a->ifa_addr);
+    if (addresses.size() < kMaxTcpAddresses) {
+      addresses.push_back(in->sin_addr.s_addr);
+    }
+  }
+  freeifaddrs(list);
+  return addresses;
+}
 
 StatusOr<std::unique_ptr<TcpTransport>> TcpTransport::Create(MPI_Comm comm) {
   std::unique_ptr<TcpTransport> t(new TcpTransport());
@@ -158,9 +158,12 @@ StatusOr<std::unique_ptr<TcpTransport>> TcpTransport::Create(MPI_Comm comm) {
     std::strncpy(mine.host, name, kHostBytes - 1);
   }
   mine.port = ntohs(any.sin_port);
-  const std::vector<uint32_t> addresses = LocalAddresses();
-  mine.address_count = static_cast<int32_t>(addresses.size());
-  std::copy(addresses.begin(), addresses.end(), mine.addresses);
+  const std::vector<uint32_t> addresses = LocalIpv4Addresses();
+  mine.address_count = static_cast<int32_t>(
+      std::min<size_t>(addresses.size(), kMaxTcpAddresses));
+  for (int i = 0; i < mine.address_count; ++i) {
+    mine.addresses[i] = addresses[i];
+  }
   std::vector<Endpoint> endpoints(t->size_);
   KOLO_MPI_RETURN_IF_ERROR(MPI_Allgather(&mine, sizeof(Endpoint), MPI_BYTE,
                                          endpoints.data(), sizeof(Endpoint),
@@ -173,8 +176,10 @@ StatusOr<std::unique_ptr<TcpTransport>> TcpTransport::Create(MPI_Comm comm) {
     if (std::strncmp(e.host, mine.host, kHostBytes) == 0) {
       candidates.push_back(htonl(INADDR_LOOPBACK));
     }
-    candidates.insert(candidates.end(), e.addresses,
-                      e.addresses + std::clamp(e.address_count, 0, kMaxAddresses));
+    for (int i = 0; i < std::clamp(e.address_count, 0, kMaxTcpAddresses);
+         ++i) {
+      candidates.push_back(e.addresses[i]);
+    }
     StatusOr<int> fd = ConnectTo(candidates, e.port, peer);
     if (!fd.ok()) {
       status = fd.status();

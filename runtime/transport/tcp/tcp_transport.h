@@ -11,6 +11,7 @@
 #ifndef KOLO_RUNTIME_TRANSPORT_TCP_TCP_TRANSPORT_H_
 #define KOLO_RUNTIME_TRANSPORT_TCP_TCP_TRANSPORT_H_
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -20,6 +21,13 @@
 #include "runtime/transport/transport.h"
 
 namespace kolo {
+
+// At most this many addresses per rank are published.
+inline constexpr int kMaxTcpAddresses = 8;
+
+// This host's IPv4 addresses (network byte order) that peers on other hosts
+// may reach: up, not loopback, only KOLO_TCP_IFACE's when it is set.
+std::vector<uint32_t> LocalIpv4Addresses();
 
 class TcpTransport : public Transport {
  public:
