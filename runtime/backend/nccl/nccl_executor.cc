@@ -703,6 +703,21 @@ Status NcclExecutor::AllocateOutput(Entry& entry,
                        "' returned no memory for ", bytes, " bytes"));
     }
     entry.output.data = *memory;
+    // The allocator ran on this thread for the caller's stream, and a caching
+    // allocator (LibTorch's) may hand out memory that work queued on that
+    // stream after the submission (after the ready event) still uses. kolo's
+    // stream writes the output, so it first waits for that stream's work
+    // queued until now too.
+    StatusOr<std::shared_ptr<CudaEvent>> queued = ready_events_->Acquire();
+    if (!queued.ok()) return queued.status();
+    KOLO_CUDA_RETURN_IF_ERROR(
+        cudaEventRecord((*queued)->event,
+                        static_cast<cudaStream_t>(entry.output.cuda_stream)),
+        absl::StrCat("the output of '", entry.request.name,
+                     "' (on its producer stream)"));
+    KOLO_CUDA_RETURN_IF_ERROR(
+        cudaStreamWaitEvent(stream_, (*queued)->event, 0),
+        absl::StrCat("the output of '", entry.request.name, "'"));
     return absl::OkStatus();
   }
   void* memory = nullptr;
