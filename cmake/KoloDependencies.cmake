@@ -17,6 +17,12 @@ if(NOT KOLO_WITH_TORCH STREQUAL "OFF")
   endif()
   if(Torch_FOUND)
     set(KOLO_HAVE_TORCH ON)
+    # LibTorch 2.14's headers refuse to compile before C++20
+    # ("C++20 or later compatible compiler is required to use ATen").
+    if(Torch_VERSION VERSION_GREATER_EQUAL 2.14 AND CMAKE_CXX_STANDARD LESS 20)
+      message(STATUS "kolo: LibTorch ${Torch_VERSION} needs C++20")
+      set(CMAKE_CXX_STANDARD 20)
+    endif()
   endif()
 endif()
 message(STATUS "kolo: LibTorch adapter and CheXNet example: ${KOLO_HAVE_TORCH}")

@@ -129,6 +129,18 @@ PY
     torch_prefix=$(echo "$torch_info" | awk '/^prefix / {print $2}')
   fi
 fi
+if [ -n "$torch_prefix" ] && [ -z "${TORCH_CUDA_ARCH_LIST:-}" ] && [ "$gpus" -gt 0 ]; then
+  # PyTorch's CMake (cmake/public/cuda.cmake) picks nvcc -gencode flags from
+  # TORCH_CUDA_ARCH_LIST, else from GPUs it detects with a test program, else
+  # from a fixed list that can name architectures this CUDA dropped; it also
+  # appends them to CMAKE_CUDA_FLAGS (kolo's .cu file). Name this machine's.
+  TORCH_CUDA_ARCH_LIST=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader \
+    2>/dev/null | sort -u | paste -sd';' -)
+  if [ -n "$TORCH_CUDA_ARCH_LIST" ]; then
+    export TORCH_CUDA_ARCH_LIST
+    echo "TORCH_CUDA_ARCH_LIST=$TORCH_CUDA_ARCH_LIST"
+  fi
+fi
 if [ -n "$torch_prefix" ]; then
   echo "CUDA LibTorch: $torch_prefix"
 else

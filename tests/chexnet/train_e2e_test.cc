@@ -33,6 +33,7 @@
 #include "examples/chexnet/data/labels.h"
 #include "examples/chexnet/data/png_io.h"
 #include "examples/chexnet/models/chexnet_model.h"
+#include "examples/chexnet/train/adadelta.h"
 #include "examples/chexnet/train/atomic_file.h"
 #include "examples/chexnet/train/checkpoint.h"
 
@@ -278,10 +279,10 @@ TEST_F(TrainE2E, ResumedTwoRankRunEndsWithTheUninterruptedRunsParameters) {
   for (size_t i = 0; i < a_list.size(); ++i) {
     const auto& s = static_cast<const torch::optim::AdamParamState&>(
         *a.adam->state().at(
-            c10::guts::to_string(a_list[i].unsafeGetTensorImpl())));
+            StateKeyOf(a_list[i])));
     const auto& t = static_cast<const torch::optim::AdamParamState&>(
         *b.adam->state().at(
-            c10::guts::to_string(b_list[i].unsafeGetTensorImpl())));
+            StateKeyOf(b_list[i])));
     EXPECT_EQ(s.step(), t.step()) << "parameter " << i;
     EXPECT_TRUE(torch::equal(s.exp_avg(), t.exp_avg())) << "parameter " << i;
     EXPECT_TRUE(torch::equal(s.exp_avg_sq(), t.exp_avg_sq()))

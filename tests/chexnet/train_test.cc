@@ -238,10 +238,10 @@ TEST(Checkpoint, RoundTripRestoresModelOptimizerSamplerAndMeta) {
   const auto loaded_params = loaded->parameters();
   for (size_t i = 0; i < params.size(); ++i) {
     const auto& s = static_cast<const torch::optim::AdamParamState&>(
-        *adam.state().at(c10::guts::to_string(params[i].unsafeGetTensorImpl())));
+        *adam.state().at(StateKeyOf(params[i])));
     const auto& t = static_cast<const torch::optim::AdamParamState&>(
         *loaded_adam.state().at(
-            c10::guts::to_string(loaded_params[i].unsafeGetTensorImpl())));
+            StateKeyOf(loaded_params[i])));
     EXPECT_EQ(s.step(), t.step()) << "parameter " << i;
     EXPECT_TRUE(torch::equal(s.exp_avg(), t.exp_avg())) << "parameter " << i;
     EXPECT_TRUE(torch::equal(s.exp_avg_sq(), t.exp_avg_sq()))

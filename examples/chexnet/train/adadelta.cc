@@ -64,7 +64,7 @@ Adadelta::Adadelta(std::vector<torch::Tensor> params, AdadeltaOptions defaults)
 }
 
 AdadeltaParamState* Adadelta::StateOf(const torch::Tensor& param) {
-  auto it = state_.find(c10::guts::to_string(param.unsafeGetTensorImpl()));
+  auto it = state_.find(StateKeyOf(param));
   if (it == state_.end()) return nullptr;
   return static_cast<AdadeltaParamState*>(it->second.get());
 }
@@ -72,7 +72,7 @@ AdadeltaParamState* Adadelta::StateOf(const torch::Tensor& param) {
 void Adadelta::EnsureState() {
   for (auto& group : param_groups_) {
     for (auto& p : group.params()) {
-      const std::string key = c10::guts::to_string(p.unsafeGetTensorImpl());
+      const OptimizerStateKey key = StateKeyOf(p);
       if (state_.count(key) != 0) continue;
       auto state = std::make_unique<AdadeltaParamState>();
       state->square_avg(torch::zeros_like(p, torch::MemoryFormat::Preserve));
@@ -97,7 +97,7 @@ torch::Tensor Adadelta::step(LossClosure closure) {
       if (options.weight_decay() != 0) {
         grad = grad.add(p, options.weight_decay());
       }
-      const std::string key = c10::guts::to_string(p.unsafeGetTensorImpl());
+      const OptimizerStateKey key = StateKeyOf(p);
       if (state_.count(key) == 0) {
         auto state = std::make_unique<AdadeltaParamState>();
         state->square_avg(torch::zeros_like(p, torch::MemoryFormat::Preserve));

@@ -23,10 +23,32 @@
 #include <torch/types.h>
 
 #include <memory>
+#include <sstream>
+#include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
 namespace kolo::chexnet {
+
+// The key type of Optimizer::state(): the parameter's TensorImpl address as a
+// string in LibTorch 1.x, the pointer itself (void*) in 2.x.
+using OptimizerStateKey = std::remove_reference_t<
+    decltype(std::declval<torch::optim::Optimizer&>().state())>::key_type;
+
+// The key of `param` in any LibTorch optimizer's state() map. (A template,
+// so that only the branch for this LibTorch's key type is instantiated.)
+template <typename Key = OptimizerStateKey>
+Key StateKeyOf(const torch::Tensor& param) {
+  if constexpr (std::is_same_v<Key, std::string>) {
+    // What c10::guts::to_string(TensorImpl*) gives: operator<<'s text.
+    std::ostringstream key;
+    key << param.unsafeGetTensorImpl();
+    return key.str();
+  } else {
+    return static_cast<Key>(param.unsafeGetTensorImpl());
+  }
+}
 
 struct AdadeltaOptions
     : public torch::optim::OptimizerCloneableOptions<AdadeltaOptions> {
