@@ -70,6 +70,10 @@ void Autotuner::BeginConfirm(Phase phase, const TunedParameters& challenger) {
 
 bool Autotuner::Record(int64_t tensors, int64_t bytes, absl::Time now) {
   if (done() || tensors == 0) return false;
+  if (last_record_ != absl::InfinitePast()) {
+    window_gap_ = std::max(window_gap_, now - last_record_);
+  }
+  last_record_ = now;
   if (window_start_ == absl::InfinitePast()) {
     // The first work after a change only starts the clock: it may have
     // been negotiated under the previous parameters.
@@ -79,12 +83,16 @@ bool Autotuner::Record(int64_t tensors, int64_t bytes, absl::Time now) {
   window_tensors_ += tensors;
   window_bytes_ += bytes;
   const absl::Duration elapsed = now - window_start_;
-  if (window_tensors_ < kWindowTensors || elapsed < kWindowTime) return false;
+  const absl::Duration needed = std::min(
+      std::max(kWindowTime, kGapsPerWindow * previous_gap_), kMaxWindowTime);
+  if (window_tensors_ < kWindowTensors || elapsed < needed) return false;
   scores_[schedule_[next_]].push_back(
       static_cast<double>(window_bytes_) / absl::ToDoubleSeconds(elapsed));
   window_start_ = now;
   window_tensors_ = 0;
   window_bytes_ = 0;
+  previous_gap_ = window_gap_;
+  window_gap_ = absl::ZeroDuration();
   const TunedParameters before = current_;
   if (++next_ < schedule_.size()) {
     current_ = candidates_[schedule_[next_]];

@@ -9,7 +9,8 @@
 //     the fusion buffer can cost more than the per-collective overhead that
 //     fusing saves. Every candidate runs kWindowsPerCandidate measurement
 //     windows and is scored by their median (a window ends once it lasted
-//     kWindowTime and covered kWindowTensors executed tensors).
+//     kWindowTime, covered kWindowTensors executed tensors and spanned
+//     several of the workload's pauses; see below).
 //  2. If a candidate scored better than the incumbent (the configured
 //     value), the two are measured again, alternating window by window
 //     kConfirmRounds times each, so that slow drift of the machine's load
@@ -44,9 +45,15 @@ struct TunedParameters {
 
 class Autotuner {
  public:
-  // Measurement windows: long enough to span whole training steps of small
-  // models, short enough that the search ends within tens of seconds.
+  // Measurement windows: at least kWindowTime and kWindowTensors, and at
+  // least kGapsPerWindow times the longest pause between executions seen in
+  // the previous window (at most kMaxWindowTime). Training steps execute in
+  // bursts (backward) separated by pauses (forward, data loading); a window
+  // that spans many steps measures throughput, one that spans about one
+  // step measures where the step boundaries fell.
   static constexpr absl::Duration kWindowTime = absl::Milliseconds(400);
+  static constexpr absl::Duration kMaxWindowTime = absl::Seconds(10);
+  static constexpr int kGapsPerWindow = 8;
   static constexpr int64_t kWindowTensors = 200;
   static constexpr int kWindowsPerCandidate = 3;
   static constexpr int kConfirmRounds = 3;
@@ -80,6 +87,9 @@ class Autotuner {
   std::vector<size_t> schedule_;
   size_t next_ = 0;
   absl::Time window_start_ = absl::InfinitePast();
+  absl::Time last_record_ = absl::InfinitePast();
+  absl::Duration window_gap_;    // longest pause in the current window
+  absl::Duration previous_gap_;  // ... in the previous window
   int64_t window_tensors_ = 0;
   int64_t window_bytes_ = 0;
 };

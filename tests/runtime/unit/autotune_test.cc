@@ -98,6 +98,32 @@ TEST(Autotuner, FindsAClearlyBetterThresholdThroughNoise) {
   }
 }
 
+TEST(Autotuner, WindowsSpanSeveralStepsOfABurstyWorkload) {
+  // Training-like: each step executes 200 lists of 10 tensors back to back
+  // (20 ms at the default rate), then pauses 100 ms (forward). 256 KiB makes
+  // the bursts 4x faster, the steps 14% shorter.
+  auto rate = [](const TunedParameters& p) {
+    return p.fusion_threshold_bytes == (256 << 10) ? 4e8 : 1e8;
+  };
+  Options options;
+  Autotuner tuner(options);
+  const absl::Time start = absl::FromUnixSeconds(100);
+  absl::Time now = start;
+  for (int step = 0; step < 100000 && !tuner.done(); ++step) {
+    for (int list = 0; list < 200 && !tuner.done(); ++list) {
+      const int64_t bytes = 10 * 1024;
+      now += absl::Seconds(bytes / rate(tuner.current()));
+      tuner.Record(10, bytes, now);
+    }
+    now += absl::Milliseconds(100);
+  }
+  ASSERT_TRUE(tuner.done());
+  EXPECT_EQ(tuner.current().fusion_threshold_bytes, 256 << 10);
+  // 7 fusion candidates and 6 cycle times, 3 windows each, and 6 windows of
+  // re-measurement: 45 windows, each spanning at least 8 pauses of 100 ms.
+  EXPECT_GE(now - start, 45 * 8 * absl::Milliseconds(100));
+}
+
 TEST(Autotuner, NeverExceedsTheConfiguredFusionBuffer) {
   Options options;
   options.fusion_threshold_bytes = 2 << 20;
