@@ -5,6 +5,7 @@ find_package(absl REQUIRED)
 find_package(Protobuf REQUIRED)
 find_package(spdlog REQUIRED)
 find_package(nlohmann_json 3 REQUIRED)
+find_package(OpenSSL REQUIRED COMPONENTS Crypto)
 find_package(PkgConfig REQUIRED)
 
 # LibTorch (Debian's CPU build, or a CUDA build found through CMAKE_PREFIX_PATH).

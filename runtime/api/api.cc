@@ -4,13 +4,15 @@
 #include <cstdlib>
 #include <memory>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "runtime/common/mutex.h"
 #include "kolo/kolo.h"
+#include "runtime/common/mutex.h"
 #include "runtime/core/config.h"
 #include "runtime/core/executor.h"
 #include "runtime/core/runtime.h"
+#include "runtime/wire/codec.h"
 
 namespace kolo {
 namespace {
@@ -35,6 +37,11 @@ Status CheckTensor(const std::string& name, const Tensor& tensor,
         absl::StrCat("'", name, "': ", role, " has invalid dtype ",
                      static_cast<int>(tensor.dtype)));
   }
+  if (tensor.shape.size() > static_cast<size_t>(kMaxDims)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("'", name, "': ", role, " has ", tensor.shape.size(),
+                     " dimensions; kolo supports at most ", kMaxDims));
+  }
   for (int64_t d : tensor.shape) {
     if (d < 0) {
       return absl::InvalidArgumentError(
@@ -43,9 +50,9 @@ Status CheckTensor(const std::string& name, const Tensor& tensor,
     }
   }
   if (tensor.data == nullptr && tensor.num_elements() > 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "'", name, "': ", role, " has ", tensor.num_elements(),
-        " elements but no memory (data is null)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("'", name, "': ", role, " has ", tensor.num_elements(),
+                     " elements but no memory (data is null)"));
   }
   if (tensor.device.kind != Device::kCpu &&
       tensor.device.kind != Device::kCuda) {
@@ -61,8 +68,8 @@ Status CheckTensor(const std::string& name, const Tensor& tensor,
     }
     if (tensor.device.index < 0) {
       return absl::InvalidArgumentError(
-          absl::StrCat("'", name, "': ", role, " has invalid CUDA device index ",
-                       tensor.device.index));
+          absl::StrCat("'", name, "': ", role,
+                       " has invalid CUDA device index ", tensor.device.index));
     }
   }
   // The runtime checks the rest of a CUDA tensor (a GPU present, one device
@@ -75,9 +82,22 @@ std::string DeviceName(const Device& device) {
                                       : std::string("cpu");
 }
 
+// Names of the application's operations: not empty, not too long for a
+// negotiation message, and not in kolo's own namespace (its barriers and
+// join travel under "kolo." names).
 Status CheckName(const std::string& name) {
   if (name.empty()) {
     return absl::InvalidArgumentError("operation name must not be empty");
+  }
+  if (name.size() > kMaxNameBytes) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "operation name '", name.substr(0, 64), "...' has ", name.size(),
+        " bytes; kolo accepts at most ", kMaxNameBytes));
+  }
+  if (absl::StartsWith(name, kReservedPrefix)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "operation name '", name, "' starts with '", kReservedPrefix,
+        "', which kolo reserves for its own operations"));
   }
   return absl::OkStatus();
 }
@@ -97,8 +117,8 @@ Request MakeRequest(const Runtime& runtime, OpType op, const std::string& name,
 Status CheckReduction(const std::string& name, DataType dtype, ReduceOp op,
                       double prescale, double postscale) {
   if (static_cast<int>(op) < 0 || static_cast<int>(op) > KOLO_PRODUCT) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "'", name, "': invalid reduce op ", static_cast<int>(op)));
+    return absl::InvalidArgumentError(
+        absl::StrCat("'", name, "': invalid reduce op ", static_cast<int>(op)));
   }
   if (dtype == DataType::kBool &&
       (op == ReduceOp::kAverage || prescale != 1.0 || postscale != 1.0)) {
@@ -156,9 +176,9 @@ bool IsInitialized() {
   return g_runtime != nullptr;
 }
 
-#define KOLO_TOPOLOGY(Function, field)        \
-  int Function() {                            \
-    MutexLock lock(&g_mu);              \
+#define KOLO_TOPOLOGY(Function, field)                \
+  int Function() {                                    \
+    MutexLock lock(&g_mu);                            \
     return g_runtime ? g_runtime->mpi().field() : -1; \
   }
 KOLO_TOPOLOGY(Rank, rank)
@@ -206,13 +226,13 @@ StatusOr<Handle> GroupedAllreduceAsync(const std::vector<std::string>& names,
     }
     if (!(inputs[i].device == outputs[i].device)) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "allreduce '", name, "': output is on ", DeviceName(outputs[i].device),
-          " but input is on ", DeviceName(inputs[i].device),
-          "; both must be on one device"));
+          "allreduce '", name, "': output is on ",
+          DeviceName(outputs[i].device), " but input is on ",
+          DeviceName(inputs[i].device), "; both must be on one device"));
     }
-    if (Status s = CheckReduction(name, inputs[i].dtype, options.op,
-                                  options.prescale_factor,
-                                  options.postscale_factor);
+    if (Status s =
+            CheckReduction(name, inputs[i].dtype, options.op,
+                           options.prescale_factor, options.postscale_factor);
         !s.ok()) {
       return s;
     }
@@ -276,9 +296,9 @@ StatusOr<Handle> AlltoallAsync(const std::string& name, const Tensor& input,
   const int64_t rows = Rows(input.shape);
   if (splits.empty()) {
     if (rows % size != 0) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "alltoall '", name, "': first dimension ", rows,
-          " does not divide by ", size, " ranks; pass splits"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("alltoall '", name, "': first dimension ", rows,
+                       " does not divide by ", size, " ranks; pass splits"));
     }
     splits.assign(size, rows / size);
   }
@@ -290,8 +310,8 @@ StatusOr<Handle> AlltoallAsync(const std::string& name, const Tensor& input,
   int64_t total = 0;
   for (int64_t split : splits) {
     if (split < 0) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "alltoall '", name, "': negative split ", split));
+      return absl::InvalidArgumentError(
+          absl::StrCat("alltoall '", name, "': negative split ", split));
     }
     total += split;
   }
@@ -332,7 +352,7 @@ Status Barrier() {
   Entry entry;
   entry.request.rank = (*runtime)->mpi().rank();
   entry.request.op = OpType::kBarrier;
-  entry.request.name = absl::StrCat("kolo.barrier.", g_barriers++);
+  entry.request.name = absl::StrCat(kReservedPrefix, "barrier.", g_barriers++);
   entry.request.dtype = DataType::kUint8;
   StatusOr<Handle> handle = Submit(**runtime, std::move(entry));
   if (!handle.ok()) return handle.status();
@@ -360,8 +380,7 @@ Status Allreduce(const std::string& name, const Tensor& input,
   return handle->Wait();
 }
 
-Status Broadcast(const std::string& name, const Tensor& buffer,
-                 int root_rank) {
+Status Broadcast(const std::string& name, const Tensor& buffer, int root_rank) {
   StatusOr<Handle> handle = BroadcastAsync(name, buffer, root_rank);
   if (!handle.ok()) return handle.status();
   return handle->Wait();

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "absl/strings/string_view.h"
 #include "kolo/status.h"
 #include "runtime/common/reduce.h"
 
@@ -40,8 +41,7 @@ class Backend {
   // send_bytes[j] consecutive bytes of input to rank j; recv_bytes[j] bytes
   // from rank j into output, in rank order.
   virtual Status Alltoallv(const void* input,
-                           const std::vector<int64_t>& send_bytes,
-                           void* output,
+                           const std::vector<int64_t>& send_bytes, void* output,
                            const std::vector<int64_t>& recv_bytes) = 0;
   // Reduces every rank's input (sum of counts elements) and leaves this
   // rank's share (counts[this rank] elements, in rank order) in output.
@@ -49,6 +49,13 @@ class Backend {
                                const std::vector<int64_t>& counts,
                                const ReductionSpec& spec) = 0;
   virtual Status Barrier() = 0;
+
+  // This rank will not take part in the collective its peers may be
+  // waiting in (it failed locally, e.g. could not allocate an output): make
+  // them fail with Aborted carrying `reason` rather than wait. Planes whose
+  // waits kolo cannot interrupt (Open MPI's collectives) end the job through
+  // MPI instead. The backend is unusable afterwards.
+  virtual void Abandon(absl::string_view reason) = 0;
 };
 
 }  // namespace kolo

@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <string>
 
 #include "absl/strings/ascii.h"
@@ -16,30 +17,40 @@ namespace {
 
 Status Malformed(const char* name, absl::string_view value,
                  absl::string_view expected) {
-  return absl::InvalidArgumentError(absl::StrCat(
-      "environment variable ", name, "='", value, "' is malformed: expected ",
-      expected));
+  return absl::InvalidArgumentError(
+      absl::StrCat("environment variable ", name, "='", value,
+                   "' is malformed: expected ", expected));
 }
 
 Status ParseNonNegativeInt(const char* name, absl::string_view value,
-                           int64_t* out) {
+                           int64_t limit, int64_t* out) {
   int64_t parsed;
   if (!absl::SimpleAtoi(absl::StripAsciiWhitespace(value), &parsed) ||
-      parsed < 0) {
-    return Malformed(name, value, "a non-negative integer");
+      parsed < 0 || parsed > limit) {
+    return Malformed(name, value, absl::StrCat("an integer from 0 to ", limit));
   }
   *out = parsed;
   return absl::OkStatus();
 }
 
 Status ParseNonNegativeDouble(const char* name, absl::string_view value,
-                              double* out) {
+                              double limit, double* out) {
   double parsed;
   if (!absl::SimpleAtod(absl::StripAsciiWhitespace(value), &parsed) ||
-      !std::isfinite(parsed) || parsed < 0) {
-    return Malformed(name, value, "a non-negative number");
+      !std::isfinite(parsed) || parsed < 0 || parsed > limit) {
+    return Malformed(name, value, absl::StrCat("a number from 0 to ", limit));
   }
   *out = parsed;
+  return absl::OkStatus();
+}
+
+Status ParseString(const char* name, absl::string_view value, size_t limit,
+                   std::string* out) {
+  if (value.size() > limit) {
+    return Malformed(name, value.substr(0, 64),
+                     absl::StrCat("at most ", limit, " characters"));
+  }
+  *out = std::string(value);
   return absl::OkStatus();
 }
 
@@ -71,7 +82,8 @@ Status ParseChoice(const char* name, absl::string_view value,
     }
     words.push_back(word);
   }
-  return Malformed(name, value, absl::StrCat("one of ", absl::StrJoin(words, ", ")));
+  return Malformed(name, value,
+                   absl::StrCat("one of ", absl::StrJoin(words, ", ")));
 }
 
 constexpr std::pair<const char*, CpuOperations> kCpuOperations[] = {
@@ -88,10 +100,15 @@ constexpr std::pair<const char*, GpuOperations> kGpuOperations[] = {
     {"hierarchical", GpuOperations::kHierarchical},
 };
 
+constexpr std::pair<const char*, RingTransport> kRingTransports[] = {
+    {"tcp", RingTransport::kTcp},
+    {"mpi", RingTransport::kMpi},
+};
+
 constexpr std::pair<const char*, LogLevel> kLogLevels[] = {
-    {"trace", LogLevel::kTrace},     {"debug", LogLevel::kDebug},
-    {"info", LogLevel::kInfo},       {"warning", LogLevel::kWarning},
-    {"warn", LogLevel::kWarning},    {"error", LogLevel::kError},
+    {"trace", LogLevel::kTrace},  {"debug", LogLevel::kDebug},
+    {"info", LogLevel::kInfo},    {"warning", LogLevel::kWarning},
+    {"warn", LogLevel::kWarning}, {"error", LogLevel::kError},
 };
 
 }  // namespace
@@ -103,20 +120,22 @@ StatusOr<Options> OptionsFromLookup(const EnvironmentLookup& lookup) {
       parsers[] = {
           {"KOLO_FUSION_THRESHOLD",
            [&](const char* n, const char* v) {
-             return ParseNonNegativeInt(n, v, &options.fusion_threshold_bytes);
+             return ParseNonNegativeInt(n, v, kMaxFusionThresholdBytes,
+                                        &options.fusion_threshold_bytes);
            }},
           {"KOLO_CYCLE_TIME_MS",
            [&](const char* n, const char* v) {
-             return ParseNonNegativeDouble(n, v, &options.cycle_time_ms);
+             return ParseNonNegativeDouble(n, v, kMaxCycleTimeMs,
+                                           &options.cycle_time_ms);
            }},
           {"KOLO_CACHE_CAPACITY",
            [&](const char* n, const char* v) {
-             return ParseNonNegativeInt(n, v, &options.cache_capacity);
+             return ParseNonNegativeInt(n, v, kMaxCacheCapacity,
+                                        &options.cache_capacity);
            }},
           {"KOLO_TIMELINE",
-           [&](const char*, const char* v) {
-             options.timeline_path = v;
-             return absl::OkStatus();
+           [&](const char* n, const char* v) {
+             return ParseString(n, v, 4096, &options.timeline_path);
            }},
           {"KOLO_TIMELINE_MARK_CYCLES",
            [&](const char* n, const char* v) {
@@ -124,11 +143,12 @@ StatusOr<Options> OptionsFromLookup(const EnvironmentLookup& lookup) {
            }},
           {"KOLO_STALL_CHECK_TIME_SECONDS",
            [&](const char* n, const char* v) {
-             return ParseNonNegativeDouble(n, v, &options.stall_check_seconds);
+             return ParseNonNegativeDouble(n, v, kMaxSeconds,
+                                           &options.stall_check_seconds);
            }},
           {"KOLO_STALL_SHUTDOWN_TIME_SECONDS",
            [&](const char* n, const char* v) {
-             return ParseNonNegativeDouble(n, v,
+             return ParseNonNegativeDouble(n, v, kMaxSeconds,
                                            &options.stall_shutdown_seconds);
            }},
           {"KOLO_CPU_OPERATIONS",
@@ -145,26 +165,35 @@ StatusOr<Options> OptionsFromLookup(const EnvironmentLookup& lookup) {
            }},
           {"KOLO_SHM_SLOT_BYTES",
            [&](const char* n, const char* v) {
-             return ParseNonNegativeInt(n, v, &options.shm_slot_bytes);
+             return ParseNonNegativeInt(n, v, kMaxShmSlotBytes,
+                                        &options.shm_slot_bytes);
            }},
           {"KOLO_PEER_TIMEOUT_SECONDS",
            [&](const char* n, const char* v) {
-             return ParseNonNegativeDouble(n, v, &options.peer_timeout_seconds);
+             return ParseNonNegativeDouble(n, v, kMaxSeconds,
+                                           &options.peer_timeout_seconds);
            }},
           {"KOLO_GPU_OPERATIONS",
            [&](const char* n, const char* v) {
              return ParseChoice(n, v, kGpuOperations, &options.gpu_operations);
+           }},
+          {"KOLO_RING_TRANSPORT",
+           [&](const char* n, const char* v) {
+             return ParseChoice(n, v, kRingTransports, &options.ring_transport);
+           }},
+          {"KOLO_TCP_IFACE",
+           [&](const char* n, const char* v) {
+             return ParseString(n, v, 15, &options.tcp_iface);  // IFNAMSIZ-1
+           }},
+          {"KOLO_HOSTNAME",
+           [&](const char* n, const char* v) {
+             return ParseString(n, v, 255, &options.hostname);
            }},
       };
   for (const auto& [name, parse] : parsers) {
     const char* value = lookup(name);
     if (value == nullptr) continue;
     if (Status status = parse(name, value); !status.ok()) return status;
-  }
-  if (options.cache_capacity > (int64_t{1} << 20)) {
-    return Malformed("KOLO_CACHE_CAPACITY",
-                     std::to_string(options.cache_capacity),
-                     "at most 1048576 entries");
   }
   return options;
 }
@@ -175,6 +204,85 @@ StatusOr<Options> OptionsFromEnvironment() {
 
 const char* CpuOperationsName(CpuOperations value) {
   for (const auto& [word, choice] : kCpuOperations) {
+    if (choice == value) return word;
+  }
+  return "invalid";
+}
+
+AgreedSettings AgreedSettingsOf(const Options& options, bool nccl_built) {
+  AgreedSettings s{};
+  // Bumped whenever negotiation messages or data-plane layouts change.
+  std::strncpy(s.version, "kolo-0.1/p2", sizeof(s.version) - 1);
+  s.fusion_threshold_bytes = options.fusion_threshold_bytes;
+  s.shm_slot_bytes = options.shm_slot_bytes;
+  s.cache_capacity = options.cache_capacity;
+  s.peer_timeout_seconds = options.peer_timeout_seconds;
+  s.cpu_operations = static_cast<int32_t>(options.cpu_operations);
+  s.gpu_operations = static_cast<int32_t>(options.gpu_operations);
+  s.ring_transport = static_cast<int32_t>(options.ring_transport);
+  s.nccl_built = nccl_built ? 1 : 0;
+  return s;
+}
+
+Status CheckAgreement(const std::vector<AgreedSettings>& all) {
+  // One row per setting: what it is called and how a rank's value reads.
+  using Show = std::function<std::string(const AgreedSettings&)>;
+  const std::pair<const char*, Show> settings[] = {
+      {"the kolo version (every rank must run the same kolo build)",
+       [](const AgreedSettings& s) {
+         return std::string(s.version, strnlen(s.version, sizeof(s.version)));
+       }},
+      {"KOLO_FUSION_THRESHOLD",
+       [](const AgreedSettings& s) {
+         return absl::StrCat(s.fusion_threshold_bytes);
+       }},
+      {"KOLO_SHM_SLOT_BYTES",
+       [](const AgreedSettings& s) { return absl::StrCat(s.shm_slot_bytes); }},
+      {"KOLO_CACHE_CAPACITY",
+       [](const AgreedSettings& s) { return absl::StrCat(s.cache_capacity); }},
+      {"KOLO_PEER_TIMEOUT_SECONDS",
+       [](const AgreedSettings& s) {
+         return absl::StrCat(s.peer_timeout_seconds);
+       }},
+      {"KOLO_CPU_OPERATIONS",
+       [](const AgreedSettings& s) {
+         return std::string(
+             CpuOperationsName(static_cast<CpuOperations>(s.cpu_operations)));
+       }},
+      {"KOLO_GPU_OPERATIONS",
+       [](const AgreedSettings& s) {
+         return std::string(
+             GpuOperationsName(static_cast<GpuOperations>(s.gpu_operations)));
+       }},
+      {"KOLO_RING_TRANSPORT",
+       [](const AgreedSettings& s) {
+         return std::string(
+             RingTransportName(static_cast<RingTransport>(s.ring_transport)));
+       }},
+      {"NCCL support (every rank must run a kolo built with the same CUDA "
+       "options)",
+       [](const AgreedSettings& s) {
+         return std::string(s.nccl_built ? "built with NCCL" : "no NCCL");
+       }},
+  };
+  for (const auto& [name, show] : settings) {
+    const std::string reference = show(all.front());
+    for (size_t rank = 1; rank < all.size(); ++rank) {
+      const std::string value = show(all[rank]);
+      if (value != reference) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "ranks disagree on ", name, ": rank 0 has ", reference,
+            " but rank ", rank, " has ", value,
+            "; every rank of a job must use the same value (start them with "
+            "the same environment, e.g. kolorun or mpirun -x)"));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+const char* RingTransportName(RingTransport value) {
+  for (const auto& [word, choice] : kRingTransports) {
     if (choice == value) return word;
   }
   return "invalid";

@@ -8,10 +8,15 @@
 //   - shared: every rank on one host. The counters live in shared memory and
 //     sleepers wait on them as futexes (microseconds, never lost).
 //   - networked: ranks on several hosts. Each rank also owns a UDP socket;
-//     ringing a peer sends it a one-byte datagram (to its loopback address
-//     when it is on the same host), and a sleeper waits in ppoll() on that
-//     socket and on an eventfd its own application threads write. Datagrams
-//     can be lost or filtered, so callers keep a timed fallback poll.
+//     ringing a peer sends it a small datagram carrying the job's tag (a
+//     value derived from the job secret) to its loopback address when it is
+//     on the same host, and a sleeper waits in ppoll() on that socket and on
+//     an eventfd its own application threads write. Only datagrams from a
+//     peer's socket (source address and port) with the job's tag count;
+//     anything else is dropped, and a flood of them cannot keep the sleeper
+//     busy: a wait drains at most a few dozen datagrams, and after a batch of
+//     nothing but junk the socket is ignored for a millisecond. Datagrams can
+//     be lost or filtered, so callers keep a timed fallback poll.
 // A bell of neither kind (one process, or when the socket cannot be set up)
 // only wakes for the application's own submissions.
 //
@@ -46,9 +51,17 @@ class Doorbell {
   // Bells shared by the ranks of local_comm (collective over it).
   static StatusOr<std::unique_ptr<Doorbell>> CreateShared(MPI_Comm local_comm);
   // Networked bells of the ranks of comm (collective over it); `host` is
-  // this rank's host name (ranks with the same name use loopback).
+  // this rank's host name (ranks with the same name use loopback), `iface`
+  // the interface whose addresses it publishes (empty: all), `secret` the
+  // job secret its tag is derived from.
   static StatusOr<std::unique_ptr<Doorbell>> CreateNetworked(
-      MPI_Comm comm, const std::string& host);
+      MPI_Comm comm, const std::string& host, const std::string& iface,
+      const std::string& secret);
+
+  // Datagrams dropped so far because of their source or content.
+  int64_t rejected() const { return rejected_; }
+  // The UDP port of a networked bell (host byte order); 0 otherwise.
+  uint16_t port() const { return port_; }
 
   // Whether Ring() reaches other ranks at all.
   bool shared() const { return !peers_.empty() || udp_ >= 0; }
@@ -69,9 +82,16 @@ class Doorbell {
   HostSegments segments_;
   std::vector<std::atomic<uint32_t>*> peers_;  // index = local rank
   // Networked bells.
+  bool Accepted(const sockaddr_in& from, const char* data, ssize_t bytes) const;
   int udp_ = -1;
   int event_fd_ = -1;
+  std::string tag_;
   std::vector<std::vector<sockaddr_in>> targets_;  // index = rank
+  std::vector<sockaddr_in> senders_;  // every peer socket's possible source
+  uint16_t port_ = 0;
+  int64_t rejected_ = 0;
+  absl::Time muted_until_ = absl::InfinitePast();
+  absl::Time next_report_ = absl::InfinitePast();
 };
 
 }  // namespace kolo

@@ -2,6 +2,7 @@
 #include "runtime/core/executor.h"
 
 #include <cstring>
+#include <new>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
@@ -38,12 +39,152 @@ int64_t ReducescatterRows(int64_t rows, int size, int rank) {
   return rows / size + (rank < rows % size ? 1 : 0);
 }
 
-Executor::Executor(Backend* backend, int rank, int size, int64_t fusion_bytes)
+StatusOr<std::unique_ptr<Executor>> Executor::Create(Backend* backend, int rank,
+                                                     int size,
+                                                     int64_t fusion_bytes) {
+  std::unique_ptr<char[]> buffer;
+  if (fusion_bytes > 0) {
+    buffer.reset(new (std::nothrow) char[fusion_bytes]);
+    if (buffer == nullptr) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat("KOLO_FUSION_THRESHOLD=", fusion_bytes,
+                       ": cannot allocate a fusion buffer of that many bytes"));
+    }
+  }
+  return std::unique_ptr<Executor>(
+      new Executor(backend, rank, size, std::move(buffer), fusion_bytes));
+}
+
+Executor::Executor(Backend* backend, int rank, int size,
+                   std::unique_ptr<char[]> fusion_buffer, int64_t fusion_bytes)
     : backend_(backend),
       rank_(rank),
       size_(size),
-      fusion_buffer_(fusion_bytes > 0 ? new char[fusion_bytes] : nullptr),
+      fusion_buffer_(std::move(fusion_buffer)),
       fusion_bytes_(fusion_bytes) {}
+
+namespace {
+
+// a * b, or false when it overflows.
+bool Multiply(int64_t a, int64_t b, int64_t* out) {
+  return !__builtin_mul_overflow(a, b, out);
+}
+
+bool Elements(const std::vector<int64_t>& shape, int64_t* out) {
+  int64_t n = 1;
+  for (int64_t d : shape) {
+    if (d < 0 || !Multiply(n, d, &n)) return false;
+  }
+  *out = n;
+  return true;
+}
+
+// The dimensions after the first.
+std::vector<int64_t> RowShape(const std::vector<int64_t>& shape) {
+  return shape.size() > 1 ? std::vector<int64_t>(shape.begin() + 1, shape.end())
+                          : std::vector<int64_t>{};
+}
+
+}  // namespace
+
+Status Executor::Check(const Response& response,
+                       const std::vector<Entry>& entries,
+                       const std::vector<bool>& present) const {
+  auto corrupt = [&](absl::string_view what) {
+    const std::string name = response.tensors.empty()
+                                 ? std::string("(no tensor)")
+                                 : response.tensors.front().request.name;
+    return absl::InternalError(absl::StrCat(
+        "the coordinator's ", OpTypeName(response.op), " '", name,
+        "' does not match rank ", rank_, "'s own submission: ", what));
+  };
+  if (response.op == OpType::kBarrier || response.op == OpType::kJoin) {
+    return absl::OkStatus();
+  }
+  if (response.tensors.empty()) return corrupt("it names no tensor");
+  if (response.op != OpType::kAllreduce && response.tensors.size() != 1) {
+    return corrupt(
+        absl::StrCat("it names ", response.tensors.size(), " tensors"));
+  }
+  const int64_t element = DataTypeSize(response.dtype);
+  int64_t fused_bytes = 0;
+  for (size_t i = 0; i < response.tensors.size(); ++i) {
+    const Request& agreed = response.tensors[i].request;
+    int64_t elements = 0;
+    int64_t bytes = 0;
+    if (!Elements(agreed.shape, &elements) ||
+        !Multiply(elements, element, &bytes) ||
+        __builtin_add_overflow(fused_bytes, bytes, &fused_bytes)) {
+      return corrupt("its sizes overflow");
+    }
+    if (agreed.dtype != response.dtype) return corrupt("mixed dtypes");
+    if (!present[i]) continue;
+    const Request& own = entries[i].request;
+    if (own.op != response.op || own.dtype != response.dtype) {
+      return corrupt(absl::StrCat("this rank submitted a ", OpTypeName(own.op),
+                                  " of ", DataTypeName(own.dtype)));
+    }
+    if (response.op == OpType::kAllgather) {
+      const std::vector<int64_t>& rows = response.tensors[i].first_dims;
+      if (static_cast<int>(rows.size()) != size_ ||
+          rows[rank_] != Rows(own.shape) ||
+          RowShape(own.shape) != RowShape(agreed.shape)) {
+        return corrupt("its rows or row shape differ");
+      }
+      int64_t total_rows = 0;
+      for (int64_t r : rows) {
+        if (__builtin_add_overflow(total_rows, r, &total_rows)) {
+          return corrupt("its row counts overflow");
+        }
+      }
+      int64_t row = 0;
+      int64_t out = 0;
+      if (!Elements(RowShape(own.shape), &row) ||
+          !Multiply(row, element, &row) || !Multiply(row, total_rows, &out)) {
+        return corrupt("its output size overflows");
+      }
+    } else if (response.op == OpType::kAlltoall) {
+      // Ranks send different numbers of rows; the rows must agree.
+      if (RowShape(own.shape) != RowShape(agreed.shape)) {
+        return corrupt("the row shapes differ");
+      }
+    } else if (own.shape != agreed.shape) {
+      return corrupt("the shapes differ");
+    }
+    if (response.op == OpType::kAlltoall) {
+      if (response.splits.size() != static_cast<size_t>(size_) * size_) {
+        return corrupt("its split matrix has the wrong size");
+      }
+      if (own.splits.size() != static_cast<size_t>(size_)) {
+        return corrupt("this rank's splits are incomplete");
+      }
+      int64_t received = 0;
+      for (int r = 0; r < size_; ++r) {
+        if (response.splits[rank_ * size_ + r] != own.splits[r]) {
+          return corrupt("its splits for this rank differ");
+        }
+        if (__builtin_add_overflow(received, response.splits[r * size_ + rank_],
+                                   &received)) {
+          return corrupt("its splits overflow");
+        }
+      }
+      int64_t row = 0;
+      int64_t out = 0;
+      if (!Elements(RowShape(own.shape), &row) ||
+          !Multiply(row, element, &row) || !Multiply(row, received, &out)) {
+        return corrupt("its output size overflows");
+      }
+    }
+  }
+  if (response.op == OpType::kAllreduce && response.tensors.size() > 1 &&
+      fused_bytes > fusion_bytes_) {
+    return corrupt(absl::StrCat("a fused batch of ", fused_bytes,
+                                " bytes does not fit this rank's fusion "
+                                "buffer of ",
+                                fusion_bytes_, " bytes"));
+  }
+  return absl::OkStatus();
+}
 
 void Executor::Record(const Response& response, const std::string& activity,
                       int64_t start_ns) {
@@ -63,13 +204,13 @@ Status Executor::Execute(const Response& response, std::vector<Entry>& entries,
     timeline_->Queued(tensor.request.name, start_ns);
   }
   // The fused allreduce records its copies and the backend step itself.
-  const bool fused = response.op == OpType::kAllreduce &&
-                     response.tensors.size() > 1;
+  const bool fused =
+      response.op == OpType::kAllreduce && response.tensors.size() > 1;
   Status status = Run(response, entries, present);
   if (!fused) {
     Record(response,
-           absl::AsciiStrToUpper(absl::StrCat(backend_->name(), "_",
-                                              OpTypeName(response.op))),
+           absl::AsciiStrToUpper(
+               absl::StrCat(backend_->name(), "_", OpTypeName(response.op))),
            start_ns);
   }
   return status;
@@ -167,9 +308,9 @@ Status Executor::AllocateOutput(Entry& entry,
     StatusOr<void*> memory = entry.allocator(shape);
     if (!memory.ok()) return memory.status();
     if (*memory == nullptr && bytes > 0) {
-      return absl::InternalError(absl::StrCat(
-          "the output allocator of '", entry.request.name,
-          "' returned no memory for ", bytes, " bytes"));
+      return absl::InternalError(
+          absl::StrCat("the output allocator of '", entry.request.name,
+                       "' returned no memory for ", bytes, " bytes"));
     }
     entry.output.data = *memory;
     return absl::OkStatus();

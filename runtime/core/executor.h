@@ -18,12 +18,23 @@ namespace kolo {
 
 class Executor {
  public:
-  // fusion_bytes: size of the persistent fusion buffer, allocated now.
-  Executor(Backend* backend, int rank, int size, int64_t fusion_bytes);
+  // fusion_bytes: size of the persistent fusion buffer, allocated now
+  // (ResourceExhausted naming KOLO_FUSION_THRESHOLD when it cannot be).
+  static StatusOr<std::unique_ptr<Executor>> Create(Backend* backend, int rank,
+                                                    int size,
+                                                    int64_t fusion_bytes);
 
   Backend* backend() const { return backend_; }
   // Execution spans go to this timeline (may be null).
   void set_timeline(Timeline* timeline) { timeline_ = timeline; }
+
+  // Checks a response from the coordinator against this rank's own
+  // submissions before anything is copied: operation, dtype, shapes, this
+  // rank's row counts and splits, sizes that fit the fusion buffer and do
+  // not overflow. An error means the response is corrupt (or the ranks run
+  // different protocols); nothing may run.
+  Status Check(const Response& response, const std::vector<Entry>& entries,
+               const std::vector<bool>& present) const;
 
   // Runs `response`. entries[i] is this rank's entry for
   // response.tensors[i] when present[i]; a missing entry means this rank has
@@ -33,6 +44,8 @@ class Executor {
                  const std::vector<bool>& present);
 
  private:
+  Executor(Backend* backend, int rank, int size,
+           std::unique_ptr<char[]> fusion_buffer, int64_t fusion_bytes);
   Status Run(const Response& response, std::vector<Entry>& entries,
              const std::vector<bool>& present);
   Status Allreduce(const Response& response, std::vector<Entry>& entries,

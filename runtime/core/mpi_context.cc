@@ -19,10 +19,8 @@ constexpr int kHostnameBytes = 256;
 // finalised it.
 bool g_finalized_by_kolo = false;
 
-std::string LocalHostname() {
-  if (const char* name = std::getenv("KOLO_HOSTNAME"); name && *name) {
-    return name;
-  }
+std::string LocalHostname(const std::string& configured) {
+  if (!configured.empty()) return configured;
   char buffer[kHostnameBytes] = {};
   gethostname(buffer, sizeof(buffer) - 1);
   return buffer;
@@ -30,14 +28,8 @@ std::string LocalHostname() {
 
 }  // namespace
 
-Status MpiError(const char* call, int code) {
-  char text[MPI_MAX_ERROR_STRING] = {};
-  int length = 0;
-  MPI_Error_string(code, text, &length);
-  return absl::InternalError(absl::StrCat(call, " failed: ", text));
-}
-
-StatusOr<std::unique_ptr<MpiContext>> MpiContext::Create() {
+StatusOr<std::unique_ptr<MpiContext>> MpiContext::Create(
+    const std::string& hostname) {
   std::unique_ptr<MpiContext> context(new MpiContext());
   int initialized = 0;
   int finalized = 0;
@@ -82,7 +74,7 @@ StatusOr<std::unique_ptr<MpiContext>> MpiContext::Create() {
 
   // Ranks with the same host name form a local communicator; the colour is
   // the lowest rank on that host, so it is the same on every rank.
-  c.hostname_ = LocalHostname();
+  c.hostname_ = LocalHostname(hostname);
   std::vector<char> names(static_cast<size_t>(kHostnameBytes) * c.size_);
   char mine[kHostnameBytes] = {};
   std::strncpy(mine, c.hostname_.c_str(), kHostnameBytes - 1);

@@ -3,8 +3,9 @@
 // negotiation (control), one for collectives (data), and the local (same
 // host) and cross (same local rank, other hosts) communicators.
 //
-// Hosts are told apart by name: gethostname(), or KOLO_HOSTNAME when set
-// (pretend hosts on one machine, for tests of hierarchical algorithms).
+// Hosts are told apart by name: gethostname(), or the configured name
+// (KOLO_HOSTNAME: pretend hosts on one machine, for tests of hierarchical
+// algorithms).
 #ifndef KOLO_RUNTIME_CORE_MPI_CONTEXT_H_
 #define KOLO_RUNTIME_CORE_MPI_CONTEXT_H_
 
@@ -14,23 +15,15 @@
 #include <mpi.h>
 
 #include "kolo/status.h"
+#include "runtime/common/mpi_status.h"
 
 namespace kolo {
 
-// Status for an MPI error code, naming the call.
-Status MpiError(const char* call, int code);
-
-// Returns MpiError from the enclosing function when an MPI call fails.
-#define KOLO_MPI_RETURN_IF_ERROR(call)                     \
-  do {                                                     \
-    if (int code = (call); code != MPI_SUCCESS) {          \
-      return MpiError(#call, code);                        \
-    }                                                      \
-  } while (0)
-
 class MpiContext {
  public:
-  static StatusOr<std::unique_ptr<MpiContext>> Create();
+  // hostname: this rank's host name; empty = gethostname().
+  static StatusOr<std::unique_ptr<MpiContext>> Create(
+      const std::string& hostname);
   ~MpiContext();
 
   MpiContext(const MpiContext&) = delete;

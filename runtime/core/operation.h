@@ -45,6 +45,8 @@ struct Operation {
 // here so that core code compiles without CUDA headers.
 struct CudaEvent;
 
+// Names of kolo's own operations start with this; the API refuses it.
+inline constexpr char kReservedPrefix[] = "kolo.";
 // The pending-table name of this rank's join (one at a time).
 inline constexpr char kJoinName[] = "kolo.join";
 

@@ -9,13 +9,15 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "runtime/backend/mpi/mpi_backend.h"
 #include "runtime/backend/hierarchical/hierarchical_backend.h"
+#include "runtime/backend/mpi/mpi_backend.h"
 #include "runtime/backend/ring/ring_backend.h"
 #include "runtime/backend/shm/shm_backend.h"
+#include "runtime/common/job_secret.h"
+#include "runtime/common/logging.h"
+#include "runtime/core/config.h"
 #include "runtime/transport/mpi/mpi_transport.h"
 #include "runtime/transport/tcp/tcp_transport.h"
-#include "runtime/common/logging.h"
 #include "runtime/wire/codec.h"
 
 namespace kolo {
@@ -38,8 +40,8 @@ int64_t SteadyNowNs() {
 
 StatusOr<std::unique_ptr<Backend>> MakeShmBackend(const Options& options,
                                                   const MpiContext& mpi) {
-  StatusOr<std::unique_ptr<ShmComm>> comm =
-      ShmComm::Create(mpi.local(), options.shm_slot_bytes);
+  StatusOr<std::unique_ptr<ShmComm>> comm = ShmComm::Create(
+      mpi.local(), options.shm_slot_bytes, options.peer_timeout_seconds);
   if (!comm.ok()) return comm.status();
   return std::unique_ptr<Backend>(new ShmBackend(*std::move(comm)));
 }
@@ -47,26 +49,60 @@ StatusOr<std::unique_ptr<Backend>> MakeShmBackend(const Options& options,
 // Bytes a ring step moves at a time.
 constexpr int64_t kRingChunkBytes = int64_t{1} << 20;
 
-// The point-to-point transport for ring algorithms on `comm`:
-// KOLO_RING_TRANSPORT=tcp (default) or mpi.
-StatusOr<std::unique_ptr<RingComm>> MakeRing(MPI_Comm comm) {
-  const char* env = std::getenv("KOLO_RING_TRANSPORT");
-  const std::string choice = env != nullptr && *env ? env : "tcp";
+// The point-to-point transport for ring algorithms on `comm`
+// (KOLO_RING_TRANSPORT).
+StatusOr<std::unique_ptr<RingComm>> MakeRing(MPI_Comm comm,
+                                             const Options& options,
+                                             const MpiContext& mpi,
+                                             const std::string& secret) {
   std::unique_ptr<Transport> transport;
-  if (choice == "tcp") {
-    StatusOr<std::unique_ptr<TcpTransport>> tcp = TcpTransport::Create(comm);
-    if (!tcp.ok()) return tcp.status();
-    transport = *std::move(tcp);
-  } else if (choice == "mpi") {
-    StatusOr<std::unique_ptr<MpiTransport>> mpi = MpiTransport::Create(comm);
-    if (!mpi.ok()) return mpi.status();
-    transport = *std::move(mpi);
+  if (options.ring_transport == RingTransport::kTcp) {
+    TcpTransportOptions tcp;
+    tcp.secret = secret;
+    tcp.iface = options.tcp_iface;
+    tcp.hostname = mpi.hostname();
+    tcp.peer_timeout_seconds = options.peer_timeout_seconds;
+    StatusOr<std::unique_ptr<TcpTransport>> made =
+        TcpTransport::Create(comm, tcp);
+    if (!made.ok()) return made.status();
+    transport = *std::move(made);
   } else {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "environment variable KOLO_RING_TRANSPORT='", choice,
-        "' is malformed: expected tcp or mpi"));
+    StatusOr<std::unique_ptr<MpiTransport>> made =
+        MpiTransport::Create(comm, options.peer_timeout_seconds);
+    if (!made.ok()) return made.status();
+    transport = *std::move(made);
   }
   return std::make_unique<RingComm>(std::move(transport), kRingChunkBytes);
+}
+
+// Every rank compares the settings that must agree (config.h) before any of
+// them is used; a difference fails init on every rank alike.
+Status AgreeOnSettings(const Options& options, const MpiContext& mpi) {
+  const AgreedSettings mine = AgreedSettingsOf(options, NcclBuilt());
+  std::vector<AgreedSettings> all(mpi.size());
+  KOLO_MPI_RETURN_IF_ERROR(
+      MPI_Allgather(&mine, sizeof(AgreedSettings), MPI_BYTE, all.data(),
+                    sizeof(AgreedSettings), MPI_BYTE, mpi.data()));
+  return CheckAgreement(all);
+}
+
+// Rank 0 draws the job's secret (job_secret.h) and MPI hands it to all.
+StatusOr<std::string> ShareJobSecret(const MpiContext& mpi) {
+  std::string secret(kJobSecretBytes, '\0');
+  int ok = 1;
+  if (mpi.rank() == 0) {
+    StatusOr<std::string> drawn = RandomBytes(kJobSecretBytes);
+    if (drawn.ok()) {
+      secret = *drawn;
+    } else {
+      ok = 0;
+    }
+  }
+  KOLO_MPI_RETURN_IF_ERROR(MPI_Bcast(&ok, 1, MPI_INT, 0, mpi.data()));
+  if (!ok) return absl::InternalError("rank 0 could not draw the job secret");
+  KOLO_MPI_RETURN_IF_ERROR(
+      MPI_Bcast(secret.data(), kJobSecretBytes, MPI_BYTE, 0, mpi.data()));
+  return secret;
 }
 
 // Whether every host runs the same number of ranks.
@@ -82,11 +118,12 @@ StatusOr<bool> Homogeneous(const MpiContext& mpi) {
 }
 
 StatusOr<std::unique_ptr<Backend>> MakeHierarchicalBackend(
-    const Options& options, const MpiContext& mpi) {
-  StatusOr<std::unique_ptr<ShmComm>> local =
-      ShmComm::Create(mpi.local(), options.shm_slot_bytes);
+    const Options& options, const MpiContext& mpi, const std::string& secret) {
+  StatusOr<std::unique_ptr<ShmComm>> local = ShmComm::Create(
+      mpi.local(), options.shm_slot_bytes, options.peer_timeout_seconds);
   if (!local.ok()) return local.status();
-  StatusOr<std::unique_ptr<RingComm>> cross = MakeRing(mpi.cross());
+  StatusOr<std::unique_ptr<RingComm>> cross =
+      MakeRing(mpi.cross(), options, mpi, secret);
   if (!cross.ok()) return cross.status();
   int mine[2] = {mpi.local_rank(), mpi.cross_rank()};
   std::vector<int> all(2 * mpi.size());
@@ -104,33 +141,38 @@ StatusOr<std::unique_ptr<Backend>> MakeHierarchicalBackend(
       std::move(cross_rank_of)));
 }
 
-StatusOr<std::unique_ptr<Backend>> MakeRingBackend(const MpiContext& mpi) {
-  StatusOr<std::unique_ptr<RingComm>> ring = MakeRing(mpi.data());
+StatusOr<std::unique_ptr<Backend>> MakeRingBackend(const Options& options,
+                                                   const MpiContext& mpi,
+                                                   const std::string& secret) {
+  StatusOr<std::unique_ptr<RingComm>> ring =
+      MakeRing(mpi.data(), options, mpi, secret);
   if (!ring.ok()) return ring.status();
   return std::unique_ptr<Backend>(new RingBackend(*std::move(ring)));
 }
 
 // Picks the data plane. Every rank reaches the same decision.
 StatusOr<std::unique_ptr<Backend>> MakeBackend(const Options& options,
-                                               const MpiContext& mpi) {
+                                               const MpiContext& mpi,
+                                               const std::string& secret) {
   const bool one_host = mpi.local_size() == mpi.size();
   switch (options.cpu_operations) {
     case CpuOperations::kAuto: {
       if (one_host) return MakeShmBackend(options, mpi);
       StatusOr<bool> homogeneous = Homogeneous(mpi);
       if (!homogeneous.ok()) return homogeneous.status();
-      return *homogeneous ? MakeHierarchicalBackend(options, mpi) : MakeRingBackend(mpi);
+      return *homogeneous ? MakeHierarchicalBackend(options, mpi, secret)
+                          : MakeRingBackend(options, mpi, secret);
     }
     case CpuOperations::kShm:
       if (!one_host) {
         return absl::FailedPreconditionError(absl::StrCat(
             "KOLO_CPU_OPERATIONS=shm needs every rank on one host, but rank ",
-            mpi.rank(), " shares its host with only ", mpi.local_size(),
-            " of ", mpi.size(), " ranks"));
+            mpi.rank(), " shares its host with only ", mpi.local_size(), " of ",
+            mpi.size(), " ranks"));
       }
       return MakeShmBackend(options, mpi);
     case CpuOperations::kRing:
-      return MakeRingBackend(mpi);
+      return MakeRingBackend(options, mpi, secret);
     case CpuOperations::kHierarchical: {
       StatusOr<bool> homogeneous = Homogeneous(mpi);
       if (!homogeneous.ok()) return homogeneous.status();
@@ -139,7 +181,7 @@ StatusOr<std::unique_ptr<Backend>> MakeBackend(const Options& options,
             "KOLO_CPU_OPERATIONS=hierarchical needs the same number of ranks "
             "on every host");
       }
-      return MakeHierarchicalBackend(options, mpi);
+      return MakeHierarchicalBackend(options, mpi, secret);
     }
     case CpuOperations::kMpi:
       break;
@@ -151,7 +193,8 @@ StatusOr<std::unique_ptr<Backend>> MakeBackend(const Options& options,
 // same decisions; only MPI runs here: CUDA is first touched when a CUDA
 // tensor is submitted.
 StatusOr<GpuExecutorConfig> GpuConfig(const Options& options,
-                                      const MpiContext& mpi) {
+                                      const MpiContext& mpi,
+                                      const std::string& secret) {
   GpuExecutorConfig config;
   config.rank = mpi.rank();
   config.size = mpi.size();
@@ -160,8 +203,8 @@ StatusOr<GpuExecutorConfig> GpuConfig(const Options& options,
   config.fusion_threshold_bytes = options.fusion_threshold_bytes;
   config.peer_timeout_seconds = options.peer_timeout_seconds;
   int rank = mpi.rank();
-  KOLO_MPI_RETURN_IF_ERROR(MPI_Allreduce(&rank, &config.host_color, 1,
-                                         MPI_INT, MPI_MIN, mpi.local()));
+  KOLO_MPI_RETURN_IF_ERROR(MPI_Allreduce(&rank, &config.host_color, 1, MPI_INT,
+                                         MPI_MIN, mpi.local()));
   // Several hosts: the topology check is collective, so it runs whatever
   // this rank's KOLO_GPU_OPERATIONS says.
   if (mpi.local_size() < mpi.size()) {
@@ -176,8 +219,10 @@ StatusOr<GpuExecutorConfig> GpuConfig(const Options& options,
     config.hierarchical =
         *homogeneous && options.gpu_operations != GpuOperations::kNccl;
   }
-  config.make_cross_backend = [&mpi]() -> StatusOr<std::unique_ptr<Backend>> {
-    StatusOr<std::unique_ptr<RingComm>> ring = MakeRing(mpi.cross());
+  config.make_cross_backend = [options, &mpi,
+                               secret]() -> StatusOr<std::unique_ptr<Backend>> {
+    StatusOr<std::unique_ptr<RingComm>> ring =
+        MakeRing(mpi.cross(), options, mpi, secret);
     if (!ring.ok()) return ring.status();
     return std::unique_ptr<Backend>(new RingBackend(*std::move(ring)));
   };
@@ -197,20 +242,27 @@ void Runtime::SetCycle(double milliseconds) {
 
 StatusOr<std::unique_ptr<Runtime>> Runtime::Start(const Options& options) {
   std::unique_ptr<Runtime> runtime(new Runtime(options));
-  StatusOr<std::unique_ptr<MpiContext>> mpi = MpiContext::Create();
+  StatusOr<std::unique_ptr<MpiContext>> mpi =
+      MpiContext::Create(options.hostname);
   if (!mpi.ok()) return mpi.status();
   runtime->mpi_ = *std::move(mpi);
   const MpiContext& context = *runtime->mpi_;
   ConfigureLogging(options.log_level, context.rank());
+  if (Status s = AgreeOnSettings(options, context); !s.ok()) return s;
+  StatusOr<std::string> secret = ShareJobSecret(context);
+  if (!secret.ok()) return secret.status();
 
-  StatusOr<std::unique_ptr<Backend>> backend = MakeBackend(options, context);
+  StatusOr<std::unique_ptr<Backend>> backend =
+      MakeBackend(options, context, *secret);
   if (!backend.ok()) return backend.status();
   runtime->backend_ = *std::move(backend);
-  runtime->executor_ = std::make_unique<Executor>(
-      runtime->backend_.get(), context.rank(), context.size(),
-      options.fusion_threshold_bytes);
+  StatusOr<std::unique_ptr<Executor>> executor =
+      Executor::Create(runtime->backend_.get(), context.rank(), context.size(),
+                       options.fusion_threshold_bytes);
+  if (!executor.ok()) return executor.status();
+  runtime->executor_ = *std::move(executor);
   if (NcclBuilt()) {
-    StatusOr<GpuExecutorConfig> gpu = GpuConfig(options, context);
+    StatusOr<GpuExecutorConfig> gpu = GpuConfig(options, context, *secret);
     if (!gpu.ok()) return gpu.status();
     if (context.rank() == 0) gpu->timeline = &runtime->timeline_;
     gpu->complete = [r = runtime.get()](Entry& entry, const Status& status) {
@@ -228,8 +280,8 @@ StatusOr<std::unique_ptr<Runtime>> Runtime::Start(const Options& options) {
     if (!bell.ok()) return bell.status();
     runtime->bell_ = *std::move(bell);
   } else if (context.size() > 1) {
-    StatusOr<std::unique_ptr<Doorbell>> bell =
-        Doorbell::CreateNetworked(context.control(), context.hostname());
+    StatusOr<std::unique_ptr<Doorbell>> bell = Doorbell::CreateNetworked(
+        context.control(), context.hostname(), options.tcp_iface, *secret);
     if (bell.ok()) {
       runtime->bell_ = *std::move(bell);
     } else {
@@ -527,7 +579,8 @@ Status Runtime::Coordinate(absl::Time now, bool* activity) {
   int64_t tensors = 0;
   int64_t bytes = 0;
   if (Status s = Apply(*responses, &tensors, &bytes); !s.ok()) return s;
-  if (autotuner_ != nullptr && autotuner_->Record(tensors, bytes, absl::Now())) {
+  if (autotuner_ != nullptr &&
+      autotuner_->Record(tensors, bytes, absl::Now())) {
     const TunedParameters& tuned = autotuner_->current();
     coordinator_->set_fusion_threshold(tuned.fusion_threshold_bytes);
     SetCycle(tuned.cycle_time_ms);
@@ -637,6 +690,7 @@ Status Runtime::Apply(ResponseList& list, int64_t* tensors, int64_t* bytes) {
               "', which it has not submitted"));
         }
       }
+      if (status.ok()) status = executor_->Check(response, entries, present);
       if (status.ok()) {
         last_execution_start_ns_.store(SteadyNowNs(),
                                        std::memory_order_relaxed);
@@ -650,17 +704,17 @@ Status Runtime::Apply(ResponseList& list, int64_t* tensors, int64_t* bytes) {
             *bytes += t.request.num_elements() * DataTypeSize(t.request.dtype);
           }
         }
-        if (status.code() == absl::StatusCode::kAborted) {
-          // The data plane lost a peer: nothing can run after this.
-          abort_status_ = status;
-          stopping_ = true;
-        }
         collectives_executed_.fetch_add(1, std::memory_order_relaxed);
         if (response.tensors.size() > 1) {
           tensors_fused_.fetch_add(response.tensors.size(),
                                    std::memory_order_relaxed);
         }
       }
+      // Peers run (or wait in) the same collective: a rank that cannot
+      // finish it must not leave them waiting, nor let any of them report
+      // success for an operation it did not execute. So every failure here
+      // ends the job, and a local one releases the peers first.
+      if (!status.ok()) status = Abandon(response, status);
     }
     for (size_t i = 0; i < entries.size(); ++i) {
       if (!present[i]) continue;
@@ -686,6 +740,26 @@ Status Runtime::Apply(ResponseList& list, int64_t* tensors, int64_t* bytes) {
     shutdown_rank_ = list.shutdown_rank;
   }
   return absl::OkStatus();
+}
+
+Status Runtime::Abandon(const Response& response, const Status& failure) {
+  Status aborted = failure;
+  if (failure.code() != absl::StatusCode::kAborted) {
+    aborted = absl::AbortedError(absl::StrCat(
+        "rank ", mpi_->rank(), " could not run ", OpTypeName(response.op), " '",
+        response.tensors.empty() ? std::string("")
+                                 : response.tensors.front().request.name,
+        "': ", failure.message(),
+        "; the job stops, since no rank may finish an operation that a peer "
+        "did not execute"));
+    Log().error("{}", std::string(aborted.message()));
+    if (!IsCudaResponse(response)) backend_->Abandon(aborted.message());
+  }
+  // The data plane lost a peer, or this rank gave up: nothing can run after
+  // this.
+  abort_status_ = aborted;
+  stopping_ = true;
+  return aborted;
 }
 
 void Runtime::Stop(const Status& status) {

@@ -25,9 +25,9 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
-#include "runtime/common/mutex.h"
 #include "kolo/kolo.h"
 #include "runtime/backend/backend.h"
+#include "runtime/common/mutex.h"
 #include "runtime/core/autotune.h"
 #include "runtime/core/control_plane.h"
 #include "runtime/core/coordinator.h"
@@ -68,8 +68,7 @@ class Runtime {
 
   void Loop();
   // Sends this rank's request list (rank 0: hands it to the coordinator).
-  Status SendRequests(std::vector<Request> fresh, bool shutdown,
-                      bool goodbye);
+  Status SendRequests(std::vector<Request> fresh, bool shutdown, bool goodbye);
   // Moves negotiation messages along and rings the bells of the ranks whose
   // messages were delivered.
   Status PumpAndRing();
@@ -88,6 +87,10 @@ class Runtime {
   Status Apply(ResponseList& list, int64_t* tensors = nullptr,
                int64_t* bytes = nullptr);
   void SetCycle(double milliseconds);
+  // A collective failed on this rank: returns the Aborted status that ends
+  // the job, and for a local failure first tells the peers (which may be
+  // waiting in the data plane) that this rank will not take part.
+  Status Abandon(const Response& response, const Status& failure);
   // Fails everything pending and refuses new work with `status`.
   void Stop(const Status& status);
   // After a shutdown: lets every rank finish talking before MPI is released.
@@ -106,7 +109,7 @@ class Runtime {
   // autotune chose); announced_cycle_ms_ is what rank 0 has yet to tell.
   absl::Duration cycle_;
   double announced_cycle_ms_ = 0;
-  ResponseCache cache_;                        // this rank's copy
+  ResponseCache cache_;  // this rank's copy
   Timeline timeline_;
   uint64_t applied_seq_ = 0;
   bool stopping_ = false;

@@ -27,6 +27,10 @@ class Transport {
   // done. Both sides of each transfer must agree on its size.
   virtual Status SendRecv(int send_peer, const void* send, int64_t send_bytes,
                           int recv_peer, void* recv, int64_t recv_bytes) = 0;
+
+  // Ends every connection so that peers waiting on this rank fail at once
+  // (where the transport can tell them; otherwise their waits time out).
+  virtual void Abandon() = 0;
 };
 
 }  // namespace kolo

@@ -7,9 +7,6 @@
 namespace kolo {
 namespace {
 
-constexpr int kMaxDims = 64;
-constexpr size_t kMaxNameBytes = 1 << 16;
-
 Status Invalid(absl::string_view what) {
   return absl::InvalidArgumentError(
       absl::StrCat("malformed negotiation message: ", what));

@@ -13,6 +13,11 @@
 
 namespace kolo {
 
+// The longest tensor name and the most dimensions a message may carry; the
+// API refuses larger ones at submission.
+inline constexpr size_t kMaxNameBytes = 1 << 16;
+inline constexpr int kMaxDims = 64;
+
 // What a decoded message must fit.
 struct WireLimits {
   int world_size = 1;

@@ -6,7 +6,8 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
-#include "runtime/core/mpi_context.h"
+#include "runtime/common/logging.h"
+#include "runtime/common/mpi_status.h"
 
 namespace kolo {
 namespace {
@@ -178,6 +179,14 @@ Status MpiBackend::ReduceScatter(const void* input, void* output,
 Status MpiBackend::Barrier() {
   KOLO_MPI_RETURN_IF_ERROR(MPI_Barrier(comm_));
   return absl::OkStatus();
+}
+
+void MpiBackend::Abandon(absl::string_view reason) {
+  Log().critical(
+      "{}; ending the job with MPI_Abort, since peers may be waiting inside "
+      "Open MPI's collectives, which cannot be interrupted",
+      std::string(reason));
+  MPI_Abort(comm_, 1);
 }
 
 }  // namespace kolo

@@ -5,9 +5,9 @@
 #ifndef KOLO_RUNTIME_BACKEND_MPI_MPI_BACKEND_H_
 #define KOLO_RUNTIME_BACKEND_MPI_MPI_BACKEND_H_
 
-#include <vector>
-
 #include <mpi.h>
+
+#include <vector>
 
 #include "runtime/backend/backend.h"
 
@@ -31,6 +31,9 @@ class MpiBackend : public Backend {
                        const std::vector<int64_t>& counts,
                        const ReductionSpec& spec) override;
   Status Barrier() override;
+  // Open MPI's collectives cannot be interrupted: logs `reason` and ends the
+  // job with MPI_Abort (mpirun then stops every rank).
+  void Abandon(absl::string_view reason) override;
 
  private:
   MPI_Comm comm_;

@@ -63,15 +63,15 @@
 #ifndef KOLO_RUNTIME_BACKEND_NCCL_NCCL_EXECUTOR_H_
 #define KOLO_RUNTIME_BACKEND_NCCL_NCCL_EXECUTOR_H_
 
+#include <cuda_runtime_api.h>
+#include <nccl.h>
+
 #include <cstdint>
 #include <deque>
 #include <memory>
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <cuda_runtime_api.h>
-#include <nccl.h>
 
 #include "runtime/backend/nccl/nccl_plan.h"
 #include "runtime/common/mutex.h"
@@ -148,8 +148,7 @@ class NcclExecutor : public GpuExecutor {
                                ReduceOp op, const std::string& what);
   Status Allgather(const Response& response, Entry& entry);
   Status Alltoall(const Response& response, Entry& entry);
-  Status Reducescatter(const Response& response, Entry& entry,
-                       InFlight* item);
+  Status Reducescatter(const Response& response, Entry& entry, InFlight* item);
   Status AllocateOutput(Entry& entry, const std::vector<int64_t>& shape);
   // Memory for `bytes` of packed work: the fusion buffer when it fits,
   // otherwise stream-ordered scratch (*scratch set; free with FreeScratch).

@@ -43,8 +43,8 @@ const char* NcclOpName(NcclOp op);
 //   - AVERAGE uses ncclAvg when every rank contributes, the wire dtype is a
 //     floating-point one, the collective spans all ranks (avg_allowed) and
 //     size is a power of two (NCCL premultiplies by 1/size, exact only
-//     then); otherwise it is a sum divided by the contributors in the unpack copy
-//     (ranks that joined contribute zeros and are not counted).
+//     then); otherwise it is a sum divided by the contributors in the unpack
+//     copy (ranks that joined contribute zeros and are not counted).
 struct ReductionPlan {
   DataType wire_dtype = DataType::kFloat32;
   NcclOp op = NcclOp::kSum;

@@ -13,7 +13,8 @@ namespace kolo {
 
 class RingBackend : public Backend {
  public:
-  explicit RingBackend(std::unique_ptr<RingComm> ring) : ring_(std::move(ring)) {}
+  explicit RingBackend(std::unique_ptr<RingComm> ring)
+      : ring_(std::move(ring)) {}
 
   using Backend::Allreduce;
   const char* name() const override { return "ring"; }
@@ -38,6 +39,7 @@ class RingBackend : public Backend {
                        const ReductionSpec& spec) override {
     return ring_->ReduceScatter(input, output, counts, spec);
   }
+  void Abandon(absl::string_view) override { ring_->Abandon(); }
   Status Barrier() override { return ring_->Barrier(); }
 
  private:

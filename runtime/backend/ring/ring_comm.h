@@ -43,6 +43,7 @@ class RingComm {
                        const std::vector<int64_t>& counts,
                        const ReductionSpec& spec);
   Status Barrier();
+  void Abandon() { transport_->Abandon(); }
 
  private:
   // Plain reductions (no scaling) on a native or float32 buffer.

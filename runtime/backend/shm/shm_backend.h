@@ -41,6 +41,7 @@ class ShmBackend : public Backend {
     return comm_->ReduceScatter(input, output, counts, spec);
   }
   Status Barrier() override { return comm_->Barrier(); }
+  void Abandon(absl::string_view reason) override { comm_->Abandon(reason); }
 
  private:
   std::unique_ptr<ShmComm> comm_;

@@ -1,15 +1,8 @@
 // Implementation of the shared-memory barrier.
 #include "runtime/backend/shm/shm_barrier.h"
 
-#include <signal.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <cerrno>
 #include <ctime>
-
-#include "absl/strings/str_cat.h"
-#include "runtime/common/futex.h"
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -26,11 +19,11 @@ void CpuRelax() {
 
 }  // namespace
 
-ShmBarrier::ShmBarrier(ShmBarrierState* state, int ranks,
-                       std::vector<int64_t> peer_pids, int max_spins)
+ShmBarrier::ShmBarrier(ShmBarrierState* state, int ranks, PeerWatch* watch,
+                       int max_spins)
     : state_(state),
       ranks_(static_cast<uint32_t>(ranks)),
-      peer_pids_(std::move(peer_pids)),
+      watch_(watch),
       max_spins_(max_spins),
       spins_(max_spins) {}
 
@@ -38,8 +31,7 @@ Status ShmBarrier::Wait() {
   if (ranks_ <= 1) return absl::OkStatus();
   const uint32_t generation =
       state_->generation.load(std::memory_order_acquire);
-  if (state_->arrived.fetch_add(1, std::memory_order_acq_rel) ==
-      ranks_ - 1) {
+  if (state_->arrived.fetch_add(1, std::memory_order_acq_rel) == ranks_ - 1) {
     state_->arrived.store(0, std::memory_order_relaxed);
     state_->generation.fetch_add(1, std::memory_order_release);
     FutexWakeAll(&state_->generation);
@@ -59,19 +51,7 @@ Status ShmBarrier::Wait() {
     if (state_->generation.load(std::memory_order_acquire) != generation) {
       break;
     }
-    if (Status s = CheckPeers(); !s.ok()) return s;
-  }
-  return absl::OkStatus();
-}
-
-Status ShmBarrier::CheckPeers() const {
-  for (size_t rank = 0; rank < peer_pids_.size(); ++rank) {
-    const pid_t pid = static_cast<pid_t>(peer_pids_[rank]);
-    if (kill(pid, 0) != 0 && errno == ESRCH) {
-      return absl::AbortedError(absl::StrCat(
-          "local rank ", rank, " (pid ", pid,
-          ") exited in the middle of a shared-memory collective"));
-    }
+    if (Status s = watch_->Check(); !s.ok()) return s;
   }
   return absl::OkStatus();
 }

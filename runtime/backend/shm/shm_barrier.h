@@ -5,8 +5,10 @@
 // it did not, so a rank whose peers are busy computing (the training case)
 // soon stops burning the CPU they need, while a benchmark with idle cores
 // keeps the low latency of spinning. max_spins is 0 when ranks outnumber
-// cores. While asleep a waiter checks every 50 ms that its peers' processes
-// still exist: a dead peer fails the wait with Aborted instead of a hang.
+// cores. While asleep a waiter checks every 50 ms that its peers live
+// (PeerWatch): a dead, stopped or departed peer fails the wait with Aborted
+// instead of a hang. Wake() rouses every waiter to look again (a peer
+// abandoned the job).
 #ifndef KOLO_RUNTIME_BACKEND_SHM_SHM_BARRIER_H_
 #define KOLO_RUNTIME_BACKEND_SHM_SHM_BARRIER_H_
 
@@ -15,6 +17,8 @@
 #include <vector>
 
 #include "kolo/status.h"
+#include "runtime/backend/shm/peer_life.h"
+#include "runtime/common/futex.h"
 
 namespace kolo {
 
@@ -27,18 +31,18 @@ static_assert(std::atomic<uint32_t>::is_always_lock_free);
 
 class ShmBarrier {
  public:
-  // peer_pids: the processes of every local rank (for failure detection).
-  ShmBarrier(ShmBarrierState* state, int ranks, std::vector<int64_t> peer_pids,
+  // watch: checks the local ranks while this one sleeps.
+  ShmBarrier(ShmBarrierState* state, int ranks, PeerWatch* watch,
              int max_spins);
 
   Status Wait();
+  // Wakes every rank sleeping in this barrier.
+  void Wake() { FutexWakeAll(&state_->generation); }
 
  private:
-  Status CheckPeers() const;
-
   ShmBarrierState* state_;
   uint32_t ranks_;
-  std::vector<int64_t> peer_pids_;
+  PeerWatch* watch_;
   int max_spins_;
   int spins_;
 };

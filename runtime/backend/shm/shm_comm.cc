@@ -7,7 +7,7 @@
 #include <algorithm>
 #include <cstring>
 
-#include "runtime/core/mpi_context.h"
+#include "runtime/common/mpi_status.h"
 
 namespace kolo {
 namespace {
@@ -20,6 +20,7 @@ constexpr int kSpins = 20000;
 struct ShmHeader {
   ShmBarrierState barrier;  // used in local rank 0's segment
   alignas(64) std::atomic<int64_t> value;
+  alignas(64) PeerLifeState life;  // this segment's rank
 };
 static_assert(sizeof(ShmHeader) <= kHeaderBytes);
 
@@ -60,8 +61,8 @@ std::pair<int64_t, int64_t> BlockRange(int64_t count, int parts, int index) {
   return {begin, begin + base + (index < extra ? 1 : 0)};
 }
 
-StatusOr<std::unique_ptr<ShmComm>> ShmComm::Create(MPI_Comm local_comm,
-                                                   int64_t slot_bytes) {
+StatusOr<std::unique_ptr<ShmComm>> ShmComm::Create(
+    MPI_Comm local_comm, int64_t slot_bytes, double peer_timeout_seconds) {
   std::unique_ptr<ShmComm> comm(new ShmComm());
   MPI_Comm_rank(local_comm, &comm->rank_);
   MPI_Comm_size(local_comm, &comm->size_);
@@ -76,12 +77,28 @@ StatusOr<std::unique_ptr<ShmComm>> ShmComm::Create(MPI_Comm local_comm,
       MapHostSegments(local_comm, kHeaderBytes + 2 * comm->slot_bytes_);
   if (!mapped.ok()) return mapped.status();
   comm->segments_ = std::move(mapped->segments);
-  const std::vector<int64_t>& pids = mapped->pids;
-
+  StatusOr<std::unique_ptr<LifeSign>> life =
+      LifeSign::Start(&HeaderOf(comm->segments_[comm->rank_])->life);
+  if (!life.ok()) return life.status();
+  comm->life_ = *std::move(life);
+  std::vector<PeerLifeState*> lives;
+  for (const ShmSegment& segment : comm->segments_) {
+    lives.push_back(&HeaderOf(segment)->life);
+  }
+  comm->watch_ = std::make_unique<PeerWatch>(std::move(lives), comm->rank_,
+                                             peer_timeout_seconds);
   const int spins = comm->size_ <= AvailableCores() ? kSpins : 0;
-  comm->barrier_ = std::make_unique<ShmBarrier>(
-      &HeaderOf(comm->segments_[0])->barrier, comm->size_, pids, spins);
+  comm->barrier_ =
+      std::make_unique<ShmBarrier>(&HeaderOf(comm->segments_[0])->barrier,
+                                   comm->size_, comm->watch_.get(), spins);
+  // Every rank's sign of life is up before any rank waits for another.
+  KOLO_MPI_RETURN_IF_ERROR(MPI_Barrier(local_comm));
   return comm;
+}
+
+void ShmComm::Abandon(absl::string_view reason) {
+  life_->Abandon(reason);
+  barrier_->Wake();
 }
 
 char* ShmComm::Slot(int rank) const {
@@ -94,7 +111,8 @@ StatusOr<int64_t> ShmComm::AgreeOnMax(int64_t value) {
   int64_t result = value;
   for (int peer = 0; peer < size_; ++peer) {
     result = std::max(
-        result, HeaderOf(segments_[peer])->value.load(std::memory_order_acquire));
+        result,
+        HeaderOf(segments_[peer])->value.load(std::memory_order_acquire));
   }
   // Nobody may overwrite its value before every rank has read it.
   if (Status s = barrier_->Wait(); !s.ok()) return s;
@@ -246,12 +264,12 @@ Status ShmComm::Allgatherv(const void* input, void* output,
   }
   for (int64_t offset = 0; offset < longest; offset += slot_bytes_) {
     Copy(Slot(rank_), out + displacements[rank_] + offset,
-                Clamp(bytes_per_rank[rank_] - offset, slot_bytes_));
+         Clamp(bytes_per_rank[rank_] - offset, slot_bytes_));
     if (Status s = barrier_->Wait(); !s.ok()) return s;
     for (int peer = 0; peer < size_; ++peer) {
       if (peer == rank_) continue;
       Copy(out + displacements[peer] + offset, Slot(peer),
-                  Clamp(bytes_per_rank[peer] - offset, slot_bytes_));
+           Clamp(bytes_per_rank[peer] - offset, slot_bytes_));
     }
     NextPhase();
   }
@@ -283,14 +301,13 @@ Status ShmComm::Alltoallv(const void* input,
     for (int peer = 0; peer < size_; ++peer) {
       if (peer == rank_) continue;
       Copy(mine + peer * region, in + send_offsets[peer] + offset,
-                  Clamp(send_bytes[peer] - offset, region));
+           Clamp(send_bytes[peer] - offset, region));
     }
     if (Status s = barrier_->Wait(); !s.ok()) return s;
     for (int peer = 0; peer < size_; ++peer) {
       if (peer == rank_) continue;
-      Copy(out + recv_offsets[peer] + offset,
-                  Slot(peer) + rank_ * region,
-                  Clamp(recv_bytes[peer] - offset, region));
+      Copy(out + recv_offsets[peer] + offset, Slot(peer) + rank_ * region,
+           Clamp(recv_bytes[peer] - offset, region));
     }
     NextPhase();
   }

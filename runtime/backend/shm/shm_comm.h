@@ -21,11 +21,13 @@
 #ifndef KOLO_RUNTIME_BACKEND_SHM_SHM_COMM_H_
 #define KOLO_RUNTIME_BACKEND_SHM_SHM_COMM_H_
 
+#include <mpi.h>
+
 #include <memory>
 #include <vector>
 
-#include <mpi.h>
-
+#include "absl/strings/string_view.h"
+#include "runtime/backend/shm/peer_life.h"
 #include "runtime/backend/shm/shm_barrier.h"
 #include "runtime/backend/shm/shm_segment.h"
 #include "runtime/common/reduce.h"
@@ -34,14 +36,20 @@ namespace kolo {
 
 class ShmComm {
  public:
-  // Collective over local_comm (ranks on one host).
+  // Collective over local_comm (ranks on one host). A peer that shows no
+  // sign of life for peer_timeout_seconds (0: forever) while this rank
+  // waits for it fails the wait (peer_life.h).
   static StatusOr<std::unique_ptr<ShmComm>> Create(MPI_Comm local_comm,
-                                                   int64_t slot_bytes);
+                                                   int64_t slot_bytes,
+                                                   double peer_timeout_seconds);
 
   int rank() const { return rank_; }
   int size() const { return size_; }
 
   Status Barrier() { return barrier_->Wait(); }
+  // Tells the local peers that this rank will not finish the collective
+  // they may be waiting in (they fail with Aborted carrying `reason`).
+  void Abandon(absl::string_view reason);
   // input may equal output. Each round reads the input once and writes
   // the output once; everything else stays in the (cache-sized) slots.
   Status Allreduce(const void* input, void* output, int64_t count,
@@ -87,6 +95,8 @@ class ShmComm {
   int64_t slot_bytes_ = 0;
   int phase_ = 0;
   std::vector<ShmSegment> segments_;  // index = local rank
+  std::unique_ptr<LifeSign> life_;
+  std::unique_ptr<PeerWatch> watch_;
   std::unique_ptr<ShmBarrier> barrier_;
 };
 

@@ -1,19 +1,29 @@
 // ShmSegment: one POSIX shared-memory segment, created by one rank with mode
 // 0600 and mapped by its peers on the same host.
 //
-// Names are "/kolo-<creator pid>-<job token>-<local rank>". The creator's
-// pid in the name lets a later job find segments left by a crashed one:
-// RemoveStaleSegments() unlinks those whose creator no longer exists. kolo
-// unlinks each segment as soon as every peer has mapped it, so a clean or
-// crashed job leaves nothing behind once initialisation is over.
+// Names are "/kolo-<creator pid>-<job token>-<local rank>". kolo unlinks
+// each segment as soon as every peer has mapped it, so a clean or crashed
+// job leaves nothing behind once initialisation is over; a process that
+// dies during initialisation can leave one. Each segment starts with a small
+// header holding a robust, process-shared mutex that the creating thread
+// holds until the segment is unlinked: RemoveStaleSegments() removes only
+// segments whose creator died holding it (the kernel marks such a mutex),
+// never one of a job that is still starting, and does not look at PIDs,
+// which mean nothing across PID namespaces that share /dev/shm.
+//
+// Memory is reserved when a segment is created (posix_fallocate), so a
+// /dev/shm too small for the job fails init with a message saying how much
+// is needed, instead of a SIGBUS in the middle of a collective. A segment
+// that is opened must belong to this user, have mode 0600 and the expected
+// size.
 #ifndef KOLO_RUNTIME_BACKEND_SHM_SHM_SEGMENT_H_
 #define KOLO_RUNTIME_BACKEND_SHM_SHM_SEGMENT_H_
+
+#include <mpi.h>
 
 #include <cstdint>
 #include <string>
 #include <vector>
-
-#include <mpi.h>
 
 #include "kolo/status.h"
 
@@ -26,21 +36,27 @@ class ShmSegment {
   ShmSegment(ShmSegment&& other) noexcept;
   ShmSegment& operator=(ShmSegment&& other) noexcept;
 
-  // Creates and maps a new segment of `bytes` (zero-filled).
+  // Creates and maps a new segment of `bytes` usable bytes (zero-filled),
+  // held by the calling thread until Unlink().
   static StatusOr<ShmSegment> Create(const std::string& name, int64_t bytes);
   // Maps an existing segment created by a peer.
   static StatusOr<ShmSegment> Open(const std::string& name, int64_t bytes);
 
-  // Removes the name; the mapping stays valid.
+  // Removes the name; the mapping stays valid. REQUIRES: the thread that
+  // created the segment.
   void Unlink();
 
-  char* data() const { return data_; }
+  // The usable bytes (after the header).
+  char* data() const { return map_ == nullptr ? nullptr : map_ + kHeaderBytes; }
   int64_t size() const { return size_; }
   const std::string& name() const { return name_; }
 
+  // Bytes in front of data(): the segment header.
+  static constexpr int64_t kHeaderBytes = 128;
+
  private:
   std::string name_;
-  char* data_ = nullptr;
+  char* map_ = nullptr;
   int64_t size_ = 0;
   bool owner_ = false;
   bool linked_ = false;
@@ -61,8 +77,9 @@ struct HostSegments {
 // Local rank 0 first removes stale segments of crashed jobs.
 StatusOr<HostSegments> MapHostSegments(MPI_Comm local_comm, int64_t bytes);
 
-// Unlinks kolo segments in /dev/shm whose creating process is gone. Returns
-// how many it removed.
+// Unlinks this user's kolo segments in /dev/shm whose creator died during
+// initialisation (or that never got a header and are over a minute old).
+// Returns how many it removed.
 int RemoveStaleSegments();
 
 }  // namespace kolo

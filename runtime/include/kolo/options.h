@@ -22,6 +22,12 @@ enum class CpuOperations : int {
   kMpi,           // Open MPI's collectives (the reference)
 };
 
+// The transport of the ring algorithms (ring and hierarchical planes).
+enum class RingTransport : int {
+  kTcp,  // sockets, one authenticated connection per pair of ranks
+  kMpi,  // MPI point-to-point on a dedicated communicator
+};
+
 // How CUDA tensors are reduced (builds with NCCL only).
 enum class GpuOperations : int {
   kAuto,          // nccl on one host; hierarchical on several hosts with the
@@ -71,13 +77,32 @@ struct Options {
   // KOLO_GPU_OPERATIONS: auto, nccl or hierarchical (see GpuOperations).
   // Ignored by builds without NCCL. Default auto.
   GpuOperations gpu_operations = GpuOperations::kAuto;
+  // KOLO_RING_TRANSPORT: tcp or mpi. Default tcp.
+  RingTransport ring_transport = RingTransport::kTcp;
+  // KOLO_TCP_IFACE: the one network interface whose IPv4 addresses the TCP
+  // transport and the networked doorbells publish and listen on; empty =
+  // every interface that is up (loopback only for ranks on one host).
+  std::string tcp_iface;
+  // KOLO_HOSTNAME: the host name this rank reports; ranks with the same name
+  // are on one host (pretend hosts on one machine, for tests). Empty =
+  // gethostname().
+  std::string hostname;
 };
+
+// The largest values kolo accepts (init fails above them, naming the
+// variable): more would only exhaust memory or overflow arithmetic.
+inline constexpr int64_t kMaxFusionThresholdBytes = int64_t{16} << 30;
+inline constexpr int64_t kMaxShmSlotBytes = int64_t{1} << 30;
+inline constexpr int64_t kMaxCacheCapacity = int64_t{1} << 20;
+inline constexpr double kMaxCycleTimeMs = 60000;
+inline constexpr double kMaxSeconds = 7 * 24 * 3600;
 
 // Reads the KOLO_* environment over the defaults above.
 StatusOr<Options> OptionsFromEnvironment();
 
 const char* CpuOperationsName(CpuOperations value);
 const char* GpuOperationsName(GpuOperations value);
+const char* RingTransportName(RingTransport value);
 
 }  // namespace kolo
 

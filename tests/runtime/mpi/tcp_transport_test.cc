@@ -1,0 +1,221 @@
+// Tests of the TCP transport at np 2 against hostile and silent connections:
+// while rank 1 is late to wire-up, a thread on rank 0 finds rank 0's
+// listening sockets and attacks each (a connection that sends nothing, one
+// that sends junk, a port scan, and one that claims rank 1 without the job
+// secret). Wire-up must still finish with the real rank 1, whose data must
+// arrive; listeners must be bound only to loopback and published addresses;
+// and a peer that goes silent mid-transfer must fail the wait within the
+// peer timeout, naming it.
+#include "runtime/transport/tcp/tcp_transport.h"
+
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <gtest/gtest.h>
+#include <mpi.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <fstream>
+#include <set>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <tuple>
+#include <vector>
+
+#include "runtime/common/net.h"
+
+namespace kolo {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+int Rank() {
+  int rank = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  return rank;
+}
+
+TcpTransportOptions Options() {
+  TcpTransportOptions options;
+  options.secret = std::string(32, 'k');
+  options.hostname = "samehost";
+  options.peer_timeout_seconds = 1;
+  options.handshake_timeout = absl::Milliseconds(500);
+  options.connect_timeout = absl::Seconds(20);
+  return options;
+}
+
+struct Listener {
+  uint32_t address;  // network byte order
+  uint16_t port;
+  bool operator<(const Listener& o) const {
+    return std::tie(address, port) < std::tie(o.address, o.port);
+  }
+};
+
+// This process's listening IPv4 TCP sockets (from /proc), except those in
+// `known` (Open MPI's own).
+std::vector<Listener> OwnListeners(const std::set<Listener>& known = {}) {
+  std::set<std::string> inodes;
+  if (DIR* dir = opendir("/proc/self/fd")) {
+    while (dirent* entry = readdir(dir)) {
+      char target[256] = {};
+      const std::string link = std::string("/proc/self/fd/") + entry->d_name;
+      if (readlink(link.c_str(), target, sizeof(target) - 1) > 0 &&
+          std::strncmp(target, "socket:[", 8) == 0) {
+        inodes.insert(std::string(target + 8, std::strlen(target) - 9));
+      }
+    }
+    closedir(dir);
+  }
+  std::vector<Listener> out;
+  std::ifstream table("/proc/self/net/tcp");
+  std::string line;
+  std::getline(table, line);  // header
+  while (std::getline(table, line)) {
+    std::istringstream fields(line);
+    std::string slot, local, remote, state, queues, timer, retransmits, uid,
+        timeout, inode;
+    fields >> slot >> local >> remote >> state >> queues >> timer >>
+        retransmits >> uid >> timeout >> inode;
+    if (state != "0A" || inodes.count(inode) == 0) continue;  // 0A: LISTEN
+    Listener l;
+    l.address =
+        static_cast<uint32_t>(std::stoul(local.substr(0, 8), nullptr, 16));
+    l.port = static_cast<uint16_t>(std::stoul(local.substr(9), nullptr, 16));
+    if (known.count(l) == 0) out.push_back(l);
+  }
+  return out;
+}
+
+int ConnectTo(const Listener& l) {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  // The attacker never waits long on rank 0.
+  const timeval patience{2, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &patience, sizeof(patience));
+  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &patience, sizeof(patience));
+  sockaddr_in target{};
+  target.sin_family = AF_INET;
+  target.sin_port = htons(l.port);
+  target.sin_addr.s_addr = l.address;
+  if (connect(fd, reinterpret_cast<sockaddr*>(&target), sizeof(target)) != 0) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+TEST(TcpTransport, HostileConnectionsDuringWireupAreDroppedAndWireupFinishes) {
+  std::vector<int> attacks;
+  std::vector<Listener> seen;
+  std::atomic<bool> stop{false};
+  std::thread attacker;
+  if (Rank() == 0) {
+    const std::vector<Listener> mpi_listeners = OwnListeners();
+    const std::set<Listener> known(mpi_listeners.begin(), mpi_listeners.end());
+    attacker = std::thread([&, known] {
+      // Rank 0's listeners exist before it waits for rank 1 in the address
+      // exchange; attack them as soon as they appear.
+      while (!stop && seen.empty()) {
+        seen = OwnListeners(known);
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      }
+      for (const Listener& l : seen) {
+        // A silent connection (nc HOST PORT).
+        attacks.push_back(ConnectTo(l));
+        // Junk.
+        if (int fd = ConnectTo(l); fd >= 0) {
+          const std::string junk(200, 'x');
+          send(fd, junk.data(), junk.size(), MSG_NOSIGNAL);
+          attacks.push_back(fd);
+        }
+        // A port scan: connect and close at once.
+        if (int fd = ConnectTo(l); fd >= 0) close(fd);
+        // An impostor claiming rank 1 with a made-up MAC.
+        if (int fd = ConnectTo(l); fd >= 0) {
+          char hello[28];
+          recv(fd, hello, sizeof(hello), MSG_WAITALL);
+          std::string answer(4 + 16 + 32, '\0');
+          const uint32_t one = htonl(1);
+          std::memcpy(answer.data(), &one, 4);
+          send(fd, answer.data(), answer.size(), MSG_NOSIGNAL);
+          attacks.push_back(fd);
+        }
+      }
+    });
+  } else {
+    // Late, so the attacks arrive first.
+    std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  }
+  const auto start = Clock::now();
+  auto transport = TcpTransport::Create(MPI_COMM_WORLD, Options());
+  const double took =
+      std::chrono::duration<double>(Clock::now() - start).count();
+  stop = true;
+  if (attacker.joinable()) attacker.join();
+  ASSERT_TRUE(transport.ok()) << transport.status();
+  EXPECT_LT(took, 15.0) << "wire-up took " << took << " s";
+  if (Rank() == 0) {
+    ASSERT_FALSE(seen.empty()) << "the attacker found no listener";
+    // Only loopback and the published addresses are listened on.
+    std::set<uint32_t> allowed = {htonl(INADDR_LOOPBACK)};
+    for (uint32_t a : LocalIpv4Addresses("")) allowed.insert(a);
+    for (const Listener& l : seen) {
+      EXPECT_NE(l.address, htonl(INADDR_ANY)) << "listener on every interface";
+      EXPECT_TRUE(allowed.count(l.address))
+          << FormatAddress(l.address, l.port) << " is not a published address";
+    }
+  }
+  // The real rank 1 holds the connection: its bytes arrive intact.
+  std::vector<int32_t> out(1000), in(1000, -1);
+  for (int i = 0; i < 1000; ++i) out[i] = Rank() * 100000 + i;
+  const int peer = 1 - Rank();
+  Status s =
+      (*transport)->SendRecv(peer, out.data(), 4000, peer, in.data(), 4000);
+  ASSERT_TRUE(s.ok()) << s;
+  for (int i = 0; i < 1000; ++i) {
+    ASSERT_EQ(in[i], peer * 100000 + i) << "element " << i;
+  }
+  for (int fd : attacks) {
+    if (fd >= 0) close(fd);
+  }
+  MPI_Barrier(MPI_COMM_WORLD);
+}
+
+TEST(TcpTransport, SilentPeerFailsTheWaitWithinThePeerTimeout) {
+  auto transport = TcpTransport::Create(MPI_COMM_WORLD, Options());
+  ASSERT_TRUE(transport.ok()) << transport.status();
+  if (Rank() == 0) {
+    std::vector<char> in(1 << 20);
+    const auto start = Clock::now();
+    Status s = (*transport)->SendRecv(-1, nullptr, 0, 1, in.data(), in.size());
+    const double took =
+        std::chrono::duration<double>(Clock::now() - start).count();
+    EXPECT_EQ(s.code(), absl::StatusCode::kAborted) << s;
+    EXPECT_NE(std::string(s.message()).find("rank 1 on host 'samehost'"),
+              std::string::npos)
+        << s;
+    EXPECT_GE(took, 0.9);
+    EXPECT_LT(took, 3.0);
+  } else {
+    // Silent (alive, but sends nothing) for longer than the peer timeout.
+    std::this_thread::sleep_for(std::chrono::milliseconds(2500));
+  }
+  MPI_Barrier(MPI_COMM_WORLD);
+}
+
+}  // namespace
+}  // namespace kolo
+
+int main(int argc, char** argv) {
+  MPI_Init(&argc, &argv);
+  ::testing::InitGoogleTest(&argc, argv);
+  const int result = RUN_ALL_TESTS();
+  MPI_Finalize();
+  return result;
+}
