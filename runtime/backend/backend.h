@@ -50,12 +50,13 @@ class Backend {
                                const ReductionSpec& spec) = 0;
   virtual Status Barrier() = 0;
 
-  // This rank will not take part in the collective its peers may be
-  // waiting in (it failed locally, e.g. could not allocate an output): make
-  // them fail with Aborted carrying `reason` rather than wait. Planes whose
-  // waits kolo cannot interrupt (Open MPI's collectives) end the job through
-  // MPI instead. The backend is unusable afterwards.
-  virtual void Abandon(absl::string_view reason) = 0;
+  // The job is over for this rank (`reason`): peers that wait for it in the
+  // data plane must fail with Aborted rather than wait. local_failure: this
+  // rank failed on its own (e.g. could not allocate an output) while its
+  // peers may be inside the collective; planes whose waits kolo cannot
+  // interrupt (Open MPI's collectives) then end the job through MPI. The
+  // backend is unusable afterwards.
+  virtual void Abandon(absl::string_view reason, bool local_failure) = 0;
 };
 
 }  // namespace kolo

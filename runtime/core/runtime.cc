@@ -478,6 +478,8 @@ void Runtime::Loop() {
     Log().error("{}", std::string(abort_status_.message()));
     aborted_ = true;
     if (gpu_ != nullptr) gpu_->Abort(abort_status_);
+    // Peers that still wait for this rank in the data plane fail at once.
+    backend_->Abandon(abort_status_.message(), /*local_failure=*/false);
     Stop(abort_status_);
     return;
   }
@@ -753,7 +755,9 @@ Status Runtime::Abandon(const Response& response, const Status& failure) {
         "; the job stops, since no rank may finish an operation that a peer "
         "did not execute"));
     Log().error("{}", std::string(aborted.message()));
-    if (!IsCudaResponse(response)) backend_->Abandon(aborted.message());
+    if (!IsCudaResponse(response)) {
+      backend_->Abandon(aborted.message(), /*local_failure=*/true);
+    }
   }
   // The data plane lost a peer, or this rank gave up: nothing can run after
   // this.

@@ -35,8 +35,8 @@ Status HierarchicalBackend::Allreduce(void* buffer, int64_t count,
   ReductionSpec across = spec;
   across.dtype = work;
   across.prescale = 1.0;  // applied inside the host already
-  if (Status s = cross_->Allreduce(data + lo * DataTypeSize(work), hi - lo,
-                                   across);
+  if (Status s =
+          cross_->Allreduce(data + lo * DataTypeSize(work), hi - lo, across);
       !s.ok()) {
     return s;
   }

@@ -49,12 +49,13 @@ class HierarchicalBackend : public Backend {
     return fallback_->ReduceScatter(input, output, counts, spec);
   }
   Status Barrier() override { return fallback_->Barrier(); }
-  // Releases the peers in shared memory and on the ring, then ends the job
-  // through MPI: peers may be inside the MPI fallback's collectives.
-  void Abandon(absl::string_view reason) override {
+  // Releases the peers in shared memory and on the ring; after a local
+  // failure also ends the job through MPI, since peers may be inside the
+  // MPI fallback's collectives.
+  void Abandon(absl::string_view reason, bool local_failure) override {
     local_->Abandon(reason);
     cross_->Abandon();
-    fallback_->Abandon(reason);
+    fallback_->Abandon(reason, local_failure);
   }
 
  private:

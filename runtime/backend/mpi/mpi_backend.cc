@@ -18,15 +18,22 @@ constexpr int64_t kMaxChunk = int64_t{1} << 30;
 
 MPI_Datatype MpiType(DataType dtype) {
   switch (dtype) {
-    case DataType::kUint8: return MPI_UINT8_T;
-    case DataType::kInt8: return MPI_INT8_T;
-    case DataType::kInt32: return MPI_INT32_T;
-    case DataType::kInt64: return MPI_INT64_T;
+    case DataType::kUint8:
+      return MPI_UINT8_T;
+    case DataType::kInt8:
+      return MPI_INT8_T;
+    case DataType::kInt32:
+      return MPI_INT32_T;
+    case DataType::kInt64:
+      return MPI_INT64_T;
     case DataType::kFloat16:
     case DataType::kBfloat16:
-    case DataType::kFloat32: return MPI_FLOAT;  // halves travel widened
-    case DataType::kFloat64: return MPI_DOUBLE;
-    case DataType::kBool: return MPI_UNSIGNED_CHAR;
+    case DataType::kFloat32:
+      return MPI_FLOAT;  // halves travel widened
+    case DataType::kFloat64:
+      return MPI_DOUBLE;
+    case DataType::kBool:
+      return MPI_UNSIGNED_CHAR;
   }
   return MPI_BYTE;
 }
@@ -37,11 +44,15 @@ MPI_Op MpiOp(DataType dtype, ReduceOp op) {
                                                               : MPI_LOR;
   }
   switch (op) {
-    case ReduceOp::kMin: return MPI_MIN;
-    case ReduceOp::kMax: return MPI_MAX;
-    case ReduceOp::kProduct: return MPI_PROD;
+    case ReduceOp::kMin:
+      return MPI_MIN;
+    case ReduceOp::kMax:
+      return MPI_MAX;
+    case ReduceOp::kProduct:
+      return MPI_PROD;
     case ReduceOp::kSum:
-    case ReduceOp::kAverage: return MPI_SUM;
+    case ReduceOp::kAverage:
+      return MPI_SUM;
   }
   return MPI_SUM;
 }
@@ -50,9 +61,9 @@ Status CheckIntRange(const std::vector<int64_t>& values, const char* what) {
   int64_t total = 0;
   for (int64_t v : values) total += v;
   if (total > INT_MAX) {
-    return absl::UnimplementedError(absl::StrCat(
-        "mpi backend: ", what, " of ", total,
-        " bytes exceeds MPI's 2 GiB limit for one call"));
+    return absl::UnimplementedError(
+        absl::StrCat("mpi backend: ", what, " of ", total,
+                     " bytes exceeds MPI's 2 GiB limit for one call"));
   }
   return absl::OkStatus();
 }
@@ -92,9 +103,9 @@ Status MpiBackend::Allreduce(void* buffer, int64_t count,
   const int64_t element = DataTypeSize(dtype);
   for (int64_t start = 0; start < count; start += kMaxChunk) {
     const int n = static_cast<int>(std::min(kMaxChunk, count - start));
-    KOLO_MPI_RETURN_IF_ERROR(MPI_Allreduce(
-        MPI_IN_PLACE, static_cast<char*>(data) + start * element, n, type, op,
-        comm_));
+    KOLO_MPI_RETURN_IF_ERROR(
+        MPI_Allreduce(MPI_IN_PLACE, static_cast<char*>(data) + start * element,
+                      n, type, op, comm_));
   }
   FinishReduction(data, count, dtype, spec.divisor, spec.postscale);
   if (IsHalfType(spec.dtype)) {
@@ -108,9 +119,9 @@ Status MpiBackend::Allgatherv(const void* input, void* output,
   if (Status s = CheckIntRange(bytes_per_rank, "allgather"); !s.ok()) return s;
   const std::vector<int> counts = ToInts(bytes_per_rank);
   const std::vector<int> displacements = Displacements(counts);
-  KOLO_MPI_RETURN_IF_ERROR(MPI_Allgatherv(
-      input, counts[rank_], MPI_BYTE, output, counts.data(),
-      displacements.data(), MPI_BYTE, comm_));
+  KOLO_MPI_RETURN_IF_ERROR(
+      MPI_Allgatherv(input, counts[rank_], MPI_BYTE, output, counts.data(),
+                     displacements.data(), MPI_BYTE, comm_));
   return absl::OkStatus();
 }
 
@@ -166,9 +177,9 @@ Status MpiBackend::ReduceScatter(const void* input, void* output,
     send = scratch_.data();
   }
   const std::vector<int> recv_counts = ToInts(counts);
-  KOLO_MPI_RETURN_IF_ERROR(MPI_Reduce_scatter(
-      send, receive, recv_counts.data(), MpiType(spec.dtype),
-      MpiOp(spec.dtype, spec.op), comm_));
+  KOLO_MPI_RETURN_IF_ERROR(
+      MPI_Reduce_scatter(send, receive, recv_counts.data(), MpiType(spec.dtype),
+                         MpiOp(spec.dtype, spec.op), comm_));
   FinishReduction(receive, mine, dtype, spec.divisor, spec.postscale);
   if (IsHalfType(spec.dtype)) {
     NarrowFromFloat(wide_out_.data(), output, mine, spec.dtype);
@@ -181,7 +192,8 @@ Status MpiBackend::Barrier() {
   return absl::OkStatus();
 }
 
-void MpiBackend::Abandon(absl::string_view reason) {
+void MpiBackend::Abandon(absl::string_view reason, bool local_failure) {
+  if (!local_failure) return;
   Log().critical(
       "{}; ending the job with MPI_Abort, since peers may be waiting inside "
       "Open MPI's collectives, which cannot be interrupted",

@@ -31,9 +31,10 @@ class MpiBackend : public Backend {
                        const std::vector<int64_t>& counts,
                        const ReductionSpec& spec) override;
   Status Barrier() override;
-  // Open MPI's collectives cannot be interrupted: logs `reason` and ends the
-  // job with MPI_Abort (mpirun then stops every rank).
-  void Abandon(absl::string_view reason) override;
+  // Open MPI's collectives cannot be interrupted: after a local failure,
+  // logs `reason` and ends the job with MPI_Abort (mpirun then stops every
+  // rank). A peer's death needs nothing: mpirun ends such a job itself.
+  void Abandon(absl::string_view reason, bool local_failure) override;
 
  private:
   MPI_Comm comm_;

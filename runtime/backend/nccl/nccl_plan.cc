@@ -11,11 +11,16 @@ namespace nccl {
 
 const char* NcclOpName(NcclOp op) {
   switch (op) {
-    case NcclOp::kSum: return "ncclSum";
-    case NcclOp::kProd: return "ncclProd";
-    case NcclOp::kMax: return "ncclMax";
-    case NcclOp::kMin: return "ncclMin";
-    case NcclOp::kAvg: return "ncclAvg";
+    case NcclOp::kSum:
+      return "ncclSum";
+    case NcclOp::kProd:
+      return "ncclProd";
+    case NcclOp::kMax:
+      return "ncclMax";
+    case NcclOp::kMin:
+      return "ncclMin";
+    case NcclOp::kAvg:
+      return "ncclAvg";
   }
   return "invalid";
 }
@@ -26,7 +31,7 @@ ReductionPlan PlanReduction(DataType dtype, ReduceOp op, double prescale,
   ReductionPlan plan;
   plan.prescale = prescale;
   plan.postscale = postscale;
-  plan.wire_dtype = IsHalfType(dtype)           ? DataType::kFloat32
+  plan.wire_dtype = IsHalfType(dtype)          ? DataType::kFloat32
                     : dtype == DataType::kBool ? DataType::kUint8
                                                : dtype;
   const bool floating = plan.wire_dtype == DataType::kFloat32 ||
@@ -67,9 +72,8 @@ ReductionPlan PlanReduction(DataType dtype, ReduceOp op, double prescale,
 }
 
 std::vector<CopyBatch> BuildCopyBatches(const std::vector<CopyTask>& tasks,
-                                        DataType src_dtype,
-                                        DataType dst_dtype, double scale,
-                                        int64_t divisor) {
+                                        DataType src_dtype, DataType dst_dtype,
+                                        double scale, int64_t divisor) {
   std::vector<CopyBatch> batches;
   for (const CopyTask& task : tasks) {
     if (task.count <= 0) continue;

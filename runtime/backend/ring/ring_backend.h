@@ -39,7 +39,7 @@ class RingBackend : public Backend {
                        const ReductionSpec& spec) override {
     return ring_->ReduceScatter(input, output, counts, spec);
   }
-  void Abandon(absl::string_view) override { ring_->Abandon(); }
+  void Abandon(absl::string_view, bool) override { ring_->Abandon(); }
   Status Barrier() override { return ring_->Barrier(); }
 
  private:

@@ -40,10 +40,9 @@ Status RingComm::Allreduce(void* buffer, int64_t count,
     data = work_.data();
   }
   ScaleBuffer(data, count, work, spec.prescale);
-  const Status status =
-      count * DataTypeSize(work) <= kLatencyOptimalBytes
-          ? RecursiveDoubling(data, count, work, spec.op)
-          : RingAllreduce(data, count, work, spec.op);
+  const Status status = count * DataTypeSize(work) <= kLatencyOptimalBytes
+                            ? RecursiveDoubling(data, count, work, spec.op)
+                            : RingAllreduce(data, count, work, spec.op);
   if (!status.ok()) return status;
   FinishReduction(data, count, work, spec.divisor, spec.postscale);
   if (half) {
@@ -179,7 +178,8 @@ Status RingComm::Broadcast(void* buffer, int64_t bytes, int root) {
   while (mask < p) {
     if (position & mask) {
       const int parent = (position - mask + root) % p;
-      if (Status s = transport_->SendRecv(-1, nullptr, 0, parent, buffer, bytes);
+      if (Status s =
+              transport_->SendRecv(-1, nullptr, 0, parent, buffer, bytes);
           !s.ok()) {
         return s;
       }
@@ -264,9 +264,9 @@ Status RingComm::Barrier() {
   char token = 0;
   char received = 0;
   for (int distance = 1; distance < p; distance <<= 1) {
-    if (Status s = transport_->SendRecv((rank() + distance) % p, &token, 1,
-                                        (rank() - distance + p) % p, &received,
-                                        1);
+    if (Status s =
+            transport_->SendRecv((rank() + distance) % p, &token, 1,
+                                 (rank() - distance + p) % p, &received, 1);
         !s.ok()) {
       return s;
     }

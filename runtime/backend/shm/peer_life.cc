@@ -53,6 +53,8 @@ LifeSign::~LifeSign() {
 }
 
 void LifeSign::Abandon(absl::string_view reason) {
+  // The first reason stands: peers may be reading it.
+  if (state_->abandoned.load(std::memory_order_acquire)) return;
   const size_t n = std::min(reason.size(), sizeof(state_->reason) - 1);
   std::memcpy(state_->reason, reason.data(), n);
   state_->reason[n] = '\0';

@@ -41,7 +41,9 @@ class ShmBackend : public Backend {
     return comm_->ReduceScatter(input, output, counts, spec);
   }
   Status Barrier() override { return comm_->Barrier(); }
-  void Abandon(absl::string_view reason) override { comm_->Abandon(reason); }
+  void Abandon(absl::string_view reason, bool) override {
+    comm_->Abandon(reason);
+  }
 
  private:
   std::unique_ptr<ShmComm> comm_;

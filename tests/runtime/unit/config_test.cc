@@ -1,11 +1,13 @@
 // Tests of the KOLO_* environment parsing.
 #include "runtime/core/config.h"
 
+#include <gtest/gtest.h>
+
 #include <cstdlib>
+#include <functional>
 #include <map>
 #include <string>
-
-#include <gtest/gtest.h>
+#include <vector>
 
 #include "kolo/kolo.h"
 
@@ -49,6 +51,9 @@ TEST(Config, ReadsEveryVariable) {
       {"KOLO_SHM_SLOT_BYTES", "65536"},
       {"KOLO_PEER_TIMEOUT_SECONDS", "2.5"},
       {"KOLO_GPU_OPERATIONS", "Hierarchical"},
+      {"KOLO_RING_TRANSPORT", "MPI"},
+      {"KOLO_TCP_IFACE", "eth1"},
+      {"KOLO_HOSTNAME", "node7"},
   });
   ASSERT_TRUE(options.ok()) << options.status();
   EXPECT_EQ(options->fusion_threshold_bytes, 1024);
@@ -64,6 +69,9 @@ TEST(Config, ReadsEveryVariable) {
   EXPECT_EQ(options->shm_slot_bytes, 65536);
   EXPECT_EQ(options->peer_timeout_seconds, 2.5);
   EXPECT_EQ(options->gpu_operations, GpuOperations::kHierarchical);
+  EXPECT_EQ(options->ring_transport, RingTransport::kMpi);
+  EXPECT_EQ(options->tcp_iface, "eth1");
+  EXPECT_EQ(options->hostname, "node7");
 }
 
 TEST(Config, MalformedValuesNameTheVariableAndValue) {
@@ -80,6 +88,16 @@ TEST(Config, MalformedValuesNameTheVariableAndValue) {
       {{"KOLO_SHM_SLOT_BYTES", "big"}},
       {{"KOLO_PEER_TIMEOUT_SECONDS", "-1"}},
       {{"KOLO_GPU_OPERATIONS", "shm"}},
+      {{"KOLO_RING_TRANSPORT", "udp"}},
+      // Sizes beyond their bounds (a huge fusion buffer used to throw
+      // bad_alloc through kolo_init).
+      {{"KOLO_FUSION_THRESHOLD", "1099511627776000"}},
+      {{"KOLO_FUSION_THRESHOLD", "17179869185"}},
+      {{"KOLO_SHM_SLOT_BYTES", "1073741825"}},
+      {{"KOLO_CACHE_CAPACITY", "1048577"}},
+      {{"KOLO_CYCLE_TIME_MS", "1e9"}},
+      {{"KOLO_PEER_TIMEOUT_SECONDS", "1e300"}},
+      {{"KOLO_TCP_IFACE", "an-interface-name-longer-than-linux-allows"}},
   };
   for (const auto& env : bad) {
     StatusOr<Options> options = Parse(env);
@@ -107,6 +125,72 @@ TEST(Config, GpuOperationsAcceptsEveryChoice) {
   EXPECT_NE(bad.status().message().find("one of auto, nccl, hierarchical"),
             std::string::npos)
       << bad.status();
+}
+
+TEST(Config, BoundsAreAccepted) {
+  StatusOr<Options> options = Parse({{"KOLO_FUSION_THRESHOLD", "17179869184"},
+                                     {"KOLO_SHM_SLOT_BYTES", "1073741824"},
+                                     {"KOLO_CACHE_CAPACITY", "1048576"}});
+  ASSERT_TRUE(options.ok()) << options.status();
+  EXPECT_EQ(options->fusion_threshold_bytes, int64_t{16} << 30);
+}
+
+TEST(Config, AgreementNamesTheVariableBothRanksAndBothValues) {
+  Options base;
+  std::vector<AgreedSettings> all(4, AgreedSettingsOf(base, false));
+  EXPECT_TRUE(CheckAgreement(all).ok());
+
+  Options slot = base;
+  slot.shm_slot_bytes = 1 << 20;
+  all[2] = AgreedSettingsOf(slot, false);
+  Status s = CheckAgreement(all);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("KOLO_SHM_SLOT_BYTES: rank 0 has 524288 but "
+                             "rank 2 has 1048576"),
+            std::string::npos)
+      << s;
+
+  // Each setting that must agree is checked, not only the slot size.
+  struct Case {
+    const char* variable;
+    std::function<void(Options&)> change;
+  };
+  const Case cases[] = {
+      {"KOLO_FUSION_THRESHOLD",
+       [](Options& o) { o.fusion_threshold_bytes = 65536; }},
+      {"KOLO_CACHE_CAPACITY", [](Options& o) { o.cache_capacity = 7; }},
+      {"KOLO_PEER_TIMEOUT_SECONDS",
+       [](Options& o) { o.peer_timeout_seconds = 9; }},
+      {"KOLO_CPU_OPERATIONS",
+       [](Options& o) { o.cpu_operations = CpuOperations::kRing; }},
+      {"KOLO_GPU_OPERATIONS",
+       [](Options& o) { o.gpu_operations = GpuOperations::kNccl; }},
+      {"KOLO_RING_TRANSPORT",
+       [](Options& o) { o.ring_transport = RingTransport::kMpi; }},
+  };
+  for (const Case& c : cases) {
+    Options changed = base;
+    c.change(changed);
+    std::vector<AgreedSettings> pair = {AgreedSettingsOf(base, false),
+                                        AgreedSettingsOf(changed, false)};
+    const Status status = CheckAgreement(pair);
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << c.variable;
+    EXPECT_NE(status.message().find(c.variable), std::string::npos) << status;
+    EXPECT_NE(status.message().find("rank 1"), std::string::npos) << status;
+  }
+  // A build with NCCL beside one without.
+  std::vector<AgreedSettings> builds = {AgreedSettingsOf(base, true),
+                                        AgreedSettingsOf(base, false)};
+  EXPECT_NE(CheckAgreement(builds).message().find("NCCL"), std::string::npos);
+  // Settings that only rank 0 uses, or that are per rank, may differ.
+  Options local = base;
+  local.stall_check_seconds = 1;
+  local.log_level = LogLevel::kTrace;
+  local.hostname = "elsewhere";
+  local.tcp_iface = "eth9";
+  std::vector<AgreedSettings> fine = {AgreedSettingsOf(base, false),
+                                      AgreedSettingsOf(local, false)};
+  EXPECT_TRUE(CheckAgreement(fine).ok());
 }
 
 TEST(Config, InitFailsOnMalformedEnvironment) {
