@@ -81,6 +81,29 @@ case "$case" in
     run 60 -np 3 "$binary" names
     expect 3 '^names-ok'
     ;;
+  shmfull)
+    # A container-sized /dev/shm (a 4 MiB tmpfs in a private mount
+    # namespace) that cannot hold two 8 MiB segments: init fails on every
+    # rank with a message saying what is needed, not SIGBUS later.
+    if ! unshare -m true 2>/dev/null; then
+      echo "SKIP: cannot create a mount namespace here"; exit 0
+    fi
+    timeout 60 unshare -m sh -c 'mount -t tmpfs -o size=4m tmpfs /dev/shm &&
+      exec "$0" --oversubscribe --bind-to none --enable-recovery \
+        -x OMPI_MCA_btl_vader_backing_directory=/tmp \
+        -np 2 -x KOLO_SHM_SLOT_BYTES=4194304 "$1" init' \
+      "$mpiexec" "$binary" >"$out" 2>"$err"
+    code=$?
+    cat "$out" "$err"
+    if [ "$code" -eq 124 ]; then echo "FAIL: the job hung"; exit 1; fi
+    if grep -qiE 'bus error|signal 7|SIGBUS' "$out" "$err"; then
+      echo "FAIL: a rank died of SIGBUS"; exit 1
+    fi
+    expect 2 '^init-failed '
+    if ! grep -q "init-failed 8 shared memory: /dev/shm cannot hold kolo's segment of 8392832 bytes" "$out"; then
+      echo "FAIL: no rank named the size /dev/shm must hold"; exit 1
+    fi
+    ;;
   *) echo "unknown case $case"; exit 2 ;;
 esac
 echo PASS

@@ -1,18 +1,45 @@
 #!/usr/bin/env bash
-# Runs peer_failure_test on NP ranks, kills rank VICTIM mid-run and checks
-# that every survivor reported an Aborted failure within 10 s and that the
-# survivors exited non-zero, all within the time limit.
-# usage: peer_failure_test.sh MPIEXEC BINARY NP VICTIM [mid-collective]
+# Runs peer_failure_test on NP ranks, kills rank VICTIM mid-run (or stops
+# it with SIGSTOP: WHEN=stop) and checks that every survivor reported an
+# Aborted failure within 10 s and that the survivors exited non-zero, all
+# within the time limit.
+# usage: peer_failure_test.sh MPIEXEC BINARY NP VICTIM [WHEN [pid-namespaces]]
+#   WHEN: between-steps (default), mid-collective or stop
+#   pid-namespaces: every rank runs in a PID namespace of its own (sharing
+#   /dev/shm), where its peers' PIDs mean nothing.
 set -u
-mpiexec=$1 binary=$2 np=$3 victim=$4 when=${5:-between-steps}
+mpiexec=$1 binary=$2 np=$3 victim=$4 when=${5:-between-steps} isolation=${6:-}
 output=$(mktemp)
-trap 'rm -f "$output"' EXIT
+pidfile=$(mktemp)
+rm -f "$pidfile"
+trap 'rm -f "$output" "$pidfile"' EXIT
+export KOLO_TEST_STOP_PID_FILE=$pidfile
+wrap=()
+if [ "$isolation" = pid-namespaces ]; then
+  if ! unshare --pid --fork true 2>/dev/null; then
+    echo "SKIP: cannot create PID namespaces here"; exit 0
+  fi
+  # sh is the namespace's init; the rank runs as its child (an init cannot
+  # SIGKILL itself).
+  wrap=(unshare --pid --fork)
+fi
 start=$(date +%s)
 # --enable-recovery keeps Open MPI from killing the survivors itself, so the
 # test sees what kolo does.
 timeout 90 "$mpiexec" --oversubscribe --bind-to none --enable-recovery \
-  -np "$np" sh -c '"$0" "$1" "$2"; echo "exit-status rank $OMPI_COMM_WORLD_RANK $?"' \
-  "$binary" "$victim" "$when" >"$output" 2>&1
+  -np "$np" "${wrap[@]}" sh -c '"$0" "$1" "$2"; echo "exit-status rank $OMPI_COMM_WORLD_RANK $?"' \
+  "$binary" "$victim" "$when" >"$output" 2>&1 &
+job=$!
+if [ "$when" = stop ]; then
+  # The stopped rank never exits by itself: once the survivors have spoken
+  # (or a minute has passed), kill it so that mpirun can finish.
+  for _ in $(seq 1 600); do
+    [ "$(grep -c '^exit-status rank' "$output")" -ge $((np - 1)) ] && break
+    sleep 0.1
+  done
+  [ -s "$pidfile" ] && kill -KILL "$(cat "$pidfile")" 2>/dev/null
+fi
+wait "$job"
 code=$?
 elapsed=$(( $(date +%s) - start ))
 cat "$output"

@@ -1,9 +1,12 @@
 // A rank dies (SIGKILL) in the middle of a training-like loop of
 // allreduces: between steps, or ("mid-collective" as the second argument)
-// at a moment chosen by a timer, usually inside a collective. Every survivor must see its pending and new operations fail
-// with Aborted within 10 seconds, shut kolo down without hanging, and exit
-// non-zero. Prints "peer-failure-ok rank R" per survivor for the driving
-// script (tests/runtime/peer_failure_test.sh).
+// at a moment chosen by a timer, usually inside a collective; or ("stop")
+// it is stopped by SIGSTOP at such a moment and stays alive but silent
+// (its pid goes to the file named by KOLO_TEST_STOP_PID_FILE, so the
+// driving script can kill it afterwards). Every survivor must see its pending
+// and new operations fail with Aborted within 10 seconds, shut kolo down
+// without hanging, and exit non-zero. Prints "peer-failure-ok rank R" per
+// survivor for the driving script (tests/runtime/peer_failure_test.sh).
 #include <signal.h>
 #include <unistd.h>
 
@@ -19,8 +22,9 @@
 
 int main(int argc, char** argv) {
   const int victim = argc > 1 ? std::atoi(argv[1]) : 1;
-  const bool mid_collective =
-      argc > 2 && std::string(argv[2]) == "mid-collective";
+  const std::string when = argc > 2 ? argv[2] : "between-steps";
+  const bool stop = when == "stop";
+  const bool mid_collective = when == "mid-collective" || stop;
   if (!kolo::Init().ok()) return 2;
   const int rank = kolo::Rank();
   // Large enough that most of the time goes into the data plane.
@@ -28,8 +32,18 @@ int main(int argc, char** argv) {
   std::vector<float> gradient(elements, 1.0f);
   kolo::Tensor t{gradient.data(), kolo::DataType::kFloat32, {elements}};
   if (mid_collective && rank == victim) {
-    std::thread([] {
+    std::thread([stop] {
       std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+      if (stop) {
+        if (const char* path = std::getenv("KOLO_TEST_STOP_PID_FILE")) {
+          if (FILE* f = std::fopen(path, "w")) {
+            std::fprintf(f, "%d\n", static_cast<int>(getpid()));
+            std::fclose(f);
+          }
+        }
+        raise(SIGSTOP);
+        return;
+      }
       raise(SIGKILL);
     }).detach();
   }
