@@ -13,7 +13,7 @@ double Median(std::vector<double> values) {
   std::sort(values.begin(), values.end());
   const size_t half = values.size() / 2;
   return values.size() % 2 == 1 ? values[half]
-                                 : (values[half - 1] + values[half]) / 2;
+                                : (values[half - 1] + values[half]) / 2;
 }
 
 }  // namespace
@@ -86,8 +86,8 @@ bool Autotuner::Record(int64_t tensors, int64_t bytes, absl::Time now) {
   const absl::Duration needed = std::min(
       std::max(kWindowTime, kGapsPerWindow * previous_gap_), kMaxWindowTime);
   if (window_tensors_ < kWindowTensors || elapsed < needed) return false;
-  scores_[schedule_[next_]].push_back(
-      static_cast<double>(window_bytes_) / absl::ToDoubleSeconds(elapsed));
+  scores_[schedule_[next_]].push_back(static_cast<double>(window_bytes_) /
+                                      absl::ToDoubleSeconds(elapsed));
   window_start_ = now;
   window_tensors_ = 0;
   window_bytes_ = 0;
@@ -112,10 +112,11 @@ void Autotuner::FinishPhase() {
     size_t best = 0;
     for (size_t i = 0; i < candidates_.size(); ++i) {
       const double score = Median(scores_[i]);
-      Log().info("autotune: fusion threshold {} bytes, cycle time {} ms: "
-                 "{:.4g} bytes/s",
-                 candidates_[i].fusion_threshold_bytes,
-                 candidates_[i].cycle_time_ms, score);
+      Log().info(
+          "autotune: fusion threshold {} bytes, cycle time {} ms: "
+          "{:.4g} bytes/s",
+          candidates_[i].fusion_threshold_bytes, candidates_[i].cycle_time_ms,
+          score);
       if (score > Median(scores_[best])) best = i;
     }
     if (best != 0) {
@@ -128,10 +129,11 @@ void Autotuner::FinishPhase() {
     const double incumbent = Median(scores_[0]);
     const double challenger = Median(scores_[1]);
     const bool wins = challenger > incumbent * (1 + kMinGain);
-    Log().info("autotune: {} re-measured: incumbent {:.4g} bytes/s, "
-               "challenger {:.4g} bytes/s: {}",
-               what, incumbent, challenger,
-               wins ? "challenger wins" : "incumbent stays");
+    Log().info(
+        "autotune: {} re-measured: incumbent {:.4g} bytes/s, "
+        "challenger {:.4g} bytes/s: {}",
+        what, incumbent, challenger,
+        wins ? "challenger wins" : "incumbent stays");
     if (wins) incumbent_ = candidates_[1];
   }
   if (fusion) {

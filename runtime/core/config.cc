@@ -177,6 +177,10 @@ StatusOr<Options> OptionsFromLookup(const EnvironmentLookup& lookup) {
            [&](const char* n, const char* v) {
              return ParseChoice(n, v, kGpuOperations, &options.gpu_operations);
            }},
+          {"KOLO_FAST_LANE",
+           [&](const char* n, const char* v) {
+             return ParseBool(n, v, &options.fast_lane);
+           }},
           {"KOLO_RING_TRANSPORT",
            [&](const char* n, const char* v) {
              return ParseChoice(n, v, kRingTransports, &options.ring_transport);
@@ -221,6 +225,8 @@ AgreedSettings AgreedSettingsOf(const Options& options, bool nccl_built) {
   s.gpu_operations = static_cast<int32_t>(options.gpu_operations);
   s.ring_transport = static_cast<int32_t>(options.ring_transport);
   s.nccl_built = nccl_built ? 1 : 0;
+  s.fast_lane = options.fast_lane ? 1 : 0;
+  s.autotune = options.autotune ? 1 : 0;
   return s;
 }
 
@@ -258,6 +264,14 @@ Status CheckAgreement(const std::vector<AgreedSettings>& all) {
        [](const AgreedSettings& s) {
          return std::string(
              RingTransportName(static_cast<RingTransport>(s.ring_transport)));
+       }},
+      {"KOLO_FAST_LANE",
+       [](const AgreedSettings& s) {
+         return std::string(s.fast_lane ? "1" : "0");
+       }},
+      {"KOLO_AUTOTUNE",
+       [](const AgreedSettings& s) {
+         return std::string(s.autotune ? "1" : "0");
        }},
       {"NCCL support (every rank must run a kolo built with the same CUDA "
        "options)",

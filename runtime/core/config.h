@@ -32,6 +32,8 @@ struct AgreedSettings {
   int32_t gpu_operations;
   int32_t ring_transport;
   int32_t nccl_built;
+  int32_t fast_lane;
+  int32_t autotune;
 };
 
 AgreedSettings AgreedSettingsOf(const Options& options, bool nccl_built);

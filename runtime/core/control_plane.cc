@@ -31,10 +31,9 @@ Status ControlPlane::Send(int dest, std::shared_ptr<const std::string> bytes) {
     return absl::InternalError("negotiation message larger than 2 GiB");
   }
   PendingSend send{MPI_REQUEST_NULL, dest, std::move(bytes)};
-  KOLO_MPI_RETURN_IF_ERROR(MPI_Isend(send.bytes->data(),
-                                     static_cast<int>(send.bytes->size()),
-                                     MPI_BYTE, dest, kControlTag, comm_,
-                                     &send.request));
+  KOLO_MPI_RETURN_IF_ERROR(
+      MPI_Isend(send.bytes->data(), static_cast<int>(send.bytes->size()),
+                MPI_BYTE, dest, kControlTag, comm_, &send.request));
   sends_.push_back(std::move(send));
   return absl::OkStatus();
 }
@@ -67,8 +66,7 @@ Status ControlPlane::Pump(std::vector<int>* delivered, bool expecting) {
     receive.message.source = status.MPI_SOURCE;
     receive.message.bytes.resize(count);
     KOLO_MPI_RETURN_IF_ERROR(MPI_Imrecv(receive.message.bytes.data(), count,
-                                        MPI_BYTE, &matched,
-                                        &receive.request));
+                                        MPI_BYTE, &matched, &receive.request));
   }
   // Deliver in matching order: a later message waits for an earlier one.
   while (!receives_.empty()) {

@@ -16,13 +16,13 @@
 #ifndef KOLO_RUNTIME_CORE_CONTROL_PLANE_H_
 #define KOLO_RUNTIME_CORE_CONTROL_PLANE_H_
 
+#include <mpi.h>
+
 #include <deque>
 #include <memory>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <mpi.h>
 
 #include "absl/time/time.h"
 #include "kolo/status.h"
@@ -49,6 +49,8 @@ class ControlPlane {
   std::optional<Message> Next();
   // Whether transfers are in flight (then Pump() soon moves them along).
   bool busy() const { return !sends_.empty() || !receives_.empty(); }
+  // Whether sends are in flight (their receivers cannot see them yet).
+  bool sending() const { return !sends_.empty(); }
   // Pumps (sleeping briefly between rounds) until every send has completed,
   // or fails with DeadlineExceeded after `timeout`.
   Status FlushSends(absl::Duration timeout,

@@ -127,8 +127,7 @@ void Coordinator::ForgiveSilence(absl::Time now) {
   std::fill(last_heard_.begin(), last_heard_.end(), now);
 }
 
-Status Coordinator::HandleRequestList(const RequestList& list,
-                                      absl::Time now) {
+Status Coordinator::HandleRequestList(const RequestList& list, absl::Time now) {
   const int rank = list.rank;
   last_heard_[rank] = std::max(last_heard_[rank], now);
   applied_seq_[rank] = std::max(applied_seq_[rank], list.applied_seq);
@@ -151,6 +150,12 @@ Status Coordinator::HandleRequestList(const RequestList& list,
     }
     joined_.insert(rank);
     last_joined_ = rank;
+    if (fast_lane_) {
+      // Joined ranks stop submitting: the peers' fast submissions must go
+      // to the slow path, where joined ranks contribute zeros.
+      fast_lane_ = false;
+      lane_off_pending_ = true;
+    }
     std::vector<std::string> names;
     for (const auto& [name, pending] : pending_) names.push_back(name);
     std::sort(names.begin(), names.end());  // deterministic release order
@@ -168,7 +173,8 @@ void Coordinator::Add(Request request, int32_t slot, uint64_t generation,
   if (pending.by_rank.empty()) {
     pending.by_rank.resize(size_);
     pending.first_seen = now;
-    if (timeline_ != nullptr) timeline_->NegotiateStart(name, OpTypeName(request.op));
+    if (timeline_ != nullptr)
+      timeline_->NegotiateStart(name, OpTypeName(request.op));
   }
   if (pending.by_rank[rank].has_value()) {
     Log().error("rank {} submitted '{}' twice; ignoring the second request",
@@ -249,14 +255,16 @@ Response Coordinator::BuildResponse(const std::string& name,
   tensor.request.rank = -1;
 
   auto fail = [&](std::string message) {
-    response.error_code = static_cast<int>(absl::StatusCode::kFailedPrecondition);
+    response.error_code =
+        static_cast<int>(absl::StatusCode::kFailedPrecondition);
     response.error_message = std::move(message);
     response.tensors.push_back(std::move(tensor));
     return response;
   };
   for (int rank = ref_rank + 1; rank < size_; ++rank) {
     if (!pending.by_rank[rank].has_value()) continue;
-    std::string difference = Compare(ref, ref_rank, *pending.by_rank[rank], rank);
+    std::string difference =
+        Compare(ref, ref_rank, *pending.by_rank[rank], rank);
     if (!difference.empty()) return fail(std::move(difference));
   }
   if (pending.submitted < size_ && ref.op != OpType::kAllreduce) {
@@ -394,11 +402,10 @@ void Coordinator::AttachNcclUniqueId(std::vector<Response>* plan,
       nccl_unique_id_sent_ = true;
       return;
     }
-    failure = generated.ok()
-                  ? absl::InternalError(absl::StrCat(
-                        "the NCCL unique id has ", generated->size(),
-                        " bytes, not ", kNcclUniqueIdBytes))
-                  : generated.status();
+    failure = generated.ok() ? absl::InternalError(absl::StrCat(
+                                   "the NCCL unique id has ", generated->size(),
+                                   " bytes, not ", kNcclUniqueIdBytes))
+                             : generated.status();
   }
   // Without an id no rank can run these; the next CUDA response tries again.
   for (Response& response : *plan) {
@@ -414,6 +421,30 @@ void Coordinator::AttachNcclUniqueId(std::vector<Response>* plan,
   }
 }
 
+void Coordinator::AssignFastIds(std::vector<Response>* plan) {
+  if (!fast_lane_ || !joined_.empty()) return;
+  for (Response& response : *plan) {
+    if (response.error_code != 0 || (response.op != OpType::kAllreduce &&
+                                     response.op != OpType::kBroadcast)) {
+      continue;
+    }
+    for (ResponseTensor& tensor : response.tensors) {
+      // Only tensors every rank sent as a cache bit: they repeat unchanged.
+      const Request& request = tensor.request;
+      if (!tensor.cached || request.device.kind != Device::kCpu ||
+          request.group_size != 0 || next_fast_id_ >= kFastLaneCapacity) {
+        continue;
+      }
+      auto known = fast_requests_.find(request.name);
+      if (known != fast_requests_.end() && known->second.SameAs(request)) {
+        continue;
+      }
+      tensor.fast_id = next_fast_id_++;
+      fast_requests_[request.name] = request;
+    }
+  }
+}
+
 std::optional<ResponseList> Coordinator::NextResponses(absl::Time now,
                                                        bool force) {
   if (options_.peer_timeout_seconds > 0 && abort_message_.empty()) {
@@ -422,8 +453,9 @@ std::optional<ResponseList> Coordinator::NextResponses(absl::Time now,
       if (silent > options_.peer_timeout_seconds) {
         abort_message_ = absl::StrCat(
             "rank ", rank, " stopped responding (no message for ",
-            static_cast<int>(silent), " s; KOLO_PEER_TIMEOUT_SECONDS=",
-            options_.peer_timeout_seconds, "): it has probably died");
+            static_cast<int>(silent),
+            " s; KOLO_PEER_TIMEOUT_SECONDS=", options_.peer_timeout_seconds,
+            "): it has probably died");
         break;
       }
     }
@@ -507,11 +539,11 @@ std::optional<ResponseList> Coordinator::NextResponses(absl::Time now,
         cache_.Touch(slot);  // already cached exactly so
         continue;
       }
-      cache_.Put(slot, CacheEntry{tensor.request, tensor.first_dims},
-                 list.seq);
+      cache_.Put(slot, CacheEntry{tensor.request, tensor.first_dims}, list.seq);
       tensor.cache_slot = slot;
     }
   }
+  AssignFastIds(&plan);
   list.responses = std::move(plan);
   list.nccl_unique_id = std::move(nccl_unique_id);
   if (shutdown_rank_ >= 0) {

@@ -22,6 +22,12 @@
 // - The first response list with a CUDA response carries the job's NCCL
 //   unique id (from the generator the runtime installs), exactly once; if
 //   the id cannot be made, that list's CUDA responses fail instead.
+// - With the fast lane on (every rank on one host), a single allreduce or
+//   broadcast of CPU tensors that ran again through the response cache gets
+//   a fast id (at most kFastLaneCapacity, never reused; a tensor whose
+//   request changed gets a new one), announced with the
+//   response that runs it; ranks then agree on it without rank 0
+//   (fast_lane.h). The first join turns the lane off for good.
 // - A rank silent for longer than the peer timeout (it sends a heartbeat
 //   every half second) is taken for dead: the next response list aborts the
 //   job on every rank.
@@ -67,6 +73,15 @@ class Coordinator {
     nccl_unique_id_generator_ = std::move(generator);
   }
   bool shutdown_requested() const { return shutdown_rank_ >= 0; }
+  // Hands out fast ids from now on (the runtime has a fast lane).
+  void set_fast_lane(bool enabled) { fast_lane_ = enabled; }
+  // True once after a join turned the fast lane off: the runtime tells every
+  // rank (FastLane::AppendOff).
+  bool TakeFastLaneOff() {
+    const bool off = lane_off_pending_;
+    lane_off_pending_ = false;
+    return off;
+  }
   // Restarts every rank's silence clock: rank 0 could not listen while it
   // ran collectives, so time spent there does not count.
   void ForgiveSilence(absl::Time now);
@@ -85,8 +100,7 @@ class Coordinator {
     bool stall_reported = false;
   };
 
-  void Add(Request request, int32_t slot, uint64_t generation,
-           absl::Time now);
+  void Add(Request request, int32_t slot, uint64_t generation, absl::Time now);
   bool IsReady(const Pending& pending) const;
   void MarkReadyIfComplete(const std::string& name);
   // Validates a ready tensor and builds its single-tensor response.
@@ -95,6 +109,8 @@ class Coordinator {
   void AssignCacheSlots(std::vector<Response>* plan, uint64_t seq);
   // Sets *id when `plan` is the first with a CUDA response.
   void AttachNcclUniqueId(std::vector<Response>* plan, std::string* id);
+  // Gives fast ids to the plan's tensors that qualify.
+  void AssignFastIds(std::vector<Response>* plan);
 
   const int size_;
   const Options options_;
@@ -116,6 +132,12 @@ class Coordinator {
   absl::Time last_stall_check_ = absl::InfinitePast();
   UniqueIdGenerator nccl_unique_id_generator_;
   bool nccl_unique_id_sent_ = false;
+  bool fast_lane_ = false;
+  bool lane_off_pending_ = false;
+  int32_t next_fast_id_ = 0;
+  // The request each name's fast id stands for; a name whose request
+  // changed for good gets a new id.
+  absl::flat_hash_map<std::string, Request> fast_requests_;
 };
 
 }  // namespace kolo

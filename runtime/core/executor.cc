@@ -209,8 +209,9 @@ Status Executor::Execute(const Response& response, std::vector<Entry>& entries,
   Status status = Run(response, entries, present);
   if (!fused) {
     Record(response,
-           absl::AsciiStrToUpper(
-               absl::StrCat(backend_->name(), "_", OpTypeName(response.op))),
+           absl::StrCat(span_prefix_,
+                        absl::AsciiStrToUpper(absl::StrCat(
+                            backend_->name(), "_", OpTypeName(response.op)))),
            start_ns);
   }
   return status;
@@ -284,7 +285,8 @@ Status Executor::Allreduce(const Response& response,
   phase_start = timeline_ != nullptr ? TimelineNowNs() : 0;
   if (Status s = backend_->Allreduce(buffer, total, spec); !s.ok()) return s;
   Record(response,
-         absl::AsciiStrToUpper(absl::StrCat(backend_->name(), "_allreduce")),
+         absl::StrCat(span_prefix_, absl::AsciiStrToUpper(absl::StrCat(
+                                        backend_->name(), "_allreduce"))),
          phase_start);
   phase_start = timeline_ != nullptr ? TimelineNowNs() : 0;
   offset = 0;

@@ -27,6 +27,8 @@ class Executor {
   Backend* backend() const { return backend_; }
   // Execution spans go to this timeline (may be null).
   void set_timeline(Timeline* timeline) { timeline_ = timeline; }
+  // Prepended to the data plane's span names (FAST_ for the fast lane).
+  void set_span_prefix(const char* prefix) { span_prefix_ = prefix; }
 
   // Checks a response from the coordinator against this rank's own
   // submissions before anything is copied: operation, dtype, shapes, this
@@ -63,6 +65,7 @@ class Executor {
 
   Backend* backend_;
   Timeline* timeline_ = nullptr;
+  const char* span_prefix_ = "";
   int rank_;
   int size_;
   std::unique_ptr<char[]> fusion_buffer_;

@@ -15,9 +15,12 @@ using FusionKey = std::tuple<int, int, double, double, int, int>;
 // a batch (they run on different data planes).
 FusionKey KeyOf(const Response& r) {
   const Device& device = r.tensors.front().request.device;
-  return {static_cast<int>(r.dtype), static_cast<int>(r.reduce_op),
-          r.prescale,                r.postscale,
-          r.contributors,            static_cast<int>(device.kind)};
+  return {static_cast<int>(r.dtype),
+          static_cast<int>(r.reduce_op),
+          r.prescale,
+          r.postscale,
+          r.contributors,
+          static_cast<int>(device.kind)};
 }
 
 bool Fusible(const Response& r) {

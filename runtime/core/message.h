@@ -64,7 +64,13 @@ struct ResponseTensor {
   int32_t cache_slot = -1;
   bool cached = false;
   std::vector<int64_t> first_dims;  // allgather
+  // Fast lane: the fast id the coordinator gives this tensor, announced
+  // with this response; -1 for none.
+  int32_t fast_id = -1;
 };
+
+// Fast ids a job can hand out (FastLane::kCapacity).
+inline constexpr int32_t kFastLaneCapacity = 4096;
 
 struct Response {
   OpType op = OpType::kAllreduce;

@@ -79,8 +79,8 @@ StatusOr<std::unique_ptr<MpiContext>> MpiContext::Create(
   char mine[kHostnameBytes] = {};
   std::strncpy(mine, c.hostname_.c_str(), kHostnameBytes - 1);
   KOLO_MPI_RETURN_IF_ERROR(MPI_Allgather(mine, kHostnameBytes, MPI_CHAR,
-                                         names.data(), kHostnameBytes,
-                                         MPI_CHAR, c.data_));
+                                         names.data(), kHostnameBytes, MPI_CHAR,
+                                         c.data_));
   int color = c.rank_;
   for (int r = 0; r < c.size_; ++r) {
     if (std::strncmp(mine, &names[static_cast<size_t>(r) * kHostnameBytes],

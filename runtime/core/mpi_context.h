@@ -9,10 +9,10 @@
 #ifndef KOLO_RUNTIME_CORE_MPI_CONTEXT_H_
 #define KOLO_RUNTIME_CORE_MPI_CONTEXT_H_
 
+#include <mpi.h>
+
 #include <memory>
 #include <string>
-
-#include <mpi.h>
 
 #include "kolo/status.h"
 #include "runtime/common/mpi_status.h"

@@ -16,6 +16,9 @@ bool Operation::done() const {
 }
 
 Status Operation::Wait() const {
+  if (fast.load(std::memory_order_acquire)) {
+    if (std::shared_ptr<WaitHelper> h = helper.lock()) h->HelpUntilDone(*this);
+  }
   MutexLock lock(&mu);
   while (remaining > 0) completed.Wait(&mu);
   return status;
@@ -26,7 +29,9 @@ Status Operation::Wait() const {
 Handle::Handle(std::shared_ptr<internal::Operation> operation)
     : operation_(std::move(operation)) {}
 
-bool Handle::Poll() const { return operation_ != nullptr && operation_->done(); }
+bool Handle::Poll() const {
+  return operation_ != nullptr && operation_->done();
+}
 
 Status Handle::Wait() const {
   if (operation_ == nullptr) {

@@ -3,6 +3,7 @@
 #ifndef KOLO_RUNTIME_CORE_OPERATION_H_
 #define KOLO_RUNTIME_CORE_OPERATION_H_
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <vector>
@@ -13,6 +14,18 @@
 
 namespace kolo {
 namespace internal {
+
+struct Operation;
+
+// Lets the thread that waits for an operation do the work itself (the fast
+// lane, fast_lane.h) instead of sleeping until the background thread has.
+class WaitHelper {
+ public:
+  virtual ~WaitHelper() = default;
+  // Returns once `operation` is done, or once waiting on it is the better
+  // choice (it moved to the slow path, or kolo stopped).
+  virtual void HelpUntilDone(const Operation& operation) = 0;
+};
 
 // Shared by a Handle and the runtime. One operation may cover several
 // entries (a grouped allreduce); it completes when all of them have.
@@ -37,6 +50,9 @@ struct Operation {
   // tensors, device memory for CUDA ones; the deleter matches.
   std::shared_ptr<void> owned_output;
   int last_joined_rank = -1;
+  // While it negotiates in the fast lane, Wait() lets `helper` run it.
+  std::atomic<bool> fast{false};
+  std::weak_ptr<WaitHelper> helper;
 };
 
 }  // namespace internal
@@ -60,6 +76,11 @@ struct Entry {
   // CUDA tensors: recorded on the producer's stream (Tensor::cuda_stream) at
   // submission; kolo's stream waits for it before touching the tensor.
   std::shared_ptr<CudaEvent> cuda_ready;
+  // Fast lane (fast_lane.h): the fast id and instance this submission
+  // arrived at, or -1 on the slow path; and when it was submitted.
+  int32_t fast_id = -1;
+  uint32_t fast_instance = 0;
+  int64_t submitted_ns = 0;
 };
 
 }  // namespace kolo

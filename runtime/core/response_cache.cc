@@ -6,8 +6,8 @@ namespace kolo {
 Request RequestForRank(const CacheEntry& entry, int rank) {
   Request request = entry.request;
   request.rank = rank;
-  if (request.op == OpType::kAllgather && !request.shape.empty() &&
-      rank >= 0 && rank < static_cast<int>(entry.first_dims.size())) {
+  if (request.op == OpType::kAllgather && !request.shape.empty() && rank >= 0 &&
+      rank < static_cast<int>(entry.first_dims.size())) {
     request.shape[0] = entry.first_dims[rank];
   }
   return request;

@@ -3,6 +3,10 @@
 
 #include <sys/prctl.h>
 
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
@@ -13,9 +17,11 @@
 #include "runtime/backend/mpi/mpi_backend.h"
 #include "runtime/backend/ring/ring_backend.h"
 #include "runtime/backend/shm/shm_backend.h"
+#include "runtime/common/futex.h"
 #include "runtime/common/job_secret.h"
 #include "runtime/common/logging.h"
 #include "runtime/core/config.h"
+#include "runtime/core/fusion_planner.h"
 #include "runtime/transport/mpi/mpi_transport.h"
 #include "runtime/transport/tcp/tcp_transport.h"
 #include "runtime/wire/codec.h"
@@ -31,6 +37,16 @@ constexpr absl::Duration kHeartbeat = absl::Milliseconds(500);
 constexpr absl::Duration kGoodbyeTimeout = absl::Seconds(10);
 // How long rank 0 waits for workers to take a response list.
 constexpr absl::Duration kDeliveryTimeout = absl::Seconds(30);
+// A fast submission waiting longer for its peers goes the slow way.
+constexpr int64_t kFastPatienceNs = 1'000'000'000;
+// How long a thread helping in the fast lane spins before it sleeps.
+constexpr auto kHelpSpin = std::chrono::microseconds(50);
+
+void CpuRelax() {
+#if defined(__x86_64__)
+  _mm_pause();
+#endif
+}
 
 int64_t SteadyNowNs() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -293,10 +309,23 @@ StatusOr<std::unique_ptr<Runtime>> Runtime::Start(const Options& options) {
   } else {
     runtime->bell_ = std::make_unique<Doorbell>();
   }
+  // The fast lane: one host, the shared-memory plane (every rank reaches the
+  // same decision: the settings agree and the plane is chosen alike).
+  // Autotune tunes the negotiation through rank 0, so it keeps the lane off.
+  if (options.fast_lane && !options.autotune && context.size() > 1 &&
+      context.local_size() == context.size() &&
+      std::string(runtime->backend_->name()) == "shm") {
+    Doorbell* bell = runtime->bell_.get();
+    StatusOr<std::unique_ptr<FastLane>> lane = FastLane::Create(
+        context.local(), [bell](int rank) { bell->Ring(rank); });
+    if (!lane.ok()) return lane.status();
+    runtime->lane_ = *std::move(lane);
+  }
   if (context.rank() == 0) {
     runtime->coordinator_ =
         std::make_unique<Coordinator>(context.size(), options);
     runtime->coordinator_->set_timeline(&runtime->timeline_);
+    runtime->coordinator_->set_fast_lane(runtime->lane_ != nullptr);
     if (runtime->gpu_ != nullptr) {
       runtime->coordinator_->set_nccl_unique_id_generator(
           [gpu = runtime->gpu_.get()] { return gpu->MakeUniqueId(); });
@@ -385,7 +414,10 @@ Status Runtime::Queue(std::vector<Entry> entries) {
     }
   }
   for (Entry& entry : entries) {
-    fresh_.push_back(entry.request);
+    if (entries.size() == 1 && lane_ != nullptr && !lane_off_) {
+      ArriveFast(entry);
+    }
+    if (entry.fast_id < 0) fresh_.push_back(entry.request);
     std::string name = entry.request.name;
     table_.emplace(std::move(name), std::move(entry));
   }
@@ -398,6 +430,35 @@ Status Runtime::StartTimeline(const std::string& path, bool mark_cycles) {
   return timeline_.Start(path, mark_cycles);
 }
 
+void Runtime::ArriveFast(Entry& entry) {
+  auto known = fast_ids_.find(entry.request.name);
+  if (known == fast_ids_.end()) return;
+  const int32_t id = known->second;
+  if (!fast_tensors_[id].request.SameAs(entry.request)) {
+    // Changed since the id was given: the peers' arrivals at this instance
+    // must go the slow way too, where rank 0 compares the requests.
+    lane_->Withdraw(id, lane_->next_instance(id));
+    lane_->Arrive(id);
+    return;
+  }
+  std::optional<uint32_t> instance = lane_->Arrive(id);
+  if (!instance.has_value()) return;  // withdrawn by a peer
+  entry.fast_id = id;
+  entry.fast_instance = *instance;
+  entry.submitted_ns = SteadyNowNs();
+  // Rank 0's timeline shows the wait for the peers (it cannot see when
+  // each arrived: only that all had once the operation runs).
+  if (timeline_.active()) {
+    timeline_.NegotiateStart(
+        entry.request.name,
+        absl::StrCat("FAST_", OpTypeName(entry.request.op)).c_str());
+    timeline_.NegotiateRankReady(entry.request.name, mpi_->rank());
+  }
+  entry.operation->helper = weak_from_this();
+  entry.operation->fast.store(true, std::memory_order_release);
+  ++fast_pending_;
+}
+
 RuntimeStats Runtime::stats() const {
   RuntimeStats s;
   s.operations_enqueued = operations_enqueued_.load();
@@ -407,6 +468,7 @@ RuntimeStats Runtime::stats() const {
   s.cache_hits = cache_hits_.load();
   s.negotiation_messages = negotiation_messages_.load();
   s.last_execution_start_ns = last_execution_start_ns_.load();
+  s.fast_operations = fast_operations_.load();
   return s;
 }
 
@@ -447,10 +509,29 @@ void Runtime::Loop() {
     }
     if (status.ok()) status = PumpAndRing();
     if (status.ok() && coordinator_ == nullptr) CheckCoordinatorAlive(now);
+    if (status.ok() && lane_ != nullptr && !stopping_) {
+      if (coordinator_ != nullptr) status = AppendDelivered();
+      if (status.ok() && exec_mu_.TryLock()) {
+        if (ConsumeLane(/*background=*/true, &status)) activity = true;
+        exec_mu_.Unlock();
+      }
+      MutexLock lock(&mu_);
+      if (!lane_failure_.ok() && abort_status_.ok()) {
+        abort_status_ = lane_failure_;
+        stopping_ = true;
+      }
+      // Fast submissions that wait long for their peers go the slow way,
+      // where stalls are reported and failed as usual.
+      if (now - last_fast_check_ >= absl::Milliseconds(100)) {
+        last_fast_check_ = now;
+        WithdrawFast(kFastPatienceNs);
+      }
+    }
     if (!status.ok() || stopping_) break;
     {
       MutexLock lock(&mu_);
-      waiting = !table_.empty() || !fresh_.empty() ||
+      waiting = static_cast<int64_t>(table_.size()) > fast_pending_ ||
+                !fresh_.empty() ||
                 (coordinator_ != nullptr && coordinator_->pending_count() > 0);
     }
     // A message rung for may take a few progress rounds to become visible
@@ -551,6 +632,7 @@ Status Runtime::Coordinate(absl::Time now, bool* activity) {
     *activity = *activity || !list->requests.empty() ||
                 !list->cache_slots.empty() || list->shutdown;
   }
+  if (coordinator_->TakeFastLaneOff() && lane_ != nullptr) lane_->AppendOff();
   // With nothing to say, an empty list (a heartbeat) now and then tells the
   // workers rank 0 is alive.
   std::optional<ResponseList> responses = coordinator_->NextResponses(
@@ -570,17 +652,24 @@ Status Runtime::Coordinate(absl::Time now, bool* activity) {
     }
     // Every worker must be able to read this list without rank 0's help
     // before rank 0 enters its collectives (see control_plane.h).
+    // With a fast lane, the list enters the lane's log only once delivered
+    // (AppendDelivered), and this thread goes on meanwhile: a worker may be
+    // waiting for rank 0 in a fast collective.
     std::vector<int> delivered;
-    Status flushed = responses->responses.empty()
+    Status flushed = responses->responses.empty() || lane_ != nullptr
                          ? control_->Pump(&delivered)
                          : control_->FlushSends(kDeliveryTimeout, &delivered);
     RingDelivered(delivered);
     if (!flushed.ok()) return flushed;
   }
   *activity = *activity || !responses->responses.empty();
+  return Receive(*std::move(responses));
+}
+
+Status Runtime::ApplyList(ResponseList& list) {
   int64_t tensors = 0;
   int64_t bytes = 0;
-  if (Status s = Apply(*responses, &tensors, &bytes); !s.ok()) return s;
+  if (Status s = Apply(list, &tensors, &bytes); !s.ok()) return s;
   if (autotuner_ != nullptr &&
       autotuner_->Record(tensors, bytes, absl::Now())) {
     const TunedParameters& tuned = autotuner_->current();
@@ -589,6 +678,256 @@ Status Runtime::Coordinate(absl::Time now, bool* activity) {
     announced_cycle_ms_ = tuned.cycle_time_ms;
   }
   return absl::OkStatus();
+}
+
+Status Runtime::Receive(ResponseList list) {
+  // With a fast lane, lists that run collectives (or end the job) take
+  // their turn in the lane's log, and the ones after them wait too.
+  const bool ordered = !list.responses.empty() || list.shutdown;
+  if (lane_ == nullptr || (!ordered && held_.empty())) return ApplyList(list);
+  const uint64_t seq = list.seq;
+  held_.emplace(seq, std::move(list));
+  if (!ordered || coordinator_ == nullptr) return absl::OkStatus();
+  undelivered_.emplace_back(seq, absl::Now());
+  return AppendDelivered();
+}
+
+Status Runtime::AppendDelivered() {
+  if (undelivered_.empty()) return absl::OkStatus();
+  if (!control_->sending()) {
+    for (const auto& [seq, since] : undelivered_) lane_->AppendResponses(seq);
+    undelivered_.clear();
+    return absl::OkStatus();
+  }
+  if (absl::Now() - undelivered_.front().second > kDeliveryTimeout) {
+    return absl::DeadlineExceededError(
+        absl::StrCat("response list ", undelivered_.front().first,
+                     " was not delivered to every rank within ",
+                     absl::FormatDuration(kDeliveryTimeout)));
+  }
+  return absl::OkStatus();
+}
+
+Status Runtime::ApplyHeld(uint64_t seq) {
+  while (!held_.empty() && !stopping_) {
+    auto first = held_.begin();
+    const bool ordered =
+        !first->second.responses.empty() || first->second.shutdown;
+    if (first->first > seq && ordered) break;
+    ResponseList list = std::move(first->second);
+    held_.erase(first);
+    if (Status s = ApplyList(list); !s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
+bool Runtime::ConsumeLane(bool background, Status* status) {
+  bool progress = false;
+  while (!lane_closed_.load(std::memory_order_acquire)) {
+    std::optional<FastLane::Entry> entry = lane_->Peek();
+    if (!entry.has_value()) break;
+    switch (entry->kind) {
+      case FastLane::Kind::kExecute: {
+        const uint64_t end = lane_->BatchEnd(entry->index);
+        ExecuteFast(entry->index, end);
+        lane_->Advance(end);
+        break;
+      }
+      case FastLane::Kind::kFallback: {
+        MutexLock lock(&mu_);
+        MoveToSlowPath(entry->id, entry->instance);
+        lane_->Advance(entry->index + 1);
+        break;
+      }
+      case FastLane::Kind::kOff: {
+        MutexLock lock(&mu_);
+        lane_off_ = true;
+        WithdrawFast(0);
+        lane_->Advance(entry->index + 1);
+        break;
+      }
+      case FastLane::Kind::kResponses: {
+        // Response lists are the background thread's: wake it.
+        if (!background) {
+          bell_->RingSelf();
+          return progress;
+        }
+        if (held_.find(entry->seq) == held_.end())
+          return progress;  // not here yet
+        *status = ApplyHeld(entry->seq);
+        lane_->Advance(entry->index + 1);
+        if (!status->ok() || stopping_) return true;
+        break;
+      }
+    }
+    progress = true;
+  }
+  if (progress && background) lane_->WakeHelpers();
+  return progress;
+}
+
+void Runtime::ExecuteFast(uint64_t begin, uint64_t end) {
+  std::vector<Response> singles;
+  absl::flat_hash_map<std::string, Entry> taken;
+  Status problem;
+  {
+    MutexLock lock(&mu_);
+    for (uint64_t index = begin; index < end && problem.ok(); ++index) {
+      std::optional<FastLane::Entry> e = lane_->EntryAt(index);
+      if (!e.has_value() || e->id < 0 ||
+          e->id >= static_cast<int32_t>(fast_tensors_.size()) ||
+          fast_tensors_[e->id].name.empty()) {
+        problem = absl::InternalError(absl::StrCat(
+            "the fast lane names an unknown fast id at entry ", index));
+        break;
+      }
+      const FastTensor& tensor = fast_tensors_[e->id];
+      auto it = table_.find(tensor.name);
+      if (it == table_.end() || it->second.fast_id != e->id ||
+          it->second.fast_instance != e->instance) {
+        problem = absl::InternalError(
+            absl::StrCat("the fast lane runs ", OpTypeName(tensor.request.op),
+                         " '", tensor.name, "', which rank ", mpi_->rank(),
+                         " has not submitted there"));
+        break;
+      }
+      taken.emplace(tensor.name, std::move(it->second));
+      table_.erase(it);
+      --fast_pending_;
+      if (timeline_.active()) timeline_.NegotiateEnd(tensor.name);
+      Response response;
+      response.op = tensor.request.op;
+      response.dtype = tensor.request.dtype;
+      response.reduce_op = tensor.request.reduce_op;
+      response.root = tensor.request.root;
+      response.prescale = tensor.request.prescale;
+      response.postscale = tensor.request.postscale;
+      response.contributors = mpi_->size();
+      ResponseTensor agreed;
+      agreed.request = tensor.request;
+      agreed.request.rank = -1;
+      response.tensors.push_back(std::move(agreed));
+      singles.push_back(std::move(response));
+    }
+  }
+  if (!problem.ok()) {
+    // This rank cannot take part: its peers must not wait for it.
+    const Status aborted = FailFast(Response{}, problem);
+    for (auto& [name, entry] : taken) entry.operation->Complete(aborted);
+    return;
+  }
+  // Every rank plans the same batch alike (the settings agree).
+  std::vector<Response> plan =
+      PlanFusion(std::move(singles), options_.fusion_threshold_bytes);
+  executor_->set_span_prefix("FAST_");
+  for (Response& response : plan) {
+    std::vector<Entry> entries;
+    for (const ResponseTensor& tensor : response.tensors) {
+      auto it = taken.find(tensor.request.name);
+      entries.push_back(std::move(it->second));
+      taken.erase(it);
+    }
+    const std::vector<bool> present(entries.size(), true);
+    Status status = problem;
+    if (status.ok()) status = executor_->Check(response, entries, present);
+    if (status.ok()) {
+      last_execution_start_ns_.store(SteadyNowNs(), std::memory_order_relaxed);
+      status = executor_->Execute(response, entries, present);
+      collectives_executed_.fetch_add(1, std::memory_order_relaxed);
+      if (response.tensors.size() > 1) {
+        tensors_fused_.fetch_add(response.tensors.size(),
+                                 std::memory_order_relaxed);
+      }
+    }
+    if (!status.ok() && problem.ok()) problem = FailFast(response, status);
+    if (!status.ok()) status = problem;
+    for (Entry& entry : entries) {
+      entry.operation->Complete(status);
+      operations_completed_.fetch_add(1, std::memory_order_relaxed);
+      fast_operations_.fetch_add(1, std::memory_order_relaxed);
+    }
+  }
+  executor_->set_span_prefix("");
+}
+
+Status Runtime::FailFast(const Response& response, const Status& failure) {
+  Status aborted = failure;
+  if (failure.code() != absl::StatusCode::kAborted) {
+    aborted = absl::AbortedError(absl::StrCat(
+        "rank ", mpi_->rank(), " could not run ",
+        response.tensors.empty()
+            ? std::string("an operation")
+            : absl::StrCat(OpTypeName(response.op), " '",
+                           response.tensors.front().request.name, "'"),
+        " from the fast lane: ", failure.message(),
+        "; the job stops, since no rank may finish an operation that a peer "
+        "did not execute"));
+    Log().error("{}", std::string(aborted.message()));
+    backend_->Abandon(aborted.message(), /*local_failure=*/true);
+  }
+  lane_closed_.store(true, std::memory_order_release);
+  {
+    MutexLock lock(&mu_);
+    if (lane_failure_.ok()) lane_failure_ = aborted;
+  }
+  bell_->RingSelf();
+  return aborted;
+}
+
+void Runtime::MoveToSlowPath(int32_t id, uint32_t instance) {
+  if (id < 0 || id >= static_cast<int32_t>(fast_tensors_.size())) return;
+  auto it = table_.find(fast_tensors_[id].name);
+  if (it == table_.end() || it->second.fast_id != id ||
+      it->second.fast_instance != instance) {
+    return;  // not submitted yet: it will find the instance withdrawn
+  }
+  Entry& entry = it->second;
+  entry.fast_id = -1;
+  --fast_pending_;
+  fresh_.push_back(entry.request);
+  entry.operation->fast.store(false, std::memory_order_release);
+  bell_->RingSelf();
+}
+
+void Runtime::WithdrawFast(int64_t age_ns) {
+  const int64_t now = SteadyNowNs();
+  std::vector<std::pair<int32_t, uint32_t>> moved;
+  for (auto& [name, entry] : table_) {
+    if (entry.fast_id < 0 || now - entry.submitted_ns < age_ns) continue;
+    if (lane_->Withdraw(entry.fast_id, entry.fast_instance)) {
+      moved.emplace_back(entry.fast_id, entry.fast_instance);
+    }
+  }
+  for (const auto& [id, instance] : moved) MoveToSlowPath(id, instance);
+}
+
+void Runtime::HelpUntilDone(const internal::Operation& operation) {
+  if (lane_ == nullptr) return;
+  using Clock = std::chrono::steady_clock;
+  lane_->AddHelper(1);
+  Clock::time_point spin_until = Clock::now() + kHelpSpin;
+  while (!operation.done() && operation.fast.load(std::memory_order_acquire) &&
+         !lane_closed_.load(std::memory_order_acquire)) {
+    const uint32_t seen = lane_->appended()->load(std::memory_order_acquire);
+    bool progress = false;
+    if (exec_mu_.TryLock()) {
+      progress = ConsumeLane(/*background=*/false, nullptr);
+      exec_mu_.Unlock();
+    }
+    if (progress) {
+      spin_until = Clock::now() + kHelpSpin;
+      continue;
+    }
+    if (Clock::now() < spin_until) {
+      CpuRelax();
+      continue;
+    }
+    // Sleeps until something is appended (or the background thread finished
+    // work), looking at the operation now and then regardless.
+    const timespec limit{0, 200 * 1000};
+    FutexWait(lane_->appended(), seen, &limit);
+  }
+  lane_->AddHelper(-1);
 }
 
 Status Runtime::ReceiveResponses(bool* activity) {
@@ -604,7 +943,7 @@ Status Runtime::ReceiveResponses(bool* activity) {
     }
     *activity = *activity || !list->responses.empty();
     last_heard_from_coordinator_ = absl::Now();
-    if (Status s = Apply(*list); !s.ok()) return s;
+    if (Status s = Receive(*std::move(list)); !s.ok()) return s;
   }
   return absl::OkStatus();
 }
@@ -656,6 +995,17 @@ Status Runtime::Apply(ResponseList& list, int64_t* tensors, int64_t* bytes) {
       } else if (tensor.cache_slot >= 0) {
         cache_.Put(tensor.cache_slot,
                    CacheEntry{tensor.request, tensor.first_dims}, list.seq);
+      }
+      // A fast id is known before the handle completes, so the tensor's next
+      // submission can use it.
+      if (tensor.fast_id >= 0 && lane_ != nullptr) {
+        MutexLock lock(&mu_);
+        if (static_cast<int32_t>(fast_tensors_.size()) <= tensor.fast_id) {
+          fast_tensors_.resize(tensor.fast_id + 1);
+        }
+        fast_tensors_[tensor.fast_id] =
+            FastTensor{tensor.request.name, tensor.request};
+        fast_ids_[tensor.request.name] = tensor.fast_id;
       }
     }
     // Take this rank's entries out of the pending table.
@@ -768,8 +1118,10 @@ Status Runtime::Abandon(const Response& response, const Status& failure) {
 
 void Runtime::Stop(const Status& status) {
   absl::flat_hash_map<std::string, Entry> table;
+  lane_closed_.store(true, std::memory_order_release);
   {
     MutexLock lock(&mu_);
+    fast_pending_ = 0;
     stopped_ = status;
     table.swap(table_);
     fresh_.clear();

@@ -15,10 +15,18 @@
 //      sleeps in short intervals (20 us growing to KOLO_CYCLE_TIME_MS), and
 //      10 ms when it has nothing pending. Waiting never spins. With nothing
 //      pending, a rank sends only a heartbeat every half second.
+//
+// The fast lane (fast_lane.h): on one host, tensors negotiated before are
+// agreed in shared memory. Then the collectives of every rank, fast ones
+// and rank 0's response lists alike, run in the order of the lane's log, by
+// whichever thread holds exec_mu_: usually the application's thread waiting
+// for the result (HelpUntilDone), otherwise the background thread.
 #ifndef KOLO_RUNTIME_CORE_RUNTIME_H_
 #define KOLO_RUNTIME_CORE_RUNTIME_H_
 
 #include <atomic>
+#include <deque>
+#include <map>
 #include <memory>
 #include <string>
 #include <thread>
@@ -33,6 +41,7 @@
 #include "runtime/core/coordinator.h"
 #include "runtime/core/doorbell.h"
 #include "runtime/core/executor.h"
+#include "runtime/core/fast_lane.h"
 #include "runtime/core/gpu_executor.h"
 #include "runtime/core/mpi_context.h"
 #include "runtime/core/operation.h"
@@ -41,7 +50,8 @@
 
 namespace kolo {
 
-class Runtime {
+class Runtime : public internal::WaitHelper,
+                public std::enable_shared_from_this<Runtime> {
  public:
   static StatusOr<std::unique_ptr<Runtime>> Start(const Options& options);
   // Shuts down (if not done yet) and releases MPI.
@@ -57,6 +67,8 @@ class Runtime {
   // Asks every rank to stop and waits for this rank's background thread.
   void Shutdown();
   RuntimeStats stats() const;
+  // internal::WaitHelper: consumes the fast lane on the calling thread.
+  void HelpUntilDone(const internal::Operation& operation) override;
   // Rank 0 writes the timeline; elsewhere these do nothing.
   Status StartTimeline(const std::string& path, bool mark_cycles);
   void StopTimeline() { timeline_.Stop(); }
@@ -91,6 +103,38 @@ class Runtime {
   // the job, and for a local failure first tells the peers (which may be
   // waiting in the data plane) that this rank will not take part.
   Status Abandon(const Response& response, const Status& failure);
+  // Fast lane. Makes `entry` a fast submission when its tensor has a fast
+  // id and is unchanged; otherwise it stays on the slow path.
+  void ArriveFast(Entry& entry) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Executes log entries in order while they can run on this
+  // thread; only the background thread applies response lists. True when
+  // it consumed anything.
+  // *status: a failure applying a response list (background thread).
+  bool ConsumeLane(bool background, Status* status)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(exec_mu_);
+  // Runs the fast executions [begin, end) of the log, fused as planned.
+  void ExecuteFast(uint64_t begin, uint64_t end)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(exec_mu_);
+  // Moves this rank's submission of `id` (at `instance`) to the slow path.
+  void MoveToSlowPath(int32_t id, uint32_t instance)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Withdraws every fast submission that has waited longer than `age_ns`
+  // (all of them for the lane's "off") and sends it the slow way.
+  void WithdrawFast(int64_t age_ns) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A response list: applied now, or held until its turn in the lane's log.
+  Status Receive(ResponseList list);
+  // Rank 0: appends the held lists whose sends have completed to the
+  // lane's log (no worker may need rank 0's help to read a list whose
+  // collectives it reaches); fails when delivery takes too long.
+  Status AppendDelivered();
+  // Applies held lists up to `seq` and the empty ones right after it.
+  Status ApplyHeld(uint64_t seq);
+  // Apply() plus rank 0's bookkeeping (autotune).
+  Status ApplyList(ResponseList& list);
+  // A fast collective failed on this rank: ends the job (from any thread)
+  // and returns the Aborted status its operations fail with.
+  Status FailFast(const Response& response, const Status& failure);
+
   // Fails everything pending and refuses new work with `status`.
   void Stop(const Status& status);
   // After a shutdown: lets every rank finish talking before MPI is released.
@@ -138,6 +182,30 @@ class Runtime {
   std::atomic<int64_t> cache_hits_{0};
   std::atomic<int64_t> negotiation_messages_{0};
   std::atomic<int64_t> last_execution_start_ns_{0};
+  std::atomic<int64_t> fast_operations_{0};
+
+  // ---- Fast lane ----
+  // Null unless every rank is on one host, with the shared-memory plane.
+  std::unique_ptr<FastLane> lane_;
+  // Whoever holds it runs collectives (in the lane's log order).
+  Mutex exec_mu_ ABSL_ACQUIRED_BEFORE(mu_);
+  struct FastTensor {
+    std::string name;
+    Request request;
+  };
+  std::vector<FastTensor> fast_tensors_ ABSL_GUARDED_BY(mu_);  // index = id
+  absl::flat_hash_map<std::string, int32_t> fast_ids_ ABSL_GUARDED_BY(mu_);
+  int64_t fast_pending_ ABSL_GUARDED_BY(mu_) = 0;
+  bool lane_off_ ABSL_GUARDED_BY(mu_) = false;
+  // A fast collective failed on an application thread: the background
+  // thread ends the job with it.
+  Status lane_failure_ ABSL_GUARDED_BY(mu_);
+  std::atomic<bool> lane_closed_{false};
+  // Background thread: response lists waiting for their turn in the log.
+  std::map<uint64_t, ResponseList> held_;
+  // Rank 0: held lists not yet delivered to every worker, and since when.
+  std::deque<std::pair<uint64_t, absl::Time>> undelivered_;
+  absl::Time last_fast_check_ = absl::InfinitePast();
 };
 
 }  // namespace kolo

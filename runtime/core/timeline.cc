@@ -60,8 +60,9 @@ void Timeline::Stop() {
   writer_.join();
   MutexLock lock(&mu_);
   // A last event without a trailing comma closes the array.
-  std::fputs(R"({"name": "timeline end", "ph": "i", "s": "g", "pid": 0, "ts": )",
-             file_);
+  std::fputs(
+      R"({"name": "timeline end", "ph": "i", "s": "g", "pid": 0, "ts": )",
+      file_);
   std::fprintf(file_, "%lld}\n]\n",
                static_cast<long long>(Micros(TimelineNowNs())));
   std::fclose(file_);

@@ -56,7 +56,9 @@ class Timeline {
   // Appends one event line (the caller holds mu_).
   void Emit(std::string line) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   int RowOf(const std::string& tensor) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  int64_t Micros(int64_t steady_ns) const { return (steady_ns - origin_ns_) / 1000; }
+  int64_t Micros(int64_t steady_ns) const {
+    return (steady_ns - origin_ns_) / 1000;
+  }
 
   std::atomic<bool> active_{false};
   bool mark_cycles_ = false;

@@ -153,6 +153,7 @@ std::string EncodeResponseList(const ResponseList& list) {
       wire::ResponseTensor* tensor = out->add_tensors();
       tensor->set_cache_slot(t.cache_slot);
       tensor->set_cached(t.cached);
+      tensor->set_fast_id(t.fast_id + 1);
       if (!t.cached) {
         ToProto(t.request, tensor->mutable_request());
         for (int64_t d : t.first_dims) tensor->add_first_dims(d);
@@ -195,6 +196,10 @@ StatusOr<ResponseList> DecodeResponseList(absl::string_view bytes,
       ResponseTensor tensor;
       tensor.cached = t.cached();
       tensor.cache_slot = t.cache_slot();
+      if (t.fast_id() < 0 || t.fast_id() > kFastLaneCapacity) {
+        return Invalid(absl::StrCat("fast id ", t.fast_id() - 1));
+      }
+      tensor.fast_id = t.fast_id() - 1;
       if (tensor.cached || tensor.cache_slot != -1) {
         if (Status s = CheckSlot(tensor.cache_slot, limits); !s.ok()) return s;
       }
@@ -252,7 +257,8 @@ StatusOr<ResponseList> DecodeResponseList(absl::string_view bytes,
     list.responses.push_back(std::move(r));
   }
   list.shutdown = proto.shutdown();
-  if (proto.shutdown_rank() < -1 || proto.shutdown_rank() >= limits.world_size) {
+  if (proto.shutdown_rank() < -1 ||
+      proto.shutdown_rank() >= limits.world_size) {
     return Invalid(absl::StrCat("shutdown rank ", proto.shutdown_rank()));
   }
   list.shutdown_rank = proto.shutdown_rank();

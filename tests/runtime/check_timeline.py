@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Checks the timelines written by timeline_test: structure, per-tensor
 negotiation with a tick per rank, queue/copy/backend spans, cycle markers,
-and that a timeline cut short by SIGKILL loads once its array is closed."""
+that a timeline cut short by SIGKILL loads once its array is closed, and
+(mode fast) the fast lane's negotiation and execution spans."""
 import json
 import sys
 
@@ -39,7 +40,16 @@ def check(events, ranks, cycles):
 
 def main():
     directory, ranks, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-    if mode == "kill":
+    if mode == "fast":
+        # The steps repeat: after the first ones, rank 0 records its wait in
+        # the fast lane and the lane's execution spans.
+        events = load(f"{directory}/api.json")
+        names = {e.get("name") for e in events}
+        for needed in ("NEGOTIATE_FAST_ALLREDUCE", "FAST_SHM_ALLREDUCE",
+                       "FAST_SHM_BROADCAST", "MEMCPY_IN_FUSION_BUFFER"):
+            assert needed in names, (needed, sorted(n for n in names if n))
+        check(load(f"{directory}/started.json"), ranks, cycles=False)
+    elif mode == "kill":
         check(load(f"{directory}/started.json"), ranks, cycles=False)
         check(load(f"{directory}/killed.json", repair=True), ranks, cycles=True)
     else:

@@ -90,6 +90,9 @@ struct RuntimeStats {
   int64_t tensors_fused = 0;         // tensors that shared a fused batch
   int64_t cache_hits = 0;            // requests sent as a cache bit
   int64_t negotiation_messages = 0;  // request lists sent by this rank
+  // Operations negotiated in the fast lane (one host, repeated tensors)
+  // rather than through rank 0.
+  int64_t fast_operations = 0;
   // Wall-clock (steady clock, ns) when this rank's most recent collective
   // began executing on the data plane; 0 before the first.
   int64_t last_execution_start_ns = 0;

@@ -77,6 +77,12 @@ struct Options {
   // KOLO_GPU_OPERATIONS: auto, nccl or hierarchical (see GpuOperations).
   // Ignored by builds without NCCL. Default auto.
   GpuOperations gpu_operations = GpuOperations::kAuto;
+  // KOLO_FAST_LANE: when every rank is on one host, tensors negotiated
+  // before (single allreduces and broadcasts of CPU tensors) are agreed in
+  // shared memory without rank 0, and run on the thread that waits for
+  // them. Off while KOLO_AUTOTUNE tunes the negotiation through rank 0.
+  // Default on.
+  bool fast_lane = true;
   // KOLO_RING_TRANSPORT: tcp or mpi. Default tcp.
   RingTransport ring_transport = RingTransport::kTcp;
   // KOLO_TCP_IFACE: the one network interface whose IPv4 addresses the TCP

@@ -2,6 +2,8 @@
 // reference. Run by ctest under mpirun at np 1-4; every rank runs the same
 // test sequence. Each rank submits its tensors in its own random order (the
 // seed is printed; set KOLO_TEST_SEED to reproduce).
+#include <gtest/gtest.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
@@ -10,8 +12,6 @@
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "absl/strings/str_cat.h"
 #include "kolo/kolo.h"
@@ -24,9 +24,10 @@ uint64_t Seed() {
   static const uint64_t seed = [] {
     const char* env = std::getenv("KOLO_TEST_SEED");
     return env ? std::strtoull(env, nullptr, 10)
-               : static_cast<uint64_t>(
-                     std::chrono::system_clock::now().time_since_epoch().count() %
-                     1000000);
+               : static_cast<uint64_t>(std::chrono::system_clock::now()
+                                           .time_since_epoch()
+                                           .count() %
+                                       1000000);
   }();
   return seed;
 }
@@ -72,9 +73,15 @@ std::vector<AllreduceCase> MakeAllreduceCases(int step) {
       for (int64_t count : Sizes()) {
         for (bool in_place : {false, true}) {
           ++salt;
-          AllreduceCase c{absl::StrCat("ar.", Describe(dtype, op, count, in_place)),
-                          dtype, op, count, in_place, salt + step,
-                          Buffer(dtype, count), Buffer(dtype, count)};
+          AllreduceCase c{
+              absl::StrCat("ar.", Describe(dtype, op, count, in_place)),
+              dtype,
+              op,
+              count,
+              in_place,
+              salt + step,
+              Buffer(dtype, count),
+              Buffer(dtype, count)};
           for (int64_t i = 0; i < count; ++i) {
             c.input.Set(i, InputValue(dtype, op, Rank(), i, c.salt));
           }
@@ -144,15 +151,16 @@ TEST(Collectives, AllreduceScaleFactors) {
     options.prescale_factor = 0.5;
     options.postscale_factor = 3.0;
     const std::string name = absl::StrCat("scaled.", DataTypeName(dtype));
-    ASSERT_TRUE(Allreduce(name, buffer.tensor(), buffer.tensor(), options).ok());
+    ASSERT_TRUE(
+        Allreduce(name, buffer.tensor(), buffer.tensor(), options).ok());
     for (int64_t i = 0; i < count; ++i) {
       double sum = 0;
       for (int r = 0; r < Size(); ++r) {
         const double x = InputValue(dtype, ReduceOp::kSum, r, i, 5) * 0.5;
         sum += dtype == DataType::kInt32 ? std::trunc(x) : x;
       }
-      const double expected = dtype == DataType::kInt32 ? std::trunc(sum * 3)
-                                                        : sum * 3;
+      const double expected =
+          dtype == DataType::kInt32 ? std::trunc(sum * 3) : sum * 3;
       EXPECT_EQ(buffer.Get(i), expected) << name << " element " << i;
     }
   }
@@ -213,12 +221,13 @@ TEST(Collectives, AllgatherWithAllocator) {
   std::vector<int64_t> seen_shape;
   std::vector<float> input(2, static_cast<float>(Rank()));
   Tensor t{input.data(), DataType::kFloat32, {2}};
-  StatusOr<Handle> h = AllgatherAsync(
-      "ag.allocator", t, [&](const std::vector<int64_t>& shape) -> StatusOr<void*> {
-        seen_shape = shape;
-        storage.resize(shape[0]);
-        return storage.data();
-      });
+  StatusOr<Handle> h =
+      AllgatherAsync("ag.allocator", t,
+                     [&](const std::vector<int64_t>& shape) -> StatusOr<void*> {
+                       seen_shape = shape;
+                       storage.resize(shape[0]);
+                       return storage.data();
+                     });
   ASSERT_TRUE(h.ok() && h->Wait().ok());
   ASSERT_EQ(seen_shape, (std::vector<int64_t>{2 * Size()}));
   for (int r = 0; r < Size(); ++r) {
@@ -235,8 +244,8 @@ TEST(Collectives, BroadcastEveryDtypeFromEveryRoot) {
         for (int64_t i = 0; i < count; ++i) {
           buffer.Set(i, InputValue(dtype, ReduceOp::kSum, Rank(), i, root));
         }
-        const std::string name = absl::StrCat("bc.", DataTypeName(dtype), ".",
-                                              root, ".", count);
+        const std::string name =
+            absl::StrCat("bc.", DataTypeName(dtype), ".", root, ".", count);
         ASSERT_TRUE(Broadcast(name, buffer.tensor(), root).ok()) << name;
         for (int64_t i = 0; i < count; ++i) {
           Buffer one(dtype, 1);
@@ -260,7 +269,8 @@ TEST(Collectives, AlltoallWithUnevenSplits) {
   for (int j = 0; j < size; ++j) {
     for (int64_t k = 0; k < splits[j]; ++k) {
       for (int64_t w = 0; w < width; ++w) {
-        input.push_back(Rank() * 10000 + j * 100 + static_cast<int>(k) * 10 + w);
+        input.push_back(Rank() * 10000 + j * 100 + static_cast<int>(k) * 10 +
+                        w);
       }
     }
   }
@@ -280,7 +290,8 @@ TEST(Collectives, AlltoallWithUnevenSplits) {
   for (int s = 0; s < size; ++s) {
     for (int64_t k = 0; k < expected_splits[s]; ++k) {
       for (int64_t w = 0; w < width; ++w) {
-        const int expected = s * 10000 + Rank() * 100 + static_cast<int>(k) * 10 + w;
+        const int expected =
+            s * 10000 + Rank() * 100 + static_cast<int>(k) * 10 + w;
         ASSERT_EQ(out[index], expected) << "from rank " << s << " row " << k;
         ++index;
       }
@@ -304,7 +315,8 @@ TEST(Collectives, AlltoallEqualSplitsEveryDtype) {
     for (int s = 0; s < Size(); ++s) {
       for (int64_t k = 0; k < per_rank; ++k) {
         Buffer one(dtype, 1);
-        one.Set(0, InputValue(dtype, ReduceOp::kSum, s, Rank() * per_rank + k, 4));
+        one.Set(0,
+                InputValue(dtype, ReduceOp::kSum, s, Rank() * per_rank + k, 4));
         ASSERT_EQ(out.Get(s * per_rank + k), one.Get(0)) << name;
       }
     }
@@ -324,8 +336,8 @@ TEST(Collectives, ReducescatterEveryDtypeAndOp) {
         }
         Tensor t = input.tensor();
         t.shape = {rows, width};
-        const std::string name = absl::StrCat(
-            "rs.", Describe(dtype, op, rows, false));
+        const std::string name =
+            absl::StrCat("rs.", Describe(dtype, op, rows, false));
         StatusOr<Handle> h = ReducescatterAsync(name, t, nullptr, op);
         ASSERT_TRUE(h.ok()) << h.status();
         ASSERT_TRUE(h->Wait().ok()) << name << ": " << h->Wait();
@@ -359,7 +371,8 @@ TEST(Collectives, GroupedAllreduceRunsTogether) {
   for (int k = 0; k < 5; ++k) {
     data[k].assign(k * 10 + 1, static_cast<float>(Rank() + k));
     names.push_back(absl::StrCat("group.ok.", k));
-    tensors.push_back(Tensor{data[k].data(), DataType::kFloat32,
+    tensors.push_back(Tensor{data[k].data(),
+                             DataType::kFloat32,
                              {static_cast<int64_t>(data[k].size())}});
   }
   // Submit in a rank-specific order of groups' members is irrelevant: one call.
@@ -378,11 +391,12 @@ TEST(Collectives, GroupedAllreduceFailsAllOrNothing) {
   if (Size() < 2) GTEST_SKIP() << "needs two ranks to disagree";
   std::vector<std::vector<float>> data(3, std::vector<float>(4, 1.0f));
   if (Rank() == 1) data[2].resize(5, 1.0f);  // one member mismatches
-  std::vector<std::string> names = {"group.bad.0", "group.bad.1", "group.bad.2"};
+  std::vector<std::string> names = {"group.bad.0", "group.bad.1",
+                                    "group.bad.2"};
   std::vector<Tensor> tensors;
   for (auto& d : data) {
-    tensors.push_back(Tensor{d.data(), DataType::kFloat32,
-                             {static_cast<int64_t>(d.size())}});
+    tensors.push_back(
+        Tensor{d.data(), DataType::kFloat32, {static_cast<int64_t>(d.size())}});
   }
   StatusOr<Handle> h = GroupedAllreduceAsync(names, tensors, tensors);
   ASSERT_TRUE(h.ok());
@@ -404,7 +418,8 @@ TEST(Collectives, BarrierAndManySmallTensors) {
     std::shuffle(order.begin(), order.end(), rng);
     for (size_t k : order) {
       grads[k].assign(k % 17 + 1, Rank() + 1.0 + k);
-      Tensor t{grads[k].data(), DataType::kFloat64,
+      Tensor t{grads[k].data(),
+               DataType::kFloat64,
                {static_cast<int64_t>(grads[k].size())}};
       StatusOr<Handle> h = AllreduceAsync(absl::StrCat("grad.", k), t, t);
       ASSERT_TRUE(h.ok()) << h.status();
@@ -428,7 +443,8 @@ TEST(Collectives, JoinContributesZerosAndReturnsLastRank) {
     Tensor t{x.data(), DataType::kFloat32, {6}};
     AllreduceOptions options;
     options.op = ReduceOp::kAverage;
-    ASSERT_TRUE(Allreduce(absl::StrCat("join.step.", step), t, t, options).ok());
+    ASSERT_TRUE(
+        Allreduce(absl::StrCat("join.step.", step), t, t, options).ok());
     // Ranks with more than `step + 1` steps are still contributing.
     float sum = 0;
     int contributors = 0;
@@ -452,9 +468,9 @@ void ExpectMismatch(const std::string& name, const StatusOr<Handle>& handle,
   ASSERT_TRUE(handle.ok()) << handle.status();
   const auto start = std::chrono::steady_clock::now();
   const Status status = handle->Wait();
-  const double seconds = std::chrono::duration<double>(
-                             std::chrono::steady_clock::now() - start)
-                             .count();
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+          .count();
   EXPECT_LT(seconds, 1.0) << name;
   EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition) << status;
   EXPECT_NE(status.message().find(name), std::string::npos) << status;
@@ -480,7 +496,8 @@ TEST(Collectives, MismatchesFailOnEveryRank) {
     Tensor t{f.data(), DataType::kFloat32, {8}};
     AllreduceOptions options;
     options.op = odd ? ReduceOp::kMax : ReduceOp::kSum;
-    ExpectMismatch("mm.op", AllreduceAsync("mm.op", t, t, options), "reduce op");
+    ExpectMismatch("mm.op", AllreduceAsync("mm.op", t, t, options),
+                   "reduce op");
   }
   {
     Tensor t{f.data(), DataType::kFloat32, {8}};
@@ -500,10 +517,10 @@ TEST(Collectives, MismatchesFailOnEveryRank) {
   }
   {
     Tensor t{f.data(), DataType::kFloat32, {8}};
-    ExpectMismatch("mm.kind",
-                   odd ? BroadcastAsync("mm.kind", t, 0)
-                       : AllreduceAsync("mm.kind", t, t),
-                   "submitted as");
+    ExpectMismatch(
+        "mm.kind",
+        odd ? BroadcastAsync("mm.kind", t, 0) : AllreduceAsync("mm.kind", t, t),
+        "submitted as");
   }
   // The runtime still works, with the same names.
   std::vector<float> ok(8, 1.0f);
@@ -544,7 +561,8 @@ TEST(Collectives, LocalArgumentErrors) {
 }
 
 TEST(Collectives, StalledTensorFailsEverywhere) {
-  if (std::getenv("KOLO_STALL_SHUTDOWN_TIME_SECONDS") == nullptr || Size() < 2) {
+  if (std::getenv("KOLO_STALL_SHUTDOWN_TIME_SECONDS") == nullptr ||
+      Size() < 2) {
     GTEST_SKIP() << "runs in the ctest variant with short stall times";
   }
   std::vector<float> f(4, 1.0f);
@@ -570,11 +588,11 @@ class KoloEnvironment : public ::testing::Environment {
     ASSERT_TRUE(status.ok()) << status;
     const uint64_t seed = SharedSeed();  // collective: every rank calls it
     if (Rank() == 0) {
-      std::printf("kolo collectives test: %d ranks, backend %s, seed %llu "
-                  "(KOLO_TEST_SEED=%llu reproduces the submission orders)\n",
-                  Size(), BackendName().c_str(),
-                  static_cast<unsigned long long>(seed),
-                  static_cast<unsigned long long>(seed));
+      std::printf(
+          "kolo collectives test: %d ranks, backend %s, seed %llu "
+          "(KOLO_TEST_SEED=%llu reproduces the submission orders)\n",
+          Size(), BackendName().c_str(), static_cast<unsigned long long>(seed),
+          static_cast<unsigned long long>(seed));
     }
     const char* wanted = std::getenv("KOLO_CPU_OPERATIONS");
     if (wanted != nullptr && std::string(wanted) != "auto") {

@@ -2,11 +2,11 @@
 // with NCCL) or in a build without NCCL, submitting one fails at once with a
 // message that says why, and the runtime keeps working for CPU tensors.
 // One process (MPI singleton); a machine with a GPU skips the GPU-less case.
+#include <gtest/gtest.h>
+
 #include <cstdlib>
 #include <string>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "kolo/kolo.h"
 

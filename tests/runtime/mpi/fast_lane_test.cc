@@ -1,0 +1,222 @@
+// Multi-rank tests of the fast lane (runtime/core/fast_lane.h): repeated
+// tensors on one host are agreed in shared memory, and every result must
+// still equal an independently computed reference, whatever the order in
+// which ranks submit, mixed with operations that go through rank 0, when a
+// tensor changes, when one rank submits something else, when a rank is late,
+// never submits, or joins. Run under mpirun at np 2-4 on one host.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "kolo/kolo.h"
+
+namespace kolo {
+namespace {
+
+// Rank r's element i at step s; the sum over ranks is computed in closed
+// form below (exact in float32: small integers).
+float Value(int rank, int64_t i, int step) {
+  return static_cast<float>((rank + 1) * (step % 7 + 1) + i % 5);
+}
+
+float SumOverRanks(int64_t i, int step, int ranks) {
+  float sum = 0;
+  for (int r = 0; r < ranks; ++r) sum += Value(r, i, step);
+  return sum;
+}
+
+struct Op {
+  std::string name;
+  std::vector<float> data;
+  Handle handle;
+};
+
+AllreduceOptions Sum() {
+  AllreduceOptions options;
+  options.op = ReduceOp::kSum;
+  return options;
+}
+
+// Submits `count` allreduces of sizes 1..2053 (each in its own order per
+// rank) and an allgather with a name of its own every step, waits and checks
+// everything.
+void Step(int step, int count, std::mt19937_64& rng) {
+  const int rank = Rank();
+  const int size = Size();
+  std::vector<Op> ops(count);
+  std::vector<int> order(count);
+  for (int k = 0; k < count; ++k) {
+    const int64_t n = 1 + (k * 331) % 2053;
+    ops[k].name = absl::StrCat("grad.", k);
+    ops[k].data.resize(n);
+    for (int64_t i = 0; i < n; ++i) ops[k].data[i] = Value(rank, i, step);
+    order[k] = k;
+  }
+  std::shuffle(order.begin(), order.end(), rng);
+  // A slow-path operation in the middle: a new name every step.
+  std::vector<float> mine(3, static_cast<float>(rank));
+  StatusOr<Handle> gathered;
+  for (int j = 0; j < count; ++j) {
+    Op& op = ops[order[j]];
+    Tensor t{op.data.data(),
+             DataType::kFloat32,
+             {static_cast<int64_t>(op.data.size())}};
+    StatusOr<Handle> h = AllreduceAsync(op.name, t, t, Sum());
+    ASSERT_TRUE(h.ok()) << h.status();
+    op.handle = *h;
+    if (j == count / 2) {
+      gathered = AllgatherAsync(absl::StrCat("gather.", step),
+                                Tensor{mine.data(), DataType::kFloat32, {3}});
+      ASSERT_TRUE(gathered.ok()) << gathered.status();
+    }
+  }
+  for (int k = 0; k < count; ++k) {
+    Status s = ops[k].handle.Wait();
+    ASSERT_TRUE(s.ok()) << ops[k].name << ": " << s;
+    for (size_t i = 0; i < ops[k].data.size(); ++i) {
+      ASSERT_EQ(ops[k].data[i], SumOverRanks(i, step, size))
+          << ops[k].name << " element " << i << " at step " << step;
+    }
+  }
+  ASSERT_TRUE(gathered->Wait().ok());
+  const float* all = static_cast<const float*>(gathered->output_data());
+  for (int r = 0; r < size; ++r) {
+    for (int i = 0; i < 3; ++i) ASSERT_EQ(all[r * 3 + i], r);
+  }
+}
+
+std::mt19937_64 Rng() { return std::mt19937_64(20261206 + 7919 * Rank()); }
+
+TEST(FastLane, RepeatedTensorsTakeTheLaneInAnyOrderWithSlowOnesMixedIn) {
+  std::mt19937_64 rng = Rng();
+  const int64_t before = GetStats().fast_operations;
+  for (int step = 0; step < 12; ++step) Step(step, 40, rng);
+  const int64_t fast = GetStats().fast_operations - before;
+  // The first two steps negotiate through rank 0 (new, then cached); the
+  // rest should mostly run in the lane.
+  EXPECT_GT(fast, 40 * 5) << "the fast lane was hardly used";
+  std::printf("rank %d: %lld of %d operations in the fast lane\n", Rank(),
+              static_cast<long long>(fast), 12 * 40);
+}
+
+TEST(FastLane, BroadcastTakesTheLaneToo) {
+  const int64_t before = GetStats().fast_operations;
+  for (int step = 0; step < 6; ++step) {
+    std::vector<int64_t> value(5, Rank() == 1 % Size() ? 1000 + step : -1);
+    Tensor t{value.data(), DataType::kInt64, {5}};
+    ASSERT_TRUE(Broadcast("bcast", t, 1 % Size()).ok());
+    for (int64_t v : value) ASSERT_EQ(v, 1000 + step);
+  }
+  EXPECT_GT(GetStats().fast_operations - before, 0);
+}
+
+TEST(FastLane, ChangedTensorIsNegotiatedAgain) {
+  for (int step = 0; step < 8; ++step) {
+    // Every rank changes the shape at step 4: the lane must not mix them.
+    const int64_t n = step < 4 ? 16 : 24;
+    std::vector<float> data(n);
+    for (int64_t i = 0; i < n; ++i) data[i] = Value(Rank(), i, step);
+    Tensor t{data.data(), DataType::kFloat32, {n}};
+    ASSERT_TRUE(Allreduce("changing", t, t, Sum()).ok());
+    for (int64_t i = 0; i < n; ++i) {
+      ASSERT_EQ(data[i], SumOverRanks(i, step, Size())) << "step " << step;
+    }
+  }
+}
+
+TEST(FastLane, OneRankSubmittingSomethingElseFailsOnEveryRank) {
+  // Make "odd" fast first.
+  for (int step = 0; step < 4; ++step) {
+    std::vector<float> data(8, 1.0f);
+    Tensor t{data.data(), DataType::kFloat32, {8}};
+    ASSERT_TRUE(Allreduce("odd", t, t, Sum()).ok());
+  }
+  // Rank 0 sends another shape; everybody else the registered one.
+  const int64_t n = Rank() == 0 ? 9 : 8;
+  std::vector<float> data(n, 1.0f);
+  Tensor t{data.data(), DataType::kFloat32, {n}};
+  const Status s = Allreduce("odd", t, t, Sum());
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;
+  EXPECT_NE(s.message().find("shape mismatch"), std::string::npos) << s;
+  // The job goes on.
+  std::vector<float> after(4, 1.0f);
+  Tensor a{after.data(), DataType::kFloat32, {4}};
+  ASSERT_TRUE(Allreduce("odd.after", a, a, Sum()).ok());
+  EXPECT_EQ(after[0], Size());
+}
+
+TEST(FastLane, LatePeerStillGetsTheRightResult) {
+  for (int step = 0; step < 5; ++step) {
+    // At step 3 the last rank is 1.5 s late: the others' fast submissions
+    // fall back to rank 0 after a second; the result is the same.
+    if (step == 3 && Rank() == Size() - 1) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+    }
+    std::vector<float> data(100);
+    for (int64_t i = 0; i < 100; ++i) data[i] = Value(Rank(), i, step);
+    Tensor t{data.data(), DataType::kFloat32, {100}};
+    ASSERT_TRUE(Allreduce("late", t, t, Sum()).ok());
+    for (int64_t i = 0; i < 100; ++i) {
+      ASSERT_EQ(data[i], SumOverRanks(i, step, Size())) << "step " << step;
+    }
+  }
+}
+
+TEST(FastLane, ResultsArriveWithoutWaiting) {
+  // Submit, do not wait: the background threads run the lane, Poll sees it.
+  for (int step = 0; step < 4; ++step) {
+    std::vector<float> data(64, 1.0f);
+    Tensor t{data.data(), DataType::kFloat32, {64}};
+    StatusOr<Handle> h = AllreduceAsync("nowait", t, t, Sum());
+    ASSERT_TRUE(h.ok());
+    const auto start = std::chrono::steady_clock::now();
+    while (!h->Poll() && std::chrono::steady_clock::now() - start <
+                             std::chrono::seconds(20)) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    ASSERT_TRUE(h->Poll()) << "step " << step << " never completed";
+    ASSERT_TRUE(h->Wait().ok());
+    EXPECT_EQ(data[0], Size());
+  }
+}
+
+TEST(FastLane, JoinTurnsTheLaneOffAndJoinedRanksContributeZeros) {
+  if (Size() < 2) GTEST_SKIP();
+  for (int step = 0; step < 4; ++step) {
+    std::vector<float> data(32, 1.0f);
+    Tensor t{data.data(), DataType::kFloat32, {32}};
+    ASSERT_TRUE(Allreduce("joined", t, t, Sum()).ok());
+  }
+  // The last rank runs out of data and joins; the others go on.
+  if (Rank() == Size() - 1) {
+    StatusOr<int> last = Join();
+    ASSERT_TRUE(last.ok()) << last.status();
+  } else {
+    for (int step = 0; step < 3; ++step) {
+      std::vector<float> data(32, 1.0f);
+      Tensor t{data.data(), DataType::kFloat32, {32}};
+      ASSERT_TRUE(Allreduce("joined", t, t, Sum()).ok());
+      EXPECT_EQ(data[0], Size() - 1) << "step " << step;
+    }
+    ASSERT_TRUE(Join().ok());
+  }
+}
+
+}  // namespace
+}  // namespace kolo
+
+int main(int argc, char** argv) {
+  ::testing::InitGoogleTest(&argc, argv);
+  if (!kolo::Init().ok()) return 2;
+  const int result = RUN_ALL_TESTS();
+  kolo::Shutdown();
+  return result;
+}
