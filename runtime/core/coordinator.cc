@@ -424,8 +424,10 @@ void Coordinator::AttachNcclUniqueId(std::vector<Response>* plan,
 void Coordinator::AssignFastIds(std::vector<Response>* plan) {
   if (!fast_lane_ || !joined_.empty()) return;
   for (Response& response : *plan) {
-    if (response.error_code != 0 || (response.op != OpType::kAllreduce &&
-                                     response.op != OpType::kBroadcast)) {
+    // Every collective but barrier and join: each runs again unchanged when
+    // every rank's submission hits the response cache.
+    if (response.error_code != 0 || response.op == OpType::kBarrier ||
+        response.op == OpType::kJoin) {
       continue;
     }
     for (ResponseTensor& tensor : response.tensors) {

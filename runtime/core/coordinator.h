@@ -22,10 +22,10 @@
 // - The first response list with a CUDA response carries the job's NCCL
 //   unique id (from the generator the runtime installs), exactly once; if
 //   the id cannot be made, that list's CUDA responses fail instead.
-// - With the fast lane on (every rank on one host), a single allreduce or
-//   broadcast of CPU tensors that ran again through the response cache gets
-//   a fast id (at most kFastLaneCapacity, never reused; a tensor whose
-//   request changed gets a new one), announced with the
+// - With the fast lane on (every rank on one host), a collective of CPU
+//   tensors (not grouped, not barrier or join) that ran again through the
+//   response cache gets a fast id (at most kFastLaneCapacity, never reused;
+//   a tensor whose request changed gets a new one), announced with the
 //   response that runs it; ranks then agree on it without rank 0
 //   (fast_lane.h). The first join turns the lane off for good.
 // - A rank silent for longer than the peer timeout (it sends a heartbeat

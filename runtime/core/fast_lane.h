@@ -1,9 +1,9 @@
 // FastLane: negotiation without rank 0, for operations every rank of one
 // host has run before.
 //
-// The coordinator (rank 0) negotiates every new tensor. Once a single
-// allreduce or broadcast of CPU tensors has run through the response cache,
-// the coordinator may give it a fast id, announced in the response list that
+// The coordinator (rank 0) negotiates every new tensor. Once a collective of
+// CPU tensors (not grouped) has run through the response cache, the
+// coordinator may give it a fast id, announced in the response list that
 // runs it; fast ids are never reused. From then on, when every rank is on one
 // host, a rank that submits that tensor again unchanged does not ask rank 0:
 //

@@ -434,7 +434,7 @@ void Runtime::ArriveFast(Entry& entry) {
   auto known = fast_ids_.find(entry.request.name);
   if (known == fast_ids_.end()) return;
   const int32_t id = known->second;
-  if (!fast_tensors_[id].request.SameAs(entry.request)) {
+  if (!fast_tensors_[id].own.SameAs(entry.request)) {
     // Changed since the id was given: the peers' arrivals at this instance
     // must go the slow way too, where rank 0 compares the requests.
     lane_->Withdraw(id, lane_->next_instance(id));
@@ -680,6 +680,29 @@ Status Runtime::ApplyList(ResponseList& list) {
   return absl::OkStatus();
 }
 
+namespace {
+
+// The response that runs `tensor` of `response` alone, as the fast lane
+// runs it.
+Response SingleResponse(const Response& response, const ResponseTensor& tensor) {
+  Response single;
+  single.op = response.op;
+  single.dtype = response.dtype;
+  single.reduce_op = response.reduce_op;
+  single.root = response.root;
+  single.prescale = response.prescale;
+  single.postscale = response.postscale;
+  single.contributors = response.contributors;
+  single.splits = response.splits;
+  ResponseTensor alone;
+  alone.request = tensor.request;
+  alone.first_dims = tensor.first_dims;
+  single.tensors.push_back(std::move(alone));
+  return single;
+}
+
+}  // namespace
+
 Status Runtime::Receive(ResponseList list) {
   // With a fast lane, lists that run collectives (or end the job) take
   // their turn in the lane's log, and the ones after them wait too.
@@ -795,19 +818,8 @@ void Runtime::ExecuteFast(uint64_t begin, uint64_t end) {
       table_.erase(it);
       --fast_pending_;
       if (timeline_.active()) timeline_.NegotiateEnd(tensor.name);
-      Response response;
-      response.op = tensor.request.op;
-      response.dtype = tensor.request.dtype;
-      response.reduce_op = tensor.request.reduce_op;
-      response.root = tensor.request.root;
-      response.prescale = tensor.request.prescale;
-      response.postscale = tensor.request.postscale;
-      response.contributors = mpi_->size();
-      ResponseTensor agreed;
-      agreed.request = tensor.request;
-      agreed.request.rank = -1;
-      response.tensors.push_back(std::move(agreed));
-      singles.push_back(std::move(response));
+      singles.push_back(tensor.agreed);
+      singles.back().contributors = mpi_->size();
     }
   }
   if (!problem.ok()) {
@@ -997,15 +1009,22 @@ Status Runtime::Apply(ResponseList& list, int64_t* tensors, int64_t* bytes) {
                    CacheEntry{tensor.request, tensor.first_dims}, list.seq);
       }
       // A fast id is known before the handle completes, so the tensor's next
-      // submission can use it.
+      // submission can use it. It stands for this rank's own submission
+      // (first dimensions and splits may differ between ranks) and for the
+      // agreed response.
       if (tensor.fast_id >= 0 && lane_ != nullptr) {
         MutexLock lock(&mu_);
-        if (static_cast<int32_t>(fast_tensors_.size()) <= tensor.fast_id) {
-          fast_tensors_.resize(tensor.fast_id + 1);
+        auto own = table_.find(tensor.request.name);
+        if (own != table_.end()) {
+          if (static_cast<int32_t>(fast_tensors_.size()) <= tensor.fast_id) {
+            fast_tensors_.resize(tensor.fast_id + 1);
+          }
+          FastTensor& fast = fast_tensors_[tensor.fast_id];
+          fast.name = tensor.request.name;
+          fast.own = own->second.request;
+          fast.agreed = SingleResponse(response, tensor);
+          fast_ids_[tensor.request.name] = tensor.fast_id;
         }
-        fast_tensors_[tensor.fast_id] =
-            FastTensor{tensor.request.name, tensor.request};
-        fast_ids_[tensor.request.name] = tensor.fast_id;
       }
     }
     // Take this rank's entries out of the pending table.

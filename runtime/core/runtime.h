@@ -189,9 +189,12 @@ class Runtime : public internal::WaitHelper,
   std::unique_ptr<FastLane> lane_;
   // Whoever holds it runs collectives (in the lane's log order).
   Mutex exec_mu_ ABSL_ACQUIRED_BEFORE(mu_);
+  // What a fast id stands for on this rank: its own request (a later
+  // submission must equal it) and the agreed response (how it runs).
   struct FastTensor {
     std::string name;
-    Request request;
+    Request own;
+    Response agreed;
   };
   std::vector<FastTensor> fast_tensors_ ABSL_GUARDED_BY(mu_);  // index = id
   absl::flat_hash_map<std::string, int32_t> fast_ids_ ABSL_GUARDED_BY(mu_);

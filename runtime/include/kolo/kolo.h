@@ -68,9 +68,10 @@ class Handle {
 };
 
 // Provides the output memory of an operation whose output shape is only known
-// after negotiation (allgather, alltoall, reducescatter). Called once on
-// kolo's background thread with the output shape (elements of the input's
-// dtype); the memory must stay valid until the handle completes.
+// after negotiation (allgather, alltoall, reducescatter). Called once, on
+// kolo's background thread or (fast lane) on the thread waiting for the
+// handle, with the output shape (elements of the input's dtype); the memory
+// must stay valid until the handle completes.
 using OutputAllocator =
     std::function<StatusOr<void*>(const std::vector<int64_t>& shape)>;
 

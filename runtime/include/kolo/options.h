@@ -78,7 +78,7 @@ struct Options {
   // Ignored by builds without NCCL. Default auto.
   GpuOperations gpu_operations = GpuOperations::kAuto;
   // KOLO_FAST_LANE: when every rank is on one host, tensors negotiated
-  // before (single allreduces and broadcasts of CPU tensors) are agreed in
+  // before (collectives of CPU tensors, not grouped) are agreed in
   // shared memory without rank 0, and run on the thread that waits for
   // them. Off while KOLO_AUTOTUNE tunes the negotiation through rank 0.
   // Default on.

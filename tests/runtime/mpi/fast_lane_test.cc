@@ -118,6 +118,45 @@ TEST(FastLane, BroadcastTakesTheLaneToo) {
   EXPECT_GT(GetStats().fast_operations - before, 0);
 }
 
+TEST(FastLane, AllgatherWithUnevenRowsAndReducescatterTakeTheLane) {
+  const int rank = Rank();
+  const int size = Size();
+  const int64_t before = GetStats().fast_operations;
+  for (int step = 0; step < 6; ++step) {
+    // Rank r contributes r + 1 rows of 3.
+    const int64_t rows = rank + 1;
+    std::vector<float> mine(rows * 3);
+    for (int64_t i = 0; i < rows * 3; ++i) mine[i] = Value(rank, i, step);
+    StatusOr<Handle> g = AllgatherAsync(
+        "fast.gather", Tensor{mine.data(), DataType::kFloat32, {rows, 3}});
+    ASSERT_TRUE(g.ok()) << g.status();
+    ASSERT_TRUE(g->Wait().ok());
+    ASSERT_EQ(g->output_shape()[0], size * (size + 1) / 2);
+    const float* out = static_cast<const float*>(g->output_data());
+    int64_t at = 0;
+    for (int r = 0; r < size; ++r) {
+      for (int64_t i = 0; i < (r + 1) * 3; ++i) {
+        ASSERT_EQ(out[at++], Value(r, i, step)) << "step " << step;
+      }
+    }
+    // Reducescatter: 2 rows per rank of 5.
+    const int64_t n = 2 * size * 5;
+    std::vector<float> in(n);
+    for (int64_t i = 0; i < n; ++i) in[i] = Value(rank, i, step);
+    StatusOr<Handle> rs = ReducescatterAsync(
+        "fast.rs", Tensor{in.data(), DataType::kFloat32, {2 * size, 5}},
+        nullptr, ReduceOp::kSum);
+    ASSERT_TRUE(rs.ok()) << rs.status();
+    ASSERT_TRUE(rs->Wait().ok());
+    const float* part = static_cast<const float*>(rs->output_data());
+    for (int64_t i = 0; i < 10; ++i) {
+      ASSERT_EQ(part[i], SumOverRanks(rank * 10 + i, step, size))
+          << "step " << step;
+    }
+  }
+  EXPECT_GT(GetStats().fast_operations - before, 0);
+}
+
 TEST(FastLane, ChangedTensorIsNegotiatedAgain) {
   for (int step = 0; step < 8; ++step) {
     // Every rank changes the shape at step 4: the lane must not mix them.
