@@ -19,8 +19,8 @@ constexpr int kMargin = 8;
 constexpr int kHeaderHeight = 40;
 constexpr int kLegendWidth = 64;
 constexpr int kBarWidth = 14;
-// Opacity of the colour at the map's maximum; it falls linearly to 0 at 0,
-// so that quiet regions show the X-ray untouched.
+// Opacity of the colour at the map's maximum; it falls linearly to 0 at the
+// minimum, so that quiet regions show the X-ray untouched.
 constexpr double kMaxAlpha = 0.6;
 constexpr Rgb kBlack = {0, 0, 0};
 constexpr Rgb kWhite = {255, 255, 255};
@@ -55,15 +55,19 @@ absl::StatusOr<std::string> RenderHeatmapPng(const HeatmapOverlay& overlay) {
                 top + picture_h + kMargin);
 
   const size_t count = static_cast<size_t>(image.width) * image.height;
-  const float max = *std::max_element(overlay.map, overlay.map + count);
+  const auto [min_it, max_it] =
+      std::minmax_element(overlay.map, overlay.map + count);
+  const float min = *min_it, max = *max_it;
+  const float range = max - min;
   for (int y = 0; y < picture_h; ++y) {
     for (int x = 0; x < picture_w; ++x) {
       const int sx = x / zoom, sy = y / zoom;
       const double gray = image.at(0, sy, sx);
       const double t =
-          max > 0 ? overlay.map[static_cast<size_t>(sy) * image.width + sx] /
-                        max
-                  : 0.0;
+          range > 0
+              ? (overlay.map[static_cast<size_t>(sy) * image.width + sx] - min) /
+                    range
+              : 0.0;
       const Rgb heat = HeatColor(t);
       const double alpha = kMaxAlpha * t;
       Rgb out;
@@ -92,11 +96,11 @@ absl::StatusOr<std::string> RenderHeatmapPng(const HeatmapOverlay& overlay) {
 
   canvas.Text(kMargin, 6, title, kBlack, 2);
   canvas.Text(kMargin, 26,
-              max > 0 ? overlay.caption
-                      : absl::StrCat(overlay.caption, "  (MAP IS ZERO)"),
+              range > 0 ? overlay.caption
+                        : absl::StrCat(overlay.caption, "  (MAP IS FLAT)"),
               kBlack);
 
-  // The legend: the colour bar from the map's maximum down to zero.
+  // The legend: the colour bar from the map's maximum down to its minimum.
   const int bar_x = left + picture_w + 10;
   for (int y = 0; y < picture_h; ++y) {
     const Rgb color = HeatColor(1.0 - double(y) / std::max(1, picture_h - 1));
@@ -104,7 +108,7 @@ absl::StatusOr<std::string> RenderHeatmapPng(const HeatmapOverlay& overlay) {
   }
   canvas.Rect(bar_x - 1, top - 1, bar_x + kBarWidth, top + picture_h, kBlack);
   canvas.Text(bar_x + kBarWidth + 4, top, "MAX", kBlack);
-  canvas.Text(bar_x + kBarWidth + 4, top + picture_h - kGlyphHeight, "0",
+  canvas.Text(bar_x + kBarWidth + 4, top + picture_h - kGlyphHeight, "MIN",
               kBlack);
   return EncodePng8(canvas.rgb().data(), canvas.width(), canvas.height(), 3);
 }

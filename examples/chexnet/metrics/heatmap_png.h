@@ -24,8 +24,8 @@ Rgb HeatColor(double t);
 struct HeatmapOverlay {
   // The image as read (its first channel is drawn, in [0, 1]).
   const Image* image = nullptr;
-  // image->width * image->height values, row-major, >= 0; drawn relative to
-  // their maximum (an all-zero map is drawn as no colour, and said so).
+  // image->width * image->height values, row-major; drawn min-max
+  // normalised (a flat map is drawn as no colour, and said so).
   const float* map = nullptr;
   std::string finding;  // e.g. "Cardiomegaly"
   double probability = 0;

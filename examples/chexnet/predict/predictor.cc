@@ -77,7 +77,7 @@ absl::StatusOr<std::vector<Prediction>> Predictor::Predict(
       prediction.image = paths[i];
       prediction.width = file->width;
       prediction.height = file->height;
-      prediction.input_size = image_size_;
+      prediction.input_size = options.image_size;
       prediction.resampled = file->width != options.image_size ||
                              file->height != options.image_size;
       prediction.ten_crop = ten_crop_;
