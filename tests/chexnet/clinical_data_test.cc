@@ -122,17 +122,18 @@ TEST(SyntheticBoxes, EncloseExactlyWhatTheFindingChanged) {
       const BoundingBox& box = boxes[0].box;
       // The rendered difference includes the noise stream, which is the same
       // in both renders (the same seed), so it cancels.
-      const std::vector<uint8_t> with = RenderSyntheticImage(labels, size, seed);
+      const std::vector<uint8_t> with =
+          RenderSyntheticImage(labels, size, seed);
       const std::vector<uint8_t> without =
           RenderSyntheticImage(LabelVector{}, size, seed);
       int inside = 0, outside = 0;
       for (int y = 0; y < size; ++y) {
         for (int x = 0; x < size; ++x) {
-          const int change = std::abs(int(with[y * size + x]) -
-                                      int(without[y * size + x]));
+          const int change =
+              std::abs(int(with[y * size + x]) - int(without[y * size + x]));
           if (change <= 6) continue;  // Beyond the 0.02 region threshold.
-          const bool in = x >= box.x && x < box.x + box.width &&
-                          y >= box.y && y < box.y + box.height;
+          const bool in = x >= box.x && x < box.x + box.width && y >= box.y &&
+                          y < box.y + box.height;
           (in ? inside : outside) += 1;
         }
       }
@@ -158,7 +159,8 @@ TEST(SyntheticBoxes, DataSetWritesBoxesOfTestImages) {
       ReadBBoxListCsv((dir / kBBoxList).string());
   ASSERT_TRUE(boxes.ok()) << boxes.status();
   EXPECT_EQ(static_cast<int>(boxes->size()), summary->num_boxes);
-  const std::string test_list = *ReadFileToString((dir / "test_list.txt").string());
+  const std::string test_list =
+      *ReadFileToString((dir / "test_list.txt").string());
   std::array<int, kNumLabels> per_finding{};
   for (const FindingBox& box : *boxes) {
     EXPECT_THAT(test_list, HasSubstr(box.image_index + "\n"));
@@ -167,8 +169,8 @@ TEST(SyntheticBoxes, DataSetWritesBoxesOfTestImages) {
     ++per_finding[box.finding];
   }
   for (int c = 0; c < kNumBoxedFindings; ++c) {
-    EXPECT_GE(per_finding[c], 1) << kLabelNames[c]
-                                  << ": every split has >= 2 positives";
+    EXPECT_GE(per_finding[c], 1)
+        << kLabelNames[c] << ": every split has >= 2 positives";
   }
 }
 
@@ -190,8 +192,8 @@ TEST(Localization, BoxesCoverEachConnectedRegion) {
   for (int y = 5; y <= 7; ++y) {
     for (int x = 6; x <= 9; ++x) map[y * 12 + x] = 0.9f;
   }
-  map[8 * 12 + 10] = 0.9f;           // diagonal neighbour: same region
-  map[0 * 12 + 11] = 0.5f;           // below 180/255 of the range
+  map[8 * 12 + 10] = 0.9f;  // diagonal neighbour: same region
+  map[0 * 12 + 11] = 0.5f;  // below 180/255 of the range
   std::vector<BoundingBox> boxes = BoxesFromHeatMap(map.data(), 12, 10, 180);
   ASSERT_EQ(boxes.size(), 2u);
   EXPECT_DOUBLE_EQ(boxes[0].x, 1);
@@ -200,8 +202,8 @@ TEST(Localization, BoxesCoverEachConnectedRegion) {
   EXPECT_DOUBLE_EQ(boxes[1].y, 5);
   EXPECT_DOUBLE_EQ(boxes[1].width, 5);
   EXPECT_DOUBLE_EQ(boxes[1].height, 4);
-  EXPECT_TRUE(BoxesFromHeatMap(std::vector<float>(4, 2.0f).data(), 2, 2, 180)
-                  .empty());
+  EXPECT_TRUE(
+      BoxesFromHeatMap(std::vector<float>(4, 2.0f).data(), 2, 2, 180).empty());
 }
 
 TEST(Localization, IouAndIobb) {
@@ -342,8 +344,8 @@ TEST(Dicom, PixelsEqualWhatPydicomComputes) {
           const float got = image->at(ch, y, x);
           worst = std::max(worst, std::abs(got - want));
           ASSERT_NEAR(got, want, kDicomTolerance)
-              << file << " at row " << y << ", column " << x
-              << ", channel " << ch;
+              << file << " at row " << y << ", column " << x << ", channel "
+              << ch;
         }
       }
     }

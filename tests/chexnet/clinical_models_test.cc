@@ -33,14 +33,14 @@ std::string ReferencePath(const std::string& name) {
   return (fs::path(dir == nullptr ? "" : dir) / name).string();
 }
 
-#define REQUIRE_CLINICAL_REFERENCE()                                         \
-  do {                                                                       \
-    if (!fs::exists(ReferencePath("clinical.json"))) {                       \
-      GTEST_SKIP() << ReferencePath("clinical.json")                         \
-                   << " is missing: it is written by tests/chexnet/"         \
-                      "export_clinical_reference.py, which needs python3 "   \
-                      "with torch and torchvision";                          \
-    }                                                                        \
+#define REQUIRE_CLINICAL_REFERENCE()                                       \
+  do {                                                                     \
+    if (!fs::exists(ReferencePath("clinical.json"))) {                     \
+      GTEST_SKIP() << ReferencePath("clinical.json")                       \
+                   << " is missing: it is written by tests/chexnet/"       \
+                      "export_clinical_reference.py, which needs python3 " \
+                      "with torch and torchvision";                        \
+    }                                                                      \
   } while (0)
 
 torch::Tensor ReadFloats(const std::string& name,
@@ -75,8 +75,10 @@ TEST_P(GradCamParity, MatchesTorchvisionGradCam) {
   REQUIRE_CLINICAL_REFERENCE();
   const std::string arch = GetParam();
   const nlohmann::json info = Info(arch);
-  const auto input_shape = info["gradcam_input_shape"].get<std::vector<int64_t>>();
-  const auto maps_shape = info["gradcam_maps_shape"].get<std::vector<int64_t>>();
+  const auto input_shape =
+      info["gradcam_input_shape"].get<std::vector<int64_t>>();
+  const auto maps_shape =
+      info["gradcam_maps_shape"].get<std::vector<int64_t>>();
   std::shared_ptr<ChexnetModel> model = LoadReferenceModel(arch);
   const torch::Tensor image =
       ReadFloats("gradcam_" + arch + "_input.bin", input_shape);
@@ -106,8 +108,8 @@ TEST_P(GradCamParity, MatchesTorchvisionGradCam) {
   std::cout << arch << " Grad-CAM vs torchvision (" << maps_shape[1] << "x"
             << maps_shape[2] << " maps, " << info["nonzero_maps"]
             << " of 14 non-zero): max abs difference / max value: maps "
-            << map_difference << ", upsampled to " << side << "x" << side
-            << " " << upsampled_difference << "; probabilities "
+            << map_difference << ", upsampled to " << side << "x" << side << " "
+            << upsampled_difference << "; probabilities "
             << probability_difference << "\n";
   EXPECT_LE(map_difference, kMapRelativeTolerance);
   EXPECT_LE(upsampled_difference, kMapRelativeTolerance);

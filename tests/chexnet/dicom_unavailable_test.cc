@@ -1,9 +1,8 @@
 // The variant built without DCMTK (examples/chexnet/data/dicom_unavailable.cc),
 // compiled into this test on its own so that it is tested in every build.
-#include "examples/chexnet/data/dicom_io.h"
-
 #include <string>
 
+#include "examples/chexnet/data/dicom_io.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -19,8 +18,9 @@ TEST(DicomUnavailable, RefusesEveryFileNamingItAndWhy) {
   const absl::StatusOr<Image> image = DecodeDicom(bytes, "scan.dcm");
   ASSERT_FALSE(image.ok());
   EXPECT_EQ(image.status().code(), absl::StatusCode::kUnimplemented);
-  EXPECT_THAT(image.status().message(),
-              ::testing::HasSubstr("scan.dcm: this build has no DICOM support"));
+  EXPECT_THAT(
+      image.status().message(),
+      ::testing::HasSubstr("scan.dcm: this build has no DICOM support"));
 }
 
 }  // namespace

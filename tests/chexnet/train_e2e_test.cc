@@ -19,9 +19,9 @@
 #include <algorithm>
 #include <array>
 #include <chrono>
-#include <cstring>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -127,9 +127,9 @@ class TrainE2E : public ::testing::Test {
 
 TEST_F(TrainE2E, TwoRanksThroughKolorunWriteCheckpointsAndMetrics) {
   const fs::path out = work_ / "run";
-  const CommandResult r = RunCommand(kolorun_ + " -np 2 -- " + train_ +
-                                     TrainFlags(out, 2) +
-                                     " --tta ten-crop --heatmap-images 2");
+  const CommandResult r =
+      RunCommand(kolorun_ + " -np 2 -- " + train_ + TrainFlags(out, 2) +
+                 " --tta ten-crop --heatmap-images 2");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_THAT(r.output, HasSubstr("2 ranks, 1 torch thread per rank"));
   EXPECT_THAT(r.output, HasSubstr("with ten-crop test-time augmentation"));
@@ -527,8 +527,8 @@ TEST_F(PredictE2E, ABadImageFailsNamingTheFile) {
 // Reads an .npy written by WriteNpyFloat32 (float32, 2-D).
 torch::Tensor ReadNpy(const std::string& path, int rows, int cols) {
   const std::string bytes = *ReadFileToString(path);
-  const size_t header = static_cast<uint8_t>(bytes[8]) |
-                        static_cast<uint8_t>(bytes[9]) << 8;
+  const size_t header =
+      static_cast<uint8_t>(bytes[8]) | static_cast<uint8_t>(bytes[9]) << 8;
   torch::Tensor tensor = torch::empty({rows, cols});
   EXPECT_EQ(bytes.size(), 10 + header + tensor.nbytes()) << path;
   std::memcpy(tensor.data_ptr(), bytes.data() + 10 + header,
@@ -587,9 +587,9 @@ TEST_F(PredictE2E, HeatmapsOfAFolderAreTheModelsGradCam) {
 
 TEST_F(PredictE2E, UnknownFindingIsNamed) {
   const std::string image = WriteImage("x.png", kSize);
-  CommandResult r = RunCommand(predict_ + " --checkpoint " + checkpoint_ +
-                               " --heatmap " + (work_ / "m").string() +
-                               " --findings Mass,Fracture " + image);
+  CommandResult r =
+      RunCommand(predict_ + " --checkpoint " + checkpoint_ + " --heatmap " +
+                 (work_ / "m").string() + " --findings Mass,Fracture " + image);
   EXPECT_EQ(r.exit_code, 2) << r.output;
   EXPECT_THAT(r.output, HasSubstr("unknown finding \"Fracture\""));
   r = RunCommand(predict_ + " --checkpoint " + checkpoint_ +
@@ -611,12 +611,12 @@ TEST_F(PredictE2E, TenCropAveragesTheTenCropsProbabilities) {
   ImageOptions options;
   options.image_size = TenCropResizeSide(kSize);
   const Image resized = *LoadModelInput(image, options);
-  const torch::Tensor expected =
-      TenCropProbabilities(*model_, ImageToTensor(resized).unsqueeze(0), kSize)[0];
+  const torch::Tensor expected = TenCropProbabilities(
+      *model_, ImageToTensor(resized).unsqueeze(0), kSize)[0];
   for (int c = 0; c < kNumLabels; ++c) {
-    EXPECT_NEAR(object["probabilities"][std::string(kLabelNames[c])]
-                    .get<double>(),
-                expected[c].item<double>(), 1e-5)
+    EXPECT_NEAR(
+        object["probabilities"][std::string(kLabelNames[c])].get<double>(),
+        expected[c].item<double>(), 1e-5)
         << kLabelNames[c];
   }
 }
@@ -652,8 +652,9 @@ TEST_F(PredictE2E, LocalizeScoresEveryBoxAndNamesABadRow) {
   r = RunCommand(localize_ + " --checkpoint " + checkpoint_ + " --data " +
                  data_ + " --boxes " + bad.string());
   EXPECT_EQ(r.exit_code, 1) << r.output;
-  EXPECT_THAT(r.output, HasSubstr(bad.string() + ":3: image "
-                                  "\"12345678_000.png\" is not in"));
+  EXPECT_THAT(r.output,
+              HasSubstr(bad.string() + ":3: image "
+                                       "\"12345678_000.png\" is not in"));
 }
 
 }  // namespace

@@ -84,11 +84,12 @@ absl::StatusOr<std::vector<FindingBox>> ParseBBoxListCsv(
                              &box.box.height};
     static constexpr const char* kNames[] = {"x", "y", "w", "h"};
     for (int i = 0; i < 4; ++i) {
-      const absl::string_view text = absl::StripAsciiWhitespace((*fields)[2 + i]);
+      const absl::string_view text =
+          absl::StripAsciiWhitespace((*fields)[2 + i]);
       if (!absl::SimpleAtod(text, coordinates[i]) ||
           !std::isfinite(*coordinates[i])) {
-        return error(absl::StrCat(kNames[i], " \"", text,
-                                  "\" is not a number"));
+        return error(
+            absl::StrCat(kNames[i], " \"", text, "\" is not a number"));
       }
     }
     if (box.box.width <= 0 || box.box.height <= 0) {
@@ -98,9 +99,8 @@ absl::StatusOr<std::vector<FindingBox>> ParseBBoxListCsv(
     boxes.push_back(std::move(box));
   }
   if (!header_seen) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(file_name, ": empty file (expected the header \"",
-                     kHeader, "\")"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        file_name, ": empty file (expected the header \"", kHeader, "\")"));
   }
   return boxes;
 }
@@ -115,10 +115,10 @@ absl::StatusOr<std::vector<FindingBox>> ReadBBoxListCsv(
 std::string FormatBBoxListCsv(const std::vector<FindingBox>& boxes) {
   std::string out = absl::StrCat(kHeader, "\n");
   for (const FindingBox& b : boxes) {
-    absl::StrAppend(&out, absl::StrFormat("%s,%s,%.10g,%.10g,%.10g,%.10g\n",
-                                          b.image_index,
-                                          BBoxFindingName(b.finding), b.box.x,
-                                          b.box.y, b.box.width, b.box.height));
+    absl::StrAppend(
+        &out, absl::StrFormat("%s,%s,%.10g,%.10g,%.10g,%.10g\n", b.image_index,
+                              BBoxFindingName(b.finding), b.box.x, b.box.y,
+                              b.box.width, b.box.height));
   }
   return out;
 }
@@ -130,9 +130,9 @@ absl::Status CheckBoxImagesKnown(const std::vector<FindingBox>& boxes,
   for (const DataEntry& entry : entries) known.insert(entry.image_index);
   for (const FindingBox& box : boxes) {
     if (known.count(box.image_index) == 0) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          file_name, ":", box.line, ": image \"", box.image_index,
-          "\" is not in the data set's metadata"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(file_name, ":", box.line, ": image \"", box.image_index,
+                       "\" is not in the data set's metadata"));
     }
   }
   return absl::OkStatus();

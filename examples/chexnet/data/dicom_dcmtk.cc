@@ -2,14 +2,13 @@
 // decodes compressed pixel data with the JPEG, JPEG-LS and RLE codecs,
 // dcmimgle applies the modality and VOI transformations and the MONOCHROME1
 // inversion.
-#include "dcmtk/config/osconfig.h"  // Must come before any other DCMTK header.
-
 #include <cstdint>
 #include <memory>
 #include <mutex>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "dcmtk/config/osconfig.h"  // Must come before any other DCMTK header.
 #include "dcmtk/dcmdata/dcdeftag.h"
 #include "dcmtk/dcmdata/dcfilefo.h"
 #include "dcmtk/dcmdata/dcistrmb.h"
@@ -107,8 +106,7 @@ absl::StatusOr<Image> DecodeDicom(absl::string_view bytes,
   // named in the error instead of surfacing as a generic image status.
   const E_TransferSyntax xfer = dataset->getOriginalXfer();
   if (DcmXfer(xfer).isEncapsulated() &&
-      (dataset->chooseRepresentation(EXS_LittleEndianExplicit, nullptr)
-           .bad() ||
+      (dataset->chooseRepresentation(EXS_LittleEndianExplicit, nullptr).bad() ||
        !dataset->canWriteXfer(EXS_LittleEndianExplicit))) {
     return absl::UnimplementedError(absl::StrCat(
         file_name, ": pixel data compressed as ", TransferSyntaxName(xfer),
@@ -135,9 +133,9 @@ absl::StatusOr<Image> DecodeDicom(absl::string_view bytes,
   const auto* samples =
       static_cast<const Uint16*>(image.getOutputData(/*bits=*/16));
   if (samples == nullptr) {
-    return Invalid(file_name, absl::StrCat("cannot render DICOM pixel data: ",
-                                           DicomImage::getString(
-                                               image.getStatus())));
+    return Invalid(file_name,
+                   absl::StrCat("cannot render DICOM pixel data: ",
+                                DicomImage::getString(image.getStatus())));
   }
   Image out(3, height, width);
   const size_t plane = static_cast<size_t>(width) * height;

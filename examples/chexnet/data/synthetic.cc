@@ -394,9 +394,9 @@ std::vector<FindingBox> SyntheticFindingBoxes(const std::string& image_index,
         const double u = (x + 0.5) / size, v = (y + 0.5) / size;
         const double au = (u - 0.5 - scene.shift_u) / scene.scale + 0.5;
         const double av = (v - 0.5 - scene.shift_v) / scene.scale + 0.5;
-        const double change = std::abs(Intensity(scene, au, av) -
-                                       Intensity(without, au, av)) *
-                              scene.contrast;
+        const double change =
+            std::abs(Intensity(scene, au, av) - Intensity(without, au, av)) *
+            scene.contrast;
         if (change <= kFindingRegionThreshold) continue;
         x0 = std::min(x0, x);
         y0 = std::min(y0, y);
@@ -563,8 +563,8 @@ absl::StatusOr<SyntheticSummary> GenerateSyntheticDataset(
   for (size_t i = 0; i < records.size(); ++i) {
     const uint64_t image_seed =
         HashCombine(HashCombine(options.seed, kImageStream), i);
-    const std::vector<uint8_t> pixels = RenderSyntheticImage(
-        records[i].labels, options.image_size, image_seed);
+    const std::vector<uint8_t> pixels =
+        RenderSyntheticImage(records[i].labels, options.image_size, image_seed);
     if (records[i].test) {
       for (FindingBox& box : SyntheticFindingBoxes(
                records[i].name, records[i].labels, boxed_findings,

@@ -64,7 +64,7 @@ struct SyntheticSummary {
   int num_no_finding = 0;
   std::array<int, kNumLabels> positives{};       // Over all images.
   std::array<int, kNumLabels> test_positives{};  // Over test_list.txt.
-  int num_boxes = 0;  // Rows of BBox_List_2017.csv.
+  int num_boxes = 0;                             // Rows of BBox_List_2017.csv.
 };
 
 // Writes the data set. Errors name the file that could not be written, or

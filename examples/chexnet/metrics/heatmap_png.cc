@@ -44,7 +44,8 @@ absl::StatusOr<std::string> RenderHeatmapPng(const HeatmapOverlay& overlay) {
   if (image.width <= 0 || image.height <= 0 || overlay.map == nullptr) {
     return absl::InvalidArgumentError("RenderHeatmapPng: empty image or map");
   }
-  const int zoom = std::max(1, (kMinPictureSide + image.width - 1) / image.width);
+  const int zoom =
+      std::max(1, (kMinPictureSide + image.width - 1) / image.width);
   const int picture_w = image.width * zoom, picture_h = image.height * zoom;
   const int left = kMargin, top = kHeaderHeight;
   const std::string title =
@@ -64,10 +65,10 @@ absl::StatusOr<std::string> RenderHeatmapPng(const HeatmapOverlay& overlay) {
       const int sx = x / zoom, sy = y / zoom;
       const double gray = image.at(0, sy, sx);
       const double t =
-          range > 0
-              ? (overlay.map[static_cast<size_t>(sy) * image.width + sx] - min) /
-                    range
-              : 0.0;
+          range > 0 ? (overlay.map[static_cast<size_t>(sy) * image.width + sx] -
+                       min) /
+                          range
+                    : 0.0;
       const Rgb heat = HeatColor(t);
       const double alpha = kMaxAlpha * t;
       Rgb out;

@@ -110,7 +110,8 @@ std::vector<BoundingBox> BoxesFromHeatMap(const float* map, int width,
     while (!stack.empty()) {
       const size_t i = stack.back();
       stack.pop_back();
-      const int x = static_cast<int>(i % width), y = static_cast<int>(i / width);
+      const int x = static_cast<int>(i % width),
+                y = static_cast<int>(i / width);
       x0 = std::min(x0, x);
       x1 = std::max(x1, x);
       y0 = std::min(y0, y);
@@ -127,8 +128,8 @@ std::vector<BoundingBox> BoxesFromHeatMap(const float* map, int width,
         }
       }
     }
-    boxes.push_back({double(x0), double(y0), double(x1 - x0 + 1),
-                     double(y1 - y0 + 1)});
+    boxes.push_back(
+        {double(x0), double(y0), double(x1 - x0 + 1), double(y1 - y0 + 1)});
   }
   return boxes;
 }
@@ -157,8 +158,7 @@ void LocalizationAccumulator::Add(const std::string& image, int finding,
   f.boxes += static_cast<int>(truth.size());
   ++f.pairs;
   const HeatMapPeak peak = FindPeak(map, width, height);
-  const double tolerance =
-      kPointingToleranceFraction * std::max(width, height);
+  const double tolerance = kPointingToleranceFraction * std::max(width, height);
   for (const BoundingBox& box : truth) {
     if (peak.x >= box.x - tolerance &&
         peak.x <= box.x + box.width + tolerance &&
@@ -192,15 +192,15 @@ std::string FormatLocalizationTable(const LocalizationMetrics& metrics) {
   for (int c = 0; c < kNumLabels; ++c) {
     const FindingLocalization& f = metrics.findings[c];
     if (f.boxes == 0) continue;
-    absl::StrAppend(&out, absl::StrFormat("%-20s %5d %8s", kLabelNames[c],
-                                          f.boxes,
-                                          Fraction(f.pointing_hits, f.pairs)));
+    absl::StrAppend(&out,
+                    absl::StrFormat("%-20s %5d %8s", kLabelNames[c], f.boxes,
+                                    Fraction(f.pointing_hits, f.pairs)));
     for (size_t t = 0; t < kIoBBThresholds.size(); ++t) {
       std::string cell = Fraction(f.iobb[t].localized, f.boxes);
       if (c < kNumBoxedFindings) {
-        absl::StrAppend(&cell, absl::StrFormat(
-                                   " (%.3f)",
-                                   kWang2017Localization.accuracy[t][c]));
+        absl::StrAppend(
+            &cell,
+            absl::StrFormat(" (%.3f)", kWang2017Localization.accuracy[t][c]));
       }
       absl::StrAppend(&out, absl::StrFormat(" %15s", cell));
     }
@@ -216,8 +216,8 @@ std::string FormatLocalizationTable(const LocalizationMetrics& metrics) {
   for (int c = 0; c < kNumLabels; ++c) {
     const FindingLocalization& f = metrics.findings[c];
     if (f.boxes == 0) continue;
-    absl::StrAppend(&out, absl::StrFormat("%-20s %5s %8s", kLabelNames[c], "",
-                                          ""));
+    absl::StrAppend(&out,
+                    absl::StrFormat("%-20s %5s %8s", kLabelNames[c], "", ""));
     for (const ThresholdScore& s : f.iou) {
       absl::StrAppend(&out,
                       absl::StrFormat(" %6s", Fraction(s.localized, f.boxes)));
@@ -237,10 +237,9 @@ nlohmann::json LocalizationToJson(const LocalizationMetrics& metrics) {
     if (f.boxes == 0) continue;
     nlohmann::json iobb = nlohmann::json::array();
     for (size_t t = 0; t < kIoBBThresholds.size(); ++t) {
-      nlohmann::json row = {
-          {"threshold", kIoBBThresholds[t]},
-          {"accuracy", ratio(f.iobb[t].localized, f.boxes)},
-          {"afp", ratio(f.iobb[t].false_positives, f.pairs)}};
+      nlohmann::json row = {{"threshold", kIoBBThresholds[t]},
+                            {"accuracy", ratio(f.iobb[t].localized, f.boxes)},
+                            {"afp", ratio(f.iobb[t].false_positives, f.pairs)}};
       if (c < kNumBoxedFindings) {
         row["wang_2017_accuracy"] = kWang2017Localization.accuracy[t][c];
         row["wang_2017_afp"] = kWang2017Localization.afp[t][c];

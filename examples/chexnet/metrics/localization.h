@@ -37,8 +37,8 @@
 namespace kolo::chexnet {
 
 // T(IoBB) of the paper's Table 4 and T(IoU) of its supplementary material.
-inline constexpr std::array<double, 5> kIoBBThresholds = {0.1, 0.25, 0.5,
-                                                          0.75, 0.9};
+inline constexpr std::array<double, 5> kIoBBThresholds = {0.1, 0.25, 0.5, 0.75,
+                                                          0.9};
 inline constexpr std::array<double, 7> kIoUThresholds = {0.1, 0.2, 0.3, 0.4,
                                                          0.5, 0.6, 0.7};
 inline constexpr double kDefaultBoxThreshold = 180;
@@ -50,8 +50,7 @@ inline constexpr double kPointingToleranceFraction = 15.0 / 224.0;
 struct WangLocalization {
   std::array<std::array<double, kNumBoxedFindings>, kIoBBThresholds.size()>
       accuracy;
-  std::array<std::array<double, kNumBoxedFindings>, kIoBBThresholds.size()>
-      afp;
+  std::array<std::array<double, kNumBoxedFindings>, kIoBBThresholds.size()> afp;
 };
 extern const WangLocalization kWang2017Localization;
 
@@ -95,8 +94,7 @@ struct LocalizationMetrics {
 
 class LocalizationAccumulator {
  public:
-  explicit LocalizationAccumulator(
-      double box_threshold = kDefaultBoxThreshold);
+  explicit LocalizationAccumulator(double box_threshold = kDefaultBoxThreshold);
 
   // One (image, finding) pair: the finding's heat map over the image and the
   // pair's ground-truth boxes (at least one).

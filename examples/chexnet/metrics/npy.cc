@@ -13,9 +13,9 @@ namespace kolo::chexnet {
 
 std::string EncodeNpyFloat32(const float* values, int rows, int cols) {
   static_assert(sizeof(float) == 4, "float32 data");
-  std::string header = absl::StrCat(
-      "{'descr': '<f4', 'fortran_order': False, 'shape': (", rows, ", ", cols,
-      "), }");
+  std::string header =
+      absl::StrCat("{'descr': '<f4', 'fortran_order': False, 'shape': (", rows,
+                   ", ", cols, "), }");
   constexpr size_t kPreamble = 10;  // magic (6), version (2), length (2)
   const size_t total = kPreamble + header.size() + 1;
   header.append((64 - total % 64) % 64, ' ');

@@ -79,16 +79,16 @@ std::string FormatAurocComparisonTable(const ChexnetMetrics& plain,
       absl::StrFormat("%-20s %8s %10s %10s\n", "Pathology", "AUROC",
                       augmented_name, kChexnetPaper.name);
   for (int c = 0; c < kNumLabels; ++c) {
-    absl::StrAppend(&out, absl::StrFormat(
-                              "%-20s %8s %10s %10.3f\n", kLabelNames[c],
-                              cell(plain.classes[c].auroc),
-                              cell(augmented.classes[c].auroc),
-                              kChexnetPaper.per_class[c]));
+    absl::StrAppend(&out,
+                    absl::StrFormat("%-20s %8s %10s %10.3f\n", kLabelNames[c],
+                                    cell(plain.classes[c].auroc),
+                                    cell(augmented.classes[c].auroc),
+                                    kChexnetPaper.per_class[c]));
   }
-  absl::StrAppend(&out, absl::StrFormat("%-20s %8s %10s %10.3f\n", "Mean",
-                                        cell(plain.mean_auroc),
-                                        cell(augmented.mean_auroc),
-                                        kChexnetPaper.mean));
+  absl::StrAppend(
+      &out,
+      absl::StrFormat("%-20s %8s %10s %10.3f\n", "Mean", cell(plain.mean_auroc),
+                      cell(augmented.mean_auroc), kChexnetPaper.mean));
   return out;
 }
 

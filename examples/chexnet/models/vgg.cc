@@ -88,8 +88,8 @@ torch::Tensor Vgg16::CamFeatures(torch::Tensor images) {
 }
 
 torch::Tensor Vgg16::LogitsFromCamFeatures(torch::Tensor features) {
-  torch::Tensor pooled = avgpool_->forward(
-      (features_->end() - 1)->forward(std::move(features)));
+  torch::Tensor pooled =
+      avgpool_->forward((features_->end() - 1)->forward(std::move(features)));
   return classifier_->forward(pooled.flatten(1));
 }
 

@@ -26,8 +26,8 @@ absl::StatusOr<std::vector<int>> ParseFindingNames(
         name == "Infiltrate" ? std::optional<int>(3) : LabelIndex(name);
     if (!index.has_value()) {
       return absl::InvalidArgumentError(
-          absl::StrCat("unknown finding \"", name, "\" (known: ",
-                       absl::StrJoin(kLabelNames, ", "), ")"));
+          absl::StrCat("unknown finding \"", name,
+                       "\" (known: ", absl::StrJoin(kLabelNames, ", "), ")"));
     }
     findings.push_back(*index);
   }
@@ -63,8 +63,8 @@ absl::StatusOr<ImageHeatmaps> ComputeImageHeatmaps(
   const torch::Tensor chosen = cam.maps.index_select(
       0, torch::tensor(std::vector<int64_t>(result.findings.begin(),
                                             result.findings.end())));
-  result.maps = UpsampleMaps(chosen, original.height, original.width)
-                    .contiguous();
+  result.maps =
+      UpsampleMaps(chosen, original.height, original.width).contiguous();
   return result;
 }
 
@@ -76,8 +76,8 @@ absl::StatusOr<std::vector<WrittenHeatmap>> WriteHeatmaps(
   std::error_code error;
   fs::create_directories(out_dir, error);
   if (error) {
-    return absl::InternalError(absl::StrCat(
-        out_dir, ": cannot create directory: ", error.message()));
+    return absl::InternalError(
+        absl::StrCat(out_dir, ": cannot create directory: ", error.message()));
   }
   const std::string stem = fs::path(image_path).stem().string();
   const int width = heatmaps.image.width, height = heatmaps.image.height;

@@ -34,7 +34,7 @@ struct ImageHeatmaps {
   Image image;                  // As read, before any resizing.
   torch::Tensor probabilities;  // [num_classes], float32, CPU.
   std::vector<int> findings;    // What `maps` holds, in order.
-  torch::Tensor maps;  // [findings.size(), image.height, image.width]
+  torch::Tensor maps;           // [findings.size(), image.height, image.width]
 };
 
 // Reads `path` (PNG or DICOM), runs the model on its S x S input and

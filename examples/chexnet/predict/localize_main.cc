@@ -33,7 +33,8 @@ absl::Status Run(const std::string& checkpoint, const std::string& weights,
                  const std::string& json_path) {
   namespace fs = std::filesystem;
   using namespace kolo::chexnet;
-  if (boxes_path.empty()) boxes_path = (fs::path(data_dir) / kBBoxList).string();
+  if (boxes_path.empty())
+    boxes_path = (fs::path(data_dir) / kBBoxList).string();
   absl::StatusOr<std::vector<FindingBox>> boxes = ReadBBoxListCsv(boxes_path);
   if (!boxes.ok()) return boxes.status();
   absl::StatusOr<NihSplits> splits = LoadNihSplits(data_dir, SplitOptions{});
@@ -144,14 +145,14 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : 2;
   }
-  torch::set_num_threads(
-      threads > 0 ? threads
-                  : static_cast<int>(
-                        std::max(1u, std::thread::hardware_concurrency())));
+  torch::set_num_threads(threads > 0
+                             ? threads
+                             : static_cast<int>(std::max(
+                                   1u, std::thread::hardware_concurrency())));
   try {
     const absl::Status status =
-        Run(checkpoint, weights, arch, image_size, data_dir, boxes,
-            device_spec, options, json_path);
+        Run(checkpoint, weights, arch, image_size, data_dir, boxes, device_spec,
+            options, json_path);
     if (status.ok()) return 0;
     std::fprintf(stderr, "chexnet_localize: error: %s\n",
                  std::string(status.message()).c_str());

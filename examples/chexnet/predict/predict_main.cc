@@ -12,8 +12,8 @@
 #include <thread>
 #include <vector>
 
-#include "examples/chexnet/models/device.h"
 #include "examples/chexnet/data/image_file.h"
+#include "examples/chexnet/models/device.h"
 #include "examples/chexnet/predict/heatmaps.h"
 #include "examples/chexnet/predict/predictor.h"
 #include "examples/chexnet/predict/ten_crop.h"
@@ -195,10 +195,11 @@ int main(int argc, char** argv) {
                                               *device, images[i], findings,
                                               top);
       absl::StatusOr<std::vector<kolo::chexnet::WrittenHeatmap>> written =
-          maps.ok() ? kolo::chexnet::WriteHeatmaps(*maps, images[i],
-                                                   heatmap_dir, caption)
-                    : absl::StatusOr<std::vector<kolo::chexnet::WrittenHeatmap>>(
-                          maps.status());
+          maps.ok()
+              ? kolo::chexnet::WriteHeatmaps(*maps, images[i], heatmap_dir,
+                                             caption)
+              : absl::StatusOr<std::vector<kolo::chexnet::WrittenHeatmap>>(
+                    maps.status());
       if (!written.ok()) {
         std::fprintf(stderr, "chexnet_predict: error: %s\n",
                      std::string(written.status().message()).c_str());
@@ -228,11 +229,12 @@ int main(int argc, char** argv) {
     }
   } else {
     if (tta == "ten-crop") {
-      std::printf("test-time augmentation: ten %dx%d crops of each image "
-                  "resized to %dx%d, probabilities averaged\n",
-                  (*predictor)->image_size(), (*predictor)->image_size(),
-                  kolo::chexnet::TenCropResizeSide((*predictor)->image_size()),
-                  kolo::chexnet::TenCropResizeSide((*predictor)->image_size()));
+      std::printf(
+          "test-time augmentation: ten %dx%d crops of each image "
+          "resized to %dx%d, probabilities averaged\n",
+          (*predictor)->image_size(), (*predictor)->image_size(),
+          kolo::chexnet::TenCropResizeSide((*predictor)->image_size()),
+          kolo::chexnet::TenCropResizeSide((*predictor)->image_size()));
     }
     std::fputs(kolo::chexnet::FormatPredictionTable(*predictions).c_str(),
                stdout);

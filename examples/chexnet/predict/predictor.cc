@@ -59,8 +59,7 @@ absl::StatusOr<std::unique_ptr<Predictor>> Predictor::FromWeights(
 absl::StatusOr<std::vector<Prediction>> Predictor::Predict(
     const std::vector<std::string>& paths, int batch_size) {
   ImageOptions options;
-  options.image_size =
-      ten_crop_ ? TenCropResizeSide(image_size_) : image_size_;
+  options.image_size = ten_crop_ ? TenCropResizeSide(image_size_) : image_size_;
   std::vector<Prediction> predictions;
   predictions.reserve(paths.size());
   torch::NoGradGuard no_grad;

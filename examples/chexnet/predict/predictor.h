@@ -31,8 +31,8 @@ struct Prediction {
   std::string image;  // The path as given.
   int width = 0;      // Of the file.
   int height = 0;
-  int input_size = 0;  // Side it is resized to: the model input's, or with
-                       // ten-crop the side the crops are taken from.
+  int input_size = 0;      // Side it is resized to: the model input's, or with
+                           // ten-crop the side the crops are taken from.
   bool resampled = false;  // False when the file already had that size.
   bool ten_crop = false;   // Averaged over ten crops (ten_crop.h).
   std::array<float, kNumLabels> probabilities{};  // kLabelNames order.

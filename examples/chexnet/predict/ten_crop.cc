@@ -28,7 +28,8 @@ torch::Tensor TenCrop(const torch::Tensor& images, int crop) {
   auto five = [&](const torch::Tensor& batch) {
     std::vector<torch::Tensor> crops;
     for (const auto& corner : corners) {
-      crops.push_back(batch.narrow(2, corner[0], crop).narrow(3, corner[1], crop));
+      crops.push_back(
+          batch.narrow(2, corner[0], crop).narrow(3, corner[1], crop));
     }
     return torch::stack(crops, 1);  // [B, 5, 3, crop, crop]
   };

@@ -158,10 +158,11 @@ std::string DescribeTrainOptions(const TrainOptions& o) {
       o.data_dir, o.arch, o.image_size, o.epochs, o.batch_size, o.optimizer,
       o.lr, o.warmup_epochs, o.plateau_patience,
       o.class_weights ? " --class-weights" : "", o.val_fraction, o.seed,
-      o.workers, o.threads, o.device, o.mixed_precision, o.head_bias_zero ? " --head-bias-zero" : "",
+      o.workers, o.threads, o.device, o.mixed_precision,
+      o.head_bias_zero ? " --head-bias-zero" : "",
       o.skip_bad_images ? " --skip-bad-images" : "",
-      o.weights.empty() ? "" : " --weights " + o.weights,
-      o.max_steps_per_epoch, o.out_dir, o.resume ? " --resume" : "", o.tta,
+      o.weights.empty() ? "" : " --weights " + o.weights, o.max_steps_per_epoch,
+      o.out_dir, o.resume ? " --resume" : "", o.tta,
       o.localize ? "" : " --no-localize", o.heatmap_images);
 }
 

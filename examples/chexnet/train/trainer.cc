@@ -174,8 +174,7 @@ absl::StatusOr<Evaluation> Evaluate(ChexnetModel& model,
                                     const ::torch::Tensor& pos_weight,
                                     ::torch::Device device,
                                     const MixedPrecision& precision,
-                                    const std::string& name,
-                                    int ten_crop = 0) {
+                                    const std::string& name, int ten_crop = 0) {
   const int rank = kolo::torch::rank();
   const int size = kolo::torch::size();
   // Rank r scores positions r, r + size, ...: no padding, so every image is
@@ -206,12 +205,12 @@ absl::StatusOr<Evaluation> Evaluate(ChexnetModel& model,
             batch.images.to(device, /*non_blocking=*/true);
         // Ten-crop averages probabilities; their logits stand in for the
         // model's, so that the loss and AUROC below need no special case.
-        logits = ten_crop > 0
-                     ? ::torch::logit(
-                           TenCropProbabilities(model, images, ten_crop)
-                               .to(::torch::kFloat32),
-                           1e-7)
-                     : model.forward(images);
+        logits =
+            ten_crop > 0
+                ? ::torch::logit(TenCropProbabilities(model, images, ten_crop)
+                                     .to(::torch::kFloat32),
+                                 1e-7)
+                : model.forward(images);
       }
       // Scores, loss and AUROC are computed on the CPU in float32.
       logits_parts.push_back(logits.to(::torch::kCPU, ::torch::kFloat32));
@@ -286,10 +285,12 @@ nlohmann::json HistoryToJson(const std::vector<EpochRecord>& history) {
 // test list is scored; a box naming an image the metadata does not know is
 // an error. Heat maps of the first --heatmap-images boxed images go to
 // OUT/heatmaps.
-absl::StatusOr<LocalizationMetrics> LocalizeTest(
-    ChexnetModel& model, const TrainOptions& o, const std::string& image_dir,
-    const std::string& boxes_path, const NihSplits& splits,
-    ::torch::Device device) {
+absl::StatusOr<LocalizationMetrics> LocalizeTest(ChexnetModel& model,
+                                                 const TrainOptions& o,
+                                                 const std::string& image_dir,
+                                                 const std::string& boxes_path,
+                                                 const NihSplits& splits,
+                                                 ::torch::Device device) {
   absl::StatusOr<std::vector<FindingBox>> boxes = ReadBBoxListCsv(boxes_path);
   if (!boxes.ok()) return boxes.status();
   std::vector<DataEntry> all = splits.train;
@@ -760,20 +761,19 @@ absl::Status RunTraining(const TrainOptions& o) {
                 static_cast<long long>(test->images), o.data_dir.c_str(),
                 FormatAurocTable(test->metrics).c_str());
     if (test_ten_crop.has_value()) {
-      std::printf("Test AUROC without and with ten-crop test-time "
-                  "augmentation\n%s\n",
-                  FormatAurocComparisonTable(test->metrics,
-                                             test_ten_crop->metrics,
-                                             "ten-crop")
-                      .c_str());
+      std::printf(
+          "Test AUROC without and with ten-crop test-time "
+          "augmentation\n%s\n",
+          FormatAurocComparisonTable(test->metrics, test_ten_crop->metrics,
+                                     "ten-crop")
+              .c_str());
     }
     std::optional<LocalizationMetrics> localization;
     const std::filesystem::path boxes_path =
         std::filesystem::path(o.data_dir) / kBBoxList;
     if (o.localize && std::filesystem::exists(boxes_path)) {
-      absl::StatusOr<LocalizationMetrics> scored =
-          LocalizeTest(*model, o, image_dir, boxes_path.string(), *splits,
-                       device);
+      absl::StatusOr<LocalizationMetrics> scored = LocalizeTest(
+          *model, o, image_dir, boxes_path.string(), *splits, device);
       if (!scored.ok()) return scored.status();
       localization = *std::move(scored);
       std::printf("%s\n", FormatLocalizationTable(*localization).c_str());
@@ -816,12 +816,13 @@ absl::Status RunTraining(const TrainOptions& o) {
                             plot_options);
     }
     if (!status.ok()) return status;
-    std::printf("wrote %s/{last.pt,best.pt,metrics.json,metrics.csv,roc.png}"
-                "%s\n",
-                o.out_dir.c_str(),
-                localization.has_value() && o.heatmap_images > 0
-                    ? " and heat maps in heatmaps/"
-                    : "");
+    std::printf(
+        "wrote %s/{last.pt,best.pt,metrics.json,metrics.csv,roc.png}"
+        "%s\n",
+        o.out_dir.c_str(),
+        localization.has_value() && o.heatmap_images > 0
+            ? " and heat maps in heatmaps/"
+            : "");
     std::printf("test mean AUROC %s over %d classes, %lld images; elapsed "
                 "%.1f s\n",
                 FormatMean(test->metrics.mean_auroc).c_str(),
