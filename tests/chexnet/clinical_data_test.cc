@@ -225,11 +225,13 @@ TEST(Localization, AccumulatorScoresHitsMissesAndFalsePositives) {
   for (int y = 80; y < 84; ++y) {
     for (int x = 80; x < 84; ++x) map[y * 100 + x] = 0.95f;
   }
-  accumulator.Add("a.png", 4, map.data(), 100, 100, {{18, 18, 20, 20}});
+  accumulator.Add("a.png", 4, map.data(), 100, 100, {25, 25},
+                  {{18, 18, 20, 20}});
   // Image b: the map points away from the box.
   std::vector<float> away(100 * 100, 0.0f);
   away[90 * 100 + 5] = 1.0f;
-  accumulator.Add("b.png", 4, away.data(), 100, 100, {{40, 40, 10, 10}});
+  accumulator.Add("b.png", 4, away.data(), 100, 100, {5.5, 90.5},
+                  {{40, 40, 10, 10}});
   const LocalizationMetrics& m = accumulator.metrics();
   EXPECT_EQ(m.images, 2);
   const FindingLocalization& mass = m.findings[4];

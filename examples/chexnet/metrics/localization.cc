@@ -152,12 +152,12 @@ LocalizationAccumulator::LocalizationAccumulator(double box_threshold) {
 
 void LocalizationAccumulator::Add(const std::string& image, int finding,
                                   const float* map, int width, int height,
+                                  const HeatMapPeak& peak,
                                   const std::vector<BoundingBox>& truth) {
   if (images_seen_.insert(image).second) ++metrics_.images;
   FindingLocalization& f = metrics_.findings[finding];
   f.boxes += static_cast<int>(truth.size());
   ++f.pairs;
-  const HeatMapPeak peak = FindPeak(map, width, height);
   const double tolerance = kPointingToleranceFraction * std::max(width, height);
   for (const BoundingBox& box : truth) {
     if (peak.x >= box.x - tolerance &&

@@ -14,11 +14,13 @@
 // the image's boxes of that finding; AFP is their number averaged over the
 // (image, finding) pairs.
 //
-// Pointing game: the peak of the map (the centre of the pixels within
-// 1e-6 relative of its maximum, so that a plateau yields its middle) is a
-// hit when it falls inside one of the (image, finding) pair's boxes, grown
-// by a tolerance on each side (15 pixels at 224, i.e. 15/224 of the image
-// side, as Zhang et al.).
+// Pointing game: the map's peak, given by the caller, is a hit when it falls
+// inside one of the (image, finding) pair's boxes, grown by a tolerance on
+// each side (15 pixels at 224, i.e. 15/224 of the image side, as Zhang et
+// al.). For Grad-CAM the peak is the centre of the strongest cell of the map
+// at the feature maps' own resolution (heatmaps.h): bilinear upsampling with
+// half-pixel centres holds the border cells' values out to the image edge,
+// so the upsampled map's maximum is a plateau reaching into a corner.
 //
 // Maps are row-major floats over the image's pixel grid (the grid the boxes
 // are given in). Plain C++; not thread-safe.
@@ -59,6 +61,8 @@ struct HeatMapPeak {
   double y = 0;
 };
 
+// The centre of the pixels within 1e-6 (relative) of the map's maximum, so
+// that a plateau yields its middle.
 // REQUIRES: width, height > 0; map holds width * height finite values.
 HeatMapPeak FindPeak(const float* map, int width, int height);
 
@@ -96,10 +100,11 @@ class LocalizationAccumulator {
  public:
   explicit LocalizationAccumulator(double box_threshold = kDefaultBoxThreshold);
 
-  // One (image, finding) pair: the finding's heat map over the image and the
-  // pair's ground-truth boxes (at least one).
+  // One (image, finding) pair: the finding's heat map over the image, its
+  // peak, and the pair's ground-truth boxes (at least one).
   void Add(const std::string& image, int finding, const float* map, int width,
-           int height, const std::vector<BoundingBox>& truth);
+           int height, const HeatMapPeak& peak,
+           const std::vector<BoundingBox>& truth);
 
   const LocalizationMetrics& metrics() const { return metrics_; }
 

@@ -94,7 +94,7 @@ absl::StatusOr<std::vector<WrittenHeatmap>> WriteHeatmaps(
             .string();
     out.png = base + ".png";
     out.npy = base + ".npy";
-    out.peak = FindPeak(values, width, height);
+    out.peak = heatmaps.peaks[i];
     HeatmapOverlay overlay;
     overlay.image = &heatmaps.image;
     overlay.map = values;

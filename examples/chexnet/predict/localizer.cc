@@ -46,7 +46,8 @@ absl::StatusOr<LocalizationMetrics> LocalizeBoxes(
       }
       const torch::Tensor map = heatmaps->maps[i].contiguous();
       accumulator.Add(image, wanted[i], map.data_ptr<float>(),
-                      heatmaps->image.width, heatmaps->image.height, truth);
+                      heatmaps->image.width, heatmaps->image.height,
+                      heatmaps->peaks[i], truth);
     }
     if (!options.heatmap_dir.empty() &&
         (options.max_heatmap_images == 0 ||
