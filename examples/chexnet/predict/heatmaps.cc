@@ -65,6 +65,15 @@ absl::StatusOr<ImageHeatmaps> ComputeImageHeatmaps(
                                             result.findings.end())));
   result.maps =
       UpsampleMaps(chosen, original.height, original.width).contiguous();
+  const int cells_y = static_cast<int>(chosen.size(1));
+  const int cells_x = static_cast<int>(chosen.size(2));
+  for (int64_t k = 0; k < chosen.size(0); ++k) {
+    const torch::Tensor cells = chosen[k].contiguous();
+    const HeatMapPeak cell =
+        FindPeak(cells.data_ptr<float>(), cells_x, cells_y);
+    result.peaks.push_back({cell.x * original.width / cells_x,
+                            cell.y * original.height / cells_y});
+  }
   return result;
 }
 
