@@ -73,10 +73,10 @@ for s in "${samples[@]}"; do
   grep -m1 "^$s," "$data/Data_Entry_2017_v2020.csv" | cut -d, -f1,2
 done
 
-say "a Grad-CAM heat map: the first Cardiomegaly box of the test images"
-IFS=, read -r hm_image _ < <(grep -m1 ',Cardiomegaly,' "$data/BBox_List_2017.csv")
+say "a Grad-CAM heat map: the first Effusion box of the test images"
+IFS=, read -r hm_image _ < <(grep -m1 ',Effusion,' "$data/BBox_List_2017.csv")
 "$bin/chexnet_predict" --checkpoint "$run/best.pt" --heatmap "$run/heatmap" \
-  --findings Cardiomegaly "$data/images/$hm_image" | tail -n 2
+  --findings Effusion "$data/images/$hm_image" | tail -n 2
 
 mean=$(sed -n 's/^  "mean_auroc": \([0-9.eE+-]*\),\{0,1\}$/\1/p' "$run/metrics.json")
 end=$(date +%s)
