@@ -35,6 +35,9 @@ struct ImageHeatmaps {
   torch::Tensor probabilities;  // [num_classes], float32, CPU.
   std::vector<int> findings;    // What `maps` holds, in order.
   torch::Tensor maps;           // [findings.size(), image.height, image.width]
+  // Per map, in image pixels: the centre of its strongest cell at the
+  // feature maps' resolution (see localization.h).
+  std::vector<HeatMapPeak> peaks;
 };
 
 // Reads `path` (PNG or DICOM), runs the model on its S x S input and
