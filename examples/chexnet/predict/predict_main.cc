@@ -111,10 +111,13 @@ int main(int argc, char** argv) {
   app.add_option("--heatmap", heatmap_dir,
                  "Write Grad-CAM heat maps (overlay PNG and raw .npy) of "
                  "each image to this folder");
+  // One token split at commas, so that the images after it stay positional.
   app.add_option("--findings", finding_names,
                  "Heat maps of these findings (comma separated names); "
                  "default: the --top most probable")
-      ->delimiter(',');
+      ->delimiter(',')
+      ->expected(1)
+      ->allow_extra_args(false);
   app.add_option("--top", top, "Heat maps of this many most probable findings")
       ->check(CLI::Range(1, 14));
   app.add_option("images", images, "PNG or DICOM files, or folders of them")
