@@ -2,8 +2,10 @@
 # The CheXNet demo, end to end on one machine: installs the Debian packages,
 # builds only what the demo runs, writes a synthetic ChestX-ray14, trains
 # DenseNet-121 on 2 ranks through kolorun, scores the test list (AUROC table,
-# metrics.json, metrics.csv, roc.png), and runs chexnet_predict on a few test
-# images. Ends with one line: the mean test AUROC and the elapsed time.
+# metrics.json, metrics.csv, roc.png, localization against the synthetic
+# BBox_List_2017.csv), runs chexnet_predict on a few test images and writes one
+# Grad-CAM heat map (RUN/heatmap/*.png). Ends with one line: the mean test
+# AUROC and the elapsed time.
 #
 # Environment (all optional):
 #   KOLO_DEMO_DIR    where the data and the run go       (default: ./chexnet-demo)
@@ -32,7 +34,7 @@ say() { printf '\n==> %s\n' "$*"; }
 
 if [ "${KOLO_DEMO_SKIP_INSTALL:-0}" != 1 ]; then
   say "installing Debian packages (scripts/install-deps.sh)"
-  "$repo/scripts/install-deps.sh"
+  "$repo/scripts/install-deps.sh" --demo
 fi
 
 say "building kolorun, chexnet_make_synthetic, chexnet_train, chexnet_predict"
@@ -70,6 +72,11 @@ printf '\nground truth:\n'
 for s in "${samples[@]}"; do
   grep -m1 "^$s," "$data/Data_Entry_2017_v2020.csv" | cut -d, -f1,2
 done
+
+say "a Grad-CAM heat map: the first Effusion box of the test images"
+IFS=, read -r hm_image _ < <(grep -m1 ',Effusion,' "$data/BBox_List_2017.csv")
+"$bin/chexnet_predict" --checkpoint "$run/best.pt" --heatmap "$run/heatmap" \
+  --findings Effusion "$data/images/$hm_image" | tail -n 2
 
 mean=$(sed -n 's/^  "mean_auroc": \([0-9.eE+-]*\),\{0,1\}$/\1/p' "$run/metrics.json")
 end=$(date +%s)

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything kolo needs to build, test and run on Debian 12 (as root,
 # or through sudo). Safe to run again.
+#   --demo   leave out what only the CheXNet DICOM input and its tests need
+#            (scripts/demo.sh: the demo reads PNGs and must stay quick)
 set -euo pipefail
 
 packages=(
@@ -13,6 +15,10 @@ packages=(
   libtorch-dev python3-torch python3-torchvision
   clang libclang-rt-14-dev iproute2 util-linux
 )
+# CheXNet DICOM input (DCMTK) and its test files (pydicom): built and tested
+# in CI; without them chexnet_* refuse DICOM files with a clear message.
+dicom_packages=(libdcmtk-dev python3-pydicom)
+if [ "${1:-}" != "--demo" ]; then packages+=("${dicom_packages[@]}"); fi
 
 sudo_cmd=()
 if [ "$(id -u)" -ne 0 ]; then sudo_cmd=(sudo); fi

@@ -151,7 +151,7 @@ TEST(SyntheticDataset, SameSeedSameBytesDifferentSeedDifferentBytes) {
   const auto tree_a = ReadTree(a);
   const auto tree_b = ReadTree(b);
   const auto tree_c = ReadTree(c);
-  ASSERT_EQ(tree_a.size(), 64u);  // 60 images, 2 CSVs, 2 lists.
+  ASSERT_EQ(tree_a.size(), 65u);  // 60 images, 2 CSVs, 2 lists, boxes.
   EXPECT_TRUE(tree_a == tree_b) << "same seed gave different files";
   int differing = 0;
   for (const auto& [name, contents] : tree_a) {

@@ -1,10 +1,11 @@
 // End-to-end tests of chexnet_train and chexnet_predict as users run them:
 // two ranks through kolorun and mpirun on a tiny synthetic data set,
-// checkpoint/resume, atomic checkpoints, predict's table and JSON Lines, and
-// bad command lines.
+// checkpoint/resume, atomic checkpoints, predict's table and JSON Lines, heat
+// maps, ten-crop, chexnet_localize, and bad command lines.
 //
 // Compiled-in paths (tests/chexnet/CMakeLists.txt):
-//   CHEXNET_TRAIN, CHEXNET_PREDICT, KOLORUN, MPIEXEC  binaries
+//   CHEXNET_TRAIN, CHEXNET_PREDICT, CHEXNET_LOCALIZE, KOLORUN, MPIEXEC
+//                      binaries
 //   CHEXNET_E2E_DATA   a synthetic data set (the chexnet.train_e2e_data
 //                      fixture writes it; the suite writes it when missing)
 //   CHEXNET_E2E_WORK   scratch directory
@@ -15,10 +16,12 @@
 #include <sys/wait.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -29,10 +32,14 @@
 #include <vector>
 
 #include "examples/chexnet/data/batch_loader.h"
+#include "examples/chexnet/data/bbox_list.h"
+#include "examples/chexnet/data/file_util.h"
 #include "examples/chexnet/data/image.h"
 #include "examples/chexnet/data/labels.h"
 #include "examples/chexnet/data/png_io.h"
 #include "examples/chexnet/models/chexnet_model.h"
+#include "examples/chexnet/models/grad_cam.h"
+#include "examples/chexnet/predict/ten_crop.h"
 #include "examples/chexnet/train/adadelta.h"
 #include "examples/chexnet/train/atomic_file.h"
 #include "examples/chexnet/train/checkpoint.h"
@@ -80,6 +87,7 @@ class TrainE2E : public ::testing::Test {
     SetMpiEnvironment();
     train_ = CHEXNET_TRAIN;
     predict_ = CHEXNET_PREDICT;
+    localize_ = CHEXNET_LOCALIZE;
     kolorun_ = KOLORUN;
     mpiexec_ = MPIEXEC;
     data_ = CHEXNET_E2E_DATA;
@@ -113,16 +121,25 @@ class TrainE2E : public ::testing::Test {
            " --oversubscribe --bind-to none ";
   }
 
-  std::string train_, predict_, kolorun_, mpiexec_, data_;
+  std::string train_, predict_, localize_, kolorun_, mpiexec_, data_;
   fs::path work_;
 };
 
 TEST_F(TrainE2E, TwoRanksThroughKolorunWriteCheckpointsAndMetrics) {
   const fs::path out = work_ / "run";
   const CommandResult r =
-      RunCommand(kolorun_ + " -np 2 -- " + train_ + TrainFlags(out, 2));
+      RunCommand(kolorun_ + " -np 2 -- " + train_ + TrainFlags(out, 2) +
+                 " --tta ten-crop --heatmap-images 2");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_THAT(r.output, HasSubstr("2 ranks, 1 torch thread per rank"));
+  EXPECT_THAT(r.output, HasSubstr("with ten-crop test-time augmentation"));
+  EXPECT_THAT(r.output, HasSubstr("Localization: "));
+  EXPECT_THAT(r.output, HasSubstr("(Wang et al. 2017)"));
+  int heatmaps = 0;
+  for (const auto& entry : fs::directory_iterator(out / "heatmaps")) {
+    heatmaps += entry.path().extension() == ".png";
+  }
+  EXPECT_GE(heatmaps, 2) << "heat maps of 2 boxed test images";
   EXPECT_THAT(r.output, HasSubstr("epoch 2/2: train loss"));
   EXPECT_THAT(r.output, HasSubstr("CheXNet"));  // the AUROC table
   EXPECT_THAT(r.output, HasSubstr("test mean AUROC"));
@@ -144,6 +161,9 @@ TEST_F(TrainE2E, TwoRanksThroughKolorunWriteCheckpointsAndMetrics) {
   EXPECT_EQ(json["history"].size(), 2u);
   EXPECT_GT(json["num_images"].get<int>(), 0);
   EXPECT_TRUE(json["mean_auroc"].is_number());
+  EXPECT_EQ(json["ten_crop"]["num_images"], json["num_images"]);
+  EXPECT_TRUE(json["ten_crop"]["mean_auroc"].is_number());
+  EXPECT_GT(json["localization"]["images"].get<int>(), 0);
 
   std::ifstream csv(out / "metrics.csv");
   std::string header;
@@ -500,6 +520,141 @@ TEST_F(PredictE2E, ABadImageFailsNamingTheFile) {
           (work_ / "missing.png").string());
   EXPECT_NE(r.exit_code, 0);
   EXPECT_THAT(r.output, HasSubstr("missing.png"));
+}
+
+// ---- heat maps, ten-crop, chexnet_localize ---------------------------------
+
+// Reads an .npy written by WriteNpyFloat32 (float32, 2-D).
+torch::Tensor ReadNpy(const std::string& path, int rows, int cols) {
+  const std::string bytes = *ReadFileToString(path);
+  const size_t header =
+      static_cast<uint8_t>(bytes[8]) | static_cast<uint8_t>(bytes[9]) << 8;
+  torch::Tensor tensor = torch::empty({rows, cols});
+  EXPECT_EQ(bytes.size(), 10 + header + tensor.nbytes()) << path;
+  std::memcpy(tensor.data_ptr(), bytes.data() + 10 + header,
+              std::min(tensor.nbytes(), bytes.size() - 10 - header));
+  return tensor;
+}
+
+TEST_F(PredictE2E, HeatmapsOfAFolderAreTheModelsGradCam) {
+  fs::create_directories(work_ / "folder");
+  WriteImage("folder/b.png", kSize);
+  WriteImage("folder/a.png", 2 * kSize + 3);
+  std::ofstream(work_ / "folder" / "notes.txt") << "not an image";
+  const fs::path maps = work_ / "maps";
+  const CommandResult r = RunCommand(
+      predict_ + " --checkpoint " + checkpoint_ + " --json --threads 1 " +
+      "--heatmap " + maps.string() + " --findings Cardiomegaly,Infiltrate " +
+      (work_ / "folder").string());
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  std::istringstream lines(r.output);
+  std::string line;
+  std::vector<nlohmann::json> objects;
+  while (std::getline(lines, line)) {
+    objects.push_back(nlohmann::json::parse(line, nullptr, false));
+    ASSERT_FALSE(objects.back().is_discarded()) << "not JSON: " << line;
+  }
+  ASSERT_EQ(objects.size(), 2u) << "a.png and b.png, sorted\n" << r.output;
+  EXPECT_THAT(objects[0]["image"].get<std::string>(), HasSubstr("a.png"));
+  for (const nlohmann::json& object : objects) {
+    const std::string image = object["image"];
+    ASSERT_EQ(object["heatmaps"].size(), 2u);
+    EXPECT_EQ(object["heatmaps"][0]["finding"], "Cardiomegaly");
+    EXPECT_EQ(object["heatmaps"][1]["finding"], "Infiltration");
+    // The raw map equals Grad-CAM computed here and upsampled to the file.
+    ImageOptions options;
+    options.image_size = kSize;
+    const Image input = *LoadModelInput(image, options);
+    const GradCamResult cam =
+        ComputeGradCam(*model_, ImageToTensor(input), {1, 3});
+    const int side = object["width"];
+    const torch::Tensor expected = UpsampleMaps(cam.maps, side, side);
+    for (int k = 0; k < 2; ++k) {
+      const nlohmann::json& heatmap = object["heatmaps"][k];
+      EXPECT_TRUE(fs::is_regular_file(heatmap["png"].get<std::string>()));
+      const torch::Tensor map =
+          ReadNpy(heatmap["npy"].get<std::string>(), side, side);
+      EXPECT_LE((map - expected[k]).abs().max().item<double>(),
+                1e-5 * std::max(1.0, expected[k].abs().max().item<double>()))
+          << heatmap["npy"];
+      EXPECT_NEAR(heatmap["probability"].get<double>(),
+                  object["probabilities"][heatmap["finding"].get<std::string>()]
+                      .get<double>(),
+                  1e-5);
+    }
+  }
+}
+
+TEST_F(PredictE2E, UnknownFindingIsNamed) {
+  const std::string image = WriteImage("x.png", kSize);
+  CommandResult r =
+      RunCommand(predict_ + " --checkpoint " + checkpoint_ + " --heatmap " +
+                 (work_ / "m").string() + " --findings Mass,Fracture " + image);
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("unknown finding \"Fracture\""));
+  r = RunCommand(predict_ + " --checkpoint " + checkpoint_ +
+                 " --findings Mass " + image);
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("--heatmap"));
+}
+
+TEST_F(PredictE2E, TenCropAveragesTheTenCropsProbabilities) {
+  const std::string image = WriteImage("tta.png", 2 * kSize);
+  const CommandResult r =
+      RunCommand(predict_ + " --checkpoint " + checkpoint_ +
+                 " --json --threads 1 --tta ten-crop " + image);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const nlohmann::json object = nlohmann::json::parse(r.output, nullptr, false);
+  ASSERT_FALSE(object.is_discarded()) << r.output;
+  EXPECT_EQ(object["tta"], "ten-crop");
+  EXPECT_EQ(object["input_size"], TenCropResizeSide(kSize));
+  ImageOptions options;
+  options.image_size = TenCropResizeSide(kSize);
+  const Image resized = *LoadModelInput(image, options);
+  const torch::Tensor expected = TenCropProbabilities(
+      *model_, ImageToTensor(resized).unsqueeze(0), kSize)[0];
+  for (int c = 0; c < kNumLabels; ++c) {
+    EXPECT_NEAR(
+        object["probabilities"][std::string(kLabelNames[c])].get<double>(),
+        expected[c].item<double>(), 1e-5)
+        << kLabelNames[c];
+  }
+}
+
+constexpr size_t kIoBBThresholdCount = 5;
+
+TEST_F(PredictE2E, LocalizeScoresEveryBoxAndNamesABadRow) {
+  const fs::path json_path = work_ / "localization.json";
+  CommandResult r = RunCommand(
+      localize_ + " --checkpoint " + checkpoint_ + " --image-size 32 --data " +
+      data_ + " --threads 1 --json " + json_path.string() + " --heatmap " +
+      (work_ / "maps").string() + " --max-heatmaps 1");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("pointing"));
+  EXPECT_THAT(r.output, HasSubstr("accuracy at T(IoU)"));
+  const std::vector<FindingBox> boxes =
+      *ReadBBoxListCsv((fs::path(data_) / kBBoxList).string());
+  const nlohmann::json json =
+      nlohmann::json::parse(*ReadFileToString(json_path.string()));
+  int scored = 0;
+  for (const nlohmann::json& finding : json["findings"]) {
+    scored += finding["boxes"].get<int>();
+    EXPECT_EQ(finding["iobb"].size(), kIoBBThresholdCount);
+  }
+  EXPECT_EQ(scored, static_cast<int>(boxes.size()));
+  EXPECT_FALSE(fs::is_empty(work_ / "maps"));
+
+  // A box naming an image the data set does not have.
+  const fs::path bad = work_ / "boxes.csv";
+  std::ofstream(bad) << "Image Index,Finding Label,Bbox [x,y,w,h],,,\n"
+                     << boxes[0].image_index << ",Mass,1,2,3,4\n"
+                     << "12345678_000.png,Nodule,1,2,3,4\n";
+  r = RunCommand(localize_ + " --checkpoint " + checkpoint_ + " --data " +
+                 data_ + " --boxes " + bad.string());
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_THAT(r.output,
+              HasSubstr(bad.string() + ":3: image "
+                                       "\"12345678_000.png\" is not in"));
 }
 
 }  // namespace

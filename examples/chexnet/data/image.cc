@@ -5,7 +5,7 @@
 #include <cmath>
 #include <utility>
 
-#include "examples/chexnet/data/png_io.h"
+#include "examples/chexnet/data/image_file.h"
 
 namespace kolo::chexnet {
 namespace {
@@ -78,7 +78,7 @@ void FlipHorizontal(Image* image) {
 
 absl::StatusOr<Image> LoadModelInput(const std::string& path,
                                      const ImageOptions& options) {
-  absl::StatusOr<Image> image = ReadPng(path);
+  absl::StatusOr<Image> image = ReadImage(path);
   if (!image.ok()) return image.status();
   Image input =
       image->height == options.image_size && image->width == options.image_size

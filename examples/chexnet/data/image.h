@@ -61,7 +61,7 @@ struct ImageOptions {
   bool normalize = true;
 };
 
-// Reads a PNG (see png_io.h for the accepted kinds), resizes it to
+// Reads a PNG or DICOM file (see image_file.h), resizes it to
 // image_size x image_size unless it already has that size (then the pixels
 // are used as decoded), and normalises it. Errors name `path`.
 absl::StatusOr<Image> LoadModelInput(const std::string& path,

@@ -376,6 +376,46 @@ std::vector<uint8_t> RenderSyntheticImage(const LabelVector& labels, int size,
   return pixels;
 }
 
+std::vector<FindingBox> SyntheticFindingBoxes(const std::string& image_index,
+                                              const LabelVector& labels,
+                                              const std::vector<int>& findings,
+                                              int size, uint64_t seed) {
+  // The same draws as RenderSyntheticImage, so the same pose and shapes.
+  Rng rng(seed);
+  const Scene scene = DrawScene(labels, rng);
+  std::vector<FindingBox> boxes;
+  for (int finding : findings) {
+    if (!scene.has[finding]) continue;
+    Scene without = scene;
+    without.has[finding] = false;
+    int x0 = size, y0 = size, x1 = -1, y1 = -1;
+    for (int y = 0; y < size; ++y) {
+      for (int x = 0; x < size; ++x) {
+        const double u = (x + 0.5) / size, v = (y + 0.5) / size;
+        const double au = (u - 0.5 - scene.shift_u) / scene.scale + 0.5;
+        const double av = (v - 0.5 - scene.shift_v) / scene.scale + 0.5;
+        const double change =
+            std::abs(Intensity(scene, au, av) - Intensity(without, au, av)) *
+            scene.contrast;
+        if (change <= kFindingRegionThreshold) continue;
+        x0 = std::min(x0, x);
+        y0 = std::min(y0, y);
+        x1 = std::max(x1, x);
+        y1 = std::max(y1, y);
+      }
+    }
+    if (x1 < 0) continue;
+    FindingBox box;
+    box.image_index = image_index;
+    box.finding = finding;
+    box.box = {static_cast<double>(x0), static_cast<double>(y0),
+               static_cast<double>(x1 - x0 + 1),
+               static_cast<double>(y1 - y0 + 1)};
+    boxes.push_back(std::move(box));
+  }
+  return boxes;
+}
+
 absl::StatusOr<SyntheticSummary> GenerateSyntheticDataset(
     const SyntheticOptions& options) {
   namespace fs = std::filesystem;
@@ -517,10 +557,21 @@ absl::StatusOr<SyntheticSummary> GenerateSyntheticDataset(
   // Images first, each from its own stream so any one can be re-rendered
   // alone; the metadata and lists last, so an interrupted run leaves no list
   // naming a missing image.
+  std::vector<int> boxed_findings;
+  for (int c = 0; c < kNumBoxedFindings; ++c) boxed_findings.push_back(c);
+  std::vector<FindingBox> boxes;
   for (size_t i = 0; i < records.size(); ++i) {
-    const std::vector<uint8_t> pixels = RenderSyntheticImage(
-        records[i].labels, options.image_size,
-        HashCombine(HashCombine(options.seed, kImageStream), i));
+    const uint64_t image_seed =
+        HashCombine(HashCombine(options.seed, kImageStream), i);
+    const std::vector<uint8_t> pixels =
+        RenderSyntheticImage(records[i].labels, options.image_size, image_seed);
+    if (records[i].test) {
+      for (FindingBox& box : SyntheticFindingBoxes(
+               records[i].name, records[i].labels, boxed_findings,
+               options.image_size, image_seed)) {
+        boxes.push_back(std::move(box));
+      }
+    }
     if (absl::Status s =
             WritePng8((images_dir / records[i].name).string(), pixels.data(),
                       options.image_size, options.image_size, 1);
@@ -528,8 +579,11 @@ absl::StatusOr<SyntheticSummary> GenerateSyntheticDataset(
       return s;
     }
   }
+  summary.num_boxes = static_cast<int>(boxes.size());
+  const std::string bbox_list = FormatBBoxListCsv(boxes);
   for (const auto& [name, contents] :
-       {std::pair<const char*, const std::string&>{kDataEntry2017, csv_2017},
+       {std::pair<const char*, const std::string&>{kBBoxList, bbox_list},
+        {kDataEntry2017, csv_2017},
         {kDataEntry2020, csv_2020},
         {kTrainValList, train_val_list},
         {kTestList, test_list}}) {

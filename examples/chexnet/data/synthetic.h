@@ -10,6 +10,9 @@
 //   Data_Entry_2017_v2020.csv     the same rows with the v2020 header
 //   train_val_list.txt            ~80% of images, split by patient, sorted
 //   test_list.txt                 the other ~20%, sorted
+//   BBox_List_2017.csv            NIH's box file (see bbox_list.h): where
+//                                 each of the 8 boxed findings was drawn in
+//                                 every test image that has it
 //
 // Every image shows a chest-like background (body, two dark lung fields,
 // ribs, spine, heart, diaphragm) with random pose, contrast, low-frequency
@@ -31,6 +34,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "examples/chexnet/data/bbox_list.h"
 #include "examples/chexnet/data/labels.h"
 
 namespace kolo::chexnet {
@@ -60,6 +64,7 @@ struct SyntheticSummary {
   int num_no_finding = 0;
   std::array<int, kNumLabels> positives{};       // Over all images.
   std::array<int, kNumLabels> test_positives{};  // Over test_list.txt.
+  int num_boxes = 0;                             // Rows of BBox_List_2017.csv.
 };
 
 // Writes the data set. Errors name the file that could not be written, or
@@ -71,6 +76,20 @@ absl::StatusOr<SyntheticSummary> GenerateSyntheticDataset(
 // row-major. `seed` selects pose, contrast, noise and pattern jitter.
 std::vector<uint8_t> RenderSyntheticImage(const LabelVector& labels, int size,
                                           uint64_t seed);
+
+// Intensity change (in [0, 1] gray levels, before noise) above which a pixel
+// counts as part of a drawn finding: about 5 of 255 levels.
+inline constexpr double kFindingRegionThreshold = 0.02;
+
+// Where RenderSyntheticImage(labels, size, seed) drew each present finding:
+// for each finding in `findings` that `labels` has, the bounding box (pixels
+// of the size x size image) of the pixels whose intensity the finding
+// changed by more than kFindingRegionThreshold. A finding that changed no
+// pixel gets no box. Boxes name `image_index` and come in finding order.
+std::vector<FindingBox> SyntheticFindingBoxes(const std::string& image_index,
+                                              const LabelVector& labels,
+                                              const std::vector<int>& findings,
+                                              int size, uint64_t seed);
 
 }  // namespace kolo::chexnet
 

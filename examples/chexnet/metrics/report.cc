@@ -68,6 +68,30 @@ std::string FormatAurocTable(const ChexnetMetrics& metrics) {
   return table;
 }
 
+std::string FormatAurocComparisonTable(const ChexnetMetrics& plain,
+                                       const ChexnetMetrics& augmented,
+                                       absl::string_view augmented_name) {
+  auto cell = [](double auroc) {
+    return std::isnan(auroc) ? std::string("n/a")
+                             : absl::StrFormat("%.4f", auroc);
+  };
+  std::string out =
+      absl::StrFormat("%-20s %8s %10s %10s\n", "Pathology", "AUROC",
+                      augmented_name, kChexnetPaper.name);
+  for (int c = 0; c < kNumLabels; ++c) {
+    absl::StrAppend(&out,
+                    absl::StrFormat("%-20s %8s %10s %10.3f\n", kLabelNames[c],
+                                    cell(plain.classes[c].auroc),
+                                    cell(augmented.classes[c].auroc),
+                                    kChexnetPaper.per_class[c]));
+  }
+  absl::StrAppend(
+      &out,
+      absl::StrFormat("%-20s %8s %10s %10.3f\n", "Mean", cell(plain.mean_auroc),
+                      cell(augmented.mean_auroc), kChexnetPaper.mean));
+  return out;
+}
+
 nlohmann::json MetricsToJson(const ChexnetMetrics& metrics) {
   auto number_or_null = [](double x) {
     return std::isnan(x) ? nlohmann::json(nullptr) : nlohmann::json(x);

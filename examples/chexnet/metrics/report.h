@@ -32,6 +32,13 @@ extern const ReferenceAuroc kWang2017;
 // classes were left out of the mean, a line naming them and why.
 std::string FormatAurocTable(const ChexnetMetrics& metrics);
 
+// This run's AUROC per class without and with test-time augmentation
+// (`augmented_name`, e.g. "ten-crop"), side by side with the CheXNet paper's,
+// then the means.
+std::string FormatAurocComparisonTable(const ChexnetMetrics& plain,
+                                       const ChexnetMetrics& augmented,
+                                       absl::string_view augmented_name);
+
 // {"num_images": N, "mean_auroc": x or null, "num_classes_in_mean": k,
 //  "classes_excluded_from_mean": [names], "reference_mean_auroc":
 //  {"chexnet_2017": 0.841, "wang_2017": 0.738}, "classes": [{"name",

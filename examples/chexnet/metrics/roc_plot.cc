@@ -10,7 +10,7 @@
 #include "absl/strings/str_format.h"
 #include "examples/chexnet/data/file_util.h"
 #include "examples/chexnet/data/png_io.h"
-#include "examples/chexnet/metrics/bitmap_font.h"
+#include "examples/chexnet/metrics/canvas.h"
 #include "examples/chexnet/metrics/report.h"
 
 namespace kolo::chexnet {
@@ -34,85 +34,10 @@ const std::array<std::array<uint8_t, 3>, kNumLabels> kClassColors = {{
 
 namespace {
 
-using Rgb = std::array<uint8_t, 3>;
 constexpr Rgb kBlack = {0, 0, 0};
 constexpr Rgb kFrame = {160, 160, 160};
 constexpr Rgb kGrid = {225, 225, 225};
 constexpr Rgb kChance = {190, 190, 190};
-
-class Canvas {
- public:
-  Canvas(int width, int height)
-      : width_(width),
-        height_(height),
-        rgb_(static_cast<size_t>(width) * height * 3, 255) {}
-
-  const std::vector<uint8_t>& rgb() const { return rgb_; }
-
-  void Set(int x, int y, const Rgb& color) {
-    if (x < 0 || y < 0 || x >= width_ || y >= height_) return;
-    uint8_t* p = &rgb_[(static_cast<size_t>(y) * width_ + x) * 3];
-    p[0] = color[0];
-    p[1] = color[1];
-    p[2] = color[2];
-  }
-
-  void FillRect(int x0, int y0, int x1, int y1, const Rgb& color) {
-    for (int y = y0; y <= y1; ++y) {
-      for (int x = x0; x <= x1; ++x) Set(x, y, color);
-    }
-  }
-
-  // Bresenham; `thickness` paints a square brush; `dash` > 0 skips every
-  // other run of `dash` pixels.
-  void Line(int x0, int y0, int x1, int y1, const Rgb& color, int thickness,
-            int dash = 0) {
-    const int dx = std::abs(x1 - x0), dy = -std::abs(y1 - y0);
-    const int sx = x0 < x1 ? 1 : -1, sy = y0 < y1 ? 1 : -1;
-    int error = dx + dy;
-    for (int step = 0;; ++step) {
-      if (dash == 0 || (step / dash) % 2 == 0) {
-        FillRect(x0, y0, x0 + thickness - 1, y0 + thickness - 1, color);
-      }
-      if (x0 == x1 && y0 == y1) break;
-      const int e2 = 2 * error;
-      if (e2 >= dy) {
-        error += dy;
-        x0 += sx;
-      }
-      if (e2 <= dx) {
-        error += dx;
-        y0 += sy;
-      }
-    }
-  }
-
-  void Rect(int x0, int y0, int x1, int y1, const Rgb& color) {
-    Line(x0, y0, x1, y0, color, 1);
-    Line(x1, y0, x1, y1, color, 1);
-    Line(x1, y1, x0, y1, color, 1);
-    Line(x0, y1, x0, y0, color, 1);
-  }
-
-  void Text(int x, int y, absl::string_view text, const Rgb& color,
-            int scale = 1) {
-    for (char c : text) {
-      for (int gy = 0; gy < kGlyphHeight; ++gy) {
-        for (int gx = 0; gx < kGlyphWidth; ++gx) {
-          if (!GlyphPixel(c, gx, gy)) continue;
-          FillRect(x + gx * scale, y + gy * scale, x + (gx + 1) * scale - 1,
-                   y + (gy + 1) * scale - 1, color);
-        }
-      }
-      x += kGlyphAdvance * scale;
-    }
-  }
-
- private:
-  int width_;
-  int height_;
-  std::vector<uint8_t> rgb_;
-};
 
 std::string FormatAuroc(double auroc) {
   return std::isnan(auroc) ? std::string("N/A")

@@ -43,6 +43,14 @@ class ChexnetModel : public torch::nn::Module {
   // another shape (an ImageNet 1000-class file) loads without it.
   virtual std::string head_prefix() const = 0;
 
+  // forward() in two halves, split where Grad-CAM looks (grad_cam.h):
+  // forward(x) == LogitsFromCamFeatures(CamFeatures(x)). The feature maps are
+  // DenseNet-121's last dense block after norm5 and the ReLU (the maps the
+  // classifier pools, [N, 1024, H/32, W/32]) and VGG-16's last convolution
+  // after its ReLU, before the last max-pool ([N, 512, H/16, W/16]).
+  virtual torch::Tensor CamFeatures(torch::Tensor images) = 0;
+  virtual torch::Tensor LogitsFromCamFeatures(torch::Tensor features) = 0;
+
   // Per-finding probabilities, sigmoid(forward(images)), computed without
   // autograd. Does not switch the model to eval mode: call eval() first for
   // inference (batch norm running statistics, no dropout).

@@ -165,8 +165,14 @@ DenseNet121::DenseNet121(int64_t num_classes, bool head_bias_one) {
 }
 
 torch::Tensor DenseNet121::forward(torch::Tensor images) {
-  torch::Tensor features = features_->forward(images);
-  features.relu_();
+  return LogitsFromCamFeatures(CamFeatures(std::move(images)));
+}
+
+torch::Tensor DenseNet121::CamFeatures(torch::Tensor images) {
+  return features_->forward(images).relu_();
+}
+
+torch::Tensor DenseNet121::LogitsFromCamFeatures(torch::Tensor features) {
   torch::Tensor pooled =
       torch::nn::functional::adaptive_avg_pool2d(
           features, torch::nn::functional::AdaptiveAvgPool2dFuncOptions(1))

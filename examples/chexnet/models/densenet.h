@@ -30,6 +30,8 @@ class DenseNet121 : public ChexnetModel {
   DenseNet121(int64_t num_classes, bool head_bias_one);
 
   torch::Tensor forward(torch::Tensor images) override;
+  torch::Tensor CamFeatures(torch::Tensor images) override;
+  torch::Tensor LogitsFromCamFeatures(torch::Tensor features) override;
   std::string arch() const override { return "densenet121"; }
   std::string head_prefix() const override { return "classifier"; }
 

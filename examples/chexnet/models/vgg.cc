@@ -73,7 +73,23 @@ Vgg16::Vgg16(int64_t num_classes, bool head_bias_one)
 }
 
 torch::Tensor Vgg16::forward(torch::Tensor images) {
-  torch::Tensor pooled = avgpool_->forward(features_->forward(images));
+  return LogitsFromCamFeatures(CamFeatures(std::move(images)));
+}
+
+torch::Tensor Vgg16::CamFeatures(torch::Tensor images) {
+  // Every layer but the last max-pool: the last one is the ReLU of the last
+  // convolution.
+  torch::Tensor x = std::move(images);
+  for (auto layer = features_->begin(); layer + 1 != features_->end();
+       ++layer) {
+    x = layer->forward(x);
+  }
+  return x;
+}
+
+torch::Tensor Vgg16::LogitsFromCamFeatures(torch::Tensor features) {
+  torch::Tensor pooled =
+      avgpool_->forward((features_->end() - 1)->forward(std::move(features)));
   return classifier_->forward(pooled.flatten(1));
 }
 

@@ -32,6 +32,8 @@ class Vgg16 : public ChexnetModel {
   Vgg16(int64_t num_classes, bool head_bias_one);
 
   torch::Tensor forward(torch::Tensor images) override;
+  torch::Tensor CamFeatures(torch::Tensor images) override;
+  torch::Tensor LogitsFromCamFeatures(torch::Tensor features) override;
   std::string arch() const override { return "vgg16"; }
   std::string head_prefix() const override { return "classifier.6"; }
 

@@ -6,12 +6,45 @@
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cstdio>
+#include <filesystem>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "examples/chexnet/data/image_file.h"
 #include "examples/chexnet/models/device.h"
+#include "examples/chexnet/predict/heatmaps.h"
 #include "examples/chexnet/predict/predictor.h"
+#include "examples/chexnet/predict/ten_crop.h"
+
+namespace {
+
+// Folders among `inputs` become their image files (*.png, *.dcm, *.dicom),
+// sorted; files are kept as given.
+std::vector<std::string> ExpandFolders(const std::vector<std::string>& inputs) {
+  namespace fs = std::filesystem;
+  std::vector<std::string> paths;
+  for (const std::string& input : inputs) {
+    std::error_code error;
+    if (!fs::is_directory(input, error)) {
+      paths.push_back(input);
+      continue;
+    }
+    std::vector<std::string> found;
+    for (const auto& entry : fs::directory_iterator(input, error)) {
+      if (entry.is_regular_file() &&
+          kolo::chexnet::HasImageExtension(entry.path().string())) {
+        found.push_back(entry.path().string());
+      }
+    }
+    std::sort(found.begin(), found.end());
+    paths.insert(paths.end(), found.begin(), found.end());
+  }
+  return paths;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   std::string checkpoint;
@@ -23,10 +56,17 @@ int main(int argc, char** argv) {
   int batch_size = 16;
   std::string device_spec = "cpu";
   std::vector<std::string> images;
+  std::string tta = "none";
+  std::string heatmap_dir;
+  std::vector<std::string> finding_names;
+  std::vector<int> findings;
+  int top = 3;
 
   CLI::App app(
       "Prints the probability of each of the 14 ChestX-ray14 findings for\n"
-      "each IMAGE (PNG: grayscale, RGB, RGBA or 16-bit), as a table or as\n"
+      "each IMAGE (PNG: grayscale, RGB, RGBA or 16-bit; DICOM: one\n"
+      "grayscale frame; a folder: its *.png, *.dcm and *.dicom files), as a\n"
+      "table or as\n"
       "JSON Lines. The model comes from a chexnet_train checkpoint\n"
       "(architecture and input size are stored in it) or from a state_dict\n"
       "saved with torch.save (give --arch and --image-size). An image that\n"
@@ -64,7 +104,24 @@ int main(int argc, char** argv) {
                              "'";
           },
           "DEVICE"));
-  app.add_option("images", images, "PNG files")->required();
+  app.add_option("--tta", tta,
+                 "Test-time augmentation: none, or ten-crop (resize to "
+                 "256/224 of the input side, average ten crops)")
+      ->check(CLI::IsMember({"none", "ten-crop"}));
+  app.add_option("--heatmap", heatmap_dir,
+                 "Write Grad-CAM heat maps (overlay PNG and raw .npy) of "
+                 "each image to this folder");
+  // One token split at commas, so that the images after it stay positional.
+  app.add_option("--findings", finding_names,
+                 "Heat maps of these findings (comma separated names); "
+                 "default: the --top most probable")
+      ->delimiter(',')
+      ->expected(1)
+      ->allow_extra_args(false);
+  app.add_option("--top", top, "Heat maps of this many most probable findings")
+      ->check(CLI::Range(1, 14));
+  app.add_option("images", images, "PNG or DICOM files, or folders of them")
+      ->required();
   try {
     app.parse(argc, argv);
     if (checkpoint.empty() == weights.empty()) {
@@ -78,6 +135,17 @@ int main(int argc, char** argv) {
       throw CLI::ValidationError(
           "--arch is stored in the checkpoint; use it with --weights only");
     }
+    if (heatmap_dir.empty() &&
+        (app.count("--findings") != 0 || app.count("--top") != 0)) {
+      throw CLI::ValidationError("--findings and --top need --heatmap DIR");
+    }
+    absl::StatusOr<std::vector<int>> parsed =
+        kolo::chexnet::ParseFindingNames(finding_names);
+    if (!parsed.ok()) {
+      throw CLI::ValidationError("--findings",
+                                 std::string(parsed.status().message()));
+    }
+    findings = *parsed;
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : 2;
   }
@@ -104,6 +172,12 @@ int main(int argc, char** argv) {
                  std::string(predictor.status().message()).c_str());
     return 1;
   }
+  images = ExpandFolders(images);
+  if (images.empty()) {
+    std::fprintf(stderr, "chexnet_predict: error: no image files given\n");
+    return 1;
+  }
+  (*predictor)->set_ten_crop(tta == "ten-crop");
   absl::StatusOr<std::vector<kolo::chexnet::Prediction>> predictions =
       (*predictor)->Predict(images, batch_size);
   if (!predictions.ok()) {
@@ -111,13 +185,66 @@ int main(int argc, char** argv) {
                  std::string(predictions.status().message()).c_str());
     return 1;
   }
+  // Heat maps come from the plain (not ten-crop) input: one map per finding.
+  std::vector<nlohmann::json> heatmap_json(predictions->size(),
+                                           nlohmann::json::array());
+  std::string heatmap_lines;
+  if (!heatmap_dir.empty()) {
+    kolo::chexnet::ChexnetModel& model = (*predictor)->mutable_model();
+    const std::string caption = kolo::chexnet::HeatmapCaption(model);
+    for (size_t i = 0; i < images.size(); ++i) {
+      absl::StatusOr<kolo::chexnet::ImageHeatmaps> maps =
+          kolo::chexnet::ComputeImageHeatmaps(model, (*predictor)->image_size(),
+                                              *device, images[i], findings,
+                                              top);
+      absl::StatusOr<std::vector<kolo::chexnet::WrittenHeatmap>> written =
+          maps.ok()
+              ? kolo::chexnet::WriteHeatmaps(*maps, images[i], heatmap_dir,
+                                             caption)
+              : absl::StatusOr<std::vector<kolo::chexnet::WrittenHeatmap>>(
+                    maps.status());
+      if (!written.ok()) {
+        std::fprintf(stderr, "chexnet_predict: error: %s\n",
+                     std::string(written.status().message()).c_str());
+        return 1;
+      }
+      for (const auto& w : *written) {
+        heatmap_json[i].push_back(
+            {{"finding", std::string(kolo::chexnet::kLabelNames[w.finding])},
+             {"probability", w.probability},
+             {"png", w.png},
+             {"npy", w.npy},
+             {"peak", {w.peak.x, w.peak.y}}});
+        heatmap_lines += w.png + "\n";
+      }
+    }
+  }
   if (json) {
-    for (const auto& p : *predictions) {
-      std::printf("%s\n", kolo::chexnet::FormatPredictionJsonLine(p).c_str());
+    for (size_t i = 0; i < predictions->size(); ++i) {
+      std::string line =
+          kolo::chexnet::FormatPredictionJsonLine((*predictions)[i]);
+      if (!heatmap_dir.empty()) {
+        nlohmann::ordered_json object = nlohmann::ordered_json::parse(line);
+        object["heatmaps"] = heatmap_json[i];
+        line = object.dump();
+      }
+      std::printf("%s\n", line.c_str());
     }
   } else {
+    if (tta == "ten-crop") {
+      std::printf(
+          "test-time augmentation: ten %dx%d crops of each image "
+          "resized to %dx%d, probabilities averaged\n",
+          (*predictor)->image_size(), (*predictor)->image_size(),
+          kolo::chexnet::TenCropResizeSide((*predictor)->image_size()),
+          kolo::chexnet::TenCropResizeSide((*predictor)->image_size()));
+    }
     std::fputs(kolo::chexnet::FormatPredictionTable(*predictions).c_str(),
                stdout);
+    if (!heatmap_lines.empty()) {
+      std::printf("\nheat maps (Grad-CAM; raw maps beside them as .npy):\n%s",
+                  heatmap_lines.c_str());
+    }
   }
   return 0;
 }

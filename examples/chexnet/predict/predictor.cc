@@ -11,8 +11,9 @@
 #include "absl/strings/str_format.h"
 #include "examples/chexnet/data/batch_loader.h"
 #include "examples/chexnet/data/image.h"
-#include "examples/chexnet/data/png_io.h"
+#include "examples/chexnet/data/image_file.h"
 #include "examples/chexnet/models/load_weights.h"
+#include "examples/chexnet/predict/ten_crop.h"
 #include "examples/chexnet/train/checkpoint.h"
 
 namespace kolo::chexnet {
@@ -58,7 +59,7 @@ absl::StatusOr<std::unique_ptr<Predictor>> Predictor::FromWeights(
 absl::StatusOr<std::vector<Prediction>> Predictor::Predict(
     const std::vector<std::string>& paths, int batch_size) {
   ImageOptions options;
-  options.image_size = image_size_;
+  options.image_size = ten_crop_ ? TenCropResizeSide(image_size_) : image_size_;
   std::vector<Prediction> predictions;
   predictions.reserve(paths.size());
   torch::NoGradGuard no_grad;
@@ -67,7 +68,7 @@ absl::StatusOr<std::vector<Prediction>> Predictor::Predict(
     const size_t last = std::min(paths.size(), first + batch_size);
     std::vector<torch::Tensor> inputs;
     for (size_t i = first; i < last; ++i) {
-      absl::StatusOr<Image> file = ReadPng(paths[i]);
+      absl::StatusOr<Image> file = ReadImage(paths[i]);
       if (!file.ok()) return file.status();
       absl::StatusOr<Image> input = LoadModelInput(paths[i], options);
       if (!input.ok()) return input.status();
@@ -75,14 +76,17 @@ absl::StatusOr<std::vector<Prediction>> Predictor::Predict(
       prediction.image = paths[i];
       prediction.width = file->width;
       prediction.height = file->height;
-      prediction.input_size = image_size_;
-      prediction.resampled =
-          file->width != image_size_ || file->height != image_size_;
+      prediction.input_size = options.image_size;
+      prediction.resampled = file->width != options.image_size ||
+                             file->height != options.image_size;
+      prediction.ten_crop = ten_crop_;
       predictions.push_back(std::move(prediction));
       inputs.push_back(ImageToTensor(*input));
     }
+    const torch::Tensor batch = torch::stack(inputs).to(device_);
     torch::Tensor probabilities =
-        model_->Predict(torch::stack(inputs).to(device_))
+        (ten_crop_ ? TenCropProbabilities(*model_, batch, image_size_)
+                   : model_->Predict(batch))
             .to(torch::kCPU, torch::kFloat32)
             .contiguous();
     auto rows = probabilities.accessor<float, 2>();
@@ -148,6 +152,7 @@ std::string FormatPredictionJsonLine(const Prediction& p) {
                                  {"height", p.height},
                                  {"input_size", p.input_size},
                                  {"resampled", p.resampled},
+                                 {"tta", p.ten_crop ? "ten-crop" : "none"},
                                  {"probabilities", probabilities}};
   return line.dump();
 }

@@ -31,8 +31,10 @@ struct Prediction {
   std::string image;  // The path as given.
   int width = 0;      // Of the file.
   int height = 0;
-  int input_size = 0;      // Side of the model input.
+  int input_size = 0;      // Side it is resized to: the model input's, or with
+                           // ten-crop the side the crops are taken from.
   bool resampled = false;  // False when the file already had that size.
+  bool ten_crop = false;   // Averaged over ten crops (ten_crop.h).
   std::array<float, kNumLabels> probabilities{};  // kLabelNames order.
 };
 
@@ -58,7 +60,15 @@ class Predictor {
   absl::StatusOr<std::vector<Prediction>> Predict(
       const std::vector<std::string>& paths, int batch_size = 16);
 
+  // Test-time augmentation: with ten_crop, Predict resizes each image to
+  // TenCropResizeSide(image_size()) and averages the probabilities of ten
+  // image_size() crops (see ten_crop.h). Off by default.
+  void set_ten_crop(bool ten_crop) { ten_crop_ = ten_crop; }
+  bool ten_crop() const { return ten_crop_; }
+
   const ChexnetModel& model() const { return *model_; }
+  // For Grad-CAM (heatmaps.h), which runs the model's halves itself.
+  ChexnetModel& mutable_model() { return *model_; }
   int image_size() const { return image_size_; }
   torch::Device device() const { return device_; }
 
@@ -66,6 +76,7 @@ class Predictor {
   std::shared_ptr<ChexnetModel> model_;
   int image_size_;
   torch::Device device_;
+  bool ten_crop_ = false;
 };
 
 // Findings as rows, images as columns (a block of up to four images at a
@@ -75,7 +86,8 @@ std::string FormatPredictionTable(const std::vector<Prediction>& predictions);
 
 // One JSON object per line:
 // {"image":..., "width":..., "height":..., "input_size":..., "resampled":...,
-//  "probabilities": {"Atelectasis": p, ...}} (kLabelNames order).
+//  "tta": "none" or "ten-crop", "probabilities": {"Atelectasis": p, ...}}
+// (kLabelNames order).
 std::string FormatPredictionJsonLine(const Prediction& prediction);
 
 }  // namespace kolo::chexnet

@@ -20,6 +20,8 @@ int main(int argc, char** argv) {
       "  Data_Entry_2017.csv        2017 header and rows (trailing commas)\n"
       "  Data_Entry_2017_v2020.csv  the same rows, v2020 header\n"
       "  train_val_list.txt, test_list.txt  about 80/20, split by patient\n"
+      "  BBox_List_2017.csv         NIH's box file: where each of its 8\n"
+      "                             findings was drawn in the test images\n"
       "Each finding is drawn as its own learnable shape or texture in its own\n"
       "region of a noisy chest-like picture. Over half the images are\n"
       "\"No Finding\"; class prevalence follows the real data set, except\n"
@@ -58,6 +60,7 @@ int main(int argc, char** argv) {
               summary->num_train_val, summary->num_test,
               summary->num_no_finding,
               100.0 * summary->num_no_finding / summary->num_images);
+  std::printf("BBox_List_2017.csv: %d boxes\n", summary->num_boxes);
   std::printf("%-20s %9s %11s\n", "Finding", "Images", "Test images");
   for (int c = 0; c < kNumLabels; ++c) {
     std::printf("%-20s %9d %11d\n", std::string(kLabelNames[c]).c_str(),

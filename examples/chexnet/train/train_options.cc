@@ -113,6 +113,18 @@ bool ParseTrainOptions(int argc, const char* const* argv, TrainOptions* o,
                  "Stop each epoch after this many steps (0: whole epochs); "
                  "for quick runs")
       ->check(CLI::Range(0, 1 << 30));
+  app.add_option("--tta", o->tta,
+                 "Test-time augmentation of the test evaluation: none, or "
+                 "ten-crop (AUROC reported with and without it)")
+      ->check(CLI::IsMember({"none", "ten-crop"}));
+  bool no_localize = false;
+  app.add_flag("--no-localize", no_localize,
+               "Skip the localization scores against "
+               "DATA/BBox_List_2017.csv (run when that file exists)");
+  app.add_option("--heatmap-images", o->heatmap_images,
+                 "Boxed test images whose Grad-CAM heat maps go to "
+                 "OUT/heatmaps (0: none)")
+      ->check(CLI::Range(0, 1000000));
   bool progress = false;
   bool no_progress = false;
   CLI::Option* progress_flag = app.add_flag(
@@ -129,6 +141,7 @@ bool ParseTrainOptions(int argc, const char* const* argv, TrainOptions* o,
     return false;
   }
   if (amp) o->mixed_precision = "bf16";
+  o->localize = !no_localize;
   o->progress = progress      ? ProgressMode::kAlways
                 : no_progress ? ProgressMode::kNever
                               : ProgressMode::kAuto;
@@ -141,14 +154,16 @@ std::string DescribeTrainOptions(const TrainOptions& o) {
       "--optimizer %s --lr %g --warmup-epochs %g --patience %d%s "
       "--val-fraction %g --seed %d --workers %d --threads %d --device %s "
       "--mixed-precision %s%s%s%s "
-      "--max-steps-per-epoch %d --out %s%s",
+      "--max-steps-per-epoch %d --out %s%s --tta %s%s --heatmap-images %d",
       o.data_dir, o.arch, o.image_size, o.epochs, o.batch_size, o.optimizer,
       o.lr, o.warmup_epochs, o.plateau_patience,
       o.class_weights ? " --class-weights" : "", o.val_fraction, o.seed,
-      o.workers, o.threads, o.device, o.mixed_precision, o.head_bias_zero ? " --head-bias-zero" : "",
+      o.workers, o.threads, o.device, o.mixed_precision,
+      o.head_bias_zero ? " --head-bias-zero" : "",
       o.skip_bad_images ? " --skip-bad-images" : "",
-      o.weights.empty() ? "" : " --weights " + o.weights,
-      o.max_steps_per_epoch, o.out_dir, o.resume ? " --resume" : "");
+      o.weights.empty() ? "" : " --weights " + o.weights, o.max_steps_per_epoch,
+      o.out_dir, o.resume ? " --resume" : "", o.tta,
+      o.localize ? "" : " --no-localize", o.heatmap_images);
 }
 
 }  // namespace kolo::chexnet

@@ -39,6 +39,14 @@ struct TrainOptions {
   std::string out_dir;
   bool resume = false;
   int max_steps_per_epoch = 0;  // 0: whole epochs.
+  // Test-time augmentation of the test evaluation: "none" or "ten-crop"
+  // (then both AUROCs are reported side by side).
+  std::string tta = "none";
+  // With DATA/BBox_List_2017.csv: score Grad-CAM maps against its boxes
+  // after the test evaluation, and write heat maps of this many of the
+  // boxed images to OUT/heatmaps (0: none).
+  bool localize = true;
+  int heatmap_images = 4;
   ProgressMode progress = ProgressMode::kAuto;
 };
 

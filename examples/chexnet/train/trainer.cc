@@ -17,21 +17,26 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "examples/chexnet/data/batch_loader.h"
+#include "examples/chexnet/data/bbox_list.h"
 #include "examples/chexnet/data/dataset.h"
 #include "examples/chexnet/data/labels.h"
 #include "examples/chexnet/data/splits.h"
 #include "examples/chexnet/metrics/auroc.h"
+#include "examples/chexnet/metrics/localization.h"
 #include "examples/chexnet/metrics/report.h"
 #include "examples/chexnet/metrics/roc_plot.h"
 #include "examples/chexnet/models/chexnet_model.h"
 #include "examples/chexnet/models/device.h"
 #include "examples/chexnet/models/load_weights.h"
+#include "examples/chexnet/predict/localizer.h"
+#include "examples/chexnet/predict/ten_crop.h"
 #include "examples/chexnet/train/adadelta.h"
 #include "examples/chexnet/train/checkpoint.h"
 #include "examples/chexnet/train/loss_scaler.h"
@@ -169,7 +174,7 @@ absl::StatusOr<Evaluation> Evaluate(ChexnetModel& model,
                                     const ::torch::Tensor& pos_weight,
                                     ::torch::Device device,
                                     const MixedPrecision& precision,
-                                    const std::string& name) {
+                                    const std::string& name, int ten_crop = 0) {
   const int rank = kolo::torch::rank();
   const int size = kolo::torch::size();
   // Rank r scores positions r, r + size, ...: no padding, so every image is
@@ -196,7 +201,16 @@ absl::StatusOr<Evaluation> Evaluate(ChexnetModel& model,
       ::torch::Tensor logits;
       {
         CudaAutocast autocast(precision.enabled, precision.dtype);
-        logits = model.forward(batch.images.to(device, /*non_blocking=*/true));
+        const ::torch::Tensor images =
+            batch.images.to(device, /*non_blocking=*/true);
+        // Ten-crop averages probabilities; their logits stand in for the
+        // model's, so that the loss and AUROC below need no special case.
+        logits =
+            ten_crop > 0
+                ? ::torch::logit(TenCropProbabilities(model, images, ten_crop)
+                                     .to(::torch::kFloat32),
+                                 1e-7)
+                : model.forward(images);
       }
       // Scores, loss and AUROC are computed on the CPU in float32.
       logits_parts.push_back(logits.to(::torch::kCPU, ::torch::kFloat32));
@@ -265,6 +279,43 @@ nlohmann::json HistoryToJson(const std::vector<EpochRecord>& history) {
                     {"seconds", number(r.seconds)}});
   }
   return rows;
+}
+
+// Grad-CAM against DATA/BBox_List_2017.csv: every box whose image is in the
+// test list is scored; a box naming an image the metadata does not know is
+// an error. Heat maps of the first --heatmap-images boxed images go to
+// OUT/heatmaps.
+absl::StatusOr<LocalizationMetrics> LocalizeTest(ChexnetModel& model,
+                                                 const TrainOptions& o,
+                                                 const std::string& image_dir,
+                                                 const std::string& boxes_path,
+                                                 const NihSplits& splits,
+                                                 ::torch::Device device) {
+  absl::StatusOr<std::vector<FindingBox>> boxes = ReadBBoxListCsv(boxes_path);
+  if (!boxes.ok()) return boxes.status();
+  std::vector<DataEntry> all = splits.train;
+  all.insert(all.end(), splits.validation.begin(), splits.validation.end());
+  all.insert(all.end(), splits.test.begin(), splits.test.end());
+  if (absl::Status s = CheckBoxImagesKnown(*boxes, all, boxes_path); !s.ok()) {
+    return s;
+  }
+  std::unordered_set<std::string> test_images;
+  for (const DataEntry& entry : splits.test) {
+    test_images.insert(entry.image_index);
+  }
+  std::vector<FindingBox> test_boxes;
+  for (const FindingBox& box : *boxes) {
+    if (test_images.count(box.image_index) != 0) test_boxes.push_back(box);
+  }
+  LocalizeOptions options;
+  if (o.heatmap_images > 0) {
+    options.heatmap_dir =
+        (std::filesystem::path(o.out_dir) / "heatmaps").string();
+    options.max_heatmap_images = o.heatmap_images;
+  }
+  model.eval();
+  return LocalizeBoxes(model, o.image_size, device, image_dir, test_boxes,
+                       options);
 }
 
 }  // namespace
@@ -692,12 +743,49 @@ absl::Status RunTraining(const TrainOptions& o) {
       Evaluate(*model, test_set, loader_options, pos_weight, device, precision,
                "test");
   if (!test.ok()) return test.status();
+  // The same images resized to 256/224 of the input side, ten crops each.
+  std::optional<Evaluation> test_ten_crop;
+  if (o.tta == "ten-crop") {
+    ImageOptions resized = image_options;
+    resized.image_size = TenCropResizeSide(o.image_size);
+    const ChestXrayDataset resized_test_set(image_dir, splits->test, resized);
+    absl::StatusOr<Evaluation> evaluation =
+        Evaluate(*model, resized_test_set, loader_options, pos_weight, device,
+                 precision, "test.ten_crop", o.image_size);
+    if (!evaluation.ok()) return evaluation.status();
+    test_ten_crop = *std::move(evaluation);
+  }
   const double elapsed = SecondsSince(start);
   if (is_root) {
     std::printf("\nTest AUROC (%lld images of %s)\n%s\n",
                 static_cast<long long>(test->images), o.data_dir.c_str(),
                 FormatAurocTable(test->metrics).c_str());
+    if (test_ten_crop.has_value()) {
+      std::printf(
+          "Test AUROC without and with ten-crop test-time "
+          "augmentation\n%s\n",
+          FormatAurocComparisonTable(test->metrics, test_ten_crop->metrics,
+                                     "ten-crop")
+              .c_str());
+    }
+    std::optional<LocalizationMetrics> localization;
+    const std::filesystem::path boxes_path =
+        std::filesystem::path(o.data_dir) / kBBoxList;
+    if (o.localize && std::filesystem::exists(boxes_path)) {
+      absl::StatusOr<LocalizationMetrics> scored = LocalizeTest(
+          *model, o, image_dir, boxes_path.string(), *splits, device);
+      if (!scored.ok()) return scored.status();
+      localization = *std::move(scored);
+      std::printf("%s\n", FormatLocalizationTable(*localization).c_str());
+    }
     nlohmann::json json = MetricsToJson(test->metrics);
+    if (test_ten_crop.has_value()) {
+      json["ten_crop"] = MetricsToJson(test_ten_crop->metrics);
+      json["ten_crop"]["test_loss"] = test_ten_crop->loss;
+    }
+    if (localization.has_value()) {
+      json["localization"] = LocalizationToJson(*localization);
+    }
     json["split"] = "test";
     json["test_loss"] = test->loss;
     json["arch"] = o.arch;
@@ -728,8 +816,13 @@ absl::Status RunTraining(const TrainOptions& o) {
                             plot_options);
     }
     if (!status.ok()) return status;
-    std::printf("wrote %s/{last.pt,best.pt,metrics.json,metrics.csv,roc.png}\n",
-                o.out_dir.c_str());
+    std::printf(
+        "wrote %s/{last.pt,best.pt,metrics.json,metrics.csv,roc.png}"
+        "%s\n",
+        o.out_dir.c_str(),
+        localization.has_value() && o.heatmap_images > 0
+            ? " and heat maps in heatmaps/"
+            : "");
     std::printf("test mean AUROC %s over %d classes, %lld images; elapsed "
                 "%.1f s\n",
                 FormatMean(test->metrics.mean_auroc).c_str(),
