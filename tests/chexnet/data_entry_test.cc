@@ -190,8 +190,8 @@ TEST(ParseDataEntryCsv, ImageIndexMustBeAFileNameInTheImagesFolder) {
       {"\"a\tb.png\"", "\"a\\tb.png\" contains a control character"},
   };
   for (const Case& c : cases) {
-    const std::string csv = std::string(kHeader2017) + c.name +
-                            ",Mass,0,1,58,M,PA,1,1,0.1,0.1,\n";
+    const std::string csv =
+        std::string(kHeader2017) + c.name + ",Mass,0,1,58,M,PA,1,1,0.1,0.1,\n";
     auto entries = ParseDataEntryCsv(csv, "bad.csv");
     ASSERT_FALSE(entries.ok()) << "image index accepted: " << c.name;
     EXPECT_EQ(entries.status().code(), absl::StatusCode::kInvalidArgument);

@@ -586,7 +586,8 @@ TEST(StateDictReader, PickledModuleIsNotAStateDict) {
       << state.status();
 }
 
-// ---- hostile files --------------------------------------------------------------
+// ---- hostile files
+// --------------------------------------------------------------
 
 // A zip-format torch.save file written with LibTorch's own zip writer.
 std::string WriteZip(
@@ -658,8 +659,7 @@ TEST(StateDictReader, SpecialFilesAreRefusedUnread) {
   // Opening a FIFO for reading once waited for a writer forever.
   const std::string fifo = (dir / "weights.pth").string();
   ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
-  ExpectRefused(fifo, absl::StatusCode::kInvalidArgument,
-                "not a regular file");
+  ExpectRefused(fifo, absl::StatusCode::kInvalidArgument, "not a regular file");
   fs::remove_all(dir);
 }
 
@@ -668,12 +668,12 @@ TEST(StateDictReader, LegacyStorageLargerThanTheFileIsRefusedUnallocated) {
   // allocated before its bytes were looked for.
   const std::string storage = testing::Storage("0", int64_t{1} << 40, true);
   const std::string path = WriteTemporary(
-      "huge_legacy",
-      testing::LegacyHeader() +
-          testing::StateDictPickle(
-              {{"w", testing::Tensor(storage, 0, {3}, {1})}}) +
-          testing::KeyList({"0"}) + testing::Le(uint64_t{1} << 40, 8) +
-          FloatBytes({1, 2, 3}));
+      "huge_legacy", testing::LegacyHeader() +
+                         testing::StateDictPickle(
+                             {{"w", testing::Tensor(storage, 0, {3}, {1})}}) +
+                         testing::KeyList({"0"}) +
+                         testing::Le(uint64_t{1} << 40, 8) +
+                         FloatBytes({1, 2, 3}));
   ExpectRefused(path, absl::StatusCode::kDataLoss,
                 "expected 1099511627776 elements of 4 bytes");
   fs::remove(path);

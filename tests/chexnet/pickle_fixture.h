@@ -35,8 +35,8 @@ inline std::string Storage(const std::string& key, int64_t numel, bool legacy) {
          Str("cpu") + Int(numel) + (legacy ? "N" : "") + "tQ";
 }
 inline std::string Tensor(const std::string& storage, int64_t offset,
-                   const std::vector<int64_t>& sizes,
-                   const std::vector<int64_t>& strides) {
+                          const std::vector<int64_t>& sizes,
+                          const std::vector<int64_t>& strides) {
   return "ctorch._utils\n_rebuild_tensor_v2\n(" + storage + Int(offset) +
          Ints(sizes) + Ints(strides) +
          "\x89"

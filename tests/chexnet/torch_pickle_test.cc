@@ -14,17 +14,17 @@
 #include <vector>
 
 #include "absl/status/status.h"
-#include "tests/chexnet/pickle_fixture.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/chexnet/pickle_fixture.h"
 
 namespace kolo {
 namespace chexnet {
 namespace {
 
 using std::string_literals::operator""s;
-using ::testing::HasSubstr;
 using testing::Floats;
+using ::testing::HasSubstr;
 using testing::Int;
 using testing::KeyList;
 using testing::Le;
@@ -52,7 +52,8 @@ void ExpectError(const absl::StatusOr<StateDictLayout>& layout,
   EXPECT_THAT(std::string(layout.status().message()), HasSubstr("n.pth"));
 }
 
-// ---- valid files ---------------------------------------------------------------
+// ---- valid files
+// ---------------------------------------------------------------
 
 TEST(TorchPickle, ReadsALegacyFileWithASharedStorage) {
   const std::string file = ValidLegacyFile();
@@ -86,7 +87,8 @@ TEST(TorchPickle, ReadsAZipPickleAndKeepsOnlyTheStateDictsStorages) {
   EXPECT_EQ(layout->tensors[0].strides, (std::vector<int64_t>{2, 1}));
 }
 
-// ---- nesting, floods and cycles -------------------------------------------------
+// ---- nesting, floods and cycles
+// -------------------------------------------------
 
 TEST(TorchPickle, DeepNestingIsAnErrorNotAStackOverflow) {
   // The file: None in a million nested 1-tuples. Building, and
@@ -95,13 +97,11 @@ TEST(TorchPickle, DeepNestingIsAnErrorNotAStackOverflow) {
   ExpectError(ParseLegacyFile(file, "n.pth"),
               absl::StatusCode::kInvalidArgument,
               "objects are nested more than 1000 levels deep");
-  ExpectError(ParseZipPickle(file, "n.pth"),
-              absl::StatusCode::kInvalidArgument,
+  ExpectError(ParseZipPickle(file, "n.pth"), absl::StatusCode::kInvalidArgument,
               "objects are nested more than 1000 levels deep");
   // Up to the limit the nesting itself is fine.
   const std::string deep = "\x80\x02N"s + std::string(1000, '\x85') + ".";
-  ExpectError(ParseZipPickle(deep, "n.pth"),
-              absl::StatusCode::kInvalidArgument,
+  ExpectError(ParseZipPickle(deep, "n.pth"), absl::StatusCode::kInvalidArgument,
               "holds a tuple, not a state_dict");
 }
 
@@ -135,10 +135,9 @@ TEST(TorchPickle, ObjectStackMarkAndMemoFloodsHitTheirLimits) {
                              "n.pth", limits),
               absl::StatusCode::kInvalidArgument,
               "more than 500 stack entries");
-  ExpectError(
-      ParseZipPickle("\x80\x02"s + std::string(600, '(') + ".", "n.pth",
-                     limits),
-      absl::StatusCode::kInvalidArgument, "more than 500 marks");
+  ExpectError(ParseZipPickle("\x80\x02"s + std::string(600, '(') + ".", "n.pth",
+                             limits),
+              absl::StatusCode::kInvalidArgument, "more than 500 marks");
   std::string memo = "\x80\x02N";
   for (uint32_t i = 0; i < 600; ++i) memo += "r" + Le(i, 4);  // LONG_BINPUT
   ExpectError(ParseZipPickle(memo + ".", "n.pth", limits),
@@ -148,7 +147,8 @@ TEST(TorchPickle, ObjectStackMarkAndMemoFloodsHitTheirLimits) {
 TEST(TorchPickle, CopiesOfADictCountAgainstTheElementLimit) {
   // d = {0: None, ..., 99: None}; then OrderedDict(d) over and over.
   std::string pickle = "\x80\x02}q\x00("s;
-  for (int i = 0; i < 100; ++i) pickle += "K" + std::string(1, static_cast<char>(i)) + "N";
+  for (int i = 0; i < 100; ++i)
+    pickle += "K" + std::string(1, static_cast<char>(i)) + "N";
   pickle += "u0";
   for (int i = 0; i < 200; ++i) {
     pickle += "ccollections\nOrderedDict\nh\x00\x85R0"s;
@@ -164,51 +164,54 @@ TEST(TorchPickle, StackGlobalCannotCopyHugeNamesAgainAndAgain) {
   const std::string pickle = "\x80\x04"s + Str(std::string(4096, 'm')) +
                              "q\x00"s + Str("name") + "\x93.";
   ExpectError(ParseZipPickle(pickle, "n.pth"),
-              absl::StatusCode::kInvalidArgument,
-              "is longer than 1024 bytes");
+              absl::StatusCode::kInvalidArgument, "is longer than 1024 bytes");
 }
 
 TEST(TorchPickle, SelfReferencingObjectsAreErrorsNotHangs) {
   // l = []; l.append(l) a thousand times: a cycle through the memo.
   std::string list = "\x80\x02]q\x00"s;
-  for (int i = 0; i < 1100; ++i) list += "h\x00" "a"s;
+  for (int i = 0; i < 1100; ++i)
+    list +=
+        "h\x00"
+        "a"s;
   ExpectError(ParseZipPickle(list + ".", "n.pth"),
               absl::StatusCode::kInvalidArgument,
               "nested more than 1000 levels");
   // d = {}; d["state_dict"] = d.
   const std::string dict = "\x80\x02}q\x00"s + Str("state_dict") + "h\x00s."s;
-  ExpectError(ParseZipPickle(dict, "n.pth"),
-              absl::StatusCode::kInvalidArgument,
+  ExpectError(ParseZipPickle(dict, "n.pth"), absl::StatusCode::kInvalidArgument,
               "state_dict entry \"state_dict\" is a dict, not a tensor");
 }
 
 TEST(TorchPickle, ManyDictKeysTakeLinearTime) {
   // 200000 distinct keys: a linear scan per assignment took minutes.
   std::string pickle = "\x80\x02}(";
-  for (int i = 0; i < 200000; ++i) pickle += Str("key" + std::to_string(i)) + "N";
+  for (int i = 0; i < 200000; ++i)
+    pickle += Str("key" + std::to_string(i)) + "N";
   pickle += "u.";
   const auto start = std::chrono::steady_clock::now();
   ExpectError(ParseZipPickle(pickle, "n.pth"),
               absl::StatusCode::kInvalidArgument,
               "state_dict entry \"key0\" is None, not a tensor");
-  const double seconds = std::chrono::duration<double>(
-                             std::chrono::steady_clock::now() - start)
-                             .count();
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+          .count();
   EXPECT_LT(seconds, 10.0);
 }
 
 TEST(TorchPickle, RepeatedKeysReplaceTheirValue) {
   const std::string storage = Storage("0", 4, false);
-  const std::string pickle = StateDictPickle(
-      {{"w", Tensor(storage, 0, {1}, {1})},
-       {"w", Tensor(storage, 3, {1}, {1})}});
+  const std::string pickle =
+      StateDictPickle({{"w", Tensor(storage, 0, {1}, {1})},
+                       {"w", Tensor(storage, 3, {1}, {1})}});
   absl::StatusOr<StateDictLayout> layout = ParseZipPickle(pickle, "n.pth");
   ASSERT_TRUE(layout.ok()) << layout.status();
   ASSERT_EQ(layout->tensors.size(), 1u);
   EXPECT_EQ(layout->tensors[0].offset, 3);
 }
 
-// ---- storages and views ------------------------------------------------------
+// ---- storages and views
+// ------------------------------------------------------
 
 TEST(TorchPickle, HugeDeclaredStorageIsCheckedAgainstTheFile) {
   // A trillion floats declared, twelve bytes present.
@@ -228,9 +231,8 @@ TEST(TorchPickle, HugeDeclaredStorageIsCheckedAgainstTheFile) {
 
 TEST(TorchPickle, TensorViewsMustStayInTheirStorage) {
   const std::string storage = Storage("0", 3, false);
-  for (const auto& [sizes, strides, offset] :
-       std::vector<std::tuple<std::vector<int64_t>, std::vector<int64_t>,
-                              int64_t>>{
+  for (const auto& [sizes, strides, offset] : std::vector<
+           std::tuple<std::vector<int64_t>, std::vector<int64_t>, int64_t>>{
            {{4}, {1}, 0},
            {{2}, {1}, 2},
            {{0}, {1}, 4},
@@ -245,10 +247,10 @@ TEST(TorchPickle, TensorViewsMustStayInTheirStorage) {
         absl::StatusCode::kInvalidArgument, "exceeds its 3-element storage");
   }
   // Broadcast (stride 0) and empty views inside the storage are fine.
-  absl::StatusOr<StateDictLayout> layout = ParseZipPickle(
-      StateDictPickle({{"a", Tensor(storage, 2, {5}, {0})},
-                       {"b", Tensor(storage, 3, {0}, {1})}}),
-      "n.pth");
+  absl::StatusOr<StateDictLayout> layout =
+      ParseZipPickle(StateDictPickle({{"a", Tensor(storage, 2, {5}, {0})},
+                                      {"b", Tensor(storage, 3, {0}, {1})}}),
+                     "n.pth");
   EXPECT_TRUE(layout.ok()) << layout.status();
 }
 
@@ -256,10 +258,10 @@ TEST(TorchPickle, LegacyStorageListMustMatchThePickle) {
   const std::string storage = Storage("0", 1, true);
   const std::string object =
       LegacyHeader() + StateDictPickle({{"w", Tensor(storage, 0, {1}, {1})}});
-  ExpectError(ParseLegacyFile(object + KeyList({"0", "0"}) + Floats({1}) +
-                                  Floats({1}),
-                              "n.pth"),
-              absl::StatusCode::kDataLoss, "names \"0\" twice");
+  ExpectError(
+      ParseLegacyFile(object + KeyList({"0", "0"}) + Floats({1}) + Floats({1}),
+                      "n.pth"),
+      absl::StatusCode::kDataLoss, "names \"0\" twice");
   ExpectError(ParseLegacyFile(object + KeyList({"7"}) + Floats({1}), "n.pth"),
               absl::StatusCode::kDataLoss,
               "names \"7\", which the pickle never refers to");

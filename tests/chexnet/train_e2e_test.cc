@@ -554,11 +554,10 @@ TEST_F(TrainE2E, ResumingFromACheckpointWithImpossibleMetaFailsWithStatusOne) {
   meta.optimizer = "adam";
   meta.epochs_completed = -3;
   std::shared_ptr<ChexnetModel> model = *MakeModel("densenet121");
-  ASSERT_TRUE(SaveCheckpoint((out / "last.pt").string(), meta, *model,
-                             nullptr, nullptr)
-                  .ok());
-  const CommandResult r =
-      RunCommand(train_ + TrainFlags(out, 1) + " --resume");
+  ASSERT_TRUE(
+      SaveCheckpoint((out / "last.pt").string(), meta, *model, nullptr, nullptr)
+          .ok());
+  const CommandResult r = RunCommand(train_ + TrainFlags(out, 1) + " --resume");
   EXPECT_EQ(r.exit_code, 1) << r.output;
   EXPECT_THAT(r.output, HasSubstr("last.pt: not a checkpoint chexnet_train "
                                   "writes: inconsistent meta: "

@@ -422,8 +422,8 @@ TEST(Checkpoint, PredictRefusesAModelWithOtherThanFourteenOutputs) {
   ASSERT_FALSE(loaded.ok());
   EXPECT_THAT(std::string(loaded.status().message()),
               HasSubstr("meta/num_classes is 3"));
-  const absl::Status device = LoadCheckpoint("/dev/zero", &meta, nullptr,
-                                             nullptr, nullptr);
+  const absl::Status device =
+      LoadCheckpoint("/dev/zero", &meta, nullptr, nullptr, nullptr);
   EXPECT_TRUE(absl::IsInvalidArgument(device)) << device;
   EXPECT_THAT(std::string(device.message()),
               HasSubstr("/dev/zero: not a regular file"));

@@ -132,9 +132,9 @@ absl::StatusOr<DataEntry> ParseRow(const std::vector<std::string>& fields,
 
 absl::Status CheckImageFileName(absl::string_view name) {
   auto refuse = [&](absl::string_view why) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "\"Image Index\" \"", absl::CHexEscape(name), "\" ", why,
-        ": it must be a file name inside the images folder"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("\"Image Index\" \"", absl::CHexEscape(name), "\" ", why,
+                     ": it must be a file name inside the images folder"));
   };
   if (name.empty()) return refuse("is empty");
   if (name == "." || name == "..") return refuse("is a directory");

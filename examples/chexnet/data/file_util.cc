@@ -83,15 +83,14 @@ absl::StatusOr<std::string> ReadFileToString(const std::string& path,
     return ErrnoError(path, "cannot stat", errno);
   }
   if (!S_ISREG(info.st_mode)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(path, ": not a regular file (", FileTypeName(info.st_mode),
-                     ")"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        path, ": not a regular file (", FileTypeName(info.st_mode), ")"));
   }
   const uint64_t size = static_cast<uint64_t>(info.st_size);
   if (size > max_bytes) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        path, ": ", size, " bytes is more than the ", max_bytes,
-        " bytes allowed for this file"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": ", size, " bytes is more than the ", max_bytes,
+                     " bytes allowed for this file"));
   }
   std::string contents;
   contents.reserve(size);
@@ -116,11 +115,11 @@ absl::StatusOr<std::unique_ptr<AtomicFileWriter>> AtomicFileWriter::Open(
     const std::string& path, Durability durability) {
   constexpr int kAttempts = 16;
   for (int attempt = 0; attempt < kAttempts; ++attempt) {
-    std::string temp_path = absl::StrCat(
-        path, ".tmp.", absl::Hex(RandomBits(), absl::kZeroPad16));
-    const int fd = ::open(
-        temp_path.c_str(),
-        O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+    std::string temp_path =
+        absl::StrCat(path, ".tmp.", absl::Hex(RandomBits(), absl::kZeroPad16));
+    const int fd =
+        ::open(temp_path.c_str(),
+               O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
     if (fd >= 0) {
       return std::unique_ptr<AtomicFileWriter>(
           new AtomicFileWriter(path, std::move(temp_path), fd, durability));
@@ -132,9 +131,9 @@ absl::StatusOr<std::unique_ptr<AtomicFileWriter>> AtomicFileWriter::Open(
           errno);
     }
   }
-  return absl::AlreadyExistsError(absl::StrCat(
-      path, ": ", kAttempts, " random temporary file names in ",
-      DirectoryOf(path), " were all taken"));
+  return absl::AlreadyExistsError(
+      absl::StrCat(path, ": ", kAttempts, " random temporary file names in ",
+                   DirectoryOf(path), " were all taken"));
 }
 
 AtomicFileWriter::AtomicFileWriter(std::string path, std::string temp_path,
@@ -185,7 +184,8 @@ absl::Status AtomicFileWriter::Commit() {
   if (!synced) return absl::OkStatus();
   // Make the rename durable too; a failure here does not undo it.
   const std::string dir = DirectoryOf(path_);
-  FileDescriptor dir_fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  FileDescriptor dir_fd(
+      ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (dir_fd.get() < 0) {
     return ErrnoError(dir, "cannot open directory", errno);
   }

@@ -521,8 +521,8 @@ absl::StatusOr<SyntheticSummary> GenerateSyntheticDataset(
     const std::vector<uint8_t> pixels = RenderSyntheticImage(
         records[i].labels, options.image_size,
         HashCombine(HashCombine(options.seed, kImageStream), i));
-    absl::StatusOr<std::string> png = EncodePng8(
-        pixels.data(), options.image_size, options.image_size, 1);
+    absl::StatusOr<std::string> png =
+        EncodePng8(pixels.data(), options.image_size, options.image_size, 1);
     if (!png.ok()) return png.status();
     // A generated set is made again rather than recovered after a crash, so
     // its files skip the fsync that would cost seconds per thousand images.

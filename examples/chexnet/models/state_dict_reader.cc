@@ -143,9 +143,9 @@ absl::StatusOr<StateDict> ReadZipFile(const std::string& path, int fd,
       auto [data, size] = reader.getRecord("byteorder");
       const std::string order(static_cast<const char*>(data.get()), size);
       if (order != "little") {
-        return absl::UnimplementedError(absl::StrCat(
-            path, ": byte order \"", order.substr(0, 16),
-            "\" is not supported"));
+        return absl::UnimplementedError(absl::StrCat(path, ": byte order \"",
+                                                     order.substr(0, 16),
+                                                     "\" is not supported"));
       }
     }
     if (!reader.hasRecord("data.pkl")) {
@@ -176,16 +176,17 @@ absl::StatusOr<StateDict> ReadZipFile(const std::string& path, int fd,
       if (offset > file_size || expected > file_size - offset) {
         return absl::DataLossError(absl::StrCat(
             path, ": storage record ", record, " needs ", expected,
-            " bytes but the file ends ", file_size - std::min(offset, file_size),
+            " bytes but the file ends ",
+            file_size - std::min(offset, file_size),
             " bytes after its start (truncated, or a compressed archive, "
             "which torch.save never writes)"));
       }
       auto [data, size] = reader.getRecord(record);
       if (size != expected) {
-        return absl::DataLossError(absl::StrCat(
-            path, ": storage record ", record, " has ", size,
-            " bytes, expected ", storage.numel, " x ",
-            ElementSize(storage.type)));
+        return absl::DataLossError(
+            absl::StrCat(path, ": storage record ", record, " has ", size,
+                         " bytes, expected ", storage.numel, " x ",
+                         ElementSize(storage.type)));
       }
       // The tensor adopts the record's buffer: no copy.
       auto owner = std::make_shared<at::DataPtr>(std::move(data));
@@ -218,9 +219,9 @@ absl::StatusOr<StateDict> ReadLegacyFile(const std::string& path, int fd,
     for (const StorageRecord& storage : layout->storages) {
       torch::Tensor elements =
           torch::empty({storage.numel}, ToDtype(storage.type));
-      std::memcpy(elements.data_ptr(), bytes.data() + storage.file_offset,
-                  static_cast<size_t>(storage.numel) *
-                      ElementSize(storage.type));
+      std::memcpy(
+          elements.data_ptr(), bytes.data() + storage.file_offset,
+          static_cast<size_t>(storage.numel) * ElementSize(storage.type));
       storages.push_back(std::move(elements));
     }
     return BuildStateDict(*layout, storages);
@@ -249,13 +250,13 @@ absl::StatusOr<StateDict> ReadStateDict(const std::string& path) {
   }
   struct stat info;
   if (::fstat(file.get(), &info) != 0 || !S_ISREG(info.st_mode)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        path, " is not a regular file: not a torch.save file"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, " is not a regular file: not a torch.save file"));
   }
   const uint64_t size = static_cast<uint64_t>(info.st_size);
   char head[4] = {0, 0, 0, 0};
-  const bool has_head = size >= 2 && ReadAt(file.get(), 0, head,
-                                            std::min<uint64_t>(size, 4));
+  const bool has_head =
+      size >= 2 && ReadAt(file.get(), 0, head, std::min<uint64_t>(size, 4));
   if (has_head && size >= 4 && std::memcmp(head, "PK\x03\x04", 4) == 0) {
     return ReadZipFile(path, file.get(), size);
   }

@@ -72,9 +72,9 @@ struct Value {
   int64_t integer = 0;  // kBool, kInt; the index of kStorage and kTensor
   double real = 0;      // kFloat
   std::string text;     // kString, kBytes, kBigInt, kGlobal, kObject
-  std::vector<ValueId> items;                          // kTuple, kList
-  std::vector<std::pair<ValueId, ValueId>> entries;    // kDict, in order
-  std::unique_ptr<DictIndex> index;                    // kDict
+  std::vector<ValueId> items;                        // kTuple, kList
+  std::vector<std::pair<ValueId, ValueId>> entries;  // kDict, in order
+  std::unique_ptr<DictIndex> index;                  // kDict
 };
 
 // A storage as the pickle refers to it: elements [base, base + length) of
@@ -108,8 +108,8 @@ struct Arena {
 // File text for error messages, cut short.
 std::string Quote(absl::string_view text) {
   if (text.size() <= kMaxQuoted) return absl::StrCat("\"", text, "\"");
-  return absl::StrCat("\"", text.substr(0, kMaxQuoted), "...\" (",
-                      text.size(), " bytes)");
+  return absl::StrCat("\"", text.substr(0, kMaxQuoted), "...\" (", text.size(),
+                      " bytes)");
 }
 
 // How a value is described in error messages.
@@ -364,8 +364,7 @@ class Unpickler {
   absl::Status Step(uint8_t op, bool* stop);
   absl::Status Call(ValueId callable, ValueId args, ValueId* result);
   absl::Status RebuildTensor(const std::string& name,
-                             const std::vector<ValueId>& args,
-                             ValueId* result);
+                             const std::vector<ValueId>& args, ValueId* result);
 
   absl::Status Error(const std::string& what) const {
     return absl::InvalidArgumentError(
@@ -415,9 +414,8 @@ class Unpickler {
   }
   absl::Status PushGlobal(std::string module, const std::string& name) {
     if (module.size() + name.size() >= kMaxGlobalName) {
-      return Error(absl::StrCat("class name ", Quote(module), ".",
-                                Quote(name), " is longer than ",
-                                kMaxGlobalName, " bytes"));
+      return Error(absl::StrCat("class name ", Quote(module), ".", Quote(name),
+                                " is longer than ", kMaxGlobalName, " bytes"));
     }
     absl::StrAppend(&module, ".", name);
     return PushText(Kind::kGlobal, std::move(module));
@@ -926,9 +924,9 @@ absl::Status Unpickler::RebuildTensor(const std::string& name,
     view.strides.push_back(stride.integer);
     int64_t reach = 0;
     if (size.integer > 0) {
-      overflow |= __builtin_mul_overflow(size.integer - 1, stride.integer,
-                                         &reach) ||
-                  __builtin_add_overflow(last, reach, &last);
+      overflow |=
+          __builtin_mul_overflow(size.integer - 1, stride.integer, &reach) ||
+          __builtin_add_overflow(last, reach, &last);
     }
     overflow |= __builtin_mul_overflow(numel, size.integer, &numel);
   }
@@ -1043,9 +1041,8 @@ absl::StatusOr<StateDictLayout> ExtractStateDict(
     auto [it, inserted] =
         renumbered.try_emplace(view.storage, layout.storages.size());
     if (inserted) layout.storages.push_back(all_storages[view.storage]);
-    layout.tensors.push_back(
-        TensorRecord{key.text, it->second, view.offset, view.sizes,
-                     view.strides});
+    layout.tensors.push_back(TensorRecord{key.text, it->second, view.offset,
+                                          view.sizes, view.strides});
   }
   return layout;
 }
@@ -1183,10 +1180,9 @@ absl::StatusOr<StateDictLayout> ParseLegacyFile(absl::string_view file,
     const int64_t offset = arena[view.items[1]].integer;
     const int64_t size = arena[view.items[2]].integer;
     if (offset < 0 || size < 0 || offset > root_numel - size) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("storage view ", Quote(view_key), " (offset ", offset,
-                       ", size ", size, ") exceeds its ", root_numel,
-                       "-element storage"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "storage view ", Quote(view_key), " (offset ", offset, ", size ",
+          size, ") exceeds its ", root_numel, "-element storage"));
     }
     const StorageSlice slice{root->second, offset, size};
     views.emplace(view_key, slice);
@@ -1212,10 +1208,10 @@ absl::StatusOr<StateDictLayout> ParseLegacyFile(absl::string_view file,
     const Value& key = key_list.arena()[key_id];
     auto it = IsString(key) ? root_of_key.find(key.text) : root_of_key.end();
     if (it == root_of_key.end()) {
-      return absl::DataLossError(absl::StrCat(
-          where, ": the storage list names ",
-          IsString(key) ? Quote(key.text) : Describe(key),
-          ", which the pickle never refers to"));
+      return absl::DataLossError(
+          absl::StrCat(where, ": the storage list names ",
+                       IsString(key) ? Quote(key.text) : Describe(key),
+                       ", which the pickle never refers to"));
     }
     if (has_data[it->second]) {
       return absl::DataLossError(absl::StrCat(
@@ -1224,9 +1220,9 @@ absl::StatusOr<StateDictLayout> ParseLegacyFile(absl::string_view file,
     has_data[it->second] = true;
     StorageRecord& storage = roots[it->second];
     if (file.size() - pos < sizeof(int64_t)) {
-      return absl::DataLossError(
-          absl::StrCat(where, ": truncated: storage ", Quote(key.text),
-                       " at offset ", pos, " is missing"));
+      return absl::DataLossError(absl::StrCat(where, ": truncated: storage ",
+                                              Quote(key.text), " at offset ",
+                                              pos, " is missing"));
     }
     const int64_t count = ReadInt64(file, pos);
     pos += sizeof(int64_t);

@@ -2,11 +2,10 @@
 #include "examples/chexnet/train/checkpoint.h"
 
 #include <c10/util/Exception.h>
+#include <sys/stat.h>
 #include <torch/serialize/input-archive.h>
 #include <torch/serialize/output-archive.h>
 #include <torch/types.h>
-
-#include <sys/stat.h>
 
 #include <algorithm>
 #include <cmath>
@@ -111,16 +110,15 @@ absl::Status CheckMeta(const CheckpointMeta& meta) {
                      "\"; expected densenet121 or vgg16"));
   }
   if (meta.num_classes != kNumFindings) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("meta/num_classes is ", meta.num_classes,
-                     "; CheXNet models have ", kNumFindings,
-                     " outputs, one per finding"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "meta/num_classes is ", meta.num_classes, "; CheXNet models have ",
+        kNumFindings, " outputs, one per finding"));
   }
   if (meta.image_size < kMinCheckpointImageSize ||
       meta.image_size > kMaxCheckpointImageSize) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "meta/image_size is ", meta.image_size, "; expected ",
-        kMinCheckpointImageSize, " to ", kMaxCheckpointImageSize));
+    return absl::InvalidArgumentError(
+        absl::StrCat("meta/image_size is ", meta.image_size, "; expected ",
+                     kMinCheckpointImageSize, " to ", kMaxCheckpointImageSize));
   }
   if (meta.epochs_completed < 0 ||
       meta.epochs_completed > kMaxCheckpointEpochs || meta.global_step < 0 ||
@@ -132,8 +130,7 @@ absl::Status CheckMeta(const CheckpointMeta& meta) {
         "inconsistent meta: epochs_completed ", meta.epochs_completed,
         ", global_step ", meta.global_step, ", world_size ", meta.world_size,
         ", best_epoch ", meta.best_epoch, ", plateau_bad_epochs ",
-        meta.plateau.bad_epochs, ", ", meta.history.size(),
-        " history rows"));
+        meta.plateau.bad_epochs, ", ", meta.history.size(), " history rows"));
   }
   if (!(meta.plateau.lr_factor > 0 && meta.plateau.lr_factor <= 1)) {
     return absl::InvalidArgumentError(
