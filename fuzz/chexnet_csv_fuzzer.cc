@@ -35,6 +35,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::set<std::string> images;
   for (const DataEntry& entry : *entries) {
     if (entry.image_index.empty()) Fail("accepted an empty image index");
+    if (!kolo::chexnet::CheckImageFileName(entry.image_index).ok()) {
+      Fail("accepted an image index that is not a plain file name");
+    }
     if (!images.insert(entry.image_index).second) {
       Fail("accepted a duplicated image index");
     }

@@ -1,9 +1,11 @@
 // Fuzzes kolorun's command-line parser (launcher/command_line.h): any
 // argument vector must give either an InvalidArgument error or options that
-// keep LaunchOptions' promises, never a crash or an escaped exception.
+// keep LaunchOptions' promises (the command is the arguments' tail), never a
+// crash or an escaped exception.
 //
 // Input: the arguments after argv[0], each ended by a NUL byte, as
 // /proc/<pid>/cmdline stores them (a missing final NUL is tolerated).
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -49,6 +51,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (options.command.empty()) Fail("accepted a command line without command");
   if (!options.hosts_flag.empty() && !options.hostfile.empty()) {
     Fail("accepted both -H and --hostfile");
+  }
+  // The command is the arguments' tail, untouched (an unknown flag before
+  // -np once made kolorun take it from the wrong place).
+  if (options.command.size() > args.size() ||
+      !std::equal(options.command.rbegin(), options.command.rend(),
+                  args.rbegin())) {
+    Fail("the command is not the tail of the arguments");
   }
   return 0;
 }

@@ -1,10 +1,13 @@
 // kolorun's command-line parsing (CLI11) and --mpi-args word splitting.
 #include "command_line.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <limits>
 #include <memory>
+#include <string>
+#include <vector>
 
 #include "CLI/CLI.hpp"
 #include "absl/status/status.h"
@@ -217,6 +220,60 @@ absl::Status Invalid(absl::string_view message) {
   return absl::InvalidArgumentError(message);
 }
 
+// Optimal string alignment distance: insertions, deletions, substitutions
+// and swaps of neighbours each cost 1 ("--dryrun", "--hsots").
+size_t EditDistance(absl::string_view a, absl::string_view b) {
+  std::vector<std::vector<size_t>> d(a.size() + 1,
+                                     std::vector<size_t>(b.size() + 1));
+  for (size_t i = 0; i <= a.size(); ++i) d[i][0] = i;
+  for (size_t j = 0; j <= b.size(); ++j) d[0][j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    for (size_t j = 1; j <= b.size(); ++j) {
+      const size_t substitution = a[i - 1] == b[j - 1] ? 0 : 1;
+      d[i][j] = std::min(
+          {d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + substitution});
+      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1]) {
+        d[i][j] = std::min(d[i][j], d[i - 2][j - 2] + 1);
+      }
+    }
+  }
+  return d[a.size()][b.size()];
+}
+
+// The known flag closest to `flag` (its "=VALUE" part ignored), or "" when
+// none is close enough to be a plausible misspelling: at most one edit per
+// four characters, and never a guess for a one-letter flag.
+std::string ClosestFlag(const CLI::App& app, absl::string_view flag) {
+  flag = flag.substr(0, flag.find('='));
+  std::vector<std::string> known = {"-np", "-hostfile"};
+  for (const CLI::Option* option : app.get_options()) {
+    for (const std::string& name : option->get_lnames()) {
+      known.push_back(absl::StrCat("--", name));
+    }
+  }
+  std::string best;
+  size_t best_distance = std::numeric_limits<size_t>::max();
+  for (const std::string& candidate : known) {
+    const size_t distance = EditDistance(flag, candidate);
+    if (distance < best_distance) {
+      best = candidate;
+      best_distance = distance;
+    }
+  }
+  const size_t longer = std::max(flag.size(), best.size());
+  if (best_distance == 0 || best_distance * 4 > longer) return "";
+  return best;
+}
+
+absl::Status UnknownFlag(const CLI::App& app, const std::string& flag) {
+  const std::string closest = ClosestFlag(app, flag);
+  return Invalid(absl::StrCat(
+      "unknown flag '", flag, "'",
+      closest.empty() ? "" : absl::StrCat("; did you mean '", closest, "'?"),
+      " (see kolorun --help; put the command after -- if it starts with "
+      "'-')"));
+}
+
 }  // namespace
 
 std::string HelpText() {
@@ -244,18 +301,19 @@ absl::StatusOr<ParsedCommandLine> ParseCommandLine(
     return Invalid(e.what());
   }
 
+  // CLI11 sets aside each flag it does not know and parses on, so an unknown
+  // flag shows up first in remaining(), before the command (which starts at
+  // the first word that is not a flag, or after "--"). Without one,
   // remaining() is the tail of args, one to one; take the user's original
   // spelling (the -np rewrite must not touch the command's own arguments).
-  const size_t command_size = app->remaining().size();
-  std::vector<std::string> command(args.end() - command_size, args.end());
+  const std::vector<std::string> remaining = app->remaining();
+  if (!remaining.empty() && remaining.front() != "--" &&
+      remaining.front().size() > 1 && remaining.front()[0] == '-') {
+    return UnknownFlag(*app, remaining.front());
+  }
+  std::vector<std::string> command(args.end() - remaining.size(), args.end());
   if (!command.empty() && command.front() == "--") {
     command.erase(command.begin());
-  } else if (!command.empty() && command.front().size() > 1 &&
-             command.front()[0] == '-') {
-    return Invalid(absl::StrCat(
-        "unknown flag '", command.front(),
-        "' (see kolorun --help; put the command after -- if it starts with "
-        "'-')"));
   }
 
   LaunchOptions& o = result.options;

@@ -175,6 +175,35 @@ TEST(ParseDataEntryCsv, ErrorsNameFileAndLine) {
   }
 }
 
+TEST(ParseDataEntryCsv, ImageIndexMustBeAFileNameInTheImagesFolder) {
+  struct Case {
+    std::string name;
+    std::string expected;
+  };
+  const std::vector<Case> cases = {
+      {"/dev/zero", "\"Image Index\" \"/dev/zero\" is an absolute path"},
+      {"../../etc/passwd", "\"../../etc/passwd\" contains a path separator"},
+      {"images/00000001_000.png", "contains a path separator"},
+      {"..\\x.png", "contains a path separator"},
+      {"..", "\"..\" is a directory"},
+      {".", "\".\" is a directory"},
+      {"\"a\tb.png\"", "\"a\\tb.png\" contains a control character"},
+  };
+  for (const Case& c : cases) {
+    const std::string csv =
+        std::string(kHeader2017) + c.name + ",Mass,0,1,58,M,PA,1,1,0.1,0.1,\n";
+    auto entries = ParseDataEntryCsv(csv, "bad.csv");
+    ASSERT_FALSE(entries.ok()) << "image index accepted: " << c.name;
+    EXPECT_EQ(entries.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(entries.status().message(), HasSubstr("bad.csv:2: "));
+    EXPECT_THAT(entries.status().message(), HasSubstr(c.expected));
+    EXPECT_THAT(entries.status().message(),
+                HasSubstr("must be a file name inside the images folder"));
+  }
+  EXPECT_TRUE(CheckImageFileName("00000001_000.png").ok());
+  EXPECT_TRUE(CheckImageFileName("..png").ok());
+}
+
 TEST(ParseDataEntryCsv, RejectsHeaderWithoutRequiredColumns) {
   auto entries = ParseDataEntryCsv("Image,Labels\na.png,Mass\n", "other.csv");
   ASSERT_FALSE(entries.ok());

@@ -3,12 +3,14 @@
 #include "examples/chexnet/data/image.h"
 
 #include <spng.h>
+#include <sys/stat.h>
 
 #include <cstring>
 #include <filesystem>
 #include <string>
 #include <vector>
 
+#include "examples/chexnet/data/dataset.h"
 #include "examples/chexnet/data/file_util.h"
 #include "examples/chexnet/data/png_io.h"
 #include "gmock/gmock.h"
@@ -21,6 +23,7 @@ namespace {
 using ::kolo::chexnet::testing::EncodeFixture;
 using ::kolo::chexnet::testing::WriteBytes;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 std::string TempPath(const std::string& name) {
   return (std::filesystem::path(::testing::TempDir()) / name).string();
@@ -270,12 +273,67 @@ TEST(LoadModelInput, ResizesOtherSizesToTheModelSquare) {
 TEST(WriteStringToFile, ReplacesAtomicallyAndReportsBadPaths) {
   const std::string path = TempPath("atomic.txt");
   ASSERT_TRUE(WriteStringToFile(path, "first").ok());
-  ASSERT_TRUE(WriteStringToFile(path, "second").ok());
+  ASSERT_TRUE(WriteStringToFile(path, "second", Durability::kUnsynced).ok());
   EXPECT_EQ(*ReadFileToString(path), "second");
-  EXPECT_FALSE(std::filesystem::exists(path + ".tmp"));
+  for (const auto& entry :
+       std::filesystem::directory_iterator(::testing::TempDir())) {
+    EXPECT_THAT(entry.path().filename().string(),
+                Not(HasSubstr("atomic.txt.tmp")));
+  }
   const absl::Status status = WriteStringToFile("/nonexistent/dir/x.txt", "x");
   EXPECT_FALSE(status.ok());
   EXPECT_THAT(status.message(), HasSubstr("/nonexistent/dir/x.txt"));
+}
+
+TEST(ReadFileToString, RefusesSpecialFilesWithoutReadingThem) {
+  // /dev/zero never ends: reading it once filled memory.
+  absl::StatusOr<std::string> zero = ReadFileToString("/dev/zero");
+  ASSERT_FALSE(zero.ok());
+  EXPECT_EQ(zero.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(zero.status().message(),
+              HasSubstr("/dev/zero: not a regular file (a character device)"));
+  const std::string dir = TempPath("read_dir");
+  std::filesystem::create_directories(dir);
+  EXPECT_THAT(ReadFileToString(dir).status().message(),
+              HasSubstr("not a regular file (a directory)"));
+  // Opening a FIFO for reading waits for a writer unless told not to.
+  const std::string fifo = dir + "/fifo.png";
+  std::filesystem::remove(fifo);
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  EXPECT_THAT(ReadFileToString(fifo).status().message(),
+              HasSubstr("not a regular file (a FIFO)"));
+  std::filesystem::remove_all(dir);
+}
+
+TEST(ReadFileToString, RefusesFilesOverTheSizeCap) {
+  const std::string path = TempPath("capped.bin");
+  WriteBytes(path, std::string(100, 'x'));
+  EXPECT_EQ(ReadFileToString(path, 100)->size(), 100u);
+  absl::StatusOr<std::string> over = ReadFileToString(path, 99);
+  ASSERT_FALSE(over.ok());
+  EXPECT_EQ(over.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(over.status().message(),
+              HasSubstr("capped.bin: 100 bytes is more than the 99 bytes"));
+}
+
+TEST(ChestXrayDataset, ImagesMustBeRegularFilesInTheImagesFolder) {
+  const std::string images = TempPath("dataset_images");
+  std::filesystem::remove_all(images);
+  std::filesystem::create_directories(images);
+  // A symlink inside the folder is followed, but must end at a regular file.
+  std::filesystem::create_symlink("/dev/zero", images + "/zero.png");
+  std::vector<DataEntry> entries(3);
+  entries[0].image_index = "zero.png";
+  entries[1].image_index = "/dev/zero";
+  entries[2].image_index = "../dataset_images/zero.png";
+  ChestXrayDataset dataset(images, entries, ImageOptions());
+  EXPECT_THAT(dataset.LoadImage(0, false).status().message(),
+              HasSubstr("zero.png: not a regular file (a character device)"));
+  EXPECT_THAT(dataset.LoadImage(1, false).status().message(),
+              HasSubstr("\"/dev/zero\" is an absolute path"));
+  EXPECT_THAT(dataset.LoadImage(2, false).status().message(),
+              HasSubstr("contains a path separator"));
+  std::filesystem::remove_all(images);
 }
 
 }  // namespace

@@ -3,7 +3,9 @@
 // The reference files come from export_torchvision_reference.py (a CTest
 // fixture) in $KOLO_CHEXNET_REFERENCE_DIR; tests that need them skip when
 // they are absent (no python3 with torch and torchvision).
+#include <caffe2/serialize/inline_container.h>
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <torch/torch.h>
 #include <unistd.h>
 
@@ -23,6 +25,7 @@
 #include "examples/chexnet/models/load_weights.h"
 #include "examples/chexnet/models/state_dict_reader.h"
 #include "nlohmann/json.hpp"
+#include "tests/chexnet/pickle_fixture.h"
 
 namespace kolo {
 namespace chexnet {
@@ -581,6 +584,146 @@ TEST(StateDictReader, PickledModuleIsNotAStateDict) {
                 "state_dict"),
             std::string::npos)
       << state.status();
+}
+
+// ---- hostile files
+// --------------------------------------------------------------
+
+// A zip-format torch.save file written with LibTorch's own zip writer.
+std::string WriteZip(
+    const std::string& tag, const std::string& pickle,
+    const std::vector<std::pair<std::string, std::string>>& records) {
+  const std::string path =
+      (fs::temp_directory_path() /
+       ("kolo_" + tag + "_" + std::to_string(::getpid()) + ".pt"))
+          .string();
+  caffe2::serialize::PyTorchStreamWriter writer(path);
+  writer.writeRecord("data.pkl", pickle.data(), pickle.size());
+  for (const auto& [key, bytes] : records) {
+    writer.writeRecord("data/" + key, bytes.data(), bytes.size());
+  }
+  writer.writeEndOfFile();
+  return path;
+}
+
+std::string FloatBytes(const std::vector<float>& values) {
+  return std::string(reinterpret_cast<const char*>(values.data()),
+                     values.size() * sizeof(float));
+}
+
+void ExpectRefused(const std::string& path, absl::StatusCode code,
+                   const std::string& text) {
+  absl::StatusOr<StateDict> state = ReadStateDict(path);
+  ASSERT_FALSE(state.ok()) << path << " accepted";
+  EXPECT_EQ(state.status().code(), code) << state.status();
+  EXPECT_NE(state.status().message().find(path), std::string::npos)
+      << state.status();
+  EXPECT_NE(state.status().message().find(text), std::string::npos)
+      << state.status() << " (expected: " << text << ")";
+}
+
+TEST(StateDictReader, ReadsHandWrittenZipFileWithASharedStorage) {
+  const std::string storage = testing::Storage("0", 3, false);
+  const std::string path = WriteZip(
+      "zip",
+      testing::StateDictPickle({{"w", testing::Tensor(storage, 0, {3}, {1})},
+                                {"b", testing::Tensor(storage, 1, {2}, {1})}}),
+      {{"0", FloatBytes({1.5f, -2.0f, 0.25f})}});
+  absl::StatusOr<StateDict> state = ReadStateDict(path);
+  fs::remove(path);
+  ASSERT_TRUE(state.ok()) << state.status();
+  ASSERT_EQ(state->size(), 2u);
+  EXPECT_TRUE((*state)[0].second.equal(torch::tensor({1.5f, -2.0f, 0.25f})));
+  EXPECT_TRUE((*state)[1].second.equal(torch::tensor({-2.0f, 0.25f})));
+  EXPECT_EQ((*state)[1].second.data_ptr<float>(),
+            (*state)[0].second.data_ptr<float>() + 1);
+}
+
+TEST(StateDictReader, DeeplyNestedPickleIsAnErrorNotAStackOverflow) {
+  // The file: None in a million nested 1-tuples.
+  const std::string path = WriteTemporary(
+      "nested", "\x80\x02N"s + std::string(1000000, '\x85') + ".");
+  ExpectRefused(path, absl::StatusCode::kInvalidArgument,
+                "objects are nested more than 1000 levels deep");
+  fs::remove(path);
+}
+
+TEST(StateDictReader, SpecialFilesAreRefusedUnread) {
+  ExpectRefused("/dev/zero", absl::StatusCode::kInvalidArgument,
+                "not a regular file");
+  const fs::path dir = fs::temp_directory_path() /
+                       ("kolo_weights_dir_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  ExpectRefused(dir.string(), absl::StatusCode::kInvalidArgument,
+                "not a regular file");
+  // Opening a FIFO for reading once waited for a writer forever.
+  const std::string fifo = (dir / "weights.pth").string();
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  ExpectRefused(fifo, absl::StatusCode::kInvalidArgument, "not a regular file");
+  fs::remove_all(dir);
+}
+
+TEST(StateDictReader, LegacyStorageLargerThanTheFileIsRefusedUnallocated) {
+  // 2^40 floats (4 TiB) declared, 12 bytes present: the storage was once
+  // allocated before its bytes were looked for.
+  const std::string storage = testing::Storage("0", int64_t{1} << 40, true);
+  const std::string path = WriteTemporary(
+      "huge_legacy", testing::LegacyHeader() +
+                         testing::StateDictPickle(
+                             {{"w", testing::Tensor(storage, 0, {3}, {1})}}) +
+                         testing::KeyList({"0"}) +
+                         testing::Le(uint64_t{1} << 40, 8) +
+                         FloatBytes({1, 2, 3}));
+  ExpectRefused(path, absl::StatusCode::kDataLoss,
+                "expected 1099511627776 elements of 4 bytes");
+  fs::remove(path);
+}
+
+TEST(StateDictReader, ZipStorageLargerThanTheFileIsRefusedUnread) {
+  const std::string storage = testing::Storage("0", int64_t{1} << 40, false);
+  const std::string path = WriteZip(
+      "huge_zip",
+      testing::StateDictPickle({{"w", testing::Tensor(storage, 0, {3}, {1})}}),
+      {{"0", FloatBytes({1, 2, 3})}});
+  ExpectRefused(path, absl::StatusCode::kDataLoss,
+                "needs 4398046511104 bytes but the file ends");
+  fs::remove(path);
+}
+
+TEST(StateDictReader, TruncatedOrLyingZipFilesAreErrors) {
+  const std::string storage = testing::Storage("0", 3, false);
+  const std::string path = WriteZip(
+      "cut_zip",
+      testing::StateDictPickle({{"w", testing::Tensor(storage, 0, {3}, {1})}}),
+      {{"0", FloatBytes({1, 2, 3})}});
+  std::ifstream in(path, std::ios::binary);
+  const std::string bytes((std::istreambuf_iterator<char>(in)),
+                          std::istreambuf_iterator<char>());
+  in.close();
+  for (size_t size = 4; size < bytes.size(); size += 7) {
+    std::ofstream(path, std::ios::binary | std::ios::trunc)
+        << bytes.substr(0, size);
+    absl::StatusOr<StateDict> state = ReadStateDict(path);
+    ASSERT_FALSE(state.ok()) << "accepted the first " << size << " bytes";
+    EXPECT_NE(state.status().message().find(path), std::string::npos)
+        << state.status();
+  }
+  // The central directory entry of data/0 (its name follows a 46-byte
+  // header) made to declare 2 GiB: as its uncompressed size, then as its
+  // compressed size.
+  const std::string name = fs::path(path).stem().string() + "/data/0";
+  const size_t entry = bytes.rfind(name) - 46;
+  ASSERT_EQ(bytes.substr(entry, 4), "PK\x01\x02");
+  for (size_t field : {size_t{24}, size_t{20}}) {
+    std::string lying = bytes;
+    lying.replace(entry + field, 4, testing::Le(0x7fffffff, 4));
+    std::ofstream(path, std::ios::binary | std::ios::trunc) << lying;
+    absl::StatusOr<StateDict> state = ReadStateDict(path);
+    ASSERT_FALSE(state.ok()) << "accepted a lying size at +" << field;
+    EXPECT_EQ(state.status().code(), absl::StatusCode::kDataLoss)
+        << state.status();
+  }
+  fs::remove(path);
 }
 
 }  // namespace

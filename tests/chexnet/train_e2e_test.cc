@@ -41,7 +41,6 @@
 #include "examples/chexnet/models/grad_cam.h"
 #include "examples/chexnet/predict/ten_crop.h"
 #include "examples/chexnet/train/adadelta.h"
-#include "examples/chexnet/train/atomic_file.h"
 #include "examples/chexnet/train/checkpoint.h"
 
 namespace kolo::chexnet {
@@ -223,8 +222,10 @@ TEST_F(TrainE2E, CheckpointsAreNeverSeenHalfWritten) {
   ASSERT_EQ(rc, 0) << output;
   EXPECT_GT(loads, 0) << "no checkpoint observed while training";
   EXPECT_EQ(last_epoch_seen, 4);
-  EXPECT_FALSE(fs::exists(AtomicTempPath((out / "last.pt").string())));
-  EXPECT_FALSE(fs::exists(AtomicTempPath((out / "best.pt").string())));
+  for (const auto& entry : fs::directory_iterator(out)) {
+    EXPECT_THAT(entry.path().filename().string(), Not(HasSubstr(".tmp.")))
+        << "a temporary file was left behind";
+  }
   CheckpointMeta meta;
   auto model = *MakeModel("densenet121");
   EXPECT_TRUE(LoadCheckpoint((out / "best.pt").string(), &meta, model.get(),
@@ -655,6 +656,65 @@ TEST_F(PredictE2E, LocalizeScoresEveryBoxAndNamesABadRow) {
   EXPECT_THAT(r.output,
               HasSubstr(bad.string() + ":3: image "
                                        "\"12345678_000.png\" is not in"));
+TEST_F(PredictE2E, HostileWeightsFailWithStatusOneAndAMessage) {
+  const std::string image = WriteImage("image.png", kSize);
+  // The file: a million nested tuples once overflowed the stack.
+  const std::string nested = (work_ / "n.pth").string();
+  std::ofstream(nested, std::ios::binary)
+      << std::string("\x80\x02N") << std::string(1000000, '\x85') << ".";
+  CommandResult r = RunCommand(predict_ + " --weights " + nested +
+                               " --arch densenet121 " + image);
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_THAT(r.output, HasSubstr(nested));
+  EXPECT_THAT(r.output, HasSubstr("nested more than 1000 levels deep"));
+  r = RunCommand(predict_ + " --weights /dev/zero --arch densenet121 " + image);
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("/dev/zero is not a regular file"));
+}
+
+TEST_F(PredictE2E, CheckpointsWithImpossibleMetaFailWithStatusOne) {
+  const std::string image = WriteImage("image.png", kSize);
+  CheckpointMeta meta;
+  meta.arch = "densenet121";
+  meta.optimizer = "adam";
+  // A 1-pixel input once ended in an uncaught LibTorch error (an abort).
+  meta.image_size = 1;
+  const std::string tiny = (work_ / "tiny.pt").string();
+  ASSERT_TRUE(SaveCheckpoint(tiny, meta, *model_, nullptr, nullptr).ok());
+  CommandResult r =
+      RunCommand(predict_ + " --checkpoint " + tiny + " " + image);
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_THAT(r.output, HasSubstr(tiny + ": not a checkpoint chexnet_train "
+                                         "writes: meta/image_size is 1"));
+  // A 3-output model: 14 probabilities were once read from 3.
+  meta.image_size = kSize;
+  meta.num_classes = 3;
+  std::shared_ptr<ChexnetModel> three =
+      *MakeModel("densenet121", 3, /*head_bias_one=*/false);
+  const std::string three_path = (work_ / "three.pt").string();
+  ASSERT_TRUE(SaveCheckpoint(three_path, meta, *three, nullptr, nullptr).ok());
+  r = RunCommand(predict_ + " --checkpoint " + three_path + " --json " + image);
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("meta/num_classes is 3"));
+}
+
+TEST_F(TrainE2E, ResumingFromACheckpointWithImpossibleMetaFailsWithStatusOne) {
+  const fs::path out = work_ / "out";
+  fs::create_directories(out);
+  CheckpointMeta meta;
+  meta.arch = "densenet121";
+  meta.image_size = 32;
+  meta.optimizer = "adam";
+  meta.epochs_completed = -3;
+  std::shared_ptr<ChexnetModel> model = *MakeModel("densenet121");
+  ASSERT_TRUE(
+      SaveCheckpoint((out / "last.pt").string(), meta, *model, nullptr, nullptr)
+          .ok());
+  const CommandResult r = RunCommand(train_ + TrainFlags(out, 1) + " --resume");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("last.pt: not a checkpoint chexnet_train "
+                                  "writes: inconsistent meta: "
+                                  "epochs_completed -3"));
 }
 
 }  // namespace

@@ -6,6 +6,7 @@
 #include <torch/torch.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -14,9 +15,9 @@
 #include <string>
 #include <vector>
 
+#include "examples/chexnet/data/file_util.h"
 #include "examples/chexnet/models/device.h"
 #include "examples/chexnet/train/adadelta.h"
-#include "examples/chexnet/train/atomic_file.h"
 #include "examples/chexnet/train/checkpoint.h"
 #include "examples/chexnet/train/loss_scaler.h"
 #include "examples/chexnet/train/plateau_schedule.h"
@@ -138,6 +139,16 @@ TEST(Adadelta, SaveAndLoadRestoreTheState) {
   fs::remove_all(dir);
 }
 
+// The names of the files in `dir`, sorted.
+std::vector<std::string> FilesIn(const fs::path& dir) {
+  std::vector<std::string> names;
+  for (const auto& entry : fs::directory_iterator(dir)) {
+    names.push_back(entry.path().filename().string());
+  }
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
 TEST(AtomicFileWriter, CommitReplacesTheFileAndLeavesNoTemporary) {
   const fs::path dir = TempDir("atomic_commit");
   const std::string path = (dir / "file.bin").string();
@@ -148,10 +159,10 @@ TEST(AtomicFileWriter, CommitReplacesTheFileAndLeavesNoTemporary) {
   ASSERT_TRUE(writer.ok()) << writer.status();
   ASSERT_TRUE((*writer)->Append("new contents", 12).ok());
   EXPECT_EQ(ReadAll(path), "old") << "visible before Commit()";
-  EXPECT_TRUE(fs::exists(AtomicTempPath(path)));
+  EXPECT_TRUE(fs::exists((*writer)->temp_path()));
   ASSERT_TRUE((*writer)->Commit().ok());
   EXPECT_EQ(ReadAll(path), "new contents");
-  EXPECT_FALSE(fs::exists(AtomicTempPath(path)));
+  EXPECT_THAT(FilesIn(dir), ::testing::ElementsAre("file.bin"));
   fs::remove_all(dir);
 }
 
@@ -162,20 +173,56 @@ TEST(AtomicFileWriter, AbandonedWriteKeepsTheOldFileAndRemovesTheTemporary) {
     std::ofstream(path) << "old";
   }
   {
-    auto writer = AtomicFileWriter::Open(path);
+    auto writer = AtomicFileWriter::Open(path, Durability::kUnsynced);
     ASSERT_TRUE(writer.ok()) << writer.status();
     ASSERT_TRUE((*writer)->Append("partial", 7).ok());
   }
   EXPECT_EQ(ReadAll(path), "old");
-  EXPECT_FALSE(fs::exists(AtomicTempPath(path)));
+  EXPECT_THAT(FilesIn(dir), ::testing::ElementsAre("file.bin"));
   fs::remove_all(dir);
 }
 
-TEST(AtomicFileWriter, ErrorsNameTheFile) {
+TEST(AtomicFileWriter, TemporaryFilesAreNewAndUniqueInTheTargetDirectory) {
+  const fs::path dir = TempDir("atomic_unique");
+  const std::string path = (dir / "metrics.json").string();
+  auto first = AtomicFileWriter::Open(path);
+  auto second = AtomicFileWriter::Open(path);
+  ASSERT_TRUE(first.ok() && second.ok());
+  EXPECT_NE((*first)->temp_path(), (*second)->temp_path());
+  for (const auto* writer : {&*first, &*second}) {
+    EXPECT_EQ(fs::path((*writer)->temp_path()).parent_path(), dir);
+    EXPECT_THAT((*writer)->temp_path(), HasSubstr("metrics.json.tmp."));
+  }
+  ASSERT_TRUE((*first)->Append("1", 1).ok());
+  ASSERT_TRUE((*second)->Append("2", 1).ok());
+  ASSERT_TRUE((*first)->Commit().ok());
+  ASSERT_TRUE((*second)->Commit().ok());
+  EXPECT_EQ(ReadAll(path), "2");
+  EXPECT_THAT(FilesIn(dir), ::testing::ElementsAre("metrics.json"));
+  fs::remove_all(dir);
+}
+
+TEST(AtomicFileWriter, APlantedSymlinkIsNeverWrittenThrough) {
+  // Another user links the temporary name a writer once always used to a
+  // file of the victim's: the write must not truncate or fill that file.
+  const fs::path dir = TempDir("atomic_symlink");
+  const std::string victim = (dir / "victim.txt").string();
+  std::ofstream(victim) << "precious";
+  const std::string path = (dir / "last.pt").string();
+  fs::create_symlink(victim, path + ".tmp");
+  ASSERT_TRUE(WriteStringToFile(path, "checkpoint").ok());
+  EXPECT_EQ(ReadAll(victim), "precious");
+  EXPECT_EQ(ReadAll(path), "checkpoint");
+  EXPECT_FALSE(fs::is_symlink(path));
+  fs::remove_all(dir);
+}
+
+TEST(AtomicFileWriter, ErrorsNameTheFileAndDirectory) {
   auto writer = AtomicFileWriter::Open("/nonexistent-dir/x/file.bin");
   ASSERT_FALSE(writer.ok());
   EXPECT_THAT(std::string(writer.status().message()),
-              HasSubstr("/nonexistent-dir/x/file.bin.tmp"));
+              HasSubstr("/nonexistent-dir/x/file.bin: cannot create a "
+                        "temporary file in /nonexistent-dir/x"));
 }
 
 CheckpointMeta SampleMeta() {
@@ -212,7 +259,7 @@ TEST(Checkpoint, RoundTripRestoresModelOptimizerSamplerAndMeta) {
   const std::string path = (dir / "last.pt").string();
   const CheckpointMeta meta = SampleMeta();
   ASSERT_TRUE(SaveCheckpoint(path, meta, *model, &adam, &sampler).ok());
-  EXPECT_FALSE(fs::exists(AtomicTempPath(path)));
+  EXPECT_THAT(FilesIn(dir), ::testing::ElementsAre("last.pt"));
 
   torch::manual_seed(4);
   std::shared_ptr<ChexnetModel> loaded = *MakeModel("densenet121");
@@ -285,7 +332,7 @@ TEST(Checkpoint, OverwriteWhileAReaderHoldsTheOldFileKeepsBothReadable) {
   CheckpointMeta loaded;
   ASSERT_TRUE(LoadCheckpoint(path, &loaded, nullptr, nullptr, nullptr).ok());
   EXPECT_EQ(loaded.epochs_completed, 4);
-  EXPECT_FALSE(fs::exists(AtomicTempPath(path)));
+  EXPECT_THAT(FilesIn(dir), ::testing::ElementsAre("last.pt"));
   fs::remove_all(dir);
 }
 
@@ -319,6 +366,67 @@ TEST(Checkpoint, ErrorsNameTheFile) {
       LoadCheckpoint(linear, &meta, wrong.get(), nullptr, nullptr);
   EXPECT_TRUE(absl::IsInvalidArgument(mismatch)) << mismatch;
   EXPECT_THAT(std::string(mismatch.message()), HasSubstr("model"));
+  fs::remove_all(dir);
+}
+
+TEST(Checkpoint, MetaThatChexnetTrainNeverWritesIsRefused) {
+  const fs::path dir = TempDir("checkpoint_bad_meta");
+  const std::string path = (dir / "bad.pt").string();
+  torch::nn::Linear small(2, 2);
+  struct Case {
+    void (*corrupt)(CheckpointMeta*);
+    const char* expected;
+  };
+  const Case cases[] = {
+      {[](CheckpointMeta* m) { m->num_classes = 3; },
+       "meta/num_classes is 3; CheXNet models have 14 outputs"},
+      {[](CheckpointMeta* m) { m->image_size = 1; }, "meta/image_size is 1"},
+      {[](CheckpointMeta* m) { m->image_size = int64_t{1} << 40; },
+       "meta/image_size is 1099511627776; expected 32 to 2048"},
+      {[](CheckpointMeta* m) { m->arch = "resnet50"; },
+       "meta/arch is \"resnet50\"; expected densenet121 or vgg16"},
+      {[](CheckpointMeta* m) { m->epochs_completed = -4; },
+       "inconsistent meta: epochs_completed -4"},
+      {[](CheckpointMeta* m) { m->best_epoch = 3; }, "best_epoch 3"},
+      {[](CheckpointMeta* m) { m->world_size = 0; }, "world_size 0"},
+      {[](CheckpointMeta* m) { m->global_step = -1; }, "global_step -1"},
+      {[](CheckpointMeta* m) { m->history.resize(4); }, "4 history rows"},
+      {[](CheckpointMeta* m) { m->plateau.lr_factor = std::nan(""); },
+       "meta/plateau_lr_factor is nan"},
+  };
+  for (const Case& c : cases) {
+    CheckpointMeta meta = SampleMeta();
+    c.corrupt(&meta);
+    ASSERT_TRUE(SaveCheckpoint(path, meta, *small, nullptr, nullptr).ok());
+    CheckpointMeta loaded;
+    const absl::Status status =
+        LoadCheckpoint(path, &loaded, nullptr, nullptr, nullptr);
+    EXPECT_TRUE(absl::IsInvalidArgument(status)) << status;
+    EXPECT_THAT(std::string(status.message()),
+                HasSubstr(path + ": not a checkpoint chexnet_train writes: "));
+    EXPECT_THAT(std::string(status.message()), HasSubstr(c.expected));
+  }
+  fs::remove_all(dir);
+}
+
+TEST(Checkpoint, PredictRefusesAModelWithOtherThanFourteenOutputs) {
+  // The file is otherwise consistent: a 3-class DenseNet under its own meta.
+  // chexnet_predict once read 14 probabilities per image from its 3.
+  const fs::path dir = TempDir("checkpoint_three_classes");
+  const std::string path = (dir / "three.pt").string();
+  std::shared_ptr<ChexnetModel> model = *MakeModel("densenet121", 3);
+  CheckpointMeta meta = SampleMeta();
+  meta.num_classes = 3;
+  ASSERT_TRUE(SaveCheckpoint(path, meta, *model, nullptr, nullptr).ok());
+  absl::StatusOr<CheckpointModel> loaded = LoadModelFromCheckpoint(path);
+  ASSERT_FALSE(loaded.ok());
+  EXPECT_THAT(std::string(loaded.status().message()),
+              HasSubstr("meta/num_classes is 3"));
+  const absl::Status device =
+      LoadCheckpoint("/dev/zero", &meta, nullptr, nullptr, nullptr);
+  EXPECT_TRUE(absl::IsInvalidArgument(device)) << device;
+  EXPECT_THAT(std::string(device.message()),
+              HasSubstr("/dev/zero: not a regular file"));
   fs::remove_all(dir);
 }
 

@@ -14,6 +14,7 @@ namespace {
 
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 LaunchOptions Parse(const std::vector<std::string>& args) {
   absl::StatusOr<ParsedCommandLine> parsed = ParseCommandLine(args);
@@ -166,6 +167,49 @@ TEST(CommandLine, ErrorsNameTheFlagAndValue) {
               HasSubstr("unterminated single quote"));
   EXPECT_THAT(ParseError({"-np", "2", "--timeline-filename", "", "prog"}),
               HasSubstr("--timeline-filename"));
+}
+
+TEST(CommandLine, UnknownFlagAnywhereBeforeTheCommandIsNamed) {
+  // CLI11 sets unknown flags aside and parses on: the command must not be
+  // taken from the wrong place ("2" here, once).
+  EXPECT_THAT(ParseError({"--no-such-flag", "-np", "2", "--", "true"}),
+              HasSubstr("unknown flag '--no-such-flag'"));
+  EXPECT_THAT(ParseError({"-np", "2", "--bogus", "--verbose", "prog"}),
+              HasSubstr("unknown flag '--bogus'"));
+  EXPECT_THAT(ParseError({"--bogus=3", "-np", "2", "prog", "x"}),
+              HasSubstr("unknown flag '--bogus=3'"));
+  EXPECT_THAT(ParseError({"-q", "-np", "2", "--", "prog"}),
+              HasSubstr("unknown flag '-q'"));
+}
+
+TEST(CommandLine, MisspeltFlagsGetTheClosestKnownFlag) {
+  EXPECT_THAT(ParseError({"--dryrun", "-np", "2", "prog"}),
+              HasSubstr("unknown flag '--dryrun'; did you mean '--dry-run'?"));
+  EXPECT_THAT(ParseError({"-np", "2", "--hostfle", "h", "prog"}),
+              HasSubstr("did you mean '--hostfile'?"));
+  EXPECT_THAT(ParseError({"-np", "2", "--host", "a:2", "prog"}),
+              HasSubstr("did you mean '--hosts'?"));
+  EXPECT_THAT(ParseError({"-np", "2", "--fusion-treshold-mb=64", "prog"}),
+              HasSubstr("did you mean '--fusion-threshold-mb'?"));
+  EXPECT_THAT(ParseError({"-np", "2", "--verbsoe", "prog"}),
+              HasSubstr("did you mean '--verbose'?"));
+  for (const char* far : {"--no-such-flag", "--xyz", "-q"}) {
+    EXPECT_THAT(ParseError({"-np", "2", far, "prog"}),
+                Not(HasSubstr("did you mean")))
+        << far;
+  }
+}
+
+TEST(CommandLine, CommandArgumentsPassThroughUntouched) {
+  const LaunchOptions o =
+      Parse({"-np", "2", "--verbose", "--", "prog", "--no-such-flag", "-np",
+             "3", "--", "--dryrun", "-np=4", "-hostfile"});
+  EXPECT_TRUE(o.verbose);
+  EXPECT_EQ(o.num_proc, 2);
+  EXPECT_THAT(o.command, ElementsAre("prog", "--no-such-flag", "-np", "3", "--",
+                                     "--dryrun", "-np=4", "-hostfile"));
+  EXPECT_THAT(Parse({"-np", "2", "prog", "--dryrun", "-np=4"}).command,
+              ElementsAre("prog", "--dryrun", "-np=4"));
 }
 
 TEST(CommandLine, NormalisesChoicesToLowerCase) {

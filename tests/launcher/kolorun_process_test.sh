@@ -163,6 +163,14 @@ case "$CASE" in
     expect_in "$OUT" "--start-timeout"
     run_kolorun 10 -np 2 --no-such-flag prog
     expect_rc 2; expect_in "$ERR" "unknown flag '--no-such-flag'"
+    # An unknown flag before other flags is named too, and nothing runs (it
+    # once started a program named "2").
+    run_kolorun 10 --no-such-flag -np 2 -- true
+    expect_rc 2; expect_in "$ERR" "unknown flag '--no-such-flag'"
+    expect_not_in "$ERR" "did you mean"
+    run_kolorun 10 --dryrun -np 2 hostname
+    expect_rc 2; expect_in "$ERR" "unknown flag '--dryrun'; did you mean '--dry-run'?"
+    expect_not_in "$OUT" "mpirun"
     run_kolorun 10 -np 2 -H a:2,b:two prog
     expect_rc 2; expect_in "$ERR" "-H entry 2 'b:two'"
     printf 'localhost slots=2\nnode2 slots=\n' >"$WORK/hosts"

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <exception>
 #include <utility>
 
 #include "absl/status/status.h"
@@ -77,7 +78,15 @@ void BatchLoader::WorkerLoop() {
       if (stop_ || next_to_claim_ >= num_batches_) return;
       batch_number = next_to_claim_++;
     }
-    absl::StatusOr<Batch> batch = BuildBatch(batch_number);
+    // An exception must not end the process from a worker thread (as
+    // std::terminate would): Next() hands it to its caller as a Status.
+    absl::StatusOr<Batch> batch = absl::UnknownError("no batch");
+    try {
+      batch = BuildBatch(batch_number);
+    } catch (const std::exception& e) {
+      batch = absl::InternalError(
+          absl::StrCat("cannot build batch ", batch_number, ": ", e.what()));
+    }
     {
       absl::MutexLock lock(&mu_);
       ready_.emplace(batch_number, std::move(batch));

@@ -6,6 +6,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -85,6 +86,10 @@ absl::StatusOr<DataEntry> ParseRow(const std::vector<std::string>& fields,
   if (entry.image_index.empty()) {
     return absl::InvalidArgumentError("empty \"Image Index\"");
   }
+  if (absl::Status status = CheckImageFileName(entry.image_index);
+      !status.ok()) {
+    return status;
+  }
   absl::StatusOr<LabelVector> labels =
       ParseFindingLabels(fields[columns.finding_labels]);
   if (!labels.ok()) return labels.status();
@@ -124,6 +129,26 @@ absl::StatusOr<DataEntry> ParseRow(const std::vector<std::string>& fields,
 }
 
 }  // namespace
+
+absl::Status CheckImageFileName(absl::string_view name) {
+  auto refuse = [&](absl::string_view why) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("\"Image Index\" \"", absl::CHexEscape(name), "\" ", why,
+                     ": it must be a file name inside the images folder"));
+  };
+  if (name.empty()) return refuse("is empty");
+  if (name == "." || name == "..") return refuse("is a directory");
+  if (name.front() == '/') return refuse("is an absolute path");
+  if (name.find_first_of("/\\") != absl::string_view::npos) {
+    return refuse("contains a path separator");
+  }
+  for (char c : name) {
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
+      return refuse("contains a control character");
+    }
+  }
+  return absl::OkStatus();
+}
 
 absl::StatusOr<LabelVector> ParseFindingLabels(absl::string_view value) {
   LabelVector labels{};

@@ -48,6 +48,12 @@ absl::StatusOr<LabelVector> ParseFindingLabels(absl::string_view value);
 // '|' in kLabelNames order.
 std::string FormatFindingLabels(const LabelVector& labels);
 
+// OK when `name` is a plain file name, as an "Image Index" must be: it names
+// a file inside the images folder, never a path. Otherwise InvalidArgument
+// saying why: empty, "." or "..", an absolute path, a path separator ('/' or
+// '\\'), or a control character (NUL included).
+absl::Status CheckImageFileName(absl::string_view name);
+
 // Parses the contents of a metadata file. `file_name` only labels errors,
 // which read "<file_name>:<line>: <what>" (lines are 1-based; the header is
 // line 1). Blank lines are skipped; a UTF-8 byte order mark and CRLF line
@@ -55,7 +61,8 @@ std::string FormatFindingLabels(const LabelVector& labels);
 // Index", "Finding Labels" or "Patient ID"; a row with fewer fields than the
 // header's named columns or with text in a column the header leaves unnamed;
 // an unknown label; a non-numeric patient ID, follow-up number or age; an
-// empty or duplicated image index.
+// empty or duplicated image index, or one that is not a plain file name
+// (CheckImageFileName).
 absl::StatusOr<std::vector<DataEntry>> ParseDataEntryCsv(
     absl::string_view contents, absl::string_view file_name);
 

@@ -20,6 +20,11 @@ std::string ChestXrayDataset::ImagePath(int64_t index) const {
 
 absl::StatusOr<Image> ChestXrayDataset::LoadImage(int64_t index,
                                                   bool flip) const {
+  // Entries need not come from ParseDataEntryCsv, which checks this too.
+  if (absl::Status status = CheckImageFileName(entries_[index].image_index);
+      !status.ok()) {
+    return status;
+  }
   absl::StatusOr<Image> image = LoadModelInput(ImagePath(index), options_);
   if (image.ok() && flip) FlipHorizontal(&*image);
   return image;

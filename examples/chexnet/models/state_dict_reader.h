@@ -5,10 +5,8 @@
 // (a state_dict is a collections.OrderedDict; pytorch/pytorch#100741), and
 // torch::load reads TorchScript archives only. ReadStateDict therefore opens
 // the file itself and interprets its pickle with a small, closed interpreter
-// that never runs Python code: it knows the containers (dict, OrderedDict,
-// list, tuple), scalars and strings, and the tensor rebuild functions and
-// storage types torch.save emits; any other class becomes an opaque value
-// that is an error only if it ends up where a tensor is expected.
+// that never runs Python code (torch_pickle.h, which also says how it stays
+// safe on hostile files).
 //
 // Accepted:
 //  - the zip format of torch.save (PyTorch >= 1.6): <archive>/data.pkl plus
@@ -40,10 +38,13 @@ namespace chexnet {
 // saved dtype and share storage exactly as the saved tensors did.
 using StateDict = std::vector<std::pair<std::string, torch::Tensor>>;
 
-// Reads a file written by torch.save(state_dict, path).
-// Errors: NotFound (cannot open), InvalidArgument (not a torch.save file, not
-// a state_dict, unsupported pickle content), DataLoss (truncated or
-// inconsistent archive).
+// Reads a file written by torch.save(state_dict, path). Any file is safe to
+// give: every error is a Status naming the file, and storages are checked
+// against the bytes in the file before memory is allocated for them.
+// Errors: NotFound (no such file), InvalidArgument (cannot open it, not a
+// regular file, not a torch.save file, not a state_dict, unsupported or
+// oversized pickle content), DataLoss (truncated or inconsistent archive),
+// ResourceExhausted (a legacy file larger than memory).
 absl::StatusOr<StateDict> ReadStateDict(const std::string& path);
 
 }  // namespace chexnet

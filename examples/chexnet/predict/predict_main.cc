@@ -1,11 +1,13 @@
 // chexnet_predict: per-finding probabilities for chest X-ray PNGs.
 // Exit status: 0 on success, 2 for a bad command line, 1 when the model or an
-// image cannot be read (the message names the file).
+// image cannot be read (the message names the file) or anything else fails.
+#include <c10/util/Exception.h>
 #include <torch/torch.h>
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cstdio>
+#include <exception>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -44,9 +46,7 @@ std::vector<std::string> ExpandFolders(const std::vector<std::string>& inputs) {
   return paths;
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
+int Run(int argc, char** argv) {
   std::string checkpoint;
   std::string weights;
   std::string arch = "densenet121";
@@ -247,4 +247,22 @@ int main(int argc, char** argv) {
     }
   }
   return 0;
+}
+
+}  // namespace
+
+// Whatever escapes Run (LibTorch throws, memory runs out) ends as a message
+// and exit status 1, never as std::terminate's abort.
+int main(int argc, char** argv) {
+  try {
+    return Run(argc, argv);
+  } catch (const c10::Error& e) {
+    std::fprintf(stderr, "chexnet_predict: error: %s\n",
+                 e.what_without_backtrace());
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "chexnet_predict: error: %s\n", e.what());
+  } catch (...) {
+    std::fprintf(stderr, "chexnet_predict: error: unknown exception\n");
+  }
+  return 1;
 }

@@ -2,20 +2,21 @@
 #include "examples/chexnet/train/checkpoint.h"
 
 #include <c10/util/Exception.h>
+#include <sys/stat.h>
 #include <torch/serialize/input-archive.h>
 #include <torch/serialize/output-archive.h>
 #include <torch/types.h>
 
-#include <sys/stat.h>
-
 #include <algorithm>
 #include <cmath>
+#include <exception>
 #include <sstream>
+#include <string>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "examples/chexnet/train/atomic_file.h"
+#include "examples/chexnet/data/file_util.h"
 
 namespace kolo::chexnet {
 namespace {
@@ -99,7 +100,52 @@ void ReadMeta(torch::serialize::InputArchive& a, CheckpointMeta* meta) {
   }
 }
 
-std::string ErrorText(const c10::Error& e) { return e.what_without_backtrace(); }
+// Everything in the meta that sizes or indexes something later (the model's
+// head, the input images, the epoch loop) is checked before it is used: a
+// checkpoint may come from anywhere.
+absl::Status CheckMeta(const CheckpointMeta& meta) {
+  if (meta.arch != "densenet121" && meta.arch != "vgg16") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("meta/arch is \"", meta.arch.substr(0, 64),
+                     "\"; expected densenet121 or vgg16"));
+  }
+  if (meta.num_classes != kNumFindings) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "meta/num_classes is ", meta.num_classes, "; CheXNet models have ",
+        kNumFindings, " outputs, one per finding"));
+  }
+  if (meta.image_size < kMinCheckpointImageSize ||
+      meta.image_size > kMaxCheckpointImageSize) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("meta/image_size is ", meta.image_size, "; expected ",
+                     kMinCheckpointImageSize, " to ", kMaxCheckpointImageSize));
+  }
+  if (meta.epochs_completed < 0 ||
+      meta.epochs_completed > kMaxCheckpointEpochs || meta.global_step < 0 ||
+      meta.world_size < 1 || meta.best_epoch < -1 ||
+      meta.best_epoch >= std::max<int64_t>(meta.epochs_completed, 0) ||
+      meta.plateau.bad_epochs < 0 ||
+      static_cast<int64_t>(meta.history.size()) > meta.epochs_completed) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "inconsistent meta: epochs_completed ", meta.epochs_completed,
+        ", global_step ", meta.global_step, ", world_size ", meta.world_size,
+        ", best_epoch ", meta.best_epoch, ", plateau_bad_epochs ",
+        meta.plateau.bad_epochs, ", ", meta.history.size(), " history rows"));
+  }
+  if (!(meta.plateau.lr_factor > 0 && meta.plateau.lr_factor <= 1)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("meta/plateau_lr_factor is ", meta.plateau.lr_factor,
+                     "; expected a factor in (0, 1]"));
+  }
+  return absl::OkStatus();
+}
+
+std::string ErrorText(const std::exception& e) {
+  if (const auto* error = dynamic_cast<const c10::Error*>(&e)) {
+    return error->what_without_backtrace();
+  }
+  return e.what();
+}
 
 // Parameters and buffers under their state_dict names, '.' written as '/'.
 std::string ModelKey(const std::string& name) {
@@ -261,6 +307,10 @@ absl::Status LoadCheckpoint(const std::string& path, CheckpointMeta* meta,
   if (::stat(path.c_str(), &info) != 0) {
     return absl::NotFoundError(absl::StrCat(path, ": no such checkpoint"));
   }
+  if (!S_ISREG(info.st_mode)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": not a regular file, not a checkpoint"));
+  }
   // Tensors are read onto the optimizer's device (its state must live beside
   // the parameters) or the CPU; model tensors are copied to wherever the
   // model is.
@@ -272,7 +322,7 @@ absl::Status LoadCheckpoint(const std::string& path, CheckpointMeta* meta,
   torch::serialize::InputArchive archive;
   try {
     archive.load_from(path, device);
-  } catch (const c10::Error& e) {
+  } catch (const std::exception& e) {
     return absl::InvalidArgumentError(absl::StrCat(
         path, ": not a readable torch archive: ", ErrorText(e)));
   }
@@ -286,6 +336,10 @@ absl::Status LoadCheckpoint(const std::string& path, CheckpointMeta* meta,
   const char* part = "meta";
   try {
     ReadMeta(archive, meta);
+    if (absl::Status status = CheckMeta(*meta); !status.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          path, ": not a checkpoint chexnet_train writes: ", status.message()));
+    }
     if (model != nullptr) {
       part = "model";
       torch::serialize::InputArchive model_archive;
@@ -308,7 +362,7 @@ absl::Status LoadCheckpoint(const std::string& path, CheckpointMeta* meta,
       archive.read("sampler", sampler_archive);
       sampler->load(sampler_archive);
     }
-  } catch (const c10::Error& e) {
+  } catch (const std::exception& e) {
     return absl::InvalidArgumentError(absl::StrCat(
         path, ": cannot load the checkpoint's ", part, ": ", ErrorText(e)));
   }

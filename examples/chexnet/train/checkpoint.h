@@ -13,8 +13,9 @@
 //                 written without one)
 //   sampler       the training sampler's epoch and position (Sampler::save)
 //
-// Files are written atomically (see atomic_file.h): a reader never sees a
-// partial checkpoint. Functions here are thread-compatible.
+// Files are written atomically and fsync'ed (AtomicFileWriter in
+// data/file_util.h): a reader never sees a partial checkpoint. Functions here
+// are thread-compatible.
 #ifndef KOLO_EXAMPLES_CHEXNET_TRAIN_CHECKPOINT_H_
 #define KOLO_EXAMPLES_CHEXNET_TRAIN_CHECKPOINT_H_
 
@@ -36,6 +37,12 @@
 namespace kolo::chexnet {
 
 inline constexpr char kCheckpointFormat[] = "kolo-chexnet-checkpoint-1";
+
+// The input sizes and epoch counts a checkpoint may record (chexnet_train's
+// --image-size and --epochs ranges).
+inline constexpr int64_t kMinCheckpointImageSize = 32;
+inline constexpr int64_t kMaxCheckpointImageSize = 2048;
+inline constexpr int64_t kMaxCheckpointEpochs = 100000;
 
 // One finished epoch.
 struct EpochRecord {
@@ -78,8 +85,11 @@ absl::Status SaveCheckpoint(const std::string& path,
 // and sampler (which must have the saved structure). Tensors are read onto
 // the device of the optimizer's parameters (the CPU without an optimizer)
 // and copied into the model wherever it is. Errors name the file:
-// NotFound, InvalidArgument for a file that is not a chexnet_train checkpoint
-// or does not match the model.
+// NotFound, InvalidArgument for a file that is not a regular file or not a
+// chexnet_train checkpoint, whose meta is not one chexnet_train writes (an
+// unknown arch, num_classes other than kNumFindings, an image size outside
+// [kMinCheckpointImageSize, kMaxCheckpointImageSize], negative or
+// inconsistent counts), or that does not match the model.
 absl::Status LoadCheckpoint(const std::string& path, CheckpointMeta* meta,
                             torch::nn::Module* model,
                             torch::optim::Optimizer* optimizer,

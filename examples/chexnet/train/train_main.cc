@@ -28,13 +28,15 @@ void ReportError(const std::string& message) {
 
 }  // namespace
 
+// Whatever escapes (LibTorch throws, memory runs out) ends as a message and
+// exit status 1, never as std::terminate's abort.
 int main(int argc, char** argv) {
-  kolo::chexnet::TrainOptions options;
-  int exit_code = 0;
-  if (!kolo::chexnet::ParseTrainOptions(argc, argv, &options, &exit_code)) {
-    return exit_code;
-  }
   try {
+    kolo::chexnet::TrainOptions options;
+    int exit_code = 0;
+    if (!kolo::chexnet::ParseTrainOptions(argc, argv, &options, &exit_code)) {
+      return exit_code;
+    }
     const absl::Status status = kolo::chexnet::RunTraining(options);
     if (status.ok()) return 0;
     ReportError(std::string(status.message()));
@@ -42,6 +44,8 @@ int main(int argc, char** argv) {
     ReportError(e.what_without_backtrace());
   } catch (const std::exception& e) {
     ReportError(e.what());
+  } catch (...) {
+    ReportError("unknown exception");
   }
   return 1;
 }
