@@ -32,7 +32,7 @@ say() { printf '\n==> %s\n' "$*"; }
 
 if [ "${KOLO_DEMO_SKIP_INSTALL:-0}" != 1 ]; then
   say "installing Debian packages (scripts/install-deps.sh)"
-  "$repo/scripts/install-deps.sh"
+  "$repo/scripts/install-deps.sh" --demo
 fi
 
 say "building kolorun, chexnet_make_synthetic, chexnet_train, chexnet_predict"

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything kolo needs to build, test and run on Debian 12 (as root,
-# or through sudo). Safe to run again.
+# or through sudo). Safe to run again. With --demo, leaves out what only the
+# Python package kolo.torch and the tests need (scripts/demo.sh builds
+# neither).
 set -euo pipefail
 
 packages=(
@@ -10,9 +12,12 @@ packages=(
   libspdlog-dev libfmt-dev libcli11-dev nlohmann-json3-dev
   libgtest-dev libgmock-dev libbenchmark-dev libgloo-dev
   libspng-dev libpng-dev
-  libtorch-dev python3-torch python3-torchvision
+  libtorch-dev python3-torch python3-torchvision python3-dev
   clang libclang-rt-14-dev iproute2 util-linux
 )
+if [ "${1:-}" != --demo ]; then
+  packages+=(pybind11-dev python3-pytest)
+fi
 
 sudo_cmd=()
 if [ "$(id -u)" -ne 0 ]; then sudo_cmd=(sudo); fi
