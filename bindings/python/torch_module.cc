@@ -79,8 +79,7 @@ PYBIND11_MODULE(_kolo_torch, m) {
         Check(kolo::StartTimeline(path, mark_cycles), "start_timeline");
       },
       py::arg("path"), py::arg("mark_cycles"));
-  m.def("stop_timeline",
-        [] { Check(kolo::StopTimeline(), "stop_timeline"); });
+  m.def("stop_timeline", [] { Check(kolo::StopTimeline(), "stop_timeline"); });
   m.def(
       "barrier", [] { Check(kolo::Barrier(), "barrier"); }, Release());
   m.def("join", &join, Release());
@@ -95,7 +94,7 @@ PYBIND11_MODULE(_kolo_torch, m) {
       "allreduce_async",
       [](const at::Tensor& tensor, const std::string& name, int op,
          double prescale_factor, double postscale_factor, bool in_place) {
-        const AllreduceOptions options =
+        const kolo::AllreduceOptions options =
             Reduction(op, prescale_factor, postscale_factor);
         return in_place ? allreduce_async_(tensor, name, options)
                         : allreduce_async(tensor, name, options);
@@ -108,7 +107,7 @@ PYBIND11_MODULE(_kolo_torch, m) {
       [](const std::vector<at::Tensor>& tensors, const std::string& name,
          int op, double prescale_factor, double postscale_factor,
          bool in_place) {
-        const AllreduceOptions options =
+        const kolo::AllreduceOptions options =
             Reduction(op, prescale_factor, postscale_factor);
         return in_place ? grouped_allreduce_async_(tensors, name, options)
                         : grouped_allreduce_async(tensors, name, options);
@@ -132,7 +131,8 @@ PYBIND11_MODULE(_kolo_torch, m) {
   m.def(
       "reducescatter_async",
       [](const at::Tensor& tensor, const std::string& name, int op) {
-        return reducescatter_async(tensor, name, static_cast<kolo::ReduceOp>(op));
+        return reducescatter_async(tensor, name,
+                                   static_cast<kolo::ReduceOp>(op));
       },
       py::arg("tensor"), py::arg("name"), py::arg("op"));
 }

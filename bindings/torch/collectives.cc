@@ -88,8 +88,8 @@ DataType ToKoloDataType(at::ScalarType type) {
       return DataType::kBool;
     default:
       TORCH_CHECK_VALUE(false, "kolo: unsupported tensor dtype ", type,
-                  " (supported: uint8, int8, int32, int64, float16, "
-                  "bfloat16, float32, float64, bool)");
+                        " (supported: uint8, int8, int32, int64, float16, "
+                        "bfloat16, float32, float64, bool)");
   }
 }
 

@@ -36,7 +36,7 @@ def synthetic_dataset(samples, seed):
     g = torch.Generator().manual_seed(seed)
     centres = torch.randn(4, 20, generator=torch.Generator().manual_seed(0))
     labels = torch.randint(0, 4, (samples,), generator=g)
-    features = centres[labels] * 2 + torch.randn(samples, 20, generator=g)
+    features = centres[labels] * 0.5 + torch.randn(samples, 20, generator=g)
     return torch.utils.data.TensorDataset(features, labels)
 
 

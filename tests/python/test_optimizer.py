@@ -186,6 +186,8 @@ def test_synchronize_clip_then_step_reduces_once():
         named_parameters=model.named_parameters(), op=hvd.Sum)
     x, y = batch(2)
     torch.nn.functional.mse_loss(model(mine(x)), mine(y)).backward()
+    # The hooks started every allreduce during backward.
+    assert set(optimizer._handles) == set(model.parameters())
     optimizer.synchronize()
     reduced = model.fc1.weight.grad.clone()
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1e9)

@@ -21,8 +21,8 @@ std::vector<torch::Tensor> Load(const char* path) {
 
 // Empty when close; otherwise what differs.
 std::string Difference(const std::vector<torch::Tensor>& actual,
-                       const std::vector<torch::Tensor>& expected,
-                       double rtol, double atol) {
+                       const std::vector<torch::Tensor>& expected, double rtol,
+                       double atol) {
   if (actual.size() != expected.size()) {
     return std::to_string(actual.size()) + " tensors, expected " +
            std::to_string(expected.size());
@@ -66,14 +66,13 @@ int main(int argc, char** argv) {
   }
   double largest = 0;
   for (size_t i = 0; i < reference.size() && i < rank0.size(); ++i) {
-    largest = std::max(largest,
-                       (rank0[i] - reference[i]).abs().max().item<double>());
+    largest =
+        std::max(largest, (rank0[i] - reference[i]).abs().max().item<double>());
   }
   std::printf(
       "%d ranks bit-identical: %s; equal to one process within tolerance: "
       "%s (largest difference %g)\n",
-      argc - 2, identical ? "yes" : "no", diff.empty() ? "yes" : "no",
-      largest);
+      argc - 2, identical ? "yes" : "no", diff.empty() ? "yes" : "no", largest);
   const int status = identical && diff.empty() ? 0 : 1;
   return status;
 }

@@ -68,10 +68,11 @@ void test(Net& model, DataLoader& loader, size_t dataset_size) {
   double loss = 0;
   int64_t correct = 0;
   for (const auto& batch : loader) {
-    torch::Tensor output = model.forward(batch.data);
-    loss += torch::nll_loss(output, batch.target, {}, torch::Reduction::Sum)
+    const torch::Tensor output = model.forward(batch.data);
+    const torch::Tensor target = batch.target;
+    loss += torch::nll_loss(output, target, {}, torch::Reduction::Sum)
                 .item<double>();
-    correct += output.argmax(1).eq(batch.target).sum().item<int64_t>();
+    correct += output.argmax(1).eq(target).sum().item<int64_t>();
   }
   std::printf("test: mean loss %.4f, accuracy %.4f\n", loss / dataset_size,
               static_cast<double>(correct) / dataset_size);
