@@ -202,7 +202,11 @@ TEST(DistributedOptimizerDropIn, SaveAndLoadResumeTraining) {
             .is_same(static_cast<optim::AdamParamState&>(*entry).exp_avg()));
   }
   Train(resumed, optimizer, 3, 3, true);
-  EXPECT_TRUE(Equal(FlatParameters(*resumed), FlatParameters(*straight)));
+  // Equal up to rounding: how kolo fuses the gradients may differ between
+  // the runs, and with it the order of the sums. Adam restarting from empty
+  // state would be off by about the learning rate.
+  EXPECT_TRUE(AllClose(FlatParameters(*resumed), FlatParameters(*straight),
+                       1e-5, 1e-7));
 
   // The file is the wrapped optimizer's format: a plain Adam reads it.
   Net plain_model = MakeNet();
