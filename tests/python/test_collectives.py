@@ -5,6 +5,8 @@ poll/synchronize, errors, autograd and the timeline."""
 
 import json
 import os
+import shutil
+import tempfile
 import time
 
 import pytest
@@ -182,20 +184,28 @@ def test_broadcast_from_every_root(dtype):
         assert torch.equal(hvd.synchronize(handle), expected)
 
 
-def test_alltoall_with_and_without_splits():
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_alltoall_every_dtype(dtype):
     n = hvd.size()
-    # Rank r sends j + r + 1 rows to rank j, rows tagged (sender, receiver).
+    # Rank r sends j + r + 1 rows to rank j: rows [offset_j, offset_j + s_j)
+    # of its input.
     splits = [j + hvd.rank() + 1 for j in range(n)]
-    rows = torch.cat([torch.tensor([[hvd.rank(), j]] * s, dtype=torch.int64)
-                      for j, s in enumerate(splits)])
-    output, received = hvd.alltoall(rows, splits=splits, name="a2a")
+    rows = rank_input(hvd.rank(), dtype, (sum(splits), 2))
+    output, received = hvd.alltoall(rows, splits=splits, name=f"a2a.{dtype}")
     expected_received = [hvd.rank() + r + 1 for r in range(n)]
     assert received.dtype == torch.int32
     assert received.tolist() == expected_received
-    expected = torch.cat([torch.tensor([[r, hvd.rank()]] * c, dtype=torch.int64)
-                          for r, c in enumerate(expected_received)])
-    assert torch.equal(output, expected)
-    # Equal parts without splits, splits as a tensor.
+    pieces = []
+    for r in range(n):
+        theirs = [j + r + 1 for j in range(n)]  # rank r's splits
+        offset = sum(theirs[:hvd.rank()])
+        sent = rank_input(r, dtype, (sum(theirs), 2))
+        pieces.append(sent[offset:offset + theirs[hvd.rank()]])
+    assert torch.equal(output, torch.cat(pieces))
+
+
+def test_alltoall_equal_parts_and_splits_as_a_tensor():
+    n = hvd.size()
     equal = torch.arange(2 * n, dtype=torch.float32) + 100 * hvd.rank()
     out = hvd.alltoall(equal)
     assert torch.equal(out, torch.tensor(
@@ -205,22 +215,34 @@ def test_alltoall_with_and_without_splits():
     assert received.tolist() == [2] * n
 
 
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("op", ["sum", "average"])
-def test_reducescatter_uneven_rows(op):
+def test_reducescatter_uneven_rows(op, dtype):
+    if dtype == torch.bool and op == "average":
+        return  # bool has no average (see test_allreduce_every_dtype_and_op)
     n = hvd.size()
     rows = 2 * n + 1  # the first rank gets one more row
-    tensor = rank_input(hvd.rank(), torch.float64, (rows, 4))
-    full = reference(op, torch.float64, (rows, 4))
+    tensor = rank_input(hvd.rank(), dtype, (rows, 4))
+    full = reference(op, dtype, (rows, 4))
     counts = [rows // n + (1 if r < rows % n else 0) for r in range(n)]
     start = sum(counts[:hvd.rank()])
     expected = full[start:start + counts[hvd.rank()]]
-    result = hvd.reducescatter(tensor, name=f"rs.{op}", op=OPS[op])
-    assert_matches(result, expected, f"reducescatter {op}")
-    scaled = hvd.reducescatter(tensor, op=OPS[op], prescale_factor=2.0,
+    result = hvd.reducescatter(tensor, name=f"rs.{op}.{dtype}", op=OPS[op])
+    assert_matches(result, expected, f"reducescatter {op} {dtype}")
+    grouped = hvd.grouped_reducescatter([tensor, tensor[:, :2]], op=OPS[op])
+    assert_matches(grouped[1], expected[:, :2], "grouped reducescatter")
+
+
+def test_reducescatter_scale_factors_and_ops():
+    rows = 2 * hvd.size()
+    tensor = rank_input(hvd.rank(), torch.float64, (rows, 3))
+    expected = reference("sum", torch.float64, (rows, 3))[
+        2 * hvd.rank():2 * hvd.rank() + 2]
+    scaled = hvd.reducescatter(tensor, op=hvd.Sum, prescale_factor=2.0,
                                postscale_factor=0.25)
     assert_matches(scaled, expected * 0.5, "scaled reducescatter")
-    grouped = hvd.grouped_reducescatter([tensor, tensor * 2], op=OPS[op])
-    assert_matches(grouped[1], expected * 2, "grouped reducescatter")
+    handle = hvd.reducescatter_async(tensor, op=hvd.Sum)
+    assert_matches(hvd.synchronize(handle), expected, "reducescatter_async")
     with pytest.raises(ValueError, match="Average and Sum"):
         hvd.reducescatter(tensor, op=hvd.Max)
 
@@ -330,14 +352,16 @@ def test_reducescatter_gradient():
         assert torch.allclose(tensor.grad, torch.full((rows, 3), factor))
 
 
-def test_timeline(tmp_path_factory):
-    path = str(tmp_path_factory.mktemp("timeline") / "timeline.json")
-    path = hvd.broadcast_object(path, 0, name="timeline.path")
+def test_timeline():
+    # Rank 0 writes it; its directory is the one that counts.
+    directory = hvd.broadcast_object(tempfile.mkdtemp(), 0, name="timeline.dir")
+    path = os.path.join(directory, "timeline.json")
     hvd.start_timeline(path)
     hvd.allreduce(torch.ones(4), name="timeline.tensor")
     hvd.stop_timeline()
     if hvd.rank() == 0:
         with open(path) as f:
             text = f.read()
+        shutil.rmtree(directory)
         assert "timeline.tensor" in text
         json.loads(text)

@@ -9,6 +9,7 @@ operation (a cross-rank mismatch, a dead peer, shutdown) raises
 HorovodInternalError, a RuntimeError.
 """
 
+import atexit
 import itertools
 import threading
 import warnings
@@ -86,13 +87,17 @@ def init(comm=None, process_sets=None):
             "kolo.torch.init() takes no communicator or process sets yet: "
             "kolo runs on MPI_COMM_WORLD")
     _lib.init()
+    # Before the interpreter tears down, so that no handle is left waiting
+    # for an operation nobody completes.
+    atexit.register(shutdown)
 
 
 def shutdown():
-    """Stops kolo on every rank; pending operations fail."""
+    """Stops kolo on every rank; pending operations fail. Calling it again
+    is a no-op."""
+    _lib.shutdown()
     with _lock:
         _handles.clear()
-    _lib.shutdown()
 
 
 def is_initialized():
