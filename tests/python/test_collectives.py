@@ -353,8 +353,10 @@ def test_reducescatter_gradient():
 
 
 def test_timeline():
-    # Rank 0 writes it; its directory is the one that counts.
-    directory = hvd.broadcast_object(tempfile.mkdtemp(), 0, name="timeline.dir")
+    # Rank 0 writes the timeline, into its own temporary directory.
+    directory = hvd.broadcast_object(
+        tempfile.mkdtemp() if hvd.rank() == 0 else None, 0,
+        name="timeline.dir")
     path = os.path.join(directory, "timeline.json")
     hvd.start_timeline(path)
     hvd.allreduce(torch.ones(4), name="timeline.tensor")
