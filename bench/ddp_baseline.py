@@ -49,6 +49,131 @@ def parse_args(argv):
     return parser.parse_args(argv)
 
 
+def timed_steps(args, one_step, barrier):
+    """Runs args.warmup_steps + args.steps steps, timing the last args.steps
+    between two barriers. one_step() runs one step and returns its phase
+    times (forward+backward, gradient sync wait or None, optimizer).
+    Returns (window seconds, per-step lists, process CPU s, main thread CPU
+    s)."""
+    step_s, forward_backward_s, sync_s, optimizer_s = [], [], [], []
+    window_start = process_cpu_start = thread_cpu_start = 0.0
+    for step in range(args.warmup_steps + args.steps):
+        if step == args.warmup_steps:
+            barrier()
+            window_start = time.perf_counter()
+            process_cpu_start = time.process_time()
+            thread_cpu_start = time.thread_time()
+        t0 = time.perf_counter()
+        forward_backward, sync, optimizer = one_step()
+        if step >= args.warmup_steps:
+            step_s.append(time.perf_counter() - t0)
+            forward_backward_s.append(forward_backward)
+            sync_s.append(sync)
+            optimizer_s.append(optimizer)
+    process_cpu = time.process_time() - process_cpu_start
+    thread_cpu = time.thread_time() - thread_cpu_start
+    barrier()
+    window = time.perf_counter() - window_start
+    return (window, (step_s, forward_backward_s, sync_s, optimizer_s),
+            process_cpu, thread_cpu)
+
+
+def phase_row(args, phases, process_cpu, thread_cpu):
+    """This rank's phase means and CPU seconds per step, as train_bench
+    gathers them (gradient sync -1 when it happens inside backward)."""
+    step_s, forward_backward_s, sync_s, optimizer_s = phases
+    sync = -1.0 if sync_s[0] is None else statistics.fmean(sync_s)
+    return torch.tensor([[statistics.fmean(step_s),
+                          statistics.fmean(forward_backward_s), sync,
+                          statistics.fmean(optimizer_s),
+                          process_cpu / args.steps, thread_cpu / args.steps]],
+                        dtype=torch.float64)
+
+
+def report(args, impl, description, window, phases, gathered, extra):
+    """Rank 0's printout and --json report, in train_bench's format."""
+    step_s = phases[0]
+    size = len(gathered)
+    images_per_s = args.steps * args.batch_size * size / window
+    load = os.getloadavg()[0]
+    print(f"# train_bench {impl} | {args.arch} | {args.image_size} px | "
+          f"batch {args.batch_size} per rank, {args.batch_size * size} "
+          f"global | {size} rank{'' if size == 1 else 's'} x "
+          f"{args.threads} thread{'' if args.threads == 1 else 's'} "
+          f"(torch.get_num_threads() = {torch.get_num_threads()}) | "
+          f"{args.optimizer} lr {args.lr:g} | {description} | torch "
+          f"{torch.__version__} | host {socket.gethostname()}")
+    print(f"# steps: {args.warmup_steps} warm-up + {args.steps} timed; "
+          f"load average {load:.2f}")
+    print(f"step time (s): median {statistics.median(step_s):.4f}  "
+          f"mean {statistics.fmean(step_s):.4f}  min {min(step_s):.4f}  "
+          f"max {max(step_s):.4f}")
+    print("rank | step (s) | forward+backward (s) | gradient sync wait (s)"
+          " | optimizer (s) | CPU s/step: process | main thread")
+    for r, row in enumerate(gathered):
+        s, fb, sync, opt, pcpu, tcpu = row.tolist()
+        sync_text = "(in backward)" if sync < 0 else f"{sync:.4f}"
+        print(f"{r:4d} | {s:8.4f} | {fb:20.4f} | {sync_text:>22} | "
+              f"{opt:13.4f} | {pcpu:19.4f} | {tcpu:11.4f}")
+    print(f"images/s: {images_per_s:.2f}")
+    sys.stdout.flush()
+    if not args.json:
+        return
+    result = {
+        "impl": impl,
+        "arch": args.arch,
+        "np": size,
+        "threads": args.threads,
+        "image_size": args.image_size,
+        "batch_size": args.batch_size,
+        "global_batch": args.batch_size * size,
+        "optimizer": args.optimizer,
+        "lr": args.lr,
+        "overlap": True,
+        "warmup_steps": args.warmup_steps,
+        "steps": args.steps,
+        "window_s": window,
+        "images_per_s": images_per_s,
+        "step_s": {"median": statistics.median(step_s),
+                   "mean": statistics.fmean(step_s),
+                   "min": min(step_s), "max": max(step_s)},
+        "step_times_rank0_s": step_s,
+        "ranks": [{"rank": r,
+                   "step_s": row[0].item(),
+                   "forward_backward_s": row[1].item(),
+                   "gradient_sync_s": None if row[2] < 0 else row[2].item(),
+                   "optimizer_s": row[3].item(),
+                   "process_cpu_s": row[4].item(),
+                   "main_thread_cpu_s": row[5].item()}
+                  for r, row in enumerate(gathered)],
+        "torch_version": torch.__version__,
+        "load_average": load,
+        "host": socket.gethostname(),
+        **extra,
+    }
+    with open(args.json, "w") as out:
+        json.dump(result, out, indent=2)
+        out.write("\n")
+
+
+def make_model_and_batch(args, rank):
+    """torchvision's model and this rank's synthetic batch, as train_bench
+    makes them."""
+    torch.manual_seed(args.seed)
+    model = getattr(torchvision.models, args.arch)(num_classes=NUM_FINDINGS)
+    model.train()
+    torch.manual_seed(args.seed + 1000 + rank)
+    images = torch.randn(args.batch_size, 3, args.image_size, args.image_size)
+    labels = torch.randint(0, 2, (args.batch_size, NUM_FINDINGS)).float()
+    return model, images, labels
+
+
+def make_optimizer(args, parameters):
+    if args.optimizer == "adam":
+        return torch.optim.Adam(parameters, lr=args.lr)
+    return torch.optim.SGD(parameters, lr=args.lr, momentum=0.9)
+
+
 def main(argv):
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -56,114 +181,28 @@ def main(argv):
     rank = dist.get_rank()
     size = dist.get_world_size()
 
-    torch.manual_seed(args.seed)
-    model = getattr(torchvision.models, args.arch)(num_classes=NUM_FINDINGS)
-    model.train()
+    model, images, labels = make_model_and_batch(args, rank)
     ddp = torch.nn.parallel.DistributedDataParallel(model)
+    optimizer = make_optimizer(args, ddp.parameters())
 
-    torch.manual_seed(args.seed + 1000 + rank)
-    images = torch.randn(args.batch_size, 3, args.image_size, args.image_size)
-    labels = torch.randint(0, 2, (args.batch_size, NUM_FINDINGS)).float()
-
-    if args.optimizer == "adam":
-        optimizer = torch.optim.Adam(ddp.parameters(), lr=args.lr)
-    else:
-        optimizer = torch.optim.SGD(ddp.parameters(), lr=args.lr, momentum=0.9)
-
-    step_s, forward_backward_s, optimizer_s = [], [], []
-    window_start = process_cpu_start = thread_cpu_start = 0.0
-    for step in range(args.warmup_steps + args.steps):
-        if step == args.warmup_steps:
-            dist.barrier()
-            window_start = time.perf_counter()
-            process_cpu_start = time.process_time()
-            thread_cpu_start = time.thread_time()
+    def one_step():
         t0 = time.perf_counter()
         optimizer.zero_grad()
         loss = F.binary_cross_entropy_with_logits(ddp(images), labels)
         loss.backward()  # returns once every gradient bucket is allreduced
         t1 = time.perf_counter()
         optimizer.step()
-        t2 = time.perf_counter()
-        if step >= args.warmup_steps:
-            step_s.append(t2 - t0)
-            forward_backward_s.append(t1 - t0)
-            optimizer_s.append(t2 - t1)
-    process_cpu = time.process_time() - process_cpu_start
-    thread_cpu = time.thread_time() - thread_cpu_start
-    dist.barrier()
-    window = time.perf_counter() - window_start
+        return t1 - t0, None, time.perf_counter() - t1
 
-    # Per rank: phase means and CPU seconds per step (process: every thread,
-    # Gloo's and autograd's included; main thread), as train_bench reports.
-    mine = torch.tensor([[statistics.fmean(step_s),
-                          statistics.fmean(forward_backward_s), 0.0,
-                          statistics.fmean(optimizer_s),
-                          process_cpu / args.steps, thread_cpu / args.steps]],
-                        dtype=torch.float64)
+    window, phases, process_cpu, thread_cpu = timed_steps(
+        args, one_step, dist.barrier)
+    mine = phase_row(args, phases, process_cpu, thread_cpu)
     gathered = [torch.zeros_like(mine) for _ in range(size)]
     dist.all_gather(gathered, mine)
-    images_per_s = args.steps * args.batch_size * size / window
-
     if rank == 0:
-        load = os.getloadavg()[0]
-        print(f"# train_bench ddp | {args.arch} | {args.image_size} px | "
-              f"batch {args.batch_size} per rank, {args.batch_size * size} "
-              f"global | {size} rank{'' if size == 1 else 's'} x "
-              f"{args.threads} thread{'' if args.threads == 1 else 's'} "
-              f"(torch.get_num_threads() = {torch.get_num_threads()}) | "
-              f"{args.optimizer} lr {args.lr:g} | gloo, DDP defaults "
-              f"(bucket 25 MiB, overlap in backward) | torch "
-              f"{torch.__version__} | host {socket.gethostname()}")
-        print(f"# steps: {args.warmup_steps} warm-up + {args.steps} timed; "
-              f"load average {load:.2f}")
-        print(f"step time (s): median {statistics.median(step_s):.4f}  "
-              f"mean {statistics.fmean(step_s):.4f}  min {min(step_s):.4f}  "
-              f"max {max(step_s):.4f}")
-        print("rank | step (s) | forward+backward (s) | gradient sync wait (s)"
-              " | optimizer (s) | CPU s/step: process | main thread")
-        for r, row in enumerate(gathered):
-            s, fb, _, opt, pcpu, tcpu = row[0].tolist()
-            print(f"{r:4d} | {s:8.4f} | {fb:20.4f} | {'(in backward)':>22} | "
-                  f"{opt:13.4f} | {pcpu:19.4f} | {tcpu:11.4f}")
-        print(f"images/s: {images_per_s:.2f}")
-        sys.stdout.flush()
-        if args.json:
-            report = {
-                "impl": "ddp",
-                "arch": args.arch,
-                "np": size,
-                "threads": args.threads,
-                "image_size": args.image_size,
-                "batch_size": args.batch_size,
-                "global_batch": args.batch_size * size,
-                "optimizer": args.optimizer,
-                "lr": args.lr,
-                "overlap": True,
-                "backend": "gloo",
-                "warmup_steps": args.warmup_steps,
-                "steps": args.steps,
-                "window_s": window,
-                "images_per_s": images_per_s,
-                "step_s": {"median": statistics.median(step_s),
-                           "mean": statistics.fmean(step_s),
-                           "min": min(step_s), "max": max(step_s)},
-                "step_times_rank0_s": step_s,
-                "ranks": [{"rank": r,
-                           "step_s": row[0][0].item(),
-                           "forward_backward_s": row[0][1].item(),
-                           "gradient_sync_s": None,
-                           "optimizer_s": row[0][3].item(),
-                           "process_cpu_s": row[0][4].item(),
-                           "main_thread_cpu_s": row[0][5].item()}
-                          for r, row in enumerate(gathered)],
-                "torch_version": torch.__version__,
-                "load_average": load,
-                "host": socket.gethostname(),
-            }
-            with open(args.json, "w") as out:
-                json.dump(report, out, indent=2)
-                out.write("\n")
+        report(args, "ddp", "gloo, DDP defaults (bucket 25 MiB, overlap in "
+               "backward)", window, phases, [g[0] for g in gathered],
+               {"backend": "gloo"})
     dist.destroy_process_group()
     return 0
 

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs everything kolo needs to build, test and run on Debian 12 (as root,
 # or through sudo). Safe to run again.
-#   --demo   leave out what only the CheXNet DICOM input and its tests need
-#            (scripts/demo.sh: the demo reads PNGs and must stay quick)
+#   --demo   leave out what only the tests, the Python package kolo.torch and
+#            the CheXNet DICOM input need (scripts/demo.sh builds none of them
+#            and must stay quick)
 set -euo pipefail
 
 packages=(
@@ -12,13 +13,15 @@ packages=(
   libssl-dev libspdlog-dev libfmt-dev libcli11-dev nlohmann-json3-dev
   libgtest-dev libgmock-dev libbenchmark-dev libgloo-dev
   libspng-dev libpng-dev
-  libtorch-dev python3-torch python3-torchvision
+  libtorch-dev python3-torch python3-torchvision python3-dev
   clang libclang-rt-14-dev iproute2 util-linux
 )
-# CheXNet DICOM input (DCMTK) and its test files (pydicom): built and tested
-# in CI; without them chexnet_* refuse DICOM files with a clear message.
-dicom_packages=(libdcmtk-dev python3-pydicom)
-if [ "${1:-}" != "--demo" ]; then packages+=("${dicom_packages[@]}"); fi
+# Without --demo also: CheXNet DICOM input (DCMTK) and its test files
+# (pydicom) — without them chexnet_* refuse DICOM files with a clear message —
+# and the Python package's build and tests.
+if [ "${1:-}" != "--demo" ]; then
+  packages+=(libdcmtk-dev python3-pydicom pybind11-dev python3-pytest)
+fi
 
 sudo_cmd=()
 if [ "$(id -u)" -ne 0 ]; then sudo_cmd=(sudo); fi

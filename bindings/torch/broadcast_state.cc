@@ -204,6 +204,13 @@ void broadcast_parameters(
 }
 
 void broadcast_optimizer_state(optim::Optimizer& optimizer, int root_rank) {
+  if (auto* distributed = dynamic_cast<DistributedOptimizer*>(&optimizer)) {
+    // The wrapped optimizer has the type and the state; the view follows.
+    distributed->PushChanges();
+    broadcast_optimizer_state(distributed->optimizer(), root_rank);
+    distributed->PullChanges();
+    return;
+  }
   const OptimizerAccess access = AccessFor(optimizer);
 
   // Options: the defaults, then every group.

@@ -87,9 +87,9 @@ DataType ToKoloDataType(at::ScalarType type) {
     case at::kBool:
       return DataType::kBool;
     default:
-      TORCH_CHECK(false, "kolo: unsupported tensor dtype ", type,
-                  " (supported: uint8, int8, int32, int64, float16, "
-                  "bfloat16, float32, float64, bool)");
+      TORCH_CHECK_VALUE(false, "kolo: unsupported tensor dtype ", type,
+                        " (supported: uint8, int8, int32, int64, float16, "
+                        "bfloat16, float32, float64, bool)");
   }
 }
 
@@ -131,8 +131,11 @@ std::string Describe(const char* operation, const std::string& name) {
   return std::string(operation) + " '" + name + "'";
 }
 
-// Throws the runtime's status as c10::Error.
+// Throws the runtime's status as c10::Error; an invalid argument as
+// c10::ValueError (a c10::Error that Python bindings raise as ValueError).
 void CheckOk(const Status& status, const std::string& description) {
+  TORCH_CHECK_VALUE(status.code() != absl::StatusCode::kInvalidArgument,
+                    "kolo: ", description, " failed: ", status.ToString());
   TORCH_CHECK(status.ok(), "kolo: ", description,
               " failed: ", status.ToString());
 }

@@ -5,15 +5,29 @@
 // that writes param.grad()); it runs on the autograd engine's thread right
 // after the gradient has been accumulated. The node is held here: autograd
 // itself keeps only a weak reference, and a new node would have no hook.
+//
+// The class is also a torch::optim::Optimizer whose groups, options and state
+// mirror the wrapped optimizer's; the mirror is reconciled at step(), save(),
+// load() and broadcast_optimizer_state() (see kolo/torch.h).
 #include <torch/csrc/autograd/function.h>
 #include <torch/csrc/autograd/function_hook.h>
 #include <torch/csrc/autograd/variable.h>
+#include <torch/optim/adagrad.h>
+#include <torch/optim/adam.h>
+#include <torch/optim/adamw.h>
 #include <torch/optim/lbfgs.h>
+#include <torch/optim/rmsprop.h>
+#include <torch/optim/sgd.h>
+#include <torch/serialize/output-archive.h>
 #include <torch/types.h>
 
 #include <chrono>
 #include <exception>
 #include <mutex>
+#include <sstream>
+#include <type_traits>
+#include <typeinfo>
+#include <unordered_map>
 #include <unordered_set>
 #include <utility>
 
@@ -23,10 +37,73 @@ namespace kolo {
 namespace torch {
 namespace {
 
+namespace optim = ::torch::optim;
+
 int64_t SteadyNowNs() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(
              std::chrono::steady_clock::now().time_since_epoch())
       .count();
+}
+
+// The key of optim::Optimizer::state(): std::string in LibTorch 1.x, void*
+// in 2.x.
+using StateMap = std::remove_reference_t<
+    decltype(std::declval<optim::Optimizer&>().state())>;
+using StateKey = typename StateMap::key_type;
+
+template <typename Options>
+bool EqualAs(const optim::OptimizerOptions& a,
+             const optim::OptimizerOptions& b) {
+  return static_cast<const Options&>(a) == static_cast<const Options&>(b);
+}
+
+std::string Serialized(const optim::OptimizerOptions& options) {
+  ::torch::serialize::OutputArchive archive;
+  options.serialize(archive);
+  std::ostringstream bytes;
+  archive.save_to(bytes);
+  return bytes.str();
+}
+
+// Whether two options objects hold the same values: LibTorch's operator== for
+// its own optimizers, the serialized form for others.
+bool SameOptions(const optim::OptimizerOptions& a,
+                 const optim::OptimizerOptions& b) {
+  const std::type_info& type = typeid(a);
+  if (type != typeid(b)) return false;
+  if (type == typeid(optim::SGDOptions)) {
+    return EqualAs<optim::SGDOptions>(a, b);
+  }
+  if (type == typeid(optim::AdamOptions)) {
+    return EqualAs<optim::AdamOptions>(a, b);
+  }
+  if (type == typeid(optim::AdamWOptions)) {
+    return EqualAs<optim::AdamWOptions>(a, b);
+  }
+  if (type == typeid(optim::AdagradOptions)) {
+    return EqualAs<optim::AdagradOptions>(a, b);
+  }
+  if (type == typeid(optim::RMSpropOptions)) {
+    return EqualAs<optim::RMSpropOptions>(a, b);
+  }
+  return Serialized(a) == Serialized(b);
+}
+
+const std::shared_ptr<optim::Optimizer>& CheckNotNull(
+    const std::shared_ptr<optim::Optimizer>& optimizer) {
+  TORCH_CHECK(optimizer != nullptr,
+              "kolo: DistributedOptimizer needs an optimizer");
+  return optimizer;
+}
+
+// The wrapped optimizer's groups and defaults, copied into the base class.
+std::vector<optim::OptimizerParamGroup> GroupsOf(
+    const std::shared_ptr<optim::Optimizer>& optimizer) {
+  return CheckNotNull(optimizer)->param_groups();
+}
+std::unique_ptr<optim::OptimizerOptions> DefaultsOf(
+    const std::shared_ptr<optim::Optimizer>& optimizer) {
+  return CheckNotNull(optimizer)->defaults().clone();
 }
 
 }  // namespace
@@ -40,8 +117,11 @@ class DistributedOptimizer::Impl {
 
   void OnGradientReady(size_t index);
   void Synchronize();
-  void Step();
-  void ZeroGrad();
+  // The wrapped optimizer's step(), after Synchronize().
+  void StepWrapped();
+  void ZeroGrad(bool set_to_none);
+  // Throws unless every parameter of `group` that requires grad has a hook.
+  void CheckReduced(const optim::OptimizerParamGroup& group) const;
 
   ::torch::optim::Optimizer& optimizer() { return *optimizer_; }
   const DistributedOptimizerOptions& options() const { return options_; }
@@ -49,6 +129,16 @@ class DistributedOptimizer::Impl {
     std::lock_guard<std::mutex> lock(mu_);
     return stats_;
   }
+
+  // What DistributedOptimizer's PushChanges and PullChanges last reconciled.
+  // Used by the thread that steps.
+  struct Mirror {
+    // Every group's options.
+    std::vector<std::unique_ptr<optim::OptimizerOptions>> options;
+    // The state entries of the DistributedOptimizer's view, by key.
+    std::unordered_map<StateKey, const optim::OptimizerParamState*> state;
+  };
+  Mirror mirror;
 
  private:
   // Runs on the autograd engine's thread after `index`'s gradient was
@@ -87,6 +177,8 @@ class DistributedOptimizer::Impl {
   std::shared_ptr<::torch::optim::Optimizer> optimizer_;
   const DistributedOptimizerOptions options_;
   AllreduceOptions allreduce_options_;
+  // The TensorImpls of the parameters that have a hook.
+  std::unordered_set<const void*> reduced_;
 
   mutable std::mutex mu_;
   std::vector<Parameter> parameters_;  // guarded by mu_ (after construction)
@@ -126,29 +218,20 @@ DistributedOptimizer::Impl::Impl(
   allreduce_options_.prescale_factor = 1.0 / options_.gradient_predivide_factor;
   allreduce_options_.postscale_factor = options_.gradient_predivide_factor;
 
-  std::unordered_set<const void*> named;
   for (const auto& item : named_parameters) {
     const at::Tensor& tensor = item.value();
     if (!tensor.requires_grad()) continue;
     TORCH_CHECK(tensor.is_leaf(), "kolo: parameter '", item.key(),
                 "' is not a leaf tensor");
     // A parameter shared under two names is reduced once.
-    if (!named.insert(tensor.unsafeGetTensorImpl()).second) continue;
+    if (!reduced_.insert(tensor.unsafeGetTensorImpl()).second) continue;
     Parameter parameter;
     parameter.name = item.key();
     parameter.allreduce_name = "grad." + item.key();
     parameter.tensor = tensor;
     parameters_.push_back(std::move(parameter));
   }
-  for (const auto& group : optimizer_->param_groups()) {
-    for (const at::Tensor& tensor : group.params()) {
-      TORCH_CHECK(!tensor.requires_grad() ||
-                      named.count(tensor.unsafeGetTensorImpl()) != 0,
-                  "kolo: the optimizer has a parameter (shape ", tensor.sizes(),
-                  ") that is not in named_parameters; its gradient would "
-                  "not be reduced across ranks");
-    }
-  }
+  for (const auto& group : optimizer_->param_groups()) CheckReduced(group);
   for (size_t i = 0; i < parameters_.size(); ++i) {
     Parameter& parameter = parameters_[i];
     parameter.accumulator =
@@ -158,6 +241,17 @@ DistributedOptimizer::Impl::Impl(
                 parameter.allreduce_name, "'");
     parameter.hook_key = parameter.accumulator->add_post_hook(
         std::make_unique<GradientReadyHook>(this, i));
+  }
+}
+
+void DistributedOptimizer::Impl::CheckReduced(
+    const optim::OptimizerParamGroup& group) const {
+  for (const at::Tensor& tensor : group.params()) {
+    TORCH_CHECK(!tensor.requires_grad() ||
+                    reduced_.count(tensor.unsafeGetTensorImpl()) != 0,
+                "kolo: the optimizer has a parameter (shape ", tensor.sizes(),
+                ") that is not in named_parameters; its gradient would "
+                "not be reduced across ranks");
   }
 }
 
@@ -244,15 +338,14 @@ void DistributedOptimizer::Impl::Synchronize() {
   if (first_error) std::rethrow_exception(first_error);
 }
 
-void DistributedOptimizer::Impl::Step() {
-  Synchronize();
+void DistributedOptimizer::Impl::StepWrapped() {
   optimizer_->step();
   std::lock_guard<std::mutex> lock(mu_);
   synchronized_ = false;
   ++stats_.steps;
 }
 
-void DistributedOptimizer::Impl::ZeroGrad() {
+void DistributedOptimizer::Impl::ZeroGrad(bool set_to_none) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     for (Parameter& parameter : parameters_) {
@@ -263,25 +356,148 @@ void DistributedOptimizer::Impl::ZeroGrad() {
       parameter.passes = 0;
     }
   }
+#if TORCH_VERSION_MAJOR >= 2
+  optimizer_->zero_grad(set_to_none);
+#else
+  // LibTorch 1.x sets gradients to zero; it has no set_to_none.
+  (void)set_to_none;
   optimizer_->zero_grad();
+#endif
 }
 
 DistributedOptimizer::DistributedOptimizer(
     std::shared_ptr<::torch::optim::Optimizer> optimizer,
     const ::torch::OrderedDict<std::string, at::Tensor>& named_parameters,
     DistributedOptimizerOptions options)
-    : impl_(std::make_unique<Impl>(std::move(optimizer), named_parameters,
-                                   options)) {}
+    : Optimizer(GroupsOf(optimizer), DefaultsOf(optimizer)),
+      impl_(std::make_unique<Impl>(std::move(optimizer), named_parameters,
+                                   options)) {
+  for (const auto& group : param_groups_) {
+    impl_->mirror.options.push_back(group.options().clone());
+  }
+  PullChanges();
+}
 
 DistributedOptimizer::~DistributedOptimizer() = default;
-DistributedOptimizer::DistributedOptimizer(DistributedOptimizer&&) noexcept =
-    default;
+
+DistributedOptimizer::DistributedOptimizer(
+    DistributedOptimizer&& other) noexcept
+    : Optimizer(std::move(other)), impl_(std::move(other.impl_)) {}
+
 DistributedOptimizer& DistributedOptimizer::operator=(
-    DistributedOptimizer&&) noexcept = default;
+    DistributedOptimizer&& other) noexcept {
+  // torch::optim::Optimizer has no move assignment.
+  param_groups_ = std::move(other.param_groups_);
+  state_ = std::move(other.state_);
+  defaults_ = std::move(other.defaults_);
+  impl_ = std::move(other.impl_);
+  return *this;
+}
+
+void DistributedOptimizer::PushChanges() const {
+  Impl& impl = *impl_;
+  optim::Optimizer& wrapped = impl.optimizer();
+  auto& their_groups = wrapped.param_groups();
+  const size_t known = impl.mirror.options.size();
+  TORCH_CHECK(param_groups_.size() == known || their_groups.size() == known,
+              "kolo: parameter groups were added both to the "
+              "DistributedOptimizer and to the optimizer it wraps since the "
+              "last step()");
+  for (size_t i = 0; i < known; ++i) {
+    const optim::OptimizerOptions& ours = param_groups_[i].options();
+    if (!SameOptions(ours, *impl.mirror.options[i])) {
+      their_groups[i].set_options(ours.clone());
+      impl.mirror.options[i] = ours.clone();
+    }
+  }
+  for (size_t i = known; i < param_groups_.size(); ++i) {
+    impl.CheckReduced(param_groups_[i]);
+    wrapped.add_param_group(param_groups_[i]);
+    impl.mirror.options.push_back(param_groups_[i].options().clone());
+  }
+  // State entries are copies sharing their tensors: in-place updates of the
+  // tensors need nothing; replaced, added and erased entries are copied.
+  auto& their_state = wrapped.state();
+  for (const auto& [key, entry] : state_) {
+    auto synced = impl.mirror.state.find(key);
+    if (synced == impl.mirror.state.end() || synced->second != entry.get()) {
+      their_state[key] = entry->clone();
+      impl.mirror.state[key] = entry.get();
+    }
+  }
+  for (auto it = impl.mirror.state.begin(); it != impl.mirror.state.end();) {
+    if (state_.count(it->first) == 0) {
+      their_state.erase(it->first);
+      it = impl.mirror.state.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+void DistributedOptimizer::PullChanges() {
+  Impl& impl = *impl_;
+  optim::Optimizer& wrapped = impl.optimizer();
+  const auto& their_groups = wrapped.param_groups();
+  const size_t known = impl.mirror.options.size();
+  for (size_t i = 0; i < known; ++i) {
+    const optim::OptimizerOptions& theirs = their_groups[i].options();
+    if (!SameOptions(theirs, *impl.mirror.options[i])) {
+      param_groups_[i].set_options(theirs.clone());
+      impl.mirror.options[i] = theirs.clone();
+    }
+  }
+  for (size_t i = known; i < their_groups.size(); ++i) {
+    impl.CheckReduced(their_groups[i]);
+    param_groups_.push_back(their_groups[i]);
+    impl.mirror.options.push_back(their_groups[i].options().clone());
+  }
+  state_.clear();
+  impl.mirror.state.clear();
+  for (const auto& [key, entry] : wrapped.state()) {
+    std::unique_ptr<optim::OptimizerParamState> copy = entry->clone();
+    impl.mirror.state[key] = copy.get();
+    state_[key] = std::move(copy);
+  }
+}
 
 void DistributedOptimizer::synchronize() { impl_->Synchronize(); }
-void DistributedOptimizer::step() { impl_->Step(); }
-void DistributedOptimizer::zero_grad() { impl_->ZeroGrad(); }
+
+at::Tensor DistributedOptimizer::step(LossClosure closure) {
+  at::Tensor loss;
+  if (closure) {
+    // As LibTorch's optimizers evaluate it: with gradients enabled. Its
+    // backward runs before the reduction, so its gradients are reduced.
+    at::AutoGradMode enable_grad(true);
+    loss = closure();
+  }
+  impl_->Synchronize();
+  PushChanges();
+  impl_->StepWrapped();
+  PullChanges();
+  return loss;
+}
+
+#if TORCH_VERSION_MAJOR >= 2
+void DistributedOptimizer::zero_grad(bool set_to_none) {
+  impl_->ZeroGrad(set_to_none);
+}
+#else
+void DistributedOptimizer::zero_grad() { impl_->ZeroGrad(false); }
+#endif
+
+void DistributedOptimizer::save(
+    ::torch::serialize::OutputArchive& archive) const {
+  PushChanges();
+  impl_->optimizer().save(archive);
+}
+
+void DistributedOptimizer::load(::torch::serialize::InputArchive& archive) {
+  PushChanges();
+  impl_->optimizer().load(archive);
+  PullChanges();
+}
+
 ::torch::optim::Optimizer& DistributedOptimizer::optimizer() {
   return impl_->optimizer();
 }

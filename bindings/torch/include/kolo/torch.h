@@ -7,7 +7,9 @@
 //
 // Errors. Every failure, from this rank or from the runtime (a cross-rank
 // mismatch, a stall, a dead peer, shutdown), is thrown as c10::Error whose
-// message carries the runtime's status and message.
+// message carries the runtime's status and message; invalid arguments (an
+// unsupported dtype, a bad root rank, a name already pending) as
+// c10::ValueError, a c10::Error that Python bindings raise as ValueError.
 //
 // Names. Every collective takes a name. All ranks must use the same name for
 // the same tensor, and a name must be unique among a rank's pending
@@ -37,6 +39,7 @@
 #include <torch/nn/module.h>
 #include <torch/optim/optimizer.h>
 #include <torch/ordered_dict.h>
+#include <torch/version.h>
 
 #include <cstdint>
 #include <memory>
@@ -199,7 +202,8 @@ void broadcast_parameters(
 // is created; where root_rank has none (e.g. before its first step), it is
 // removed; so the optimizers are identical afterwards, also before the first
 // step. Supports SGD, Adam, AdamW, Adagrad and RMSprop; throws for others
-// (LBFGS). Typically called after broadcast_parameters() on the model.
+// (LBFGS). A DistributedOptimizer is handled through the optimizer it wraps.
+// Typically called after broadcast_parameters() on the model.
 // Names: "optstate.options", "optstate.layout" and "optstate.<i>.<field>";
 // a different optimizer type or parameter count on some rank fails as a
 // cross-rank shape mismatch.
@@ -247,7 +251,9 @@ struct DistributedOptimizerStats {
 };
 
 // Wraps a torch::optim optimizer so that gradients are reduced over all ranks
-// before every step.
+// before every step. It is itself a torch::optim::Optimizer: pass it wherever
+// one is expected (a train() taking torch::optim::Optimizer&, LibTorch's LR
+// schedulers such as torch::optim::StepLR, torch::save and torch::load).
 //
 // How. A post hook on each parameter's gradient accumulator (the autograd
 // node that writes param.grad()) enqueues that parameter's allreduce, named
@@ -267,7 +273,24 @@ struct DistributedOptimizerStats {
 // Usage per step: zero_grad(); loss.backward() (backward_passes_per_step
 // times); step(). To modify the reduced gradients (e.g. clipping), call
 // synchronize(), modify, then step(): step() does not reduce them again.
-// LBFGS (which re-evaluates the loss inside step()) is rejected.
+// step(closure) evaluates the closure (forward and backward) first, then
+// reduces and steps. LBFGS (which re-evaluates the loss inside step()) is
+// rejected.
+//
+// Two views of one optimizer. LibTorch's Optimizer keeps its parameter
+// groups, options and state in the base class, reached through non-virtual
+// accessors, so this class holds a copy of the wrapped optimizer's (the same
+// parameter and state tensors; copied options and state entries) and keeps
+// the two in step: whatever was changed through one view since the previous
+// step() (a group's options, e.g. the learning rate a scheduler sets; groups
+// added with add_param_group(); state entries replaced, added or erased) is
+// copied to the other at the next step(), save(), load() or
+// broadcast_optimizer_state(), this view winning where both changed. So code
+// that sets the learning rate on the wrapped optimizer keeps working, and so
+// does code that uses this one. state() is refreshed from the wrapped
+// optimizer after every step() and load(). Groups added later must hold
+// parameters from named_parameters. save() writes the wrapped optimizer's
+// format: a file saved from either loads into the other.
 //
 // Construct it after the model has been moved to its device and dtype (the
 // hooks belong to the parameter tensors). It must not be destroyed while a
@@ -278,7 +301,7 @@ struct DistributedOptimizerStats {
 // compressed copy is made on that stream too. Mixed precision: with a loss
 // scaler, scale the loss, call synchronize(), check and unscale the reduced
 // gradients, then step() (or skip the step; see chexnet_train's --amp fp16).
-class DistributedOptimizer {
+class DistributedOptimizer : public ::torch::optim::Optimizer {
  public:
   // named_parameters: the model's parameters with stable names, identical on
   // every rank (e.g. module->named_parameters()). Parameters that do not
@@ -288,7 +311,7 @@ class DistributedOptimizer {
                        const ::torch::OrderedDict<std::string, ::torch::Tensor>&
                            named_parameters,
                        DistributedOptimizerOptions options = {});
-  ~DistributedOptimizer();
+  ~DistributedOptimizer() override;
   DistributedOptimizer(DistributedOptimizer&&) noexcept;
   DistributedOptimizer& operator=(DistributedOptimizer&&) noexcept;
 
@@ -298,18 +321,38 @@ class DistributedOptimizer {
   // state is reset either way). Does nothing when called again before the
   // next backward pass.
   void synchronize();
-  // synchronize(), then the wrapped optimizer's step().
-  void step();
+  // The closure (if any; its loss is returned), synchronize(), then the
+  // wrapped optimizer's step().
+  ::torch::Tensor step(LossClosure closure = nullptr) override;
   // The wrapped optimizer's zero_grad(). Throws if gradient allreduces are
-  // pending (backward ran but step()/synchronize() did not).
+  // pending (backward ran but step()/synchronize() did not). Called through
+  // a torch::optim::Optimizer&, LibTorch's own zero_grad() runs (it is not
+  // virtual): the same gradients, without that check.
+#if TORCH_VERSION_MAJOR >= 2
+  void zero_grad(bool set_to_none = true);
+#else
   void zero_grad();
+#endif
+  // The wrapped optimizer's checkpoint format (see above).
+  void save(::torch::serialize::OutputArchive& archive) const override;
+  void load(::torch::serialize::InputArchive& archive) override;
 
+  // The wrapped optimizer (see "Two views" above).
   ::torch::optim::Optimizer& optimizer();
   const DistributedOptimizerOptions& options() const;
   DistributedOptimizerStats stats() const;
 
  private:
   class Impl;
+  friend void broadcast_optimizer_state(::torch::optim::Optimizer& optimizer,
+                                        int root_rank);
+
+  // Copies what changed through this view to the wrapped optimizer.
+  void PushChanges() const;
+  // Copies option changes and added groups of the wrapped optimizer to this
+  // view and refreshes state().
+  void PullChanges();
+
   std::unique_ptr<Impl> impl_;
 };
 
