@@ -10,6 +10,7 @@
 #include "kolo/kolo.h"
 #include "runtime/core/config.h"
 #include "runtime/core/executor.h"
+#include "runtime/core/mpi_context.h"
 #include "runtime/core/runtime.h"
 
 namespace kolo {
@@ -384,6 +385,8 @@ std::string BackendName() {
   MutexLock lock(&g_mu);
   return g_runtime ? g_runtime->backend_name() : "";
 }
+
+std::string MpiLibrary() { return MpiLibraryName(); }
 
 RuntimeStats GetStats() {
   MutexLock lock(&g_mu);
