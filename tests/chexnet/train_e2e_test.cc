@@ -5,6 +5,7 @@
 //
 // Compiled-in paths (tests/chexnet/CMakeLists.txt):
 //   CHEXNET_TRAIN, CHEXNET_PREDICT, KOLORUN, MPIEXEC  binaries
+//   MPIEXEC_FLAGS  the flags this build's mpiexec needs (KOLO_MPIEXEC_FLAGS)
 //   CHEXNET_E2E_DATA   a synthetic data set (the chexnet.train_e2e_data
 //                      fixture writes it; the suite writes it when missing)
 //   CHEXNET_E2E_WORK   scratch directory
@@ -109,8 +110,8 @@ class TrainE2E : public ::testing::Test {
   }
 
   std::string MpiRun(int np) const {
-    return mpiexec_ + " -np " + std::to_string(np) +
-           " --oversubscribe --bind-to none ";
+    return mpiexec_ + " -np " + std::to_string(np) + " " + MPIEXEC_FLAGS +
+           " ";
   }
 
   std::string train_, predict_, kolorun_, mpiexec_, data_;

@@ -8,10 +8,15 @@ mpiexec=$1 binary=$2 np=$3 victim=$4 when=${5:-between-steps}
 output=$(mktemp)
 trap 'rm -f "$output"' EXIT
 start=$(date +%s)
-# --enable-recovery keeps Open MPI from killing the survivors itself, so the
-# test sees what kolo does.
-timeout 90 "$mpiexec" --oversubscribe --bind-to none --enable-recovery \
-  -np "$np" sh -c '"$0" "$1" "$2"; echo "exit-status rank $OMPI_COMM_WORLD_RANK $?"' \
+# The launcher must not kill the survivors itself, so that the test sees
+# what kolo does: Open MPI's --enable-recovery, Hydra's -disable-auto-cleanup.
+# KOLO_TEST_MPI (set by ctest) names the MPI.
+case "${KOLO_TEST_MPI:-openmpi}" in
+  mpich) flags=(-disable-auto-cleanup) ;;
+  *) flags=(--oversubscribe --bind-to none --enable-recovery) ;;
+esac
+timeout 90 "$mpiexec" "${flags[@]}" -np "$np" sh -c \
+  '"$0" "$1" "$2"; echo "exit-status rank ${OMPI_COMM_WORLD_RANK:-$PMI_RANK} $?"' \
   "$binary" "$victim" "$when" >"$output" 2>&1
 code=$?
 elapsed=$(( $(date +%s) - start ))
