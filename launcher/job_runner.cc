@@ -78,6 +78,17 @@ class StderrRelay {
 
 }  // namespace
 
+int JobExitCode(int wait_status,
+                const std::optional<std::string>& first_report) {
+  const int code = ExitCodeOf(wait_status);
+  if (code != 0 && WIFEXITED(wait_status) && first_report) {
+    if (std::optional<int> rank_code = RankReportExitCode(*first_report)) {
+      return *rank_code;
+    }
+  }
+  return code;
+}
+
 std::string JobFailureSummary(int wait_status, absl::string_view launcher_name,
                               const std::optional<std::string>& first_report) {
   std::string summary =
@@ -85,7 +96,7 @@ std::string JobFailureSummary(int wait_status, absl::string_view launcher_name,
           ? absl::StrCat("kolorun: ", launcher_name, " was killed by signal ",
                          WTERMSIG(wait_status))
           : absl::StrCat("kolorun: job failed with exit status ",
-                         ExitCodeOf(wait_status));
+                         JobExitCode(wait_status, first_report));
   if (first_report) {
     absl::StrAppend(&summary, "; first failure: ", *first_report);
   } else {
@@ -190,7 +201,7 @@ int RunJob(const LaunchPlan& plan, absl::string_view launcher_name) {
   close(err_pipe[0]);
 
   if (start_timed_out) return kStartTimeoutExitCode;
-  const int exit_code = ExitCodeOf(status);
+  const int exit_code = JobExitCode(status, relay.first_report());
   if (exit_code != 0) {
     std::fprintf(
         stderr, "%s\n",

@@ -24,13 +24,21 @@ namespace launcher {
 constexpr int kStartTimeoutExitCode = 1;
 
 // Runs plan.argv (argv[0] an absolute path) to completion and returns the
-// exit code kolorun should end with: the job's exit status, 128+N if the
-// launcher was killed by signal N, or kStartTimeoutExitCode. launcher_name
-// appears in messages.
+// exit code kolorun should end with: JobExitCode, or kStartTimeoutExitCode.
+// launcher_name appears in messages.
 int RunJob(const LaunchPlan& plan, absl::string_view launcher_name);
 
+// The exit code for a launcher that ended with wait_status: when it exited
+// with a failure and a rank reported one, the first failed rank's own code
+// (srun exits with the highest of all tasks', which after
+// --kill-on-bad-exit is 143 from the SIGTERM that stopped the others; Open
+// MPI's mpirun already exits with the first failure's), otherwise the
+// launcher's (128+N when it was killed by signal N).
+int JobExitCode(int wait_status, const std::optional<std::string>& first_report);
+
 // The final line printed for a launcher that ended with wait_status (not a
-// success): names the first rank report seen, if any.
+// success): the exit code (JobExitCode) and the first rank report seen, if
+// any.
 std::string JobFailureSummary(int wait_status, absl::string_view launcher_name,
                               const std::optional<std::string>& first_report);
 

@@ -94,4 +94,11 @@ for rank in 0 1 2 3; do
   want="[1,$rank]<stdout>:host=$host rank=$rank size=4 local_rank=$((rank % 2)) local_size=2 cross_rank=$((rank / 2)) cross_size=2 cpu_operations=$CPU_OPERATIONS result=ok"
   grep -qxF "$want" <<<"$OUT" || fail "missing line: $want"
 done
+# allreduce_check also names the data plane kolo chose on every rank.
+if grep -q "kolo rank=" <<<"$OUT"; then
+  for rank in 0 1 2 3; do
+    grep -qF "[1,$rank]<stdout>:kolo rank=$rank backend=$CPU_OPERATIONS mpi=" <<<"$OUT" ||
+      fail "rank $rank does not report backend=$CPU_OPERATIONS"
+  done
+fi
 echo "PASS: 2 hosts x 2 ranks"

@@ -11,7 +11,10 @@
 # namespaces; a single node holds both ends). munged, the daemons' state, logs, sockets and slurm.conf live
 # in one temporary directory; the configuration is cgroup-free
 # (proctrack/linuxproc, task/none), so it runs in containers and on CI
-# machines without systemd. Nothing outside the namespaces and the directory
+# machines without systemd. Nodes claim more CPUs than a small machine has
+# (config_overrides), so 4 ranks fit on one node; with task/none nothing is
+# bound, and srun says that it ignores kolorun's --cpu-bind=none ("cluster
+# configuration lacks support for cpu binding"). Nothing outside the namespaces and the directory
 # is touched, and everything running inside the namespaces is killed on exit.
 #
 # Needs root (namespaces, slurmd) and Debian's munge, slurmctld, slurmd and
@@ -168,6 +171,8 @@ slurm_cluster_start() {
     echo "JobAcctGatherType=jobacct_gather/none"
     echo "AccountingStorageType=accounting_storage/none"
     echo "SchedulerType=sched/builtin"
+    # Batch jobs start at once (by default their scheduling may wait 3 s).
+    echo "SchedulerParameters=batch_sched_delay=0"
     echo "SelectType=select/cons_tres"
     echo "SelectTypeParameters=CR_CPU"
     echo "MpiDefault=none"
