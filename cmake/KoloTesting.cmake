@@ -5,19 +5,19 @@ include(GoogleTest)
 
 # How multi-rank tests start ranks with the MPI of this build (KOLO_MPI):
 # KOLO_MPIEXEC_FLAGS go before -np; KOLO_MPI_TEST_ENV is the environment of
-# every multi-rank test. KOLO_TEST_MPI tells test scripts which MPI's flags
-# and rank variables to use.
+# every multi-rank test. MPI_UNDER_TEST tells test scripts which MPI's flags
+# and rank variables to use (not a KOLO_* name: kolorun would export it).
 if(KOLO_MPI STREQUAL "mpich")
   # Hydra runs as root without being told, never refuses more ranks than
   # cores and binds nothing unless asked (-bind-to), so it needs no flags.
   set(KOLO_MPIEXEC_FLAGS "")
-  set(KOLO_MPI_TEST_ENV KOLO_TEST_MPI=mpich)
+  set(KOLO_MPI_TEST_ENV MPI_UNDER_TEST=mpich)
 else()
   # Root is allowed, oversubscribed ranks yield instead of spinning, and
   # ranks are not bound to one core each (kolo runs threads besides).
   set(KOLO_MPIEXEC_FLAGS --oversubscribe --bind-to none)
   set(KOLO_MPI_TEST_ENV
-    KOLO_TEST_MPI=openmpi
+    MPI_UNDER_TEST=openmpi
     OMPI_ALLOW_RUN_AS_ROOT=1
     OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
     OMPI_MCA_mpi_yield_when_idle=1

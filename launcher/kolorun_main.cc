@@ -142,7 +142,8 @@ int Main(const std::vector<std::string>& args) {
   }
   std::fflush(stdout);
   std::fflush(stderr);
-  return RunJob(*plan, *launcher == Launcher::kSlurm ? "srun" : "mpirun");
+  const std::string& path = plan->argv.front();
+  return RunJob(*plan, path.substr(path.rfind('/') + 1));
 }
 
 }  // namespace

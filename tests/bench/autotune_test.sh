@@ -8,8 +8,8 @@
 set -uo pipefail
 mpiexec=$1
 bench=$2
-flags=(--oversubscribe --bind-to none)  # Hydra (KOLO_TEST_MPI=mpich) needs none
-[ "${KOLO_TEST_MPI:-openmpi}" = mpich ] && flags=()
+flags=(--oversubscribe --bind-to none)  # Hydra (MPI_UNDER_TEST=mpich) needs none
+[ "${MPI_UNDER_TEST:-openmpi}" = mpich ] && flags=()
 output=$(KOLO_AUTOTUNE=1 KOLO_LOG_LEVEL=info "$mpiexec" -np 2 "${flags[@]}" \
   "$bench" --verify \
   --tensors 64 --min-elements 16 --elements 65536 --gap-us 0 \

@@ -6,8 +6,8 @@ mpiexec=$1 binary=$2 np=$3 mode=$4
 here=$(cd "$(dirname "$0")" && pwd)
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
-flags=(--oversubscribe --bind-to none)  # Hydra (KOLO_TEST_MPI=mpich) needs none
-[ "${KOLO_TEST_MPI:-openmpi}" = mpich ] && flags=()
+flags=(--oversubscribe --bind-to none)  # Hydra (MPI_UNDER_TEST=mpich) needs none
+[ "${MPI_UNDER_TEST:-openmpi}" = mpich ] && flags=()
 KOLO_TIMELINE="$dir/started.json" timeout 120 "$mpiexec" "${flags[@]}" \
   -np "$np" "$binary" "$dir" "$mode"
 code=$?

@@ -15,13 +15,13 @@
 # NODES=2: two nodes of 2 CPUs (network namespaces joined by a veth pair):
 #   salloc -N 2 -n 4: ranks 0-1 on one node and 2-3 on the other, exports on
 #   both, kolo's hierarchical plane chosen (kolo_backend_name()).
-# KOLO_TEST_MPI (openmpi or mpich) names kolo's MPI. Exits 77 (skipped)
+# MPI_UNDER_TEST (openmpi or mpich) names kolo's MPI. Exits 77 (skipped)
 # where the cluster cannot be made (not root, packages missing).
 set -u
 KOLORUN=$1
 CHECK=$2
 NODES=$3
-MPI=${KOLO_TEST_MPI:-openmpi}
+MPI=${MPI_UNDER_TEST:-openmpi}
 HERE=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=slurm_cluster.sh
 source "$HERE/slurm_cluster.sh"
