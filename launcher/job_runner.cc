@@ -233,6 +233,12 @@ int RunJob(const LaunchPlan& plan, absl::string_view launcher_name) {
   if (exit_code != 0) {
     std::fprintf(stderr, "%s\n",
                  JobFailureSummary(outcome, launcher_name).c_str());
+  } else if (const int sig = TerminationSignal(); sig != 0) {
+    // MPICH's Hydra exits 0 after a Ctrl-C stopped every rank; a job that
+    // was stopped must not look finished.
+    std::fprintf(stderr, "kolorun: job stopped by signal %d (%s)\n", sig,
+                 strsignal(sig));
+    return 128 + sig;
   }
   return exit_code;
 }

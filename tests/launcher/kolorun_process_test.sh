@@ -138,6 +138,28 @@ case "$CASE" in
     ! pgrep -f "^$SLEEP" >/dev/null || fail "ranks outlived kolorun"
     ;;
 
+  sigint)
+    # A Ctrl-C's SIGINT, passed on to the launcher, stops every rank, and
+    # kolorun does not report the stopped job as a success (Hydra exits 0).
+    timeout -k 5 60 "$KOLORUN" -np 2 "$SLEEP" 243 >"$WORK/out" 2>"$WORK/err" &
+    pid=$!
+    for _ in $(seq 100); do
+      [ "$(pgrep -fc "^$SLEEP 243")" -eq 2 ] && break
+      sleep 0.2
+    done
+    [ "$(pgrep -fc "^$SLEEP 243")" -eq 2 ] || fail "ranks did not start"
+    kolorun_pid=$(pgrep -P "$pid" -f "$KOLORUN")
+    sent=$(now_ms)
+    kill -INT "$kolorun_pid"
+    wait "$pid"
+    RC=$?
+    [ "$RC" -ne 124 ] || fail "kolorun did not stop after SIGINT"
+    [ "$RC" -ne 0 ] || fail "kolorun exited 0 after SIGINT; stderr: $(cat "$WORK/err")"
+    [ $(( $(now_ms) - sent )) -lt 15000 ] || fail "took too long to stop"
+    sleep 1
+    ! pgrep -f "^$SLEEP" >/dev/null || fail "ranks outlived kolorun"
+    ;;
+
   start-timeout)
     # The second host's agent (in place of ssh) never starts its daemon.
     printf '#!/bin/sh\nexec %s 30\n' "$SLEEP" >"$WORK/hang-agent"
