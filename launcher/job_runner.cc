@@ -86,8 +86,7 @@ class StderrRelay {
 
 int JobExitCode(const JobOutcome& outcome) {
   const int code = ExitCodeOf(outcome.wait_status);
-  const bool launcher_failed =
-      code != 0 && WIFEXITED(outcome.wait_status);
+  const bool launcher_failed = code != 0 && WIFEXITED(outcome.wait_status);
   if ((launcher_failed || outcome.stopped_after_failure) &&
       outcome.first_report) {
     if (std::optional<int> rank_code =
@@ -227,8 +226,7 @@ int RunJob(const LaunchPlan& plan, absl::string_view launcher_name) {
   close(err_pipe[0]);
 
   if (start_timed_out) return kStartTimeoutExitCode;
-  const JobOutcome outcome{status, relay.first_report(),
-                           stopped_after_failure};
+  const JobOutcome outcome{status, relay.first_report(), stopped_after_failure};
   const int exit_code = JobExitCode(outcome);
   if (exit_code != 0) {
     std::fprintf(stderr, "%s\n",

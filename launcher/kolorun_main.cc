@@ -55,8 +55,8 @@ absl::StatusOr<Launcher> ChooseLauncher(const LaunchOptions& options,
     if (ShouldChooseSrunMpiPlugin(options, *env)) {
       absl::StatusOr<std::string> list = CaptureOutput(
           {env->srun_path, "--mpi=list"}, kVersionProbeTimeoutSeconds);
-      env->srun_mpi_plugins = list.ok() ? ParseSrunMpiList(*list)
-                                        : std::vector<std::string>{};
+      env->srun_mpi_plugins =
+          list.ok() ? ParseSrunMpiList(*list) : std::vector<std::string>{};
     }
     return Launcher::kSlurm;
   }

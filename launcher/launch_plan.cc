@@ -289,8 +289,8 @@ absl::StatusOr<LaunchPlan> BuildSlurmPlan(
                                         ": srun --mpi=", plugin));
     } else {
       plan.notes.push_back(absl::StrCat(
-          "ranks use ", MpiName(env.built_mpi), ", but srun offers no ",
-          plugin, " plugin: leaving the choice to Slurm's MpiDefault"));
+          "ranks use ", MpiName(env.built_mpi), ", but srun offers no ", plugin,
+          " plugin: leaving the choice to Slurm's MpiDefault"));
     }
   }
   // Without this, srun lets the other tasks run on after one fails, and a
@@ -402,7 +402,8 @@ std::optional<std::string> LauncherMismatchWarning(
       "warning: ", env.mpirun_path, " is ", LauncherName(detected),
       "'s launcher, but kolo here is built against ", MpiName(env.built_mpi),
       ": kolo programs it starts will refuse to run (each rank would be "
-      "alone); put ", MpiName(env.built_mpi), "'s launcher first on PATH");
+      "alone); put ",
+      MpiName(env.built_mpi), "'s launcher first on PATH");
 }
 
 bool ShouldUseSrun(const LaunchOptions& options, const LaunchEnvironment& env) {

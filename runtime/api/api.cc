@@ -6,8 +6,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "runtime/common/mutex.h"
 #include "kolo/kolo.h"
+#include "runtime/common/mutex.h"
 #include "runtime/core/config.h"
 #include "runtime/core/executor.h"
 #include "runtime/core/mpi_context.h"

@@ -79,8 +79,7 @@ const char* kolo_backend_name(void) {
 }
 
 const char* kolo_mpi_library(void) {
-  static const std::string* const library =
-      new std::string(kolo::MpiLibrary());
+  static const std::string* const library = new std::string(kolo::MpiLibrary());
   return library->c_str();
 }
 

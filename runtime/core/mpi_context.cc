@@ -49,8 +49,8 @@ std::string MpiLibraryName() {
   }
   if (absl::StartsWith(text, "MPICH Version:")) {
     return absl::StrCat(
-        "MPICH ", absl::StripAsciiWhitespace(
-                      absl::string_view(text).substr(strlen("MPICH Version:"))));
+        "MPICH ", absl::StripAsciiWhitespace(absl::string_view(text).substr(
+                      strlen("MPICH Version:"))));
   }
   return std::string(absl::StripAsciiWhitespace(text));
 }
@@ -81,7 +81,8 @@ Status CheckLauncherMatchesMpi(
   };
   static constexpr Launcher kLaunchers[] = {
       {"OMPI_COMM_WORLD_SIZE", "Open MPI's mpirun"},
-      {"PMI_SIZE", "a PMI launcher (MPICH's mpiexec/Hydra, or srun --mpi=pmi2)"},
+      {"PMI_SIZE",
+       "a PMI launcher (MPICH's mpiexec/Hydra, or srun --mpi=pmi2)"},
       {"SLURM_STEP_NUM_TASKS", "srun"},
   };
   for (const Launcher& launcher : kLaunchers) {
@@ -93,8 +94,8 @@ Status CheckLauncherMatchesMpi(
     }
     return absl::FailedPreconditionError(absl::StrCat(
         "this process is alone in MPI_COMM_WORLD, but ", launcher.who,
-        " started ", started, " of them (", launcher.size_variable, "=",
-        value, "): every rank would run on its own. kolo is built against ",
+        " started ", started, " of them (", launcher.size_variable, "=", value,
+        "): every rank would run on its own. kolo is built against ",
         MpiLibraryName(),
         ", which did not recognise the launcher; start the job with kolorun "
         "or with this MPI's own launcher (under Slurm: srun --mpi=pmix for "

@@ -8,11 +8,11 @@
 #ifndef KOLO_RUNTIME_CORE_MPI_CONTEXT_H_
 #define KOLO_RUNTIME_CORE_MPI_CONTEXT_H_
 
+#include <mpi.h>
+
 #include <functional>
 #include <memory>
 #include <string>
-
-#include <mpi.h>
 
 #include "kolo/status.h"
 

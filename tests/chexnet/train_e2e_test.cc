@@ -110,8 +110,7 @@ class TrainE2E : public ::testing::Test {
   }
 
   std::string MpiRun(int np) const {
-    return mpiexec_ + " -np " + std::to_string(np) + " " + MPIEXEC_FLAGS +
-           " ";
+    return mpiexec_ + " -np " + std::to_string(np) + " " + MPIEXEC_FLAGS + " ";
   }
 
   std::string train_, predict_, kolorun_, mpiexec_, data_;

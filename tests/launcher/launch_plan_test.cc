@@ -402,12 +402,12 @@ TEST(SlurmPlan, JobIsExactlyThisCommand) {
 TEST(SlurmPlan, PicksThePmiPluginOfTheRanksMpi) {
   LaunchEnvironment env = SlurmMachine();
   env.srun_mpi_plugins = {"pmix", "none", "cray_shasta", "pmi2"};
-  EXPECT_THAT(PlanArgv(Job(2), Launcher::kSlurm, env),
-              ElementsAreArray<std::string>(
-                  {kSrun, "--ntasks", "2", "--mpi=pmix", "--kill-on-bad-exit=1",
-                   "--cpu-bind=none", "--quit-on-interrupt", "--label",
-                   kKolorun, "--rank-monitor", "--", "./train", "--epochs",
-                   "3"}));
+  EXPECT_THAT(
+      PlanArgv(Job(2), Launcher::kSlurm, env),
+      ElementsAreArray<std::string>(
+          {kSrun, "--ntasks", "2", "--mpi=pmix", "--kill-on-bad-exit=1",
+           "--cpu-bind=none", "--quit-on-interrupt", "--label", kKolorun,
+           "--rank-monitor", "--", "./train", "--epochs", "3"}));
   env.built_mpi = Launcher::kHydra;
   EXPECT_THAT(PlanArgv(Job(2), Launcher::kSlurm, env), Contains("--mpi=pmi2"));
 
@@ -434,11 +434,11 @@ TEST(SlurmPlan, PicksThePmiPluginOfTheRanksMpi) {
 }
 
 TEST(SrunMpiList, ParsesSlurmsOutput) {
-  EXPECT_THAT(ParseSrunMpiList("MPI plugin types are...\n\tpmix\n\tnone\n"
-                               "\tcray_shasta\n\tpmi2\nspecific pmix plugin "
-                               "versions available: pmix_v4\n"),
-              ElementsAreArray<std::string>(
-                  {"pmix", "none", "cray_shasta", "pmi2"}));
+  EXPECT_THAT(
+      ParseSrunMpiList("MPI plugin types are...\n\tpmix\n\tnone\n"
+                       "\tcray_shasta\n\tpmi2\nspecific pmix plugin "
+                       "versions available: pmix_v4\n"),
+      ElementsAreArray<std::string>({"pmix", "none", "cray_shasta", "pmi2"}));
   EXPECT_THAT(ParseSrunMpiList("srun: error: something else\n"),
               testing::IsEmpty());
 }

@@ -531,8 +531,8 @@ TEST(Collectives, LocalArgumentErrors) {
       EXPECT_EQ(second.status().code(), absl::StatusCode::kInvalidArgument);
       EXPECT_NE(second.status().message().find("'dup'"), std::string::npos);
     } else {
-      ASSERT_TRUE(Size() == 1) << "a second 'dup' was accepted at np "
-                               << Size() << " while the first was pending";
+      ASSERT_TRUE(Size() == 1) << "a second 'dup' was accepted at np " << Size()
+                               << " while the first was pending";
       EXPECT_TRUE(second->Wait().ok());
     }
     EXPECT_TRUE(first->Wait().ok());

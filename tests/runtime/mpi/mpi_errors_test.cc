@@ -3,12 +3,11 @@
 // application's handler on MPI_COMM_WORLD stays as the application set it,
 // and MpiError turns MPICH's multi-line error stacks into one line that
 // names the call and keeps the detail.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
 #include <mpi.h>
 
 #include <string>
-
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
 
 #include "runtime/core/mpi_context.h"
 

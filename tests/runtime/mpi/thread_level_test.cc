@@ -75,9 +75,8 @@ int main(int argc, char** argv) {
         if (!kolo::Shutdown().ok()) failures += Fail("kolo::Shutdown");
       }
     } else {
-      const std::string upper =
-          std::string("MPI_THREAD_") +
-          (level == "single" ? "SINGLE" : "FUNNELED");
+      const std::string upper = std::string("MPI_THREAD_") +
+                                (level == "single" ? "SINGLE" : "FUNNELED");
       if (s.ok()) {
         failures += Fail("kolo::Init accepted " + upper);
         (void)kolo::Shutdown();

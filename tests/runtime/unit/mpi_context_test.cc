@@ -3,11 +3,11 @@
 // and thread levels.
 #include "runtime/core/mpi_context.h"
 
-#include <map>
-#include <string>
-
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+
+#include <map>
+#include <string>
 
 namespace kolo {
 namespace {
@@ -45,10 +45,11 @@ TEST(LauncherCheck, AloneUnderAnotherMpisLauncherIsAnError) {
 
 TEST(LauncherCheck, TheProcesssOwnLauncherIsBelievedBeforeSlurm) {
   // mpirun inside an srun step of 2 tasks, starting 1 rank: fine.
-  EXPECT_TRUE(Check(1, {{"OMPI_COMM_WORLD_SIZE", "1"},
-                        {"SLURM_STEP_NUM_TASKS", "2"}})
-                  .ok());
-  EXPECT_TRUE(Check(1, {{"PMI_SIZE", "1"}, {"SLURM_STEP_NUM_TASKS", "2"}}).ok());
+  EXPECT_TRUE(
+      Check(1, {{"OMPI_COMM_WORLD_SIZE", "1"}, {"SLURM_STEP_NUM_TASKS", "2"}})
+          .ok());
+  EXPECT_TRUE(
+      Check(1, {{"PMI_SIZE", "1"}, {"SLURM_STEP_NUM_TASKS", "2"}}).ok());
 }
 
 TEST(LauncherCheck, MatchingOrAbsentLaunchersPass) {
@@ -68,8 +69,7 @@ TEST(MpiNames, LibraryAndThreadLevels) {
   EXPECT_THAT(MpiLibraryName(), Not(HasSubstr("\n")));
   EXPECT_STREQ(ThreadLevelName(MPI_THREAD_SINGLE), "MPI_THREAD_SINGLE");
   EXPECT_STREQ(ThreadLevelName(MPI_THREAD_FUNNELED), "MPI_THREAD_FUNNELED");
-  EXPECT_STREQ(ThreadLevelName(MPI_THREAD_SERIALIZED),
-               "MPI_THREAD_SERIALIZED");
+  EXPECT_STREQ(ThreadLevelName(MPI_THREAD_SERIALIZED), "MPI_THREAD_SERIALIZED");
   EXPECT_STREQ(ThreadLevelName(MPI_THREAD_MULTIPLE), "MPI_THREAD_MULTIPLE");
 }
 
