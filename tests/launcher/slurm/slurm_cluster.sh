@@ -5,17 +5,20 @@
 # and rely on the EXIT trap it installs to take everything down again.
 #
 # Every node is a network namespace of its own with its own host name
-# (unshare --uts), running one slurmd; the first also runs slurmctld and
-# munged, and is where client commands run. Two nodes are joined by a veth
-# pair (10.78.0.1 and 10.78.0.2, addresses that exist only inside these
-# namespaces; a single node holds both ends). munged, the daemons' state, logs, sockets and slurm.conf live
-# in one temporary directory; the configuration is cgroup-free
-# (proctrack/linuxproc, task/none), so it runs in containers and on CI
-# machines without systemd. Nodes claim more CPUs than a small machine has
-# (config_overrides), so 4 ranks fit on one node; with task/none nothing is
-# bound, and srun says that it ignores kolorun's --cpu-bind=none ("cluster
-# configuration lacks support for cpu binding"). Nothing outside the namespaces and the directory
-# is touched, and everything running inside the namespaces is killed on exit.
+# (unshare --uts) and /tmp, running one slurmd; the first also runs
+# slurmctld and munged, and is where client commands run. Two nodes are
+# joined by a veth pair (10.78.0.1 and 10.78.0.2, addresses that exist only
+# inside these namespaces; a single node holds both ends). munged, the
+# daemons' state, logs, sockets and slurm.conf live in one temporary
+# directory (the cluster's shared file system). The configuration is
+# cgroup-free (proctrack/linuxproc, task/none; the daemons see an empty
+# /sys/fs/cgroup), so it runs in containers and on CI machines without
+# systemd, whatever cgroup hierarchies the machine mounts. Nodes claim more
+# CPUs than a small machine has (config_overrides), so 4 ranks fit on one
+# node; with task/none nothing is bound, and srun says that it ignores
+# kolorun's --cpu-bind=none ("cluster configuration lacks support for cpu
+# binding"). Nothing outside the namespaces and the directory is touched,
+# and everything running inside the namespaces is killed on exit.
 #
 # Needs root (namespaces, slurmd) and Debian's munge, slurmctld, slurmd and
 # slurm-client. Missing pieces make slurm_cluster_start exit 77 (skipped)
@@ -76,16 +79,23 @@ slurm_in_node() {
     sh -c 'hostname "$0"; exec "$@"' "${SLURM_NODE_NAMES[$index]}" "$@"
 }
 
-# slurm_daemon_on_node INDEX COMMAND...: like slurm_in_node, and with a
-# /tmp of the node's own, inherited by everything the daemon starts: real
-# nodes do not share /tmp, and Slurm's PMIx plugin and Open MPI keep
-# per-step directories there whose names would collide between our nodes.
+# slurm_daemon_on_node INDEX COMMAND...: like slurm_in_node, in a mount
+# namespace of the node's own, inherited by everything the daemon starts:
+# - a /tmp of the node's own: real nodes do not share /tmp, and Slurm's PMIx
+#   plugin and Open MPI keep per-step directories there whose names would
+#   collide between our nodes;
+# - an empty /sys/fs/cgroup: slurmd always loads a cgroup plugin, even when
+#   no other plugin uses cgroups; its autodetection fails on some container
+#   layouts and Slurm 22.05's cgroup/v2 refuses hybrid hierarchies, while
+#   cgroup/v1 over an empty tmpfs loads anywhere (nothing here creates
+#   cgroups).
 slurm_daemon_on_node() {
   local index=$1; shift
   local tmp="$SLURM_WORK/tmp/${SLURM_NODE_NAMES[$index]}"
   mkdir -p "$tmp" && chmod 1777 "$tmp"
   ip netns exec "${SLURM_NODE_NS[$index]}" unshare --uts --mount --propagation private \
-    sh -c 'hostname "$0" && mount --bind "$1" /tmp && shift && exec "$@"' \
+    sh -c 'hostname "$0" && mount --bind "$1" /tmp &&
+      mount -t tmpfs -o mode=0755 sl-cgroup /sys/fs/cgroup && shift && exec "$@"' \
     "${SLURM_NODE_NAMES[$index]}" "$tmp" "$@"
 }
 
@@ -190,14 +200,8 @@ slurm_cluster_start() {
     done
     echo "PartitionName=kolo Nodes=ALL Default=YES MaxTime=INFINITE State=UP"
   } >"$SLURM_CONF"
-  # slurmd always loads a cgroup plugin, even when no other plugin uses
-  # cgroups; name the hierarchy this machine mounts (autodetection fails on
-  # a tmpfs /sys/fs/cgroup holding v1 hierarchies, as in some containers).
-  if [ "$(stat -f -c %T /sys/fs/cgroup 2>/dev/null)" = cgroup2fs ]; then
-    echo "CgroupPlugin=cgroup/v2" >"$SLURM_WORK/cgroup.conf"
-  else
-    echo "CgroupPlugin=cgroup/v1" >"$SLURM_WORK/cgroup.conf"
-  fi
+  # See slurm_daemon_on_node.
+  echo "CgroupPlugin=cgroup/v1" >"$SLURM_WORK/cgroup.conf"
 
   slurm_daemon_on_node 0 slurmctld -f "$SLURM_CONF" -i 2>"$SLURM_WORK/err" ||
     { cat "$SLURM_WORK/err" >&2; slurm_dump_logs; echo "FAIL: slurmctld did not start" >&2; exit 1; }
