@@ -32,5 +32,5 @@ cmake --build "$mpich_build" -j "$(nproc)" --target \
   kolo_torch_mpi_test kolo_bench bench_json_check_test
 echo "test.sh: MPICH build took $((SECONDS - start)) s"
 (cd "$mpich_build" && ctest --output-on-failure --timeout 600 \
-  -R '^(runtime\.|kolorun\.|torch_np|bench\.(smoke|json))')
+  -R '^(runtime\.|kolorun\.|torch_np|bench\.(smoke|json|mpi_baseline))')
 echo "test.sh: MPICH build and tests took $((SECONDS - start)) s"
