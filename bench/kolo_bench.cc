@@ -72,15 +72,6 @@ std::string LocalHostname() {
   return name;
 }
 
-// "Open MPI v4.1.4", the library's version string up to its first comma.
-std::string MpiLibraryVersion() {
-  char version[MPI_MAX_LIBRARY_VERSION_STRING] = {};
-  int length = 0;
-  MPI_Get_library_version(version, &length);
-  std::string text(version, length);
-  return text.substr(0, text.find(','));
-}
-
 // One kolo run: a backend selection and what became of it.
 struct KoloRun {
   std::string label;
@@ -497,7 +488,7 @@ class Bench {
 
     if (flags_.mpi_baseline) {
       const std::string label =
-          "MPI_Allreduce on MPI_COMM_WORLD, " + MpiLibraryVersion();
+          "MPI_Allreduce on MPI_COMM_WORLD, " + kolo::MpiLibrary();
       if (std::string why = MpiAllreduceUnsupported(flags_.dtype, flags_.op);
           !why.empty()) {
         Skip("allreduce baseline " + label, why);

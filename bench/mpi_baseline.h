@@ -1,6 +1,7 @@
-// Baseline: Open MPI's own MPI_Allreduce on MPI_COMM_WORLD (its tuned
-// collective component picks the algorithm), out of place or with
-// MPI_IN_PLACE, under the same measuring procedure as kolo.
+// Baseline: the MPI's own MPI_Allreduce on MPI_COMM_WORLD (Open MPI's, or
+// MPICH's in a KOLO_MPI=mpich build; its collective component picks the
+// algorithm), out of place or with MPI_IN_PLACE, under the same measuring
+// procedure as kolo.
 #ifndef KOLO_BENCH_MPI_BASELINE_H_
 #define KOLO_BENCH_MPI_BASELINE_H_
 

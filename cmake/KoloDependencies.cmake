@@ -1,6 +1,65 @@
 # Finds kolo's dependencies (all Debian 12 packages; see scripts/install-deps.sh).
 find_package(Threads REQUIRED)
+
+# One MPI per build: KOLO_MPI=openmpi (default) or mpich. Debian installs
+# both side by side with suffixed wrappers and launchers (mpicc.openmpi,
+# mpicc.mpich, mpiexec.hydra) while the unsuffixed names follow the
+# alternatives system (Open MPI when both are installed), so the suffixed
+# names are preferred here and a build never mixes one MPI's headers with
+# the other's launcher. Elsewhere the plain mpicc/mpiexec on PATH are used
+# and must belong to the chosen MPI (checked below).
+set(KOLO_MPI openmpi CACHE STRING "MPI implementation to build against: openmpi or mpich")
+set_property(CACHE KOLO_MPI PROPERTY STRINGS openmpi mpich)
+if(KOLO_MPI STREQUAL "openmpi")
+  set(kolo_mpi_suffix openmpi)
+  set(kolo_mpiexec_names mpirun.openmpi mpirun mpiexec)
+elseif(KOLO_MPI STREQUAL "mpich")
+  set(kolo_mpi_suffix mpich)
+  set(kolo_mpiexec_names mpiexec.hydra mpiexec.mpich mpiexec mpirun)
+else()
+  message(FATAL_ERROR "KOLO_MPI='${KOLO_MPI}': choose openmpi or mpich")
+endif()
+foreach(kolo_mpi_lang C CXX)
+  if(kolo_mpi_lang STREQUAL "C")
+    set(kolo_mpi_wrappers mpicc.${kolo_mpi_suffix} mpicc)
+  else()
+    set(kolo_mpi_wrappers mpicxx.${kolo_mpi_suffix} mpic++.${kolo_mpi_suffix} mpicxx mpic++)
+  endif()
+  if(NOT MPI_${kolo_mpi_lang}_COMPILER)
+    find_program(MPI_${kolo_mpi_lang}_COMPILER NAMES ${kolo_mpi_wrappers})
+  endif()
+endforeach()
+if(NOT MPIEXEC_EXECUTABLE)
+  find_program(MPIEXEC_EXECUTABLE NAMES ${kolo_mpiexec_names})
+endif()
+# FindMPI then reads the library's version string (a small test program).
+set(MPI_DETERMINE_LIBRARY_VERSION TRUE)
 find_package(MPI REQUIRED COMPONENTS C CXX)
+if(MPI_C_LIBRARY_VERSION_STRING MATCHES "Open MPI")
+  set(KOLO_MPI_FOUND_NAME openmpi)
+elseif(MPI_C_LIBRARY_VERSION_STRING MATCHES "MPICH")
+  set(KOLO_MPI_FOUND_NAME mpich)
+else()
+  set(KOLO_MPI_FOUND_NAME unknown)
+endif()
+if(NOT KOLO_MPI_FOUND_NAME STREQUAL KOLO_MPI)
+  message(FATAL_ERROR "KOLO_MPI=${KOLO_MPI}, but the MPI found through "
+    "${MPI_C_COMPILER} is '${MPI_C_LIBRARY_VERSION_STRING}'. Install it "
+    "(Debian: libopenmpi-dev openmpi-bin, or libmpich-dev mpich) or point "
+    "MPI_C_COMPILER, MPI_CXX_COMPILER and MPIEXEC_EXECUTABLE at its wrappers.")
+endif()
+execute_process(COMMAND ${MPIEXEC_EXECUTABLE} --version
+  OUTPUT_VARIABLE kolo_mpiexec_version ERROR_VARIABLE kolo_mpiexec_version
+  RESULT_VARIABLE kolo_mpiexec_result)
+if((KOLO_MPI STREQUAL "openmpi" AND NOT kolo_mpiexec_version MATCHES "Open MPI|OpenRTE")
+   OR (KOLO_MPI STREQUAL "mpich" AND NOT kolo_mpiexec_version MATCHES "HYDRA"))
+  message(FATAL_ERROR "KOLO_MPI=${KOLO_MPI}, but ${MPIEXEC_EXECUTABLE} is "
+    "another MPI's launcher; set MPIEXEC_EXECUTABLE to ${KOLO_MPI}'s.")
+endif()
+string(REGEX REPLACE "[,\n].*" "" kolo_mpi_summary "${MPI_C_LIBRARY_VERSION_STRING}")
+string(REGEX REPLACE "^MPICH Version:[ \t]*" "MPICH " kolo_mpi_summary "${kolo_mpi_summary}")
+message(STATUS "kolo: MPI: ${kolo_mpi_summary} (KOLO_MPI=${KOLO_MPI}), "
+  "launcher ${MPIEXEC_EXECUTABLE}")
 find_package(absl REQUIRED)
 find_package(Protobuf REQUIRED)
 find_package(spdlog REQUIRED)

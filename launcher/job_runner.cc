@@ -26,8 +26,14 @@ using Clock = std::chrono::steady_clock;
 // After mpirun exits, its stderr may stay open in processes it left behind
 // (e.g. a remote agent); wait this long for the rest of the output.
 constexpr auto kDrainAfterExit = std::chrono::seconds(2);
-// After a start timeout, how long mpirun gets to stop its job cleanly.
-constexpr auto kGraceAfterStartTimeout = std::chrono::seconds(10);
+// After kolorun asked the launcher to stop (SIGTERM), how long it gets to
+// stop its job cleanly before SIGKILL.
+constexpr auto kGraceAfterStop = std::chrono::seconds(10);
+// How long the launcher may run on after a rank reported a failure. Open
+// MPI's mpirun and srun (--kill-on-bad-exit) stop the job themselves at
+// once; MPICH's Hydra lets the other ranks run on when a rank exits with an
+// error status, so kolorun stops it.
+constexpr auto kStopAfterRankFailure = std::chrono::seconds(3);
 // Longest line kept whole; longer ones are passed on in pieces.
 constexpr size_t kMaxLine = 64 * 1024;
 // How long a partial line may wait for its end before it is passed on.
@@ -78,16 +84,29 @@ class StderrRelay {
 
 }  // namespace
 
-std::string JobFailureSummary(int wait_status, absl::string_view launcher_name,
-                              const std::optional<std::string>& first_report) {
+int JobExitCode(const JobOutcome& outcome) {
+  const int code = ExitCodeOf(outcome.wait_status);
+  const bool launcher_failed = code != 0 && WIFEXITED(outcome.wait_status);
+  if ((launcher_failed || outcome.stopped_after_failure) &&
+      outcome.first_report) {
+    if (std::optional<int> rank_code =
+            RankReportExitCode(*outcome.first_report)) {
+      return *rank_code;
+    }
+  }
+  return code;
+}
+
+std::string JobFailureSummary(const JobOutcome& outcome,
+                              absl::string_view launcher_name) {
   std::string summary =
-      WIFSIGNALED(wait_status)
+      WIFSIGNALED(outcome.wait_status) && !outcome.stopped_after_failure
           ? absl::StrCat("kolorun: ", launcher_name, " was killed by signal ",
-                         WTERMSIG(wait_status))
+                         WTERMSIG(outcome.wait_status))
           : absl::StrCat("kolorun: job failed with exit status ",
-                         ExitCodeOf(wait_status));
-  if (first_report) {
-    absl::StrAppend(&summary, "; first failure: ", *first_report);
+                         JobExitCode(outcome));
+  if (outcome.first_report) {
+    absl::StrAppend(&summary, "; first failure: ", *outcome.first_report);
   } else {
     absl::StrAppend(&summary, "; no rank reported a failure (see ",
                     launcher_name, "'s messages above)");
@@ -145,6 +164,9 @@ int RunJob(const LaunchPlan& plan, absl::string_view launcher_name) {
       std::chrono::seconds(plan.start_timeout_seconds.value_or(0));
   bool start_timed_out = false;
   auto kill_deadline = Clock::now();
+  // Set when a rank's failure report arrives while the launcher runs.
+  std::optional<Clock::time_point> failure_deadline;
+  bool stopped_after_failure = false;
   for (;;) {
     if (!exited) {
       if (waitpid(*child, &status, WNOHANG) == *child) {
@@ -163,9 +185,23 @@ int RunJob(const LaunchPlan& plan, absl::string_view launcher_name) {
                        .c_str());
       kill(*child, SIGTERM);
       start_timed_out = true;
-      kill_deadline = now + kGraceAfterStartTimeout;
+      kill_deadline = now + kGraceAfterStop;
     }
-    if (!exited && start_timed_out && now >= kill_deadline) {
+    if (!exited && !failure_deadline && relay.first_report()) {
+      failure_deadline = now + kStopAfterRankFailure;
+    }
+    if (!exited && !start_timed_out && !stopped_after_failure &&
+        failure_deadline && now >= *failure_deadline) {
+      std::fprintf(stderr,
+                   "kolorun: %s left the other ranks running after rank "
+                   "failure; stopping the job\n",
+                   std::string(launcher_name).c_str());
+      kill(*child, SIGTERM);
+      stopped_after_failure = true;
+      kill_deadline = now + kGraceAfterStop;
+    }
+    if (!exited && (start_timed_out || stopped_after_failure) &&
+        now >= kill_deadline) {
       kill(*child, SIGKILL);
     }
     if (!pipe_open) {
@@ -190,11 +226,17 @@ int RunJob(const LaunchPlan& plan, absl::string_view launcher_name) {
   close(err_pipe[0]);
 
   if (start_timed_out) return kStartTimeoutExitCode;
-  const int exit_code = ExitCodeOf(status);
+  const JobOutcome outcome{status, relay.first_report(), stopped_after_failure};
+  const int exit_code = JobExitCode(outcome);
   if (exit_code != 0) {
-    std::fprintf(
-        stderr, "%s\n",
-        JobFailureSummary(status, launcher_name, relay.first_report()).c_str());
+    std::fprintf(stderr, "%s\n",
+                 JobFailureSummary(outcome, launcher_name).c_str());
+  } else if (const int sig = TerminationSignal(); sig != 0) {
+    // MPICH's Hydra exits 0 after a Ctrl-C stopped every rank; a job that
+    // was stopped must not look finished.
+    std::fprintf(stderr, "kolorun: job stopped by signal %d (%s)\n", sig,
+                 strsignal(sig));
+    return 128 + sig;
   }
   return exit_code;
 }

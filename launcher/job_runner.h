@@ -24,15 +24,32 @@ namespace launcher {
 constexpr int kStartTimeoutExitCode = 1;
 
 // Runs plan.argv (argv[0] an absolute path) to completion and returns the
-// exit code kolorun should end with: the job's exit status, 128+N if the
-// launcher was killed by signal N, or kStartTimeoutExitCode. launcher_name
-// appears in messages.
+// exit code kolorun should end with: JobExitCode, or kStartTimeoutExitCode.
+// launcher_name appears in messages.
 int RunJob(const LaunchPlan& plan, absl::string_view launcher_name);
 
-// The final line printed for a launcher that ended with wait_status (not a
-// success): names the first rank report seen, if any.
-std::string JobFailureSummary(int wait_status, absl::string_view launcher_name,
-                              const std::optional<std::string>& first_report);
+// How the launcher ended, as far as the exit code and summary care.
+struct JobOutcome {
+  int wait_status = 0;
+  // The first rank failure report seen (FindRankReport), if any.
+  std::optional<std::string> first_report;
+  // kolorun sent the launcher SIGTERM because it left the other ranks
+  // running after a rank failed.
+  bool stopped_after_failure = false;
+};
+
+// The exit code kolorun ends with: when the job failed and a rank reported
+// a failure, the first failed rank's own code (srun exits with the highest
+// of all tasks', which after --kill-on-bad-exit is 143 from the SIGTERM that
+// stopped the others; Open MPI's mpirun already exits with the first
+// failure's; a Hydra that kolorun stopped dies of its SIGTERM); otherwise
+// the launcher's (128+N when it was killed by signal N).
+int JobExitCode(const JobOutcome& outcome);
+
+// The final line printed for a job that failed: the exit code (JobExitCode)
+// and the first rank report seen, if any.
+std::string JobFailureSummary(const JobOutcome& outcome,
+                              absl::string_view launcher_name);
 
 // The message for a start timeout: which of ranks 0..num_ranks-1 are not
 // among `started` (at most the first 16 are listed).

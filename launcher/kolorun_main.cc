@@ -50,17 +50,35 @@ absl::Status LoadHostfile(LaunchOptions* options) {
 }
 
 absl::StatusOr<Launcher> ChooseLauncher(const LaunchOptions& options,
-                                        const LaunchEnvironment& env) {
-  if (ShouldUseSrun(options, env)) return Launcher::kSlurm;
-  if (env.mpirun_path.empty()) {
+                                        LaunchEnvironment* env) {
+  if (ShouldUseSrun(options, *env)) {
+    if (ShouldChooseSrunMpiPlugin(options, *env)) {
+      absl::StatusOr<std::string> list = CaptureOutput(
+          {env->srun_path, "--mpi=list"}, kVersionProbeTimeoutSeconds);
+      env->srun_mpi_plugins =
+          list.ok() ? ParseSrunMpiList(*list) : std::vector<std::string>{};
+    }
+    return Launcher::kSlurm;
+  }
+  if (env->mpirun_path.empty()) {
     return absl::NotFoundError(
-        "mpirun not found on PATH; install Open MPI (Debian/Ubuntu: apt-get "
-        "install openmpi-bin)");
+        env->built_mpi == Launcher::kHydra
+            ? "neither mpiexec.hydra, mpiexec.mpich nor mpirun found on PATH; "
+              "install MPICH (Debian/Ubuntu: apt-get install mpich)"
+            : "mpirun not found on PATH; install Open MPI (Debian/Ubuntu: "
+              "apt-get install openmpi-bin)");
   }
   absl::StatusOr<std::string> version = CaptureOutput(
-      {env.mpirun_path, "--version"}, kVersionProbeTimeoutSeconds);
+      {env->mpirun_path, "--version"}, kVersionProbeTimeoutSeconds);
   if (!version.ok()) return version.status();
-  return DetectMpiImplementation(*version);
+  absl::StatusOr<Launcher> launcher = DetectMpiImplementation(*version);
+  if (launcher.ok()) {
+    if (std::optional<std::string> warning =
+            LauncherMismatchWarning(*launcher, *env)) {
+      std::fprintf(stderr, "kolorun: %s\n", warning->c_str());
+    }
+  }
+  return launcher;
 }
 
 int Main(const std::vector<std::string>& args) {
@@ -95,8 +113,8 @@ int Main(const std::vector<std::string>& args) {
     absl::Status loaded = LoadHostfile(&options);
     if (!loaded.ok()) return Fail(loaded);
   }
-  const LaunchEnvironment env = DetectLaunchEnvironment();
-  absl::StatusOr<Launcher> launcher = ChooseLauncher(options, env);
+  LaunchEnvironment env = DetectLaunchEnvironment();
+  absl::StatusOr<Launcher> launcher = ChooseLauncher(options, &env);
   if (!launcher.ok()) return Fail(launcher.status());
   absl::StatusOr<LaunchPlan> plan = BuildLaunchPlan(options, *launcher, env);
   if (!plan.ok()) return Fail(plan.status());
@@ -124,7 +142,8 @@ int Main(const std::vector<std::string>& args) {
   }
   std::fflush(stdout);
   std::fflush(stderr);
-  return RunJob(*plan, *launcher == Launcher::kSlurm ? "srun" : "mpirun");
+  const std::string& path = plan->argv.front();
+  return RunJob(*plan, path.substr(path.rfind('/') + 1));
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 // Command construction for kolorun: options + machine facts -> argv.
 #include "launch_plan.h"
 
+#include <algorithm>
 #include <cstdint>
 #include <limits>
 #include <set>
@@ -13,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
+#include "absl/strings/str_split.h"
 #include "host_list.h"
 
 namespace kolo {
@@ -272,12 +274,34 @@ absl::StatusOr<LaunchPlan> BuildSlurmPlan(
   std::vector<std::string>& argv = plan.argv;
   argv.push_back(env.srun_path);
   AppendAll(&argv, {"--ntasks", absl::StrCat(options.num_proc)});
+  if (ShouldChooseSrunMpiPlugin(options, env)) {
+    // Without a plugin the ranks' MPI finds no process manager: MPICH's
+    // ranks would each start alone and Open MPI's abort, and Debian's Slurm
+    // defaults to none (MpiDefault).
+    const absl::string_view plugin = SrunMpiPlugin(env.built_mpi);
+    const bool offered =
+        env.srun_mpi_plugins &&
+        std::find(env.srun_mpi_plugins->begin(), env.srun_mpi_plugins->end(),
+                  plugin) != env.srun_mpi_plugins->end();
+    if (offered) {
+      argv.push_back(absl::StrCat("--mpi=", plugin));
+      plan.notes.push_back(absl::StrCat("ranks use ", MpiName(env.built_mpi),
+                                        ": srun --mpi=", plugin));
+    } else {
+      plan.notes.push_back(absl::StrCat(
+          "ranks use ", MpiName(env.built_mpi), ", but srun offers no ", plugin,
+          " plugin: leaving the choice to Slurm's MpiDefault"));
+    }
+  }
   // Without this, srun lets the other tasks run on after one fails, and a
   // data-parallel job whose peer died can only hang or fail later.
   argv.push_back("--kill-on-bad-exit=1");
   // The same reason as Open MPI's --bind-to none: each rank runs several
   // threads, which a one-CPU binding would squeeze onto one core.
   argv.push_back("--cpu-bind=none");
+  // One Ctrl-C stops the job: by default srun's first SIGINT only reports
+  // the tasks' states and a second one within a second is needed.
+  argv.push_back("--quit-on-interrupt");
   argv.push_back("--label");
   if (options.output_filename) {
     // stdout only, for the same reason as with Hydra.
@@ -334,7 +358,52 @@ absl::StatusOr<Launcher> DetectMpiImplementation(
       version_output.substr(0, version_output.find('\n'));
   return absl::FailedPreconditionError(absl::StrCat(
       "mpirun is neither Open MPI nor MPICH/Hydra (`mpirun --version` said '",
-      first_line, "'); install Open MPI: apt-get install openmpi-bin"));
+      first_line,
+      "'); install Open MPI (apt-get install openmpi-bin) or MPICH "
+      "(apt-get install mpich)"));
+}
+
+absl::string_view MpiName(Launcher built_mpi) {
+  return built_mpi == Launcher::kHydra ? "MPICH" : "Open MPI";
+}
+
+absl::string_view SrunMpiPlugin(Launcher built_mpi) {
+  return built_mpi == Launcher::kHydra ? "pmi2" : "pmix";
+}
+
+bool ShouldChooseSrunMpiPlugin(const LaunchOptions& options,
+                               const LaunchEnvironment& env) {
+  auto type = env.env.find("SLURM_MPI_TYPE");
+  if (type != env.env.end() && !type->second.empty()) return false;
+  for (const std::string& arg : options.mpi_args) {
+    if (arg == "--mpi" || absl::StartsWith(arg, "--mpi=")) return false;
+  }
+  return true;
+}
+
+std::vector<std::string> ParseSrunMpiList(absl::string_view output) {
+  // "MPI plugin types are...\n\tpmix\n\tnone\n\tpmi2\nspecific pmix
+  // plugin versions available: pmix_v4\n"
+  std::vector<std::string> plugins;
+  for (absl::string_view line : absl::StrSplit(output, '\n')) {
+    if (line.empty() || (line[0] != '\t' && line[0] != ' ')) continue;
+    line = absl::StripAsciiWhitespace(line);
+    if (!line.empty()) plugins.emplace_back(line);
+  }
+  return plugins;
+}
+
+std::optional<std::string> LauncherMismatchWarning(
+    Launcher detected, const LaunchEnvironment& env) {
+  if (detected == Launcher::kSlurm || detected == env.built_mpi) {
+    return std::nullopt;
+  }
+  return absl::StrCat(
+      "warning: ", env.mpirun_path, " is ", LauncherName(detected),
+      "'s launcher, but kolo here is built against ", MpiName(env.built_mpi),
+      ": kolo programs it starts will refuse to run (each rank would be "
+      "alone); put ",
+      MpiName(env.built_mpi), "'s launcher first on PATH");
 }
 
 bool ShouldUseSrun(const LaunchOptions& options, const LaunchEnvironment& env) {

@@ -9,6 +9,9 @@
 // - Inside a Slurm allocation (SLURM_JOB_ID set, srun on PATH) and without
 //   -H/--hostfile, the job is started with srun; otherwise with mpirun, whose
 //   flavour (Open MPI or MPICH/Hydra) comes from `mpirun --version`.
+// - srun is given the process-management interface the ranks' MPI speaks
+//   (--mpi=pmix for Open MPI, --mpi=pmi2 for MPICH) when srun has it and the
+//   user chose none.
 // - Ranks fill each host's slots in order (rank r and r+1 share a host), so
 //   local ranks are contiguous, which is what hierarchical allreduce wants.
 // - More ranks than slots is allowed only when every host is this machine;
@@ -44,6 +47,10 @@ absl::string_view LauncherName(Launcher launcher);
 absl::StatusOr<Launcher> DetectMpiImplementation(
     absl::string_view version_output);
 
+// The MPI a kolo build uses, named by the launcher family that starts its
+// ranks: kOpenMpi or kHydra (MPICH).
+absl::string_view MpiName(Launcher built_mpi);
+
 // Facts about the machine and process that the plan depends on.
 struct LaunchEnvironment {
   // Absolute paths; empty when not found on PATH.
@@ -60,11 +67,34 @@ struct LaunchEnvironment {
   std::vector<std::string> local_addresses;
   // kolorun's environment (SLURM_*, KOLO_*, the values behind -x VAR).
   std::map<std::string, std::string> env;
+  // The MPI kolo is built against (KOLO_MPI), which the ranks use.
+  Launcher built_mpi = Launcher::kOpenMpi;
+  // The MPI plugins `srun --mpi=list` names; unset when srun was not asked.
+  std::optional<std::vector<std::string>> srun_mpi_plugins;
 };
 
 // Picks srun or mpirun (before mpirun's flavour is known, since detecting it
 // runs a process): srun inside a Slurm allocation unless hosts are named.
 bool ShouldUseSrun(const LaunchOptions& options, const LaunchEnvironment& env);
+
+// The srun MPI plugin through which ranks of `built_mpi` wire up: Open MPI
+// 4.1 understands only PMIx, MPICH's default PMI client speaks PMI-2.
+absl::string_view SrunMpiPlugin(Launcher built_mpi);
+
+// True when kolorun should pick srun's MPI plugin, i.e. the user chose none
+// (no --mpi in --mpi-args, no SLURM_MPI_TYPE): then it needs
+// LaunchEnvironment::srun_mpi_plugins.
+bool ShouldChooseSrunMpiPlugin(const LaunchOptions& options,
+                               const LaunchEnvironment& env);
+
+// The plugin names in the output of `srun --mpi=list` (one per indented
+// line; Slurm 22.05 and later).
+std::vector<std::string> ParseSrunMpiList(absl::string_view output);
+
+// A warning when mpirun belongs to another MPI than the ranks' (whose kolo
+// would then refuse to start, each rank alone); nullopt when they match.
+std::optional<std::string> LauncherMismatchWarning(
+    Launcher detected, const LaunchEnvironment& env);
 
 // A variable exported to every rank; without a value, its current value in
 // the launcher's environment is passed on.

@@ -77,6 +77,19 @@ std::string SelfPath() {
   return std::string(path, static_cast<size_t>(n));
 }
 
+// kolo's build names its MPI (CMake's KOLO_MPI). Debian installs MPICH's
+// launcher as mpiexec.hydra/mpiexec.mpich beside Open MPI's, while plain
+// `mpirun` follows the alternatives system (Open MPI when both are there),
+// so an MPICH build looks for its own names first.
+#if defined(KOLO_LAUNCHER_MPI_MPICH)
+constexpr Launcher kBuiltMpi = Launcher::kHydra;
+constexpr const char* kMpirunNames[] = {"mpiexec.hydra", "mpiexec.mpich",
+                                        "mpirun"};
+#else
+constexpr Launcher kBuiltMpi = Launcher::kOpenMpi;
+constexpr const char* kMpirunNames[] = {"mpirun"};
+#endif
+
 }  // namespace
 
 int CountPhysicalCores(const std::vector<std::pair<int, int>>& cpu_cores) {
@@ -90,7 +103,11 @@ LaunchEnvironment DetectLaunchEnvironment() {
   auto path = facts.env.find("PATH");
   const std::string search_path =
       path != facts.env.end() ? path->second : "/usr/local/bin:/usr/bin:/bin";
-  facts.mpirun_path = FindOnPath("mpirun", search_path);
+  facts.built_mpi = kBuiltMpi;
+  for (const char* name : kMpirunNames) {
+    facts.mpirun_path = FindOnPath(name, search_path);
+    if (!facts.mpirun_path.empty()) break;
+  }
   facts.srun_path = FindOnPath("srun", search_path);
   facts.kolorun_path = SelfPath();
   facts.is_root = geteuid() == 0;

@@ -31,12 +31,17 @@ constexpr int kForwardedSignals[] = {SIGINT,  SIGTERM, SIGHUP,
 // Read by the signal handler: plain lock-free atomics only.
 std::atomic<pid_t> g_target{0};
 std::atomic<bool> g_termination_requested{false};
+std::atomic<int> g_termination_signal{0};
 std::atomic<bool> g_forward_terminal_signals{true};
 // Signals that arrived before the child existed; sent once it does.
 std::atomic<unsigned> g_pending_mask{0};
 
 void ForwardSignal(int sig, siginfo_t* info, void*) {
-  if (sig != SIGUSR1 && sig != SIGUSR2) g_termination_requested = true;
+  if (sig != SIGUSR1 && sig != SIGUSR2) {
+    g_termination_requested = true;
+    int none = 0;
+    g_termination_signal.compare_exchange_strong(none, sig);
+  }
   // si_code > 0 means the kernel raised it (a terminal); <= 0 means a
   // process sent it (SI_USER, SI_QUEUE, SI_TKILL).
   if (info != nullptr && info->si_code > 0 && !g_forward_terminal_signals) {
@@ -173,6 +178,8 @@ void InstallSignalForwarding(bool forward_terminal_signals) {
 }
 
 bool TerminationRequested() { return g_termination_requested.load(); }
+
+int TerminationSignal() { return g_termination_signal.load(); }
 
 absl::StatusOr<pid_t> StartChild(const std::vector<std::string>& argv,
                                  bool search_path, int stderr_fd,

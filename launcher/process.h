@@ -47,6 +47,9 @@ void InstallSignalForwarding(bool forward_terminal_signals);
 // asked to stop.
 bool TerminationRequested();
 
+// The first of those signals that arrived, or 0.
+int TerminationSignal();
+
 // Forks and execs argv as the forwarding target; execvp when search_path,
 // else execv. In the child: stderr goes to stderr_fd when >= 0, signal
 // dispositions are reset, and parent_death_signal is delivered to it if this

@@ -8,8 +8,10 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <utility>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "process.h"
 
@@ -86,6 +88,20 @@ std::optional<std::string> FindRankReport(absl::string_view line) {
   absl::string_view report =
       line.substr(at + absl::string_view("kolorun: ").size());
   return std::string(absl::StripTrailingAsciiWhitespace(report));
+}
+
+std::optional<int> RankReportExitCode(absl::string_view report) {
+  for (const auto& [marker, offset] :
+       {std::pair<absl::string_view, int>{" exited with status ", 0},
+        {" was killed by signal ", 128}}) {
+    const size_t at = report.find(marker);
+    if (at == absl::string_view::npos) continue;
+    absl::string_view number = report.substr(at + marker.size());
+    number = number.substr(0, number.find(' '));
+    int value = 0;
+    if (absl::SimpleAtoi(number, &value)) return offset + value;
+  }
+  return std::nullopt;
 }
 
 int RunRankMonitor(const std::vector<std::string>& command,

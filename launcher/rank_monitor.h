@@ -53,6 +53,11 @@ std::optional<std::string> FindStartAnnouncement(absl::string_view line);
 // "kolorun: " prefix, e.g. "rank 2 on host node7 exited with status 3".
 std::optional<std::string> FindRankReport(absl::string_view line);
 
+// The shell-style exit code a report (FindRankReport's result) gives the
+// rank: N for "exited with status N", 128+N for "was killed by signal N";
+// nullopt for other reports (a command that could not be run).
+std::optional<int> RankReportExitCode(absl::string_view report);
+
 }  // namespace launcher
 }  // namespace kolo
 

@@ -1,12 +1,36 @@
 #!/usr/bin/env bash
 # The README's test command: installs dependencies, builds kolo and runs the
-# whole test suite (unit and multi-rank tests) with ctest.
+# whole test suite (unit and multi-rank tests) with ctest; then builds kolo
+# a second time against MPICH and runs the multi-rank tests there.
+#
+#   scripts/test.sh                 everything
+#   scripts/test.sh -R collectives  extra arguments go to the first ctest
+#   MPICH_TESTS=0 scripts/test.sh   skip the MPICH part
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${KOLO_BUILD_DIR:-$root/build}
+mpich_build=${KOLO_MPICH_BUILD_DIR:-$root/build-mpich}
 
-"$root/scripts/install-deps.sh"
+"$root/scripts/install-deps.sh" mpich slurm
 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo
 cmake --build "$build" -j "$(nproc)"
-cd "$build"
-ctest --output-on-failure --timeout 600 "$@"
+(cd "$build" && ctest --output-on-failure --timeout 600 "$@")
+
+[ "${MPICH_TESTS:-1}" = 0 ] && exit 0
+# The same runtime, kolorun (real Hydra and Slurm jobs) and LibTorch adapter
+# tests with kolo built against MPICH (KOLO_MPI=mpich), and kolo_bench's
+# smoke runs, whose MPI baseline is then MPICH's MPI_Allreduce. Only what
+# those tests run is built (no CUDA, no CheXNet).
+start=$SECONDS
+cmake -S "$root" -B "$mpich_build" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  -DKOLO_MPI=mpich -DKOLO_WITH_NCCL=OFF
+cmake --build "$mpich_build" -j "$(nproc)" --target \
+  runtime_collectives_test runtime_c_api_test runtime_peer_failure_test \
+  runtime_doorbell_test runtime_timeline_test runtime_embed_test \
+  runtime_thread_level_test runtime_mpi_errors_test \
+  runtime_cuda_unavailable_test kolorun mpi_topology_check allreduce_check \
+  kolo_torch_mpi_test kolo_bench bench_json_check_test
+echo "test.sh: MPICH build took $((SECONDS - start)) s"
+(cd "$mpich_build" && ctest --output-on-failure --timeout 600 \
+  -R '^(runtime\.|kolorun\.|torch_np|bench\.(smoke|json|mpi_baseline))')
+echo "test.sh: MPICH build and tests took $((SECONDS - start)) s"

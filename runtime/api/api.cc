@@ -11,6 +11,7 @@
 #include "runtime/common/mutex.h"
 #include "runtime/core/config.h"
 #include "runtime/core/executor.h"
+#include "runtime/core/mpi_context.h"
 #include "runtime/core/runtime.h"
 #include "runtime/wire/codec.h"
 
@@ -403,6 +404,8 @@ std::string BackendName() {
   MutexLock lock(&g_mu);
   return g_runtime ? g_runtime->backend_name() : "";
 }
+
+std::string MpiLibrary() { return MpiLibraryName(); }
 
 RuntimeStats GetStats() {
   MutexLock lock(&g_mu);

@@ -72,6 +72,17 @@ int kolo_cross_rank(void) { return kolo::CrossRank(); }
 int kolo_cross_size(void) { return kolo::CrossSize(); }
 const char* kolo_last_error(void) { return t_last_error.c_str(); }
 
+const char* kolo_backend_name(void) {
+  thread_local std::string name;
+  name = kolo::BackendName();
+  return name.c_str();
+}
+
+const char* kolo_mpi_library(void) {
+  static const std::string* const library = new std::string(kolo::MpiLibrary());
+  return library->c_str();
+}
+
 int kolo_allreduce_async(const char* name, const void* input, void* output,
                          int64_t count, kolo_dtype dtype, kolo_reduce_op op,
                          kolo_handle* handle) {

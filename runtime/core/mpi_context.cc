@@ -3,11 +3,17 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <vector>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "runtime/common/logging.h"
 
 namespace kolo {
@@ -28,6 +34,74 @@ std::string LocalHostname(const std::string& configured) {
 
 }  // namespace
 
+std::string MpiLibraryName() {
+  char version[MPI_MAX_LIBRARY_VERSION_STRING] = {};
+  int length = 0;
+  MPI_Get_library_version(version, &length);
+  // "Open MPI v4.1.4, package: Debian OpenMPI, ident: 4.1.4, ..." and
+  // "MPICH Version:\t4.0.2\nMPICH Release date: ...\n...".
+  std::string text(version, static_cast<size_t>(std::max(length, 0)));
+  text = text.substr(0, text.find_first_of(",\n"));
+  if (absl::StartsWith(text, "Open MPI v")) {
+    return absl::StrCat("Open MPI ", text.substr(strlen("Open MPI v")));
+  }
+  if (absl::StartsWith(text, "MPICH Version:")) {
+    return absl::StrCat(
+        "MPICH ", absl::StripAsciiWhitespace(absl::string_view(text).substr(
+                      strlen("MPICH Version:"))));
+  }
+  return std::string(absl::StripAsciiWhitespace(text));
+}
+
+const char* ThreadLevelName(int level) {
+  switch (level) {
+    case MPI_THREAD_SINGLE:
+      return "MPI_THREAD_SINGLE";
+    case MPI_THREAD_FUNNELED:
+      return "MPI_THREAD_FUNNELED";
+    case MPI_THREAD_SERIALIZED:
+      return "MPI_THREAD_SERIALIZED";
+    case MPI_THREAD_MULTIPLE:
+      return "MPI_THREAD_MULTIPLE";
+  }
+  return "an unknown MPI thread level";
+}
+
+Status CheckLauncherMatchesMpi(
+    int world_size, const std::function<const char*(const char*)>& getenv) {
+  if (world_size != 1) return absl::OkStatus();
+  // The variables each launcher sets in every process it starts; the first
+  // two belong to the process's own launcher, so they are believed before
+  // Slurm's, which an srun around another launcher also leaves behind.
+  struct Launcher {
+    const char* size_variable;
+    const char* who;
+  };
+  static constexpr Launcher kLaunchers[] = {
+      {"OMPI_COMM_WORLD_SIZE", "Open MPI's mpirun"},
+      {"PMI_SIZE",
+       "a PMI launcher (MPICH's mpiexec/Hydra, or srun --mpi=pmi2)"},
+      {"SLURM_STEP_NUM_TASKS", "srun"},
+  };
+  for (const Launcher& launcher : kLaunchers) {
+    const char* value = getenv(launcher.size_variable);
+    if (value == nullptr || *value == '\0') continue;
+    int started = 0;
+    if (!absl::SimpleAtoi(value, &started) || started <= 1) {
+      return absl::OkStatus();
+    }
+    return absl::FailedPreconditionError(absl::StrCat(
+        "this process is alone in MPI_COMM_WORLD, but ", launcher.who,
+        " started ", started, " of them (", launcher.size_variable, "=", value,
+        "): every rank would run on its own. kolo is built against ",
+        MpiLibraryName(),
+        ", which did not recognise the launcher; start the job with kolorun "
+        "or with this MPI's own launcher (under Slurm: srun --mpi=pmix for "
+        "Open MPI, srun --mpi=pmi2 for MPICH)"));
+  }
+  return absl::OkStatus();
+}
+
 StatusOr<std::unique_ptr<MpiContext>> MpiContext::Create(
     const std::string& hostname) {
   std::unique_ptr<MpiContext> context(new MpiContext());
@@ -40,22 +114,25 @@ StatusOr<std::unique_ptr<MpiContext>> MpiContext::Create(
         "kolo cannot start: MPI has already been finalized in this process "
         "(kolo can be restarted only when the application owns MPI)");
   }
+  int& provided = context->thread_level_;
   if (!initialized) {
-    int provided = 0;
     KOLO_MPI_RETURN_IF_ERROR(
         MPI_Init_thread(nullptr, nullptr, MPI_THREAD_MULTIPLE, &provided));
     context->owns_mpi_ = true;
     if (provided < MPI_THREAD_SERIALIZED) {
-      return absl::FailedPreconditionError(
-          "kolo needs MPI_THREAD_SERIALIZED or better; this MPI provides less");
+      return absl::FailedPreconditionError(absl::StrCat(
+          "kolo needs MPI_THREAD_SERIALIZED or better; ", MpiLibraryName(),
+          " provides only ", ThreadLevelName(provided)));
     }
   } else {
-    int provided = 0;
     MPI_Query_thread(&provided);
+    // kolo's background thread calls MPI; below SERIALIZED the application
+    // promised MPI that only its main thread would.
     if (provided < MPI_THREAD_SERIALIZED) {
-      return absl::FailedPreconditionError(
-          "the application initialised MPI below MPI_THREAD_SERIALIZED; kolo's "
-          "background thread needs MPI_Init_thread with MPI_THREAD_MULTIPLE");
+      return absl::FailedPreconditionError(absl::StrCat(
+          "the application initialised MPI at ", ThreadLevelName(provided),
+          "; kolo's background thread needs MPI_THREAD_SERIALIZED or better "
+          "(call MPI_Init_thread with MPI_THREAD_MULTIPLE)"));
     }
     if (provided < MPI_THREAD_MULTIPLE) {
       Log().warn(
@@ -64,6 +141,13 @@ StatusOr<std::unique_ptr<MpiContext>> MpiContext::Create(
     }
   }
   MpiContext& c = *context;
+  int world_size = 0;
+  MPI_Comm_size(MPI_COMM_WORLD, &world_size);
+  if (Status s = CheckLauncherMatchesMpi(
+          world_size, [](const char* name) { return std::getenv(name); });
+      !s.ok()) {
+    return s;
+  }
   KOLO_MPI_RETURN_IF_ERROR(MPI_Comm_dup(MPI_COMM_WORLD, &c.control_));
   KOLO_MPI_RETURN_IF_ERROR(MPI_Comm_dup(MPI_COMM_WORLD, &c.data_));
   for (MPI_Comm comm : {c.control_, c.data_}) {

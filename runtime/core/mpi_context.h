@@ -11,6 +11,7 @@
 
 #include <mpi.h>
 
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -18,6 +19,24 @@
 #include "runtime/common/mpi_status.h"
 
 namespace kolo {
+
+// The MPI library this process runs on, from MPI_Get_library_version
+// (callable before MPI_Init): "Open MPI 4.1.4", "MPICH 4.0.2", or the
+// library's own first line for others.
+std::string MpiLibraryName();
+
+// "MPI_THREAD_SERIALIZED" for MPI_THREAD_SERIALIZED, and so on.
+const char* ThreadLevelName(int level);
+
+// When MPI_COMM_WORLD has one rank but the process's launcher says it
+// started more, every process is running alone: it was started by another
+// MPI's launcher (Hydra's PMI, Open MPI's ORTE) or by srun without a
+// process-management interface this MPI understands. Returns the error to
+// stop on, naming the variable that betrays the launcher; OK otherwise.
+// `getenv` is injected so that tests can pose as any launcher.
+Status CheckLauncherMatchesMpi(
+    int world_size, const std::function<const char*(const char*)>& getenv);
+
 
 class MpiContext {
  public:
@@ -40,6 +59,8 @@ class MpiContext {
   int cross_rank() const { return cross_rank_; }
   int cross_size() const { return cross_size_; }
   const std::string& hostname() const { return hostname_; }
+  // The thread level MPI provides (MPI_Query_thread).
+  int thread_level() const { return thread_level_; }
 
   MPI_Comm control() const { return control_; }
   MPI_Comm data() const { return data_; }
@@ -57,6 +78,7 @@ class MpiContext {
   int local_size_ = 1;
   int cross_rank_ = 0;
   int cross_size_ = 1;
+  int thread_level_ = MPI_THREAD_SINGLE;
   std::string hostname_;
   MPI_Comm control_ = MPI_COMM_NULL;
   MPI_Comm data_ = MPI_COMM_NULL;

@@ -348,10 +348,11 @@ StatusOr<std::unique_ptr<Runtime>> Runtime::Start(const Options& options) {
     }
   }
   Log().info(
-      "started: rank {} of {}, local rank {} of {} on host '{}', backend {}, "
-      "fusion {} bytes, cycle {} ms, cache {} entries",
+      "started: rank {} of {}, local rank {} of {} on host '{}', {} at {}, "
+      "backend {}, fusion {} bytes, cycle {} ms, cache {} entries",
       context.rank(), context.size(), context.local_rank(),
-      context.local_size(), context.hostname(), runtime->backend_->name(),
+      context.local_size(), context.hostname(), MpiLibraryName(),
+      ThreadLevelName(context.thread_level()), runtime->backend_->name(),
       options.fusion_threshold_bytes, options.cycle_time_ms,
       options.cache_capacity);
   runtime->last_heard_from_coordinator_ = absl::Now();

@@ -8,8 +8,10 @@
 set -uo pipefail
 mpiexec=$1
 bench=$2
-output=$("$mpiexec" -np 2 --oversubscribe --bind-to none \
-  -x KOLO_AUTOTUNE=1 -x KOLO_LOG_LEVEL=info "$bench" --verify \
+flags=(--oversubscribe --bind-to none)  # Hydra (MPI_UNDER_TEST=mpich) needs none
+[ "${MPI_UNDER_TEST:-openmpi}" = mpich ] && flags=()
+output=$(KOLO_AUTOTUNE=1 KOLO_LOG_LEVEL=info "$mpiexec" -np 2 "${flags[@]}" \
+  "$bench" --verify \
   --tensors 64 --min-elements 16 --elements 65536 --gap-us 0 \
   --warmup-seconds 25 --seconds 1 2>&1)
 rc=$?

@@ -6,6 +6,7 @@
 // Compiled-in paths (tests/chexnet/CMakeLists.txt):
 //   CHEXNET_TRAIN, CHEXNET_PREDICT, CHEXNET_LOCALIZE, KOLORUN, MPIEXEC
 //                      binaries
+//   MPIEXEC_FLAGS  the flags this build's mpiexec needs (KOLO_MPIEXEC_FLAGS)
 //   CHEXNET_E2E_DATA   a synthetic data set (the chexnet.train_e2e_data
 //                      fixture writes it; the suite writes it when missing)
 //   CHEXNET_E2E_WORK   scratch directory
@@ -116,8 +117,7 @@ class TrainE2E : public ::testing::Test {
   }
 
   std::string MpiRun(int np) const {
-    return mpiexec_ + " -np " + std::to_string(np) +
-           " --oversubscribe --bind-to none ";
+    return mpiexec_ + " -np " + std::to_string(np) + " " + MPIEXEC_FLAGS + " ";
   }
 
   std::string train_, predict_, localize_, kolorun_, mpiexec_, data_;

@@ -1,7 +1,8 @@
 /* kolo's C API across hosts: each rank prints where it runs (host, rank,
  * local and cross placement, as kolo sees them) and checks float32 sum
- * allreduces of several sizes against the values computed locally. Exits 1
- * on any mismatch or error. Run by the two-host launcher test. */
+ * allreduces of several sizes against the values computed locally, then the
+ * data plane kolo chose and its MPI ("kolo rank=R backend=B mpi=M"). Exits 1
+ * on any mismatch or error. Run by the two-host and Slurm launcher tests. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -61,6 +62,9 @@ int main(void) {
       host, rank, size, kolo_local_rank(), kolo_local_size(), kolo_cross_rank(),
       kolo_cross_size(), cpu_operations ? cpu_operations : "unset",
       mismatches ? "MISMATCH" : "ok");
+  /* The data plane kolo chose and the MPI it runs on. */
+  printf("kolo rank=%d backend=%s mpi=%s\n", rank, kolo_backend_name(),
+         kolo_mpi_library());
   fflush(stdout);
   code = kolo_shutdown();
   if (code != 0) return Fail("kolo_shutdown", code);

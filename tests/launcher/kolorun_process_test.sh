@@ -1,10 +1,13 @@
 #!/bin/bash
-# kolorun end to end on this machine: real mpirun jobs, failures, signals,
-# timeouts, exported variables, and detection of MPICH/Hydra and Slurm
-# through stand-in launchers. One case per ctest entry:
+# kolorun end to end on this machine: real jobs through the launcher of the
+# MPI kolo is built with (Open MPI's mpirun, or MPICH's Hydra when
+# MPI_UNDER_TEST=mpich), failures, signals, timeouts, exported variables,
+# and, in Open MPI builds, detection of MPICH/Hydra and Slurm through
+# stand-in launchers. One case per ctest entry:
 #   kolorun_process_test.sh KOLORUN CHECK_PROGRAM CASE
 # CHECK_PROGRAM is mpi_topology_check (prints one "host=... result=ok" line
-# per rank). Every wait is bounded; a failure prints what was expected.
+# and one "affinity ..." line per rank). Every wait is bounded; a failure
+# prints what was expected.
 set -u
 KOLORUN=$1
 CHECK=$2
@@ -23,6 +26,17 @@ cleanup() {
 trap cleanup EXIT
 
 fail() { echo "FAIL [$CASE]: $*" >&2; exit 1; }
+
+# What differs between the launchers kolorun drives: how output lines are
+# tagged with their rank and which variable tells a rank its number.
+MPI=${MPI_UNDER_TEST:-openmpi}
+if [ "$MPI" = mpich ]; then
+  tag() { echo "[$1] "; }          # Hydra's -prepend-rank
+  RANK_VAR=PMI_RANK
+else
+  tag() { echo "[1,$1]<stdout>:"; }  # Open MPI's --tag-output
+  RANK_VAR=OMPI_COMM_WORLD_RANK
+fi
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
 
 # run_kolorun SECONDS ARGS...: kolorun under a hard timeout; sets RC, OUT,
@@ -67,7 +81,9 @@ case "$CASE" in
     run_kolorun 120 -np "$np" "$CHECK"
     expect_rc 0
     for ((r = 0; r < np; r++)); do
-      expect_in "$OUT" "[1,$r]<stdout>:host=$(hostname) rank=$r size=$np local_rank=$r local_size=$np cross_rank=0 cross_size=1"
+      expect_in "$OUT" "$(tag $r)host=$(hostname) rank=$r size=$np local_rank=$r local_size=$np cross_rank=0 cross_size=1"
+      # Not bound: every rank may use every core.
+      expect_in "$OUT" "$(tag $r)affinity rank=$r cpus=$(nproc --all) of $(nproc --all)"
     done
     [ "$(grep -c 'result=ok$' <<<"$OUT")" -eq "$np" ] || fail "expected $np ok lines: $OUT"
     ;;
@@ -75,17 +91,21 @@ case "$CASE" in
   rank-exit)
     # Rank 2 fails at once; the others would sleep for minutes.
     run_kolorun 60 -np 4 sh -c \
-      'if [ "$OMPI_COMM_WORLD_RANK" = 2 ]; then exit 3; fi; exec '"$SLEEP"' 240'
+      'if [ "$'$RANK_VAR'" = 2 ]; then exit 3; fi; exec '"$SLEEP"' 240'
     expect_rc 3
     [ "$ELAPSED_MS" -lt 15000 ] || fail "took ${ELAPSED_MS} ms to fail (limit 15000)"
     expect_in "$ERR" "kolorun: job failed with exit status 3; first failure: rank 2 on host $(hostname) exited with status 3"
+    if [ "$MPI" = mpich ]; then
+      # Hydra lets the others run on after a rank's error exit; kolorun stops it.
+      expect_in "$ERR" "kolorun: mpiexec.hydra left the other ranks running after rank failure; stopping the job"
+    fi
     sleep 1
     ! pgrep -f "^$SLEEP" >/dev/null || fail "ranks outlived the job"
     ;;
 
   rank-signal)
     run_kolorun 60 -np 2 sh -c \
-      'if [ "$OMPI_COMM_WORLD_RANK" = 1 ]; then kill -SEGV $$; fi; exec '"$SLEEP"' 240'
+      'if [ "$'$RANK_VAR'" = 1 ]; then kill -SEGV $$; fi; exec '"$SLEEP"' 240'
     [ "$RC" -ne 0 ] || fail "a rank killed by SIGSEGV left exit status 0"
     [ "$ELAPSED_MS" -lt 15000 ] || fail "took ${ELAPSED_MS} ms to fail (limit 15000)"
     expect_in "$ERR" "first failure: rank 1 on host $(hostname) was killed by signal 11"
@@ -118,15 +138,47 @@ case "$CASE" in
     ! pgrep -f "^$SLEEP" >/dev/null || fail "ranks outlived kolorun"
     ;;
 
+  sigint)
+    # A Ctrl-C's SIGINT, passed on to the launcher, stops every rank, and
+    # kolorun does not report the stopped job as a success (Hydra exits 0).
+    timeout -k 5 60 "$KOLORUN" -np 2 "$SLEEP" 243 >"$WORK/out" 2>"$WORK/err" &
+    pid=$!
+    for _ in $(seq 100); do
+      [ "$(pgrep -fc "^$SLEEP 243")" -eq 2 ] && break
+      sleep 0.2
+    done
+    [ "$(pgrep -fc "^$SLEEP 243")" -eq 2 ] || fail "ranks did not start"
+    kolorun_pid=$(pgrep -P "$pid" -f "$KOLORUN")
+    sent=$(now_ms)
+    kill -INT "$kolorun_pid"
+    wait "$pid"
+    RC=$?
+    [ "$RC" -ne 124 ] || fail "kolorun did not stop after SIGINT"
+    [ "$RC" -ne 0 ] || fail "kolorun exited 0 after SIGINT; stderr: $(cat "$WORK/err")"
+    [ $(( $(now_ms) - sent )) -lt 15000 ] || fail "took too long to stop"
+    sleep 1
+    ! pgrep -f "^$SLEEP" >/dev/null || fail "ranks outlived kolorun"
+    ;;
+
   start-timeout)
-    # The second host's agent never starts its daemon.
+    # The second host's agent (in place of ssh) never starts its daemon.
     printf '#!/bin/sh\nexec %s 30\n' "$SLEEP" >"$WORK/hang-agent"
     chmod +x "$WORK/hang-agent"
+    if [ "$MPI" = mpich ]; then
+      agent="-launcher ssh -launcher-exec $WORK/hang-agent"
+    else
+      agent="--mca plm_rsh_agent $WORK/hang-agent"
+    fi
     run_kolorun 60 -np 2 -H localhost:1,kolo-unreachable-host:1 --start-timeout 3 \
-      --mpi-args "--mca plm_rsh_agent $WORK/hang-agent" hostname
+      --mpi-args "$agent" hostname
     expect_rc 1
     [ "$ELAPSED_MS" -lt 20000 ] || fail "took ${ELAPSED_MS} ms (limit 20000)"
-    expect_in "$ERR" "kolorun: only 0 of 2 ranks started within --start-timeout 3 s; not started: ranks 0, 1"
+    if [ "$MPI" = mpich ]; then
+      # Hydra starts the local rank without waiting for the other host.
+      expect_in "$ERR" "kolorun: only 1 of 2 ranks started within --start-timeout 3 s; not started: rank 1"
+    else
+      expect_in "$ERR" "kolorun: only 0 of 2 ranks started within --start-timeout 3 s; not started: ranks 0, 1"
+    fi
     # Ranks that do start are counted, and their announcements stay hidden.
     run_kolorun 60 -np 3 --start-timeout 30 "$CHECK"
     expect_rc 0
@@ -135,12 +187,18 @@ case "$CASE" in
     ;;
 
   output-filename)
-    run_kolorun 60 -np 2 --output-filename "$WORK/logs" sh -c 'echo "out-$OMPI_COMM_WORLD_RANK"'
+    run_kolorun 60 -np 2 --output-filename "$WORK/logs" sh -c 'echo "out-$'$RANK_VAR'"'
     expect_rc 0
     for r in 0 1; do
-      # Open MPI writes the files with the same rank tags as the terminal.
-      grep -qxF "[1,$r]<stdout>:out-$r" "$WORK/logs/1/rank.$r/stdout" 2>/dev/null ||
-        fail "$WORK/logs/1/rank.$r/stdout lacks out-$r: $(ls -R "$WORK/logs" 2>&1)"
+      if [ "$MPI" = mpich ]; then
+        # Hydra writes stdout alone to DIR/rank.R.stdout, tagged as shown.
+        file="$WORK/logs/rank.$r.stdout" line="[$r] out-$r"
+      else
+        # Open MPI writes the files with the same rank tags as the terminal.
+        file="$WORK/logs/1/rank.$r/stdout" line="[1,$r]<stdout>:out-$r"
+      fi
+      grep -qxF "$line" "$file" 2>/dev/null ||
+        fail "$file lacks $line: $(ls -R "$WORK/logs" 2>&1)"
     done
     ;;
 
@@ -150,11 +208,15 @@ case "$CASE" in
       sh -c 'echo "x=$KOLO_TEST_X log=$KOLO_LOG_LEVEL fusion=$KOLO_FUSION_THRESHOLD cache=$KOLO_CACHE_CAPACITY"'
     expect_rc 0
     for r in 0 1; do
-      expect_in "$OUT" "[1,$r]<stdout>:x=from-x log=debug fusion=2097152 cache=7"
+      expect_in "$OUT" "$(tag $r)x=from-x log=debug fusion=2097152 cache=7"
     done
     run_kolorun 60 -np 1 --dry-run sh
     expect_not_in "$OUT" "KOLO_HOSTNAME"
-    expect_in "$OUT" "-x KOLO_CACHE_CAPACITY"
+    if [ "$MPI" = mpich ]; then
+      expect_in "$OUT" "-genvlist KOLO_CACHE_CAPACITY"
+    else
+      expect_in "$OUT" "-x KOLO_CACHE_CAPACITY"
+    fi
     ;;
 
   usage-errors)
@@ -190,8 +252,13 @@ case "$CASE" in
     RC=0
     ERR=$(env PATH="$WORK/empty" "$KOLORUN" -np 2 hostname 2>&1) || RC=$?
     expect_rc 2
-    expect_in "$ERR" "mpirun not found on PATH"
-    expect_in "$ERR" "openmpi-bin"
+    if [ "$MPI" = mpich ]; then
+      expect_in "$ERR" "neither mpiexec.hydra, mpiexec.mpich nor mpirun found on PATH"
+      expect_in "$ERR" "apt-get install mpich"
+    else
+      expect_in "$ERR" "mpirun not found on PATH"
+      expect_in "$ERR" "openmpi-bin"
+    fi
     fake_launcher mpirun "mpirun from some other MPI 1.0" 0
     RC=0
     ERR=$(env PATH="$WORK/bin" "$KOLORUN" -np 2 hostname 2>&1) || RC=$?
@@ -218,7 +285,8 @@ case "$CASE" in
     fake_launcher srun "slurm 22.05" 0
     SLURM_JOB_ID=4242 PATH="$WORK/bin:$PATH" run_kolorun 10 -np 3 --dry-run hostname
     expect_rc 0
-    [ "$OUT" = "$WORK/bin/srun --ntasks 3 --kill-on-bad-exit=1 --cpu-bind=none --label $KOLORUN --rank-monitor -- hostname" ] ||
+    # The stand-in names no MPI plugins, so kolorun asks for none.
+    [ "$OUT" = "$WORK/bin/srun --ntasks 3 --kill-on-bad-exit=1 --cpu-bind=none --quit-on-interrupt --label $KOLORUN --rank-monitor -- hostname" ] ||
       fail "unexpected srun command: $OUT"
     # Named hosts mean mpirun, even inside an allocation.
     SLURM_JOB_ID=4242 PATH="$WORK/bin:$PATH" run_kolorun 10 -np 2 -H localhost:2 --dry-run hostname

@@ -393,10 +393,68 @@ TEST(SlurmPlan, JobIsExactlyThisCommand) {
       PlanArgv(options, Launcher::kSlurm, SlurmMachine()),
       ElementsAreArray<std::string>(
           {kSrun, "--ntasks", "4", "--kill-on-bad-exit=1", "--cpu-bind=none",
-           "--label", "--output=logs/rank.%t.stdout",
+           "--quit-on-interrupt", "--label", "--output=logs/rank.%t.stdout",
            "--export=ALL,KOLO_CPU_OPERATIONS=ring,OMP_NUM_THREADS=2,PATH",
            "--mpi=pmix", kKolorun, "--rank-monitor", "--", "./train",
            "--epochs", "3"}));
+}
+
+TEST(SlurmPlan, PicksThePmiPluginOfTheRanksMpi) {
+  LaunchEnvironment env = SlurmMachine();
+  env.srun_mpi_plugins = {"pmix", "none", "cray_shasta", "pmi2"};
+  EXPECT_THAT(
+      PlanArgv(Job(2), Launcher::kSlurm, env),
+      ElementsAreArray<std::string>(
+          {kSrun, "--ntasks", "2", "--mpi=pmix", "--kill-on-bad-exit=1",
+           "--cpu-bind=none", "--quit-on-interrupt", "--label", kKolorun,
+           "--rank-monitor", "--", "./train", "--epochs", "3"}));
+  env.built_mpi = Launcher::kHydra;
+  EXPECT_THAT(PlanArgv(Job(2), Launcher::kSlurm, env), Contains("--mpi=pmi2"));
+
+  // The user's choice stands: --mpi in --mpi-args or SLURM_MPI_TYPE.
+  LaunchOptions chosen = Job(2);
+  chosen.mpi_args = {"--mpi", "pmix_v4"};
+  EXPECT_FALSE(ShouldChooseSrunMpiPlugin(chosen, env));
+  EXPECT_THAT(PlanArgv(chosen, Launcher::kSlurm, env),
+              Not(Contains("--mpi=pmi2")));
+  LaunchEnvironment typed = env;
+  typed.env["SLURM_MPI_TYPE"] = "pmi2";
+  EXPECT_FALSE(ShouldChooseSrunMpiPlugin(Job(2), typed));
+  EXPECT_TRUE(ShouldChooseSrunMpiPlugin(Job(2), env));
+
+  // A plugin srun does not have is not asked for; --verbose says why.
+  env.srun_mpi_plugins = {"none", "pmix"};
+  absl::StatusOr<LaunchPlan> plan =
+      BuildLaunchPlan(Job(2), Launcher::kSlurm, env);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  EXPECT_THAT(plan->argv, Not(Contains(testing::StartsWith("--mpi"))));
+  EXPECT_THAT(plan->notes,
+              Contains(HasSubstr("ranks use MPICH, but srun offers no pmi2 "
+                                 "plugin")));
+}
+
+TEST(SrunMpiList, ParsesSlurmsOutput) {
+  EXPECT_THAT(
+      ParseSrunMpiList("MPI plugin types are...\n\tpmix\n\tnone\n"
+                       "\tcray_shasta\n\tpmi2\nspecific pmix plugin "
+                       "versions available: pmix_v4\n"),
+      ElementsAreArray<std::string>({"pmix", "none", "cray_shasta", "pmi2"}));
+  EXPECT_THAT(ParseSrunMpiList("srun: error: something else\n"),
+              testing::IsEmpty());
+}
+
+TEST(LauncherMismatch, WarnsWhenMpirunIsAnotherMpis) {
+  LaunchEnvironment env = Machine();
+  EXPECT_EQ(LauncherMismatchWarning(Launcher::kOpenMpi, env), std::nullopt);
+  EXPECT_EQ(LauncherMismatchWarning(Launcher::kSlurm, env), std::nullopt);
+  std::optional<std::string> warning =
+      LauncherMismatchWarning(Launcher::kHydra, env);
+  ASSERT_TRUE(warning.has_value());
+  EXPECT_THAT(*warning, HasSubstr("/usr/bin/mpirun is MPICH/Hydra's launcher, "
+                                  "but kolo here is built against Open MPI"));
+  env.built_mpi = Launcher::kHydra;
+  EXPECT_EQ(LauncherMismatchWarning(Launcher::kHydra, env), std::nullopt);
+  EXPECT_TRUE(LauncherMismatchWarning(Launcher::kOpenMpi, env).has_value());
 }
 
 TEST(SlurmPlan, WithoutExportsLeavesSrunsDefault) {

@@ -1,9 +1,12 @@
 /* A plain MPI program for kolorun's process tests: prints where each rank
  * runs (the same fields as allreduce_check.c, from MPI instead of kolo) and
- * checks a float32 sum allreduce against the value computed locally.
+ * checks a float32 sum allreduce against the value computed locally, then
+ * prints how many CPUs the rank may run on ("affinity rank=R cpus=N of M").
  * Exits 1 on a mismatch. Needs no kolo runtime, so the launcher and the
  * two-host namespace machinery are tested before and apart from it. */
+#define _GNU_SOURCE /* sched_getaffinity, CPU_COUNT */
 #include <mpi.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -49,6 +52,13 @@ int main(int argc, char** argv) {
       host, rank, size, local_rank, local_size, cross_rank, cross_size,
       cpu_operations ? cpu_operations : "unset",
       mismatches ? "MISMATCH" : "ok");
+  /* Which cores the launcher left the rank: kolorun asks every launcher
+   * not to bind (a rank runs threads besides its main one). */
+  cpu_set_t cpus;
+  CPU_ZERO(&cpus);
+  sched_getaffinity(0, sizeof(cpus), &cpus);
+  printf("affinity rank=%d cpus=%d of %ld\n", rank, CPU_COUNT(&cpus),
+         sysconf(_SC_NPROCESSORS_ONLN));
   fflush(stdout);
   MPI_Comm_free(&cross);
   MPI_Comm_free(&local);

@@ -2,6 +2,8 @@
 // them in tagged launcher output.
 #include "rank_monitor.h"
 
+#include <signal.h>
+
 #include <string>
 
 #include "gmock/gmock.h"
@@ -52,17 +54,46 @@ TEST(RankMonitor, StartAnnouncementsCarryTheRank) {
 }
 
 TEST(JobRunner, FailureSummaryNamesTheFirstFailedRank) {
-  EXPECT_EQ(JobFailureSummary(3 << 8, "mpirun",
-                              std::string("rank 2 on host kB exited with "
-                                          "status 3")),
+  EXPECT_EQ(JobFailureSummary({3 << 8, std::string("rank 2 on host kB exited "
+                                                   "with status 3")},
+                              "mpirun"),
             "kolorun: job failed with exit status 3; first failure: rank 2 on "
             "host kB exited with status 3");
-  EXPECT_EQ(JobFailureSummary(1 << 8, "srun", std::nullopt),
+  EXPECT_EQ(JobFailureSummary({1 << 8, std::nullopt}, "srun"),
             "kolorun: job failed with exit status 1; no rank reported a "
             "failure (see srun's messages above)");
-  EXPECT_EQ(JobFailureSummary(9, "mpirun", std::nullopt),
+  EXPECT_EQ(JobFailureSummary({9, std::nullopt}, "mpirun"),
             "kolorun: mpirun was killed by signal 9; no rank reported a "
             "failure (see mpirun's messages above)");
+}
+
+TEST(JobRunner, ExitCodeIsTheFirstFailedRanks) {
+  const std::string exited = "rank 1 on host n1 exited with status 3";
+  const std::string signalled =
+      "rank 0 on host n1 was killed by signal 11 (Segmentation fault)";
+  EXPECT_EQ(RankReportExitCode(exited), 3);
+  EXPECT_EQ(RankReportExitCode(signalled), 139);
+  EXPECT_EQ(RankReportExitCode("rank 0 on host n1: cannot run 'x': No such "
+                               "file or directory"),
+            std::nullopt);
+  // srun exits 143 after --kill-on-bad-exit stopped the other tasks.
+  EXPECT_EQ(JobExitCode({143 << 8, exited}), 3);
+  EXPECT_EQ(JobFailureSummary({143 << 8, exited}, "srun"),
+            "kolorun: job failed with exit status 3; first failure: " + exited);
+  EXPECT_EQ(JobExitCode({3 << 8, exited}), 3);  // Open MPI's mpirun
+  EXPECT_EQ(JobExitCode({139 << 8, signalled}), 139);
+  EXPECT_EQ(JobExitCode({127 << 8, std::string("rank 0 on host n1: cannot "
+                                               "run 'x': No such file")}),
+            127);
+  EXPECT_EQ(JobExitCode({1 << 8, std::nullopt}), 1);
+  EXPECT_EQ(JobExitCode({0, exited}), 0);
+  // A launcher killed by a signal (kolorun's own SIGTERM) keeps 128+N...
+  EXPECT_EQ(JobExitCode({SIGTERM, exited}), 128 + SIGTERM);
+  // ...unless kolorun stopped it because it kept a failed job running.
+  const JobOutcome stopped{SIGTERM, exited, /*stopped_after_failure=*/true};
+  EXPECT_EQ(JobExitCode(stopped), 3);
+  EXPECT_EQ(JobFailureSummary(stopped, "mpiexec"),
+            "kolorun: job failed with exit status 3; first failure: " + exited);
 }
 
 TEST(JobRunner, StartTimeoutMessageListsTheMissingRanks) {

@@ -1,8 +1,9 @@
 #!/bin/bash
 # Two hosts on one machine: kolorun starts a 2 hosts x 2 ranks job across
 # two network namespaces joined by a veth pair, each with its own host name
-# (unshare --uts), with Open MPI's ssh replaced by an agent script that
-# enters the right namespace (see shared/recipes/two-hosts-on-one-machine).
+# (unshare --uts), with the launcher's ssh replaced by an agent script that
+# enters the right namespace. The launcher is that of the MPI kolo is built
+# with: Open MPI's mpirun, or MPICH's Hydra when MPI_UNDER_TEST=mpich.
 #   two_hosts_test.sh KOLORUN PROGRAM [CPU_OPERATIONS]
 # PROGRAM prints one "host=... rank=... result=ok" line per rank
 # (mpi_topology_check or allreduce_check). CPU_OPERATIONS (default
@@ -59,10 +60,12 @@ ip -n "$NS_A" link set "$VETH_A" up
 ip -n "$NS_B" link set "$VETH_B" up
 set +e
 
-# Open MPI calls the agent as `AGENT HOST orted ...`, in place of ssh.
+# Open MPI calls the agent as `AGENT HOST orted ...` in place of ssh, Hydra
+# as `AGENT -x HOST "hydra_pmi_proxy" ...`.
 AGENT="$WORK/agent"
 cat >"$AGENT" <<SCRIPT
 #!/bin/sh
+[ "\$1" = -x ] && shift
 host=\$1; shift
 case "\$host" in
   $ADDR_A) ns=$NS_A;;
@@ -73,7 +76,15 @@ exec ip netns exec "\$ns" unshare --uts sh -c "hostname \$ns; \$*"
 SCRIPT
 chmod +x "$AGENT"
 
-MPI_ARGS="--mca plm_rsh_agent $AGENT --mca btl_tcp_if_include $SUBNET --mca oob_tcp_if_include $SUBNET"
+if [ "${MPI_UNDER_TEST:-openmpi}" = mpich ]; then
+  # Hydra tells the proxies to call back its host name, which only this
+  # machine's real name resolves to; -localhost gives them the address.
+  MPI_ARGS="-launcher ssh -launcher-exec $AGENT -localhost $ADDR_A"
+  tag() { echo "[$1] "; }
+else
+  MPI_ARGS="--mca plm_rsh_agent $AGENT --mca btl_tcp_if_include $SUBNET --mca oob_tcp_if_include $SUBNET"
+  tag() { echo "[1,$1]<stdout>:"; }
+fi
 # mpirun runs inside the first "host", so the second one's daemon can reach
 # it over the veth link.
 timeout -k 5 150 ip netns exec "$NS_A" unshare --uts sh -c \
@@ -91,7 +102,14 @@ cat "$WORK/err" >&2
 # flag must reach the ranks on both hosts.
 for rank in 0 1 2 3; do
   if [ "$rank" -lt 2 ]; then host=$NS_A; else host=$NS_B; fi
-  want="[1,$rank]<stdout>:host=$host rank=$rank size=4 local_rank=$((rank % 2)) local_size=2 cross_rank=$((rank / 2)) cross_size=2 cpu_operations=$CPU_OPERATIONS result=ok"
+  want="$(tag $rank)host=$host rank=$rank size=4 local_rank=$((rank % 2)) local_size=2 cross_rank=$((rank / 2)) cross_size=2 cpu_operations=$CPU_OPERATIONS result=ok"
   grep -qxF "$want" <<<"$OUT" || fail "missing line: $want"
 done
+# allreduce_check also names the data plane kolo chose on every rank.
+if grep -q "kolo rank=" <<<"$OUT"; then
+  for rank in 0 1 2 3; do
+    grep -qF "$(tag $rank)kolo rank=$rank backend=$CPU_OPERATIONS mpi=" <<<"$OUT" ||
+      fail "rank $rank does not report backend=$CPU_OPERATIONS"
+  done
+fi
 echo "PASS: 2 hosts x 2 ranks"

@@ -61,6 +61,12 @@ int kolo_local_size(void);
 int kolo_cross_rank(void);
 int kolo_cross_size(void);
 const char* kolo_last_error(void);
+/* The CPU data plane kolo_init chose: "shm", "ring", "hierarchical" or "mpi"
+   ("" before kolo_init). Valid until the next call on this thread. */
+const char* kolo_backend_name(void);
+/* The MPI library kolo is built against, e.g. "Open MPI 4.1.4" or
+   "MPICH 4.0.2". Callable before kolo_init; never NULL. */
+const char* kolo_mpi_library(void);
 
 /* input may equal output (in place). count is in elements. */
 int kolo_allreduce_async(const char* name, const void* input, void* output,

@@ -170,6 +170,11 @@ std::string BackendName();
 // a CUDA tensor is submitted.
 bool NcclBuilt();
 
+// The MPI library kolo is built against and runs on, e.g. "Open MPI 4.1.4"
+// or "MPICH 4.0.2" (CMake's KOLO_MPI picks it; one per build). Callable
+// before Init().
+std::string MpiLibrary();
+
 // Starts writing a Chrome-trace/Perfetto timeline to `path` (rank 0 writes;
 // on other ranks this is a no-op), replacing a running one. KOLO_TIMELINE
 // starts one at Init(). mark_cycles adds a marker per negotiation round.

@@ -21,8 +21,18 @@ static int failures = 0;
 
 int main(void) {
   CHECK(kolo_rank() == -1, "rank before init is %d", kolo_rank());
+  CHECK(strcmp(kolo_backend_name(), "") == 0, "backend before init is '%s'",
+        kolo_backend_name());
+  /* The MPI kolo is built against, named before init. */
+  const char* mpi = kolo_mpi_library();
+  CHECK(strncmp(mpi, "Open MPI ", 9) == 0 || strncmp(mpi, "MPICH ", 6) == 0,
+        "kolo_mpi_library() is '%s'", mpi);
   CHECK(kolo_init() == 0, "kolo_init");
   CHECK(kolo_is_initialized() == 1, "initialised");
+  const char* backend = kolo_backend_name();
+  CHECK(strcmp(backend, "shm") == 0 || strcmp(backend, "ring") == 0 ||
+            strcmp(backend, "hierarchical") == 0 || strcmp(backend, "mpi") == 0,
+        "backend '%s'", backend);
   const int rank = kolo_rank();
   const int size = kolo_size();
   CHECK(size >= 1 && rank >= 0 && rank < size, "rank %d size %d", rank, size);
