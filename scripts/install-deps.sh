@@ -11,7 +11,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev libgloo-dev
   libspng-dev libpng-dev
   libtorch-dev python3-torch python3-torchvision
-  clang libclang-rt-14-dev iproute2 util-linux
+  clang libclang-rt-14-dev iproute2 util-linux python3
 )
 
 sudo_cmd=()

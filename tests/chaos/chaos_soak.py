@@ -584,6 +584,7 @@ class Job:
             == self.topo.ranks
 
     def finish(self, timeout, grace=5):
+        timeout = min(timeout, max(self.soak.deadline - time.time(), 10))
         """Waits for kolorun. When every rank has ended but mpirun is still
         running `grace` seconds later, that is Open MPI's daemons not ending
         the job: mpirun gets SIGTERM (noted in mpirun_stuck). A job still
@@ -633,6 +634,7 @@ class Soak:
         self.rows = []
         self.failures = []
         self.findings = []
+        self.deadline = args.started + args.budget
         self.digests = {}       # step -> digest, as written by the runs
         self.start_step = 0     # newest valid checkpoint's step
         self.pending = []       # rows whose last checkpoint awaits a resume
@@ -715,6 +717,12 @@ class Soak:
                                 str(self.start_step + steps)], **kwargs)
 
     def after_run(self, job, row):
+        for ns in self.topo.namespaces():
+            left = namespace_processes(ns, "chaos_worker")
+            if left:
+                self.fail(f"{job.name}: rank processes {left} outlived the job")
+                row["verdict"].append("ranks outlived the job")
+                kill_namespace_processes(ns)
         wrong = [f"rank {r}: {m}" for r, _t, m in job.lines()
                  if m.startswith("WRONG")]
         if wrong:
@@ -1156,6 +1164,10 @@ class Soak:
     def run(self, faults):
         self.topo.create()
         for fault in faults:
+            if time.time() > self.deadline:
+                self.fail(f"the soak's budget of {self.args.budget:g} s ran "
+                          f"out before {fault}")
+                return
             getattr(self, "run_" + fault.replace("-", "_"))()
         self.run_final_resume()
         for row in self.pending:
@@ -1241,6 +1253,9 @@ def main():
                         help="seconds allowed beyond the peer timeout")
     parser.add_argument("--udp-rate", type=int, default=20000,
                         help="datagrams per second from each host")
+    parser.add_argument("--budget", type=float, default=330,
+                        help="seconds the whole soak may take; every run is "
+                        "bounded by what is left")
     parser.add_argument("--keep", action="store_true",
                         help="keep the work folder (logs, checkpoints)")
     # Internal: the helpers that run inside a namespace.
@@ -1286,7 +1301,7 @@ def main():
     keys = ["one-host", "two-hosts"] if args.topology == "all" else \
         [args.topology]
     rows, failures, notes, findings = [], [], [], []
-    started = time.time()
+    started = args.started = time.time()
     for key in keys:
         topo_class, faults = TOPOLOGIES[key]
         if args.faults:

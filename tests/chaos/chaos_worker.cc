@@ -116,18 +116,19 @@ int CheckCheckpointMode(const std::string& path) {
                 std::string(checkpoint.status().message()).c_str());
     return 1;
   }
-  std::printf("checkpoint ok: %s step=%lld world_size=%d batch=%d seed=%llu "
-              "digest=%s\n",
-              path.c_str(), static_cast<long long>(checkpoint->meta.step),
-              checkpoint->meta.world_size, checkpoint->meta.batch,
-              static_cast<unsigned long long>(checkpoint->meta.seed),
-              checkpoint->digest_hex.c_str());
+  std::printf(
+      "checkpoint ok: %s step=%lld world_size=%d batch=%d seed=%llu "
+      "digest=%s\n",
+      path.c_str(), static_cast<long long>(checkpoint->meta.step),
+      checkpoint->meta.world_size, checkpoint->meta.batch,
+      static_cast<unsigned long long>(checkpoint->meta.seed),
+      checkpoint->digest_hex.c_str());
   return 0;
 }
 
 bool IsCheckpointStep(const Flags& flags, int64_t completed) {
-  return completed == flags.steps ||
-         (flags.checkpoint_every > 0 && completed % flags.checkpoint_every == 0);
+  return completed == flags.steps || (flags.checkpoint_every > 0 &&
+                                      completed % flags.checkpoint_every == 0);
 }
 
 int ReferenceMode(const Flags& flags) {
@@ -243,20 +244,17 @@ int TrainMode(const Flags& flags) {
         {"grad.weights",
          AllreduceAsync("grad.weights",
                         FloatTensor(mine.params.data(), {kInputs, kOutputs}),
-                        FloatTensor(reduced.data(), {kInputs, kOutputs}),
-                        sum)},
+                        FloatTensor(reduced.data(), {kInputs, kOutputs}), sum)},
         {"grad.bias",
-         AllreduceAsync("grad.bias",
-                        FloatTensor(mine.params.data() + kWeightCount,
-                                    {kOutputs}),
-                        FloatTensor(reduced.data() + kWeightCount, {kOutputs}),
-                        sum)},
+         AllreduceAsync(
+             "grad.bias",
+             FloatTensor(mine.params.data() + kWeightCount, {kOutputs}),
+             FloatTensor(reduced.data() + kWeightCount, {kOutputs}), sum)},
         {"loss", AllreduceAsync("loss", FloatTensor(&loss, {1}),
                                 FloatTensor(&loss, {1}), sum)},
-        {"step", AllreduceAsync("step",
-                                Tensor{&step_mark, DataType::kInt32, {1}},
-                                Tensor{&step_mark, DataType::kInt32, {1}},
-                                sum)},
+        {"step",
+         AllreduceAsync("step", Tensor{&step_mark, DataType::kInt32, {1}},
+                        Tensor{&step_mark, DataType::kInt32, {1}}, sum)},
     };
     for (const auto& [name, handle] : handles) {
       Status status = handle.ok() ? handle->Wait() : handle.status();
@@ -265,8 +263,8 @@ int TrainMode(const Flags& flags) {
                        status);
       }
     }
-    bool right = SameBits("grad.weights", step, expected.data(),
-                          reduced.data(), kWeightCount);
+    bool right = SameBits("grad.weights", step, expected.data(), reduced.data(),
+                          kWeightCount);
     right = SameBits("grad.bias", step, expected.data() + kWeightCount,
                      reduced.data() + kWeightCount, kOutputs) &&
             right;

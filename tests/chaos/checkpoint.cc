@@ -140,20 +140,22 @@ StatusOr<std::string> WriteCheckpoint(const std::string& dir,
   const std::string temporary =
       absl::StrFormat("%s/%s%lld.tmp-%d-%d", dir, kTemporaryPrefix,
                       static_cast<long long>(meta.step), getpid(), counter++);
-  const std::string final_path = absl::StrFormat(
-      "%s/%s%08lld%s", dir, kPrefix, static_cast<long long>(meta.step),
-      kSuffix);
-  const int fd = open(temporary.c_str(),
-                      O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
-                      0644);
+  const std::string final_path =
+      absl::StrFormat("%s/%s%08lld%s", dir, kPrefix,
+                      static_cast<long long>(meta.step), kSuffix);
+  const int fd =
+      open(temporary.c_str(),
+           O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
   if (fd < 0) return ErrnoError("cannot create", temporary);
   Status status = WriteAll(fd, header, kHeaderBytes, temporary);
   if (status.ok()) {
-    status = WriteAll(fd, params.data(), params.size() * sizeof(float),
-                      temporary);
+    status =
+        WriteAll(fd, params.data(), params.size() * sizeof(float), temporary);
   }
-  if (status.ok() && fsync(fd) != 0) status = ErrnoError("cannot fsync", temporary);
-  if (close(fd) != 0 && status.ok()) status = ErrnoError("cannot close", temporary);
+  if (status.ok() && fsync(fd) != 0)
+    status = ErrnoError("cannot fsync", temporary);
+  if (close(fd) != 0 && status.ok())
+    status = ErrnoError("cannot close", temporary);
   if (status.ok() && rename(temporary.c_str(), final_path.c_str()) != 0) {
     status = ErrnoError("cannot rename to", final_path);
   }
@@ -185,9 +187,8 @@ StatusOr<Checkpoint> ReadCheckpoint(const std::string& path) {
   }
   if (info.st_size != kFileBytes) {
     close(fd);
-    return absl::DataLossError(absl::StrCat(path, " has ", info.st_size,
-                                            " bytes; a checkpoint has ",
-                                            kFileBytes));
+    return absl::DataLossError(absl::StrCat(
+        path, " has ", info.st_size, " bytes; a checkpoint has ", kFileBytes));
   }
   unsigned char header[kHeaderBytes];
   Checkpoint checkpoint;
@@ -221,10 +222,10 @@ StatusOr<Checkpoint> ReadCheckpoint(const std::string& path) {
   unsigned char digest[kDigestBytes];
   Digest(header, checkpoint.params, digest);
   if (std::memcmp(digest, header + kDigestOffset, kDigestBytes) != 0) {
-    return absl::DataLossError(absl::StrCat(
-        path, ": digest mismatch (stored ",
-        Hex(header + kDigestOffset, kDigestBytes), ", computed ",
-        Hex(digest, kDigestBytes), ")"));
+    return absl::DataLossError(
+        absl::StrCat(path, ": digest mismatch (stored ",
+                     Hex(header + kDigestOffset, kDigestBytes), ", computed ",
+                     Hex(digest, kDigestBytes), ")"));
   }
   checkpoint.meta.step = Get<int64_t>(header, 16);
   checkpoint.meta.world_size = Get<int32_t>(header, 24);

@@ -60,9 +60,9 @@ float RegressionModel::Quantize(float value) {
 }
 
 void RegressionModel::Sample(int rank, int64_t step, int index) {
-  uint64_t state = StreamOf(config_.seed, static_cast<uint64_t>(rank),
-                            static_cast<uint64_t>(step),
-                            static_cast<uint64_t>(index));
+  uint64_t state =
+      StreamOf(config_.seed, static_cast<uint64_t>(rank),
+               static_cast<uint64_t>(step), static_cast<uint64_t>(index));
   for (float& v : x_) v = Uniform(&state);
   float hidden[kTeacherRank];
   for (int k = 0; k < kTeacherRank; ++k) {
@@ -116,11 +116,9 @@ void RegressionModel::ComputeGradient(const std::vector<float>& params,
   out->loss = Quantize(static_cast<float>(loss / config_.batch));
 }
 
-void RegressionModel::ApplyUpdate(const std::vector<float>& sum,
-                                  int world_size,
+void RegressionModel::ApplyUpdate(const std::vector<float>& sum, int world_size,
                                   std::vector<float>* params) const {
-  const float factor =
-      config_.learning_rate / static_cast<float>(world_size);
+  const float factor = config_.learning_rate / static_cast<float>(world_size);
   float* __restrict p = params->data();
   const float* __restrict s = sum.data();
   for (int64_t k = 0; k < kParamCount; ++k) p[k] -= factor * s[k];

@@ -46,8 +46,8 @@ class RegressionModel {
 
   // The gradient that `rank` contributes at `step` for `params`.
   // REQUIRES: params.size() == kParamCount; out is reused between calls.
-  void ComputeGradient(const std::vector<float>& params, int rank,
-                       int64_t step, Gradient* out);
+  void ComputeGradient(const std::vector<float>& params, int rank, int64_t step,
+                       Gradient* out);
 
   // params -= learning_rate * sum / world_size.
   void ApplyUpdate(const std::vector<float>& sum, int world_size,
