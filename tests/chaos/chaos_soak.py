@@ -1139,6 +1139,39 @@ class Soak:
         row["resumed"] = "-"
         self.pending = []
 
+    def check_validator(self):
+        """The checkpoint check must itself catch damage: a flipped bit in
+        the parameters or in the header, and a truncated file."""
+        files = sorted(f for f in os.listdir(self.checkpoints)
+                       if re.fullmatch(r"ckpt-\d+\.kolo", f))
+        if not files:
+            return
+        with open(os.path.join(self.checkpoints, files[-1]), "rb") as f:
+            good = f.read()
+        damaged = {
+            "a flipped parameter bit": bytearray(good),
+            "a flipped bit in the step": bytearray(good),
+            "a truncated file": bytearray(good[:len(good) // 2]),
+        }
+        damaged["a flipped parameter bit"][len(good) - 5] ^= 0x10
+        damaged["a flipped bit in the step"][16] ^= 0x01
+        folder = os.path.join(self.work, "damaged")
+        os.makedirs(folder)
+        missed = []
+        for what, data in damaged.items():
+            path = os.path.join(folder, "ckpt-99999999.kolo")
+            with open(path, "wb") as f:
+                f.write(data)
+            r = subprocess.run([self.args.worker, "--check-checkpoint", path],
+                               capture_output=True, text=True, timeout=60)
+            if r.returncode == 0:
+                missed.append(what)
+        self.validator_note = (
+            "the checkpoint check rejected " + ", ".join(damaged)
+            if not missed else f"the checkpoint check MISSED {missed}")
+        if missed:
+            self.fail(self.validator_note)
+
     def compare_with_reference(self):
         top = max(self.digests, default=0)
         if top == 0:
@@ -1170,6 +1203,7 @@ class Soak:
                 return
             getattr(self, "run_" + fault.replace("-", "_"))()
         self.run_final_resume()
+        self.check_validator()
         for row in self.pending:
             if row["fault"] != "none (resume check)":
                 self.fail(f"the checkpoint after {row['fault']} was never "
@@ -1315,7 +1349,8 @@ def main():
         failures += soak.failures
         findings += soak.findings
         notes.append(f"{soak.topo.label()}: "
-                     f"{getattr(soak, 'reference_note', 'no checkpoint')}")
+                     f"{getattr(soak, 'reference_note', 'no checkpoint')}; "
+                     f"{getattr(soak, 'validator_note', 'no checkpoint')}")
     elapsed = time.time() - started
     wrong = sum("WRONG" in " ".join(r["verdict"]) for r in rows)
     text = (table(rows) + "\n\n" +

@@ -22,19 +22,18 @@
 //                             process and print the digest every checkpoint
 //                             of a kolo run would carry
 //
-// Exit status: 0 trained to --steps; 1 a kolo call failed; 2 bad usage or a
-// checkpoint could not be written or read; 3 WRONG.
+// Exit status: 0 trained to --steps (or the checked checkpoint is valid);
+// 1 a kolo call failed (or the checked checkpoint is not valid); 2 bad
+// usage, or a checkpoint could not be written; 3 WRONG.
 #include <time.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
-#include <chrono>
 #include <cstdarg>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -55,7 +54,6 @@ struct Flags {
   bool resume = false;
   uint64_t seed = 1;
   int batch = 2;
-  int pace_ms = 0;
   int log_every = 10;
   std::string check_checkpoint;
   int reference_ranks = 0;
@@ -300,9 +298,6 @@ int TrainMode(const Flags& flags) {
           static_cast<long long>(completed),
           CheckpointDigest(meta, params).c_str());
     }
-    if (flags.pace_ms > 0) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(flags.pace_ms));
-    }
   }
   if (Status s = Shutdown(); !s.ok()) return Failure("in shutdown", s);
   Log("done steps=%lld", static_cast<long long>(flags.steps));
@@ -336,9 +331,6 @@ int main(int argc, char** argv) {
   app.add_option("--batch", flags.batch, "Samples per rank and step")
       ->capture_default_str()
       ->check(CLI::Range(1, 64));
-  app.add_option("--pace-ms", flags.pace_ms, "Sleep this long after each step")
-      ->capture_default_str()
-      ->check(CLI::Range(0, 10000));
   app.add_option("--log-every", flags.log_every, "Progress line every N steps")
       ->capture_default_str()
       ->check(CLI::Range(1, 1 << 30));
