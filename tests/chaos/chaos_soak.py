@@ -284,8 +284,9 @@ def flood_udp(args):
     the host's own address) and of the peer namespaces (over the link)."""
     rng = random.Random(args.seed)
     owners = socket_owners()
-    mine = [(a, p) for a, p, _state, inode in proc_net("udp")
-            if ":" not in a and owners.get(inode, "").startswith("chaos_worker")]
+    sockets = [(a, p, owners.get(inode, "?"))
+               for a, p, _state, inode in proc_net("udp") if ":" not in a]
+    mine = [(a, p) for a, p, _owner in sockets]
     with open(os.path.join(args.ports_dir, f"udp-{args.name}.json"), "w") as f:
         json.dump({"addr": args.addr, "ports": mine}, f)
     targets = set()
@@ -338,7 +339,7 @@ def flood_udp(args):
             time.sleep(ahead)
     with open(args.out, "w") as f:
         json.dump({"targets": targets, "sent": sent, "errors": errors,
-                   "seconds": time.time() - start}, f)
+                   "seconds": time.time() - start, "sockets": sockets}, f)
 
 
 # ---------------------------------------------------------------------------
@@ -1008,7 +1009,7 @@ class Soak:
             floods.append((ns, p, out))
         job.finish(120)
         open(stop_file, "w").close()
-        sent = targets = 0
+        sent = targets = doorbells = ports = 0
         for ns, p, out in floods:
             try:
                 p.wait(timeout=20)
@@ -1016,6 +1017,9 @@ class Soak:
                     result = json.load(f)
                 sent += result["sent"]
                 targets += len(result["targets"])
+                ports += len(result["sockets"])
+                doorbells += sum(o.startswith("chaos_worker")
+                                 for _a, _p, o in result["sockets"])
             except (subprocess.TimeoutExpired, OSError, ValueError):
                 p.kill()
                 self.fail(f"{name}: the flooder in {ns} failed")
@@ -1028,8 +1032,9 @@ class Soak:
         flooded = job.ended_at - t_inject
         row["injected"] = (
             f"{sent} datagrams ({sent / max(flooded, 1e-3):.0f}/s) from both "
-            f"hosts to the ranks' {targets} UDP doorbell addresses after step "
-            f"{at}, until the end; kolo warned {warned} times that it dropped "
+            f"hosts to every UDP port of the job ({ports}: {doorbells} kolo "
+            f"doorbells; {targets} addresses) after step {at}, until the end; "
+            f"kolo warned {warned} times that it dropped "
             f"foreign datagrams; median step {before * 1000:.0f} ms before, "
             f"{step_during * 1000:.0f} ms during")
         if targets == 0 or warned == 0:
