@@ -237,8 +237,21 @@ int RunJob(const LaunchPlan& plan, absl::string_view launcher_name) {
     std::fprintf(stderr, "kolorun: job stopped by signal %d (%s)\n", sig,
                  strsignal(sig));
     return 128 + sig;
+  } else if (relay.first_report()) {
+    // mpirun --enable-recovery exits 0 however its ranks ended; a rank that
+    // failed still fails the job.
+    std::fprintf(
+        stderr, "%s\n",
+        UnreportedFailureSummary(launcher_name, *relay.first_report()).c_str());
+    return kUnreportedFailureExitCode;
   }
   return exit_code;
+}
+
+std::string UnreportedFailureSummary(absl::string_view launcher_name,
+                                     absl::string_view first_report) {
+  return absl::StrCat("kolorun: job failed: ", launcher_name,
+                      " exited with status 0, but ", first_report);
 }
 
 }  // namespace launcher

@@ -22,10 +22,14 @@ namespace launcher {
 
 // Exit code when the ranks did not all start within --start-timeout.
 constexpr int kStartTimeoutExitCode = 1;
+// Exit code when the launcher exited 0 although a rank failed (mpirun
+// --enable-recovery does that).
+constexpr int kUnreportedFailureExitCode = 1;
 
 // Runs plan.argv (argv[0] an absolute path) to completion and returns the
-// exit code kolorun should end with: JobExitCode, or kStartTimeoutExitCode.
-// launcher_name appears in messages.
+// exit code kolorun should end with: JobExitCode, kStartTimeoutExitCode,
+// 128+N when kolorun itself was stopped by signal N, or
+// kUnreportedFailureExitCode. launcher_name appears in messages.
 int RunJob(const LaunchPlan& plan, absl::string_view launcher_name);
 
 // How the launcher ended, as far as the exit code and summary care.
@@ -50,6 +54,11 @@ int JobExitCode(const JobOutcome& outcome);
 // and the first rank report seen, if any.
 std::string JobFailureSummary(const JobOutcome& outcome,
                               absl::string_view launcher_name);
+
+// The final line when the launcher exited 0 although a rank monitor
+// reported `first_report` (e.g. "rank 2 on host b exited with status 3").
+std::string UnreportedFailureSummary(absl::string_view launcher_name,
+                                     absl::string_view first_report);
 
 // The message for a start timeout: which of ranks 0..num_ranks-1 are not
 // among `started` (at most the first 16 are listed).

@@ -20,7 +20,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev libgloo-dev
   libspng-dev libpng-dev
   libtorch-dev python3-torch python3-torchvision python3-dev
-  clang libclang-rt-14-dev iproute2 util-linux
+  clang libclang-rt-14-dev iproute2 util-linux python3
 )
 # Without --demo also: CheXNet DICOM input (DCMTK) and its test files
 # (pydicom) — without them chexnet_* refuse DICOM files with a clear message —

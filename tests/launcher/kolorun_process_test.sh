@@ -111,6 +111,15 @@ case "$CASE" in
     expect_in "$ERR" "first failure: rank 1 on host $(hostname) was killed by signal 11"
     ;;
 
+  recovery-exit)
+    # mpirun --enable-recovery exits 0 although rank 1 failed: kolorun must
+    # not.
+    run_kolorun 60 --mpi-args "--enable-recovery" -np 2 sh -c \
+      'if [ "$OMPI_COMM_WORLD_RANK" = 1 ]; then exit 3; fi; exit 0'
+    expect_rc 1
+    expect_in "$ERR" "kolorun: job failed: mpirun exited with status 0, but rank 1 on host $(hostname) exited with status 3"
+    ;;
+
   exec-failure)
     run_kolorun 60 -np 2 /nonexistent/kolo-program
     expect_rc 127
