@@ -810,7 +810,7 @@ void Runtime::ExecuteFast(uint64_t begin, uint64_t end) {
       if (it == table_.end() || it->second.fast_id != e->id ||
           it->second.fast_instance != e->instance) {
         problem = absl::InternalError(
-            absl::StrCat("the fast lane runs ", OpTypeName(tensor.request.op),
+            absl::StrCat("the fast lane runs ", OpTypeName(tensor.own.op),
                          " '", tensor.name, "', which rank ", mpi_->rank(),
                          " has not submitted there"));
         break;
