@@ -656,6 +656,8 @@ TEST_F(PredictE2E, LocalizeScoresEveryBoxAndNamesABadRow) {
   EXPECT_THAT(r.output,
               HasSubstr(bad.string() + ":3: image "
                                        "\"12345678_000.png\" is not in"));
+}
+
 TEST_F(PredictE2E, HostileWeightsFailWithStatusOneAndAMessage) {
   const std::string image = WriteImage("image.png", kSize);
   // The file: a million nested tuples once overflowed the stack.

@@ -22,7 +22,7 @@ using ::testing::StartsWith;
 TEST(MpiErrors, KolosCommunicatorsReturnErrorsAndWorldIsLeftAlone) {
   MPI_Errhandler before = MPI_ERRHANDLER_NULL;
   MPI_Comm_get_errhandler(MPI_COMM_WORLD, &before);
-  StatusOr<std::unique_ptr<MpiContext>> context = MpiContext::Create();
+  StatusOr<std::unique_ptr<MpiContext>> context = MpiContext::Create("");
   ASSERT_TRUE(context.ok()) << context.status();
   for (MPI_Comm comm : {(*context)->control(), (*context)->data(),
                         (*context)->local(), (*context)->cross()}) {
