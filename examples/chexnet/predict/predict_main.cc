@@ -14,6 +14,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/str_split.h"
 #include "examples/chexnet/data/image_file.h"
 #include "examples/chexnet/models/device.h"
 #include "examples/chexnet/predict/heatmaps.h"
@@ -112,12 +113,11 @@ int Run(int argc, char** argv) {
                  "Write Grad-CAM heat maps (overlay PNG and raw .npy) of "
                  "each image to this folder");
   // One token split at commas, so that the images after it stay positional.
-  app.add_option("--findings", finding_names,
+  // (Split here: CLI11's delimiter counts the pieces against expected(1).)
+  std::string findings_list;
+  app.add_option("--findings", findings_list,
                  "Heat maps of these findings (comma separated names); "
-                 "default: the --top most probable")
-      ->delimiter(',')
-      ->expected(1)
-      ->allow_extra_args(false);
+                 "default: the --top most probable");
   app.add_option("--top", top, "Heat maps of this many most probable findings")
       ->check(CLI::Range(1, 14));
   app.add_option("images", images, "PNG or DICOM files, or folders of them")
@@ -138,6 +138,9 @@ int Run(int argc, char** argv) {
     if (heatmap_dir.empty() &&
         (app.count("--findings") != 0 || app.count("--top") != 0)) {
       throw CLI::ValidationError("--findings and --top need --heatmap DIR");
+    }
+    if (!findings_list.empty()) {
+      finding_names = absl::StrSplit(findings_list, ',');
     }
     absl::StatusOr<std::vector<int>> parsed =
         kolo::chexnet::ParseFindingNames(finding_names);
