@@ -91,7 +91,9 @@ std::optional<uint32_t> FastLane::Arrive(int id) {
     }
     if (claimed_[id].compare_exchange_weak(claimed, instance,
                                            std::memory_order_acq_rel)) {
-      Append(Kind::kExecute, id, instance, 0);
+      // The arriving thread is about to wait for (or poll) its own
+      // operation: its own background thread is not rung for it.
+      Append(Kind::kExecute, id, instance, 0, /*ring_self=*/false);
       return instance;
     }
   }
@@ -118,7 +120,8 @@ void FastLane::AppendResponses(uint64_t seq) {
 
 void FastLane::AppendOff() { Append(Kind::kOff, -1, 0, 0); }
 
-void FastLane::Append(Kind kind, int32_t id, uint32_t instance, uint64_t seq) {
+void FastLane::Append(Kind kind, int32_t id, uint32_t instance, uint64_t seq,
+                      bool ring_self) {
   const uint64_t index = tail_->fetch_add(1, std::memory_order_acq_rel);
   // The slot was last used kLogSize entries ago: wait until every rank has
   // consumed it (only a rank far behind makes anyone wait here).
@@ -145,7 +148,7 @@ void FastLane::Append(Kind kind, int32_t id, uint32_t instance, uint64_t seq) {
   for (int rank = 0; rank < size_; ++rank) {
     if (helpers_[rank]->load(std::memory_order_seq_cst) > 0) {
       anyone_helping = true;
-    } else {
+    } else if (rank != rank_ || ring_self) {
       ring_(rank);
     }
   }

@@ -110,6 +110,9 @@ class FastLane {
   void AddHelper(int delta) {
     helpers_[rank_]->fetch_add(delta, std::memory_order_seq_cst);
   }
+  int local_helpers() const {
+    return helpers_[rank_]->load(std::memory_order_seq_cst);
+  }
   // Wakes this rank's helpers (the background thread completed something
   // they may wait for).
   void WakeHelpers();
@@ -117,7 +120,8 @@ class FastLane {
  private:
   struct Slot;
   FastLane() = default;
-  void Append(Kind kind, int32_t id, uint32_t instance, uint64_t seq);
+  void Append(Kind kind, int32_t id, uint32_t instance, uint64_t seq,
+              bool ring_self = true);
   Slot* SlotAt(uint64_t index) const;
 
   int rank_ = 0;

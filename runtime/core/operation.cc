@@ -15,6 +15,13 @@ bool Operation::done() const {
   return remaining <= 0;
 }
 
+bool Operation::Poll() const {
+  if (!done() && fast.load(std::memory_order_acquire)) {
+    if (std::shared_ptr<WaitHelper> h = helper.lock()) h->HelpOnce();
+  }
+  return done();
+}
+
 Status Operation::Wait() const {
   if (fast.load(std::memory_order_acquire)) {
     if (std::shared_ptr<WaitHelper> h = helper.lock()) h->HelpUntilDone(*this);
@@ -30,7 +37,7 @@ Handle::Handle(std::shared_ptr<internal::Operation> operation)
     : operation_(std::move(operation)) {}
 
 bool Handle::Poll() const {
-  return operation_ != nullptr && operation_->done();
+  return operation_ != nullptr && operation_->Poll();
 }
 
 Status Handle::Wait() const {

@@ -25,6 +25,8 @@ class WaitHelper {
   // Returns once `operation` is done, or once waiting on it is the better
   // choice (it moved to the slow path, or kolo stopped).
   virtual void HelpUntilDone(const Operation& operation) = 0;
+  // Does whatever fast-lane work is ready now, without blocking (a poll).
+  virtual void HelpOnce() = 0;
 };
 
 // Shared by a Handle and the runtime. One operation may cover several
@@ -36,6 +38,8 @@ struct Operation {
   // the last entry completes.
   void Complete(const Status& entry_status);
   bool done() const;
+  // done(), after running ready fast-lane work on this thread.
+  bool Poll() const;
   Status Wait() const;
 
   mutable Mutex mu;

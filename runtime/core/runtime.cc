@@ -39,6 +39,9 @@ constexpr absl::Duration kGoodbyeTimeout = absl::Seconds(10);
 constexpr absl::Duration kDeliveryTimeout = absl::Seconds(30);
 // A fast submission waiting longer for its peers goes the slow way.
 constexpr int64_t kFastPatienceNs = 1'000'000'000;
+// How long the background thread leaves a ready fast collective to the
+// application's thread before it runs it itself.
+constexpr absl::Duration kBackgroundDefer = absl::Microseconds(200);
 // How long a thread helping in the fast lane spins before it sleeps.
 constexpr auto kHelpSpin = std::chrono::microseconds(50);
 
@@ -391,12 +394,19 @@ Status Runtime::Enqueue(std::vector<Entry> entries) {
   if (gpu_ != nullptr) {
     if (Status s = gpu_->Prepare(entries); !s.ok()) return s;
   }
-  if (Status s = Queue(std::move(entries)); !s.ok()) return s;
-  bell_->RingSelf();
+  bool all_fast = false;
+  if (Status s = Queue(std::move(entries), &all_fast); !s.ok()) return s;
+  // Work that only the fast lane carries is run by the thread that waits
+  // for it (or polls it); waking kolo's thread for it as well would only
+  // make the two race, and where they share a core (a rank bound to one)
+  // cost a context switch or two per operation. The background thread
+  // still looks at pending fast work every cycle, for applications that
+  // neither wait nor poll for a while.
+  if (!all_fast) bell_->RingSelf();
   return absl::OkStatus();
 }
 
-Status Runtime::Queue(std::vector<Entry> entries) {
+Status Runtime::Queue(std::vector<Entry> entries, bool* all_fast) {
   MutexLock lock(&mu_);
   if (!stopped_.ok()) return stopped_;
   if (shutdown_requested_) {
@@ -414,10 +424,12 @@ Status Runtime::Queue(std::vector<Entry> entries) {
           mpi_->rank(), "; names must be unique among pending operations"));
     }
   }
+  *all_fast = true;
   for (Entry& entry : entries) {
     if (entries.size() == 1 && lane_ != nullptr && !lane_off_) {
       ArriveFast(entry);
     }
+    if (entry.fast_id < 0) *all_fast = false;
     if (entry.fast_id < 0) fresh_.push_back(entry.request);
     std::string name = entry.request.name;
     table_.emplace(std::move(name), std::move(entry));
@@ -513,7 +525,9 @@ void Runtime::Loop() {
     if (status.ok() && lane_ != nullptr && !stopping_) {
       if (coordinator_ != nullptr) status = AppendDelivered();
       if (status.ok() && exec_mu_.TryLock()) {
-        if (ConsumeLane(/*background=*/true, &status)) activity = true;
+        if (BackgroundTakesLane() && ConsumeLane(/*background=*/true, &status)) {
+          activity = true;
+        }
         exec_mu_.Unlock();
       }
       MutexLock lock(&mu_);
@@ -549,6 +563,11 @@ void Runtime::Loop() {
     absl::Duration timeout =
         bell_->shared() && !bell_->lossy() ? kBellTimeout : kIdlePoll;
     if (waiting || control_->busy() || woken < look_until) timeout = poll;
+    {
+      MutexLock lock(&mu_);
+      if (fast_pending_ > 0) timeout = std::min(timeout, cycle_);
+    }
+    if (lane_deferred_) timeout = std::min(timeout, kBackgroundDefer);
     bell_->Wait(rung, timeout);
   }
   if (!status.ok()) {
@@ -912,6 +931,38 @@ void Runtime::WithdrawFast(int64_t age_ns) {
     }
   }
   for (const auto& [id, instance] : moved) MoveToSlowPath(id, instance);
+}
+
+bool Runtime::BackgroundTakesLane() {
+  lane_deferred_ = false;
+  std::optional<FastLane::Entry> head = lane_->Peek();
+  if (!head.has_value()) return false;
+  if (head->kind != FastLane::Kind::kExecute) return true;
+  // A collective is ready. The application's thread runs it when it waits
+  // or polls: a helper is already at it, or will likely be soon. Only a
+  // collective left alone for kBackgroundDefer is taken here (training
+  // that submits during backward and waits later still overlaps), so that
+  // the two threads do not race for it, nor for one core where a rank is
+  // bound to one.
+  if (lane_->local_helpers() > 0) return false;
+  const int64_t now = SteadyNowNs();
+  if (deferred_head_ != head->index) {
+    deferred_head_ = head->index;
+    deferred_since_ns_ = now;
+  }
+  if (now - deferred_since_ns_ >= absl::ToInt64Nanoseconds(kBackgroundDefer)) {
+    return true;
+  }
+  lane_deferred_ = true;
+  return false;
+}
+
+void Runtime::HelpOnce() {
+  if (lane_ == nullptr || lane_closed_.load(std::memory_order_acquire)) return;
+  if (exec_mu_.TryLock()) {
+    ConsumeLane(/*background=*/false, nullptr);
+    exec_mu_.Unlock();
+  }
 }
 
 void Runtime::HelpUntilDone(const internal::Operation& operation) {

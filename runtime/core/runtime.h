@@ -69,6 +69,10 @@ class Runtime : public internal::WaitHelper,
   RuntimeStats stats() const;
   // internal::WaitHelper: consumes the fast lane on the calling thread.
   void HelpUntilDone(const internal::Operation& operation) override;
+  void HelpOnce() override;
+  // Background thread, holding exec_mu_: whether it should run the lane's
+  // ready entries now (see kBackgroundDefer).
+  bool BackgroundTakesLane();
   // Rank 0 writes the timeline; elsewhere these do nothing.
   Status StartTimeline(const std::string& path, bool mark_cycles);
   void StopTimeline() { timeline_.Stop(); }
@@ -76,7 +80,8 @@ class Runtime : public internal::WaitHelper,
  private:
   explicit Runtime(const Options& options);
   // Enqueue() without waking the background thread.
-  Status Queue(std::vector<Entry> entries);
+  // *all_fast: whether every entry went into the fast lane.
+  Status Queue(std::vector<Entry> entries, bool* all_fast);
 
   void Loop();
   // Sends this rank's request list (rank 0: hands it to the coordinator).
@@ -206,6 +211,11 @@ class Runtime : public internal::WaitHelper,
   std::atomic<bool> lane_closed_{false};
   // Background thread: response lists waiting for their turn in the log.
   std::map<uint64_t, ResponseList> held_;
+  // Background thread: the ready collective it is leaving to the
+  // application's thread, since when, and whether it is leaving one now.
+  uint64_t deferred_head_ = ~uint64_t{0};
+  int64_t deferred_since_ns_ = 0;
+  bool lane_deferred_ = false;
   // Rank 0: held lists not yet delivered to every worker, and since when.
   std::deque<std::pair<uint64_t, absl::Time>> undelivered_;
   absl::Time last_fast_check_ = absl::InfinitePast();
