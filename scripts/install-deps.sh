@@ -19,7 +19,7 @@ packages=(
   libssl-dev libspdlog-dev libfmt-dev libcli11-dev nlohmann-json3-dev
   libgtest-dev libgmock-dev libbenchmark-dev libgloo-dev
   libspng-dev libpng-dev
-  libtorch-dev python3-torch python3-torchvision python3-dev
+  libtorch-dev python3-torch python3-torchvision
   clang libclang-rt-14-dev iproute2 util-linux python3
 )
 # Without --demo also: CheXNet DICOM input (DCMTK) and its test files
@@ -35,7 +35,7 @@ for extra in "$@"; do
   esac
 done
 if [ "$demo" = 0 ]; then
-  packages+=(libdcmtk-dev python3-pydicom pybind11-dev python3-pytest)
+  packages+=(libdcmtk-dev python3-pydicom python3-dev pybind11-dev python3-pytest)
 fi
 
 sudo_cmd=()
