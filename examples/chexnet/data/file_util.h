@@ -3,6 +3,8 @@
 #ifndef KOLO_EXAMPLES_CHEXNET_DATA_FILE_UTIL_H_
 #define KOLO_EXAMPLES_CHEXNET_DATA_FILE_UTIL_H_
 
+#include <unistd.h>
+
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -13,6 +15,21 @@
 #include "absl/strings/string_view.h"
 
 namespace kolo::chexnet {
+
+// Closes a file descriptor when it goes out of scope.
+class FileDescriptor {
+ public:
+  explicit FileDescriptor(int fd) : fd_(fd) {}
+  ~FileDescriptor() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  FileDescriptor(const FileDescriptor&) = delete;
+  FileDescriptor& operator=(const FileDescriptor&) = delete;
+  int get() const { return fd_; }
+
+ private:
+  int fd_;
+};
 
 // The largest file ReadFileToString reads unless told otherwise.
 inline constexpr uint64_t kMaxReadFileBytes = uint64_t{1} << 30;  // 1 GiB

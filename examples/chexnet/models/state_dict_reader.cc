@@ -22,6 +22,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "examples/chexnet/data/file_util.h"
 #include "examples/chexnet/models/torch_pickle.h"
 
 namespace kolo {
@@ -71,21 +72,6 @@ std::string WithoutBacktrace(const std::exception& e) {
   }
   return e.what();
 }
-
-// Closes a file descriptor when it goes out of scope.
-class FileDescriptor {
- public:
-  explicit FileDescriptor(int fd) : fd_(fd) {}
-  ~FileDescriptor() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  FileDescriptor(const FileDescriptor&) = delete;
-  FileDescriptor& operator=(const FileDescriptor&) = delete;
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
 
 // Reads exactly `n` bytes at `offset`; false at the end of the file or on an
 // error.
