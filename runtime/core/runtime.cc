@@ -543,11 +543,13 @@ void Runtime::Loop() {
       }
     }
     if (!status.ok() || stopping_) break;
+    bool fast_pending = false;
     {
       MutexLock lock(&mu_);
       waiting = static_cast<int64_t>(table_.size()) > fast_pending_ ||
                 !fresh_.empty() ||
                 (coordinator_ != nullptr && coordinator_->pending_count() > 0);
+      fast_pending = fast_pending_ > 0;
     }
     // A message rung for may take a few progress rounds to become visible
     // to MPI_Improbe: after a ring, look again soon for a while.
@@ -563,10 +565,8 @@ void Runtime::Loop() {
     absl::Duration timeout =
         bell_->shared() && !bell_->lossy() ? kBellTimeout : kIdlePoll;
     if (waiting || control_->busy() || woken < look_until) timeout = poll;
-    {
-      MutexLock lock(&mu_);
-      if (fast_pending_ > 0) timeout = std::min(timeout, cycle_);
-    }
+    // Fast work nobody waits for yet: look at it every cycle.
+    if (fast_pending) timeout = std::min(timeout, cycle_);
     if (lane_deferred_) timeout = std::min(timeout, kBackgroundDefer);
     bell_->Wait(rung, timeout);
   }
