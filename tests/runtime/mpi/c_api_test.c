@@ -8,13 +8,24 @@
 
 static int failures = 0;
 
+/* Each failure is one line, written with one fputs: when the launcher merges
+   the ranks' stderr, a line written in pieces interleaves with another
+   rank's and no longer reads as one message. */
+static void report(int line, const char* cond, const char* what) {
+  char message[4096];
+  snprintf(message, sizeof message,
+           "rank %d: %s:%d: check failed: %s: %s (last error: %s)\n",
+           kolo_rank(), __FILE__, line, cond, what, kolo_last_error());
+  fputs(message, stderr);
+  fflush(stderr);
+}
+
 #define CHECK(cond, ...)                                              \
   do {                                                                \
     if (!(cond)) {                                                    \
-      fprintf(stderr, "rank %d: %s:%d: check failed: %s: ", kolo_rank(), \
-              __FILE__, __LINE__, #cond);                             \
-      fprintf(stderr, __VA_ARGS__);                                   \
-      fprintf(stderr, " (last error: %s)\n", kolo_last_error());      \
+      char what_[1024];                                               \
+      snprintf(what_, sizeof what_, __VA_ARGS__);                     \
+      report(__LINE__, #cond, what_);                                 \
       ++failures;                                                     \
     }                                                                 \
   } while (0)
@@ -28,6 +39,7 @@ int main(void) {
   CHECK(strncmp(mpi, "Open MPI ", 9) == 0 || strncmp(mpi, "MPICH ", 6) == 0,
         "kolo_mpi_library() is '%s'", mpi);
   CHECK(kolo_init() == 0, "kolo_init");
+  if (failures > 0) return 1; /* nothing below means anything without init */
   CHECK(kolo_is_initialized() == 1, "initialised");
   const char* backend = kolo_backend_name();
   CHECK(strcmp(backend, "shm") == 0 || strcmp(backend, "ring") == 0 ||
