@@ -15,6 +15,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "host_list.h"
+#include "memory_allocator.h"
 
 namespace kolo {
 namespace launcher {
@@ -78,6 +79,7 @@ struct RawFlags {
   std::string cpu_operations;
   std::string gpu_operations;
   std::string log_level;
+  std::string memory_allocator;
   std::string output_filename;
   int start_timeout_seconds = 0;
   bool verbose = false;
@@ -178,14 +180,22 @@ std::unique_ptr<CLI::App> MakeApp(RawFlags* f) {
                   "CUDA tensor backend: auto, nccl or hierarchical "
                   "(KOLO_GPU_OPERATIONS; default auto)")
       ->type_name("NAME")
-      ->transform(CLI::IsMember({"auto", "nccl", "hierarchical"},
-                                CLI::ignore_case));
+      ->transform(
+          CLI::IsMember({"auto", "nccl", "hierarchical"}, CLI::ignore_case));
   app->add_option("--log-level", f->log_level,
                   "trace, debug, info, warning or error (KOLO_LOG_LEVEL; "
                   "default warning)")
       ->type_name("LEVEL")
       ->transform(CLI::IsMember({"trace", "debug", "info", "warning", "error"},
                                 CLI::ignore_case));
+
+  app->add_option("--memory-allocator", f->memory_allocator,
+                  "Ranks' malloc: auto (tcmalloc if installed, else glibc), "
+                  "tcmalloc, jemalloc, glibc (tuned to keep training "
+                  "buffers) or system (untouched) (KOLO_MEMORY_ALLOCATOR; "
+                  "default auto)")
+      ->type_name("NAME")
+      ->transform(CLI::IsMember(MemoryAllocatorNames(), CLI::ignore_case));
 
   app->option_defaults()->group("kolorun");
   app->add_flag("--verbose", f->verbose,
@@ -371,6 +381,9 @@ absl::StatusOr<ParsedCommandLine> ParseCommandLine(
   if (app->count("--cpu-operations") > 0) o.cpu_operations = f.cpu_operations;
   if (app->count("--gpu-operations") > 0) o.gpu_operations = f.gpu_operations;
   if (app->count("--log-level") > 0) o.log_level = f.log_level;
+  if (app->count("--memory-allocator") > 0) {
+    o.memory_allocator = f.memory_allocator;
+  }
   if (app->count("--output-filename") > 0) {
     if (f.output_filename.empty())
       return Invalid("--output-filename: empty directory name");

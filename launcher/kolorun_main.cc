@@ -16,6 +16,7 @@
 #include "job_runner.h"
 #include "launch_plan.h"
 #include "machine_facts.h"
+#include "memory_allocator.h"
 #include "process.h"
 #include "rank_monitor.h"
 
@@ -114,6 +115,17 @@ int Main(const std::vector<std::string>& args) {
     if (!loaded.ok()) return Fail(loaded);
   }
   LaunchEnvironment env = DetectLaunchEnvironment();
+  if (!options.rank_monitor) {
+    // No monitor on the ranks to apply it there: resolve it here.
+    const std::string choice = options.memory_allocator.value_or(
+        env.env.count(kMemoryAllocatorVariable) > 0
+            ? env.env.at(kMemoryAllocatorVariable)
+            : "auto");
+    absl::StatusOr<AllocatorSetup> setup =
+        PlanMemoryAllocator(choice, env.env, RegularFileExists);
+    if (!setup.ok()) return Fail(setup.status());
+    env.allocator_env = setup->set_env;
+  }
   absl::StatusOr<Launcher> launcher = ChooseLauncher(options, &env);
   if (!launcher.ok()) return Fail(launcher.status());
   absl::StatusOr<LaunchPlan> plan = BuildLaunchPlan(options, *launcher, env);

@@ -53,6 +53,8 @@ struct LaunchOptions {
   std::optional<std::string> cpu_operations;
   std::optional<std::string> gpu_operations;
   std::optional<std::string> log_level;
+  // --memory-allocator (memory_allocator.h); unset means auto.
+  std::optional<std::string> memory_allocator;
 
   std::optional<std::string> output_filename;
   std::optional<int> start_timeout_seconds;

@@ -102,6 +102,8 @@ std::vector<EnvExport> RuntimeSettingExports(const LaunchOptions& options) {
   if (options.gpu_operations)
     add("KOLO_GPU_OPERATIONS", *options.gpu_operations);
   if (options.log_level) add("KOLO_LOG_LEVEL", *options.log_level);
+  if (options.memory_allocator)
+    add("KOLO_MEMORY_ALLOCATOR", *options.memory_allocator);
   if (options.autotune) add("KOLO_AUTOTUNE", "1");
   return exports;
 }
@@ -118,6 +120,7 @@ std::string FlagForVariable(absl::string_view name) {
       {"KOLO_CPU_OPERATIONS", "--cpu-operations"},
       {"KOLO_GPU_OPERATIONS", "--gpu-operations"},
       {"KOLO_LOG_LEVEL", "--log-level"},
+      {"KOLO_MEMORY_ALLOCATOR", "--memory-allocator"},
       {"KOLO_AUTOTUNE", "--autotune"},
   };
   for (const auto& [variable, flag] : kFlags) {
@@ -475,6 +478,12 @@ absl::StatusOr<std::vector<EnvExport>> CollectEnvExports(
         from_flag_names.count(name) == 0 && from_x_names.count(name) == 0) {
       exports.push_back(EnvExport{name, std::nullopt});
     }
+  }
+  // Without the rank monitor, kolorun applied --memory-allocator itself
+  // (allocator_env); a -x of the same variable is the user's explicit word.
+  for (const auto& [name, value] : env.allocator_env) {
+    if (from_x_names.count(name) == 0)
+      exports.push_back(EnvExport{name, value});
   }
   for (EnvExport& e : from_x) exports.push_back(std::move(e));
   return exports;

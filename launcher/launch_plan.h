@@ -67,6 +67,10 @@ struct LaunchEnvironment {
   std::vector<std::string> local_addresses;
   // kolorun's environment (SLURM_*, KOLO_*, the values behind -x VAR).
   std::map<std::string, std::string> env;
+  // With --no-rank-monitor: the variables --memory-allocator sets on every
+  // rank, resolved on this host (memory_allocator.h). Empty otherwise: the
+  // rank monitor applies the choice on each host.
+  std::map<std::string, std::string> allocator_env;
   // The MPI kolo is built against (KOLO_MPI), which the ranks use.
   Launcher built_mpi = Launcher::kOpenMpi;
   // The MPI plugins `srun --mpi=list` names; unset when srun was not asked.

@@ -8,11 +8,15 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
+#include <map>
+#include <string>
 #include <utility>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "memory_allocator.h"
 #include "process.h"
 
 namespace kolo {
@@ -108,6 +112,22 @@ int RunRankMonitor(const std::vector<std::string>& command,
                    bool announce_start) {
   const std::string rank = RankFromEnvironment(CurrentEnvironment());
   const std::string host = HostName();
+  // The memory allocator the rank runs with (kolorun --memory-allocator),
+  // resolved on this host: the library may be missing on this one only.
+  std::map<std::string, std::string> env = CurrentEnvironment();
+  auto choice = env.find(kMemoryAllocatorVariable);
+  absl::StatusOr<AllocatorSetup> allocator = PlanMemoryAllocator(
+      choice == env.end() ? "auto" : choice->second, env, RegularFileExists);
+  if (!allocator.ok()) {
+    std::fprintf(stderr, "%s%s=%s: %s\n", RankReportPrefix(rank, host).c_str(),
+                 kMemoryAllocatorVariable,
+                 choice == env.end() ? "auto" : choice->second.c_str(),
+                 std::string(allocator.status().message()).c_str());
+    return 1;
+  }
+  for (const auto& [name, value] : allocator->set_env) {
+    setenv(name.c_str(), value.c_str(), /*overwrite=*/1);
+  }
   InstallSignalForwarding(/*forward_terminal_signals=*/true);
   // SIGKILL: if the monitor is killed outright (mpirun's last resort), the
   // rank must not live on unsupervised.
