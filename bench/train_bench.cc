@@ -42,6 +42,7 @@
 #include "CLI/CLI.hpp"
 #include "examples/chexnet/models/chexnet_model.h"
 #include "kolo/kolo.h"
+#include "kolo/memory.h"
 #include "kolo/torch.h"
 #include "nlohmann/json.hpp"
 
@@ -254,12 +255,13 @@ int Run(const Flags& flags) {
     std::printf(
         "# train_bench kolo | %s | %d px | batch %d per rank, %d global | "
         "%d rank%s x %d thread%s (torch::get_num_threads() = %d) | %s lr %g "
-        "| overlap %s | fusion threshold %s | host %s\n",
+        "| overlap %s | fusion threshold %s | malloc %s | host %s\n",
         flags.arch.c_str(), flags.image_size, flags.batch_size,
         flags.batch_size * size, size, size == 1 ? "" : "s", flags.threads,
         flags.threads == 1 ? "" : "s", ::torch::get_num_threads(),
         flags.optimizer.c_str(), flags.lr, flags.no_overlap ? "off" : "on",
-        fusion.c_str(), Hostname().c_str());
+        fusion.c_str(), kolo::TuneMemoryAllocator().c_str(),
+        Hostname().c_str());
     std::printf("# steps: %d warm-up + %d timed; load average %.2f\n",
                 flags.warmup_steps, flags.steps, LoadAverage());
     std::printf("step time (s): median %.4f  mean %.4f  min %.4f  max %.4f\n",
@@ -305,6 +307,7 @@ int Run(const Flags& flags) {
           {"lr", flags.lr},
           {"overlap", !flags.no_overlap},
           {"fusion_threshold", fusion_env ? fusion_env : "default"},
+          {"memory_allocator", kolo::TuneMemoryAllocator()},
           {"warmup_steps", flags.warmup_steps},
           {"steps", flags.steps},
           {"window_s", window},
@@ -383,6 +386,9 @@ int main(int argc, char** argv) {
     const int code = app.exit(e);
     return code == static_cast<int>(CLI::ExitCodes::Success) ? code : 2;
   }
+  // Before the model allocates anything (kolo/memory.h); a no-op when
+  // kolorun already chose the allocator.
+  kolo::TuneMemoryAllocator();
   try {
     return kolo::bench::Run(flags);
   } catch (const std::exception& e) {

@@ -10,6 +10,7 @@
 #include "examples/chexnet/train/train_options.h"
 #include "examples/chexnet/train/trainer.h"
 #include "kolo/kolo.h"
+#include "kolo/memory.h"
 
 namespace {
 
@@ -31,6 +32,9 @@ void ReportError(const std::string& message) {
 // Whatever escapes (LibTorch throws, memory runs out) ends as a message and
 // exit status 1, never as std::terminate's abort.
 int main(int argc, char** argv) {
+  // Training frees and reallocates its activations every step; see
+  // kolo/memory.h (a no-op under kolorun, which already chose).
+  kolo::TuneMemoryAllocator();
   try {
     kolo::chexnet::TrainOptions options;
     int exit_code = 0;
