@@ -24,9 +24,12 @@ expect "allocator=glibc (tuned) new_mmaps=0" KOLO_MEMORY_ALLOCATOR=glibc
 expect "allocator=glibc (environment) new_mmaps=0" MALLOC_MMAP_THRESHOLD_=33554432
 expect "allocator=glibc (environment) new_mmaps=3" MALLOC_TOP_PAD_=0
 expect "allocator=glibc (environment) new_mmaps=3" GLIBC_TUNABLES=glibc.malloc.trim_threshold=0
-for lib in /usr/lib/*/libtcmalloc_minimal.so.4:tcmalloc /usr/lib/*/libjemalloc.so.2:jemalloc; do
-  path=${lib%:*} name=${lib#*:}
-  [ -e "$path" ] || { echo "skip: $path not installed"; continue; }
+for name in tcmalloc jemalloc; do
+  case $name in
+    tcmalloc) path=$(ls /usr/lib/*/libtcmalloc_minimal.so.4 2>/dev/null | head -1) ;;
+    jemalloc) path=$(ls /usr/lib/*/libjemalloc.so.2 2>/dev/null | head -1) ;;
+  esac
+  [ -n "$path" ] || { echo "skip: $name is not installed"; continue; }
   # mallinfo2 is glibc's and counts nothing under another allocator.
   expect "allocator=$name new_mmaps=0" LD_PRELOAD="$path"
 done
