@@ -20,11 +20,14 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev libgloo-dev
   libspng-dev libpng-dev
   libtorch-dev python3-torch python3-torchvision
+  libtcmalloc-minimal4
   clang libclang-rt-14-dev iproute2 util-linux python3
 )
 # Without --demo also: CheXNet DICOM input (DCMTK) and its test files
 # (pydicom) — without them chexnet_* refuse DICOM files with a clear message —
-# and the Python package's build and tests.
+# and the Python package's build and tests; jemalloc, which kolorun
+# --memory-allocator offers and its tests preload (tcmalloc, the default
+# allocator of kolorun's ranks, is in every install).
 demo=0
 for extra in "$@"; do
   case $extra in
@@ -35,7 +38,8 @@ for extra in "$@"; do
   esac
 done
 if [ "$demo" = 0 ]; then
-  packages+=(libdcmtk-dev python3-pydicom python3-dev pybind11-dev python3-pytest)
+  packages+=(libdcmtk-dev python3-pydicom python3-dev pybind11-dev python3-pytest
+    libjemalloc2)
 fi
 
 sudo_cmd=()
