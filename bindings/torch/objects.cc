@@ -28,13 +28,14 @@ Bytes BroadcastBytes(const Bytes& bytes, int root_rank,
   at::Tensor length =
       at::full({1}, root ? static_cast<int64_t>(bytes.size()) : 0, at::kLong);
   broadcast_(length, root_rank, name + ".size");
-  if (root) return bytes;
-  Bytes result(static_cast<size_t>(length.item<int64_t>()), '\0');
-  if (result.empty()) return result;
-  at::Tensor payload = at::empty({length.item<int64_t>()}, at::kByte);
+  const int64_t size = length.item<int64_t>();
+  if (size == 0) return root ? bytes : Bytes();
+  at::Tensor payload = root ? BytesTensor(bytes.data(), bytes.size())
+                            : at::empty({size}, at::kByte);
   broadcast_(payload, root_rank, name + ".data");
-  std::memcpy(result.data(), payload.data_ptr(), result.size());
-  return result;
+  if (root) return bytes;
+  const char* data = static_cast<const char*>(payload.data_ptr());
+  return Bytes(data, data + size);
 }
 
 template <typename Bytes>
