@@ -117,8 +117,8 @@ PYBIND11_MODULE(_kolo_torch, m) {
       py::arg("in_place"));
   m.def("allgather_async", &allgather_async, py::arg("tensor"),
         py::arg("name"));
-  m.def("grouped_allgather_async", &grouped_allgather_async,
-        py::arg("tensors"), py::arg("name"));
+  m.def("grouped_allgather_async", &grouped_allgather_async, py::arg("tensors"),
+        py::arg("name"));
   m.def(
       "broadcast_async",
       [](const at::Tensor& tensor, int root_rank, const std::string& name,

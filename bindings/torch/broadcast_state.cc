@@ -13,15 +13,14 @@
 //    its state match the layout.
 // Any other optimizer travels as a torch::serialize archive of its own
 // making (save() and the options' serialize()), as one broadcast_object.
+#include <c10/util/Type.h>
 #include <torch/optim/adagrad.h>
 #include <torch/optim/adam.h>
 #include <torch/optim/adamw.h>
 #include <torch/optim/rmsprop.h>
 #include <torch/optim/sgd.h>
-#include <torch/types.h>
-
-#include <c10/util/Type.h>
 #include <torch/serialize/archive.h>
+#include <torch/types.h>
 
 #include <exception>
 #include <functional>
@@ -153,15 +152,15 @@ bool Match(optim::Optimizer& optimizer, const char* type_name,
 // The field tables of `optimizer`'s type; false when kolo has none.
 bool AccessFor(optim::Optimizer& optimizer, OptimizerAccess* access) {
   return Match<optim::SGD, optim::SGDOptions, optim::SGDParamState>(
-          optimizer, "SGD", access) ||
+             optimizer, "SGD", access) ||
          Match<optim::Adam, optim::AdamOptions, optim::AdamParamState>(
              optimizer, "Adam", access) ||
          Match<optim::AdamW, optim::AdamWOptions, optim::AdamWParamState>(
              optimizer, "AdamW", access) ||
-         Match<optim::Adagrad, optim::AdagradOptions,
-               optim::AdagradParamState>(optimizer, "Adagrad", access) ||
-         Match<optim::RMSprop, optim::RMSpropOptions,
-               optim::RMSpropParamState>(optimizer, "RMSprop", access);
+         Match<optim::Adagrad, optim::AdagradOptions, optim::AdagradParamState>(
+             optimizer, "Adagrad", access) ||
+         Match<optim::RMSprop, optim::RMSpropOptions, optim::RMSpropParamState>(
+             optimizer, "RMSprop", access);
 }
 
 // The optimizer's state map is keyed by the parameter's TensorImpl: as a
@@ -249,7 +248,6 @@ void CheckSameOptimizer(optim::Optimizer& optimizer, int root_rank) {
 // The fast path (see the top of this file).
 void BroadcastKnown(optim::Optimizer& optimizer, const OptimizerAccess& access,
                     int root_rank) {
-
   // Options: the defaults, then every group.
   std::vector<OptionFields> option_fields;
   option_fields.push_back(access.options(optimizer.defaults()));
@@ -426,8 +424,8 @@ void BroadcastSerialized(optim::Optimizer& optimizer, int root_rank) {
   const std::vector<std::string> errors =
       allgather_object(error, "optstate.loaded");
   for (size_t r = 0; r < errors.size(); ++r) {
-    TORCH_CHECK(errors[r].empty(), "kolo: broadcast_optimizer_state: rank ",
-                r, " could not load root rank ", root_rank, "'s ",
+    TORCH_CHECK(errors[r].empty(), "kolo: broadcast_optimizer_state: rank ", r,
+                " could not load root rank ", root_rank, "'s ",
                 Signature(optimizer), ": ", errors[r]);
   }
 }

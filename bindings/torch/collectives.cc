@@ -432,8 +432,9 @@ Handle alltoall_async(const at::Tensor& tensor, const std::string& name,
   auto state = NewState("alltoall", name);
   at::Tensor input = ContiguousBuffer(tensor);
   state->buffers = {input};
-  return Start(state, AlltoallAsync(name, ToKoloTensor(input),
-                                    std::move(splits), AddOutput(state, input)));
+  return Start(state,
+               AlltoallAsync(name, ToKoloTensor(input), std::move(splits),
+                             AddOutput(state, input)));
 }
 
 at::Tensor alltoall(const at::Tensor& tensor, const std::string& name,

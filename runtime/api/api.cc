@@ -297,13 +297,13 @@ StatusOr<Handle> AllgatherAsync(const std::string& name, const Tensor& input,
   return GroupedAllgatherAsync({name}, {input}, {std::move(allocator)});
 }
 
-StatusOr<Handle> GroupedAllgatherAsync(const std::vector<std::string>& names,
-                                       const std::vector<Tensor>& inputs,
-                                       std::vector<OutputAllocator> allocators) {
+StatusOr<Handle> GroupedAllgatherAsync(
+    const std::vector<std::string>& names, const std::vector<Tensor>& inputs,
+    std::vector<OutputAllocator> allocators) {
   StatusOr<std::shared_ptr<Runtime>> runtime = Running();
   if (!runtime.ok()) return runtime.status();
-  if (Status s = CheckGroup("allgather", names, inputs.size(),
-                            allocators.size());
+  if (Status s =
+          CheckGroup("allgather", names, inputs.size(), allocators.size());
       !s.ok()) {
     return s;
   }
@@ -402,8 +402,8 @@ StatusOr<Handle> GroupedReducescatterAsync(
     ReduceOp op, std::vector<OutputAllocator> allocators) {
   StatusOr<std::shared_ptr<Runtime>> runtime = Running();
   if (!runtime.ok()) return runtime.status();
-  if (Status s = CheckGroup("reducescatter", names, inputs.size(),
-                            allocators.size());
+  if (Status s =
+          CheckGroup("reducescatter", names, inputs.size(), allocators.size());
       !s.ok()) {
     return s;
   }

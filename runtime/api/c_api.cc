@@ -10,8 +10,8 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
-#include "runtime/common/mutex.h"
 #include "kolo/kolo.h"
+#include "runtime/common/mutex.h"
 
 namespace {
 
@@ -58,8 +58,8 @@ int Register(kolo::StatusOr<kolo::Handle> handle, kolo_handle* out,
   if (!handle.ok()) return Code(handle.status());
   kolo::MutexLock lock(&g_handles_mu);
   *out = g_next_handle++;
-  g_handles.emplace(*out, HandleRecord{*std::move(handle), recv_counts, output,
-                                       outputs});
+  g_handles.emplace(
+      *out, HandleRecord{*std::move(handle), recv_counts, output, outputs});
   return Code(absl::OkStatus());
 }
 
@@ -69,8 +69,8 @@ kolo::OutputAllocator MallocOutput(void** output, int64_t* output_count,
                                    kolo_dtype dtype, const char* operation) {
   const int64_t element =
       kolo::DataTypeSize(static_cast<kolo::DataType>(dtype));
-  return [output, output_count, element,
-          operation](const std::vector<int64_t>& shape) -> kolo::StatusOr<void*> {
+  return [output, output_count, element, operation](
+             const std::vector<int64_t>& shape) -> kolo::StatusOr<void*> {
     *output_count = shape[0];
     *output = std::malloc(std::max<int64_t>(shape[0] * element, 1));
     if (*output == nullptr) {
@@ -217,11 +217,10 @@ int kolo_allgather_async(const char* name, const void* input, int64_t count,
   }
   *output = nullptr;
   *output_count = 0;
-  return Register(
-      kolo::AllgatherAsync(name, Flat(input, count, dtype),
-                           MallocOutput(output, output_count, dtype,
-                                        "allgather")),
-      handle, output);
+  return Register(kolo::AllgatherAsync(
+                      name, Flat(input, count, dtype),
+                      MallocOutput(output, output_count, dtype, "allgather")),
+                  handle, output);
 }
 
 int kolo_grouped_allgather_async(int n, const char* const* names,
@@ -250,8 +249,8 @@ int kolo_grouped_allgather_async(int n, const char* const* names,
         MallocOutput(&outputs[i], &output_counts[i], dtype, "allgather"));
   }
   return Register(
-      kolo::GroupedAllgatherAsync(name_list, in, std::move(allocators)),
-      handle, outputs, nullptr, n);
+      kolo::GroupedAllgatherAsync(name_list, in, std::move(allocators)), handle,
+      outputs, nullptr, n);
 }
 
 int kolo_alltoall_async(const char* name, const void* input, int64_t count,
@@ -270,11 +269,10 @@ int kolo_alltoall_async(const char* name, const void* input, int64_t count,
   if (send_counts != nullptr && kolo::Size() > 0) {
     splits.assign(send_counts, send_counts + kolo::Size());
   }
-  return Register(
-      kolo::AlltoallAsync(name, Flat(input, count, dtype), splits,
-                          MallocOutput(output, output_count, dtype,
-                                       "alltoall")),
-      handle, output, recv_counts);
+  return Register(kolo::AlltoallAsync(
+                      name, Flat(input, count, dtype), splits,
+                      MallocOutput(output, output_count, dtype, "alltoall")),
+                  handle, output, recv_counts);
 }
 
 int kolo_reducescatter_async(const char* name, const void* input,

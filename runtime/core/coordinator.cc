@@ -219,13 +219,13 @@ void Coordinator::MarkReadyIfComplete(const std::string& name) {
   if (std::find(ready_.begin(), ready_.end(), name) != ready_.end()) return;
   // Ranks that grouped it differently never complete one group: release it
   // now, so that BuildResponse reports the mismatch.
-  const bool same_group = std::all_of(
-      it->second.by_rank.begin(), it->second.by_rank.end(),
-      [first](const std::optional<Request>& request) {
-        return !request.has_value() ||
-               (request->group_key == first->group_key &&
-                request->group_size == first->group_size);
-      });
+  const bool same_group =
+      std::all_of(it->second.by_rank.begin(), it->second.by_rank.end(),
+                  [first](const std::optional<Request>& request) {
+                    return !request.has_value() ||
+                           (request->group_key == first->group_key &&
+                            request->group_size == first->group_size);
+                  });
   std::vector<std::string>* members = nullptr;
   if (first->group_size > 1 && same_group) {
     members = &group_ready_[first->group_key];
@@ -275,10 +275,10 @@ Response Coordinator::BuildResponse(const std::string& name,
     const Request& other = *pending.by_rank[rank];
     if (other.op == ref.op && (other.group_key != ref.group_key ||
                                other.group_size != ref.group_size)) {
-      return fail(absl::StrCat(
-          "grouped ", OpTypeName(ref.op), " '", name,
-          "': group mismatch: rank ", ref_rank, " ", Membership(ref, ref_rank),
-          " but rank ", rank, " ", Membership(other, rank)));
+      return fail(absl::StrCat("grouped ", OpTypeName(ref.op), " '", name,
+                               "': group mismatch: rank ", ref_rank, " ",
+                               Membership(ref, ref_rank), " but rank ", rank,
+                               " ", Membership(other, rank)));
     }
     std::string difference = Compare(ref, ref_rank, other, rank);
     if (!difference.empty()) return fail(std::move(difference));

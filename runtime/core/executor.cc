@@ -103,8 +103,8 @@ Status Executor::Check(const Response& response,
   }
   if (response.tensors.empty()) return corrupt("it names no tensor");
   const bool fusible_op = response.op == OpType::kAllreduce ||
-                         response.op == OpType::kAllgather ||
-                         response.op == OpType::kReducescatter;
+                          response.op == OpType::kAllgather ||
+                          response.op == OpType::kReducescatter;
   if (!fusible_op && response.tensors.size() != 1) {
     return corrupt(
         absl::StrCat("it names ", response.tensors.size(), " tensors"));
@@ -349,8 +349,8 @@ Status Executor::AllocateOutput(Entry& entry,
     entry.output.data = *memory;
     return absl::OkStatus();
   }
-  entry.operation->owned_outputs[entry.member].reset(new char[std::max<int64_t>(bytes, 1)],
-                                      std::default_delete<char[]>());
+  entry.operation->owned_outputs[entry.member].reset(
+      new char[std::max<int64_t>(bytes, 1)], std::default_delete<char[]>());
   entry.output.data = entry.operation->owned_outputs[entry.member].get();
   return absl::OkStatus();
 }
@@ -475,7 +475,8 @@ Status Executor::FusedReducescatter(const Response& response,
     row_bytes[i] = RowElements(shape) * element;
     input_bytes += Rows(shape) * row_bytes[i];
     for (int r = 0; r < size_; ++r) {
-      counts[r] += ReducescatterRows(Rows(shape), size_, r) * RowElements(shape);
+      counts[r] +=
+          ReducescatterRows(Rows(shape), size_, r) * RowElements(shape);
     }
     std::vector<int64_t> output_shape = shape;
     if (output_shape.empty()) output_shape.push_back(1);

@@ -44,7 +44,8 @@ int64_t FusionBytes(const Response& r) {
       if (request.group_size < 2 || request.device.kind != Device::kCpu) {
         return -1;
       }
-      if (r.op == OpType::kReducescatter) return 2 * ResponseTensorBytes(tensor);
+      if (r.op == OpType::kReducescatter)
+        return 2 * ResponseTensorBytes(tensor);
       int64_t rows = 0;
       for (int64_t d : tensor.first_dims) rows += d;
       int64_t row_elements = 1;

@@ -236,8 +236,8 @@ std::vector<std::pair<std::string, c10::IValue>> Contents(
 void ExpectRootStateReproduced(const OptimizerFactory& factory, int root_steps,
                                int other_steps, const std::string& label,
                                at::ScalarType dtype = at::kFloat) {
-  History mine = HistoryOf(factory, rank(),
-                           rank() == 0 ? root_steps : other_steps, dtype);
+  History mine =
+      HistoryOf(factory, rank(), rank() == 0 ? root_steps : other_steps, dtype);
   broadcast_parameters(*mine.model, 0);
   broadcast_optimizer_state(*mine.optimizer, 0);
   History root = HistoryOf(factory, 0, root_steps, dtype);

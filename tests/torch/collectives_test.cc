@@ -145,8 +145,7 @@ TEST(TorchGrouped, AllgatherOfSeveralDtypesAndLayouts) {
 
 TEST(TorchGrouped, ReducescatterReturnsThisRanksShareOfEach) {
   const std::vector<at::Tensor> mine = {
-      ::torch::arange(4 * size(), at::kFloat).reshape({2 * size(), 2}) +
-          rank(),
+      ::torch::arange(4 * size(), at::kFloat).reshape({2 * size(), 2}) + rank(),
       ::torch::full({size() + 1}, rank() + 1, at::kInt)};
   const std::vector<at::Tensor> shares =
       grouped_reducescatter(mine, "grouped.reducescatter", ReduceOp::kSum);
@@ -158,8 +157,7 @@ TEST(TorchGrouped, ReducescatterReturnsThisRanksShareOfEach) {
   EXPECT_TRUE(Equal(shares[0], sum0.slice(0, 2 * rank(), 2 * rank() + 2)));
   // size() + 1 rows: rank 0 gets two, the others one.
   const int64_t rows = rank() == 0 ? 2 : 1;
-  EXPECT_TRUE(Equal(shares[1],
-                    ::torch::full({rows}, RankSum(), at::kInt)));
+  EXPECT_TRUE(Equal(shares[1], ::torch::full({rows}, RankSum(), at::kInt)));
   EXPECT_EQ(shares[1].scalar_type(), at::kInt);
 }
 
@@ -169,9 +167,8 @@ TEST(TorchGrouped, MismatchedMembershipThrowsOnEveryRank) {
   std::vector<at::Tensor> tensors(rank() == 1 ? 2 : 3, ::torch::ones({2}));
   EXPECT_TRUE(ThrowsWith([&] { grouped_allgather(tensors, "grouped.bad"); },
                          "group mismatch"));
-  EXPECT_TRUE(
-      ThrowsWith([&] { grouped_reducescatter(tensors, "grouped.bad.rs"); },
-                 "group"));
+  EXPECT_TRUE(ThrowsWith(
+      [&] { grouped_reducescatter(tensors, "grouped.bad.rs"); }, "group"));
 }
 
 TEST(TorchAllgather, RanksContributeDifferentRowCounts) {

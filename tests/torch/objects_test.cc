@@ -50,8 +50,7 @@ TEST(BroadcastObject, EmptyOneByteAndSeveralMiBFromEveryRoot) {
       const std::vector<char> as_vector(mine.begin(), mine.end());
       const std::vector<char> got_vector =
           broadcast_object(as_vector, root, "bo.vector");
-      ASSERT_TRUE(std::string(got_vector.begin(), got_vector.end()) ==
-                  expected)
+      ASSERT_TRUE(std::string(got_vector.begin(), got_vector.end()) == expected)
           << "vector<char>, root " << root << ", length " << length;
     }
   }
@@ -90,15 +89,15 @@ TEST(AllgatherObject, DifferentLengthsPerRankIncludingEmptyAndLarge) {
 TEST(BroadcastObject, IValuesThroughPickle) {
   const int root = size() - 1;
   c10::Dict<std::string, at::Tensor> dict;
-  dict.insert("weights", ::torch::arange(12, at::kDouble).reshape({3, 4}) *
-                             (rank() + 1));
+  dict.insert("weights",
+              ::torch::arange(12, at::kDouble).reshape({3, 4}) * (rank() + 1));
   dict.insert("mask", ::torch::tensor({rank() % 2 == 0, true}));
   const c10::IValue got = broadcast_object(c10::IValue(dict), root, "bo.dict");
   ASSERT_TRUE(got.isGenericDict());
   const auto received = got.toGenericDict();
-  EXPECT_TRUE(Equal(received.at("weights").toTensor(),
-                    ::torch::arange(12, at::kDouble).reshape({3, 4}) *
-                        (root + 1)));
+  EXPECT_TRUE(
+      Equal(received.at("weights").toTensor(),
+            ::torch::arange(12, at::kDouble).reshape({3, 4}) * (root + 1)));
   EXPECT_TRUE(received.at("mask").toTensor().equal(
       ::torch::tensor({root % 2 == 0, true})));
   // A tensor converts to an IValue; so does a string.
@@ -106,9 +105,9 @@ TEST(BroadcastObject, IValuesThroughPickle) {
       broadcast_object(::torch::full({2}, rank(), at::kLong), 0, "bo.tensor")
           .toTensor();
   EXPECT_TRUE(tensor.equal(::torch::full({2}, 0, at::kLong)));
-  EXPECT_EQ(broadcast_object(c10::IValue(std::string("config ") +
-                                         std::to_string(rank())),
-                             root, "bo.ivalue_string")
+  EXPECT_EQ(broadcast_object(
+                c10::IValue(std::string("config ") + std::to_string(rank())),
+                root, "bo.ivalue_string")
                 .toStringRef(),
             "config " + std::to_string(root));
 }
@@ -119,8 +118,8 @@ TEST(AllgatherObject, IValuesOfDifferentShapes) {
       "ago.tensor");
   ASSERT_EQ(static_cast<int>(all.size()), size());
   for (int r = 0; r < size(); ++r) {
-    EXPECT_TRUE(all[r].toTensor().equal(
-        ::torch::full({r + 1, 2}, r, at::kFloat)))
+    EXPECT_TRUE(
+        all[r].toTensor().equal(::torch::full({r + 1, 2}, r, at::kFloat)))
         << "from rank " << r;
   }
 }

@@ -724,7 +724,8 @@ Status NcclExecutor::AllocateOutput(Entry& entry,
   KOLO_CUDA_RETURN_IF_ERROR(cudaMalloc(&memory, std::max<int64_t>(bytes, 1)),
                             absl::StrCat("the output of '", entry.request.name,
                                          "' (", bytes, " bytes)"));
-  entry.operation->owned_outputs[entry.member].reset(memory, [](void* p) { cudaFree(p); });
+  entry.operation->owned_outputs[entry.member].reset(
+      memory, [](void* p) { cudaFree(p); });
   entry.output.data = memory;
   return absl::OkStatus();
 }

@@ -167,7 +167,8 @@ int main(void) {
     void* out[2] = {NULL, NULL};
     int64_t out_counts[2] = {0, 0};
     CHECK(kolo_grouped_allgather_async(2, names, in, counts, KOLO_INT64, out,
-                                       out_counts, &h) == 0, "grouped gather");
+                                       out_counts, &h) == 0,
+          "grouped gather");
     CHECK(kolo_wait(h) == 0, "grouped gather wait");
     CHECK(out_counts[0] == (int64_t)size * (size + 1) / 2 &&
               out_counts[1] == 2 * size,
@@ -179,9 +180,9 @@ int main(void) {
         CHECK(((int64_t*)out[0])[index] == r * 10 + i, "gather a index %lld",
               (long long)index);
       }
-      CHECK(((int64_t*)out[1])[2 * r] == r &&
-                ((int64_t*)out[1])[2 * r + 1] == -r,
-            "gather b from rank %d", r);
+      CHECK(
+          ((int64_t*)out[1])[2 * r] == r && ((int64_t*)out[1])[2 * r + 1] == -r,
+          "gather b from rank %d", r);
     }
     kolo_free(out[0]);
     kolo_free(out[1]);
@@ -198,9 +199,10 @@ int main(void) {
     void* out[2] = {x_out, y_out};
     const int64_t counts[2] = {size * 3, size};
     int64_t out_counts[2] = {0, 0};
-    CHECK(kolo_grouped_reducescatter_async(2, names, in, out, out_counts, counts,
-                                           KOLO_FLOAT64, KOLO_SUM, &h) == 0,
-          "grouped rs");
+    CHECK(
+        kolo_grouped_reducescatter_async(2, names, in, out, out_counts, counts,
+                                         KOLO_FLOAT64, KOLO_SUM, &h) == 0,
+        "grouped rs");
     CHECK(kolo_wait(h) == 0, "grouped rs wait");
     CHECK(out_counts[0] == 3 && out_counts[1] == 1, "grouped rs counts");
     const double rank_sum = size * (size - 1) / 2.0;
@@ -220,7 +222,8 @@ int main(void) {
     void* out[2] = {NULL, NULL};
     int64_t out_counts[2];
     CHECK(kolo_grouped_allgather_async(2, names, in, counts, KOLO_INT32, out,
-                                       out_counts, &h) == 0, "gm enqueue");
+                                       out_counts, &h) == 0,
+          "gm enqueue");
     CHECK(kolo_wait(h) == 9, "gm code");
     CHECK(strstr(kolo_last_error(), "group mismatch") != NULL ||
               strstr(kolo_last_error(), "fails with its group") != NULL,

@@ -6,8 +6,8 @@
 
 #include <algorithm>
 #include <chrono>
-#include <cstring>
 #include <cstdlib>
+#include <cstring>
 #include <numeric>
 #include <random>
 #include <string>
@@ -415,7 +415,9 @@ TEST(Collectives, GroupedAllreduceFailsAllOrNothing) {
 
 // Rows rank `rank` contributes to member k of a grouped allgather: 0 on
 // some ranks, different on each.
-int64_t GroupedRows(int rank, int k) { return (rank + k) % 3 == 0 ? 0 : rank + k; }
+int64_t GroupedRows(int rank, int k) {
+  return (rank + k) % 3 == 0 ? 0 : rank + k;
+}
 
 TEST(Collectives, GroupedAllgatherEveryDtypeWithDifferentFirstDimensions) {
   // Member shapes: rows x 3, rows (1-d), rows x 2 x 2, and one too large to
@@ -543,8 +545,8 @@ TEST(Collectives, GroupedReducescatterEveryDtypeAndOp) {
         for (int64_t i = 0; i < rows * width; ++i) {
           inputs.back().Set(i, InputValue(dtype, op, Rank(), i, 20 + k));
         }
-        names.push_back(absl::StrCat("grs.", Describe(dtype, op, rows, false),
-                                     ".", k));
+        names.push_back(
+            absl::StrCat("grs.", Describe(dtype, op, rows, false), ".", k));
       }
       for (size_t k = 0; k < shapes.size(); ++k) {
         Tensor t = inputs[k].tensor();
@@ -593,9 +595,8 @@ void ExpectGroupFails(const std::vector<std::string>& names, bool scatter,
     tensors.push_back(
         Tensor{d.data(), DataType::kFloat32, {static_cast<int64_t>(d.size())}});
   }
-  StatusOr<Handle> h = scatter
-                           ? GroupedReducescatterAsync(names, tensors)
-                           : GroupedAllgatherAsync(names, tensors);
+  StatusOr<Handle> h = scatter ? GroupedReducescatterAsync(names, tensors)
+                               : GroupedAllgatherAsync(names, tensors);
   ASSERT_TRUE(h.ok()) << h.status();
   const Status status = h->Wait();
   EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition) << status;

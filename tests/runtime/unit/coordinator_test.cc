@@ -1,10 +1,10 @@
 // Tests of rank 0's negotiation logic, with simulated ranks.
 #include "runtime/core/coordinator.h"
 
+#include <gtest/gtest.h>
+
 #include <algorithm>
 #include <functional>
-
-#include <gtest/gtest.h>
 
 namespace kolo {
 namespace {
@@ -337,8 +337,7 @@ TEST(Coordinator, GroupsAreReleasedTogetherOrFailTogether) {
 TEST(Coordinator, DifferentGroupMembershipFailsEveryMemberOnEveryRank) {
   // Ranks 0 and 2 group allgathers 'a' and 'b'; rank 1 groups 'a' and 'c'.
   Coordinator c(3, TestOptions());
-  auto member = [](int rank, const std::string& name,
-                   const std::string& key) {
+  auto member = [](int rank, const std::string& name, const std::string& key) {
     Request r = Allreduce(rank, name, {2, 3});
     r.op = OpType::kAllgather;
     r.group_key = key;

@@ -102,9 +102,8 @@ TEST(FusionPlanner, GroupedAllgathersFuseWithinTheirGroupOnly) {
        member("c", "g1", 20), member("y", "g2", 1),
        Single("lone", 4, DataType::kFloat32, OpType::kAllgather)},
       1000);
-  EXPECT_EQ(Names(plan),
-            (std::vector<std::vector<std::string>>{
-                {"a", "b"}, {"x", "y"}, {"c"}, {"lone"}}));
+  EXPECT_EQ(Names(plan), (std::vector<std::vector<std::string>>{
+                             {"a", "b"}, {"x", "y"}, {"c"}, {"lone"}}));
 }
 
 TEST(FusionPlanner, FailedResponsesAreNotFused) {

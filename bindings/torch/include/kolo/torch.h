@@ -206,9 +206,9 @@ double metric_average(double value, const std::string& name);
 // "<name>.size" and "<name>.data".
 std::string broadcast_object(const std::string& bytes, int root_rank,
                              const std::string& name = "broadcast_object");
-std::vector<char> broadcast_object(const std::vector<char>& bytes,
-                                   int root_rank,
-                                   const std::string& name = "broadcast_object");
+std::vector<char> broadcast_object(
+    const std::vector<char>& bytes, int root_rank,
+    const std::string& name = "broadcast_object");
 // Every rank's bytes, in rank order; the lengths may differ between ranks.
 // One grouped allgather of each rank's length and bytes (names "<name>.0"
 // and "<name>.1").
