@@ -435,6 +435,16 @@ TEST(BroadcastOptimizerState, EveryListedOptimizerTypeMatchesTheRootExactly) {
     History expected = HistoryOf(factory, root, root + 1);
     EXPECT_TRUE(SameContents(*mine.optimizer, *expected.optimizer))
         << "variant " << variant;
+    // The comparison covers options and state tensors.
+    const auto contents = Contents(*expected.optimizer);
+    for (const std::string key :
+         {"defaults.lr", "group0.lr",
+          variant == 0 ? "param0.old_dirs" : "param0.square_avg"}) {
+      EXPECT_TRUE(
+          std::any_of(contents.begin(), contents.end(),
+                      [&key](const auto& entry) { return entry.first == key; }))
+          << "variant " << variant << " lacks " << key;
+    }
   }
 }
 
