@@ -34,7 +34,7 @@ size_t FirstDifference(const std::string& a, const std::string& b) {
 }
 
 TEST(BroadcastObject, EmptyOneByteAndSeveralMiBFromEveryRoot) {
-  const size_t kLarge = (5u << 20) + 3;
+  const size_t kLarge = (3u << 20) + 3;
   for (int root = 0; root < size(); ++root) {
     for (size_t length : {size_t{0}, size_t{1}, kLarge}) {
       // Non-roots pass bytes of another length, which must be ignored.
@@ -47,6 +47,7 @@ TEST(BroadcastObject, EmptyOneByteAndSeveralMiBFromEveryRoot) {
           << "root " << root << ", length " << length << ": first difference "
           << "at byte " << FirstDifference(got, expected);
 
+      if (root != 0) continue;  // one root suffices for vector<char>
       const std::vector<char> as_vector(mine.begin(), mine.end());
       const std::vector<char> got_vector =
           broadcast_object(as_vector, root, "bo.vector");
