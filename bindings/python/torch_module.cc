@@ -117,6 +117,8 @@ PYBIND11_MODULE(_kolo_torch, m) {
       py::arg("in_place"));
   m.def("allgather_async", &allgather_async, py::arg("tensor"),
         py::arg("name"));
+  m.def("grouped_allgather_async", &grouped_allgather_async, py::arg("tensors"),
+        py::arg("name"));
   m.def(
       "broadcast_async",
       [](const at::Tensor& tensor, int root_rank, const std::string& name,
@@ -135,4 +137,12 @@ PYBIND11_MODULE(_kolo_torch, m) {
                                    static_cast<kolo::ReduceOp>(op));
       },
       py::arg("tensor"), py::arg("name"), py::arg("op"));
+  m.def(
+      "grouped_reducescatter_async",
+      [](const std::vector<at::Tensor>& tensors, const std::string& name,
+         int op) {
+        return grouped_reducescatter_async(tensors, name,
+                                           static_cast<kolo::ReduceOp>(op));
+      },
+      py::arg("tensors"), py::arg("name"), py::arg("op"));
 }

@@ -1,26 +1,32 @@
 // broadcast_parameters and broadcast_optimizer_state: make every rank start
 // from root's model and optimizer (see kolo/torch.h).
 //
-// Optimizer state travels in three parts, all broadcast from the root:
+// Every rank first compares its optimizer's type and parameter-group sizes
+// with every other rank's. Then, for the built-in optimizers kolo knows
+// field by field, optimizer state travels in three parts, all broadcast from
+// the root:
 //  - the options of the defaults and of every parameter group, packed into
 //    one float64 tensor (flags as 0/1);
 //  - a layout: per parameter, whether it has state, its step count and which
 //    of the optimizer's state tensors are defined (int64 [params, 2 + fields]);
 //  - the defined state tensors, broadcast in place once every rank has made
 //    its state match the layout.
-// A different optimizer type or parameter count on some rank changes the
-// shapes, which the runtime reports as a mismatch.
+// Any other optimizer travels as a torch::serialize archive of its own
+// making (save() and the options' serialize()), as one broadcast_object.
+#include <c10/util/Type.h>
 #include <torch/optim/adagrad.h>
 #include <torch/optim/adam.h>
 #include <torch/optim/adamw.h>
 #include <torch/optim/rmsprop.h>
 #include <torch/optim/sgd.h>
+#include <torch/serialize/archive.h>
 #include <torch/types.h>
 
 #include <exception>
 #include <functional>
 #include <sstream>
 #include <type_traits>
+#include <typeinfo>
 #include <utility>
 
 #include "kolo/torch.h"
@@ -118,10 +124,12 @@ struct OptimizerAccess {
   std::function<std::unique_ptr<optim::OptimizerParamState>()> new_state;
 };
 
+// Only the type itself: a subclass may hold more than the fields listed
+// here, so it takes the serializing path.
 template <typename Optimizer, typename Options, typename State>
 bool Match(optim::Optimizer& optimizer, const char* type_name,
            OptimizerAccess* access) {
-  if (dynamic_cast<Optimizer*>(&optimizer) == nullptr) return false;
+  if (typeid(optimizer) != typeid(Optimizer)) return false;
   access->type_name = type_name;
   State probe;
   access->state_tensors = static_cast<int>(Fields(probe).tensors.size());
@@ -141,23 +149,18 @@ bool Match(optim::Optimizer& optimizer, const char* type_name,
   return true;
 }
 
-OptimizerAccess AccessFor(optim::Optimizer& optimizer) {
-  OptimizerAccess access;
-  if (Match<optim::SGD, optim::SGDOptions, optim::SGDParamState>(
-          optimizer, "SGD", &access) ||
-      Match<optim::Adam, optim::AdamOptions, optim::AdamParamState>(
-          optimizer, "Adam", &access) ||
-      Match<optim::AdamW, optim::AdamWOptions, optim::AdamWParamState>(
-          optimizer, "AdamW", &access) ||
-      Match<optim::Adagrad, optim::AdagradOptions, optim::AdagradParamState>(
-          optimizer, "Adagrad", &access) ||
-      Match<optim::RMSprop, optim::RMSpropOptions, optim::RMSpropParamState>(
-          optimizer, "RMSprop", &access)) {
-    return access;
-  }
-  TORCH_CHECK(false,
-              "kolo: broadcast_optimizer_state supports SGD, Adam, AdamW, "
-              "Adagrad and RMSprop; this optimizer is none of them");
+// The field tables of `optimizer`'s type; false when kolo has none.
+bool AccessFor(optim::Optimizer& optimizer, OptimizerAccess* access) {
+  return Match<optim::SGD, optim::SGDOptions, optim::SGDParamState>(
+             optimizer, "SGD", access) ||
+         Match<optim::Adam, optim::AdamOptions, optim::AdamParamState>(
+             optimizer, "Adam", access) ||
+         Match<optim::AdamW, optim::AdamWOptions, optim::AdamWParamState>(
+             optimizer, "AdamW", access) ||
+         Match<optim::Adagrad, optim::AdagradOptions, optim::AdagradParamState>(
+             optimizer, "Adagrad", access) ||
+         Match<optim::RMSprop, optim::RMSpropOptions, optim::RMSpropParamState>(
+             optimizer, "RMSprop", access);
 }
 
 // The optimizer's state map is keyed by the parameter's TensorImpl: as a
@@ -203,16 +206,48 @@ void broadcast_parameters(
   BroadcastNamed(named, root_rank);
 }
 
-void broadcast_optimizer_state(optim::Optimizer& optimizer, int root_rank) {
-  if (auto* distributed = dynamic_cast<DistributedOptimizer*>(&optimizer)) {
-    // The wrapped optimizer has the type and the state; the view follows.
-    distributed->PushChanges();
-    broadcast_optimizer_state(distributed->optimizer(), root_rank);
-    distributed->PullChanges();
-    return;
-  }
-  const OptimizerAccess access = AccessFor(optimizer);
+namespace {
 
+std::vector<at::Tensor> ParamsOf(optim::Optimizer& optimizer) {
+  std::vector<at::Tensor> params;
+  for (const auto& group : optimizer.param_groups()) {
+    params.insert(params.end(), group.params().begin(), group.params().end());
+  }
+  return params;
+}
+
+// "torch::optim::Adam with parameter groups of 4, 2 parameters"
+std::string Signature(optim::Optimizer& optimizer) {
+  std::ostringstream signature;
+  signature << c10::demangle(typeid(optimizer).name())
+            << " with parameter groups of ";
+  const auto& groups = optimizer.param_groups();
+  for (size_t i = 0; i < groups.size(); ++i) {
+    signature << (i > 0 ? ", " : "") << groups[i].params().size();
+  }
+  signature << " parameters";
+  return signature.str();
+}
+
+// Throws on every rank unless every rank's optimizer has root_rank's type
+// and group sizes.
+void CheckSameOptimizer(optim::Optimizer& optimizer, int root_rank) {
+  TORCH_CHECK_VALUE(root_rank >= 0 && root_rank < size(),
+                    "kolo: broadcast_optimizer_state: root rank ", root_rank,
+                    " is outside [0, ", size(), ")");
+  const std::vector<std::string> signatures =
+      allgather_object(Signature(optimizer), "optstate.signature");
+  for (size_t r = 0; r < signatures.size(); ++r) {
+    TORCH_CHECK(signatures[r] == signatures[root_rank],
+                "kolo: broadcast_optimizer_state: rank ", r, " has a ",
+                signatures[r], " but root rank ", root_rank, " has a ",
+                signatures[root_rank]);
+  }
+}
+
+// The fast path (see the top of this file).
+void BroadcastKnown(optim::Optimizer& optimizer, const OptimizerAccess& access,
+                    int root_rank) {
   // Options: the defaults, then every group.
   std::vector<OptionFields> option_fields;
   option_fields.push_back(access.options(optimizer.defaults()));
@@ -230,10 +265,7 @@ void broadcast_optimizer_state(optim::Optimizer& optimizer, int root_rank) {
       at::tensor(packed, at::TensorOptions().dtype(at::kDouble));
 
   // Layout: [has state, step, defined(field 0), defined(field 1), ...].
-  std::vector<at::Tensor> params;
-  for (const auto& group : optimizer.param_groups()) {
-    params.insert(params.end(), group.params().begin(), group.params().end());
-  }
+  const std::vector<at::Tensor> params = ParamsOf(optimizer);
   const int64_t columns = 2 + access.state_tensors;
   at::Tensor layout =
       at::zeros({static_cast<int64_t>(params.size()), columns}, at::kLong);
@@ -286,6 +318,135 @@ void broadcast_optimizer_state(optim::Optimizer& optimizer, int root_rank) {
     }
   }
   BroadcastNamed(state_tensors, root_rank);
+}
+
+// Root's optimizer as one archive: "optimizer" (its save()), "defaults" and
+// "group/<i>" (the options' serialize(): LibTorch 1.x's load() restores the
+// per-parameter state but not the options).
+std::string SaveOptimizer(optim::Optimizer& optimizer) {
+  ::torch::serialize::OutputArchive archive;
+  ::torch::serialize::OutputArchive saved(archive.compilation_unit());
+  optimizer.save(saved);
+  archive.write("optimizer", saved);
+  ::torch::serialize::OutputArchive defaults(archive.compilation_unit());
+  optimizer.defaults().serialize(defaults);
+  archive.write("defaults", defaults);
+  const auto& groups = optimizer.param_groups();
+  for (size_t i = 0; i < groups.size(); ++i) {
+    TORCH_CHECK(groups[i].has_options(), "parameter group ", i,
+                " has no options");
+    ::torch::serialize::OutputArchive options(archive.compilation_unit());
+    groups[i].options().serialize(options);
+    archive.write("group/" + std::to_string(i), options);
+  }
+  std::ostringstream bytes;
+  archive.save_to(bytes);
+  return bytes.str();
+}
+
+// Reads `state` back from itself with its tensors on `device`.
+void MoveState(optim::OptimizerParamState& state, const at::Device& device) {
+  ::torch::serialize::OutputArchive out;
+  state.serialize(out);
+  std::ostringstream bytes;
+  out.save_to(bytes);
+  const std::string data = bytes.str();
+  ::torch::serialize::InputArchive in;
+  in.load_from(data.data(), data.size(), device);
+  state.serialize(in);
+}
+
+void LoadOptimizer(optim::Optimizer& optimizer, const std::string& bytes) {
+  ::torch::serialize::InputArchive archive;
+  archive.load_from(bytes.data(), bytes.size(), at::Device(at::kCPU));
+  ::torch::serialize::InputArchive saved;
+  archive.read("optimizer", saved);
+  TORCH_CHECK(!saved.keys().empty(),
+              "its save() wrote nothing: the optimizer does not implement "
+              "save() and load(), which kolo needs to broadcast its state");
+  // load() adds the root's state; what only this rank has must go.
+  optimizer.state().clear();
+  optimizer.load(saved);
+  ::torch::serialize::InputArchive defaults;
+  archive.read("defaults", defaults);
+  optimizer.defaults().serialize(defaults);
+  auto& groups = optimizer.param_groups();
+  for (size_t i = 0; i < groups.size(); ++i) {
+    ::torch::serialize::InputArchive options;
+    archive.read("group/" + std::to_string(i), options);
+    groups[i].options().serialize(options);
+  }
+  // The archive was read onto the CPU (root's devices need not exist
+  // here); state tensors belong on their parameter's device.
+  auto& state = optimizer.state();
+  for (const at::Tensor& param : ParamsOf(optimizer)) {
+    auto found = state.find(StateKeyOf(param));
+    if (found != state.end() && !param.device().is_cpu()) {
+      MoveState(*found->second, param.device());
+    }
+  }
+}
+
+// An exception's message, without LibTorch's C++ backtrace.
+std::string MessageOf(const std::exception& e) {
+  if (const auto* error = dynamic_cast<const c10::Error*>(&e)) {
+    return error->what_without_backtrace();
+  }
+  return e.what();
+}
+
+// The serializing path (see the top of this file). A root that cannot save
+// sends its error instead ('0' + message; '1' + archive otherwise), and
+// every rank reports every rank's load failure, so that all ranks fail
+// together and none waits for another.
+void BroadcastSerialized(optim::Optimizer& optimizer, int root_rank) {
+  std::string payload;
+  if (rank() == root_rank) {
+    try {
+      payload = "1" + SaveOptimizer(optimizer);
+    } catch (const std::exception& e) {
+      payload = "0" + MessageOf(e);
+    }
+  }
+  payload = broadcast_object(payload, root_rank, "optstate.archive");
+  TORCH_CHECK(!payload.empty() && payload[0] == '1',
+              "kolo: broadcast_optimizer_state: root rank ", root_rank,
+              " could not save its ", Signature(optimizer), ": ",
+              payload.empty() ? std::string() : payload.substr(1));
+  std::string error;
+  if (rank() != root_rank) {
+    try {
+      LoadOptimizer(optimizer, payload.substr(1));
+    } catch (const std::exception& e) {
+      error = MessageOf(e);
+    }
+  }
+  const std::vector<std::string> errors =
+      allgather_object(error, "optstate.loaded");
+  for (size_t r = 0; r < errors.size(); ++r) {
+    TORCH_CHECK(errors[r].empty(), "kolo: broadcast_optimizer_state: rank ", r,
+                " could not load root rank ", root_rank, "'s ",
+                Signature(optimizer), ": ", errors[r]);
+  }
+}
+
+}  // namespace
+
+void broadcast_optimizer_state(optim::Optimizer& optimizer, int root_rank) {
+  if (auto* distributed = dynamic_cast<DistributedOptimizer*>(&optimizer)) {
+    // The wrapped optimizer has the type and the state; the view follows.
+    distributed->PushChanges();
+    broadcast_optimizer_state(distributed->optimizer(), root_rank);
+    distributed->PullChanges();
+    return;
+  }
+  CheckSameOptimizer(optimizer, root_rank);
+  OptimizerAccess access;
+  if (AccessFor(optimizer, &access)) {
+    BroadcastKnown(optimizer, access, root_rank);
+  } else {
+    BroadcastSerialized(optimizer, root_rank);
+  }
 }
 
 }  // namespace torch

@@ -34,16 +34,19 @@ struct HandleState {
   // For in-place operations on non-contiguous tensors: results[i] receives
   // buffers[i] after completion.
   bool copy_back = false;
-  // Output of allgather/alltoall/reducescatter, created by the allocator on
-  // kolo's background thread; read only after the handle completed.
-  at::TensorOptions output_options;
-  at::Tensor allocated;
-  bool needs_allocated_output = false;
-  // CUDA inputs: the stream that was current on the submitting thread. The
-  // allocator makes it current while it allocates, so the output lives on
-  // the input's device and the caching allocator files the block under the
-  // stream the caller goes on to use.
-  c10::optional<c10::Stream> producer_stream;
+  // Outputs of allgather/alltoall/reducescatter (one per grouped tensor),
+  // created by the allocator on kolo's background thread; read only after
+  // the handle completed.
+  struct Output {
+    at::TensorOptions options;
+    // CUDA inputs: the stream that was current on the submitting thread.
+    // The allocator makes it current while it allocates, so the output
+    // lives on the input's device and the caching allocator files the
+    // block under the stream the caller goes on to use.
+    c10::optional<c10::Stream> producer_stream;
+    at::Tensor allocated;
+  };
+  std::vector<Output> outputs;
 
   std::mutex mu;
   bool finished = false;  // guarded by mu
@@ -153,32 +156,33 @@ Handle Start(std::shared_ptr<HandleState> state,
   return Handle(std::move(state));
 }
 
-// Allocates the output of allgather/alltoall/reducescatter as a torch tensor
-// on kolo's background thread. Errors are returned, never thrown there.
-OutputAllocator MakeAllocator(const std::shared_ptr<HandleState>& state) {
-  state->needs_allocated_output = true;
+// Adds an output of allgather/alltoall/reducescatter for `input` (its dtype
+// and device, allocated while the caller's stream for that device is
+// current) and returns its allocator, which makes it a torch tensor on kolo's
+// background thread. Errors are returned, never thrown there.
+OutputAllocator AddOutput(const std::shared_ptr<HandleState>& state,
+                          const at::Tensor& input) {
+  HandleState::Output output;
+  output.options = input.options();
+  if (input.is_cuda()) output.producer_stream = CurrentStream(input.device());
+  state->outputs.push_back(std::move(output));
   // A raw pointer: capturing the shared_ptr would make a cycle through the
   // runtime's operation; the state outlives the operation (see ~HandleState).
   HandleState* raw = state.get();
-  return [raw](const std::vector<int64_t>& shape) -> StatusOr<void*> {
+  const size_t index = state->outputs.size() - 1;
+  return [raw, index](const std::vector<int64_t>& shape) -> StatusOr<void*> {
+    HandleState::Output& out = raw->outputs[index];
     try {
       // Sets the device (and stream) of a CUDA input on this thread, which
       // is kolo's background thread, not the caller's.
-      c10::OptionalStreamGuard guard(raw->producer_stream);
-      raw->allocated = at::empty(shape, raw->output_options);
-      return raw->allocated.data_ptr();
+      c10::OptionalStreamGuard guard(out.producer_stream);
+      out.allocated = at::empty(shape, out.options);
+      return out.allocated.data_ptr();
     } catch (const std::exception& e) {
       return absl::ResourceExhaustedError(
           std::string("kolo: cannot allocate the output: ") + e.what());
     }
   };
-}
-
-// The output of allgather/alltoall/reducescatter: the input's dtype and
-// device, allocated while the caller's stream for that device is current.
-void SetOutputOptions(HandleState* state, const at::Tensor& input) {
-  state->output_options = input.options();
-  if (input.is_cuda()) state->producer_stream = CurrentStream(input.device());
 }
 
 std::shared_ptr<HandleState> NewState(const char* operation,
@@ -274,14 +278,18 @@ std::vector<at::Tensor> Handle::wait_all() const {
     if (!status.ok()) {
       state_->error =
           "kolo: " + state_->description + " failed: " + status.ToString();
-    } else if (state_->needs_allocated_output) {
-      if (!state_->allocated.defined()) {
-        // The runtime skips the allocator for an empty output.
-        c10::OptionalStreamGuard guard(state_->producer_stream);
-        state_->allocated =
-            at::empty(state_->handle.output_shape(), state_->output_options);
+    } else if (!state_->outputs.empty()) {
+      state_->results.clear();
+      for (size_t i = 0; i < state_->outputs.size(); ++i) {
+        HandleState::Output& out = state_->outputs[i];
+        if (!out.allocated.defined()) {
+          // The runtime skips the allocator for an empty output.
+          c10::OptionalStreamGuard guard(out.producer_stream);
+          out.allocated =
+              at::empty(state_->handle.output_shape(i), out.options);
+        }
+        state_->results.push_back(out.allocated);
       }
-      state_->results = {state_->allocated};
     } else if (state_->copy_back) {
       at::NoGradGuard no_grad;
       for (size_t i = 0; i < state_->results.size(); ++i) {
@@ -369,13 +377,34 @@ Handle allgather_async(const at::Tensor& tensor, const std::string& name) {
   auto state = NewState("allgather", name);
   at::Tensor input = ContiguousBuffer(tensor);
   state->buffers = {input};
-  SetOutputOptions(state.get(), input);
-  return Start(state,
-               AllgatherAsync(name, ToKoloTensor(input), MakeAllocator(state)));
+  return Start(state, AllgatherAsync(name, ToKoloTensor(input),
+                                     AddOutput(state, input)));
 }
 
 at::Tensor allgather(const at::Tensor& tensor, const std::string& name) {
   return allgather_async(tensor, name).wait();
+}
+
+Handle grouped_allgather_async(const std::vector<at::Tensor>& tensors,
+                               const std::string& name) {
+  auto state = NewState("grouped allgather", name);
+  std::vector<std::string> names;
+  std::vector<kolo::Tensor> inputs;
+  std::vector<OutputAllocator> allocators;
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    at::Tensor input = ContiguousBuffer(tensors[i]);
+    names.push_back(name + "." + std::to_string(i));
+    inputs.push_back(ToKoloTensor(input));
+    allocators.push_back(AddOutput(state, input));
+    state->buffers.push_back(input);
+  }
+  return Start(state,
+               GroupedAllgatherAsync(names, inputs, std::move(allocators)));
+}
+
+std::vector<at::Tensor> grouped_allgather(
+    const std::vector<at::Tensor>& tensors, const std::string& name) {
+  return grouped_allgather_async(tensors, name).wait_all();
 }
 
 Handle broadcast_async(const at::Tensor& tensor, int root_rank,
@@ -403,9 +432,9 @@ Handle alltoall_async(const at::Tensor& tensor, const std::string& name,
   auto state = NewState("alltoall", name);
   at::Tensor input = ContiguousBuffer(tensor);
   state->buffers = {input};
-  SetOutputOptions(state.get(), input);
-  return Start(state, AlltoallAsync(name, ToKoloTensor(input),
-                                    std::move(splits), MakeAllocator(state)));
+  return Start(state,
+               AlltoallAsync(name, ToKoloTensor(input), std::move(splits),
+                             AddOutput(state, input)));
 }
 
 at::Tensor alltoall(const at::Tensor& tensor, const std::string& name,
@@ -424,14 +453,36 @@ Handle reducescatter_async(const at::Tensor& tensor, const std::string& name,
   auto state = NewState("reducescatter", name);
   at::Tensor input = ContiguousBuffer(tensor);
   state->buffers = {input};
-  SetOutputOptions(state.get(), input);
   return Start(state, ReducescatterAsync(name, ToKoloTensor(input),
-                                         MakeAllocator(state), op));
+                                         AddOutput(state, input), op));
 }
 
 at::Tensor reducescatter(const at::Tensor& tensor, const std::string& name,
                          ReduceOp op) {
   return reducescatter_async(tensor, name, op).wait();
+}
+
+Handle grouped_reducescatter_async(const std::vector<at::Tensor>& tensors,
+                                   const std::string& name, ReduceOp op) {
+  auto state = NewState("grouped reducescatter", name);
+  std::vector<std::string> names;
+  std::vector<kolo::Tensor> inputs;
+  std::vector<OutputAllocator> allocators;
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    at::Tensor input = ContiguousBuffer(tensors[i]);
+    names.push_back(name + "." + std::to_string(i));
+    inputs.push_back(ToKoloTensor(input));
+    allocators.push_back(AddOutput(state, input));
+    state->buffers.push_back(input);
+  }
+  return Start(state, GroupedReducescatterAsync(names, inputs, op,
+                                                std::move(allocators)));
+}
+
+std::vector<at::Tensor> grouped_reducescatter(
+    const std::vector<at::Tensor>& tensors, const std::string& name,
+    ReduceOp op) {
+  return grouped_reducescatter_async(tensors, name, op).wait_all();
 }
 
 int join() {

@@ -1,5 +1,6 @@
 // kolo's C++ API (kolo/kolo.h): argument checks on the calling thread, then
 // the runtime's queue.
+#include <algorithm>
 #include <atomic>
 #include <cstdlib>
 #include <memory>
@@ -129,6 +130,44 @@ Status CheckReduction(const std::string& name, DataType dtype, ReduceOp op,
   return absl::OkStatus();
 }
 
+// The identity of a group of `names` (empty for a single tensor, which is no
+// group): its first name, its size and a digest of every name, so that ranks
+// grouping the same names (in any order) agree on it, and a rank grouping
+// other names does not, even where the groups share members. The digest is
+// 64-bit FNV-1a, written out because it must come out the same in every
+// process (absl::Hash is seeded per process).
+std::string GroupKey(const std::vector<std::string>& names) {
+  if (names.size() < 2) return "";
+  std::vector<std::string> sorted = names;
+  std::sort(sorted.begin(), sorted.end());
+  uint64_t digest = 14695981039346656037ull;
+  for (const std::string& name : sorted) {
+    for (unsigned char c : name) digest = (digest ^ c) * 1099511628211ull;
+    digest = (digest ^ 0xff) * 1099511628211ull;  // ends each name
+  }
+  return absl::StrCat(sorted.front(), "#", sorted.size(), "#",
+                      absl::Hex(digest, absl::kZeroPad16));
+}
+
+int32_t GroupSize(const std::vector<std::string>& names) {
+  return names.size() > 1 ? static_cast<int32_t>(names.size()) : 0;
+}
+
+// Checks the arguments common to every grouped call.
+Status CheckGroup(const char* operation, const std::vector<std::string>& names,
+                  size_t inputs, size_t allocators) {
+  if (names.empty() || names.size() != inputs ||
+      (allocators != 0 && allocators != names.size())) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "grouped ", operation,
+        " needs as many names as inputs (and no allocators or one per "
+        "input); got ",
+        names.size(), " names, ", inputs, " inputs and ", allocators,
+        " allocators"));
+  }
+  return absl::OkStatus();
+}
+
 // Queues one single-entry operation and returns its handle.
 StatusOr<Handle> Submit(Runtime& runtime, Entry entry) {
   auto operation = std::make_shared<internal::Operation>(1);
@@ -208,8 +247,7 @@ StatusOr<Handle> GroupedAllreduceAsync(const std::vector<std::string>& names,
         "grouped allreduce needs as many names, inputs and outputs (got ",
         names.size(), ", ", inputs.size(), ", ", outputs.size(), ")"));
   }
-  const std::string group_key =
-      names.size() > 1 ? *std::min_element(names.begin(), names.end()) : "";
+  const std::string group_key = GroupKey(names);
   auto operation = std::make_shared<internal::Operation>(names.size());
   std::vector<Entry> entries;
   for (size_t i = 0; i < names.size(); ++i) {
@@ -243,10 +281,11 @@ StatusOr<Handle> GroupedAllreduceAsync(const std::vector<std::string>& names,
     entry.request.prescale = options.prescale_factor;
     entry.request.postscale = options.postscale_factor;
     entry.request.group_key = group_key;
-    entry.request.group_size = names.size() > 1 ? names.size() : 0;
+    entry.request.group_size = GroupSize(names);
     entry.input = inputs[i];
     entry.output = outputs[i];
     entry.operation = operation;
+    entry.member = static_cast<int>(i);
     entries.push_back(std::move(entry));
   }
   if (Status s = (*runtime)->Enqueue(std::move(entries)); !s.ok()) return s;
@@ -255,15 +294,38 @@ StatusOr<Handle> GroupedAllreduceAsync(const std::vector<std::string>& names,
 
 StatusOr<Handle> AllgatherAsync(const std::string& name, const Tensor& input,
                                 OutputAllocator allocator) {
+  return GroupedAllgatherAsync({name}, {input}, {std::move(allocator)});
+}
+
+StatusOr<Handle> GroupedAllgatherAsync(
+    const std::vector<std::string>& names, const std::vector<Tensor>& inputs,
+    std::vector<OutputAllocator> allocators) {
   StatusOr<std::shared_ptr<Runtime>> runtime = Running();
   if (!runtime.ok()) return runtime.status();
-  if (Status s = CheckName(name); !s.ok()) return s;
-  if (Status s = CheckTensor(name, input, "input"); !s.ok()) return s;
-  Entry entry;
-  entry.request = MakeRequest(**runtime, OpType::kAllgather, name, input);
-  entry.input = input;
-  entry.allocator = std::move(allocator);
-  return Submit(**runtime, std::move(entry));
+  if (Status s =
+          CheckGroup("allgather", names, inputs.size(), allocators.size());
+      !s.ok()) {
+    return s;
+  }
+  const std::string group_key = GroupKey(names);
+  auto operation = std::make_shared<internal::Operation>(names.size());
+  std::vector<Entry> entries;
+  for (size_t i = 0; i < names.size(); ++i) {
+    if (Status s = CheckName(names[i]); !s.ok()) return s;
+    if (Status s = CheckTensor(names[i], inputs[i], "input"); !s.ok()) return s;
+    Entry entry;
+    entry.request =
+        MakeRequest(**runtime, OpType::kAllgather, names[i], inputs[i]);
+    entry.request.group_key = group_key;
+    entry.request.group_size = GroupSize(names);
+    entry.input = inputs[i];
+    if (!allocators.empty()) entry.allocator = std::move(allocators[i]);
+    entry.operation = operation;
+    entry.member = static_cast<int>(i);
+    entries.push_back(std::move(entry));
+  }
+  if (Status s = (*runtime)->Enqueue(std::move(entries)); !s.ok()) return s;
+  return Handle(std::move(operation));
 }
 
 StatusOr<Handle> BroadcastAsync(const std::string& name, const Tensor& buffer,
@@ -332,19 +394,44 @@ StatusOr<Handle> AlltoallAsync(const std::string& name, const Tensor& input,
 StatusOr<Handle> ReducescatterAsync(const std::string& name,
                                     const Tensor& input,
                                     OutputAllocator allocator, ReduceOp op) {
+  return GroupedReducescatterAsync({name}, {input}, op, {std::move(allocator)});
+}
+
+StatusOr<Handle> GroupedReducescatterAsync(
+    const std::vector<std::string>& names, const std::vector<Tensor>& inputs,
+    ReduceOp op, std::vector<OutputAllocator> allocators) {
   StatusOr<std::shared_ptr<Runtime>> runtime = Running();
   if (!runtime.ok()) return runtime.status();
-  if (Status s = CheckName(name); !s.ok()) return s;
-  if (Status s = CheckTensor(name, input, "input"); !s.ok()) return s;
-  if (Status s = CheckReduction(name, input.dtype, op, 1.0, 1.0); !s.ok()) {
+  if (Status s =
+          CheckGroup("reducescatter", names, inputs.size(), allocators.size());
+      !s.ok()) {
     return s;
   }
-  Entry entry;
-  entry.request = MakeRequest(**runtime, OpType::kReducescatter, name, input);
-  entry.request.reduce_op = op;
-  entry.input = input;
-  entry.allocator = std::move(allocator);
-  return Submit(**runtime, std::move(entry));
+  const std::string group_key = GroupKey(names);
+  auto operation = std::make_shared<internal::Operation>(names.size());
+  std::vector<Entry> entries;
+  for (size_t i = 0; i < names.size(); ++i) {
+    const std::string& name = names[i];
+    if (Status s = CheckName(name); !s.ok()) return s;
+    if (Status s = CheckTensor(name, inputs[i], "input"); !s.ok()) return s;
+    if (Status s = CheckReduction(name, inputs[i].dtype, op, 1.0, 1.0);
+        !s.ok()) {
+      return s;
+    }
+    Entry entry;
+    entry.request =
+        MakeRequest(**runtime, OpType::kReducescatter, name, inputs[i]);
+    entry.request.reduce_op = op;
+    entry.request.group_key = group_key;
+    entry.request.group_size = GroupSize(names);
+    entry.input = inputs[i];
+    if (!allocators.empty()) entry.allocator = std::move(allocators[i]);
+    entry.operation = operation;
+    entry.member = static_cast<int>(i);
+    entries.push_back(std::move(entry));
+  }
+  if (Status s = (*runtime)->Enqueue(std::move(entries)); !s.ok()) return s;
+  return Handle(std::move(operation));
 }
 
 Status Barrier() {

@@ -2,14 +2,16 @@
 // statuses into codes plus a thread-local message, and handles into ids.
 #include "kolo/c_api.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <vector>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
-#include "runtime/common/mutex.h"
 #include "kolo/kolo.h"
+#include "runtime/common/mutex.h"
 
 namespace {
 
@@ -17,11 +19,13 @@ thread_local std::string t_last_error;
 
 kolo::Mutex g_handles_mu;
 // What kolo_wait needs besides the handle: where alltoall's received counts
-// go, and the output to free when an allgather or alltoall fails.
+// go, and the outputs (`outputs` of them) to free when an allgather or
+// alltoall fails.
 struct HandleRecord {
   kolo::Handle handle;
   int64_t* recv_counts = nullptr;
   void** output = nullptr;
+  int outputs = 1;
 };
 absl::flat_hash_map<kolo_handle, HandleRecord> g_handles
     ABSL_GUARDED_BY(g_handles_mu);
@@ -49,12 +53,63 @@ kolo::Tensor Flat(const void* data, int64_t count, kolo_dtype dtype) {
 }
 
 int Register(kolo::StatusOr<kolo::Handle> handle, kolo_handle* out,
-             void** output = nullptr, int64_t* recv_counts = nullptr) {
+             void** output = nullptr, int64_t* recv_counts = nullptr,
+             int outputs = 1) {
   if (!handle.ok()) return Code(handle.status());
   kolo::MutexLock lock(&g_handles_mu);
   *out = g_next_handle++;
-  g_handles.emplace(*out, HandleRecord{*std::move(handle), recv_counts, output});
+  g_handles.emplace(
+      *out, HandleRecord{*std::move(handle), recv_counts, output, outputs});
   return Code(absl::OkStatus());
+}
+
+// Allocates an allgather's or alltoall's output with malloc (the caller
+// releases it with kolo_free) and reports its element count.
+kolo::OutputAllocator MallocOutput(void** output, int64_t* output_count,
+                                   kolo_dtype dtype, const char* operation) {
+  const int64_t element =
+      kolo::DataTypeSize(static_cast<kolo::DataType>(dtype));
+  return [output, output_count, element, operation](
+             const std::vector<int64_t>& shape) -> kolo::StatusOr<void*> {
+    *output_count = shape[0];
+    *output = std::malloc(std::max<int64_t>(shape[0] * element, 1));
+    if (*output == nullptr) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat(operation, ": out of memory"));
+    }
+    return *output;
+  };
+}
+
+// Reports a reducescatter's element count and hands out the caller's output.
+kolo::OutputAllocator CallerOutput(void* output, int64_t* output_count,
+                                   const std::string& name) {
+  return [output, output_count,
+          name](const std::vector<int64_t>& shape) -> kolo::StatusOr<void*> {
+    *output_count = shape[0];
+    if (output == nullptr && shape[0] > 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("reducescatter '", name, "': output is NULL"));
+    }
+    return output;
+  };
+}
+
+// Names, inputs and counts of a grouped call, checked; "" when valid.
+std::string GroupArguments(const char* function, int n,
+                           const char* const* names, const void* const* inputs,
+                           const int64_t* counts, kolo_dtype dtype,
+                           std::vector<std::string>* name_list,
+                           std::vector<kolo::Tensor>* tensors) {
+  for (int i = 0; i < n; ++i) {
+    if (names[i] == nullptr || counts[i] < 0) {
+      return absl::StrCat(function, ": entry ", i,
+                          " has a NULL name or a negative count");
+    }
+    name_list->emplace_back(names[i]);
+    tensors->push_back(Flat(inputs[i], counts[i], dtype));
+  }
+  return "";
 }
 
 }  // namespace
@@ -162,20 +217,40 @@ int kolo_allgather_async(const char* name, const void* input, int64_t count,
   }
   *output = nullptr;
   *output_count = 0;
-  const int64_t element = kolo::DataTypeSize(static_cast<kolo::DataType>(dtype));
-  auto allocator = [output, output_count, element](
-                       const std::vector<int64_t>& shape)
-      -> kolo::StatusOr<void*> {
-    *output_count = shape[0];
-    *output = std::malloc(std::max<int64_t>(shape[0] * element, 1));
-    if (*output == nullptr) {
-      return absl::ResourceExhaustedError("allgather: out of memory");
-    }
-    return *output;
-  };
+  return Register(kolo::AllgatherAsync(
+                      name, Flat(input, count, dtype),
+                      MallocOutput(output, output_count, dtype, "allgather")),
+                  handle, output);
+}
+
+int kolo_grouped_allgather_async(int n, const char* const* names,
+                                 const void* const* inputs,
+                                 const int64_t* counts, kolo_dtype dtype,
+                                 void** outputs, int64_t* output_counts,
+                                 kolo_handle* handle) {
+  if (n <= 0 || names == nullptr || inputs == nullptr || counts == nullptr ||
+      outputs == nullptr || output_counts == nullptr || handle == nullptr ||
+      !ValidDtype(dtype)) {
+    return InvalidArgument(
+        "kolo_grouped_allgather_async: n must be > 0, arrays and handle must "
+        "not be NULL and dtype valid");
+  }
+  std::vector<std::string> name_list;
+  std::vector<kolo::Tensor> in;
+  const std::string invalid =
+      GroupArguments("kolo_grouped_allgather_async", n, names, inputs, counts,
+                     dtype, &name_list, &in);
+  if (!invalid.empty()) return InvalidArgument(invalid);
+  std::vector<kolo::OutputAllocator> allocators;
+  for (int i = 0; i < n; ++i) {
+    outputs[i] = nullptr;
+    output_counts[i] = 0;
+    allocators.push_back(
+        MallocOutput(&outputs[i], &output_counts[i], dtype, "allgather"));
+  }
   return Register(
-      kolo::AllgatherAsync(name, Flat(input, count, dtype), allocator),
-      handle, output);
+      kolo::GroupedAllgatherAsync(name_list, in, std::move(allocators)), handle,
+      outputs, nullptr, n);
 }
 
 int kolo_alltoall_async(const char* name, const void* input, int64_t count,
@@ -194,20 +269,10 @@ int kolo_alltoall_async(const char* name, const void* input, int64_t count,
   if (send_counts != nullptr && kolo::Size() > 0) {
     splits.assign(send_counts, send_counts + kolo::Size());
   }
-  const int64_t element = kolo::DataTypeSize(static_cast<kolo::DataType>(dtype));
-  auto allocator = [output, output_count, element](
-                       const std::vector<int64_t>& shape)
-      -> kolo::StatusOr<void*> {
-    *output_count = shape[0];
-    *output = std::malloc(std::max<int64_t>(shape[0] * element, 1));
-    if (*output == nullptr) {
-      return absl::ResourceExhaustedError("alltoall: out of memory");
-    }
-    return *output;
-  };
-  return Register(
-      kolo::AlltoallAsync(name, Flat(input, count, dtype), splits, allocator),
-      handle, output, recv_counts);
+  return Register(kolo::AlltoallAsync(
+                      name, Flat(input, count, dtype), splits,
+                      MallocOutput(output, output_count, dtype, "alltoall")),
+                  handle, output, recv_counts);
 }
 
 int kolo_reducescatter_async(const char* name, const void* input,
@@ -220,19 +285,40 @@ int kolo_reducescatter_async(const char* name, const void* input,
         "kolo_reducescatter_async: name, output_count and handle must not be "
         "NULL, count must be >= 0 and dtype valid");
   }
-  auto allocator = [output, output_count, name = std::string(name)](
-                       const std::vector<int64_t>& shape)
-      -> kolo::StatusOr<void*> {
-    *output_count = shape[0];
-    if (output == nullptr && shape[0] > 0) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("reducescatter '", name, "': output is NULL"));
-    }
-    return output;
-  };
-  return Register(kolo::ReducescatterAsync(name, Flat(input, count, dtype),
-                                           allocator,
-                                           static_cast<kolo::ReduceOp>(op)),
+  return Register(
+      kolo::ReducescatterAsync(name, Flat(input, count, dtype),
+                               CallerOutput(output, output_count, name),
+                               static_cast<kolo::ReduceOp>(op)),
+      handle);
+}
+
+int kolo_grouped_reducescatter_async(int n, const char* const* names,
+                                     const void* const* inputs,
+                                     void* const* outputs,
+                                     int64_t* output_counts,
+                                     const int64_t* counts, kolo_dtype dtype,
+                                     kolo_reduce_op op, kolo_handle* handle) {
+  if (n <= 0 || names == nullptr || inputs == nullptr || outputs == nullptr ||
+      output_counts == nullptr || counts == nullptr || handle == nullptr ||
+      !ValidDtype(dtype)) {
+    return InvalidArgument(
+        "kolo_grouped_reducescatter_async: n must be > 0, arrays and handle "
+        "must not be NULL and dtype valid");
+  }
+  std::vector<std::string> name_list;
+  std::vector<kolo::Tensor> in;
+  const std::string invalid =
+      GroupArguments("kolo_grouped_reducescatter_async", n, names, inputs,
+                     counts, dtype, &name_list, &in);
+  if (!invalid.empty()) return InvalidArgument(invalid);
+  std::vector<kolo::OutputAllocator> allocators;
+  for (int i = 0; i < n; ++i) {
+    allocators.push_back(
+        CallerOutput(outputs[i], &output_counts[i], name_list[i]));
+  }
+  return Register(kolo::GroupedReducescatterAsync(
+                      name_list, in, static_cast<kolo::ReduceOp>(op),
+                      std::move(allocators)),
                   handle);
 }
 
@@ -269,9 +355,11 @@ int kolo_wait(kolo_handle handle) {
     const std::vector<int64_t>& received = record.handle.received_splits();
     std::copy(received.begin(), received.end(), record.recv_counts);
   }
-  if (!status.ok() && record.output != nullptr && *record.output != nullptr) {
-    std::free(*record.output);
-    *record.output = nullptr;
+  if (!status.ok() && record.output != nullptr) {
+    for (int i = 0; i < record.outputs; ++i) {
+      std::free(record.output[i]);
+      record.output[i] = nullptr;
+    }
   }
   return Code(status);
 }

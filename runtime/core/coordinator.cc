@@ -217,8 +217,17 @@ void Coordinator::MarkReadyIfComplete(const std::string& name) {
   }
   // A later join re-checks every pending tensor: release each only once.
   if (std::find(ready_.begin(), ready_.end(), name) != ready_.end()) return;
+  // Ranks that grouped it differently never complete one group: release it
+  // now, so that BuildResponse reports the mismatch.
+  const bool same_group =
+      std::all_of(it->second.by_rank.begin(), it->second.by_rank.end(),
+                  [first](const std::optional<Request>& request) {
+                    return !request.has_value() ||
+                           (request->group_key == first->group_key &&
+                            request->group_size == first->group_size);
+                  });
   std::vector<std::string>* members = nullptr;
-  if (first->group_size > 1) {
+  if (first->group_size > 1 && same_group) {
     members = &group_ready_[first->group_key];
     if (std::find(members->begin(), members->end(), name) != members->end()) {
       return;
@@ -263,8 +272,15 @@ Response Coordinator::BuildResponse(const std::string& name,
   };
   for (int rank = ref_rank + 1; rank < size_; ++rank) {
     if (!pending.by_rank[rank].has_value()) continue;
-    std::string difference =
-        Compare(ref, ref_rank, *pending.by_rank[rank], rank);
+    const Request& other = *pending.by_rank[rank];
+    if (other.op == ref.op && (other.group_key != ref.group_key ||
+                               other.group_size != ref.group_size)) {
+      return fail(absl::StrCat("grouped ", OpTypeName(ref.op), " '", name,
+                               "': group mismatch: rank ", ref_rank, " ",
+                               Membership(ref, ref_rank), " but rank ", rank,
+                               " ", Membership(other, rank)));
+    }
+    std::string difference = Compare(ref, ref_rank, other, rank);
     if (!difference.empty()) return fail(std::move(difference));
   }
   if (pending.submitted < size_ && ref.op != OpType::kAllreduce) {
@@ -287,6 +303,61 @@ Response Coordinator::BuildResponse(const std::string& name,
   }
   response.tensors.push_back(std::move(tensor));
   return response;
+}
+
+std::string Coordinator::Membership(const Request& request, int rank) const {
+  if (request.group_size == 0) return "submitted it alone (not grouped)";
+  std::vector<std::string> members;
+  for (const auto& [name, pending] : pending_) {
+    const std::optional<Request>& member = pending.by_rank[rank];
+    if (member.has_value() && member->group_key == request.group_key) {
+      members.push_back(absl::StrCat("'", name, "'"));
+    }
+  }
+  std::sort(members.begin(), members.end());
+  return absl::StrCat("grouped it with ", absl::StrJoin(members, ", "));
+}
+
+void Coordinator::FailGroups(
+    const absl::flat_hash_map<std::string, std::string>& failed_groups,
+    std::vector<Response>* errors) {
+  if (failed_groups.empty()) return;
+  std::vector<std::string> names;
+  for (const auto& [name, pending] : pending_) {
+    for (const auto& request : pending.by_rank) {
+      if (request.has_value() && failed_groups.count(request->group_key)) {
+        names.push_back(name);
+        break;
+      }
+    }
+  }
+  std::sort(names.begin(), names.end());  // the same order on every run
+  for (const std::string& name : names) {
+    const Pending& pending = pending_[name];
+    const Request* ref = nullptr;
+    for (const auto& request : pending.by_rank) {
+      if (request.has_value() && failed_groups.count(request->group_key)) {
+        ref = &*request;
+        break;
+      }
+    }
+    Response response;
+    response.op = ref->op;
+    response.dtype = ref->dtype;
+    response.error_code =
+        static_cast<int>(absl::StatusCode::kFailedPrecondition);
+    response.error_message = absl::StrCat(
+        "grouped ", OpTypeName(ref->op), ": '", name,
+        "' fails with its group: ", failed_groups.at(ref->group_key));
+    ResponseTensor tensor;
+    tensor.request = *ref;
+    tensor.request.rank = -1;
+    response.tensors.push_back(std::move(tensor));
+    errors->push_back(std::move(response));
+    if (timeline_ != nullptr) timeline_->NegotiateEnd(name);
+    pending_.erase(name);
+  }
+  for (const auto& [key, message] : failed_groups) group_ready_.erase(key);
 }
 
 void Coordinator::CheckStalls(absl::Time now, std::vector<Response>* errors) {
@@ -368,7 +439,7 @@ void Coordinator::CheckStalls(absl::Time now, std::vector<Response>* errors) {
     response.error_code = static_cast<int>(absl::StatusCode::kDeadlineExceeded);
     response.error_message =
         missing.empty()
-            ? absl::StrCat("grouped allreduce '", name,
+            ? absl::StrCat("grouped ", OpTypeName(ref->op), " '", name,
                            "' fails because another member of its group "
                            "stalled (KOLO_STALL_SHUTDOWN_TIME_SECONDS=",
                            shutdown, " s)")
@@ -478,19 +549,25 @@ std::optional<ResponseList> Coordinator::NextResponses(absl::Time now,
   for (const std::string& name : ready_) {
     auto it = pending_.find(name);
     Response response = BuildResponse(name, it->second);
-    const Request& request = response.tensors.front().request;
-    if (response.error_code != 0 && !request.group_key.empty()) {
-      failed_groups.emplace(request.group_key, response.error_message);
+    if (response.error_code != 0) {
+      // Every group any rank put this tensor in fails: with the groups of
+      // the ranks that agreed, and those of the ranks that did not.
+      for (const auto& request : it->second.by_rank) {
+        if (request.has_value() && !request->group_key.empty()) {
+          failed_groups.emplace(request->group_key, response.error_message);
+        }
+      }
     }
     if (it->second.all_cached) {
       hints[name] = {it->second.slot, it->second.generation};
     }
     singles.push_back(std::move(response));
-    pending_.erase(it);
   }
+  // Only now: a group-mismatch message lists members that are ready too.
+  for (const std::string& name : ready_) pending_.erase(name);
   ready_.clear();
-  CheckStalls(now, &singles);
-  // All or nothing: one failed member fails its whole group.
+  // All or nothing: one failed member fails its whole group, whether its
+  // other members are ready (here) or still pending (FailGroups).
   for (Response& response : singles) {
     const Request& request = response.tensors.front().request;
     auto failed = failed_groups.find(request.group_key);
@@ -499,10 +576,12 @@ std::optional<ResponseList> Coordinator::NextResponses(absl::Time now,
       response.error_code =
           static_cast<int>(absl::StatusCode::kFailedPrecondition);
       response.error_message =
-          absl::StrCat("grouped allreduce: '", request.name,
+          absl::StrCat("grouped ", OpTypeName(request.op), ": '", request.name,
                        "' fails with its group: ", failed->second);
     }
   }
+  FailGroups(failed_groups, &singles);
+  CheckStalls(now, &singles);
 
   std::vector<Response> plan =
       PlanFusion(std::move(singles), fusion_threshold_bytes_);

@@ -8,7 +8,11 @@
 // - A mismatch (operation, dtype, shape, reduce op, root, scale factors,
 //   group, device) yields an error response (FailedPrecondition) naming the
 //   tensor, the ranks and both values; no rank hangs.
-// - Grouped tensors are released together, all or nothing.
+// - Grouped tensors are released together, all or nothing: when one member
+//   fails, every member of its group fails, including those still pending.
+//   Ranks must group the same names; a tensor that ranks put in different
+//   groups (or grouped on some ranks only) fails with a message naming each
+//   rank's members, and so do the groups it was in, on every rank.
 // - A tensor some ranks submitted and others did not is reported after the
 //   stall-check time and failed everywhere (DeadlineExceeded) after the
 //   stall-shutdown time.
@@ -105,6 +109,14 @@ class Coordinator {
   void MarkReadyIfComplete(const std::string& name);
   // Validates a ready tensor and builds its single-tensor response.
   Response BuildResponse(const std::string& name, const Pending& pending);
+  // "grouped it with 'a', 'b'": the members `rank` grouped `request` with,
+  // for a group-mismatch message.
+  std::string Membership(const Request& request, int rank) const;
+  // Fails (and forgets) every pending tensor that some rank submitted in one
+  // of the groups of `failed_groups` (group key -> why it failed).
+  void FailGroups(
+      const absl::flat_hash_map<std::string, std::string>& failed_groups,
+      std::vector<Response>* errors);
   void CheckStalls(absl::Time now, std::vector<Response>* errors);
   void AssignCacheSlots(std::vector<Response>* plan, uint64_t seq);
   // Sets *id when `plan` is the first with a CUDA response.

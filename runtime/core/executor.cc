@@ -102,7 +102,10 @@ Status Executor::Check(const Response& response,
     return absl::OkStatus();
   }
   if (response.tensors.empty()) return corrupt("it names no tensor");
-  if (response.op != OpType::kAllreduce && response.tensors.size() != 1) {
+  const bool fusible_op = response.op == OpType::kAllreduce ||
+                          response.op == OpType::kAllgather ||
+                          response.op == OpType::kReducescatter;
+  if (!fusible_op && response.tensors.size() != 1) {
     return corrupt(
         absl::StrCat("it names ", response.tensors.size(), " tensors"));
   }
@@ -176,12 +179,37 @@ Status Executor::Check(const Response& response,
       }
     }
   }
-  if (response.op == OpType::kAllreduce && response.tensors.size() > 1 &&
-      fused_bytes > fusion_bytes_) {
-    return corrupt(absl::StrCat("a fused batch of ", fused_bytes,
-                                " bytes does not fit this rank's fusion "
-                                "buffer of ",
-                                fusion_bytes_, " bytes"));
+  if (response.tensors.size() > 1) {
+    // A fused allgather or reducescatter holds its inputs and its outputs
+    // (this rank's share) in the buffer.
+    if (response.op == OpType::kAllgather) {
+      int64_t own = 0;
+      int64_t gathered = 0;
+      for (const ResponseTensor& tensor : response.tensors) {
+        const int64_t row =
+            RowElements(tensor.request.shape) * DataTypeSize(response.dtype);
+        for (int r = 0; r < size_; ++r) {
+          const int64_t bytes = tensor.first_dims[r] * row;
+          gathered += bytes;
+          if (r == rank_) own += bytes;
+        }
+      }
+      fused_bytes = own + gathered;
+    } else if (response.op == OpType::kReducescatter) {
+      int64_t share = 0;
+      for (const ResponseTensor& tensor : response.tensors) {
+        share += ReducescatterRows(Rows(tensor.request.shape), size_, rank_) *
+                 RowElements(tensor.request.shape) *
+                 DataTypeSize(response.dtype);
+      }
+      fused_bytes += share;
+    }
+    if (fused_bytes > fusion_bytes_) {
+      return corrupt(absl::StrCat("a fused batch of ", fused_bytes,
+                                  " bytes does not fit this rank's fusion "
+                                  "buffer of ",
+                                  fusion_bytes_, " bytes"));
+    }
   }
   return absl::OkStatus();
 }
@@ -223,6 +251,7 @@ Status Executor::Run(const Response& response, std::vector<Entry>& entries,
     case OpType::kAllreduce:
       return Allreduce(response, entries, present);
     case OpType::kAllgather:
+      if (response.tensors.size() > 1) return FusedAllgather(response, entries);
       return Allgather(response, entries.front());
     case OpType::kBroadcast: {
       Entry& entry = entries.front();
@@ -232,6 +261,9 @@ Status Executor::Run(const Response& response, std::vector<Entry>& entries,
     case OpType::kAlltoall:
       return Alltoall(response, entries.front());
     case OpType::kReducescatter:
+      if (response.tensors.size() > 1) {
+        return FusedReducescatter(response, entries);
+      }
       return Reducescatter(response, entries.front());
     case OpType::kBarrier:
       return backend_->Barrier();
@@ -301,7 +333,7 @@ Status Executor::Allreduce(const Response& response,
 
 Status Executor::AllocateOutput(Entry& entry,
                                 const std::vector<int64_t>& shape) {
-  entry.operation->output_shape = shape;
+  entry.operation->output_shapes[entry.member] = shape;
   entry.output.dtype = entry.input.dtype;
   entry.output.shape = shape;
   entry.output.device = entry.input.device;
@@ -317,9 +349,9 @@ Status Executor::AllocateOutput(Entry& entry,
     entry.output.data = *memory;
     return absl::OkStatus();
   }
-  entry.operation->owned_output.reset(new char[std::max<int64_t>(bytes, 1)],
-                                      std::default_delete<char[]>());
-  entry.output.data = entry.operation->owned_output.get();
+  entry.operation->owned_outputs[entry.member].reset(
+      new char[std::max<int64_t>(bytes, 1)], std::default_delete<char[]>());
+  entry.output.data = entry.operation->owned_outputs[entry.member].get();
   return absl::OkStatus();
 }
 
@@ -377,6 +409,111 @@ Status Executor::Reducescatter(const Response& response, Entry& entry) {
   if (Status s = AllocateOutput(entry, output_shape); !s.ok()) return s;
   return backend_->ReduceScatter(entry.input.data, entry.output.data, counts,
                                  SpecFor(response));
+}
+
+// Fused allgather. Each rank packs its rows of every tensor, in response
+// order, at the start of the buffer; one Allgatherv gathers the packs after
+// them (rank r's pack, then rank r + 1's); each tensor's output takes its
+// rows from every rank's pack.
+Status Executor::FusedAllgather(const Response& response,
+                                std::vector<Entry>& entries) {
+  const size_t n = response.tensors.size();
+  const int64_t element = DataTypeSize(response.dtype);
+  std::vector<int64_t> row_bytes(n);
+  std::vector<int64_t> pack_bytes(size_, 0);
+  for (size_t i = 0; i < n; ++i) {
+    row_bytes[i] = RowElements(entries[i].request.shape) * element;
+    std::vector<int64_t> output_shape = entries[i].request.shape;
+    if (output_shape.empty()) output_shape.push_back(1);
+    output_shape[0] = 0;
+    for (int r = 0; r < size_; ++r) {
+      const int64_t rows = response.tensors[i].first_dims[r];
+      pack_bytes[r] += rows * row_bytes[i];
+      output_shape[0] += rows;
+    }
+    if (Status s = AllocateOutput(entries[i], output_shape); !s.ok()) return s;
+  }
+  char* input = fusion_buffer_.get();
+  char* gathered = input + pack_bytes[rank_];
+  int64_t offset = 0;
+  for (size_t i = 0; i < n; ++i) {
+    const int64_t bytes = response.tensors[i].first_dims[rank_] * row_bytes[i];
+    if (bytes > 0) std::memcpy(input + offset, entries[i].input.data, bytes);
+    offset += bytes;
+  }
+  if (Status s = backend_->Allgatherv(input, gathered, pack_bytes); !s.ok()) {
+    return s;
+  }
+  std::vector<int64_t> written(n, 0);  // bytes of each output filled so far
+  offset = 0;
+  for (int r = 0; r < size_; ++r) {
+    for (size_t i = 0; i < n; ++i) {
+      const int64_t bytes = response.tensors[i].first_dims[r] * row_bytes[i];
+      if (bytes > 0) {
+        std::memcpy(static_cast<char*>(entries[i].output.data) + written[i],
+                    gathered + offset, bytes);
+      }
+      written[i] += bytes;
+      offset += bytes;
+    }
+  }
+  return absl::OkStatus();
+}
+
+// Fused reducescatter. The buffer holds, for rank 0, 1, ... in turn, that
+// rank's share of every tensor (in response order); one ReduceScatter leaves
+// this rank's reduced shares after them, which go to the outputs.
+Status Executor::FusedReducescatter(const Response& response,
+                                    std::vector<Entry>& entries) {
+  const size_t n = response.tensors.size();
+  const int64_t element = DataTypeSize(response.dtype);
+  std::vector<int64_t> row_bytes(n);
+  std::vector<int64_t> counts(size_, 0);
+  int64_t input_bytes = 0;
+  for (size_t i = 0; i < n; ++i) {
+    const std::vector<int64_t>& shape = entries[i].request.shape;
+    row_bytes[i] = RowElements(shape) * element;
+    input_bytes += Rows(shape) * row_bytes[i];
+    for (int r = 0; r < size_; ++r) {
+      counts[r] +=
+          ReducescatterRows(Rows(shape), size_, r) * RowElements(shape);
+    }
+    std::vector<int64_t> output_shape = shape;
+    if (output_shape.empty()) output_shape.push_back(1);
+    output_shape[0] = ReducescatterRows(Rows(shape), size_, rank_);
+    if (Status s = AllocateOutput(entries[i], output_shape); !s.ok()) return s;
+  }
+  char* input = fusion_buffer_.get();
+  char* share = input + input_bytes;
+  int64_t offset = 0;
+  std::vector<int64_t> first_row(n, 0);  // of rank r's share, per tensor
+  for (int r = 0; r < size_; ++r) {
+    for (size_t i = 0; i < n; ++i) {
+      const int64_t rows =
+          ReducescatterRows(Rows(entries[i].request.shape), size_, r);
+      const int64_t bytes = rows * row_bytes[i];
+      if (bytes > 0) {
+        std::memcpy(input + offset,
+                    static_cast<const char*>(entries[i].input.data) +
+                        first_row[i] * row_bytes[i],
+                    bytes);
+      }
+      first_row[i] += rows;
+      offset += bytes;
+    }
+  }
+  if (Status s =
+          backend_->ReduceScatter(input, share, counts, SpecFor(response));
+      !s.ok()) {
+    return s;
+  }
+  offset = 0;
+  for (size_t i = 0; i < n; ++i) {
+    const int64_t bytes = entries[i].output.size_bytes();
+    if (bytes > 0) std::memcpy(entries[i].output.data, share + offset, bytes);
+    offset += bytes;
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace kolo

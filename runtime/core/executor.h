@@ -55,6 +55,10 @@ class Executor {
   Status Allgather(const Response& response, Entry& entry);
   Status Alltoall(const Response& response, Entry& entry);
   Status Reducescatter(const Response& response, Entry& entry);
+  // Several tensors through the fusion buffer, one data-plane call.
+  Status FusedAllgather(const Response& response, std::vector<Entry>& entries);
+  Status FusedReducescatter(const Response& response,
+                            std::vector<Entry>& entries);
   // Gives entry.output memory for `shape`: the caller's allocator or memory
   // owned by the operation.
   Status AllocateOutput(Entry& entry, const std::vector<int64_t>& shape);

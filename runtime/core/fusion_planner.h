@@ -4,6 +4,9 @@
 // packed, in the order they became ready, into batches of at most the
 // fusion buffer's size. A
 // tensor larger than the buffer runs alone, directly in its own memory.
+// The CPU members of a grouped allgather or reducescatter that share a dtype
+// (and reduce op) are batched the same way, never with other groups; a
+// batch may take twice their bytes (fusion_planner.cc says why).
 // Other operations and failed responses pass through unchanged.
 //
 // The result only has to be deterministic: the coordinator plans, and every

@@ -47,11 +47,13 @@ Status Handle::Wait() const {
   return operation_->Wait();
 }
 
-const std::vector<int64_t>& Handle::output_shape() const {
-  return operation_->output_shape;
+const std::vector<int64_t>& Handle::output_shape(size_t member) const {
+  return operation_->output_shapes.at(member);
 }
 
-void* Handle::output_data() const { return operation_->owned_output.get(); }
+void* Handle::output_data(size_t member) const {
+  return operation_->owned_outputs.at(member).get();
+}
 
 const std::vector<int64_t>& Handle::received_splits() const {
   return operation_->received_splits;

@@ -30,9 +30,10 @@ class WaitHelper {
 };
 
 // Shared by a Handle and the runtime. One operation may cover several
-// entries (a grouped allreduce); it completes when all of them have.
+// entries (a grouped collective); it completes when all of them have.
 struct Operation {
-  explicit Operation(int entries) : remaining(entries) {}
+  explicit Operation(int entries)
+      : remaining(entries), output_shapes(entries), owned_outputs(entries) {}
 
   // Records one entry's outcome; the first error wins. Wakes waiters when
   // the last entry completes.
@@ -48,11 +49,12 @@ struct Operation {
   Status status ABSL_GUARDED_BY(mu);
 
   // Results, written by the background thread before the last Complete().
-  std::vector<int64_t> output_shape;
+  // Per entry (Entry::member): the output shape, and the output memory kolo
+  // allocated (no OutputAllocator): host memory for CPU tensors, device
+  // memory for CUDA ones; the deleter matches.
+  std::vector<std::vector<int64_t>> output_shapes;
+  std::vector<std::shared_ptr<void>> owned_outputs;
   std::vector<int64_t> received_splits;
-  // Output memory kolo allocated (no OutputAllocator): host memory for CPU
-  // tensors, device memory for CUDA ones; the deleter matches.
-  std::shared_ptr<void> owned_output;
   int last_joined_rank = -1;
   // While it negotiates in the fast lane, Wait() lets `helper` run it.
   std::atomic<bool> fast{false};
@@ -77,6 +79,8 @@ struct Entry {
   Tensor output;  // allgather/alltoall/reducescatter: set when allocated
   OutputAllocator allocator;
   std::shared_ptr<internal::Operation> operation;
+  // This entry's index among its operation's entries (grouped collectives).
+  int member = 0;
   // CUDA tensors: recorded on the producer's stream (Tensor::cuda_stream) at
   // submission; kolo's stream waits for it before touching the tensor.
   std::shared_ptr<CudaEvent> cuda_ready;

@@ -15,6 +15,7 @@ namespace {
 
 using testing::AllClose;
 using testing::Equal;
+using testing::ThrowsWith;
 
 // Sum over ranks of (r + 1).
 double RankSum() { return size() * (size() + 1) / 2.0; }
@@ -112,6 +113,62 @@ TEST(TorchAllreduce, GroupedInPlace) {
       grouped_allreduce({::torch::ones({3}), ::torch::ones({1})}, "grouped2");
   ASSERT_EQ(copies.size(), 2u);
   EXPECT_TRUE(Equal(copies[1], ::torch::ones({1})));
+}
+
+TEST(TorchGrouped, AllgatherOfSeveralDtypesAndLayouts) {
+  // Rank r: r + 1 rows of int64, 2 rows of float32 (transposed, so not
+  // contiguous), and no rows of float64 on even ranks.
+  const std::vector<at::Tensor> mine = {
+      ::torch::full({rank() + 1, 2}, rank(), at::kLong),
+      ::torch::arange(6, at::kFloat).reshape({3, 2}).t() + rank(),
+      ::torch::full({rank() % 2 == 0 ? 0 : 3}, rank() * 0.5, at::kDouble)};
+  const std::vector<at::Tensor> gathered =
+      grouped_allgather(mine, "grouped.allgather");
+  ASSERT_EQ(gathered.size(), 3u);
+  for (size_t k = 0; k < mine.size(); ++k) {
+    std::vector<at::Tensor> expected;
+    for (int r = 0; r < size(); ++r) {
+      if (k == 0) expected.push_back(::torch::full({r + 1, 2}, r, at::kLong));
+      if (k == 1) {
+        expected.push_back(::torch::arange(6, at::kFloat).reshape({3, 2}).t() +
+                           r);
+      }
+      if (k == 2) {
+        expected.push_back(
+            ::torch::full({r % 2 == 0 ? 0 : 3}, r * 0.5, at::kDouble));
+      }
+    }
+    EXPECT_EQ(gathered[k].scalar_type(), mine[k].scalar_type()) << k;
+    EXPECT_TRUE(Equal(gathered[k], ::torch::cat(expected))) << "member " << k;
+  }
+}
+
+TEST(TorchGrouped, ReducescatterReturnsThisRanksShareOfEach) {
+  const std::vector<at::Tensor> mine = {
+      ::torch::arange(4 * size(), at::kFloat).reshape({2 * size(), 2}) + rank(),
+      ::torch::full({size() + 1}, rank() + 1, at::kInt)};
+  const std::vector<at::Tensor> shares =
+      grouped_reducescatter(mine, "grouped.reducescatter", ReduceOp::kSum);
+  ASSERT_EQ(shares.size(), 2u);
+  const at::Tensor sum0 =
+      ::torch::arange(4 * size(), at::kFloat).reshape({2 * size(), 2}) *
+          size() +
+      (RankSum() - size());
+  EXPECT_TRUE(Equal(shares[0], sum0.slice(0, 2 * rank(), 2 * rank() + 2)));
+  // size() + 1 rows: rank 0 gets two, the others one.
+  const int64_t rows = rank() == 0 ? 2 : 1;
+  EXPECT_TRUE(Equal(shares[1], ::torch::full({rows}, RankSum(), at::kInt)));
+  EXPECT_EQ(shares[1].scalar_type(), at::kInt);
+}
+
+TEST(TorchGrouped, MismatchedMembershipThrowsOnEveryRank) {
+  if (size() < 2) GTEST_SKIP() << "needs two ranks to disagree";
+  // Rank 1 groups two tensors under the name, the others three.
+  std::vector<at::Tensor> tensors(rank() == 1 ? 2 : 3, ::torch::ones({2}));
+  EXPECT_TRUE(ThrowsWith([&] { grouped_allgather(tensors, "grouped.bad"); },
+                         "group mismatch"));
+  EXPECT_TRUE(ThrowsWith(
+      [&] { grouped_reducescatter(tensors, "grouped.bad.rs"); }, "group"));
 }
 
 TEST(TorchAllgather, RanksContributeDifferentRowCounts) {

@@ -6,24 +6,13 @@
 #include <string>
 
 #include "kolo/torch.h"
+#include "test_util.h"
 
 namespace kolo {
 namespace torch {
 namespace {
 
-::testing::AssertionResult ThrowsWith(const std::function<void()>& body,
-                                      const std::string& fragment) {
-  try {
-    body();
-  } catch (const c10::Error& e) {
-    if (std::string(e.what()).find(fragment) != std::string::npos) {
-      return ::testing::AssertionSuccess();
-    }
-    return ::testing::AssertionFailure()
-           << "message lacks '" << fragment << "': " << e.what();
-  }
-  return ::testing::AssertionFailure() << "no c10::Error thrown";
-}
+using testing::ThrowsWith;
 
 class DistributedOptimizerOptionsTest : public ::testing::Test {
  protected:
@@ -67,12 +56,6 @@ TEST_F(DistributedOptimizerOptionsTest, RejectsParametersWithoutNames) {
   only_weight.insert("weight", model->weight);
   EXPECT_TRUE(ThrowsWith([&] { DistributedOptimizer(sgd, only_weight); },
                          "not in named_parameters"));
-}
-
-TEST_F(DistributedOptimizerOptionsTest, BroadcastOptimizerStateRejectsLbfgs) {
-  ::torch::optim::LBFGS lbfgs(model->parameters());
-  EXPECT_TRUE(ThrowsWith([&] { broadcast_optimizer_state(lbfgs, 0); },
-                         "supports SGD, Adam, AdamW, Adagrad and RMSprop"));
 }
 
 }  // namespace

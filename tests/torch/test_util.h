@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <functional>
 #include <sstream>
 #include <string>
 
@@ -41,6 +42,21 @@ inline ::testing::AssertionResult AllClose(const at::Tensor& actual,
 inline ::testing::AssertionResult Equal(const at::Tensor& actual,
                                         const at::Tensor& expected) {
   return AllClose(actual, expected, 0.0, 0.0);
+}
+
+// Whether `body` throws a c10::Error whose message contains `fragment`.
+inline ::testing::AssertionResult ThrowsWith(const std::function<void()>& body,
+                                             const std::string& fragment) {
+  try {
+    body();
+  } catch (const c10::Error& e) {
+    if (std::string(e.what()).find(fragment) != std::string::npos) {
+      return ::testing::AssertionSuccess();
+    }
+    return ::testing::AssertionFailure()
+           << "message lacks '" << fragment << "': " << e.what();
+  }
+  return ::testing::AssertionFailure() << "no c10::Error thrown";
 }
 
 // True when `tensor` is bit-for-bit the same on every rank (allgathers it).

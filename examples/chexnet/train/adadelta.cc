@@ -69,19 +69,6 @@ AdadeltaParamState* Adadelta::StateOf(const torch::Tensor& param) {
   return static_cast<AdadeltaParamState*>(it->second.get());
 }
 
-void Adadelta::EnsureState() {
-  for (auto& group : param_groups_) {
-    for (auto& p : group.params()) {
-      const OptimizerStateKey key = StateKeyOf(p);
-      if (state_.count(key) != 0) continue;
-      auto state = std::make_unique<AdadeltaParamState>();
-      state->square_avg(torch::zeros_like(p, torch::MemoryFormat::Preserve));
-      state->acc_delta(torch::zeros_like(p, torch::MemoryFormat::Preserve));
-      state_[key] = std::move(state);
-    }
-  }
-}
-
 torch::Tensor Adadelta::step(LossClosure closure) {
   torch::NoGradGuard no_grad;
   torch::Tensor loss = {};

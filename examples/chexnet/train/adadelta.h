@@ -8,10 +8,9 @@
 //   p          -= lr * delta
 //
 // lr 1.0 is the original CheXNet blog's setting (Keras' Adadelta default).
-// State is created (zeros) on a parameter's first step, as in PyTorch;
-// EnsureAdadeltaState creates it up front so that every rank has the same
-// state layout before a broadcast. save()/load() use LibTorch's optimizer
-// archive format.
+// State is created (zeros) on a parameter's first step, as in PyTorch.
+// save()/load() use LibTorch's optimizer archive format, which is also how
+// kolo::torch::broadcast_optimizer_state sends it to other ranks.
 //
 // Not safe for concurrent use.
 #ifndef KOLO_EXAMPLES_CHEXNET_TRAIN_ADADELTA_H_
@@ -84,9 +83,6 @@ class Adadelta : public torch::optim::Optimizer {
   void save(torch::serialize::OutputArchive& archive) const override;
   void load(torch::serialize::InputArchive& archive) override;
 
-  // Creates zero state (step 0) for every parameter that has none; the
-  // update is unchanged by it.
-  void EnsureState();
   // The state of `param`, or nullptr. REQUIRES: param belongs to a group.
   AdadeltaParamState* StateOf(const torch::Tensor& param);
 };

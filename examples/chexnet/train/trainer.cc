@@ -131,35 +131,6 @@ void SetLearningRate(::torch::optim::Optimizer& optimizer, double lr) {
   for (auto& group : optimizer.param_groups()) group.options().set_lr(lr);
 }
 
-// Adadelta is not among the optimizers kolo::torch::broadcast_optimizer_state
-// knows, so its state (created up front on every rank, so that the layout
-// matches) travels as named tensors.
-void BroadcastOptimizerState(::torch::optim::Optimizer& optimizer,
-                             const ::torch::nn::Module& model, int root_rank) {
-  auto* adadelta = dynamic_cast<Adadelta*>(&optimizer);
-  if (adadelta == nullptr) {
-    kolo::torch::broadcast_optimizer_state(optimizer, root_rank);
-    return;
-  }
-  adadelta->EnsureState();
-  ::torch::OrderedDict<std::string, ::torch::Tensor> state;
-  const auto named = model.named_parameters();
-  std::vector<::torch::Tensor> steps;
-  for (const auto& item : named) {
-    AdadeltaParamState* s = adadelta->StateOf(item.value());
-    state.insert("adadelta.square_avg." + item.key(), s->square_avg());
-    state.insert("adadelta.acc_delta." + item.key(), s->acc_delta());
-    steps.push_back(::torch::tensor(s->step(), ::torch::kInt64));
-  }
-  ::torch::Tensor step_tensor = ::torch::stack(steps);
-  state.insert("adadelta.steps", step_tensor);
-  kolo::torch::broadcast_parameters(state, root_rank);
-  int64_t i = 0;
-  for (const auto& item : named) {
-    adadelta->StateOf(item.value())->step(step_tensor[i++].item<int64_t>());
-  }
-}
-
 // Scores of one evaluation list, gathered from every rank and ordered by
 // dataset index.
 struct Evaluation {
@@ -538,7 +509,9 @@ absl::Status RunTraining(const TrainOptions& o) {
     }
   }
   kolo::torch::broadcast_parameters(*model, 0);
-  BroadcastOptimizerState(*optimizer, *model, 0);
+  // Adam's state travels field by field, Adadelta's (unknown to the
+  // adapter) as the archive its save() writes.
+  kolo::torch::broadcast_optimizer_state(*optimizer, 0);
 
   // The rate at (epoch, batch): Adam's warm-up towards lr x ranks, times the
   // plateau factor. LibTorch does not restore a group's lr from a checkpoint,

@@ -688,7 +688,7 @@ Status NcclExecutor::HierarchicalAllreduce(char* work, int64_t count,
 
 Status NcclExecutor::AllocateOutput(Entry& entry,
                                     const std::vector<int64_t>& shape) {
-  entry.operation->output_shape = shape;
+  entry.operation->output_shapes[entry.member] = shape;
   entry.output.dtype = entry.input.dtype;
   entry.output.shape = shape;
   entry.output.device = entry.input.device;
@@ -724,7 +724,8 @@ Status NcclExecutor::AllocateOutput(Entry& entry,
   KOLO_CUDA_RETURN_IF_ERROR(cudaMalloc(&memory, std::max<int64_t>(bytes, 1)),
                             absl::StrCat("the output of '", entry.request.name,
                                          "' (", bytes, " bytes)"));
-  entry.operation->owned_output.reset(memory, [](void* p) { cudaFree(p); });
+  entry.operation->owned_outputs[entry.member].reset(
+      memory, [](void* p) { cudaFree(p); });
   entry.output.data = memory;
   return absl::OkStatus();
 }

@@ -92,6 +92,16 @@ int kolo_broadcast_async(const char* name, void* buffer, int64_t count,
 int kolo_allgather_async(const char* name, const void* input, int64_t count,
                          kolo_dtype dtype, void** output,
                          int64_t* output_count, kolo_handle* handle);
+/* All-or-nothing allgather of n tensors (each as kolo_allgather_async; they
+   run together or fail together, fused when they fit; one handle). Every rank
+   groups the same names; a group whose names differ between ranks fails on
+   every rank (code 9). Once kolo_wait returns 0, outputs[i] and
+   output_counts[i] hold tensor i's result; release each with kolo_free. */
+int kolo_grouped_allgather_async(int n, const char* const* names,
+                                 const void* const* inputs,
+                                 const int64_t* counts, kolo_dtype dtype,
+                                 void** outputs, int64_t* output_counts,
+                                 kolo_handle* handle);
 /* Sends send_counts[j] elements (consecutive, in rank order) to rank j; NULL
    send_counts splits count evenly (count must divide by the size). Once
    kolo_wait returns 0, *output holds what every rank sent here, in rank order,
@@ -107,6 +117,16 @@ int kolo_reducescatter_async(const char* name, const void* input,
                              void* output, int64_t* output_count,
                              int64_t count, kolo_dtype dtype,
                              kolo_reduce_op op, kolo_handle* handle);
+/* All-or-nothing reducescatter of n tensors (each as
+   kolo_reducescatter_async, all or nothing as kolo_grouped_allgather_async):
+   outputs[i] must hold tensor i's share of counts[i] elements;
+   output_counts[i] receives it. */
+int kolo_grouped_reducescatter_async(int n, const char* const* names,
+                                     const void* const* inputs,
+                                     void* const* outputs,
+                                     int64_t* output_counts,
+                                     const int64_t* counts, kolo_dtype dtype,
+                                     kolo_reduce_op op, kolo_handle* handle);
 /* Blocks until every rank has entered the barrier. */
 int kolo_barrier(void);
 /* This rank has no more data: it contributes zeros to other ranks'

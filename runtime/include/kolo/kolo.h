@@ -53,11 +53,13 @@ class Handle {
   Status Wait() const;
 
   // The following are valid after a successful Wait().
-  // Shape of the output of allgather, alltoall and reducescatter.
-  const std::vector<int64_t>& output_shape() const;
+  // Shape of the output of allgather, alltoall and reducescatter; `member`
+  // selects a tensor of a grouped allgather or reducescatter (in the order
+  // the tensors were given).
+  const std::vector<int64_t>& output_shape(size_t member = 0) const;
   // Output memory when the operation was given no OutputAllocator; owned by
   // the handle (and its copies).
-  void* output_data() const;
+  void* output_data(size_t member = 0) const;
   // alltoall: first-dimension rows received from each rank.
   const std::vector<int64_t>& received_splits() const;
   // join: the rank that joined last.
@@ -146,6 +148,24 @@ StatusOr<Handle> ReducescatterAsync(const std::string& name,
                                     const Tensor& input,
                                     OutputAllocator allocator = nullptr,
                                     ReduceOp op = ReduceOp::kAverage);
+
+// Grouped allgather and reducescatter: each tensor as AllgatherAsync or
+// ReducescatterAsync would treat it, all or nothing as GroupedAllreduceAsync:
+// the group runs once every rank has submitted all of its tensors, and one
+// failing member fails them all. Every rank must group the same names (in
+// any order); a group whose members differ between ranks fails
+// (FailedPrecondition, naming both memberships) on every rank. CPU tensors of
+// one dtype are fused into one data-plane call when twice their gathered
+// (allgather) or input (reducescatter) bytes fit the fusion buffer.
+// allocators: empty (kolo allocates; see Handle::output_data(member)) or one
+// per tensor, each of which may be null. One handle for the group.
+StatusOr<Handle> GroupedAllgatherAsync(
+    const std::vector<std::string>& names, const std::vector<Tensor>& inputs,
+    std::vector<OutputAllocator> allocators = {});
+StatusOr<Handle> GroupedReducescatterAsync(
+    const std::vector<std::string>& names, const std::vector<Tensor>& inputs,
+    ReduceOp op = ReduceOp::kAverage,
+    std::vector<OutputAllocator> allocators = {});
 // Blocks until every rank has called Barrier().
 Status Barrier();
 // This rank has run out of data: until every rank has joined it takes part in

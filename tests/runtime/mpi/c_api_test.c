@@ -156,6 +156,81 @@ int main(void) {
     CHECK(g0[2] == size && g1[1] == 2 * size, "group values %g %g", g0[2], g1[1]);
   }
 
+  /* Grouped allgather: rank r sends r + 1 and 2 elements; both come back,
+     each in rank order. */
+  {
+    int64_t a[64], b[2] = {rank, -rank};
+    for (int i = 0; i <= rank; ++i) a[i] = rank * 10 + i;
+    const char* names[2] = {"c.gag.a", "c.gag.b"};
+    const void* in[2] = {a, b};
+    const int64_t counts[2] = {rank + 1, 2};
+    void* out[2] = {NULL, NULL};
+    int64_t out_counts[2] = {0, 0};
+    CHECK(kolo_grouped_allgather_async(2, names, in, counts, KOLO_INT64, out,
+                                       out_counts, &h) == 0,
+          "grouped gather");
+    CHECK(kolo_wait(h) == 0, "grouped gather wait");
+    CHECK(out_counts[0] == (int64_t)size * (size + 1) / 2 &&
+              out_counts[1] == 2 * size,
+          "grouped gather counts %lld %lld", (long long)out_counts[0],
+          (long long)out_counts[1]);
+    int64_t index = 0;
+    for (int r = 0; r < size; ++r) {
+      for (int i = 0; i <= r; ++i, ++index) {
+        CHECK(((int64_t*)out[0])[index] == r * 10 + i, "gather a index %lld",
+              (long long)index);
+      }
+      CHECK(
+          ((int64_t*)out[1])[2 * r] == r && ((int64_t*)out[1])[2 * r + 1] == -r,
+          "gather b from rank %d", r);
+    }
+    kolo_free(out[0]);
+    kolo_free(out[1]);
+  }
+
+  /* Grouped reducescatter: two tensors, each rank gets its share of each. */
+  {
+    double x[64 * 3], y[64];
+    for (int i = 0; i < size * 3; ++i) x[i] = i + rank;
+    for (int i = 0; i < size; ++i) y[i] = 2.0 * i;
+    double x_out[3], y_out[1];
+    const char* names[2] = {"c.grs.x", "c.grs.y"};
+    const void* in[2] = {x, y};
+    void* out[2] = {x_out, y_out};
+    const int64_t counts[2] = {size * 3, size};
+    int64_t out_counts[2] = {0, 0};
+    CHECK(
+        kolo_grouped_reducescatter_async(2, names, in, out, out_counts, counts,
+                                         KOLO_FLOAT64, KOLO_SUM, &h) == 0,
+        "grouped rs");
+    CHECK(kolo_wait(h) == 0, "grouped rs wait");
+    CHECK(out_counts[0] == 3 && out_counts[1] == 1, "grouped rs counts");
+    const double rank_sum = size * (size - 1) / 2.0;
+    for (int i = 0; i < 3; ++i) {
+      CHECK(x_out[i] == size * (rank * 3.0 + i) + rank_sum,
+            "grouped rs x element %d: %g", i, x_out[i]);
+    }
+    CHECK(y_out[0] == size * 2.0 * rank, "grouped rs y: %g", y_out[0]);
+  }
+
+  /* A group whose members differ between ranks fails everywhere (code 9). */
+  if (size > 1) {
+    int32_t v[1] = {rank};
+    const char* names[2] = {"c.gm.a", rank == 1 ? "c.gm.c" : "c.gm.b"};
+    const void* in[2] = {v, v};
+    const int64_t counts[2] = {1, 1};
+    void* out[2] = {NULL, NULL};
+    int64_t out_counts[2];
+    CHECK(kolo_grouped_allgather_async(2, names, in, counts, KOLO_INT32, out,
+                                       out_counts, &h) == 0,
+          "gm enqueue");
+    CHECK(kolo_wait(h) == 9, "gm code");
+    CHECK(strstr(kolo_last_error(), "group mismatch") != NULL ||
+              strstr(kolo_last_error(), "fails with its group") != NULL,
+          "gm message");
+    CHECK(out[0] == NULL && out[1] == NULL, "gm outputs freed");
+  }
+
   CHECK(kolo_barrier() == 0, "barrier");
 
   /* A shape mismatch fails everywhere with code 9 and a message. */

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
+#include <cstring>
 #include <numeric>
 #include <random>
 #include <string>
@@ -45,6 +46,12 @@ uint64_t SharedSeed() {
 
 std::mt19937_64 RankRng(int salt) {
   return std::mt19937_64(SharedSeed() * 1000003 + Rank() * 7919 + salt);
+}
+
+int64_t RowElementsOf(const std::vector<int64_t>& row_shape) {
+  int64_t n = 1;
+  for (int64_t d : row_shape) n *= d;
+  return n;
 }
 
 std::vector<int64_t> Sizes() {
@@ -404,6 +411,239 @@ TEST(Collectives, GroupedAllreduceFailsAllOrNothing) {
   EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition) << status;
   EXPECT_NE(status.message().find("group.bad.2"), std::string::npos) << status;
   for (auto& d : data) EXPECT_EQ(d[0], 1.0f) << "no member may have run";
+}
+
+// Rows rank `rank` contributes to member k of a grouped allgather: 0 on
+// some ranks, different on each.
+int64_t GroupedRows(int rank, int k) {
+  return (rank + k) % 3 == 0 ? 0 : rank + k;
+}
+
+TEST(Collectives, GroupedAllgatherEveryDtypeWithDifferentFirstDimensions) {
+  // Member shapes: rows x 3, rows (1-d), rows x 2 x 2, and one too large to
+  // fuse under the tests' 4 KiB buffer (rows x 300).
+  const std::vector<std::vector<int64_t>> row_shapes = {{3}, {}, {2, 2}, {300}};
+  for (DataType dtype : AllDataTypes()) {
+    std::vector<Buffer> inputs;
+    std::vector<Tensor> tensors;
+    std::vector<std::string> names;
+    for (size_t k = 0; k < row_shapes.size(); ++k) {
+      std::vector<int64_t> shape = {GroupedRows(Rank(), k)};
+      shape.insert(shape.end(), row_shapes[k].begin(), row_shapes[k].end());
+      int64_t count = 1;
+      for (int64_t d : shape) count *= d;
+      inputs.emplace_back(dtype, count);
+      for (int64_t i = 0; i < count; ++i) {
+        inputs.back().Set(i, InputValue(dtype, ReduceOp::kSum, Rank(), i, k));
+      }
+      names.push_back(absl::StrCat("gag.", DataTypeName(dtype), ".", k));
+    }
+    for (size_t k = 0; k < row_shapes.size(); ++k) {
+      Tensor t = inputs[k].tensor();
+      t.shape = {GroupedRows(Rank(), k)};
+      t.shape.insert(t.shape.end(), row_shapes[k].begin(), row_shapes[k].end());
+      tensors.push_back(t);
+    }
+    // Each rank lists the members in its own order.
+    std::vector<size_t> order(names.size());
+    std::iota(order.begin(), order.end(), 0);
+    std::mt19937_64 rng = RankRng(static_cast<int>(dtype));
+    std::shuffle(order.begin(), order.end(), rng);
+    std::vector<std::string> submitted_names;
+    std::vector<Tensor> submitted;
+    for (size_t k : order) {
+      submitted_names.push_back(names[k]);
+      submitted.push_back(tensors[k]);
+    }
+    StatusOr<Handle> h = GroupedAllgatherAsync(submitted_names, submitted);
+    ASSERT_TRUE(h.ok()) << h.status();
+    ASSERT_TRUE(h->Wait().ok()) << h->Wait();
+    for (size_t m = 0; m < order.size(); ++m) {
+      const size_t k = order[m];
+      int64_t total_rows = 0;
+      for (int r = 0; r < Size(); ++r) total_rows += GroupedRows(r, k);
+      std::vector<int64_t> expected_shape = {total_rows};
+      expected_shape.insert(expected_shape.end(), row_shapes[k].begin(),
+                            row_shapes[k].end());
+      ASSERT_EQ(h->output_shape(m), expected_shape) << names[k];
+      const int64_t row = RowElementsOf(row_shapes[k]);
+      Buffer output(dtype, total_rows * row);
+      std::memcpy(output.data(), h->output_data(m),
+                  total_rows * row * DataTypeSize(dtype));
+      int64_t offset = 0;
+      for (int r = 0; r < Size(); ++r) {
+        for (int64_t i = 0; i < GroupedRows(r, k) * row; ++i) {
+          Buffer one(dtype, 1);
+          one.Set(0, InputValue(dtype, ReduceOp::kSum, r, i, k));
+          ASSERT_EQ(output.Get(offset + i), one.Get(0))
+              << names[k] << " from rank " << r << " element " << i;
+        }
+        offset += GroupedRows(r, k) * row;
+      }
+    }
+  }
+}
+
+TEST(Collectives, GroupedAllgatherFusesSmallMembersIntoOneCollective) {
+  std::vector<std::vector<int32_t>> data(4);
+  std::vector<std::vector<int32_t>> outputs(4);
+  std::vector<std::string> names;
+  std::vector<Tensor> tensors;
+  std::vector<OutputAllocator> allocators;
+  for (int k = 0; k < 4; ++k) {
+    data[k].assign(k + 1, Rank() * 100 + k);
+    names.push_back(absl::StrCat("gag.fused.", k));
+    tensors.push_back(Tensor{data[k].data(),
+                             DataType::kInt32,
+                             {static_cast<int64_t>(data[k].size())}});
+    // Members 0 and 2 bring their own memory; 1 and 3 use the handle's.
+    if (k % 2 == 0) {
+      allocators.push_back(
+          [&outputs, k](const std::vector<int64_t>& shape) -> StatusOr<void*> {
+            outputs[k].resize(shape[0]);
+            return outputs[k].data();
+          });
+    } else {
+      allocators.push_back(nullptr);
+    }
+  }
+  const RuntimeStats before = GetStats();
+  StatusOr<Handle> h = GroupedAllgatherAsync(names, tensors, allocators);
+  ASSERT_TRUE(h.ok()) << h.status();
+  ASSERT_TRUE(h->Wait().ok()) << h->Wait();
+  const RuntimeStats after = GetStats();
+  EXPECT_EQ(after.collectives_executed - before.collectives_executed, 1);
+  EXPECT_EQ(after.tensors_fused - before.tensors_fused, 4);
+  for (int k = 0; k < 4; ++k) {
+    const int32_t* out = k % 2 == 0
+                             ? outputs[k].data()
+                             : static_cast<const int32_t*>(h->output_data(k));
+    ASSERT_EQ(h->output_shape(k), (std::vector<int64_t>{(k + 1) * Size()}));
+    for (int r = 0; r < Size(); ++r) {
+      for (int i = 0; i <= k; ++i) {
+        ASSERT_EQ(out[r * (k + 1) + i], r * 100 + k)
+            << "member " << k << " from rank " << r;
+      }
+    }
+  }
+}
+
+TEST(Collectives, GroupedReducescatterEveryDtypeAndOp) {
+  // Rows per member: 0, 1, odd, and more than every rank gets one of; the
+  // last member is too large to fuse under the tests' 4 KiB buffer.
+  const std::vector<std::pair<int64_t, int64_t>> shapes = {
+      {0, 2}, {1, 3}, {7, 1}, {int64_t{3} * Size() + 1, 2}, {Size() * 2, 300}};
+  for (DataType dtype : AllDataTypes()) {
+    for (ReduceOp op : AllReduceOps()) {
+      if (dtype == DataType::kBool && op == ReduceOp::kAverage) continue;
+      std::vector<Buffer> inputs;
+      std::vector<Tensor> tensors;
+      std::vector<std::string> names;
+      for (size_t k = 0; k < shapes.size(); ++k) {
+        const auto [rows, width] = shapes[k];
+        inputs.emplace_back(dtype, rows * width);
+        for (int64_t i = 0; i < rows * width; ++i) {
+          inputs.back().Set(i, InputValue(dtype, op, Rank(), i, 20 + k));
+        }
+        names.push_back(
+            absl::StrCat("grs.", Describe(dtype, op, rows, false), ".", k));
+      }
+      for (size_t k = 0; k < shapes.size(); ++k) {
+        Tensor t = inputs[k].tensor();
+        t.shape = {shapes[k].first, shapes[k].second};
+        tensors.push_back(t);
+      }
+      StatusOr<Handle> h = GroupedReducescatterAsync(names, tensors, op);
+      ASSERT_TRUE(h.ok()) << h.status();
+      ASSERT_TRUE(h->Wait().ok()) << names[0] << ": " << h->Wait();
+      for (size_t k = 0; k < shapes.size(); ++k) {
+        const auto [rows, width] = shapes[k];
+        const int64_t mine = rows / Size() + (Rank() < rows % Size() ? 1 : 0);
+        int64_t first = 0;
+        for (int r = 0; r < Rank(); ++r) {
+          first += rows / Size() + (r < rows % Size() ? 1 : 0);
+        }
+        ASSERT_EQ(h->output_shape(k), (std::vector<int64_t>{mine, width}))
+            << names[k];
+        Buffer out(dtype, mine * width);
+        std::memcpy(out.data(), h->output_data(k),
+                    mine * width * DataTypeSize(dtype));
+        for (int64_t i = 0; i < mine * width; ++i) {
+          std::vector<double> values;
+          for (int r = 0; r < Size(); ++r) {
+            values.push_back(
+                InputValue(dtype, op, r, first * width + i, 20 + k));
+          }
+          Buffer expected(dtype, 1);
+          expected.Set(0, ReferenceReduce(dtype, op, values, Size()));
+          ASSERT_EQ(out.Get(i), expected.Get(0))
+              << names[k] << " element " << i;
+        }
+      }
+    }
+  }
+}
+
+// Submits `names` (a grouped allgather, or reducescatter when `scatter`)
+// and expects FailedPrecondition whose message contains every `needle`.
+void ExpectGroupFails(const std::vector<std::string>& names, bool scatter,
+                      const std::vector<std::string>& needles) {
+  std::vector<std::vector<float>> data(names.size(),
+                                       std::vector<float>(Size(), 1.0f));
+  std::vector<Tensor> tensors;
+  for (auto& d : data) {
+    tensors.push_back(
+        Tensor{d.data(), DataType::kFloat32, {static_cast<int64_t>(d.size())}});
+  }
+  StatusOr<Handle> h = scatter ? GroupedReducescatterAsync(names, tensors)
+                               : GroupedAllgatherAsync(names, tensors);
+  ASSERT_TRUE(h.ok()) << h.status();
+  const Status status = h->Wait();
+  EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition) << status;
+  for (const std::string& needle : needles) {
+    EXPECT_NE(status.message().find(needle), std::string::npos)
+        << "'" << needle << "' not in: " << status;
+  }
+}
+
+TEST(Collectives, GroupedMembershipMismatchFailsOnEveryRank) {
+  if (Size() < 2) GTEST_SKIP() << "needs two ranks to disagree";
+  for (bool scatter : {false, true}) {
+    const std::string p = scatter ? "gm.rs." : "gm.ag.";
+    // Rank 1 puts 'a' with 'c'; every other rank with 'b'.
+    if (Rank() == 1) {
+      ExpectGroupFails({p + "a", p + "c"}, scatter,
+                       {"group mismatch", "'" + p + "b'", "'" + p + "c'"});
+    } else {
+      ExpectGroupFails({p + "b", p + "a"}, scatter,
+                       {"group mismatch", "'" + p + "b'", "'" + p + "c'"});
+    }
+    // Rank 0 submits 'x' alone; the others group it with 'y'.
+    if (Rank() == 0) {
+      ExpectGroupFails({p + "x"}, scatter, {"not grouped"});
+    } else {
+      ExpectGroupFails({p + "x", p + "y"}, scatter, {"not grouped"});
+    }
+    // One member's shape differs on rank 1: the whole group fails.
+    std::vector<float> ok(2, 1.0f);
+    std::vector<float> odd(2 * 3, 1.0f);
+    std::vector<Tensor> tensors = {
+        Tensor{ok.data(), DataType::kFloat32, {2}},
+        Rank() == 1 ? Tensor{odd.data(), DataType::kFloat32, {2, 3}}
+                    : Tensor{ok.data(), DataType::kFloat32, {2}}};
+    const std::vector<std::string> names = {p + "s.0", p + "s.1"};
+    StatusOr<Handle> h = scatter ? GroupedReducescatterAsync(names, tensors)
+                                 : GroupedAllgatherAsync(names, tensors);
+    ASSERT_TRUE(h.ok()) << h.status();
+    EXPECT_EQ(h->Wait().code(), absl::StatusCode::kFailedPrecondition)
+        << h->Wait();
+  }
+  // Nothing is poisoned: the same names work once the ranks agree.
+  std::vector<float> value(1, static_cast<float>(Rank()));
+  Tensor t{value.data(), DataType::kFloat32, {1}};
+  StatusOr<Handle> h = GroupedAllgatherAsync({"gm.ag.a", "gm.ag.c"}, {t, t});
+  ASSERT_TRUE(h.ok() && h->Wait().ok()) << h->Wait();
+  EXPECT_EQ(h->output_shape(1), (std::vector<int64_t>{Size()}));
 }
 
 TEST(Collectives, BarrierAndManySmallTensors) {

@@ -1,9 +1,10 @@
 // Tests of rank 0's negotiation logic, with simulated ranks.
 #include "runtime/core/coordinator.h"
 
-#include <functional>
-
 #include <gtest/gtest.h>
+
+#include <algorithm>
+#include <functional>
 
 namespace kolo {
 namespace {
@@ -331,6 +332,64 @@ TEST(Coordinator, GroupsAreReleasedTogetherOrFailTogether) {
     EXPECT_EQ(r.error_code,
               static_cast<int>(absl::StatusCode::kFailedPrecondition));
   }
+}
+
+TEST(Coordinator, DifferentGroupMembershipFailsEveryMemberOnEveryRank) {
+  // Ranks 0 and 2 group allgathers 'a' and 'b'; rank 1 groups 'a' and 'c'.
+  Coordinator c(3, TestOptions());
+  auto member = [](int rank, const std::string& name, const std::string& key) {
+    Request r = Allreduce(rank, name, {2, 3});
+    r.op = OpType::kAllgather;
+    r.group_key = key;
+    r.group_size = 2;
+    return r;
+  };
+  for (int rank : {0, 2}) {
+    ASSERT_TRUE(c.HandleRequestList(List(rank, {member(rank, "a", "ab"),
+                                                member(rank, "b", "ab")}),
+                                    kStart)
+                    .ok());
+  }
+  EXPECT_FALSE(c.NextResponses(kStart, false).has_value());
+  ASSERT_TRUE(
+      c.HandleRequestList(List(1, {member(1, "a", "ac"), member(1, "c", "ac")}),
+                          kStart)
+          .ok());
+  auto list = c.NextResponses(kStart, false);
+  ASSERT_TRUE(list.has_value());
+  std::vector<std::string> names = TensorNames(*list);
+  std::sort(names.begin(), names.end());
+  EXPECT_EQ(names, (std::vector<std::string>{"a", "b", "c"}));
+  for (const Response& r : list->responses) {
+    EXPECT_EQ(r.error_code,
+              static_cast<int>(absl::StatusCode::kFailedPrecondition));
+    EXPECT_NE(r.error_message.find("group mismatch: rank 0 grouped it with "
+                                   "'a', 'b' but rank 1 grouped it with 'a', "
+                                   "'c'"),
+              std::string::npos)
+        << r.error_message;
+  }
+  EXPECT_EQ(c.pending_count(), 0u) << "nothing may be left to stall";
+}
+
+TEST(Coordinator, AGroupedTensorSubmittedAloneSomewhereFails) {
+  Coordinator c(2, TestOptions());
+  Request x0 = Allreduce(0, "x");
+  Request x1 = Allreduce(1, "x");
+  Request y1 = Allreduce(1, "y");
+  x1.group_key = y1.group_key = "xy";
+  x1.group_size = y1.group_size = 2;
+  ASSERT_TRUE(c.HandleRequestList(List(1, {x1, y1}), kStart).ok());
+  ASSERT_TRUE(c.HandleRequestList(List(0, {x0}), kStart).ok());
+  auto list = c.NextResponses(kStart, false);
+  ASSERT_TRUE(list.has_value());
+  ASSERT_EQ(TensorNames(*list).size(), 2u);
+  for (const Response& r : list->responses) {
+    EXPECT_NE(r.error_message.find("rank 0 submitted it alone (not grouped)"),
+              std::string::npos)
+        << r.error_message;
+  }
+  EXPECT_EQ(c.pending_count(), 0u);
 }
 
 TEST(Coordinator, StalledTensorsFailAfterTheShutdownTime) {

@@ -106,6 +106,39 @@ TEST(ExecutorCheck, FusedBatchLargerThanTheFusionBufferIsCorrupt) {
   ExpectCorrupt(f, "fusion");
 }
 
+TEST(ExecutorCheck, FusedAllgatherAndReducescatterMustFitTheBuffer) {
+  // Allgather: this rank's 2 + 2 rows of 4 floats in, 6 + 6 rows out:
+  // (16 + 48) x 4 bytes = 256 bytes.
+  auto gather = [](int64_t fusion) {
+    Fixture f = Make(OpType::kAllgather,
+                     {MakeRequest(OpType::kAllgather, {2, 4}),
+                      MakeRequest(OpType::kAllgather, {2, 4})},
+                     fusion);
+    for (ResponseTensor& t : f.response.tensors) t.first_dims = {3, 2, 1};
+    return f;
+  };
+  Fixture fits = gather(256);
+  EXPECT_TRUE(fits.Check().ok()) << fits.Check();
+  Fixture too_big = gather(255);
+  ExpectCorrupt(too_big, "fused allgather");
+  // Reducescatter: 2 x 30 floats in, this rank's 2 x 10 out: 320 bytes.
+  auto scatter = [](int64_t fusion) {
+    return Make(OpType::kReducescatter,
+                {MakeRequest(OpType::kReducescatter, {30}),
+                 MakeRequest(OpType::kReducescatter, {30})},
+                fusion);
+  };
+  Fixture rs_fits = scatter(320);
+  EXPECT_TRUE(rs_fits.Check().ok()) << rs_fits.Check();
+  Fixture rs_too_big = scatter(319);
+  ExpectCorrupt(rs_too_big, "fused reducescatter");
+  // Other operations never come fused.
+  Fixture broadcast =
+      Make(OpType::kBroadcast, {MakeRequest(OpType::kBroadcast, {2}),
+                                MakeRequest(OpType::kBroadcast, {2})});
+  ExpectCorrupt(broadcast, "fused broadcast");
+}
+
 TEST(ExecutorCheck, OverflowingSizesAreCorrupt) {
   const int64_t huge = std::numeric_limits<int64_t>::max() / 2;
   Fixture f = Make(OpType::kAllreduce, {MakeRequest(OpType::kAllreduce, {4})});

@@ -85,6 +85,27 @@ TEST(FusionPlanner, NeverMixesCpuAndCudaTensors) {
                                                    {"g1", "g2", "g3"}}));
 }
 
+TEST(FusionPlanner, GroupedAllgathersFuseWithinTheirGroupOnly) {
+  auto member = [](const std::string& name, const std::string& group,
+                   int64_t rows_per_rank) {
+    Response r = Single(name, 0, DataType::kFloat32, OpType::kAllgather);
+    r.tensors[0].request.op = OpType::kAllgather;
+    r.tensors[0].request.shape = {rows_per_rank, 10};
+    r.tensors[0].request.group_key = group;
+    r.tensors[0].request.group_size = 3;
+    r.tensors[0].first_dims = {rows_per_rank, rows_per_rank};
+    return r;
+  };
+  // Gathered bytes: 2 ranks x rows x 40; a batch takes twice that.
+  const auto plan = PlanFusion(
+      {member("a", "g1", 1), member("x", "g2", 1), member("b", "g1", 1),
+       member("c", "g1", 20), member("y", "g2", 1),
+       Single("lone", 4, DataType::kFloat32, OpType::kAllgather)},
+      1000);
+  EXPECT_EQ(Names(plan), (std::vector<std::vector<std::string>>{
+                             {"a", "b"}, {"x", "y"}, {"c"}, {"lone"}}));
+}
+
 TEST(FusionPlanner, FailedResponsesAreNotFused) {
   Response failed = Single("f", 1);
   failed.error_code = 9;

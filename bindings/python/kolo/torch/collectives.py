@@ -421,32 +421,15 @@ def allgather(tensor, name=None):
 
 
 def grouped_allgather_async(tensors, name=None):
-    """allgather_async() of each tensor (named <name>.<i>); synchronize()
-    returns a list."""
-    base = _name("grouped_allgather", name)
-    natives = [_submit(_lib.allgather_async, t, f"{base}.{i}")
-               for i, t in enumerate(tensors)]
-    return _register(_Group(natives), lambda results, native: results)
+    """Starts an all-or-nothing allgather of a list of tensors (named
+    <name>.<i>; fused when they fit); synchronize() returns a list."""
+    native = _submit(_lib.grouped_allgather_async, list(tensors),
+                     _name("grouped_allgather", name))
+    return _register(native, lambda results, native: list(results))
 
 
 def grouped_allgather(tensors, name=None):
     return synchronize(grouped_allgather_async(tensors, name))
-
-
-class _Group:
-    """Several kolo handles behind one Horovod handle."""
-
-    def __init__(self, natives):
-        self.natives = natives
-
-    def poll(self):
-        return all(n.poll() for n in self.natives)
-
-    def wait(self):
-        results = []
-        for n in self.natives:
-            results.extend(n.wait())
-        return results
 
 
 # ---------------------------------------------------------------------------
@@ -596,15 +579,14 @@ def reducescatter(tensor, name=None, compression=Compression.none, op=Average,
 
 def grouped_reducescatter_async(tensors, name=None, op=Average,
                                 prescale_factor=1.0, postscale_factor=1.0):
-    """reducescatter_async() of each tensor (named <name>.<i>);
-    synchronize() returns a list."""
+    """Starts an all-or-nothing reducescatter of a list of tensors (named
+    <name>.<i>; fused when they fit); synchronize() returns a list."""
     _check_reducescatter_op(op)
-    base = _name("grouped_reducescatter", name)
     scaled = [t * prescale_factor if prescale_factor != 1.0 else t
               for t in tensors]
-    natives = [_submit(_lib.reducescatter_async, t, f"{base}.{i}", op)
-               for i, t in enumerate(scaled)]
-    return _register(_Group(natives), lambda results, native: [
+    native = _submit(_lib.grouped_reducescatter_async, scaled,
+                     _name("grouped_reducescatter", name), op)
+    return _register(native, lambda results, native: [
         r * postscale_factor if postscale_factor != 1.0 else r
         for r in results])
 

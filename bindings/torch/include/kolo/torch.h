@@ -136,6 +136,14 @@ Handle allgather_async(const ::torch::Tensor& tensor, const std::string& name);
 ::torch::Tensor allgather(const ::torch::Tensor& tensor,
                           const std::string& name);
 
+// All-or-nothing allgather of several tensors (fused when they fit; see
+// kolo::GroupedAllgatherAsync). Tensor i is named "<name>.<i>"; every rank
+// passes the same number of tensors. Returns one gathered tensor per input.
+Handle grouped_allgather_async(const std::vector<::torch::Tensor>& tensors,
+                               const std::string& name);
+std::vector<::torch::Tensor> grouped_allgather(
+    const std::vector<::torch::Tensor>& tensors, const std::string& name);
+
 // root_rank's tensor, on every rank. broadcast returns a new tensor (root:
 // a copy); broadcast_ overwrites `tensor`.
 Handle broadcast_async(const ::torch::Tensor& tensor, int root_rank,
@@ -165,6 +173,15 @@ Handle reducescatter_async(const ::torch::Tensor& tensor,
                               const std::string& name,
                               ReduceOp op = ReduceOp::kAverage);
 
+// All-or-nothing reducescatter of several tensors (fused when they fit),
+// named as grouped_allgather's. Returns this rank's share of each.
+Handle grouped_reducescatter_async(const std::vector<::torch::Tensor>& tensors,
+                                   const std::string& name,
+                                   ReduceOp op = ReduceOp::kAverage);
+std::vector<::torch::Tensor> grouped_reducescatter(
+    const std::vector<::torch::Tensor>& tensors, const std::string& name,
+    ReduceOp op = ReduceOp::kAverage);
+
 // This rank has no more data; it contributes zeros to the other ranks'
 // allreduces until all have joined. Blocks; returns the rank that joined last.
 int join();
@@ -178,6 +195,45 @@ double metric_average(double value, const std::string& name);
 // small), so ranks may hold them on different devices.
 ::torch::Tensor metric_average(const ::torch::Tensor& value,
                                const std::string& name);
+
+// ---------------------------------------------------------------------------
+// Objects: arbitrary bytes (a serialized config, a vocabulary, an RNG state),
+// of any length, including 0. Collective: every rank calls the same function
+// with the same name. Bytes travel through the CPU data plane.
+
+// root_rank's bytes, on every rank (root_rank gets its own back; the others'
+// `bytes` are ignored). The length travels first, then the payload: names
+// "<name>.size" and "<name>.data".
+std::string broadcast_object(const std::string& bytes, int root_rank,
+                             const std::string& name = "broadcast_object");
+std::vector<char> broadcast_object(
+    const std::vector<char>& bytes, int root_rank,
+    const std::string& name = "broadcast_object");
+// Every rank's bytes, in rank order; the lengths may differ between ranks.
+// One grouped allgather of each rank's length and bytes (names "<name>.0"
+// and "<name>.1").
+std::vector<std::string> allgather_object(
+    const std::string& bytes, const std::string& name = "allgather_object");
+std::vector<std::vector<char>> allgather_object(
+    const std::vector<char>& bytes,
+    const std::string& name = "allgather_object");
+// The same for an IValue (a tensor, a dict of tensors, a string, a list ...):
+// serialized with torch::pickle_save, restored with torch::pickle_load
+// (tensors come back on the CPU).
+::c10::IValue broadcast_object(const ::c10::IValue& value, int root_rank,
+                               const std::string& name = "broadcast_object");
+std::vector<::c10::IValue> allgather_object(
+    const ::c10::IValue& value, const std::string& name = "allgather_object");
+// A string literal is bytes, not an IValue.
+inline std::string broadcast_object(
+    const char* bytes, int root_rank,
+    const std::string& name = "broadcast_object") {
+  return broadcast_object(std::string(bytes), root_rank, name);
+}
+inline std::vector<std::string> allgather_object(
+    const char* bytes, const std::string& name = "allgather_object") {
+  return allgather_object(std::string(bytes), name);
+}
 
 // ---------------------------------------------------------------------------
 // Model and optimizer state.
@@ -196,17 +252,27 @@ void broadcast_parameters(
 // Makes every rank's optimizer state equal to root_rank's: the options of the
 // defaults and of every parameter group (learning rate, momentum, betas, eps,
 // weight decay, flags, ...) and every parameter's state (step counts and
-// state tensors: SGD's momentum_buffer; Adam's and AdamW's exp_avg,
-// exp_avg_sq, max_exp_avg_sq; Adagrad's sum; RMSprop's square_avg,
-// momentum_buffer, grad_avg). Where a rank lacks state that root_rank has, it
-// is created; where root_rank has none (e.g. before its first step), it is
-// removed; so the optimizers are identical afterwards, also before the first
-// step. Supports SGD, Adam, AdamW, Adagrad and RMSprop; throws for others
-// (LBFGS). A DistributedOptimizer is handled through the optimizer it wraps.
-// Typically called after broadcast_parameters() on the model.
-// Names: "optstate.options", "optstate.layout" and "optstate.<i>.<field>";
-// a different optimizer type or parameter count on some rank fails as a
-// cross-rank shape mismatch.
+// state tensors). Where a rank lacks state that root_rank has, it is created;
+// where root_rank has none (e.g. before its first step), it is removed; so
+// the optimizers are identical afterwards, also before the first step. A
+// DistributedOptimizer is handled through the optimizer it wraps. Typically
+// called after broadcast_parameters() on the model.
+//
+// Any optimizer works whose options and state serialize themselves (the
+// LibTorch convention that torch::save relies on): LBFGS, optimizers of your
+// own such as the CheXNet example's Adadelta. Root_rank writes the optimizer
+// (optimizer.save(), the defaults' and every group's options) into a
+// torch::serialize archive, broadcast_object() takes it to the other ranks,
+// which load it; state tensors land on the device of their parameter on each
+// rank, in root_rank's dtype. SGD, Adam, AdamW, Adagrad and RMSprop
+// themselves (not subclasses) take a faster path: their options travel as
+// one float64 tensor and their state tensors are broadcast in place, fused,
+// on their own device (CUDA tensors through NCCL), with no serialization.
+//
+// Every rank first learns every rank's optimizer type and parameter-group
+// sizes (one allgather_object, "optstate.signature"); if any differs from
+// root_rank's, every rank throws, naming the ranks and both. A rank that
+// cannot load the archive makes every rank throw too.
 // REQUIRES: same optimizer type and parameter-group sizes on every rank.
 void broadcast_optimizer_state(::torch::optim::Optimizer& optimizer,
                                int root_rank);
