@@ -9,6 +9,7 @@
 #include "absl/strings/str_join.h"
 #include "kolo/kolo.h"
 #include "runtime/common/mutex.h"
+#include "runtime/common/reduce.h"
 #include "runtime/core/config.h"
 #include "runtime/core/executor.h"
 #include "runtime/core/mpi_context.h"
@@ -117,7 +118,7 @@ Request MakeRequest(const Runtime& runtime, OpType op, const std::string& name,
 
 Status CheckReduction(const std::string& name, DataType dtype, ReduceOp op,
                       double prescale, double postscale) {
-  if (static_cast<int>(op) < 0 || static_cast<int>(op) > KOLO_PRODUCT) {
+  if (!IsValidReduceOp(static_cast<int>(op))) {
     return absl::InvalidArgumentError(
         absl::StrCat("'", name, "': invalid reduce op ", static_cast<int>(op)));
   }
@@ -125,6 +126,35 @@ Status CheckReduction(const std::string& name, DataType dtype, ReduceOp op,
       (op == ReduceOp::kAverage || prescale != 1.0 || postscale != 1.0)) {
     return absl::InvalidArgumentError(absl::StrCat(
         "'", name, "': bool tensors cannot be averaged or scaled"));
+  }
+  return absl::OkStatus();
+}
+
+// What Adasum's recursive halving can run (kolo/types.h). Every rank
+// checks its own submission, so a refused one fails on every rank at once.
+Status CheckAdasum(const std::string& name, const Tensor& tensor, int size) {
+  if (size <= 0 || (size & (size - 1)) != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("allreduce '", name,
+                     "': adasum needs a power-of-two number of ranks; "
+                     "this job has ",
+                     size));
+  }
+  const DataType dtype = tensor.dtype;
+  if (dtype != DataType::kFloat32 && dtype != DataType::kFloat64 &&
+      !IsHalfType(dtype)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("allreduce '", name,
+                     "': adasum needs a floating-point "
+                     "tensor (float16, bfloat16, float32, float64), not ",
+                     DataTypeName(dtype)));
+  }
+  if (tensor.device.kind != Device::kCpu) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("allreduce '", name,
+                     "': adasum runs on the CPU planes "
+                     "only; the tensor is on ",
+                     DeviceName(tensor.device)));
   }
   return absl::OkStatus();
 }
@@ -237,6 +267,12 @@ StatusOr<Handle> GroupedAllreduceAsync(const std::vector<std::string>& names,
         !s.ok()) {
       return s;
     }
+    if (options.op == ReduceOp::kAdasum) {
+      if (Status s = CheckAdasum(name, inputs[i], (*runtime)->mpi().size());
+          !s.ok()) {
+        return s;
+      }
+    }
     Entry entry;
     entry.request = MakeRequest(**runtime, OpType::kAllreduce, name, inputs[i]);
     entry.request.reduce_op = options.op;
@@ -338,6 +374,10 @@ StatusOr<Handle> ReducescatterAsync(const std::string& name,
   if (Status s = CheckTensor(name, input, "input"); !s.ok()) return s;
   if (Status s = CheckReduction(name, input.dtype, op, 1.0, 1.0); !s.ok()) {
     return s;
+  }
+  if (op == ReduceOp::kAdasum) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "reducescatter '", name, "': adasum is an allreduce op only"));
   }
   Entry entry;
   entry.request = MakeRequest(**runtime, OpType::kReducescatter, name, input);
