@@ -134,27 +134,22 @@ Status CheckReduction(const std::string& name, DataType dtype, ReduceOp op,
 // checks its own submission, so a refused one fails on every rank at once.
 Status CheckAdasum(const std::string& name, const Tensor& tensor, int size) {
   if (size <= 0 || (size & (size - 1)) != 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("allreduce '", name,
-                     "': adasum needs a power-of-two number of ranks; "
-                     "this job has ",
-                     size));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "allreduce '", name,
+        "': adasum needs a power-of-two number of ranks; this job has ", size));
   }
   const DataType dtype = tensor.dtype;
   if (dtype != DataType::kFloat32 && dtype != DataType::kFloat64 &&
       !IsHalfType(dtype)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("allreduce '", name,
-                     "': adasum needs a floating-point "
-                     "tensor (float16, bfloat16, float32, float64), not ",
-                     DataTypeName(dtype)));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "allreduce '", name,
+        "': adasum needs float16, bfloat16, float32 or float64, not ",
+        DataTypeName(dtype)));
   }
   if (tensor.device.kind != Device::kCpu) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("allreduce '", name,
-                     "': adasum runs on the CPU planes "
-                     "only; the tensor is on ",
-                     DeviceName(tensor.device)));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "allreduce '", name, "': adasum runs on the CPU planes only; ",
+        "the tensor is on ", DeviceName(tensor.device)));
   }
   return absl::OkStatus();
 }
