@@ -280,6 +280,10 @@ def DistributedOptimizer(optimizer, named_parameters=None,
     parameters). sparse_as_dense: reduce sparse gradients as dense tensors
     (otherwise they are allgathered).
     """
+    if op == _c.Adasum and _c.size() & (_c.size() - 1):
+        raise ValueError("DistributedOptimizer with Adasum needs a "
+                         "power-of-two number of ranks; this job has "
+                         f"{_c.size()}")
     if gradient_predivide_factor != 1.0 and op != _c.Average:
         raise ValueError("gradient_predivide_factor not supported with "
                          "op != Average")
