@@ -32,6 +32,7 @@ const gloo::ReductionFunction<T>* GlooReduction(ReduceOp op) {
       return gloo::ReductionFunction<T>::product;
     case ReduceOp::kSum:
     case ReduceOp::kAverage:
+    case ReduceOp::kAdasum:  // Unsupported() refuses both
       break;
   }
   return gloo::ReductionFunction<T>::sum;
@@ -120,6 +121,7 @@ std::string GlooBaseline::Unsupported(DataType dtype, ReduceOp op) {
              DataTypeName(dtype);
   }
   if (op == ReduceOp::kAverage) return "Gloo has no average reduction";
+  if (op == ReduceOp::kAdasum) return "Gloo has no adasum reduction";
   return "";
 }
 

@@ -46,6 +46,7 @@ MPI_Op MpiOp(DataType dtype, ReduceOp op) {
     case ReduceOp::kProduct:
       return logical ? MPI_LAND : MPI_PROD;
     case ReduceOp::kAverage:
+    case ReduceOp::kAdasum:
       break;
   }
   return MPI_OP_NULL;

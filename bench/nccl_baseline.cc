@@ -51,6 +51,8 @@ ncclRedOp_t NcclOp(ReduceOp op) {
       return ncclMax;
     case ReduceOp::kProduct:
       return ncclProd;
+    case ReduceOp::kAdasum:  // Unsupported() refuses it
+      break;
   }
   return ncclSum;
 }
@@ -125,6 +127,9 @@ std::string NcclBaseline::Unsupported(Collective collective, DataType dtype,
                                       ReduceOp op, int ranks) {
   if (!NcclType(dtype).has_value()) {
     return std::string("NCCL has no ") + DataTypeName(dtype) + " datatype";
+  }
+  if (Reduces(collective) && op == ReduceOp::kAdasum) {
+    return "NCCL has no adasum reduction";
   }
   if (Reduces(collective) && op == ReduceOp::kAverage && !IsFloating(dtype)) {
     return std::string("kolo's integer average rounds toward zero; NCCL's "

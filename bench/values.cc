@@ -135,6 +135,8 @@ double ReduceOverRanks(const ValueModel& model, ReduceOp op, int ranks,
       case ReduceOp::kProduct:
         result *= value;
         break;
+      case ReduceOp::kAdasum:  // not a kolo_bench op (flags.cc)
+        break;
     }
   }
   if (model.dtype() == DataType::kBool) return result != 0 ? 1 : 0;

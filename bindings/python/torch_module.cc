@@ -61,6 +61,7 @@ PYBIND11_MODULE(_kolo_torch, m) {
   m.attr("MIN") = static_cast<int>(kolo::ReduceOp::kMin);
   m.attr("MAX") = static_cast<int>(kolo::ReduceOp::kMax);
   m.attr("PRODUCT") = static_cast<int>(kolo::ReduceOp::kProduct);
+  m.attr("ADASUM") = static_cast<int>(kolo::ReduceOp::kAdasum);
 
   m.def("init", &init, Release());
   m.def("shutdown", &shutdown, Release());

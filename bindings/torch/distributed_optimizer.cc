@@ -201,11 +201,20 @@ DistributedOptimizer::Impl::Impl(
   TORCH_CHECK(options_.backward_passes_per_step >= 1,
               "kolo: backward_passes_per_step must be at least 1, got ",
               options_.backward_passes_per_step);
-  TORCH_CHECK(
-      options_.op == ReduceOp::kAverage || options_.op == ReduceOp::kSum,
-      "kolo: DistributedOptimizer reduces gradients with average or sum, "
-      "not ",
-      ReduceOpName(options_.op));
+  TORCH_CHECK(options_.op == ReduceOp::kAverage ||
+                  options_.op == ReduceOp::kSum ||
+                  options_.op == ReduceOp::kAdasum,
+              "kolo: DistributedOptimizer reduces gradients with average, sum "
+              "or adasum, not ",
+              ReduceOpName(options_.op));
+  // Checked here too so that the mistake surfaces at construction rather
+  // than from the first backward pass's hooks.
+  const int size = kolo::Size();
+  TORCH_CHECK_VALUE(
+      options_.op != ReduceOp::kAdasum || size < 0 || (size & (size - 1)) == 0,
+      "kolo: DistributedOptimizer with adasum needs a "
+      "power-of-two number of ranks; this job has ",
+      size);
   TORCH_CHECK(options_.gradient_predivide_factor > 0,
               "kolo: gradient_predivide_factor must be positive, got ",
               options_.gradient_predivide_factor);

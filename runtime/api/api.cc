@@ -10,6 +10,7 @@
 #include "absl/strings/str_join.h"
 #include "kolo/kolo.h"
 #include "runtime/common/mutex.h"
+#include "runtime/common/reduce.h"
 #include "runtime/core/config.h"
 #include "runtime/core/executor.h"
 #include "runtime/core/mpi_context.h"
@@ -118,7 +119,7 @@ Request MakeRequest(const Runtime& runtime, OpType op, const std::string& name,
 
 Status CheckReduction(const std::string& name, DataType dtype, ReduceOp op,
                       double prescale, double postscale) {
-  if (static_cast<int>(op) < 0 || static_cast<int>(op) > KOLO_PRODUCT) {
+  if (!IsValidReduceOp(static_cast<int>(op))) {
     return absl::InvalidArgumentError(
         absl::StrCat("'", name, "': invalid reduce op ", static_cast<int>(op)));
   }
@@ -164,6 +165,30 @@ Status CheckGroup(const char* operation, const std::vector<std::string>& names,
         "input); got ",
         names.size(), " names, ", inputs, " inputs and ", allocators,
         " allocators"));
+  }
+  return absl::OkStatus();
+}
+
+// What Adasum's recursive halving can run (kolo/types.h). Every rank
+// checks its own submission, so a refused one fails on every rank at once.
+Status CheckAdasum(const std::string& name, const Tensor& tensor, int size) {
+  if (size <= 0 || (size & (size - 1)) != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "allreduce '", name,
+        "': adasum needs a power-of-two number of ranks; this job has ", size));
+  }
+  const DataType dtype = tensor.dtype;
+  if (dtype != DataType::kFloat32 && dtype != DataType::kFloat64 &&
+      !IsHalfType(dtype)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "allreduce '", name,
+        "': adasum needs float16, bfloat16, float32 or float64, not ",
+        DataTypeName(dtype)));
+  }
+  if (tensor.device.kind != Device::kCpu) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "allreduce '", name, "': adasum runs on the CPU planes only; ",
+        "the tensor is on ", DeviceName(tensor.device)));
   }
   return absl::OkStatus();
 }
@@ -274,6 +299,12 @@ StatusOr<Handle> GroupedAllreduceAsync(const std::vector<std::string>& names,
                            options.prescale_factor, options.postscale_factor);
         !s.ok()) {
       return s;
+    }
+    if (options.op == ReduceOp::kAdasum) {
+      if (Status s = CheckAdasum(name, inputs[i], (*runtime)->mpi().size());
+          !s.ok()) {
+        return s;
+      }
     }
     Entry entry;
     entry.request = MakeRequest(**runtime, OpType::kAllreduce, name, inputs[i]);
@@ -417,6 +448,10 @@ StatusOr<Handle> GroupedReducescatterAsync(
     if (Status s = CheckReduction(name, inputs[i].dtype, op, 1.0, 1.0);
         !s.ok()) {
       return s;
+    }
+    if (op == ReduceOp::kAdasum) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "reducescatter '", name, "': adasum is an allreduce op only"));
     }
     Entry entry;
     entry.request =

@@ -18,7 +18,7 @@ namespace kolo {
 // What a backend must compute for one allreduce or reducescatter.
 struct ReductionSpec {
   DataType dtype = DataType::kFloat32;
-  ReduceOp op = ReduceOp::kSum;  // never kAverage: see divisor
+  ReduceOp op = ReduceOp::kSum;  // never kAverage (see divisor) nor kAdasum
   double prescale = 1.0;
   double postscale = 1.0;
   int64_t divisor = 1;  // integer types divide exactly, rounding toward zero

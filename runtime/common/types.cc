@@ -44,11 +44,14 @@ const char* ReduceOpName(ReduceOp op) {
     case ReduceOp::kMin: return "min";
     case ReduceOp::kMax: return "max";
     case ReduceOp::kProduct: return "product";
+    case ReduceOp::kAdasum: return "adasum";
   }
   return "invalid";
 }
 
 bool IsValidDataType(int dtype) { return dtype >= 0 && dtype < kNumDataTypes; }
+
+bool IsValidReduceOp(int op) { return op >= 0 && op < kNumReduceOps; }
 
 int64_t Tensor::num_elements() const {
   int64_t n = 1;

@@ -61,7 +61,8 @@ Executor::Executor(Backend* backend, int rank, int size,
       rank_(rank),
       size_(size),
       fusion_buffer_(std::move(fusion_buffer)),
-      fusion_bytes_(fusion_bytes) {}
+      fusion_bytes_(fusion_bytes),
+      adasum_(backend, rank, size) {}
 
 namespace {
 
@@ -276,26 +277,44 @@ Status Executor::Run(const Response& response, std::vector<Entry>& entries,
   return absl::InternalError("unknown operation in response");
 }
 
+Status Executor::ReduceInPlace(const Response& response, void* buffer,
+                               const std::vector<int64_t>& counts) {
+  if (response.reduce_op == ReduceOp::kAdasum) {
+    return adasum_.Run(buffer, counts, response.dtype, response.prescale,
+                       response.postscale);
+  }
+  int64_t total = 0;
+  for (int64_t count : counts) total += count;
+  return backend_->Allreduce(buffer, total, SpecFor(response));
+}
+
 Status Executor::Allreduce(const Response& response,
                            std::vector<Entry>& entries,
                            const std::vector<bool>& present) {
-  const ReductionSpec spec = SpecFor(response);
   const int64_t element = DataTypeSize(response.dtype);
-  if (response.tensors.size() == 1) {
-    const int64_t count = response.tensors.front().request.num_elements();
-    if (!present[0]) {
-      zeros_.assign(count * element, 0);
-      return backend_->Allreduce(zeros_.data(), count, spec);
-    }
-    Entry& entry = entries.front();
-    return backend_->Allreduce(entry.input.data, entry.output.data, count,
-                               spec);
-  }
-  // Fused: pack, reduce once, unpack.
+  std::vector<int64_t> counts;
   int64_t total = 0;
   for (const ResponseTensor& tensor : response.tensors) {
-    total += tensor.request.num_elements();
+    counts.push_back(tensor.request.num_elements());
+    total += counts.back();
   }
+  if (response.tensors.size() == 1) {
+    if (!present[0]) {
+      zeros_.assign(total * element, 0);
+      return ReduceInPlace(response, zeros_.data(), counts);
+    }
+    Entry& entry = entries.front();
+    // Adasum works in place; the backends may read the input where it is.
+    if (response.reduce_op == ReduceOp::kAdasum) {
+      if (entry.output.data != entry.input.data) {
+        std::memcpy(entry.output.data, entry.input.data, total * element);
+      }
+      return ReduceInPlace(response, entry.output.data, counts);
+    }
+    return backend_->Allreduce(entry.input.data, entry.output.data, total,
+                               SpecFor(response));
+  }
+  // Fused: pack, reduce once, unpack.
   if (total * element > fusion_bytes_) {
     return absl::InternalError(absl::StrCat(
         "fused allreduce of ", total * element,
@@ -315,7 +334,7 @@ Status Executor::Allreduce(const Response& response,
   }
   Record(response, "MEMCPY_IN_FUSION_BUFFER", phase_start);
   phase_start = timeline_ != nullptr ? TimelineNowNs() : 0;
-  if (Status s = backend_->Allreduce(buffer, total, spec); !s.ok()) return s;
+  if (Status s = ReduceInPlace(response, buffer, counts); !s.ok()) return s;
   Record(response,
          absl::StrCat(span_prefix_, absl::AsciiStrToUpper(absl::StrCat(
                                         backend_->name(), "_allreduce"))),

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "runtime/backend/backend.h"
+#include "runtime/core/adasum.h"
 #include "runtime/core/message.h"
 #include "runtime/core/operation.h"
 #include "runtime/core/timeline.h"
@@ -52,6 +53,10 @@ class Executor {
              const std::vector<bool>& present);
   Status Allreduce(const Response& response, std::vector<Entry>& entries,
                    const std::vector<bool>& present);
+  // Reduces `buffer` in place: counts[i] elements of response.tensors[i],
+  // back to back; by the backend, or by adasum_ for ReduceOp::kAdasum.
+  Status ReduceInPlace(const Response& response, void* buffer,
+                       const std::vector<int64_t>& counts);
   Status Allgather(const Response& response, Entry& entry);
   Status Alltoall(const Response& response, Entry& entry);
   Status Reducescatter(const Response& response, Entry& entry);
@@ -75,6 +80,7 @@ class Executor {
   std::unique_ptr<char[]> fusion_buffer_;
   int64_t fusion_bytes_;
   std::vector<char> zeros_;  // a joined rank's contribution to large tensors
+  AdasumAllreduce adasum_;
 };
 
 // Rows and per-row elements of a tensor along its first dimension (a scalar

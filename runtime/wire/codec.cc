@@ -54,7 +54,7 @@ StatusOr<Request> FromProto(const wire::Request& in, const WireLimits& limits,
     if (d < 0) return Invalid(absl::StrCat("negative dimension ", d));
     out.shape.push_back(d);
   }
-  if (in.reduce_op() < 0 || in.reduce_op() > KOLO_PRODUCT) {
+  if (!IsValidReduceOp(in.reduce_op())) {
     return Invalid(absl::StrCat("reduce op ", in.reduce_op()));
   }
   out.reduce_op = static_cast<ReduceOp>(in.reduce_op());
@@ -222,7 +222,7 @@ StatusOr<ResponseList> DecodeResponseList(absl::string_view bytes,
       return Invalid(absl::StrCat("response dtype ", in.dtype()));
     }
     r.dtype = static_cast<DataType>(in.dtype());
-    if (in.reduce_op() < 0 || in.reduce_op() > KOLO_PRODUCT) {
+    if (!IsValidReduceOp(in.reduce_op())) {
       return Invalid(absl::StrCat("response reduce op ", in.reduce_op()));
     }
     r.reduce_op = static_cast<ReduceOp>(in.reduce_op());

@@ -525,6 +525,11 @@ TEST(TrainOptions, DefaultsToCpuWithoutMixedPrecisionAndAmpMeansBf16) {
   EXPECT_EQ(amp.mixed_precision, "bf16");
   EXPECT_THAT(DescribeTrainOptions(amp),
               HasSubstr("--device cuda --mixed-precision bf16"));
+  EXPECT_FALSE(o.adasum);
+  TrainOptions adasum;
+  ASSERT_EQ(Parse({"--data", data, "--out", "run", "--adasum"}, &adasum), -1);
+  EXPECT_TRUE(adasum.adasum);
+  EXPECT_THAT(DescribeTrainOptions(adasum), HasSubstr(" --adasum"));
 }
 
 TEST(Device, SpecsResolveOrFailNamingTheFlag) {

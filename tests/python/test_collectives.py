@@ -104,6 +104,33 @@ def test_allreduce_every_dtype_and_op(dtype, op):
     assert_matches(inplace, expected, f"allreduce_async_ {op} {dtype}")
 
 
+def adasum_reference(vectors):
+    """The paper's rule up the rank tree, in double."""
+    if len(vectors) == 1:
+        return vectors[0]
+    half = len(vectors) // 2
+    a = adasum_reference(vectors[:half])
+    b = adasum_reference(vectors[half:])
+    dot = float(a @ b)
+    aa = float(a @ a)
+    bb = float(b @ b)
+    if aa == 0:
+        return b
+    if bb == 0:
+        return a
+    return (1 - dot / (2 * aa)) * a + (1 - dot / (2 * bb)) * b
+
+
+def test_allreduce_adasum_follows_the_formula():
+    if hvd.size() & (hvd.size() - 1):
+        pytest.skip("adasum needs a power-of-two number of ranks")
+    inputs = [torch.arange(6, dtype=torch.float64) * (r + 1) - 2 * r
+              for r in range(hvd.size())]
+    result = hvd.allreduce(inputs[hvd.rank()], op=hvd.Adasum, name="adasum")
+    assert torch.allclose(result, adasum_reference(inputs), rtol=1e-12,
+                          atol=1e-12)
+
+
 def test_allreduce_default_is_average_and_average_flag():
     tensor = rank_input(hvd.rank(), torch.float64)
     assert_matches(hvd.allreduce(tensor), reference("average", torch.float64),
@@ -279,8 +306,11 @@ def test_errors():
     with pytest.raises(ValueError, match="Handle"):
         hvd.poll(123456789)
     assert hvd.synchronize(123456789) is None
-    with pytest.raises(NotImplementedError, match="Adasum"):
-        hvd.allreduce(torch.zeros(2), op=hvd.Adasum)
+    if hvd.size() & (hvd.size() - 1):
+        with pytest.raises(ValueError, match="power-of-two"):
+            hvd.allreduce(torch.zeros(2), op=hvd.Adasum)
+    with pytest.raises(ValueError, match="adasum"):
+        hvd.allreduce(torch.zeros(2, dtype=torch.int32), op=hvd.Adasum)
     with pytest.raises(NotImplementedError):
         hvd.init(comm=[0])
     # The runtime still works afterwards.

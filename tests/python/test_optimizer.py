@@ -297,10 +297,47 @@ def test_misuse_and_bad_arguments():
     with pytest.raises(ValueError, match="gradient_predivide_factor"):
         hvd.DistributedOptimizer(sgd(model), op=hvd.Sum,
                                  gradient_predivide_factor=2.0)
-    with pytest.raises(NotImplementedError, match="Adasum"):
-        hvd.DistributedOptimizer(sgd(model), op=hvd.Adasum)
     with pytest.raises(ValueError, match="LBFGS"):
         hvd.DistributedOptimizer(torch.optim.LBFGS(model.parameters()))
+
+
+def adasum_pair(a, b):
+    dot, aa, bb = float(a @ b), float(a @ a), float(b @ b)
+    if aa == 0:
+        return b
+    if bb == 0:
+        return a
+    return (1 - dot / (2 * aa)) * a + (1 - dot / (2 * bb)) * b
+
+
+def test_adasum_combines_the_gradients_by_the_formula():
+    model = torch.nn.Linear(4, 1, bias=False).double()
+    if hvd.size() & (hvd.size() - 1):
+        with pytest.raises(ValueError, match="power-of-two"):
+            hvd.DistributedOptimizer(sgd(model), op=hvd.Adasum,
+                                     named_parameters=model.named_parameters())
+        return
+    if hvd.size() != 2:
+        pytest.skip("the two-rank formula")
+    with torch.no_grad():
+        model.weight.copy_(torch.tensor([[0.5, -1.0, 2.0, 0.25]],
+                                        dtype=torch.float64))
+    start = model.weight.detach().flatten().clone()
+    xs = [torch.tensor([[1.0, 2.0, 0.0, -1.0]], dtype=torch.float64),
+          torch.tensor([[0.5, -1.0, 3.0, 2.0]], dtype=torch.float64)]
+    # Each rank's gradient of (w . x)^2 is 2 (w . x) x.
+    grads = [2 * float(start @ x.flatten()) * x.flatten() for x in xs]
+    optimizer = hvd.DistributedOptimizer(
+        torch.optim.SGD(model.parameters(), lr=0.1), op=hvd.Adasum,
+        named_parameters=model.named_parameters())
+    optimizer.zero_grad()
+    model(xs[hvd.rank()]).pow(2).sum().backward()
+    optimizer.step()
+    expected = start - 0.1 * adasum_pair(grads[0], grads[1])
+    assert torch.allclose(model.weight.detach().flatten(), expected,
+                          rtol=1e-12, atol=1e-14)
+    averaged = start - 0.1 * (grads[0] + grads[1]) / 2
+    assert not torch.allclose(expected, averaged)
 
 
 def test_unnamed_parameters_are_numbered():

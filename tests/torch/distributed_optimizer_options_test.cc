@@ -38,7 +38,7 @@ TEST_F(DistributedOptimizerOptionsTest, RejectsInvalidOptions) {
   max.op = ReduceOp::kMax;
   EXPECT_TRUE(ThrowsWith(
       [&] { DistributedOptimizer(sgd, model->named_parameters(), max); },
-      "average or sum"));
+      "average, sum or adasum"));
   DistributedOptimizerOptions predivide_sum;
   predivide_sum.op = ReduceOp::kSum;
   predivide_sum.gradient_predivide_factor = 2;

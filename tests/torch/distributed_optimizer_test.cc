@@ -1,14 +1,16 @@
 // Multi-rank tests of DistributedOptimizer: training on shards equals one
 // process training on the concatenated batches; gradient allreduces start
 // during backward; backward_passes_per_step, sum, predivide and compression;
-// unused parameters; errors.
+// unused parameters; adasum; errors.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <string>
 #include <thread>
+#include <vector>
 
 #include "kolo/torch.h"
 #include "test_util.h"
@@ -177,6 +179,79 @@ TEST(DistributedOptimizer, SumAndPredivideFactor) {
   predivided.gradient_predivide_factor = 4.0;
   EXPECT_TRUE(
       AllClose(ReducedGradients(predivided, 3), sum / size(), 1e-5, 1e-7));
+}
+
+// The paper's two-vector rule, and Adasum of ranks [first, first + n) as the
+// left half's result combined with the right half's.
+at::Tensor AdasumPair(const at::Tensor& a, const at::Tensor& b) {
+  const double dot = (a * b).sum().item<double>();
+  const double aa = (a * a).sum().item<double>();
+  const double bb = (b * b).sum().item<double>();
+  if (aa == 0) return b;
+  if (bb == 0) return a;
+  return (1 - dot / (2 * aa)) * a + (1 - dot / (2 * bb)) * b;
+}
+
+at::Tensor AdasumReference(const std::vector<at::Tensor>& v, int first, int n) {
+  if (n == 1) return v[first];
+  return AdasumPair(AdasumReference(v, first, n / 2),
+                    AdasumReference(v, first + n / 2, n / 2));
+}
+
+TEST(DistributedOptimizer, AdasumUpdateFollowsTheFormula) {
+  DistributedOptimizerOptions options;
+  options.op = ReduceOp::kAdasum;
+  ::torch::manual_seed(11);
+  nn::Linear model(5, 3);
+  model->to(::torch::kFloat64);
+  const double lr = 0.1;
+  auto sgd =
+      std::make_shared<optim::SGD>(model->parameters(), optim::SGDOptions(lr));
+  if ((size() & (size() - 1)) != 0) {
+    try {
+      DistributedOptimizer(sgd, model->named_parameters(), options);
+      ADD_FAILURE() << "adasum at " << size() << " ranks was accepted";
+    } catch (const c10::ValueError& e) {
+      EXPECT_NE(
+          std::string(e.what()).find("this job has " + std::to_string(size())),
+          std::string::npos)
+          << e.what();
+    }
+    return;
+  }
+  // Every rank's batch, and the gradient each rank computes on it.
+  auto batch = [](int r) {
+    ::torch::manual_seed(300 + r);
+    return std::make_pair(::torch::randn({4, 5}, ::torch::kFloat64),
+                          ::torch::randn({4, 3}, ::torch::kFloat64));
+  };
+  std::vector<at::Tensor> weight_grads, bias_grads;
+  for (int r = 0; r < size(); ++r) {
+    at::Tensor w = model->weight.detach().clone().requires_grad_();
+    at::Tensor b = model->bias.detach().clone().requires_grad_();
+    auto [x, y] = batch(r);
+    ::torch::mse_loss(::torch::addmm(b, x, w.t()), y).backward();
+    weight_grads.push_back(w.grad());
+    bias_grads.push_back(b.grad());
+  }
+  // Each tensor its own coefficients; no averaging, no scaling of lr.
+  const at::Tensor weight =
+      model->weight.detach() - lr * AdasumReference(weight_grads, 0, size());
+  const at::Tensor bias =
+      model->bias.detach() - lr * AdasumReference(bias_grads, 0, size());
+  const at::Tensor averaged =
+      model->weight.detach() - lr * ::torch::stack(weight_grads).mean(0);
+
+  DistributedOptimizer optimizer(sgd, model->named_parameters(), options);
+  optimizer.zero_grad();
+  auto [x, y] = batch(rank());
+  ::torch::mse_loss(model(x), y).backward();
+  optimizer.step();
+  EXPECT_TRUE(AllClose(model->weight.detach(), weight, 1e-12, 1e-14));
+  EXPECT_TRUE(AllClose(model->bias.detach(), bias, 1e-12, 1e-14));
+  EXPECT_FALSE(AllClose(model->weight.detach(), averaged, 1e-6, 1e-9))
+      << "adasum should differ from the average";
+  EXPECT_TRUE(IdenticalAcrossRanks(FlatParameters(*model), "adasum"));
 }
 
 TEST(DistributedOptimizer, CompressionStaysWithinTolerance) {

@@ -22,6 +22,10 @@ struct TrainOptions {
   double lr = 0;
   double warmup_epochs = 1.0;  // Adam only; 0 starts at the scaled rate.
   int plateau_patience = 1;    // Epochs without improvement before lr ÷ 10.
+  // Combine the ranks' gradients by Adasum (DistributedOptimizer op kAdasum)
+  // instead of averaging them; the learning rate is then not scaled by the
+  // number of ranks (no Adam warm-up). CPU, 2^k ranks.
+  bool adasum = false;
   bool class_weights = false;  // BCE pos_weight = negatives / positives.
   std::string weights;         // Initial weights (torch.save state_dict).
   bool head_bias_zero = false;

@@ -321,6 +321,12 @@ absl::Status RunTraining(const TrainOptions& o) {
   if (!resolved.ok()) return resolved.status();
   const ::torch::Device device = *resolved;
   const bool use_cuda = device.is_cuda();
+  if (o.adasum && (use_cuda || (size & (size - 1)) != 0)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--adasum runs on the CPU with a power-of-two number of "
+                     "ranks; this run has ",
+                     size, " ranks on ", device.str()));
+  }
   MixedPrecision precision;
   if (o.mixed_precision != "off") {
     precision.enabled = true;
@@ -513,24 +519,29 @@ absl::Status RunTraining(const TrainOptions& o) {
   // adapter) as the archive its save() writes.
   kolo::torch::broadcast_optimizer_state(*optimizer, 0);
 
-  // The rate at (epoch, batch): Adam's warm-up towards lr x ranks, times the
-  // plateau factor. LibTorch does not restore a group's lr from a checkpoint,
+  // The rate at (epoch, batch): Adam's warm-up towards lr x ranks (not with
+  // --adasum, whose combined gradient is not an average), times the plateau
+  // factor. LibTorch does not restore a group's lr from a checkpoint,
   // so it is recomputed from these before every step.
   SetLearningRate(*optimizer, base_lr);
   std::unique_ptr<kolo::torch::LearningRateWarmup> warmup;
-  if (adam && o.warmup_epochs > 0) {
+  if (adam && !o.adasum && o.warmup_epochs > 0) {
     warmup = std::make_unique<kolo::torch::LearningRateWarmup>(
         *optimizer, o.warmup_epochs, std::max<int64_t>(1, steps_per_epoch),
         size);
   }
   auto learning_rate = [&](int64_t epoch, int64_t batch) {
     double scale = 1.0;
-    if (adam) scale = warmup ? warmup->multiplier(epoch, batch) : size;
+    if (adam && !o.adasum) {
+      scale = warmup ? warmup->multiplier(epoch, batch) : size;
+    }
     return base_lr * scale * plateau.state().lr_factor;
   };
 
+  kolo::torch::DistributedOptimizerOptions distributed_options;
+  if (o.adasum) distributed_options.op = kolo::ReduceOp::kAdasum;
   kolo::torch::DistributedOptimizer distributed_optimizer(
-      optimizer, model->named_parameters());
+      optimizer, model->named_parameters(), distributed_options);
   // fp16 only. Whether a step overflowed is decided over all ranks, so every
   // rank skips the same steps.
   std::unique_ptr<DynamicLossScaler> loss_scaler;
@@ -548,14 +559,16 @@ absl::Status RunTraining(const TrainOptions& o) {
   const std::vector<::torch::Tensor> parameters = model->parameters();
 
   if (is_root) {
+    const std::string scaling =
+        o.adasum ? std::string(", gradients combined by adasum")
+        : adam   ? absl::StrFormat(" x %d ranks, warm-up %g epochs", size,
+                                   o.warmup_epochs)
+                 : std::string();
     std::printf(
         "model: %s at %d px, %s (base lr %g%s), batch %d per rank (%d in "
         "all), %lld steps per epoch, epochs %lld..%d\n",
         o.arch.c_str(), o.image_size, o.optimizer.c_str(), base_lr,
-        adam ? absl::StrFormat(" x %d ranks, warm-up %g epochs", size,
-                               o.warmup_epochs)
-                   .c_str()
-             : "",
+        scaling.c_str(),
         o.batch_size, o.batch_size * size,
         static_cast<long long>(steps_per_epoch),
         static_cast<long long>(meta.epochs_completed + 1), o.epochs);

@@ -52,6 +52,7 @@ MPI_Op MpiOp(DataType dtype, ReduceOp op) {
       return MPI_PROD;
     case ReduceOp::kSum:
     case ReduceOp::kAverage:
+    case ReduceOp::kAdasum:  // never reaches a backend: core/adasum.h
       return MPI_SUM;
   }
   return MPI_SUM;

@@ -38,6 +38,7 @@ ReductionPlan PlanReduction(DataType dtype, ReduceOp op, double prescale,
                         plan.wire_dtype == DataType::kFloat64;
   switch (op) {
     case ReduceOp::kSum:
+    case ReduceOp::kAdasum:  // refused for CUDA tensors at submission
       plan.op = dtype == DataType::kBool ? NcclOp::kMax : NcclOp::kSum;
       break;
     case ReduceOp::kMax:

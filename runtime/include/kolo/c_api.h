@@ -41,7 +41,10 @@ typedef enum {
   KOLO_AVERAGE = 1,
   KOLO_MIN = 2,
   KOLO_MAX = 3,
-  KOLO_PRODUCT = 4
+  KOLO_PRODUCT = 4,
+  /* Adaptive summation (Maleki et al.): float tensors on the CPU planes, a
+     power-of-two number of ranks, allreduce only. See kolo/types.h. */
+  KOLO_ADASUM = 5
 } kolo_reduce_op;
 
 typedef int64_t kolo_handle;

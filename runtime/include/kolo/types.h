@@ -35,7 +35,18 @@ enum class ReduceOp : int {
   kMin = KOLO_MIN,
   kMax = KOLO_MAX,
   kProduct = KOLO_PRODUCT,
+  // Adaptive summation (Maleki et al., "Scaling Distributed Training with
+  // Adaptive Summation"), as Horovod's Adasum: two ranks' vectors a and b
+  // combine to (1 - a.b / 2|a|^2) a + (1 - a.b / 2|b|^2) b (b alone when
+  // a is zero, and vice versa), pairwise up a binary tree of the ranks
+  // ((0,1), (2,3), ... then those pairs' results, ...). The coefficients
+  // belong to each tensor, also in a fused batch. Allreduce only, of
+  // float32/float64 (float16/bfloat16 computed in float32) tensors on the
+  // CPU, with a power-of-two number of ranks; anything else fails with
+  // InvalidArgument when submitted. Scale factors apply before and after.
+  kAdasum = KOLO_ADASUM,
 };
+inline constexpr int kNumReduceOps = 6;
 
 // Where a tensor's memory lives. CUDA tensors need a build with NCCL.
 struct Device {
@@ -55,6 +66,8 @@ const char* DataTypeName(DataType dtype);
 const char* ReduceOpName(ReduceOp op);
 // True when dtype is one of the nine values above.
 bool IsValidDataType(int dtype);
+// True when op is one of the kNumReduceOps values above.
+bool IsValidReduceOp(int op);
 
 // A dense, contiguous, row-major tensor that kolo reads or writes in place.
 struct Tensor {

@@ -30,6 +30,32 @@ static void report(int line, const char* cond, const char* what) {
     }                                                                 \
   } while (0)
 
+/* Adasum reference (the paper's rule, in double): out = adasum of the
+   inputs of ranks [first, first + n), the left half's result combined with
+   the right half's. */
+enum { kAdasumCount = 6, kMaxRanks = 64 };
+static void adasum_input(int rank, double* x) {
+  for (int i = 0; i < kAdasumCount; ++i) x[i] = (rank * 3 + i * 5) % 7 - 3.0;
+}
+static void adasum_reference(int first, int n, double* out) {
+  if (n == 1) {
+    adasum_input(first, out);
+    return;
+  }
+  double a[kAdasumCount], b[kAdasumCount];
+  adasum_reference(first, n / 2, a);
+  adasum_reference(first + n / 2, n / 2, b);
+  double dot = 0, aa = 0, bb = 0;
+  for (int i = 0; i < kAdasumCount; ++i) {
+    dot += a[i] * b[i];
+    aa += a[i] * a[i];
+    bb += b[i] * b[i];
+  }
+  const double ca = aa > 0 ? 1 - dot / (2 * aa) : 1;
+  const double cb = bb > 0 ? 1 - dot / (2 * bb) : 1;
+  for (int i = 0; i < kAdasumCount; ++i) out[i] = ca * a[i] + cb * b[i];
+}
+
 int main(void) {
   CHECK(kolo_rank() == -1, "rank before init is %d", kolo_rank());
   CHECK(strcmp(kolo_backend_name(), "") == 0, "backend before init is '%s'",
@@ -229,6 +255,30 @@ int main(void) {
               strstr(kolo_last_error(), "fails with its group") != NULL,
           "gm message");
     CHECK(out[0] == NULL && out[1] == NULL, "gm outputs freed");
+  }
+
+  /* Adasum: power-of-two rank counts only (code 3 naming the count). */
+  {
+    double x[kAdasumCount], expected[kAdasumCount];
+    adasum_input(rank, x);
+    const int power_of_two = (size & (size - 1)) == 0;
+    const int code = kolo_allreduce_async("c.adasum", x, x, kAdasumCount,
+                                          KOLO_FLOAT64, KOLO_ADASUM, &h);
+    if (power_of_two && size <= kMaxRanks) {
+      CHECK(code == 0, "adasum enqueue");
+      CHECK(kolo_wait(h) == 0, "adasum wait");
+      adasum_reference(0, size, expected);
+      for (int i = 0; i < kAdasumCount; ++i) {
+        CHECK(fabs(x[i] - expected[i]) <= 1e-12 * (1 + fabs(expected[i])),
+              "adasum element %d: expected %.17g got %.17g", i, expected[i],
+              x[i]);
+      }
+    } else if (!power_of_two) {
+      char count[64];
+      snprintf(count, sizeof count, "this job has %d", size);
+      CHECK(code == 3, "adasum at %d ranks returned %d", size, code);
+      CHECK(strstr(kolo_last_error(), count) != NULL, "adasum message");
+    }
   }
 
   CHECK(kolo_barrier() == 0, "barrier");

@@ -16,9 +16,7 @@ may have any dtype kolo supports: uint8, int8, int32, int64, float16,
 bfloat16, float32, float64, bool.
 
 Not provided yet: process sets (ProcessSet, add_process_set, ...),
-SyncBatchNorm, Adasum (the name exists; using it raises
-NotImplementedError), elastic training (kolo.torch.elastic), and
-is_homogeneous.
+SyncBatchNorm, elastic training (kolo.torch.elastic), and is_homogeneous.
 """
 
 from kolo.torch.collectives import (

@@ -25,28 +25,14 @@ Average = _lib.AVERAGE
 Min = _lib.MIN
 Max = _lib.MAX
 Product = _lib.PRODUCT
-
-
-class _AdasumOp(int):
-    """Horovod's Adasum; kolo has no Adasum yet, and says so when used."""
-
-    def __repr__(self):
-        return "Adasum"
-
-
-Adasum = _AdasumOp(-1)
+# Adaptive summation (Horovod's Adasum): float tensors, a power-of-two number
+# of ranks, allreduce only; other uses raise ValueError.
+Adasum = _lib.ADASUM
 
 
 class HorovodInternalError(RuntimeError):
     """A collective failed: a cross-rank mismatch, a stall, a dead peer or
     shutdown. The message is kolo's."""
-
-
-def _check_op(op):
-    if op == Adasum:
-        raise NotImplementedError(
-            "kolo does not provide Adasum yet; use Average or Sum")
-    return op
 
 
 def _op(op, average):
@@ -55,7 +41,7 @@ def _op(op, average):
         if average is not None:
             raise ValueError("The op parameter supersedes average. "
                              "Please provide only one of them.")
-        return _check_op(op)
+        return op
     if average is not None:
         warnings.warn("Parameter `average` has been replaced with `op` and "
                       "will be removed", DeprecationWarning)
@@ -370,7 +356,6 @@ def sparse_allreduce_async(tensor, name, op):
     """Reduces a sparse COO tensor by allgathering its indices and values
     (op Average or Sum). Returns a function that waits and returns the
     reduced sparse tensor."""
-    _check_op(op)
     if op not in (Sum, Average):
         raise ValueError("sparse allreduce supports op Average and Sum")
     # Allgather concatenates along dimension 0: indices go as [nnz, ndim].
@@ -528,7 +513,6 @@ def alltoall(tensor, splits=None, name=None):
 # Reducescatter.
 
 def _check_reducescatter_op(op):
-    _check_op(op)
     if op not in (Sum, Average):
         raise ValueError("reducescatter supports op Average and Sum")
     return op

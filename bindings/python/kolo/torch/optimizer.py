@@ -271,14 +271,19 @@ def DistributedOptimizer(optimizer, named_parameters=None,
 
     named_parameters: model.named_parameters(), names every rank agrees on
     (else parameters are numbered). compression: Compression.none or .fp16
-    (or .bf16). op: Average or Sum (Adasum is not available yet).
+    (or .bf16). op: Average, Sum or Adasum (gradients combined by adaptive
+    summation, not averaged: set the learning rate as for one rank; float
+    gradients and a power-of-two number of ranks).
     gradient_predivide_factor: with Average, gradients are multiplied by
     1/f before the sum and by f/size after it. num_groups or groups: reduce
     parameters together with grouped allreduces (groups: a list of lists of
     parameters). sparse_as_dense: reduce sparse gradients as dense tensors
     (otherwise they are allgathered).
     """
-    _c._check_op(op)
+    if op == _c.Adasum and _c.size() & (_c.size() - 1):
+        raise ValueError("DistributedOptimizer with Adasum needs a "
+                         "power-of-two number of ranks; this job has "
+                         f"{_c.size()}")
     if gradient_predivide_factor != 1.0 and op != _c.Average:
         raise ValueError("gradient_predivide_factor not supported with "
                          "op != Average")

@@ -291,7 +291,16 @@ struct DistributedOptimizerOptions {
   // does) before one allreduce and step(). Divide each pass's loss by this
   // number to average them instead. Default 1.
   int backward_passes_per_step = 1;
-  // kAverage (default) or kSum over ranks.
+  // kAverage (default), kSum or kAdasum over ranks. kAdasum combines the
+  // gradients by adaptive summation (kolo/types.h) instead of averaging
+  // them: set the learning rate as for one rank, not scaled by the number of
+  // ranks. It needs float gradients and a power-of-two number of ranks
+  // (throws c10::ValueError at construction otherwise). Unlike Horovod's
+  // PyTorch DistributedOptimizer, which applies Adasum to the change the
+  // wrapped optimizer makes to each parameter, kolo applies it to the
+  // gradients before the wrapped optimizer steps: the same update for plain
+  // SGD (Adasum commutes with scaling all inputs by -lr), different for
+  // optimizers with state (momentum, Adam).
   ReduceOp op = ReduceOp::kAverage;
   // Average only: each gradient is multiplied by 1/f before the sum and the
   // sum by f/size after it (Horovod's split of the average), which keeps
