@@ -76,8 +76,9 @@ AllreduceOptions SumOptions() {
 class SyncBatchNormFunction
     : public ::torch::autograd::Function<SyncBatchNormFunction> {
  public:
-  // mean, invstd: per channel, in the accumulate type; count: the number of
-  // values per channel over all ranks; name: the layer's collective name.
+  // weight, bias: per channel, or empty without affine; mean, invstd: per
+  // channel, in the accumulate type; count: the number of values per channel
+  // over all ranks; name: the layer's collective name.
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& input,
                             const at::Tensor& weight, const at::Tensor& bias,
                             const at::Tensor& mean, const at::Tensor& invstd,
@@ -88,10 +89,10 @@ class SyncBatchNormFunction
     ctx->saved_data["count"] = count;
     ctx->saved_data["name"] = name;
     // output = input * scale + shift, per channel.
-    at::Tensor scale =
-        weight.defined() ? invstd * weight.to(invstd.dtype()) : invstd;
+    const bool affine = weight.numel() > 0;
+    at::Tensor scale = affine ? invstd * weight.to(invstd.dtype()) : invstd;
     at::Tensor shift = -mean * scale;
-    if (bias.defined()) shift = shift + bias.to(invstd.dtype());
+    if (affine) shift = shift + bias.to(invstd.dtype());
     const std::vector<int64_t> shape = ChannelShape(input);
     return (input.to(invstd.scalar_type()) * scale.view(shape) +
             shift.view(shape))
@@ -128,7 +129,7 @@ class SyncBatchNormFunction
       const at::Tensor mean_dy_xmu =
           (sums.slice(0, channels) / count).to(accumulate);
       const at::Tensor scale =
-          weight.defined() ? invstd * weight.to(accumulate) : invstd;
+          weight.numel() > 0 ? invstd * weight.to(accumulate) : invstd;
       grad_input = ((grad - mean_dy.view(shape) -
                      xmu * (invstd * invstd * mean_dy_xmu).view(shape)) *
                     scale.view(shape))
@@ -415,8 +416,12 @@ at::Tensor SyncBatchNormImpl::forward(const at::Tensor& input) {
     }
   }
   const at::Tensor invstd = (var + options.eps()).rsqrt().to(accumulate);
-  return SyncBatchNormFunction::apply(input, weight, bias, mean.to(accumulate),
-                                      invstd, count, name_);
+  // LibTorch 1.13's custom functions take no undefined tensors: without
+  // affine, empty ones stand for weight and bias.
+  const at::Tensor none = at::empty({0}, input.options());
+  return SyncBatchNormFunction::apply(
+      input, weight.defined() ? weight : none, bias.defined() ? bias : none,
+      mean.to(accumulate), invstd, count, name_);
 }
 
 // ---------------------------------------------------------------------------

@@ -34,11 +34,12 @@ AllreduceOptions Sum() {
   return options;
 }
 
-// Samples of the global batch held by each rank.
+// Samples of the global batch held by each rank: r + 2 on rank r (BatchNorm1d
+// on (N, C) needs two samples on one process), or none on rank 0.
 std::vector<int64_t> RankSamples(bool zero_on_rank0) {
   std::vector<int64_t> samples;
   for (int r = 0; r < size(); ++r) {
-    samples.push_back(zero_on_rank0 && r == 0 ? 0 : r + 1);
+    samples.push_back(zero_on_rank0 && r == 0 && size() > 1 ? 0 : r + 2);
   }
   return samples;
 }
@@ -235,7 +236,7 @@ TEST(SyncBatchNorm, OneAndThreeDimensionalInputs) {
 }
 
 TEST(SyncBatchNorm, ARankWithNoSamples) {
-  // Rank 0 feeds an empty batch; the others' statistics are the global ones.
+  // Rank 0 feeds an empty batch (at np 1 it holds the whole batch).
   CheckAgainstReference({"syncbn.test.empty",
                          nn::BatchNormOptions(4),
                          {4, 2, 3},
@@ -299,6 +300,11 @@ std::shared_ptr<chexnet::ChexnetModel> DenseNet() {
 }
 
 TEST(ConvertSyncBatchNorm, DenseNet121KeepsStateAndOutputs) {
+  if (size() > 2) {
+    // Nothing here depends on the number of ranks beyond two; on CI's two
+    // cores a third rank would add ten seconds.
+    GTEST_SKIP() << "run at np 1 and 2";
+  }
   std::shared_ptr<chexnet::ChexnetModel> original = DenseNet();
   std::shared_ptr<chexnet::ChexnetModel> converted = DenseNet();
   ASSERT_EQ(CountLayers(*converted, /*sync=*/false), 121);
@@ -331,13 +337,16 @@ TEST(ConvertSyncBatchNorm, DenseNet121KeepsStateAndOutputs) {
   // so outputs and this rank's gradients equal the original model's at any
   // number of ranks (the np 1 run is the plain comparison).
   ::torch::manual_seed(11);
-  const at::Tensor images = ::torch::randn({2, 3, 32, 32}, at::kDouble);
-  const at::Tensor upstream = ::torch::randn({2, 3}, at::kDouble);
+  const at::Tensor images = ::torch::randn({4, 3, 32, 32}, at::kDouble);
+  const at::Tensor upstream = ::torch::randn({4, 3}, at::kDouble);
   const at::Tensor expected = original->forward(images);
   (expected * upstream).sum().backward();
   const at::Tensor actual = converted->forward(images);
   (actual * upstream).sum().backward();
   EXPECT_TRUE(AllClose(actual, expected, 1e-9, 1e-9));
+  // float64 throughout; the gradients pass through up to 121 batch norms
+  // (some with 4 values per channel), which amplify rounding differences
+  // between BatchNorm's formulas and SyncBatchNorm's to ~1e-8 relative.
   const auto original_parameters = original->named_parameters();
   for (const auto& item : converted->named_parameters()) {
     EXPECT_TRUE(AllClose(item.value().grad(),
@@ -355,11 +364,19 @@ TEST(ConvertSyncBatchNorm, DenseNet121KeepsStateAndOutputs) {
   }
 }
 
+// A Sequential that can be an entry of another (a non-template forward).
+class StackImpl : public nn::SequentialImpl {
+ public:
+  using nn::SequentialImpl::SequentialImpl;
+  at::Tensor forward(const at::Tensor& x) { return SequentialImpl::forward(x); }
+};
+TORCH_MODULE(Stack);
+
 // Containers of every kind, nested, with BatchNorm1d/2d/3d in them.
 class NestedImpl : public nn::Module {
  public:
   NestedImpl() {
-    nn::Sequential inner(nn::Linear(4, 6), nn::BatchNorm1d(6));
+    Stack inner(nn::Linear(4, 6), nn::BatchNorm1d(6));
     sequential_ = register_module(
         "seq", nn::Sequential(nn::Linear(3, 4), nn::BatchNorm1d(4), inner));
     list_ = register_module(

@@ -90,16 +90,23 @@ class DenseBlockImpl : public torch::nn::Module {
 TORCH_MODULE(DenseBlock);
 
 // torchvision's _Transition (a Sequential there too): BN-ReLU-Conv1x1 halving
-// the channels, then 2x2 average pooling.
-torch::nn::Sequential Transition(int64_t in_features, int64_t out_features) {
-  torch::nn::Sequential transition;
-  transition->push_back("norm", torch::nn::BatchNorm2d(in_features));
-  transition->push_back("relu", InplaceRelu());
-  transition->push_back("conv", Conv(in_features, out_features, 1, 1, 0));
-  transition->push_back(
-      "pool", torch::nn::AvgPool2d(torch::nn::AvgPool2dOptions(2).stride(2)));
-  return transition;
-}
+// the channels, then 2x2 average pooling. A subclass only to give it the
+// non-template forward() that an entry of a Sequential needs.
+class TransitionImpl : public torch::nn::SequentialImpl {
+ public:
+  TransitionImpl(int64_t in_features, int64_t out_features) {
+    push_back("norm", torch::nn::BatchNorm2d(in_features));
+    push_back("relu", InplaceRelu());
+    push_back("conv", Conv(in_features, out_features, 1, 1, 0));
+    push_back("pool",
+              torch::nn::AvgPool2d(torch::nn::AvgPool2dOptions(2).stride(2)));
+  }
+
+  torch::Tensor forward(torch::Tensor input) {
+    return SequentialImpl::forward(std::move(input));
+  }
+};
+TORCH_MODULE(Transition);
 
 }  // namespace
 
