@@ -37,35 +37,29 @@ torch::nn::Conv2d Conv(int64_t in, int64_t out, int64_t kernel, int64_t stride,
 }
 
 // torchvision's _DenseLayer: BN-ReLU-Conv1x1 bottleneck, then BN-ReLU-Conv3x3
-// producing kGrowthRate new feature maps from all earlier ones.
-class DenseLayerImpl : public torch::nn::Module {
+// producing kGrowthRate new feature maps from all earlier ones. A Sequential
+// (norm1, relu1, conv1, norm2, relu2, conv2: torchvision's names) applied to
+// their concatenation: forward() reaches the layers through the module tree
+// only, so that they can be swapped, e.g. by
+// kolo::torch::convert_sync_batchnorm (a member calling a layer directly would
+// keep calling the old one).
+class DenseLayerImpl : public torch::nn::SequentialImpl {
  public:
-  explicit DenseLayerImpl(int64_t in_features)
-      : norm1_(register_module("norm1", torch::nn::BatchNorm2d(in_features))),
-        relu1_(register_module("relu1", InplaceRelu())),
-        conv1_(register_module(
-            "conv1",
-            Conv(in_features, kBottleneckWidth * kGrowthRate, 1, 1, 0))),
-        norm2_(register_module(
-            "norm2", torch::nn::BatchNorm2d(kBottleneckWidth * kGrowthRate))),
-        relu2_(register_module("relu2", InplaceRelu())),
-        conv2_(register_module("conv2", Conv(kBottleneckWidth * kGrowthRate,
-                                             kGrowthRate, 3, 1, 1))) {}
+  explicit DenseLayerImpl(int64_t in_features) {
+    push_back("norm1", torch::nn::BatchNorm2d(in_features));
+    push_back("relu1", InplaceRelu());
+    push_back("conv1",
+              Conv(in_features, kBottleneckWidth * kGrowthRate, 1, 1, 0));
+    push_back("norm2", torch::nn::BatchNorm2d(kBottleneckWidth * kGrowthRate));
+    push_back("relu2", InplaceRelu());
+    push_back("conv2",
+              Conv(kBottleneckWidth * kGrowthRate, kGrowthRate, 3, 1, 1));
+  }
 
   // earlier: the block input followed by every earlier layer's output.
   torch::Tensor forward(const std::vector<torch::Tensor>& earlier) {
-    torch::Tensor bottleneck = conv1_->forward(
-        relu1_->forward(norm1_->forward(torch::cat(earlier, 1))));
-    return conv2_->forward(relu2_->forward(norm2_->forward(bottleneck)));
+    return SequentialImpl::forward(torch::cat(earlier, 1));
   }
-
- private:
-  torch::nn::BatchNorm2d norm1_;
-  torch::nn::ReLU relu1_;
-  torch::nn::Conv2d conv1_;
-  torch::nn::BatchNorm2d norm2_;
-  torch::nn::ReLU relu2_;
-  torch::nn::Conv2d conv2_;
 };
 TORCH_MODULE(DenseLayer);
 
@@ -95,29 +89,22 @@ class DenseBlockImpl : public torch::nn::Module {
 };
 TORCH_MODULE(DenseBlock);
 
-// torchvision's _Transition: BN-ReLU-Conv1x1 halving the channels, then 2x2
-// average pooling.
-class TransitionImpl : public torch::nn::Module {
+// torchvision's _Transition (a Sequential there too): BN-ReLU-Conv1x1 halving
+// the channels, then 2x2 average pooling. A subclass only to give it the
+// non-template forward() that an entry of a Sequential needs.
+class TransitionImpl : public torch::nn::SequentialImpl {
  public:
-  TransitionImpl(int64_t in_features, int64_t out_features)
-      : norm_(register_module("norm", torch::nn::BatchNorm2d(in_features))),
-        relu_(register_module("relu", InplaceRelu())),
-        conv_(
-            register_module("conv", Conv(in_features, out_features, 1, 1, 0))),
-        pool_(register_module(
-            "pool",
-            torch::nn::AvgPool2d(torch::nn::AvgPool2dOptions(2).stride(2)))) {}
-
-  torch::Tensor forward(torch::Tensor input) {
-    return pool_->forward(
-        conv_->forward(relu_->forward(norm_->forward(input))));
+  TransitionImpl(int64_t in_features, int64_t out_features) {
+    push_back("norm", torch::nn::BatchNorm2d(in_features));
+    push_back("relu", InplaceRelu());
+    push_back("conv", Conv(in_features, out_features, 1, 1, 0));
+    push_back("pool",
+              torch::nn::AvgPool2d(torch::nn::AvgPool2dOptions(2).stride(2)));
   }
 
- private:
-  torch::nn::BatchNorm2d norm_;
-  torch::nn::ReLU relu_;
-  torch::nn::Conv2d conv_;
-  torch::nn::AvgPool2d pool_;
+  torch::Tensor forward(torch::Tensor input) {
+    return SequentialImpl::forward(std::move(input));
+  }
 };
 TORCH_MODULE(Transition);
 

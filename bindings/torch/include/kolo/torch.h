@@ -30,13 +30,18 @@
 // in-place operations), since these functions sit next to torch's own.
 //
 // Thread safety: the free functions may be called from any thread.
-// DistributedOptimizer, LearningRateWarmup and DistributedSampler are not
-// safe for concurrent use without external synchronisation.
+// DistributedOptimizer, LearningRateWarmup, DistributedSampler and
+// SyncBatchNorm are not safe for concurrent use without external
+// synchronisation.
 #ifndef KOLO_TORCH_H_
 #define KOLO_TORCH_H_
 
 #include <torch/data/samplers/base.h>
+#include <torch/nn/cloneable.h>
 #include <torch/nn/module.h>
+#include <torch/nn/modules/batchnorm.h>
+#include <torch/nn/options/batchnorm.h>
+#include <torch/nn/pimpl.h>
 #include <torch/optim/optimizer.h>
 #include <torch/ordered_dict.h>
 #include <torch/version.h>
@@ -533,6 +538,123 @@ class DistributedSampler
   size_t position_ = 0;          // next position next() serves
   std::vector<size_t> indices_;  // this rank's indices for epoch_
 };
+
+// ---------------------------------------------------------------------------
+// SyncBatchNorm: batch normalisation over the global batch of all ranks.
+//
+// In training mode, the mean and variance of each channel are those of the
+// concatenation of every rank's input (ranks may hold different numbers of
+// samples, zero included), so the output, the gradients and the running
+// statistics are those of torch::nn::BatchNorm{1,2,3}d on one process that
+// sees the whole global batch:
+//   forward: each rank reduces its input to per-channel sums (count, sum,
+//     sum of squares, in float64); one allreduce (sum), named
+//     "<name>.stats", adds them up; mean and biased variance normalise the
+//     input; running_mean and running_var (unbiased, with the global count)
+//     and num_batches_tracked are updated exactly as BatchNorm does it,
+//     including momentum = nullopt (cumulative average).
+//   backward: one allreduce, "<name>.grad", adds up every rank's per-channel
+//     sums of grad_output and grad_output * (input - mean), which give the
+//     input's gradient. Only needed when the input requires grad.
+// weight.grad and bias.grad are this rank's contribution: their sum over
+// ranks is the gradient of the sum of every rank's loss, so averaging them
+// (DistributedOptimizer's default) gives the gradient of the average loss,
+// like every other parameter.
+//
+// In evaluation mode the layer normalises with its running statistics (or,
+// with track_running_stats = false, with this rank's own batch statistics,
+// as BatchNorm does), without any communication.
+//
+// Every rank must run forward and backward through the layer in training
+// mode the same number of times and in the same order, like any collective.
+// A global batch with a single value per channel is refused, on every rank,
+// with c10::ValueError (BatchNorm refuses it on one process).
+//
+// Input: (N, C, ...) with C = options.num_features(): (N, C) and (N, C, L)
+// as BatchNorm1d, (N, C, H, W) as BatchNorm2d, (N, C, D, H, W) as
+// BatchNorm3d. float16 and bfloat16 inputs are reduced in float32.
+//
+// Names. The layer's collectives are named after `name`, which must be the
+// same on every rank and differ between layers. By default it is
+// "syncbn.#<k>" for the k-th SyncBatchNorm constructed in this process, which
+// every rank agrees on when all build their models in the same order;
+// convert_sync_batchnorm names each layer after its place in the model
+// ("syncbn.features.norm0").
+class SyncBatchNormImpl : public ::torch::nn::Cloneable<SyncBatchNormImpl> {
+ public:
+  // options: as for torch::nn::BatchNorm2d (num_features, eps = 1e-5,
+  // momentum = 0.1, affine = true, track_running_stats = true).
+  explicit SyncBatchNormImpl(const ::torch::nn::BatchNormOptions& options,
+                             std::string name = "");
+  // A layer that shares `other`'s options, parameters and buffers (the same
+  // tensors, so an optimizer built on `other`'s parameters keeps working).
+  SyncBatchNormImpl(const ::torch::nn::BatchNorm1dImpl& other,
+                    std::string name);
+  SyncBatchNormImpl(const ::torch::nn::BatchNorm2dImpl& other,
+                    std::string name);
+  SyncBatchNormImpl(const ::torch::nn::BatchNorm3dImpl& other,
+                    std::string name);
+
+  ::torch::Tensor forward(const ::torch::Tensor& input);
+
+  // Allocates fresh parameters (weight 1, bias 0) and buffers (running mean
+  // 0, running variance 1, num_batches_tracked 0).
+  void reset() override;
+  void reset_running_stats();
+  void reset_parameters();
+  void pretty_print(std::ostream& stream) const override;
+
+  // The prefix of this layer's collective names.
+  const std::string& collective_name() const { return name_; }
+
+  ::torch::nn::BatchNormOptions options;
+  // As in torch::nn::BatchNorm2d: weight and bias are undefined unless
+  // options.affine(); the buffers are undefined unless
+  // options.track_running_stats().
+  ::torch::Tensor weight;
+  ::torch::Tensor bias;
+  ::torch::Tensor running_mean;
+  ::torch::Tensor running_var;
+  ::torch::Tensor num_batches_tracked;
+
+ private:
+  template <typename BatchNorm>
+  void Adopt(const BatchNorm& other);
+  // Registers the given tensors as this layer's parameters and buffers.
+  void Register(::torch::Tensor weight, ::torch::Tensor bias,
+                ::torch::Tensor running_mean, ::torch::Tensor running_var,
+                ::torch::Tensor num_batches_tracked);
+
+  std::string name_;
+};
+
+// The module holder, as TORCH_MODULE(SyncBatchNorm) would declare it (the
+// macro's unqualified torch:: would name this namespace here).
+class SyncBatchNorm : public ::torch::nn::ModuleHolder<SyncBatchNormImpl> {
+ public:
+  using ::torch::nn::ModuleHolder<SyncBatchNormImpl>::ModuleHolder;
+  using Impl = SyncBatchNormImpl;
+};
+
+// Replaces every torch::nn::BatchNorm1d, BatchNorm2d and BatchNorm3d inside
+// `module` (recursively) by a SyncBatchNorm that shares its options,
+// parameters, buffers (running statistics, num_batches_tracked) and
+// training mode, named "syncbn.<path>" after its place in the model. The
+// parameters and buffers keep their names and tensors, so state dicts,
+// checkpoints, optimizers and broadcast_parameters are unaffected. Returns
+// the number of layers replaced. Call it on every rank, before the first
+// forward pass; SyncBatchNorm layers already present are left alone.
+//
+// LibTorch's forward() calls submodules through C++ members, so a layer can
+// only be replaced where the model reaches it through its module tree:
+// registered children of torch::nn::Sequential, ModuleList and ModuleDict
+// (whose entries are swapped too), and of any module that keeps no other
+// reference to it. A BatchNorm that something else still holds (typically a
+// member such as `torch::nn::BatchNorm2d norm_` that forward() calls, which
+// LibTorch's replace_module cannot reach) would keep running unsynchronised,
+// so then nothing is changed and c10::ValueError names that layer.
+// REQUIRES: `module` is not itself a BatchNorm (construct a SyncBatchNorm).
+int64_t convert_sync_batchnorm(::torch::nn::Module& module);
 
 }  // namespace torch
 }  // namespace kolo
