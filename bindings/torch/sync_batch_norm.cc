@@ -45,6 +45,10 @@ using ::torch::autograd::variable_list;
 // Numbers the SyncBatchNorm layers constructed without a name, in order.
 std::atomic<int64_t> next_unnamed_layer{0};
 
+std::string UnnamedLayerName() {
+  return "syncbn.#" + std::to_string(next_unnamed_layer++);
+}
+
 // Every dimension but the channel (1).
 std::vector<int64_t> ReducedDims(const at::Tensor& input) {
   std::vector<int64_t> dims = {0};
@@ -253,7 +257,7 @@ std::shared_ptr<SyncBatchNormImpl> MakeSyncLayer(const nn::Module& layer,
 SyncBatchNormImpl::SyncBatchNormImpl(const nn::BatchNormOptions& options,
                                      std::string name)
     : options(options), name_(std::move(name)) {
-  if (name_.empty()) name_ = "syncbn.#" + std::to_string(next_unnamed_layer++);
+  if (name_.empty()) name_ = UnnamedLayerName();
   reset();
 }
 
@@ -277,8 +281,7 @@ SyncBatchNormImpl::SyncBatchNormImpl(const nn::BatchNorm3dImpl& other,
 
 template <typename BatchNorm>
 void SyncBatchNormImpl::Adopt(const BatchNorm& other) {
-  TORCH_CHECK_VALUE(!name_.empty(),
-                    "kolo: SyncBatchNorm needs a collective name");
+  if (name_.empty()) name_ = UnnamedLayerName();
   Register(other.weight, other.bias, other.running_mean, other.running_var,
            other.num_batches_tracked);
 }
