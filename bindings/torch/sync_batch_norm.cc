@@ -381,7 +381,7 @@ at::Tensor SyncBatchNormImpl::forward(const at::Tensor& input) {
     ::torch::NoGradGuard no_grad;
     // [count, sum(x) per channel, sum(x^2) per channel], in float64 so that
     // var = sum(x^2) / count - mean^2 keeps float32's precision. The local
-    // sums come from this rank's mean and (two-pass) variance.
+    // sums come from this rank's mean and variance (ATen's Welford).
     const int64_t local_count = input.numel() / channels;
     at::Tensor sums =
         at::zeros({1 + 2 * channels}, input.options().dtype(at::kDouble));
@@ -432,7 +432,7 @@ at::Tensor SyncBatchNormImpl::forward(const at::Tensor& input) {
 
 int64_t convert_sync_batchnorm(nn::Module& module) {
   TORCH_CHECK_VALUE(!IsBatchNorm(module),
-                    "kolo: convert_sync_batchnorm: ", "the module is itself a ",
+                    "kolo: convert_sync_batchnorm: the module is itself a ",
                     module.name(),
                     "; construct a kolo::torch::SyncBatchNorm from it instead");
   // All layers are checked before any is replaced: all or nothing.
