@@ -45,6 +45,10 @@ using ::torch::autograd::variable_list;
 // Numbers the SyncBatchNorm layers constructed without a name, in order.
 std::atomic<int64_t> next_unnamed_layer{0};
 
+std::string UnnamedLayerName() {
+  return "syncbn.#" + std::to_string(next_unnamed_layer++);
+}
+
 // Every dimension but the channel (1).
 std::vector<int64_t> ReducedDims(const at::Tensor& input) {
   std::vector<int64_t> dims = {0};
@@ -253,7 +257,7 @@ std::shared_ptr<SyncBatchNormImpl> MakeSyncLayer(const nn::Module& layer,
 SyncBatchNormImpl::SyncBatchNormImpl(const nn::BatchNormOptions& options,
                                      std::string name)
     : options(options), name_(std::move(name)) {
-  if (name_.empty()) name_ = "syncbn.#" + std::to_string(next_unnamed_layer++);
+  if (name_.empty()) name_ = UnnamedLayerName();
   reset();
 }
 
@@ -277,8 +281,7 @@ SyncBatchNormImpl::SyncBatchNormImpl(const nn::BatchNorm3dImpl& other,
 
 template <typename BatchNorm>
 void SyncBatchNormImpl::Adopt(const BatchNorm& other) {
-  TORCH_CHECK_VALUE(!name_.empty(),
-                    "kolo: SyncBatchNorm needs a collective name");
+  if (name_.empty()) name_ = UnnamedLayerName();
   Register(other.weight, other.bias, other.running_mean, other.running_var,
            other.num_batches_tracked);
 }
@@ -378,7 +381,7 @@ at::Tensor SyncBatchNormImpl::forward(const at::Tensor& input) {
     ::torch::NoGradGuard no_grad;
     // [count, sum(x) per channel, sum(x^2) per channel], in float64 so that
     // var = sum(x^2) / count - mean^2 keeps float32's precision. The local
-    // sums come from this rank's mean and (two-pass) variance.
+    // sums come from this rank's mean and variance (ATen's Welford).
     const int64_t local_count = input.numel() / channels;
     at::Tensor sums =
         at::zeros({1 + 2 * channels}, input.options().dtype(at::kDouble));
@@ -429,7 +432,7 @@ at::Tensor SyncBatchNormImpl::forward(const at::Tensor& input) {
 
 int64_t convert_sync_batchnorm(nn::Module& module) {
   TORCH_CHECK_VALUE(!IsBatchNorm(module),
-                    "kolo: convert_sync_batchnorm: ", "the module is itself a ",
+                    "kolo: convert_sync_batchnorm: the module is itself a ",
                     module.name(),
                     "; construct a kolo::torch::SyncBatchNorm from it instead");
   // All layers are checked before any is replaced: all or nothing.

@@ -244,6 +244,24 @@ TEST(SyncBatchNorm, ARankWithNoSamples) {
                          true});
 }
 
+TEST(SyncBatchNorm, Bfloat16InputsAreReducedInFloat32) {
+  // The reference: BatchNorm2d in float32 on the same (bfloat16) values.
+  const std::vector<int64_t> samples = RankSamples(false);
+  ::torch::manual_seed(9);
+  const at::Tensor global =
+      (::torch::randn({Total(samples), 3, 8, 8}) * 2 + 100).to(at::kBFloat16);
+  nn::BatchNorm2d reference(3);
+  const at::Tensor expected = reference->forward(global.to(at::kFloat));
+  SyncBatchNorm layer(nn::BatchNormOptions(3), "syncbn.test.bf16");
+  const at::Tensor output = layer->forward(MySlice(global, samples));
+  EXPECT_EQ(output.scalar_type(), at::kBFloat16);
+  // bfloat16 keeps 8 bits of mantissa: outputs of magnitude ~3 to ~2e-2.
+  EXPECT_TRUE(AllClose(output, MySlice(expected, samples), 1e-2, 2e-2));
+  // Sums in bfloat16 would be off by whole units at a mean of 100.
+  EXPECT_TRUE(AllClose(layer->running_mean, reference->running_mean, 1e-5, 0));
+  EXPECT_TRUE(AllClose(layer->running_var, reference->running_var, 1e-4, 0));
+}
+
 TEST(SyncBatchNorm, OneValuePerChannelIsRefusedOnEveryRank) {
   SyncBatchNorm layer(nn::BatchNormOptions(2), "syncbn.test.single");
   // One sample of 1x1 on rank 0, none elsewhere.

@@ -588,6 +588,7 @@ class SyncBatchNormImpl : public ::torch::nn::Cloneable<SyncBatchNormImpl> {
                              std::string name = "");
   // A layer that shares `other`'s options, parameters and buffers (the same
   // tensors, so an optimizer built on `other`'s parameters keeps working).
+  // An empty name is replaced by the default one.
   SyncBatchNormImpl(const ::torch::nn::BatchNorm1dImpl& other,
                     std::string name);
   SyncBatchNormImpl(const ::torch::nn::BatchNorm2dImpl& other,
