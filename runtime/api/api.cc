@@ -1,14 +1,18 @@
 // kolo's C++ API (kolo/kolo.h): argument checks on the calling thread, then
 // the runtime's queue.
+#include <mpi.h>
+
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
+#include <map>
 #include <memory>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "kolo/kolo.h"
+#include "kolo/process_set.h"
 #include "runtime/common/mutex.h"
 #include "runtime/common/reduce.h"
 #include "runtime/core/config.h"
@@ -23,14 +27,68 @@ namespace {
 Mutex g_mu;
 std::shared_ptr<Runtime> g_runtime ABSL_GUARDED_BY(g_mu);
 bool g_shut_down ABSL_GUARDED_BY(g_mu) = false;
-std::atomic<int64_t> g_barriers{0};
 
-StatusOr<std::shared_ptr<Runtime>> Running() {
+// A process set as this rank knows it.
+struct SetState {
+  std::vector<int> ranks;            // global ranks, ascending
+  std::shared_ptr<Runtime> runtime;  // null where this rank is no member
+};
+std::map<int, SetState> g_sets ABSL_GUARDED_BY(g_mu);
+// Removed sets' ranks, for the error of a later use.
+std::map<int, std::vector<int>> g_removed_sets ABSL_GUARDED_BY(g_mu);
+int g_next_set ABSL_GUARDED_BY(g_mu) = 1;
+// One add or remove at a time on this rank (they are collective).
+Mutex g_change_mu ABSL_ACQUIRED_BEFORE(g_mu);
+
+std::string RankList(const std::vector<int>& ranks) {
+  return absl::StrCat("[", absl::StrJoin(ranks, ", "), "]");
+}
+
+StatusOr<std::shared_ptr<Runtime>> Running() ABSL_LOCKS_EXCLUDED(g_mu) {
   MutexLock lock(&g_mu);
   if (g_runtime != nullptr) return g_runtime;
   if (g_shut_down) return absl::CancelledError("kolo has been shut down");
   return absl::FailedPreconditionError(
       "kolo is not initialized: call kolo::Init() (or kolo_init()) first");
+}
+
+// The runtime of process set `id` on this rank, and the set's global ranks
+// (empty for the global set, whose ranks are its positions).
+struct Target {
+  std::shared_ptr<Runtime> runtime;
+  std::vector<int> ranks;
+  // Global rank of the set's `rank`-th member.
+  int Global(int rank) const {
+    return ranks.empty() || rank < 0 || rank >= static_cast<int>(ranks.size())
+               ? rank
+               : ranks[rank];
+  }
+};
+
+StatusOr<Target> Resolve(int id) {
+  StatusOr<std::shared_ptr<Runtime>> global = Running();
+  if (!global.ok()) return global.status();
+  if (id == 0) return Target{*std::move(global), {}};
+  MutexLock lock(&g_mu);
+  auto found = g_sets.find(id);
+  if (found == g_sets.end()) {
+    auto removed = g_removed_sets.find(id);
+    if (removed != g_removed_sets.end()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("process set ", id, " (ranks ",
+                       RankList(removed->second), ") has been removed"));
+    }
+    return absl::NotFoundError(
+        absl::StrCat("there is no process set ", id,
+                     " (kolo::AddProcessSet returns the sets it creates)"));
+  }
+  if (found->second.runtime == nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "rank ", (*global)->mpi().rank(), " is not in process set ", id,
+        " (ranks ", RankList(found->second.ranks),
+        "): only its members may submit to it"));
+  }
+  return Target{found->second.runtime, found->second.ranks};
 }
 
 Status CheckTensor(const std::string& name, const Tensor& tensor,
@@ -203,6 +261,79 @@ StatusOr<Handle> Submit(Runtime& runtime, Entry entry) {
   return Handle(std::move(operation));
 }
 
+// Every rank's `payload`, gathered through the global runtime under kolo's
+// own name: how ranks agree on a change of the process sets. The allgather
+// negotiates like any other, so a rank that never calls is reported as a
+// stall rather than hanging the others.
+StatusOr<std::vector<std::vector<int64_t>>> GatherFromAll(
+    Runtime& global, const std::vector<int64_t>& payload) {
+  std::vector<int64_t> mine;
+  mine.push_back(static_cast<int64_t>(payload.size()));
+  mine.insert(mine.end(), payload.begin(), payload.end());
+  auto gathered = std::make_shared<std::vector<int64_t>>();
+  Entry entry;
+  entry.request.rank = global.mpi().rank();
+  entry.request.op = OpType::kAllgather;
+  entry.request.name = absl::StrCat(kReservedPrefix, "process_sets");
+  entry.request.dtype = DataType::kInt64;
+  entry.request.shape = {static_cast<int64_t>(mine.size())};
+  entry.input.data = mine.data();
+  entry.input.dtype = DataType::kInt64;
+  entry.input.shape = entry.request.shape;
+  entry.allocator =
+      [gathered](const std::vector<int64_t>& shape) -> StatusOr<void*> {
+    gathered->resize(static_cast<size_t>(shape.empty() ? 1 : shape[0]));
+    return static_cast<void*>(gathered->data());
+  };
+  StatusOr<Handle> handle = Submit(global, std::move(entry));
+  if (!handle.ok()) return handle.status();
+  if (Status s = handle->Wait(); !s.ok()) return s;
+  std::vector<std::vector<int64_t>> all;
+  size_t at = 0;
+  while (at < gathered->size()) {
+    const int64_t length = (*gathered)[at++];
+    if (length < 0 || static_cast<size_t>(length) > gathered->size() - at) {
+      return absl::InternalError("malformed process-set agreement message");
+    }
+    all.emplace_back(gathered->begin() + at, gathered->begin() + at + length);
+    at += static_cast<size_t>(length);
+  }
+  if (static_cast<int>(all.size()) != global.mpi().size()) {
+    return absl::InternalError(absl::StrCat("process-set agreement gathered ",
+                                            all.size(), " messages for ",
+                                            global.mpi().size(), " ranks"));
+  }
+  return all;
+}
+
+std::string DescribeChange(const std::vector<int64_t>& payload) {
+  if (payload.empty()) return "nothing";
+  std::vector<int64_t> rest(payload.begin() + 1, payload.end());
+  switch (payload[0]) {
+    case 1:
+      return absl::StrCat("to add a set of ranks [", absl::StrJoin(rest, ", "),
+                          "]");
+    case 2:
+      return absl::StrCat("to remove process set ", absl::StrJoin(rest, ", "));
+    default:
+      return "something else";
+  }
+}
+
+// Fails (on every rank alike: all see the same messages) unless every rank
+// asked for the same change.
+Status CheckSameChange(const std::vector<std::vector<int64_t>>& all) {
+  for (size_t r = 1; r < all.size(); ++r) {
+    if (all[r] != all[0]) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "process sets must be changed by every rank alike: rank 0 asked ",
+          DescribeChange(all[0]), ", rank ", r, " asked ",
+          DescribeChange(all[r])));
+    }
+  }
+  return absl::OkStatus();
+}
+
 void ShutdownAtExit() { Shutdown().IgnoreError(); }
 
 }  // namespace
@@ -227,11 +358,20 @@ Status InitWithOptions(const Options& options) {
 
 Status Shutdown() {
   std::shared_ptr<Runtime> runtime;
+  std::map<int, SetState> sets;
   {
     MutexLock lock(&g_mu);
     runtime.swap(g_runtime);
+    sets.swap(g_sets);
+    g_removed_sets.clear();
+    g_next_set = 1;
     if (runtime != nullptr) g_shut_down = true;
   }
+  // The sets first: their runtimes stop their members' pending operations.
+  for (auto& [id, set] : sets) {
+    if (set.runtime != nullptr) set.runtime->Shutdown();
+  }
+  sets.clear();
   if (runtime != nullptr) runtime->Shutdown();
   return absl::OkStatus();
 }
@@ -254,18 +394,18 @@ KOLO_TOPOLOGY(CrossRank, cross_rank)
 KOLO_TOPOLOGY(CrossSize, cross_size)
 #undef KOLO_TOPOLOGY
 
-StatusOr<Handle> AllreduceAsync(const std::string& name, const Tensor& input,
-                                const Tensor& output,
-                                const AllreduceOptions& options) {
+StatusOr<Handle> ProcessSet::AllreduceAsync(
+    const std::string& name, const Tensor& input, const Tensor& output,
+    const AllreduceOptions& options) const {
   return GroupedAllreduceAsync({name}, {input}, {output}, options);
 }
 
-StatusOr<Handle> GroupedAllreduceAsync(const std::vector<std::string>& names,
-                                       const std::vector<Tensor>& inputs,
-                                       const std::vector<Tensor>& outputs,
-                                       const AllreduceOptions& options) {
-  StatusOr<std::shared_ptr<Runtime>> runtime = Running();
-  if (!runtime.ok()) return runtime.status();
+StatusOr<Handle> ProcessSet::GroupedAllreduceAsync(
+    const std::vector<std::string>& names, const std::vector<Tensor>& inputs,
+    const std::vector<Tensor>& outputs, const AllreduceOptions& options) const {
+  StatusOr<Target> target = Resolve(id_);
+  if (!target.ok()) return target.status();
+  std::shared_ptr<Runtime>* runtime = &target->runtime;
   if (names.empty() || names.size() != inputs.size() ||
       names.size() != outputs.size()) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -323,16 +463,18 @@ StatusOr<Handle> GroupedAllreduceAsync(const std::vector<std::string>& names,
   return Handle(std::move(operation));
 }
 
-StatusOr<Handle> AllgatherAsync(const std::string& name, const Tensor& input,
-                                OutputAllocator allocator) {
+StatusOr<Handle> ProcessSet::AllgatherAsync(const std::string& name,
+                                            const Tensor& input,
+                                            OutputAllocator allocator) const {
   return GroupedAllgatherAsync({name}, {input}, {std::move(allocator)});
 }
 
-StatusOr<Handle> GroupedAllgatherAsync(
+StatusOr<Handle> ProcessSet::GroupedAllgatherAsync(
     const std::vector<std::string>& names, const std::vector<Tensor>& inputs,
-    std::vector<OutputAllocator> allocators) {
-  StatusOr<std::shared_ptr<Runtime>> runtime = Running();
-  if (!runtime.ok()) return runtime.status();
+    std::vector<OutputAllocator> allocators) const {
+  StatusOr<Target> target = Resolve(id_);
+  if (!target.ok()) return target.status();
+  std::shared_ptr<Runtime>* runtime = &target->runtime;
   if (Status s =
           CheckGroup("allgather", names, inputs.size(), allocators.size());
       !s.ok()) {
@@ -359,31 +501,48 @@ StatusOr<Handle> GroupedAllgatherAsync(
   return Handle(std::move(operation));
 }
 
-StatusOr<Handle> BroadcastAsync(const std::string& name, const Tensor& buffer,
-                                int root_rank) {
-  StatusOr<std::shared_ptr<Runtime>> runtime = Running();
-  if (!runtime.ok()) return runtime.status();
+StatusOr<Handle> ProcessSet::BroadcastAsync(const std::string& name,
+                                            const Tensor& buffer,
+                                            int root_rank) const {
+  StatusOr<Target> target = Resolve(id_);
+  if (!target.ok()) return target.status();
+  std::shared_ptr<Runtime>* runtime = &target->runtime;
   if (Status s = CheckName(name); !s.ok()) return s;
   if (Status s = CheckTensor(name, buffer, "buffer"); !s.ok()) return s;
-  const int size = (*runtime)->mpi().size();
-  if (root_rank < 0 || root_rank >= size) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("broadcast '", name, "': root rank ", root_rank,
-                     " is outside [0, ", size, ")"));
+  int root = root_rank;
+  if (target->ranks.empty()) {
+    const int size = (*runtime)->mpi().size();
+    if (root_rank < 0 || root_rank >= size) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("broadcast '", name, "': root rank ", root_rank,
+                       " is outside [0, ", size, ")"));
+    }
+  } else {
+    auto member =
+        std::lower_bound(target->ranks.begin(), target->ranks.end(), root_rank);
+    if (member == target->ranks.end() || *member != root_rank) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("broadcast '", name, "': root rank ", root_rank,
+                       " is not in process set ", id_, " (ranks ",
+                       RankList(target->ranks), ")"));
+    }
+    root = static_cast<int>(member - target->ranks.begin());
   }
   Entry entry;
   entry.request = MakeRequest(**runtime, OpType::kBroadcast, name, buffer);
-  entry.request.root = root_rank;
+  entry.request.root = root;
   entry.input = buffer;
   entry.output = buffer;
   return Submit(**runtime, std::move(entry));
 }
 
-StatusOr<Handle> AlltoallAsync(const std::string& name, const Tensor& input,
-                               std::vector<int64_t> splits,
-                               OutputAllocator allocator) {
-  StatusOr<std::shared_ptr<Runtime>> runtime = Running();
-  if (!runtime.ok()) return runtime.status();
+StatusOr<Handle> ProcessSet::AlltoallAsync(const std::string& name,
+                                           const Tensor& input,
+                                           std::vector<int64_t> splits,
+                                           OutputAllocator allocator) const {
+  StatusOr<Target> target = Resolve(id_);
+  if (!target.ok()) return target.status();
+  std::shared_ptr<Runtime>* runtime = &target->runtime;
   if (Status s = CheckName(name); !s.ok()) return s;
   if (Status s = CheckTensor(name, input, "input"); !s.ok()) return s;
   const int size = (*runtime)->mpi().size();
@@ -422,17 +581,19 @@ StatusOr<Handle> AlltoallAsync(const std::string& name, const Tensor& input,
   return Submit(**runtime, std::move(entry));
 }
 
-StatusOr<Handle> ReducescatterAsync(const std::string& name,
-                                    const Tensor& input,
-                                    OutputAllocator allocator, ReduceOp op) {
+StatusOr<Handle> ProcessSet::ReducescatterAsync(const std::string& name,
+                                                const Tensor& input,
+                                                OutputAllocator allocator,
+                                                ReduceOp op) const {
   return GroupedReducescatterAsync({name}, {input}, op, {std::move(allocator)});
 }
 
-StatusOr<Handle> GroupedReducescatterAsync(
+StatusOr<Handle> ProcessSet::GroupedReducescatterAsync(
     const std::vector<std::string>& names, const std::vector<Tensor>& inputs,
-    ReduceOp op, std::vector<OutputAllocator> allocators) {
-  StatusOr<std::shared_ptr<Runtime>> runtime = Running();
-  if (!runtime.ok()) return runtime.status();
+    ReduceOp op, std::vector<OutputAllocator> allocators) const {
+  StatusOr<Target> target = Resolve(id_);
+  if (!target.ok()) return target.status();
+  std::shared_ptr<Runtime>* runtime = &target->runtime;
   if (Status s =
           CheckGroup("reducescatter", names, inputs.size(), allocators.size());
       !s.ok()) {
@@ -469,22 +630,25 @@ StatusOr<Handle> GroupedReducescatterAsync(
   return Handle(std::move(operation));
 }
 
-Status Barrier() {
-  StatusOr<std::shared_ptr<Runtime>> runtime = Running();
-  if (!runtime.ok()) return runtime.status();
+Status ProcessSet::Barrier() const {
+  StatusOr<Target> target = Resolve(id_);
+  if (!target.ok()) return target.status();
+  std::shared_ptr<Runtime>* runtime = &target->runtime;
   Entry entry;
   entry.request.rank = (*runtime)->mpi().rank();
   entry.request.op = OpType::kBarrier;
-  entry.request.name = absl::StrCat(kReservedPrefix, "barrier.", g_barriers++);
+  entry.request.name =
+      absl::StrCat(kReservedPrefix, "barrier.", (*runtime)->NextBarrier());
   entry.request.dtype = DataType::kUint8;
   StatusOr<Handle> handle = Submit(**runtime, std::move(entry));
   if (!handle.ok()) return handle.status();
   return handle->Wait();
 }
 
-StatusOr<int> Join() {
-  StatusOr<std::shared_ptr<Runtime>> runtime = Running();
-  if (!runtime.ok()) return runtime.status();
+StatusOr<int> ProcessSet::Join() const {
+  StatusOr<Target> target = Resolve(id_);
+  if (!target.ok()) return target.status();
+  std::shared_ptr<Runtime>* runtime = &target->runtime;
   Entry entry;
   entry.request.rank = (*runtime)->mpi().rank();
   entry.request.op = OpType::kJoin;
@@ -493,20 +657,273 @@ StatusOr<int> Join() {
   StatusOr<Handle> handle = Submit(**runtime, std::move(entry));
   if (!handle.ok()) return handle.status();
   if (Status s = handle->Wait(); !s.ok()) return s;
-  return handle->last_joined_rank();
+  return target->Global(handle->last_joined_rank());
 }
 
-Status Allreduce(const std::string& name, const Tensor& input,
-                 const Tensor& output, const AllreduceOptions& options) {
+Status ProcessSet::Allreduce(const std::string& name, const Tensor& input,
+                             const Tensor& output,
+                             const AllreduceOptions& options) const {
   StatusOr<Handle> handle = AllreduceAsync(name, input, output, options);
   if (!handle.ok()) return handle.status();
   return handle->Wait();
 }
 
-Status Broadcast(const std::string& name, const Tensor& buffer, int root_rank) {
+Status ProcessSet::Broadcast(const std::string& name, const Tensor& buffer,
+                             int root_rank) const {
   StatusOr<Handle> handle = BroadcastAsync(name, buffer, root_rank);
   if (!handle.ok()) return handle.status();
   return handle->Wait();
+}
+
+// The global set's collectives.
+StatusOr<Handle> AllreduceAsync(const std::string& name, const Tensor& input,
+                                const Tensor& output,
+                                const AllreduceOptions& options) {
+  return ProcessSet().AllreduceAsync(name, input, output, options);
+}
+
+StatusOr<Handle> GroupedAllreduceAsync(const std::vector<std::string>& names,
+                                       const std::vector<Tensor>& inputs,
+                                       const std::vector<Tensor>& outputs,
+                                       const AllreduceOptions& options) {
+  return ProcessSet().GroupedAllreduceAsync(names, inputs, outputs, options);
+}
+
+StatusOr<Handle> AllgatherAsync(const std::string& name, const Tensor& input,
+                                OutputAllocator allocator) {
+  return ProcessSet().AllgatherAsync(name, input, std::move(allocator));
+}
+
+StatusOr<Handle> GroupedAllgatherAsync(
+    const std::vector<std::string>& names, const std::vector<Tensor>& inputs,
+    std::vector<OutputAllocator> allocators) {
+  return ProcessSet().GroupedAllgatherAsync(names, inputs,
+                                            std::move(allocators));
+}
+
+StatusOr<Handle> BroadcastAsync(const std::string& name, const Tensor& buffer,
+                                int root_rank) {
+  return ProcessSet().BroadcastAsync(name, buffer, root_rank);
+}
+
+StatusOr<Handle> AlltoallAsync(const std::string& name, const Tensor& input,
+                               std::vector<int64_t> splits,
+                               OutputAllocator allocator) {
+  return ProcessSet().AlltoallAsync(name, input, std::move(splits),
+                                    std::move(allocator));
+}
+
+StatusOr<Handle> ReducescatterAsync(const std::string& name,
+                                    const Tensor& input,
+                                    OutputAllocator allocator, ReduceOp op) {
+  return ProcessSet().ReducescatterAsync(name, input, std::move(allocator), op);
+}
+
+StatusOr<Handle> GroupedReducescatterAsync(
+    const std::vector<std::string>& names, const std::vector<Tensor>& inputs,
+    ReduceOp op, std::vector<OutputAllocator> allocators) {
+  return ProcessSet().GroupedReducescatterAsync(names, inputs, op,
+                                                std::move(allocators));
+}
+
+Status Barrier() { return ProcessSet().Barrier(); }
+
+StatusOr<int> Join() { return ProcessSet().Join(); }
+
+Status Allreduce(const std::string& name, const Tensor& input,
+                 const Tensor& output, const AllreduceOptions& options) {
+  return ProcessSet().Allreduce(name, input, output, options);
+}
+
+Status Broadcast(const std::string& name, const Tensor& buffer, int root_rank) {
+  return ProcessSet().Broadcast(name, buffer, root_rank);
+}
+
+std::vector<int> ProcessSet::ranks() const {
+  MutexLock lock(&g_mu);
+  if (g_runtime == nullptr) return {};
+  if (id_ == 0) {
+    std::vector<int> all(g_runtime->mpi().size());
+    for (size_t r = 0; r < all.size(); ++r) all[r] = static_cast<int>(r);
+    return all;
+  }
+  auto found = g_sets.find(id_);
+  return found == g_sets.end() ? std::vector<int>() : found->second.ranks;
+}
+
+bool ProcessSet::Included() const { return Rank() >= 0; }
+
+int ProcessSet::Rank() const {
+  MutexLock lock(&g_mu);
+  if (g_runtime == nullptr) return -1;
+  if (id_ == 0) return g_runtime->mpi().rank();
+  auto found = g_sets.find(id_);
+  if (found == g_sets.end() || found->second.runtime == nullptr) return -1;
+  return found->second.runtime->mpi().rank();
+}
+
+int ProcessSet::Size() const {
+  MutexLock lock(&g_mu);
+  if (g_runtime == nullptr) return -1;
+  if (id_ == 0) return g_runtime->mpi().size();
+  auto found = g_sets.find(id_);
+  return found == g_sets.end() ? -1
+                               : static_cast<int>(found->second.ranks.size());
+}
+
+std::string ProcessSet::BackendName() const {
+  StatusOr<Target> target = Resolve(id_);
+  return target.ok() ? target->runtime->backend_name() : "";
+}
+
+RuntimeStats ProcessSet::GetStats() const {
+  StatusOr<Target> target = Resolve(id_);
+  return target.ok() ? target->runtime->stats() : RuntimeStats{};
+}
+
+StatusOr<ProcessSet> AddProcessSet(const std::vector<int>& ranks) {
+  MutexLock change(&g_change_mu);
+  StatusOr<std::shared_ptr<Runtime>> global = Running();
+  if (!global.ok()) return global.status();
+  const MpiContext& mpi = (*global)->mpi();
+  // Every rank of a job runs the same MPI library at the same level, so
+  // this refusal is the same everywhere.
+  if (mpi.thread_level() < MPI_THREAD_MULTIPLE) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "process sets need MPI_THREAD_MULTIPLE (each set's runtime talks "
+        "through MPI on its own thread), but MPI runs at ",
+        ThreadLevelName(mpi.thread_level()),
+        "; let kolo initialise MPI, or initialise it with "
+        "MPI_Init_thread(MPI_THREAD_MULTIPLE)"));
+  }
+  std::vector<int64_t> payload = {1};
+  payload.insert(payload.end(), ranks.begin(), ranks.end());
+  StatusOr<std::vector<std::vector<int64_t>>> all =
+      GatherFromAll(**global, payload);
+  if (!all.ok()) return all.status();
+  if (Status s = CheckSameChange(*all); !s.ok()) return s;
+
+  // Every rank now checks the same ranks against the same sets.
+  std::vector<int> sorted = ranks;
+  std::sort(sorted.begin(), sorted.end());
+  const std::string asked = RankList(ranks);
+  if (sorted.empty()) {
+    return absl::InvalidArgumentError("a process set needs at least one rank");
+  }
+  if (sorted.front() < 0 || sorted.back() >= mpi.size()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("process set ", asked, ": rank ",
+                     sorted.front() < 0 ? sorted.front() : sorted.back(),
+                     " is outside [0, ", mpi.size(), ")"));
+  }
+  if (auto repeated = std::adjacent_find(sorted.begin(), sorted.end());
+      repeated != sorted.end()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "process set ", asked, " names rank ", *repeated, " twice"));
+  }
+  int id = 0;
+  {
+    MutexLock lock(&g_mu);
+    if (static_cast<int>(sorted.size()) == mpi.size()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "process set ", asked,
+          " holds every rank: that is the global set (kolo::ProcessSet())"));
+    }
+    for (const auto& [other, set] : g_sets) {
+      if (set.ranks == sorted) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "process set ", other, " already has ranks ", RankList(sorted)));
+      }
+    }
+    id = g_next_set++;
+  }
+
+  const bool member =
+      std::binary_search(sorted.begin(), sorted.end(), mpi.rank());
+  MPI_Comm members = MPI_COMM_NULL;
+  Status started;
+  if (int code = MPI_Comm_split(mpi.sets(), member ? 0 : MPI_UNDEFINED,
+                                mpi.rank(), &members);
+      code != MPI_SUCCESS) {
+    started = absl::InternalError(
+        absl::StrCat("MPI_Comm_split for process set ", id, " failed"));
+  }
+  std::shared_ptr<Runtime> runtime;
+  if (started.ok() && member) {
+    StatusOr<std::unique_ptr<MpiContext>> context =
+        MpiContext::CreateForMembers(members, (*global)->options().hostname);
+    if (context.ok()) {
+      StatusOr<std::unique_ptr<Runtime>> made = Runtime::StartProcessSet(
+          (*global)->options(), *std::move(context), id);
+      if (made.ok()) {
+        runtime = *std::move(made);
+      } else {
+        started = made.status();
+      }
+    } else {
+      started = context.status();
+    }
+  }
+  // Every rank learns whether the set started on every member.
+  StatusOr<std::vector<std::vector<int64_t>>> outcomes =
+      GatherFromAll(**global, {started.ok() ? 1 : 0});
+  if (!outcomes.ok()) return outcomes.status();
+  std::vector<int> failed;
+  for (size_t r = 0; r < outcomes->size(); ++r) {
+    if ((*outcomes)[r] != std::vector<int64_t>{1}) {
+      failed.push_back(static_cast<int>(r));
+    }
+  }
+  if (!failed.empty()) {
+    if (runtime != nullptr) runtime->Shutdown();
+    return absl::InternalError(
+        absl::StrCat("process set ", asked, " could not start on rank(s) ",
+                     absl::StrJoin(failed, ", "),
+                     started.ok() ? " (their logs say why)"
+                                  : absl::StrCat(": ", started.message())));
+  }
+  MutexLock lock(&g_mu);
+  g_sets[id] = SetState{sorted, std::move(runtime)};
+  return ProcessSet::FromId(id);
+}
+
+Status RemoveProcessSet(const ProcessSet& set) {
+  MutexLock change(&g_change_mu);
+  StatusOr<std::shared_ptr<Runtime>> global = Running();
+  if (!global.ok()) return global.status();
+  StatusOr<std::vector<std::vector<int64_t>>> all =
+      GatherFromAll(**global, {2, set.id()});
+  if (!all.ok()) return all.status();
+  if (Status s = CheckSameChange(*all); !s.ok()) return s;
+  if (set.is_global()) {
+    return absl::InvalidArgumentError(
+        "the global process set cannot be removed");
+  }
+  std::shared_ptr<Runtime> runtime;
+  {
+    MutexLock lock(&g_mu);
+    auto found = g_sets.find(set.id());
+    if (found == g_sets.end()) {
+      return g_removed_sets.count(set.id()) > 0
+                 ? absl::FailedPreconditionError(absl::StrCat(
+                       "process set ", set.id(), " has been removed already"))
+                 : absl::NotFoundError(
+                       absl::StrCat("there is no process set ", set.id()));
+    }
+    runtime = std::move(found->second.runtime);
+    g_removed_sets[set.id()] = std::move(found->second.ranks);
+    g_sets.erase(found);
+  }
+  if (runtime != nullptr) runtime->Shutdown();
+  return absl::OkStatus();
+}
+
+std::vector<ProcessSet> ProcessSets() {
+  MutexLock lock(&g_mu);
+  if (g_runtime == nullptr) return {};
+  std::vector<ProcessSet> sets = {ProcessSet()};
+  for (const auto& [id, set] : g_sets) sets.push_back(ProcessSet::FromId(id));
+  return sets;
 }
 
 Status StartTimeline(const std::string& path, bool mark_cycles) {

@@ -140,7 +140,6 @@ StatusOr<std::unique_ptr<MpiContext>> MpiContext::Create(
           "must not call MPI while kolo is running");
     }
   }
-  MpiContext& c = *context;
   int world_size = 0;
   MPI_Comm_size(MPI_COMM_WORLD, &world_size);
   if (Status s = CheckLauncherMatchesMpi(
@@ -148,8 +147,27 @@ StatusOr<std::unique_ptr<MpiContext>> MpiContext::Create(
       !s.ok()) {
     return s;
   }
-  KOLO_MPI_RETURN_IF_ERROR(MPI_Comm_dup(MPI_COMM_WORLD, &c.control_));
-  KOLO_MPI_RETURN_IF_ERROR(MPI_Comm_dup(MPI_COMM_WORLD, &c.data_));
+  if (Status s = context->Wire(MPI_COMM_WORLD, hostname); !s.ok()) return s;
+  KOLO_MPI_RETURN_IF_ERROR(MPI_Comm_dup(MPI_COMM_WORLD, &context->sets_));
+  KOLO_MPI_RETURN_IF_ERROR(
+      MPI_Comm_set_errhandler(context->sets_, MPI_ERRORS_RETURN));
+  return context;
+}
+
+StatusOr<std::unique_ptr<MpiContext>> MpiContext::CreateForMembers(
+    MPI_Comm members, const std::string& hostname) {
+  std::unique_ptr<MpiContext> context(new MpiContext());
+  MPI_Query_thread(&context->thread_level_);
+  Status wired = context->Wire(members, hostname);
+  MPI_Comm_free(&members);
+  if (!wired.ok()) return wired;
+  return context;
+}
+
+Status MpiContext::Wire(MPI_Comm base, const std::string& hostname) {
+  MpiContext& c = *this;
+  KOLO_MPI_RETURN_IF_ERROR(MPI_Comm_dup(base, &c.control_));
+  KOLO_MPI_RETURN_IF_ERROR(MPI_Comm_dup(base, &c.data_));
   for (MPI_Comm comm : {c.control_, c.data_}) {
     KOLO_MPI_RETURN_IF_ERROR(MPI_Comm_set_errhandler(comm, MPI_ERRORS_RETURN));
   }
@@ -183,12 +201,12 @@ StatusOr<std::unique_ptr<MpiContext>> MpiContext::Create(
   for (MPI_Comm comm : {c.local_, c.cross_}) {
     KOLO_MPI_RETURN_IF_ERROR(MPI_Comm_set_errhandler(comm, MPI_ERRORS_RETURN));
   }
-  return context;
+  return absl::OkStatus();
 }
 
 MpiContext::~MpiContext() {
   if (abandoned_) return;
-  for (MPI_Comm* comm : {&cross_, &local_, &data_, &control_}) {
+  for (MPI_Comm* comm : {&sets_, &cross_, &local_, &data_, &control_}) {
     if (*comm != MPI_COMM_NULL) MPI_Comm_free(comm);
   }
   if (owns_mpi_) {

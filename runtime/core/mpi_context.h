@@ -37,12 +37,17 @@ const char* ThreadLevelName(int level);
 Status CheckLauncherMatchesMpi(
     int world_size, const std::function<const char*(const char*)>& getenv);
 
-
 class MpiContext {
  public:
   // hostname: this rank's host name; empty = gethostname().
   static StatusOr<std::unique_ptr<MpiContext>> Create(
       const std::string& hostname);
+  // A process set's context: wires up the members of `members` (a
+  // communicator of the set's ranks only, which the context takes over and
+  // frees) as Create does MPI_COMM_WORLD's. MPI must stay initialised; the
+  // context never finalises it.
+  static StatusOr<std::unique_ptr<MpiContext>> CreateForMembers(
+      MPI_Comm members, const std::string& hostname);
   ~MpiContext();
 
   MpiContext(const MpiContext&) = delete;
@@ -66,9 +71,16 @@ class MpiContext {
   MPI_Comm data() const { return data_; }
   MPI_Comm local() const { return local_; }
   MPI_Comm cross() const { return cross_; }
+  // The global context's communicator for creating process sets (a copy of
+  // MPI_COMM_WORLD that only the application's thread uses, one change at a
+  // time); MPI_COMM_NULL in a process set's context.
+  MPI_Comm sets() const { return sets_; }
 
  private:
   MpiContext() = default;
+  // Everything but MPI's initialisation: copies `base` into the control
+  // and data communicators and splits the local and cross ones.
+  Status Wire(MPI_Comm base, const std::string& hostname);
 
   bool owns_mpi_ = false;
   bool abandoned_ = false;
@@ -84,6 +96,7 @@ class MpiContext {
   MPI_Comm data_ = MPI_COMM_NULL;
   MPI_Comm local_ = MPI_COMM_NULL;
   MPI_Comm cross_ = MPI_COMM_NULL;
+  MPI_Comm sets_ = MPI_COMM_NULL;
 };
 
 }  // namespace kolo

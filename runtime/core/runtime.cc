@@ -260,13 +260,29 @@ void Runtime::SetCycle(double milliseconds) {
 }
 
 StatusOr<std::unique_ptr<Runtime>> Runtime::Start(const Options& options) {
-  std::unique_ptr<Runtime> runtime(new Runtime(options));
   StatusOr<std::unique_ptr<MpiContext>> mpi =
       MpiContext::Create(options.hostname);
   if (!mpi.ok()) return mpi.status();
-  runtime->mpi_ = *std::move(mpi);
+  ConfigureLogging(options.log_level, (*mpi)->rank());
+  return Launch(options, *std::move(mpi), 0);
+}
+
+StatusOr<std::unique_ptr<Runtime>> Runtime::StartProcessSet(
+    const Options& options, std::unique_ptr<MpiContext> mpi, int process_set) {
+  // The global runtime owns the timeline and autotunes; a process set's
+  // runtime runs with the settings as configured.
+  Options own = options;
+  own.timeline_path.clear();
+  own.autotune = false;
+  return Launch(own, std::move(mpi), process_set);
+}
+
+StatusOr<std::unique_ptr<Runtime>> Runtime::Launch(
+    const Options& options, std::unique_ptr<MpiContext> mpi, int process_set) {
+  std::unique_ptr<Runtime> runtime(new Runtime(options));
+  runtime->process_set_ = process_set;
+  runtime->mpi_ = std::move(mpi);
   const MpiContext& context = *runtime->mpi_;
-  ConfigureLogging(options.log_level, context.rank());
   if (Status s = AgreeOnSettings(options, context); !s.ok()) return s;
   StatusOr<std::string> secret = ShareJobSecret(context);
   if (!secret.ok()) return secret.status();
@@ -351,8 +367,10 @@ StatusOr<std::unique_ptr<Runtime>> Runtime::Start(const Options& options) {
     }
   }
   Log().info(
-      "started: rank {} of {}, local rank {} of {} on host '{}', {} at {}, "
+      "started{}: rank {} of {}, local rank {} of {} on host '{}', {} at {}, "
       "backend {}, fusion {} bytes, cycle {} ms, cache {} entries",
+      process_set == 0 ? std::string()
+                       : absl::StrCat(" process set ", process_set),
       context.rank(), context.size(), context.local_rank(),
       context.local_size(), context.hostname(), MpiLibraryName(),
       ThreadLevelName(context.thread_level()), runtime->backend_->name(),
@@ -525,7 +543,8 @@ void Runtime::Loop() {
     if (status.ok() && lane_ != nullptr && !stopping_) {
       if (coordinator_ != nullptr) status = AppendDelivered();
       if (status.ok() && exec_mu_.TryLock()) {
-        if (BackgroundTakesLane() && ConsumeLane(/*background=*/true, &status)) {
+        if (BackgroundTakesLane() &&
+            ConsumeLane(/*background=*/true, &status)) {
           activity = true;
         }
         exec_mu_.Unlock();
@@ -704,7 +723,8 @@ namespace {
 
 // The response that runs `tensor` of `response` alone, as the fast lane
 // runs it.
-Response SingleResponse(const Response& response, const ResponseTensor& tensor) {
+Response SingleResponse(const Response& response,
+                        const ResponseTensor& tensor) {
   Response single;
   single.op = response.op;
   single.dtype = response.dtype;
@@ -828,10 +848,9 @@ void Runtime::ExecuteFast(uint64_t begin, uint64_t end) {
       auto it = table_.find(tensor.name);
       if (it == table_.end() || it->second.fast_id != e->id ||
           it->second.fast_instance != e->instance) {
-        problem = absl::InternalError(
-            absl::StrCat("the fast lane runs ", OpTypeName(tensor.own.op),
-                         " '", tensor.name, "', which rank ", mpi_->rank(),
-                         " has not submitted there"));
+        problem = absl::InternalError(absl::StrCat(
+            "the fast lane runs ", OpTypeName(tensor.own.op), " '", tensor.name,
+            "', which rank ", mpi_->rank(), " has not submitted there"));
         break;
       }
       taken.emplace(tensor.name, std::move(it->second));

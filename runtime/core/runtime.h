@@ -54,12 +54,22 @@ class Runtime : public internal::WaitHelper,
                 public std::enable_shared_from_this<Runtime> {
  public:
   static StatusOr<std::unique_ptr<Runtime>> Start(const Options& options);
+  // A process set's runtime (id `process_set` > 0) on its members'
+  // context: the same machinery on the set's own communicators, so the set
+  // negotiates, caches and picks its data plane independently. Collective
+  // over the members. Timeline and autotune stay with the global runtime.
+  static StatusOr<std::unique_ptr<Runtime>> StartProcessSet(
+      const Options& options, std::unique_ptr<MpiContext> mpi, int process_set);
   // Shuts down (if not done yet) and releases MPI.
   ~Runtime();
 
   const MpiContext& mpi() const { return *mpi_; }
   const Options& options() const { return options_; }
   const char* backend_name() const { return backend_->name(); }
+  // 0 for the global runtime.
+  int process_set() const { return process_set_; }
+  // Numbers this rank's barriers in this runtime (every rank counts alike).
+  int64_t NextBarrier() { return barriers_.fetch_add(1); }
 
   // Queues the entries of one operation: all of them, or none with an error
   // (InvalidArgument for a name already pending, Cancelled after shutdown).
@@ -79,6 +89,8 @@ class Runtime : public internal::WaitHelper,
 
  private:
   explicit Runtime(const Options& options);
+  static StatusOr<std::unique_ptr<Runtime>> Launch(
+      const Options& options, std::unique_ptr<MpiContext> mpi, int process_set);
   // Enqueue() without waking the background thread.
   // *all_fast: whether every entry went into the fast lane.
   Status Queue(std::vector<Entry> entries, bool* all_fast);
@@ -146,6 +158,8 @@ class Runtime : public internal::WaitHelper,
   void SayGoodbye();
 
   const Options options_;
+  int process_set_ = 0;
+  std::atomic<int64_t> barriers_{0};
   std::unique_ptr<MpiContext> mpi_;
   std::unique_ptr<Backend> backend_;
   std::unique_ptr<Executor> executor_;
