@@ -11,6 +11,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "kolo/kolo.h"
+#include "kolo/process_set.h"
 #include "runtime/common/mutex.h"
 
 namespace {
@@ -138,17 +139,69 @@ const char* kolo_mpi_library(void) {
   return library->c_str();
 }
 
+int kolo_add_process_set(const int* ranks, int n, int* process_set) {
+  if ((ranks == nullptr && n > 0) || n < 0 || process_set == nullptr) {
+    return InvalidArgument(
+        "kolo_add_process_set: ranks and process_set must not be NULL and n "
+        "must be >= 0");
+  }
+  kolo::StatusOr<kolo::ProcessSet> set =
+      kolo::AddProcessSet(std::vector<int>(ranks, ranks + n));
+  if (set.ok()) *process_set = set->id();
+  return Code(set.status());
+}
+
+int kolo_remove_process_set(int process_set) {
+  return Code(kolo::RemoveProcessSet(kolo::ProcessSet::FromId(process_set)));
+}
+
+int kolo_process_set_rank(int process_set) {
+  return kolo::ProcessSet::FromId(process_set).Rank();
+}
+
+int kolo_process_set_size(int process_set) {
+  return kolo::ProcessSet::FromId(process_set).Size();
+}
+
+int kolo_process_set_ranks(int process_set, int* ranks, int capacity) {
+  const std::vector<int> members =
+      kolo::ProcessSet::FromId(process_set).ranks();
+  if (members.empty()) return -1;
+  for (int i = 0; i < capacity && i < static_cast<int>(members.size()); ++i) {
+    ranks[i] = members[i];
+  }
+  return static_cast<int>(members.size());
+}
+
 int kolo_allreduce_async(const char* name, const void* input, void* output,
                          int64_t count, kolo_dtype dtype, kolo_reduce_op op,
                          kolo_handle* handle) {
-  return kolo_allreduce_scaled_async(name, input, output, count, dtype, op,
-                                     1.0, 1.0, handle);
+  return kolo_process_set_allreduce_async(0, name, input, output, count, dtype,
+                                          op, handle);
+}
+
+int kolo_process_set_allreduce_async(int process_set, const char* name,
+                                     const void* input, void* output,
+                                     int64_t count, kolo_dtype dtype,
+                                     kolo_reduce_op op, kolo_handle* handle) {
+  return kolo_process_set_allreduce_scaled_async(
+      process_set, name, input, output, count, dtype, op, 1.0, 1.0, handle);
 }
 
 int kolo_allreduce_scaled_async(const char* name, const void* input,
                                 void* output, int64_t count, kolo_dtype dtype,
                                 kolo_reduce_op op, double prescale,
                                 double postscale, kolo_handle* handle) {
+  return kolo_process_set_allreduce_scaled_async(
+      0, name, input, output, count, dtype, op, prescale, postscale, handle);
+}
+
+int kolo_process_set_allreduce_scaled_async(int process_set, const char* name,
+                                            const void* input, void* output,
+                                            int64_t count, kolo_dtype dtype,
+                                            kolo_reduce_op op, double prescale,
+                                            double postscale,
+                                            kolo_handle* handle) {
   if (name == nullptr || handle == nullptr || count < 0 || !ValidDtype(dtype)) {
     return InvalidArgument(
         "kolo_allreduce_async: name and handle must not be NULL, count must "
@@ -158,8 +211,9 @@ int kolo_allreduce_scaled_async(const char* name, const void* input,
   options.op = static_cast<kolo::ReduceOp>(op);
   options.prescale_factor = prescale;
   options.postscale_factor = postscale;
-  return Register(kolo::AllreduceAsync(name, Flat(input, count, dtype),
-                                       Flat(output, count, dtype), options),
+  return Register(kolo::ProcessSet::FromId(process_set)
+                      .AllreduceAsync(name, Flat(input, count, dtype),
+                                      Flat(output, count, dtype), options),
                   handle);
 }
 
@@ -168,6 +222,14 @@ int kolo_grouped_allreduce_async(int n, const char* const* names,
                                  void* const* outputs, const int64_t* counts,
                                  kolo_dtype dtype, kolo_reduce_op op,
                                  kolo_handle* handle) {
+  return kolo_process_set_grouped_allreduce_async(0, n, names, inputs, outputs,
+                                                  counts, dtype, op, handle);
+}
+
+int kolo_process_set_grouped_allreduce_async(
+    int process_set, int n, const char* const* names, const void* const* inputs,
+    void* const* outputs, const int64_t* counts, kolo_dtype dtype,
+    kolo_reduce_op op, kolo_handle* handle) {
   if (n <= 0 || names == nullptr || inputs == nullptr || outputs == nullptr ||
       counts == nullptr || handle == nullptr || !ValidDtype(dtype)) {
     return InvalidArgument(
@@ -179,9 +241,9 @@ int kolo_grouped_allreduce_async(int n, const char* const* names,
   std::vector<kolo::Tensor> out;
   for (int i = 0; i < n; ++i) {
     if (names[i] == nullptr || counts[i] < 0) {
-      return InvalidArgument(absl::StrCat(
-          "kolo_grouped_allreduce_async: entry ", i,
-          " has a NULL name or a negative count"));
+      return InvalidArgument(
+          absl::StrCat("kolo_grouped_allreduce_async: entry ", i,
+                       " has a NULL name or a negative count"));
     }
     name_list.emplace_back(names[i]);
     in.push_back(Flat(inputs[i], counts[i], dtype));
@@ -189,26 +251,44 @@ int kolo_grouped_allreduce_async(int n, const char* const* names,
   }
   kolo::AllreduceOptions options;
   options.op = static_cast<kolo::ReduceOp>(op);
-  return Register(kolo::GroupedAllreduceAsync(name_list, in, out, options),
+  return Register(kolo::ProcessSet::FromId(process_set)
+                      .GroupedAllreduceAsync(name_list, in, out, options),
                   handle);
 }
 
 int kolo_broadcast_async(const char* name, void* buffer, int64_t count,
-                         kolo_dtype dtype, int root_rank,
-                         kolo_handle* handle) {
+                         kolo_dtype dtype, int root_rank, kolo_handle* handle) {
+  return kolo_process_set_broadcast_async(0, name, buffer, count, dtype,
+                                          root_rank, handle);
+}
+
+int kolo_process_set_broadcast_async(int process_set, const char* name,
+                                     void* buffer, int64_t count,
+                                     kolo_dtype dtype, int root_rank,
+                                     kolo_handle* handle) {
   if (name == nullptr || handle == nullptr || count < 0 || !ValidDtype(dtype)) {
     return InvalidArgument(
         "kolo_broadcast_async: name and handle must not be NULL, count must "
         "be >= 0 and dtype valid");
   }
   return Register(
-      kolo::BroadcastAsync(name, Flat(buffer, count, dtype), root_rank),
+      kolo::ProcessSet::FromId(process_set)
+          .BroadcastAsync(name, Flat(buffer, count, dtype), root_rank),
       handle);
 }
 
 int kolo_allgather_async(const char* name, const void* input, int64_t count,
-                         kolo_dtype dtype, void** output,
-                         int64_t* output_count, kolo_handle* handle) {
+                         kolo_dtype dtype, void** output, int64_t* output_count,
+                         kolo_handle* handle) {
+  return kolo_process_set_allgather_async(0, name, input, count, dtype, output,
+                                          output_count, handle);
+}
+
+int kolo_process_set_allgather_async(int process_set, const char* name,
+                                     const void* input, int64_t count,
+                                     kolo_dtype dtype, void** output,
+                                     int64_t* output_count,
+                                     kolo_handle* handle) {
   if (name == nullptr || output == nullptr || output_count == nullptr ||
       handle == nullptr || count < 0 || !ValidDtype(dtype)) {
     return InvalidArgument(
@@ -217,9 +297,10 @@ int kolo_allgather_async(const char* name, const void* input, int64_t count,
   }
   *output = nullptr;
   *output_count = 0;
-  return Register(kolo::AllgatherAsync(
-                      name, Flat(input, count, dtype),
-                      MallocOutput(output, output_count, dtype, "allgather")),
+  return Register(kolo::ProcessSet::FromId(process_set)
+                      .AllgatherAsync(name, Flat(input, count, dtype),
+                                      MallocOutput(output, output_count, dtype,
+                                                   "allgather")),
                   handle, output);
 }
 
@@ -228,6 +309,14 @@ int kolo_grouped_allgather_async(int n, const char* const* names,
                                  const int64_t* counts, kolo_dtype dtype,
                                  void** outputs, int64_t* output_counts,
                                  kolo_handle* handle) {
+  return kolo_process_set_grouped_allgather_async(
+      0, n, names, inputs, counts, dtype, outputs, output_counts, handle);
+}
+
+int kolo_process_set_grouped_allgather_async(
+    int process_set, int n, const char* const* names, const void* const* inputs,
+    const int64_t* counts, kolo_dtype dtype, void** outputs,
+    int64_t* output_counts, kolo_handle* handle) {
   if (n <= 0 || names == nullptr || inputs == nullptr || counts == nullptr ||
       outputs == nullptr || output_counts == nullptr || handle == nullptr ||
       !ValidDtype(dtype)) {
@@ -249,14 +338,26 @@ int kolo_grouped_allgather_async(int n, const char* const* names,
         MallocOutput(&outputs[i], &output_counts[i], dtype, "allgather"));
   }
   return Register(
-      kolo::GroupedAllgatherAsync(name_list, in, std::move(allocators)), handle,
-      outputs, nullptr, n);
+      kolo::ProcessSet::FromId(process_set)
+          .GroupedAllgatherAsync(name_list, in, std::move(allocators)),
+      handle, outputs, nullptr, n);
 }
 
 int kolo_alltoall_async(const char* name, const void* input, int64_t count,
                         kolo_dtype dtype, const int64_t* send_counts,
                         void** output, int64_t* output_count,
                         int64_t* recv_counts, kolo_handle* handle) {
+  return kolo_process_set_alltoall_async(0, name, input, count, dtype,
+                                         send_counts, output, output_count,
+                                         recv_counts, handle);
+}
+
+int kolo_process_set_alltoall_async(int process_set, const char* name,
+                                    const void* input, int64_t count,
+                                    kolo_dtype dtype,
+                                    const int64_t* send_counts, void** output,
+                                    int64_t* output_count, int64_t* recv_counts,
+                                    kolo_handle* handle) {
   if (name == nullptr || output == nullptr || output_count == nullptr ||
       handle == nullptr || count < 0 || !ValidDtype(dtype)) {
     return InvalidArgument(
@@ -266,19 +367,31 @@ int kolo_alltoall_async(const char* name, const void* input, int64_t count,
   *output = nullptr;
   *output_count = 0;
   std::vector<int64_t> splits;
-  if (send_counts != nullptr && kolo::Size() > 0) {
-    splits.assign(send_counts, send_counts + kolo::Size());
+  if (send_counts != nullptr &&
+      kolo::ProcessSet::FromId(process_set).Size() > 0) {
+    splits.assign(send_counts,
+                  send_counts + kolo::ProcessSet::FromId(process_set).Size());
   }
-  return Register(kolo::AlltoallAsync(
-                      name, Flat(input, count, dtype), splits,
-                      MallocOutput(output, output_count, dtype, "alltoall")),
-                  handle, output, recv_counts);
+  return Register(
+      kolo::ProcessSet::FromId(process_set)
+          .AlltoallAsync(name, Flat(input, count, dtype), splits,
+                         MallocOutput(output, output_count, dtype, "alltoall")),
+      handle, output, recv_counts);
 }
 
-int kolo_reducescatter_async(const char* name, const void* input,
-                             void* output, int64_t* output_count,
-                             int64_t count, kolo_dtype dtype,
-                             kolo_reduce_op op, kolo_handle* handle) {
+int kolo_reducescatter_async(const char* name, const void* input, void* output,
+                             int64_t* output_count, int64_t count,
+                             kolo_dtype dtype, kolo_reduce_op op,
+                             kolo_handle* handle) {
+  return kolo_process_set_reducescatter_async(
+      0, name, input, output, output_count, count, dtype, op, handle);
+}
+
+int kolo_process_set_reducescatter_async(int process_set, const char* name,
+                                         const void* input, void* output,
+                                         int64_t* output_count, int64_t count,
+                                         kolo_dtype dtype, kolo_reduce_op op,
+                                         kolo_handle* handle) {
   if (name == nullptr || output_count == nullptr || handle == nullptr ||
       count < 0 || !ValidDtype(dtype)) {
     return InvalidArgument(
@@ -286,9 +399,10 @@ int kolo_reducescatter_async(const char* name, const void* input,
         "NULL, count must be >= 0 and dtype valid");
   }
   return Register(
-      kolo::ReducescatterAsync(name, Flat(input, count, dtype),
-                               CallerOutput(output, output_count, name),
-                               static_cast<kolo::ReduceOp>(op)),
+      kolo::ProcessSet::FromId(process_set)
+          .ReducescatterAsync(name, Flat(input, count, dtype),
+                              CallerOutput(output, output_count, name),
+                              static_cast<kolo::ReduceOp>(op)),
       handle);
 }
 
@@ -298,6 +412,14 @@ int kolo_grouped_reducescatter_async(int n, const char* const* names,
                                      int64_t* output_counts,
                                      const int64_t* counts, kolo_dtype dtype,
                                      kolo_reduce_op op, kolo_handle* handle) {
+  return kolo_process_set_grouped_reducescatter_async(
+      0, n, names, inputs, outputs, output_counts, counts, dtype, op, handle);
+}
+
+int kolo_process_set_grouped_reducescatter_async(
+    int process_set, int n, const char* const* names, const void* const* inputs,
+    void* const* outputs, int64_t* output_counts, const int64_t* counts,
+    kolo_dtype dtype, kolo_reduce_op op, kolo_handle* handle) {
   if (n <= 0 || names == nullptr || inputs == nullptr || outputs == nullptr ||
       output_counts == nullptr || counts == nullptr || handle == nullptr ||
       !ValidDtype(dtype)) {
@@ -316,23 +438,31 @@ int kolo_grouped_reducescatter_async(int n, const char* const* names,
     allocators.push_back(
         CallerOutput(outputs[i], &output_counts[i], name_list[i]));
   }
-  return Register(kolo::GroupedReducescatterAsync(
-                      name_list, in, static_cast<kolo::ReduceOp>(op),
-                      std::move(allocators)),
+  return Register(kolo::ProcessSet::FromId(process_set)
+                      .GroupedReducescatterAsync(
+                          name_list, in, static_cast<kolo::ReduceOp>(op),
+                          std::move(allocators)),
                   handle);
 }
 
-int kolo_barrier(void) { return Code(kolo::Barrier()); }
+int kolo_barrier(void) { return kolo_process_set_barrier(0); }
+
+int kolo_process_set_barrier(int process_set) {
+  return Code(kolo::ProcessSet::FromId(process_set).Barrier());
+}
 
 int kolo_start_timeline(const char* path, int mark_cycles) {
-  if (path == nullptr) return InvalidArgument("kolo_start_timeline: path is NULL");
+  if (path == nullptr)
+    return InvalidArgument("kolo_start_timeline: path is NULL");
   return Code(kolo::StartTimeline(path, mark_cycles != 0));
 }
 
 int kolo_stop_timeline(void) { return Code(kolo::StopTimeline()); }
 
-int kolo_join(int* last_rank) {
-  kolo::StatusOr<int> joined = kolo::Join();
+int kolo_join(int* last_rank) { return kolo_process_set_join(0, last_rank); }
+
+int kolo_process_set_join(int process_set, int* last_rank) {
+  kolo::StatusOr<int> joined = kolo::ProcessSet::FromId(process_set).Join();
   if (joined.ok() && last_rank != nullptr) *last_rank = *joined;
   return Code(joined.status());
 }

@@ -137,6 +137,70 @@ int kolo_barrier(void);
    receives the rank that joined last. */
 int kolo_join(int* last_rank);
 
+/* Process sets (kolo/process_set.h): collectives among a subset of the
+   ranks, each set with its own negotiation and data plane. Adding and
+   removing are collective over every rank of the job, each passing the same
+   ranks (global ranks, any order); a set that differs across ranks fails on
+   every rank (code 9). Ids are the same on every rank; 0 is the global set.
+   Submitting to a set this rank is not in fails with 3, to a removed set
+   with 9. */
+int kolo_add_process_set(const int* ranks, int n, int* process_set);
+int kolo_remove_process_set(int process_set);
+/* This rank's position in the set; -1 when not a member or no such set. */
+int kolo_process_set_rank(int process_set);
+/* Members in the set; -1 when there is no such set. */
+int kolo_process_set_size(int process_set);
+/* Copies up to capacity member ranks (global, ascending) into ranks and
+   returns the number of members; -1 when there is no such set. */
+int kolo_process_set_ranks(int process_set, int* ranks, int capacity);
+/* The collectives above within a process set: the same arguments after
+   process_set. Ranks are global (a broadcast's root must be a member);
+   alltoall's send_counts and recv_counts have one entry per member, in
+   global-rank order; join's last_rank is a global rank. */
+int kolo_process_set_allreduce_async(int process_set, const char* name,
+                                     const void* input, void* output,
+                                     int64_t count, kolo_dtype dtype,
+                                     kolo_reduce_op op, kolo_handle* handle);
+int kolo_process_set_allreduce_scaled_async(
+    int process_set, const char* name, const void* input, void* output,
+    int64_t count, kolo_dtype dtype, kolo_reduce_op op, double prescale,
+    double postscale, kolo_handle* handle);
+int kolo_process_set_grouped_allreduce_async(
+    int process_set, int n, const char* const* names,
+    const void* const* inputs, void* const* outputs, const int64_t* counts,
+    kolo_dtype dtype, kolo_reduce_op op, kolo_handle* handle);
+int kolo_process_set_broadcast_async(int process_set, const char* name,
+                                     void* buffer, int64_t count,
+                                     kolo_dtype dtype, int root_rank,
+                                     kolo_handle* handle);
+int kolo_process_set_allgather_async(int process_set, const char* name,
+                                     const void* input, int64_t count,
+                                     kolo_dtype dtype, void** output,
+                                     int64_t* output_count,
+                                     kolo_handle* handle);
+int kolo_process_set_grouped_allgather_async(
+    int process_set, int n, const char* const* names,
+    const void* const* inputs, const int64_t* counts, kolo_dtype dtype,
+    void** outputs, int64_t* output_counts, kolo_handle* handle);
+int kolo_process_set_alltoall_async(int process_set, const char* name,
+                                    const void* input, int64_t count,
+                                    kolo_dtype dtype,
+                                    const int64_t* send_counts, void** output,
+                                    int64_t* output_count,
+                                    int64_t* recv_counts, kolo_handle* handle);
+int kolo_process_set_reducescatter_async(int process_set, const char* name,
+                                         const void* input, void* output,
+                                         int64_t* output_count, int64_t count,
+                                         kolo_dtype dtype, kolo_reduce_op op,
+                                         kolo_handle* handle);
+int kolo_process_set_grouped_reducescatter_async(
+    int process_set, int n, const char* const* names,
+    const void* const* inputs, void* const* outputs, int64_t* output_counts,
+    const int64_t* counts, kolo_dtype dtype, kolo_reduce_op op,
+    kolo_handle* handle);
+int kolo_process_set_barrier(int process_set);
+int kolo_process_set_join(int process_set, int* last_rank);
+
 /* Timeline (Chrome trace / Perfetto JSON, written by rank 0). */
 int kolo_start_timeline(const char* path, int mark_cycles);
 int kolo_stop_timeline(void);

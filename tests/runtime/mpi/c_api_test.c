@@ -281,6 +281,56 @@ int main(void) {
     }
   }
 
+  /* Process sets: the odd ranks sum their global ranks; a rank outside
+     gets code 3; after removal, code 9. At np 1 every set would be the
+     global one, which exists already. */
+  if (size > 1) {
+    int odd[8];
+    int n_odd = 0;
+    for (int r = 1; r < size && n_odd < 8; r += 2) odd[n_odd++] = r;
+    int set = -1;
+    CHECK(kolo_add_process_set(odd, n_odd, &set) == 0, "add process set: %s",
+          kolo_last_error());
+    CHECK(set > 0, "process set id %d", set);
+    CHECK(kolo_process_set_size(set) == n_odd, "set size %d",
+          kolo_process_set_size(set));
+    int members[8];
+    CHECK(kolo_process_set_ranks(set, members, 8) == n_odd, "set ranks");
+    CHECK(members[0] == odd[0], "first member %d", members[0]);
+    const int member = rank % 2 == 1;
+    int64_t value = rank;
+    if (member) {
+      CHECK(kolo_process_set_rank(set) == rank / 2,
+            "set rank %d", kolo_process_set_rank(set));
+      CHECK(kolo_process_set_allreduce_async(set, "c.ps", &value, &value, 1,
+                                             KOLO_INT64, KOLO_SUM, &h) == 0,
+            "set allreduce: %s", kolo_last_error());
+      CHECK(kolo_wait(h) == 0, "set allreduce wait");
+      int64_t expected = 0;
+      for (int k = 0; k < n_odd; ++k) expected += odd[k];
+      CHECK(value == expected, "set sum %lld, expected %lld",
+            (long long)value, (long long)expected);
+      double root_value = rank;
+      CHECK(kolo_process_set_broadcast_async(set, "c.ps.b", &root_value, 1,
+                                             KOLO_FLOAT64, odd[n_odd - 1],
+                                             &h) == 0,
+            "set broadcast");
+      CHECK(kolo_wait(h) == 0, "set broadcast wait");
+      CHECK(root_value == odd[n_odd - 1], "set broadcast %g", root_value);
+      CHECK(kolo_process_set_barrier(set) == 0, "set barrier");
+    } else {
+      CHECK(kolo_process_set_rank(set) == -1, "rank outside the set");
+      CHECK(kolo_process_set_allreduce_async(set, "c.ps", &value, &value, 1,
+                                             KOLO_INT64, KOLO_SUM, &h) == 3,
+            "outside the set");
+      CHECK(strstr(kolo_last_error(), "is not in process set") != NULL,
+            "outside message: %s", kolo_last_error());
+    }
+    CHECK(kolo_remove_process_set(set) == 0, "remove process set");
+    CHECK(kolo_process_set_barrier(set) == 9, "barrier after removal");
+    CHECK(kolo_process_set_size(set) == -1, "size after removal");
+  }
+
   CHECK(kolo_barrier() == 0, "barrier");
 
   /* A shape mismatch fails everywhere with code 9 and a message. */
