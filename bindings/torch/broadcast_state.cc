@@ -22,6 +22,7 @@
 #include <torch/serialize/archive.h>
 #include <torch/types.h>
 
+#include <algorithm>
 #include <exception>
 #include <functional>
 #include <sstream>
@@ -52,12 +53,12 @@ void WaitAll(const std::vector<Handle>& handles) {
 
 void BroadcastNamed(
     const std::vector<std::pair<std::string, at::Tensor>>& named_tensors,
-    int root_rank) {
+    int root_rank, const ProcessSet& process_set) {
   std::vector<Handle> handles;
   handles.reserve(named_tensors.size());
   for (const auto& [name, tensor] : named_tensors) {
     if (!tensor.defined()) continue;
-    handles.push_back(broadcast_async_(tensor, root_rank, name));
+    handles.push_back(broadcast_async_(tensor, root_rank, name, process_set));
   }
   WaitAll(handles);
 }
@@ -185,7 +186,8 @@ StateKey StateKeyOf(const at::Tensor& param) {
 
 }  // namespace
 
-void broadcast_parameters(const ::torch::nn::Module& module, int root_rank) {
+void broadcast_parameters(const ::torch::nn::Module& module, int root_rank,
+                          const ProcessSet& process_set) {
   std::vector<std::pair<std::string, at::Tensor>> named;
   for (const auto& item : module.named_parameters(/*recurse=*/true)) {
     named.emplace_back("bcast.param." + item.key(), item.value());
@@ -193,17 +195,17 @@ void broadcast_parameters(const ::torch::nn::Module& module, int root_rank) {
   for (const auto& item : module.named_buffers(/*recurse=*/true)) {
     named.emplace_back("bcast.buffer." + item.key(), item.value());
   }
-  BroadcastNamed(named, root_rank);
+  BroadcastNamed(named, root_rank, process_set);
 }
 
 void broadcast_parameters(
     const ::torch::OrderedDict<std::string, at::Tensor>& named_tensors,
-    int root_rank) {
+    int root_rank, const ProcessSet& process_set) {
   std::vector<std::pair<std::string, at::Tensor>> named;
   for (const auto& item : named_tensors) {
     named.emplace_back("bcast." + item.key(), item.value());
   }
-  BroadcastNamed(named, root_rank);
+  BroadcastNamed(named, root_rank, process_set);
 }
 
 namespace {
@@ -231,23 +233,31 @@ std::string Signature(optim::Optimizer& optimizer) {
 
 // Throws on every rank unless every rank's optimizer has root_rank's type
 // and group sizes.
-void CheckSameOptimizer(optim::Optimizer& optimizer, int root_rank) {
-  TORCH_CHECK_VALUE(root_rank >= 0 && root_rank < size(),
-                    "kolo: broadcast_optimizer_state: root rank ", root_rank,
-                    " is outside [0, ", size(), ")");
+void CheckSameOptimizer(optim::Optimizer& optimizer, int root_rank,
+                        const ProcessSet& process_set) {
+  // Members in global-rank order: allgather_object's order.
+  const std::vector<int> members = process_set.ranks();
+  const auto root = std::find(members.begin(), members.end(), root_rank);
+  TORCH_CHECK_VALUE(
+      root != members.end(), "kolo: broadcast_optimizer_state: root rank ",
+      root_rank,
+      process_set.is_global()
+          ? " is outside [0, " + std::to_string(size()) + ")"
+          : " is not in process set " + std::to_string(process_set.id()));
+  const size_t root_position = root - members.begin();
   const std::vector<std::string> signatures =
-      allgather_object(Signature(optimizer), "optstate.signature");
+      allgather_object(Signature(optimizer), "optstate.signature", process_set);
   for (size_t r = 0; r < signatures.size(); ++r) {
-    TORCH_CHECK(signatures[r] == signatures[root_rank],
-                "kolo: broadcast_optimizer_state: rank ", r, " has a ",
+    TORCH_CHECK(signatures[r] == signatures[root_position],
+                "kolo: broadcast_optimizer_state: rank ", members[r], " has a ",
                 signatures[r], " but root rank ", root_rank, " has a ",
-                signatures[root_rank]);
+                signatures[root_position]);
   }
 }
 
 // The fast path (see the top of this file).
 void BroadcastKnown(optim::Optimizer& optimizer, const OptimizerAccess& access,
-                    int root_rank) {
+                    int root_rank, const ProcessSet& process_set) {
   // Options: the defaults, then every group.
   std::vector<OptionFields> option_fields;
   option_fields.push_back(access.options(optimizer.defaults()));
@@ -282,8 +292,10 @@ void BroadcastKnown(optim::Optimizer& optimizer, const OptimizerAccess& access,
     }
   }
 
-  WaitAll({broadcast_async_(options_tensor, root_rank, "optstate.options"),
-           broadcast_async_(layout, root_rank, "optstate.layout")});
+  WaitAll(
+      {broadcast_async_(options_tensor, root_rank, "optstate.options",
+                        process_set),
+       broadcast_async_(layout, root_rank, "optstate.layout", process_set)});
 
   const double* received = options_tensor.data_ptr<double>();
   for (OptionFields& fields : option_fields) {
@@ -317,7 +329,7 @@ void BroadcastKnown(optim::Optimizer& optimizer, const OptimizerAccess& access,
           "optstate." + std::to_string(i) + "." + std::to_string(f), tensor);
     }
   }
-  BroadcastNamed(state_tensors, root_rank);
+  BroadcastNamed(state_tensors, root_rank, process_set);
 }
 
 // Root's optimizer as one archive: "optimizer" (its save()), "defaults" and
@@ -399,7 +411,8 @@ std::string MessageOf(const std::exception& e) {
 // sends its error instead ('0' + message; '1' + archive otherwise), and
 // every rank reports every rank's load failure, so that all ranks fail
 // together and none waits for another.
-void BroadcastSerialized(optim::Optimizer& optimizer, int root_rank) {
+void BroadcastSerialized(optim::Optimizer& optimizer, int root_rank,
+                         const ProcessSet& process_set) {
   std::string payload;
   if (rank() == root_rank) {
     try {
@@ -408,7 +421,8 @@ void BroadcastSerialized(optim::Optimizer& optimizer, int root_rank) {
       payload = "0" + MessageOf(e);
     }
   }
-  payload = broadcast_object(payload, root_rank, "optstate.archive");
+  payload =
+      broadcast_object(payload, root_rank, "optstate.archive", process_set);
   TORCH_CHECK(!payload.empty() && payload[0] == '1',
               "kolo: broadcast_optimizer_state: root rank ", root_rank,
               " could not save its ", Signature(optimizer), ": ",
@@ -422,30 +436,32 @@ void BroadcastSerialized(optim::Optimizer& optimizer, int root_rank) {
     }
   }
   const std::vector<std::string> errors =
-      allgather_object(error, "optstate.loaded");
+      allgather_object(error, "optstate.loaded", process_set);
+  const std::vector<int> members = process_set.ranks();
   for (size_t r = 0; r < errors.size(); ++r) {
-    TORCH_CHECK(errors[r].empty(), "kolo: broadcast_optimizer_state: rank ", r,
-                " could not load root rank ", root_rank, "'s ",
+    TORCH_CHECK(errors[r].empty(), "kolo: broadcast_optimizer_state: rank ",
+                members[r], " could not load root rank ", root_rank, "'s ",
                 Signature(optimizer), ": ", errors[r]);
   }
 }
 
 }  // namespace
 
-void broadcast_optimizer_state(optim::Optimizer& optimizer, int root_rank) {
+void broadcast_optimizer_state(optim::Optimizer& optimizer, int root_rank,
+                               const ProcessSet& process_set) {
   if (auto* distributed = dynamic_cast<DistributedOptimizer*>(&optimizer)) {
     // The wrapped optimizer has the type and the state; the view follows.
     distributed->PushChanges();
-    broadcast_optimizer_state(distributed->optimizer(), root_rank);
+    broadcast_optimizer_state(distributed->optimizer(), root_rank, process_set);
     distributed->PullChanges();
     return;
   }
-  CheckSameOptimizer(optimizer, root_rank);
+  CheckSameOptimizer(optimizer, root_rank, process_set);
   OptimizerAccess access;
   if (AccessFor(optimizer, &access)) {
-    BroadcastKnown(optimizer, access, root_rank);
+    BroadcastKnown(optimizer, access, root_rank, process_set);
   } else {
-    BroadcastSerialized(optimizer, root_rank);
+    BroadcastSerialized(optimizer, root_rank, process_set);
   }
 }
 

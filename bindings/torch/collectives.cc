@@ -193,7 +193,8 @@ std::shared_ptr<HandleState> NewState(const char* operation,
 }
 
 Handle AllreduceImpl(const at::Tensor& tensor, const std::string& name,
-                     const AllreduceOptions& options, bool in_place) {
+                     const AllreduceOptions& options, bool in_place,
+                     const ProcessSet& process_set) {
   auto state = NewState("allreduce", name);
   at::Tensor input = ContiguousBuffer(tensor);
   at::Tensor output;
@@ -206,13 +207,15 @@ Handle AllreduceImpl(const at::Tensor& tensor, const std::string& name,
     state->results = {output};
   }
   state->buffers = {input, output};
-  return Start(state, AllreduceAsync(name, ToKoloTensor(input),
-                                     ToKoloTensor(output), options));
+  return Start(state,
+               process_set.AllreduceAsync(name, ToKoloTensor(input),
+                                          ToKoloTensor(output), options));
 }
 
 Handle GroupedAllreduceImpl(const std::vector<at::Tensor>& tensors,
                             const std::string& name,
-                            const AllreduceOptions& options, bool in_place) {
+                            const AllreduceOptions& options, bool in_place,
+                            const ProcessSet& process_set) {
   auto state = NewState("grouped allreduce", name);
   std::vector<std::string> names;
   std::vector<kolo::Tensor> inputs;
@@ -237,11 +240,13 @@ Handle GroupedAllreduceImpl(const std::vector<at::Tensor>& tensors,
     state->buffers.insert(state->buffers.end(), output_buffers.begin(),
                           output_buffers.end());
   }
-  return Start(state, GroupedAllreduceAsync(names, inputs, outputs, options));
+  return Start(state, process_set.GroupedAllreduceAsync(names, inputs, outputs,
+                                                        options));
 }
 
 Handle BroadcastImpl(const at::Tensor& tensor, int root_rank,
-                     const std::string& name, bool in_place) {
+                     const std::string& name, bool in_place,
+                     const ProcessSet& process_set) {
   auto state = NewState("broadcast", name);
   at::Tensor buffer;
   if (in_place) {
@@ -253,7 +258,8 @@ Handle BroadcastImpl(const at::Tensor& tensor, int root_rank,
     state->results = {buffer};
   }
   state->buffers = {buffer};
-  return Start(state, BroadcastAsync(name, ToKoloTensor(buffer), root_rank));
+  return Start(
+      state, process_set.BroadcastAsync(name, ToKoloTensor(buffer), root_rank));
 }
 
 }  // namespace
@@ -330,63 +336,76 @@ int local_size() { return kolo::LocalSize(); }
 // Collectives
 
 Handle allreduce_async(const at::Tensor& tensor, const std::string& name,
-                       const AllreduceOptions& options) {
-  return AllreduceImpl(tensor, name, options, /*in_place=*/false);
+                       const AllreduceOptions& options,
+                       const ProcessSet& process_set) {
+  return AllreduceImpl(tensor, name, options, /*in_place=*/false, process_set);
 }
 
 Handle allreduce_async_(const at::Tensor& tensor, const std::string& name,
-                        const AllreduceOptions& options) {
-  return AllreduceImpl(tensor, name, options, /*in_place=*/true);
+                        const AllreduceOptions& options,
+                        const ProcessSet& process_set) {
+  return AllreduceImpl(tensor, name, options, /*in_place=*/true, process_set);
 }
 
 at::Tensor allreduce(const at::Tensor& tensor, const std::string& name,
-                     const AllreduceOptions& options) {
-  return allreduce_async(tensor, name, options).wait();
+                     const AllreduceOptions& options,
+                     const ProcessSet& process_set) {
+  return allreduce_async(tensor, name, options, process_set).wait();
 }
 
 at::Tensor allreduce_(const at::Tensor& tensor, const std::string& name,
-                      const AllreduceOptions& options) {
-  return allreduce_async_(tensor, name, options).wait();
+                      const AllreduceOptions& options,
+                      const ProcessSet& process_set) {
+  return allreduce_async_(tensor, name, options, process_set).wait();
 }
 
 Handle grouped_allreduce_async(const std::vector<at::Tensor>& tensors,
                                const std::string& name,
-                               const AllreduceOptions& options) {
-  return GroupedAllreduceImpl(tensors, name, options, /*in_place=*/false);
+                               const AllreduceOptions& options,
+                               const ProcessSet& process_set) {
+  return GroupedAllreduceImpl(tensors, name, options, /*in_place=*/false,
+                              process_set);
 }
 
 Handle grouped_allreduce_async_(const std::vector<at::Tensor>& tensors,
                                 const std::string& name,
-                                const AllreduceOptions& options) {
-  return GroupedAllreduceImpl(tensors, name, options, /*in_place=*/true);
+                                const AllreduceOptions& options,
+                                const ProcessSet& process_set) {
+  return GroupedAllreduceImpl(tensors, name, options, /*in_place=*/true,
+                              process_set);
 }
 
 std::vector<at::Tensor> grouped_allreduce(
     const std::vector<at::Tensor>& tensors, const std::string& name,
-    const AllreduceOptions& options) {
-  return grouped_allreduce_async(tensors, name, options).wait_all();
+    const AllreduceOptions& options, const ProcessSet& process_set) {
+  return grouped_allreduce_async(tensors, name, options, process_set)
+      .wait_all();
 }
 
 std::vector<at::Tensor> grouped_allreduce_(
     const std::vector<at::Tensor>& tensors, const std::string& name,
-    const AllreduceOptions& options) {
-  return grouped_allreduce_async_(tensors, name, options).wait_all();
+    const AllreduceOptions& options, const ProcessSet& process_set) {
+  return grouped_allreduce_async_(tensors, name, options, process_set)
+      .wait_all();
 }
 
-Handle allgather_async(const at::Tensor& tensor, const std::string& name) {
+Handle allgather_async(const at::Tensor& tensor, const std::string& name,
+                       const ProcessSet& process_set) {
   auto state = NewState("allgather", name);
   at::Tensor input = ContiguousBuffer(tensor);
   state->buffers = {input};
-  return Start(state, AllgatherAsync(name, ToKoloTensor(input),
-                                     AddOutput(state, input)));
+  return Start(state, process_set.AllgatherAsync(name, ToKoloTensor(input),
+                                                 AddOutput(state, input)));
 }
 
-at::Tensor allgather(const at::Tensor& tensor, const std::string& name) {
-  return allgather_async(tensor, name).wait();
+at::Tensor allgather(const at::Tensor& tensor, const std::string& name,
+                     const ProcessSet& process_set) {
+  return allgather_async(tensor, name, process_set).wait();
 }
 
 Handle grouped_allgather_async(const std::vector<at::Tensor>& tensors,
-                               const std::string& name) {
+                               const std::string& name,
+                               const ProcessSet& process_set) {
   auto state = NewState("grouped allgather", name);
   std::vector<std::string> names;
   std::vector<kolo::Tensor> inputs;
@@ -398,49 +417,54 @@ Handle grouped_allgather_async(const std::vector<at::Tensor>& tensors,
     allocators.push_back(AddOutput(state, input));
     state->buffers.push_back(input);
   }
-  return Start(state,
-               GroupedAllgatherAsync(names, inputs, std::move(allocators)));
+  return Start(state, process_set.GroupedAllgatherAsync(names, inputs,
+                                                        std::move(allocators)));
 }
 
 std::vector<at::Tensor> grouped_allgather(
-    const std::vector<at::Tensor>& tensors, const std::string& name) {
-  return grouped_allgather_async(tensors, name).wait_all();
+    const std::vector<at::Tensor>& tensors, const std::string& name,
+    const ProcessSet& process_set) {
+  return grouped_allgather_async(tensors, name, process_set).wait_all();
 }
 
 Handle broadcast_async(const at::Tensor& tensor, int root_rank,
-                       const std::string& name) {
-  return BroadcastImpl(tensor, root_rank, name, /*in_place=*/false);
+                       const std::string& name, const ProcessSet& process_set) {
+  return BroadcastImpl(tensor, root_rank, name, /*in_place=*/false,
+                       process_set);
 }
 
 Handle broadcast_async_(const at::Tensor& tensor, int root_rank,
-                        const std::string& name) {
-  return BroadcastImpl(tensor, root_rank, name, /*in_place=*/true);
+                        const std::string& name,
+                        const ProcessSet& process_set) {
+  return BroadcastImpl(tensor, root_rank, name, /*in_place=*/true, process_set);
 }
 
 at::Tensor broadcast(const at::Tensor& tensor, int root_rank,
-                     const std::string& name) {
-  return broadcast_async(tensor, root_rank, name).wait();
+                     const std::string& name, const ProcessSet& process_set) {
+  return broadcast_async(tensor, root_rank, name, process_set).wait();
 }
 
 at::Tensor broadcast_(const at::Tensor& tensor, int root_rank,
-                      const std::string& name) {
-  return broadcast_async_(tensor, root_rank, name).wait();
+                      const std::string& name, const ProcessSet& process_set) {
+  return broadcast_async_(tensor, root_rank, name, process_set).wait();
 }
 
 Handle alltoall_async(const at::Tensor& tensor, const std::string& name,
-                      std::vector<int64_t> splits) {
+                      std::vector<int64_t> splits,
+                      const ProcessSet& process_set) {
   auto state = NewState("alltoall", name);
   at::Tensor input = ContiguousBuffer(tensor);
   state->buffers = {input};
-  return Start(state,
-               AlltoallAsync(name, ToKoloTensor(input), std::move(splits),
-                             AddOutput(state, input)));
+  return Start(state, process_set.AlltoallAsync(name, ToKoloTensor(input),
+                                                std::move(splits),
+                                                AddOutput(state, input)));
 }
 
 at::Tensor alltoall(const at::Tensor& tensor, const std::string& name,
                     std::vector<int64_t> splits,
-                    std::vector<int64_t>* received_splits) {
-  Handle handle = alltoall_async(tensor, name, std::move(splits));
+                    std::vector<int64_t>* received_splits,
+                    const ProcessSet& process_set) {
+  Handle handle = alltoall_async(tensor, name, std::move(splits), process_set);
   at::Tensor result = handle.wait();
   if (received_splits != nullptr) {
     *received_splits = handle.received_splits();
@@ -449,21 +473,23 @@ at::Tensor alltoall(const at::Tensor& tensor, const std::string& name,
 }
 
 Handle reducescatter_async(const at::Tensor& tensor, const std::string& name,
-                           ReduceOp op) {
+                           ReduceOp op, const ProcessSet& process_set) {
   auto state = NewState("reducescatter", name);
   at::Tensor input = ContiguousBuffer(tensor);
   state->buffers = {input};
-  return Start(state, ReducescatterAsync(name, ToKoloTensor(input),
-                                         AddOutput(state, input), op));
+  return Start(state,
+               process_set.ReducescatterAsync(name, ToKoloTensor(input),
+                                              AddOutput(state, input), op));
 }
 
 at::Tensor reducescatter(const at::Tensor& tensor, const std::string& name,
-                         ReduceOp op) {
-  return reducescatter_async(tensor, name, op).wait();
+                         ReduceOp op, const ProcessSet& process_set) {
+  return reducescatter_async(tensor, name, op, process_set).wait();
 }
 
 Handle grouped_reducescatter_async(const std::vector<at::Tensor>& tensors,
-                                   const std::string& name, ReduceOp op) {
+                                   const std::string& name, ReduceOp op,
+                                   const ProcessSet& process_set) {
   auto state = NewState("grouped reducescatter", name);
   std::vector<std::string> names;
   std::vector<kolo::Tensor> inputs;
@@ -475,35 +501,38 @@ Handle grouped_reducescatter_async(const std::vector<at::Tensor>& tensors,
     allocators.push_back(AddOutput(state, input));
     state->buffers.push_back(input);
   }
-  return Start(state, GroupedReducescatterAsync(names, inputs, op,
-                                                std::move(allocators)));
+  return Start(state, process_set.GroupedReducescatterAsync(
+                          names, inputs, op, std::move(allocators)));
 }
 
 std::vector<at::Tensor> grouped_reducescatter(
     const std::vector<at::Tensor>& tensors, const std::string& name,
-    ReduceOp op) {
-  return grouped_reducescatter_async(tensors, name, op).wait_all();
+    ReduceOp op, const ProcessSet& process_set) {
+  return grouped_reducescatter_async(tensors, name, op, process_set).wait_all();
 }
 
-int join() {
-  StatusOr<int> last = kolo::Join();
+int join(const ProcessSet& process_set) {
+  StatusOr<int> last = process_set.Join();
   CheckOk(last.status(), "join");
   return *last;
 }
 
-double metric_average(double value, const std::string& name) {
+double metric_average(double value, const std::string& name,
+                      const ProcessSet& process_set) {
   at::Tensor tensor = at::full({}, value, at::kDouble);
-  return allreduce_(tensor, name).item<double>();
+  return allreduce_(tensor, name, {}, process_set).item<double>();
 }
 
-at::Tensor metric_average(const at::Tensor& value, const std::string& name) {
+at::Tensor metric_average(const at::Tensor& value, const std::string& name,
+                          const ProcessSet& process_set) {
   TORCH_CHECK(value.is_floating_point(),
               "kolo: metric_average needs a floating-point tensor, got ",
               value.scalar_type());
   // Metrics are small: they travel on the CPU data plane whatever their
   // device, so ranks may hold them on different devices, and a build without
   // NCCL can average CUDA metrics too.
-  return allreduce(value.detach().to(at::kCPU), name).to(value.device());
+  return allreduce(value.detach().to(at::kCPU), name, {}, process_set)
+      .to(value.device());
 }
 
 }  // namespace torch

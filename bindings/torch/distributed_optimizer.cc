@@ -9,6 +9,7 @@
 // The class is also a torch::optim::Optimizer whose groups, options and state
 // mirror the wrapped optimizer's; the mirror is reconciled at step(), save(),
 // load() and broadcast_optimizer_state() (see kolo/torch.h).
+#include <c10/util/StringUtil.h>
 #include <torch/csrc/autograd/function.h>
 #include <torch/csrc/autograd/function_hook.h>
 #include <torch/csrc/autograd/variable.h>
@@ -209,12 +210,19 @@ DistributedOptimizer::Impl::Impl(
               ReduceOpName(options_.op));
   // Checked here too so that the mistake surfaces at construction rather
   // than from the first backward pass's hooks.
-  const int size = kolo::Size();
+  // A process set reduces among its members only: this rank must be one.
+  TORCH_CHECK_VALUE(!kolo::IsInitialized() || options_.process_set.Included(),
+                    "kolo: DistributedOptimizer on process set ",
+                    options_.process_set.id(), ": rank ", kolo::Rank(),
+                    " is not a member (its ranks: ",
+                    c10::Join(", ", options_.process_set.ranks()), ")");
+  const int size = options_.process_set.Size();
   TORCH_CHECK_VALUE(
       options_.op != ReduceOp::kAdasum || size < 0 || (size & (size - 1)) == 0,
       "kolo: DistributedOptimizer with adasum needs a "
-      "power-of-two number of ranks; this job has ",
-      size);
+      "power-of-two number of ranks; ",
+      options_.process_set.is_global() ? "this job" : "its process set",
+      " has ", size);
   TORCH_CHECK(options_.gradient_predivide_factor > 0,
               "kolo: gradient_predivide_factor must be positive, got ",
               options_.gradient_predivide_factor);
@@ -281,8 +289,8 @@ void DistributedOptimizer::Impl::EnqueueLocked(Parameter& parameter,
     wire = grad.to(at::kBFloat16);
   }
   parameter.wire = wire;
-  parameter.pending =
-      allreduce_async_(wire, parameter.allreduce_name, allreduce_options_);
+  parameter.pending = allreduce_async_(
+      wire, parameter.allreduce_name, allreduce_options_, options_.process_set);
   if (!step_has_allreduces_) {
     step_has_allreduces_ = true;
     stats_.first_enqueue_ns = SteadyNowNs();

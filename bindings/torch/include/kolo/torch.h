@@ -52,6 +52,7 @@
 #include <vector>
 
 #include "kolo/kolo.h"
+#include "kolo/process_set.h"
 
 namespace kolo {
 namespace torch {
@@ -109,97 +110,121 @@ class Handle {
 // the scale factors. allreduce_async returns a new tensor; allreduce_async_
 // writes the result into `tensor`.
 Handle allreduce_async(const ::torch::Tensor& tensor, const std::string& name,
-                       const AllreduceOptions& options = {});
+                       const AllreduceOptions& options = {},
+                       const ProcessSet& process_set = ProcessSet());
 Handle allreduce_async_(const ::torch::Tensor& tensor, const std::string& name,
-                        const AllreduceOptions& options = {});
+                        const AllreduceOptions& options = {},
+                        const ProcessSet& process_set = ProcessSet());
 ::torch::Tensor allreduce(const ::torch::Tensor& tensor,
                           const std::string& name,
-                          const AllreduceOptions& options = {});
+                          const AllreduceOptions& options = {},
+                          const ProcessSet& process_set = ProcessSet());
 // Returns `tensor`, now holding the result.
 ::torch::Tensor allreduce_(const ::torch::Tensor& tensor,
                            const std::string& name,
-                           const AllreduceOptions& options = {});
+                           const AllreduceOptions& options = {},
+                           const ProcessSet& process_set = ProcessSet());
 
 // All-or-nothing allreduce of several tensors (fused when they fit). Tensor i
 // is named "<name>.<i>".
 Handle grouped_allreduce_async(const std::vector<::torch::Tensor>& tensors,
                                const std::string& name,
-                               const AllreduceOptions& options = {});
+                               const AllreduceOptions& options = {},
+                               const ProcessSet& process_set = ProcessSet());
 Handle grouped_allreduce_async_(const std::vector<::torch::Tensor>& tensors,
                                 const std::string& name,
-                                const AllreduceOptions& options = {});
+                                const AllreduceOptions& options = {},
+                                const ProcessSet& process_set = ProcessSet());
 std::vector<::torch::Tensor> grouped_allreduce(
     const std::vector<::torch::Tensor>& tensors, const std::string& name,
-    const AllreduceOptions& options = {});
+    const AllreduceOptions& options = {},
+    const ProcessSet& process_set = ProcessSet());
 std::vector<::torch::Tensor> grouped_allreduce_(
     const std::vector<::torch::Tensor>& tensors, const std::string& name,
-    const AllreduceOptions& options = {});
+    const AllreduceOptions& options = {},
+    const ProcessSet& process_set = ProcessSet());
 
 // Concatenates every rank's tensor along the first dimension, in rank order.
 // The first dimension may differ between ranks.
-Handle allgather_async(const ::torch::Tensor& tensor, const std::string& name);
+Handle allgather_async(const ::torch::Tensor& tensor, const std::string& name,
+                       const ProcessSet& process_set = ProcessSet());
 ::torch::Tensor allgather(const ::torch::Tensor& tensor,
-                          const std::string& name);
+                          const std::string& name,
+                          const ProcessSet& process_set = ProcessSet());
 
 // All-or-nothing allgather of several tensors (fused when they fit; see
 // kolo::GroupedAllgatherAsync). Tensor i is named "<name>.<i>"; every rank
 // passes the same number of tensors. Returns one gathered tensor per input.
 Handle grouped_allgather_async(const std::vector<::torch::Tensor>& tensors,
-                               const std::string& name);
+                               const std::string& name,
+                               const ProcessSet& process_set = ProcessSet());
 std::vector<::torch::Tensor> grouped_allgather(
-    const std::vector<::torch::Tensor>& tensors, const std::string& name);
+    const std::vector<::torch::Tensor>& tensors, const std::string& name,
+    const ProcessSet& process_set = ProcessSet());
 
 // root_rank's tensor, on every rank. broadcast returns a new tensor (root:
 // a copy); broadcast_ overwrites `tensor`.
 Handle broadcast_async(const ::torch::Tensor& tensor, int root_rank,
-                       const std::string& name);
+                       const std::string& name,
+                       const ProcessSet& process_set = ProcessSet());
 Handle broadcast_async_(const ::torch::Tensor& tensor, int root_rank,
-                        const std::string& name);
+                        const std::string& name,
+                        const ProcessSet& process_set = ProcessSet());
 ::torch::Tensor broadcast(const ::torch::Tensor& tensor, int root_rank,
-                          const std::string& name);
+                          const std::string& name,
+                          const ProcessSet& process_set = ProcessSet());
 ::torch::Tensor broadcast_(const ::torch::Tensor& tensor, int root_rank,
-                           const std::string& name);
+                           const std::string& name,
+                           const ProcessSet& process_set = ProcessSet());
 
 // Sends splits[j] first-dimension rows to rank j (empty: equal parts) and
 // returns the rows received, in rank order.
 Handle alltoall_async(const ::torch::Tensor& tensor, const std::string& name,
-                      std::vector<int64_t> splits = {});
+                      std::vector<int64_t> splits = {},
+                      const ProcessSet& process_set = ProcessSet());
 // received_splits, when not null, receives the rows that came from each rank.
 ::torch::Tensor alltoall(const ::torch::Tensor& tensor, const std::string& name,
                          std::vector<int64_t> splits = {},
-                         std::vector<int64_t>* received_splits = nullptr);
+                         std::vector<int64_t>* received_splits = nullptr,
+                         const ProcessSet& process_set = ProcessSet());
 
 // Reduces every rank's tensor and returns this rank's share of the first
 // dimension (dim0 / size rows; the first dim0 % size ranks get one more).
 Handle reducescatter_async(const ::torch::Tensor& tensor,
                            const std::string& name,
-                           ReduceOp op = ReduceOp::kAverage);
+                           ReduceOp op = ReduceOp::kAverage,
+                           const ProcessSet& process_set = ProcessSet());
 ::torch::Tensor reducescatter(const ::torch::Tensor& tensor,
                               const std::string& name,
-                              ReduceOp op = ReduceOp::kAverage);
+                              ReduceOp op = ReduceOp::kAverage,
+                              const ProcessSet& process_set = ProcessSet());
 
 // All-or-nothing reducescatter of several tensors (fused when they fit),
 // named as grouped_allgather's. Returns this rank's share of each.
-Handle grouped_reducescatter_async(const std::vector<::torch::Tensor>& tensors,
-                                   const std::string& name,
-                                   ReduceOp op = ReduceOp::kAverage);
+Handle grouped_reducescatter_async(
+    const std::vector<::torch::Tensor>& tensors, const std::string& name,
+    ReduceOp op = ReduceOp::kAverage,
+    const ProcessSet& process_set = ProcessSet());
 std::vector<::torch::Tensor> grouped_reducescatter(
     const std::vector<::torch::Tensor>& tensors, const std::string& name,
-    ReduceOp op = ReduceOp::kAverage);
+    ReduceOp op = ReduceOp::kAverage,
+    const ProcessSet& process_set = ProcessSet());
 
 // This rank has no more data; it contributes zeros to the other ranks'
 // allreduces until all have joined. Blocks; returns the rank that joined last.
-int join();
+int join(const ProcessSet& process_set = ProcessSet());
 
 // The average of `value` over all ranks (float64 arithmetic: exact when the
 // sum is). Collective: every rank calls it with the same name.
-double metric_average(double value, const std::string& name);
+double metric_average(double value, const std::string& name,
+                      const ProcessSet& process_set = ProcessSet());
 // Element-wise average over all ranks of a tensor of any floating dtype;
 // returns a new tensor, detached, of the input's dtype and device. The values
 // travel through the CPU data plane whatever their device (metrics are
 // small), so ranks may hold them on different devices.
 ::torch::Tensor metric_average(const ::torch::Tensor& value,
-                               const std::string& name);
+                               const std::string& name,
+                               const ProcessSet& process_set = ProcessSet());
 
 // ---------------------------------------------------------------------------
 // Objects: arbitrary bytes (a serialized config, a vocabulary, an RNG state),
@@ -210,34 +235,42 @@ double metric_average(double value, const std::string& name);
 // `bytes` are ignored). The length travels first, then the payload: names
 // "<name>.size" and "<name>.data".
 std::string broadcast_object(const std::string& bytes, int root_rank,
-                             const std::string& name = "broadcast_object");
+                             const std::string& name = "broadcast_object",
+                             const ProcessSet& process_set = ProcessSet());
 std::vector<char> broadcast_object(
     const std::vector<char>& bytes, int root_rank,
-    const std::string& name = "broadcast_object");
+    const std::string& name = "broadcast_object",
+    const ProcessSet& process_set = ProcessSet());
 // Every rank's bytes, in rank order; the lengths may differ between ranks.
 // One grouped allgather of each rank's length and bytes (names "<name>.0"
 // and "<name>.1").
 std::vector<std::string> allgather_object(
-    const std::string& bytes, const std::string& name = "allgather_object");
+    const std::string& bytes, const std::string& name = "allgather_object",
+    const ProcessSet& process_set = ProcessSet());
 std::vector<std::vector<char>> allgather_object(
     const std::vector<char>& bytes,
-    const std::string& name = "allgather_object");
+    const std::string& name = "allgather_object",
+    const ProcessSet& process_set = ProcessSet());
 // The same for an IValue (a tensor, a dict of tensors, a string, a list ...):
 // serialized with torch::pickle_save, restored with torch::pickle_load
 // (tensors come back on the CPU).
 ::c10::IValue broadcast_object(const ::c10::IValue& value, int root_rank,
-                               const std::string& name = "broadcast_object");
+                               const std::string& name = "broadcast_object",
+                               const ProcessSet& process_set = ProcessSet());
 std::vector<::c10::IValue> allgather_object(
-    const ::c10::IValue& value, const std::string& name = "allgather_object");
+    const ::c10::IValue& value, const std::string& name = "allgather_object",
+    const ProcessSet& process_set = ProcessSet());
 // A string literal is bytes, not an IValue.
 inline std::string broadcast_object(
     const char* bytes, int root_rank,
-    const std::string& name = "broadcast_object") {
-  return broadcast_object(std::string(bytes), root_rank, name);
+    const std::string& name = "broadcast_object",
+    const ProcessSet& process_set = ProcessSet()) {
+  return broadcast_object(std::string(bytes), root_rank, name, process_set);
 }
 inline std::vector<std::string> allgather_object(
-    const char* bytes, const std::string& name = "allgather_object") {
-  return allgather_object(std::string(bytes), name);
+    const char* bytes, const std::string& name = "allgather_object",
+    const ProcessSet& process_set = ProcessSet()) {
+  return allgather_object(std::string(bytes), name, process_set);
 }
 
 // ---------------------------------------------------------------------------
@@ -248,11 +281,12 @@ inline std::vector<std::string> allgather_object(
 // tensors are submitted before any is waited on, so the runtime fuses them.
 // Names: "bcast.param.<name>" and "bcast.buffer.<name>".
 // REQUIRES: the modules have the same structure on every rank.
-void broadcast_parameters(const ::torch::nn::Module& module, int root_rank);
+void broadcast_parameters(const ::torch::nn::Module& module, int root_rank,
+                          const ProcessSet& process_set = ProcessSet());
 // As above for any named tensors (e.g. a state dict), named "bcast.<name>".
 void broadcast_parameters(
     const ::torch::OrderedDict<std::string, ::torch::Tensor>& named_tensors,
-    int root_rank);
+    int root_rank, const ProcessSet& process_set = ProcessSet());
 
 // Makes every rank's optimizer state equal to root_rank's: the options of the
 // defaults and of every parameter group (learning rate, momentum, betas, eps,
@@ -280,7 +314,8 @@ void broadcast_parameters(
 // cannot load the archive makes every rank throw too.
 // REQUIRES: same optimizer type and parameter-group sizes on every rank.
 void broadcast_optimizer_state(::torch::optim::Optimizer& optimizer,
-                               int root_rank);
+                               int root_rank,
+                               const ProcessSet& process_set = ProcessSet());
 
 // ---------------------------------------------------------------------------
 // DistributedOptimizer.
@@ -313,6 +348,12 @@ struct DistributedOptimizerOptions {
   double gradient_predivide_factor = 1.0;
   // Wire format of the gradients; the optimizer always sees its own dtype.
   Compression compression = Compression::kNone;
+  // The ranks that reduce gradients together (kolo/process_set.h): the
+  // global set by default. A process set trains a replica of the model
+  // among its members only (e.g. one data-parallel group of a job that
+  // also runs model-parallel or evaluation groups); this rank must be a
+  // member.
+  ProcessSet process_set;
 };
 
 // Counters of a DistributedOptimizer, for instrumentation and tests.
@@ -425,7 +466,8 @@ class DistributedOptimizer : public ::torch::optim::Optimizer {
  private:
   class Impl;
   friend void broadcast_optimizer_state(::torch::optim::Optimizer& optimizer,
-                                        int root_rank);
+                                        int root_rank,
+                                        const ProcessSet& process_set);
 
   // Copies what changed through this view to the wrapped optimizer.
   void PushChanges() const;
