@@ -174,6 +174,10 @@ std::optional<int> ParseFlags(int argc, char** argv, bool verbose,
       ->check(CLI::IsMember({"cpu", "cuda"}))
       ->excludes("--backends")
       ->capture_default_str();
+  app.add_flag("--process-sets", flags->process_sets,
+               "also time allreduce within two process sets, the lower and "
+               "the upper half of the ranks, running at the same time (each "
+               "row: the slower set), next to the global set's rows");
   app.add_option("--tensors", flags->tensors,
                  "split every message into this many tensors submitted "
                  "together (exercises fusion)")

@@ -36,6 +36,9 @@ struct BenchFlags {
   // process; empty: once, as KOLO_CPU_OPERATIONS says.
   std::vector<CpuOperations> backends;
   int tensors = 1;
+  // --process-sets: also time allreduce in two process sets (the lower and
+  // the upper half of the ranks) running at the same time.
+  bool process_sets = false;
   // --device cuda: buffers in GPU memory (GPU local_rank % GPUs), kolo's
   // NCCL backend, and NCCL's own collectives as the baseline.
   bool cuda = false;

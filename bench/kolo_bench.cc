@@ -36,6 +36,7 @@
 #include "bench/report.h"
 #include "bench/summary.h"
 #include "kolo/kolo.h"
+#include "kolo/process_set.h"
 #include "nlohmann/json.hpp"
 
 #ifndef KOLO_BENCH_CUDA
@@ -253,8 +254,7 @@ class Bench {
     const std::string error =
         AgreeOnError(buffers.ok() ? "" : buffers.status().ToString());
     if (!error.empty()) {
-      Print("# %s: cannot allocate buffers: %s\n", what.c_str(),
-            error.c_str());
+      Print("# %s: cannot allocate buffers: %s\n", what.c_str(), error.c_str());
       ++failures_;
       return nullptr;
     }
@@ -266,8 +266,8 @@ class Bench {
   void RunNcclBaselines() {
     if (!flags_.nccl_baseline) return;
 #if KOLO_BENCH_CUDA
-    const std::string label = NcclBaseline::Version() +
-                              " collectives on a stream of this process";
+    const std::string label =
+        NcclBaseline::Version() + " collectives on a stream of this process";
     StatusOr<std::unique_ptr<NcclBaseline>> nccl =
         NcclBaseline::Create(rank_, ranks_, gpu_);
     const std::string error =
@@ -281,9 +281,8 @@ class Bench {
     for (Collective collective : flags_.collectives) {
       const std::string title = std::string(CollectiveName(collective)) +
                                 "  [baseline: " + label + "]";
-      if (std::string why =
-              NcclBaseline::Unsupported(collective, flags_.dtype, flags_.op,
-                                        ranks_);
+      if (std::string why = NcclBaseline::Unsupported(collective, flags_.dtype,
+                                                      flags_.op, ranks_);
           !why.empty()) {
         Skip(title, why);
         continue;
@@ -343,6 +342,9 @@ class Bench {
     }
     for (Collective collective : flags_.collectives) {
       RunKoloCollective(collective, label);
+    }
+    if (flags_.process_sets && Selected(Collective::kAllreduce)) {
+      RunKoloProcessSets(label);
     }
     if (Selected(Collective::kAllreduce) &&
         flags_.dtype == DataType::kFloat32 && flags_.op == ReduceOp::kSum) {
@@ -410,14 +412,84 @@ class Bench {
     if (!measurement.error.empty()) ++failures_;
   }
 
-  void Record(const Row& row, double* busbw_sum, int* columns) {
-    if (rank_ == 0) PrintRow(row, ranks_);
+  // ranks: how many took part in the row's collective (bus bandwidth).
+  void Record(const Row& row, double* busbw_sum, int* columns, int ranks = -1) {
+    if (ranks < 0) ranks = ranks_;
+    if (rank_ == 0) PrintRow(row, ranks);
     for (const std::optional<Measurement>* m :
          {&row.out_of_place, &row.in_place}) {
       if (m->has_value()) Count(**m);
     }
-    AccumulateBusBandwidth(row, ranks_, busbw_sum, columns);
+    AccumulateBusBandwidth(row, ranks, busbw_sum, columns);
     rows_.push_back(row);
+  }
+
+  // --process-sets: allreduce in the lower and the upper half of the ranks
+  // at once, each half in its own process set (its own negotiation and data
+  // plane), at the sizes of the global rows. A row's time is the slower
+  // half's; bus bandwidth counts the lower half's ranks.
+  void RunKoloProcessSets(const std::string& label) {
+    if (ranks_ < 2) {
+      Print("#\n# process sets: need at least 2 ranks; skipped\n");
+      return;
+    }
+    std::vector<int> lower_ranks, upper_ranks;
+    for (int r = 0; r < ranks_; ++r) {
+      (r < (ranks_ + 1) / 2 ? lower_ranks : upper_ranks).push_back(r);
+    }
+    StatusOr<ProcessSet> lower = AddProcessSet(lower_ranks);
+    StatusOr<ProcessSet> upper =
+        lower.ok() ? AddProcessSet(upper_ranks) : lower.status();
+    if (!upper.ok()) {
+      Print("# process sets could not be created: %s\n",
+            upper.status().ToString().c_str());
+      ++failures_;
+      return;
+    }
+    const ProcessSet& mine = lower->Included() ? *lower : *upper;
+    const int set_size = mine.Size();
+    const std::string set_label = label + " ps";
+    const int64_t element_size = DataTypeSize(flags_.dtype);
+    const std::vector<int64_t> counts = Counts(Collective::kAllreduce);
+    const Layout largest = MakeLayout(Collective::kAllreduce, counts.back(),
+                                      set_size, flags_.tensors);
+    const std::string title =
+        "allreduce  [kolo " + label + ", process sets of ranks " +
+        RankRange(lower_ranks) + " and " + RankRange(upper_ranks) +
+        " at once; plane " + mine.BackendName() + " on rank 0's]";
+    std::unique_ptr<MessageBuffers> buffers =
+        Buffers(largest.input_count * element_size,
+                largest.output_count * element_size, title);
+    if (buffers != nullptr) {
+      Header(title);
+      double busbw_sum = 0;
+      int columns = 0;
+      for (int64_t count : counts) {
+        const Layout layout =
+            MakeLayout(Collective::kAllreduce, count, set_size, flags_.tensors);
+        Row row = MakeRow("kolo", set_label, layout);
+        const std::string name =
+            "kolo_bench.ps.allreduce." + std::to_string(count);
+        row.out_of_place =
+            MeasureKolo(layout, config_, false, name + ".oop", *buffers, mine);
+        row.in_place =
+            MeasureKolo(layout, config_, true, name + ".ip", *buffers, mine);
+        Record(row, &busbw_sum, &columns, lower->Size());
+      }
+      if (rank_ == 0) PrintAverageBusBandwidth(busbw_sum, columns);
+    }
+    for (const ProcessSet& set : {*lower, *upper}) {
+      Status removed = RemoveProcessSet(set);
+      if (!removed.ok()) {
+        Print("# process set removal failed: %s\n", removed.ToString().c_str());
+        ++failures_;
+      }
+    }
+  }
+
+  static std::string RankRange(const std::vector<int>& ranks) {
+    if (ranks.size() == 1) return std::to_string(ranks[0]);
+    return std::to_string(ranks.front()) + "-" + std::to_string(ranks.back());
   }
 
   void RunKoloCollective(Collective collective, const std::string& label) {

@@ -41,29 +41,30 @@ OutputAllocator Into(void* data, int64_t expected_elements) {
   };
 }
 
-StatusOr<Handle> Submit(const Layout& layout, const RunConfig& config,
-                        const Part& part, const std::string& name, void* input,
-                        void* output, Device device) {
+StatusOr<Handle> Submit(const ProcessSet& set, const Layout& layout,
+                        const RunConfig& config, const Part& part,
+                        const std::string& name, void* input, void* output,
+                        Device device) {
   const int64_t element_size = DataTypeSize(config.dtype);
   const Tensor in = Vector(At(input, part.input_offset, element_size),
                            config.dtype, part.input_count, device);
   void* out = At(output, part.output_offset, element_size);
   switch (layout.collective) {
     case Collective::kAllreduce:
-      return AllreduceAsync(
+      return set.AllreduceAsync(
           name, in, Vector(out, config.dtype, part.output_count, device),
           AllreduceOptions{config.op, 1.0, 1.0});
     case Collective::kAllgather:
-      return AllgatherAsync(name, in, Into(out, part.output_count));
+      return set.AllgatherAsync(name, in, Into(out, part.output_count));
     case Collective::kBroadcast:
-      return BroadcastAsync(
+      return set.BroadcastAsync(
           name, Vector(out, config.dtype, part.output_count, device),
           config.root);
     case Collective::kReducescatter:
-      return ReducescatterAsync(name, in, Into(out, part.output_count),
-                                config.op);
+      return set.ReducescatterAsync(name, in, Into(out, part.output_count),
+                                    config.op);
     case Collective::kAlltoall:
-      return AlltoallAsync(name, in, {}, Into(out, part.output_count));
+      return set.AlltoallAsync(name, in, {}, Into(out, part.output_count));
   }
   return absl::InternalError("kolo_bench: unknown collective");
 }
@@ -81,8 +82,9 @@ bool KoloHasOutOfPlace(Collective collective) {
 
 Measurement MeasureKolo(const Layout& layout, const RunConfig& config,
                         bool in_place, const std::string& name,
-                        const MessageBuffers& buffers) {
-  int rank = Rank();
+                        const MessageBuffers& buffers,
+                        const ProcessSet& process_set) {
+  int rank = process_set.Rank();
   const int64_t element_size = DataTypeSize(config.dtype);
   void* output = buffers.output();
   void* source = in_place ? output : buffers.input();
@@ -113,8 +115,8 @@ Measurement MeasureKolo(const Layout& layout, const RunConfig& config,
     std::vector<Handle> handles;
     for (size_t p = 0; p < layout.parts.size(); ++p) {
       StatusOr<Handle> handle =
-          Submit(layout, config, layout.parts[p], names[p], source, output,
-                 buffers.device());
+          Submit(process_set, layout, config, layout.parts[p], names[p], source,
+                 output, buffers.device());
       if (handle.ok()) {
         handles.push_back(*handle);
       } else if (first_error.ok()) {
@@ -133,9 +135,10 @@ Measurement MeasureKolo(const Layout& layout, const RunConfig& config,
     return CountWrong(layout, model, config.op, config.root, rank,
                       buffers.host_output());
   };
-  const int64_t executed_before = GetStats().collectives_executed;
+  const int64_t executed_before = process_set.GetStats().collectives_executed;
   Measurement measurement = Measure(procedure, config);
-  const int64_t executed = GetStats().collectives_executed - executed_before;
+  const int64_t executed =
+      process_set.GetStats().collectives_executed - executed_before;
   measurement.collectives_per_iteration =
       static_cast<double>(executed) /
       (config.warmup + config.iters + config.check);

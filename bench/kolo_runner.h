@@ -10,6 +10,7 @@
 #include "bench/collective.h"
 #include "bench/measurement.h"
 #include "bench/message_buffers.h"
+#include "kolo/process_set.h"
 
 namespace kolo::bench {
 
@@ -26,10 +27,14 @@ bool KoloHasOutOfPlace(Collective collective);
 // layout.output_count; in place, only output is used. On a GPU the tensors
 // are CUDA tensors of the legacy default stream (inputs are uploaded
 // synchronously before an iteration). REQUIRES: kolo is initialised.
-// Collective over all ranks.
+// Collective over all ranks. With a process set, the operations run among
+// its members (layout.ranks of them; inputs and the reference use the
+// members' positions in the set); every rank of the job still takes part in
+// the timing, so every rank must be in some set measured at the same time.
 Measurement MeasureKolo(const Layout& layout, const RunConfig& config,
                         bool in_place, const std::string& name,
-                        const MessageBuffers& buffers);
+                        const MessageBuffers& buffers,
+                        const ProcessSet& process_set = ProcessSet());
 
 }  // namespace kolo::bench
 
