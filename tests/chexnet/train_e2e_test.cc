@@ -185,6 +185,30 @@ TEST_F(TrainE2E, TwoRanksThroughKolorunWriteCheckpointsAndMetrics) {
   EXPECT_EQ(meta.history.size(), 2u);
 }
 
+// --sync-batchnorm: all 121 batch-norm layers of DenseNet-121 normalize over
+// the global batch; the checkpoint keeps the plain model's names, so a
+// model without SyncBatchNorm (chexnet_predict's) loads it.
+TEST_F(TrainE2E, SyncBatchNormRunTrainsAndItsCheckpointLoadsIntoAPlainModel) {
+  const fs::path out = work_ / "run";
+  const CommandResult r = RunCommand(MpiRun(2) + train_ + TrainFlags(out, 1) +
+                                     " --sync-batchnorm --no-localize");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("sync batchnorm: 121 layers normalize over "
+                                  "the global batch of 2 ranks"));
+  EXPECT_THAT(r.output, HasSubstr("test mean AUROC"));
+  CheckpointMeta meta;
+  auto model = *MakeModel("densenet121");
+  const absl::Status loaded = LoadCheckpoint((out / "best.pt").string(), &meta,
+                                             model.get(), nullptr, nullptr);
+  ASSERT_TRUE(loaded.ok()) << loaded;
+  EXPECT_EQ(meta.world_size, 2);
+  std::ifstream json_file(out / "metrics.json");
+  const nlohmann::json json = nlohmann::json::parse(json_file, nullptr, false);
+  ASSERT_FALSE(json.is_discarded()) << "metrics.json does not parse";
+  EXPECT_THAT(json["command_line"].get<std::string>(),
+              HasSubstr("--sync-batchnorm"));
+}
+
 // A reader polling the run directory while rank 0 writes checkpoints must
 // always find a complete, loadable last.pt.
 TEST_F(TrainE2E, CheckpointsAreNeverSeenHalfWritten) {

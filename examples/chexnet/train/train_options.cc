@@ -61,6 +61,9 @@ bool ParseTrainOptions(int argc, const char* const* argv, TrainOptions* o,
                "Combine the ranks' gradients by Adasum instead of averaging "
                "them; the learning rate stays the one-rank rate (no scaling "
                "by the number of ranks, no warm-up). CPU, 2^k ranks");
+  app.add_flag("--sync-batchnorm", o->sync_batchnorm,
+               "Normalize each batch-norm layer with the statistics of the "
+               "global batch (all ranks' images) instead of this rank's");
   app.add_flag("--class-weights", o->class_weights,
                "Weight each class's positives by negatives/positives of the "
                "training set in the binary cross-entropy");
@@ -155,12 +158,13 @@ bool ParseTrainOptions(int argc, const char* const* argv, TrainOptions* o,
 std::string DescribeTrainOptions(const TrainOptions& o) {
   return absl::StrFormat(
       "--data %s --arch %s --image-size %d --epochs %d --batch-size %d "
-      "--optimizer %s --lr %g --warmup-epochs %g --patience %d%s%s "
+      "--optimizer %s --lr %g --warmup-epochs %g --patience %d%s%s%s "
       "--val-fraction %g --seed %d --workers %d --threads %d --device %s "
       "--mixed-precision %s%s%s%s "
       "--max-steps-per-epoch %d --out %s%s --tta %s%s --heatmap-images %d",
       o.data_dir, o.arch, o.image_size, o.epochs, o.batch_size, o.optimizer,
       o.lr, o.warmup_epochs, o.plateau_patience, o.adasum ? " --adasum" : "",
+      o.sync_batchnorm ? " --sync-batchnorm" : "",
       o.class_weights ? " --class-weights" : "", o.val_fraction, o.seed,
       o.workers, o.threads, o.device, o.mixed_precision,
       o.head_bias_zero ? " --head-bias-zero" : "",

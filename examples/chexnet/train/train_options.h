@@ -26,6 +26,9 @@ struct TrainOptions {
   // instead of averaging them; the learning rate is then not scaled by the
   // number of ranks (no Adam warm-up). CPU, 2^k ranks.
   bool adasum = false;
+  // Batch normalization over the global batch (every rank's images):
+  // kolo::torch::convert_sync_batchnorm on the model before training.
+  bool sync_batchnorm = false;
   bool class_weights = false;  // BCE pos_weight = negatives / positives.
   std::string weights;         // Initial weights (torch.save state_dict).
   bool head_bias_zero = false;

@@ -406,6 +406,17 @@ absl::Status RunTraining(const TrainOptions& o) {
     std::printf("\n");
   }
   model->to(device);
+  if (o.sync_batchnorm) {
+    // Before the optimizer sees the parameters (the converted layers share
+    // them anyway) and before checkpoints load: the state_dict's names do
+    // not change, so checkpoints move freely between the two kinds.
+    const int64_t converted = kolo::torch::convert_sync_batchnorm(*model);
+    if (is_root) {
+      std::printf("sync batchnorm: %lld layers normalize over the global "
+                  "batch of %d ranks\n",
+                  static_cast<long long>(converted), size);
+    }
+  }
   const bool adam = o.optimizer == "adam";
   const double base_lr = o.lr > 0 ? o.lr : (adam ? 1e-3 : 1.0);
   std::shared_ptr<::torch::optim::Optimizer> optimizer;
