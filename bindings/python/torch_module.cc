@@ -1,12 +1,16 @@
 // kolo._kolo_torch: the compiled half of the Python package kolo.torch. It
 // exposes kolo's LibTorch adapter (kolo/torch.h) to Python almost one to one:
-// collectives on torch tensors that return handles, the handles, and the
-// process set. kolo/torch/*.py builds Horovod's PyTorch API on top.
+// collectives on torch tensors that return handles, the handles, and process
+// sets. kolo/torch/*.py builds Horovod's PyTorch API on top.
+//
+// Process sets travel as their ids (kolo::ProcessSet::FromId; 0 = the global
+// set, every function's default); the runtime checks an id when it is used.
 //
 // Errors: c10::ValueError (invalid arguments) becomes ValueError, every other
 // c10::Error RuntimeError, both with the message but without LibTorch's C++
-// backtrace. Blocking calls (wait, barrier, join, init, shutdown) release the
-// GIL, so other Python threads (and autograd hooks) run meanwhile.
+// backtrace. Blocking calls (wait, barrier, join, init, shutdown, adding and
+// removing process sets) release the GIL, so other Python threads (and
+// autograd hooks) run meanwhile.
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 #include <torch/csrc/utils/pybind.h>  // torch.Tensor <-> at::Tensor
@@ -15,6 +19,7 @@
 #include <vector>
 
 #include "kolo/kolo.h"
+#include "kolo/process_set.h"
 #include "kolo/torch.h"
 
 namespace py = pybind11;
@@ -23,9 +28,15 @@ namespace kolo {
 namespace torch {
 namespace {
 
+// An invalid argument (e.g. a process set this rank is not in) as
+// c10::ValueError, as the adapter's collectives raise it.
 void Check(const Status& status, const char* what) {
+  TORCH_CHECK_VALUE(status.code() != absl::StatusCode::kInvalidArgument,
+                    "kolo: ", what, " failed: ", status.ToString());
   TORCH_CHECK(status.ok(), "kolo: ", what, " failed: ", status.ToString());
 }
+
+ProcessSet Set(int id) { return ProcessSet::FromId(id); }
 
 AllreduceOptions Reduction(int op, double prescale_factor,
                            double postscale_factor) {
@@ -82,8 +93,42 @@ PYBIND11_MODULE(_kolo_torch, m) {
       py::arg("path"), py::arg("mark_cycles"));
   m.def("stop_timeline", [] { Check(kolo::StopTimeline(), "stop_timeline"); });
   m.def(
-      "barrier", [] { Check(kolo::Barrier(), "barrier"); }, Release());
-  m.def("join", &join, Release());
+      "barrier",
+      [](int process_set) { Check(Set(process_set).Barrier(), "barrier"); },
+      py::arg("process_set") = 0, Release());
+  m.def(
+      "join", [](int process_set) { return join(Set(process_set)); },
+      py::arg("process_set") = 0, Release());
+
+  // Process sets. Adding and removing are collective over every rank.
+  m.def(
+      "add_process_set",
+      [](const std::vector<int>& ranks) {
+        kolo::StatusOr<kolo::ProcessSet> set = kolo::AddProcessSet(ranks);
+        Check(set.status(), "add_process_set");
+        return set->id();
+      },
+      py::arg("ranks"), Release());
+  m.def(
+      "remove_process_set",
+      [](int process_set) {
+        Check(kolo::RemoveProcessSet(Set(process_set)), "remove_process_set");
+      },
+      py::arg("process_set"), Release());
+  // Empty, -1, -1 for a set that does not exist (removed, unknown, before
+  // init); rank is -1 too where this rank is not a member.
+  m.def(
+      "process_set_ranks",
+      [](int process_set) { return Set(process_set).ranks(); },
+      py::arg("process_set"));
+  m.def(
+      "process_set_rank",
+      [](int process_set) { return Set(process_set).Rank(); },
+      py::arg("process_set"));
+  m.def(
+      "process_set_size",
+      [](int process_set) { return Set(process_set).Size(); },
+      py::arg("process_set"));
 
   py::class_<Handle>(m, "Handle")
       .def("poll", &Handle::poll)
@@ -94,56 +139,80 @@ PYBIND11_MODULE(_kolo_torch, m) {
   m.def(
       "allreduce_async",
       [](const at::Tensor& tensor, const std::string& name, int op,
-         double prescale_factor, double postscale_factor, bool in_place) {
+         double prescale_factor, double postscale_factor, bool in_place,
+         int process_set) {
         const kolo::AllreduceOptions options =
             Reduction(op, prescale_factor, postscale_factor);
-        return in_place ? allreduce_async_(tensor, name, options)
-                        : allreduce_async(tensor, name, options);
+        return in_place
+                   ? allreduce_async_(tensor, name, options, Set(process_set))
+                   : allreduce_async(tensor, name, options, Set(process_set));
       },
       py::arg("tensor"), py::arg("name"), py::arg("op"),
       py::arg("prescale_factor"), py::arg("postscale_factor"),
-      py::arg("in_place"));
+      py::arg("in_place"), py::arg("process_set") = 0);
   m.def(
       "grouped_allreduce_async",
       [](const std::vector<at::Tensor>& tensors, const std::string& name,
-         int op, double prescale_factor, double postscale_factor,
-         bool in_place) {
+         int op, double prescale_factor, double postscale_factor, bool in_place,
+         int process_set) {
         const kolo::AllreduceOptions options =
             Reduction(op, prescale_factor, postscale_factor);
-        return in_place ? grouped_allreduce_async_(tensors, name, options)
-                        : grouped_allreduce_async(tensors, name, options);
+        return in_place ? grouped_allreduce_async_(tensors, name, options,
+                                                   Set(process_set))
+                        : grouped_allreduce_async(tensors, name, options,
+                                                  Set(process_set));
       },
       py::arg("tensors"), py::arg("name"), py::arg("op"),
       py::arg("prescale_factor"), py::arg("postscale_factor"),
-      py::arg("in_place"));
-  m.def("allgather_async", &allgather_async, py::arg("tensor"),
-        py::arg("name"));
-  m.def("grouped_allgather_async", &grouped_allgather_async, py::arg("tensors"),
-        py::arg("name"));
+      py::arg("in_place"), py::arg("process_set") = 0);
+  m.def(
+      "allgather_async",
+      [](const at::Tensor& tensor, const std::string& name, int process_set) {
+        return allgather_async(tensor, name, Set(process_set));
+      },
+      py::arg("tensor"), py::arg("name"), py::arg("process_set") = 0);
+  m.def(
+      "grouped_allgather_async",
+      [](const std::vector<at::Tensor>& tensors, const std::string& name,
+         int process_set) {
+        return grouped_allgather_async(tensors, name, Set(process_set));
+      },
+      py::arg("tensors"), py::arg("name"), py::arg("process_set") = 0);
   m.def(
       "broadcast_async",
       [](const at::Tensor& tensor, int root_rank, const std::string& name,
-         bool in_place) {
-        return in_place ? broadcast_async_(tensor, root_rank, name)
-                        : broadcast_async(tensor, root_rank, name);
+         bool in_place, int process_set) {
+        return in_place
+                   ? broadcast_async_(tensor, root_rank, name, Set(process_set))
+                   : broadcast_async(tensor, root_rank, name, Set(process_set));
       },
       py::arg("tensor"), py::arg("root_rank"), py::arg("name"),
-      py::arg("in_place"));
-  m.def("alltoall_async", &alltoall_async, py::arg("tensor"), py::arg("name"),
-        py::arg("splits"));
+      py::arg("in_place"), py::arg("process_set") = 0);
+  m.def(
+      "alltoall_async",
+      [](const at::Tensor& tensor, const std::string& name,
+         std::vector<int64_t> splits, int process_set) {
+        return alltoall_async(tensor, name, std::move(splits),
+                              Set(process_set));
+      },
+      py::arg("tensor"), py::arg("name"), py::arg("splits"),
+      py::arg("process_set") = 0);
   m.def(
       "reducescatter_async",
-      [](const at::Tensor& tensor, const std::string& name, int op) {
-        return reducescatter_async(tensor, name,
-                                   static_cast<kolo::ReduceOp>(op));
+      [](const at::Tensor& tensor, const std::string& name, int op,
+         int process_set) {
+        return reducescatter_async(
+            tensor, name, static_cast<kolo::ReduceOp>(op), Set(process_set));
       },
-      py::arg("tensor"), py::arg("name"), py::arg("op"));
+      py::arg("tensor"), py::arg("name"), py::arg("op"),
+      py::arg("process_set") = 0);
   m.def(
       "grouped_reducescatter_async",
       [](const std::vector<at::Tensor>& tensors, const std::string& name,
-         int op) {
-        return grouped_reducescatter_async(tensors, name,
-                                           static_cast<kolo::ReduceOp>(op));
+         int op, int process_set) {
+        return grouped_reducescatter_async(
+            tensors, name, static_cast<kolo::ReduceOp>(op), Set(process_set));
       },
-      py::arg("tensors"), py::arg("name"), py::arg("op"));
+      py::arg("tensors"), py::arg("name"), py::arg("op"),
+      py::arg("process_set") = 0);
 }

@@ -4,7 +4,8 @@ DistributedOptimizer(optimizer, ...) returns an object of a new subclass of
 the optimizer's class that shares the optimizer's parameter groups, defaults
 and state (so isinstance(), state_dict(), load_state_dict(), LR schedulers
 and the original object all keep working), with hooks that start each
-gradient's allreduce as soon as backward has accumulated it.
+gradient's allreduce as soon as backward has accumulated it. With a
+process set, gradients are reduced among its members only.
 """
 
 import contextlib
@@ -12,6 +13,7 @@ import contextlib
 import torch
 
 from kolo.torch import collectives as _c
+from kolo.torch.collectives import global_process_set
 from kolo.torch.compression import Compression
 
 
@@ -20,8 +22,9 @@ class _DistributedOptimizer:
 
     def _kolo_setup(self, named_parameters, compression,
                     backward_passes_per_step, op, gradient_predivide_factor,
-                    groups, sparse_as_dense):
+                    groups, sparse_as_dense, process_set, set_size):
         self._compression = compression
+        self.process_set = process_set
         self.backward_passes_per_step = backward_passes_per_step
         self.op = op
         self.gradient_predivide_factor = gradient_predivide_factor
@@ -55,12 +58,14 @@ class _DistributedOptimizer:
         # One process has nothing to reduce: the optimizer behaves as if
         # unwrapped (as Horovod's).
         self._requires_update = ([p for p in params if p.requires_grad]
-                                 if _c.size() > 1 else [])
+                                 if set_size > 1 else [])
         # Parameters reduced together with grouped_allreduce.
         self._group_of = {}
         if groups is not None:
             if isinstance(groups, int):
-                chunk = -(-len(self._requires_update) // max(groups, 1))
+                # At least 1: nothing to reduce (one rank) makes no groups.
+                chunk = max(1, -(-len(self._requires_update)
+                                 // max(groups, 1)))
                 groups = [self._requires_update[i:i + chunk]
                           for i in range(0, len(self._requires_update), chunk)]
             for index, group in enumerate(groups):
@@ -143,13 +148,15 @@ class _DistributedOptimizer:
         name = self._parameter_names.get(p)
         grad = self._dense_gradient(p)
         if grad.is_sparse:
-            return _c.sparse_allreduce_async(grad, f"sparse.{name}",
-                                             self.op), "sparse"
+            return _c.sparse_allreduce_async(
+                grad, f"sparse.{name}", self.op,
+                process_set=self.process_set), "sparse"
         compressed, ctx = self._compression.compress(grad)
         prescale, postscale = self._scale_factors()
         handle = _c.allreduce_async_(compressed, name=name, op=self.op,
                                      prescale_factor=prescale,
-                                     postscale_factor=postscale)
+                                     postscale_factor=postscale,
+                                     process_set=self.process_set)
         return handle, (compressed, ctx)
 
     def _grouped_allreduce_grad_async(self, members):
@@ -163,7 +170,8 @@ class _DistributedOptimizer:
         name = f"group.{self._group_of[members[0]][0]}"
         handle = _c.grouped_allreduce_async_(
             list(compressed), name=name, op=self.op,
-            prescale_factor=prescale, postscale_factor=postscale)
+            prescale_factor=prescale, postscale_factor=postscale,
+            process_set=self.process_set)
         return handle, (compressed, ctxs)
 
     # -- the optimizer's interface --------------------------------------------
@@ -260,9 +268,11 @@ def DistributedOptimizer(optimizer, named_parameters=None,
                          compression=Compression.none,
                          backward_passes_per_step=1, op=_c.Average,
                          gradient_predivide_factor=1.0, num_groups=0,
-                         groups=None, sparse_as_dense=False):
+                         groups=None, sparse_as_dense=False,
+                         process_set=global_process_set):
     """Wraps a torch.optim optimizer so that every gradient is reduced over
-    all ranks (averaged by default) before step() applies it.
+    all ranks, or the members of process_set (averaged by default), before
+    step() applies it.
 
     Each parameter's allreduce starts from an autograd hook as soon as its
     gradient has been accumulated on the last of backward_passes_per_step
@@ -273,17 +283,22 @@ def DistributedOptimizer(optimizer, named_parameters=None,
     (else parameters are numbered). compression: Compression.none or .fp16
     (or .bf16). op: Average, Sum or Adasum (gradients combined by adaptive
     summation, not averaged: set the learning rate as for one rank; float
-    gradients and a power-of-two number of ranks).
+    gradients and a power-of-two number of ranks in process_set).
     gradient_predivide_factor: with Average, gradients are multiplied by
     1/f before the sum and by f/size after it. num_groups or groups: reduce
     parameters together with grouped allreduces (groups: a list of lists of
     parameters). sparse_as_dense: reduce sparse gradients as dense tensors
-    (otherwise they are allgathered).
+    (otherwise they are allgathered). process_set: an added ProcessSet this
+    rank is a member of (ValueError otherwise); every member wraps its
+    optimizer with it.
     """
-    if op == _c.Adasum and _c.size() & (_c.size() - 1):
+    _, set_size = _c._membership(process_set, "DistributedOptimizer")
+    if op == _c.Adasum and set_size & (set_size - 1):
+        where = ("this job" if process_set.process_set_id == 0
+                 else "its process set")
         raise ValueError("DistributedOptimizer with Adasum needs a "
-                         "power-of-two number of ranks; this job has "
-                         f"{_c.size()}")
+                         f"power-of-two number of ranks; {where} has "
+                         f"{set_size}")
     if gradient_predivide_factor != 1.0 and op != _c.Average:
         raise ValueError("gradient_predivide_factor not supported with "
                          "op != Average")
@@ -309,5 +324,6 @@ def DistributedOptimizer(optimizer, named_parameters=None,
                             backward_passes_per_step, op,
                             gradient_predivide_factor,
                             groups if groups is not None else
-                            (num_groups or None), sparse_as_dense)
+                            (num_groups or None), sparse_as_dense,
+                            process_set, set_size)
     return distributed
