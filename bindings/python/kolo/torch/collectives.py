@@ -150,17 +150,16 @@ def _set_id(process_set):
                      "hvd.add_process_set() on every rank first")
 
 
-def _membership(process_set, what):
-    """(this rank's position, the number of members) in an added set, for
-    `what`; ValueError where this rank is not a member."""
+def _member_count(process_set, what):
+    """The number of members of an added set this rank is in, for `what`;
+    ValueError otherwise."""
     _require_init()
     set_id = _set_id(process_set)
-    position = _lib.process_set_rank(set_id)
-    if position < 0:
+    if _lib.process_set_rank(set_id) < 0:
         reason = ("it has been removed" if process_set._removed_id is not None
                   else f"rank {rank()} is not a member")
         raise ValueError(f"{what} on {process_set}: {reason}")
-    return position, _lib.process_set_size(set_id)
+    return _lib.process_set_size(set_id)
 
 
 def add_process_set(process_set):
@@ -227,10 +226,12 @@ def init(comm=None, process_sets=None):
                          f"or 'dynamic', not {process_sets!r}")
     if not _lib.is_initialized():
         # Sets of an earlier init() ended with its shutdown(); their ids
-        # will be given out again.
+        # will be given out again, to other ranks maybe.
         for stale in _added_sets:
             stale._invalidate()
         _added_sets.clear()
+        with _lock:
+            _unnamed.clear()
     _lib.init()
     # Before the interpreter tears down, so that no handle is left waiting
     # for an operation nobody completes.

@@ -292,7 +292,7 @@ def DistributedOptimizer(optimizer, named_parameters=None,
     rank is a member of (ValueError otherwise); every member wraps its
     optimizer with it.
     """
-    _, set_size = _c._membership(process_set, "DistributedOptimizer")
+    set_size = _c._member_count(process_set, "DistributedOptimizer")
     if op == _c.Adasum and set_size & (set_size - 1):
         where = ("this job" if process_set.process_set_id == 0
                  else "its process set")
