@@ -46,6 +46,9 @@ def parse_args(argv):
     parser.add_argument("--lr", type=float, default=0.01)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--json", default="")
+    parser.add_argument("--fp16-hook", action="store_true",
+                        help="allreduce float16 copies of the gradients "
+                        "(DDP's fp16_compress_hook)")
     return parser.parse_args(argv)
 
 
@@ -183,6 +186,9 @@ def main(argv):
 
     model, images, labels = make_model_and_batch(args, rank)
     ddp = torch.nn.parallel.DistributedDataParallel(model)
+    if args.fp16_hook:
+        from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
+        ddp.register_comm_hook(None, default_hooks.fp16_compress_hook)
     optimizer = make_optimizer(args, ddp.parameters())
 
     def one_step():
@@ -201,8 +207,11 @@ def main(argv):
     dist.all_gather(gathered, mine)
     if rank == 0:
         report(args, "ddp", "gloo, DDP defaults (bucket 25 MiB, overlap in "
-               "backward)", window, phases, [g[0] for g in gathered],
-               {"backend": "gloo"})
+               "backward)" + (", fp16_compress_hook" if args.fp16_hook
+                              else ""),
+               window, phases, [g[0] for g in gathered],
+               {"backend": "gloo",
+                "compression": "fp16" if args.fp16_hook else "none"})
     dist.destroy_process_group()
     return 0
 

@@ -20,13 +20,13 @@
 //
 // Per rank, the report also gives the CPU time per step (process and main
 // thread): on a host shared with other work, it tells a starved rank from a
-// slow one. Rank 0 prints the report; --json writes it as JSON. Exit code: 0, 1 on a
-// runtime error, 2 for bad flags.
+// slow one. Rank 0 prints the report; --json writes it as JSON. Exit code: 0, 1
+// on a runtime error, 2 for bad flags.
+#include <time.h>
 #include <torch/nn/functional/loss.h>
 #include <torch/optim/adam.h>
 #include <torch/optim/sgd.h>
 #include <torch/torch.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -62,6 +62,8 @@ struct Flags {
   double lr = 0.01;
   bool no_overlap = false;
   bool no_fusion = false;
+  // Wire format of the gradient allreduces: "none" or "fp16".
+  std::string compression = "none";
   uint64_t seed = 42;
   std::string json;
 };
@@ -80,7 +82,8 @@ struct PhaseTimes {
 double CpuSeconds(clockid_t clock) {
   timespec ts{};
   clock_gettime(clock, &ts);
-  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
+  return static_cast<double>(ts.tv_sec) +
+         1e-9 * static_cast<double>(ts.tv_nsec);
 }
 
 double Seconds(Clock::time_point from, Clock::time_point to) {
@@ -132,7 +135,8 @@ void AllreduceGradients(
   for (const auto& item : parameters) {
     const ::torch::Tensor& grad = item.value().grad();
     if (!grad.defined()) continue;
-    handles.push_back(kolo::torch::allreduce_async_(grad, "grad." + item.key()));
+    handles.push_back(
+        kolo::torch::allreduce_async_(grad, "grad." + item.key()));
   }
   for (const kolo::torch::Handle& handle : handles) handle.wait();
 }
@@ -159,8 +163,8 @@ int Run(const Flags& flags) {
 
   // One fixed synthetic batch per rank, different on every rank.
   ::torch::manual_seed(flags.seed + 1000 + static_cast<uint64_t>(rank));
-  const ::torch::Tensor images = ::torch::randn(
-      {flags.batch_size, 3, flags.image_size, flags.image_size});
+  const ::torch::Tensor images =
+      ::torch::randn({flags.batch_size, 3, flags.image_size, flags.image_size});
   const ::torch::Tensor labels =
       ::torch::randint(0, 2, {flags.batch_size, kolo::chexnet::kNumFindings})
           .to(::torch::kFloat32);
@@ -172,8 +176,12 @@ int Run(const Flags& flags) {
       MakeOptimizer(flags, parameters);
   std::unique_ptr<kolo::torch::DistributedOptimizer> distributed;
   if (!flags.no_overlap) {
+    kolo::torch::DistributedOptimizerOptions options;
+    if (flags.compression == "fp16") {
+      options.compression = kolo::torch::Compression::kFp16;
+    }
     distributed = std::make_unique<kolo::torch::DistributedOptimizer>(
-        optimizer, named_parameters);
+        optimizer, named_parameters, options);
   }
 
   PhaseTimes times;
@@ -230,11 +238,11 @@ int Run(const Flags& flags) {
   // Every rank's phase means and CPU time per step, to spot stragglers and
   // starved ranks.
   const double per_step = static_cast<double>(flags.steps);
-  const ::torch::Tensor mine = ::torch::tensor(
-      {Mean(times.step), Mean(times.forward_backward),
-       Mean(times.gradient_sync), Mean(times.optimizer),
-       process_cpu / per_step, thread_cpu / per_step},
-      ::torch::kFloat64);
+  const ::torch::Tensor mine =
+      ::torch::tensor({Mean(times.step), Mean(times.forward_backward),
+                       Mean(times.gradient_sync), Mean(times.optimizer),
+                       process_cpu / per_step, thread_cpu / per_step},
+                      ::torch::kFloat64);
   const ::torch::Tensor all =
       kolo::torch::allgather(mine.reshape({1, 6}), "train_bench.phases");
   const double images_per_s =
@@ -255,13 +263,14 @@ int Run(const Flags& flags) {
     std::printf(
         "# train_bench kolo | %s | %d px | batch %d per rank, %d global | "
         "%d rank%s x %d thread%s (torch::get_num_threads() = %d) | %s lr %g "
-        "| overlap %s | fusion threshold %s | malloc %s | host %s\n",
+        "| overlap %s | fusion threshold %s | compression %s | malloc %s | "
+        "host %s\n",
         flags.arch.c_str(), flags.image_size, flags.batch_size,
         flags.batch_size * size, size, size == 1 ? "" : "s", flags.threads,
         flags.threads == 1 ? "" : "s", ::torch::get_num_threads(),
         flags.optimizer.c_str(), flags.lr, flags.no_overlap ? "off" : "on",
-        fusion.c_str(), kolo::TuneMemoryAllocator().c_str(),
-        Hostname().c_str());
+        fusion.c_str(), flags.compression.c_str(),
+        kolo::TuneMemoryAllocator().c_str(), Hostname().c_str());
     std::printf("# steps: %d warm-up + %d timed; load average %.2f\n",
                 flags.warmup_steps, flags.steps, LoadAverage());
     std::printf("step time (s): median %.4f  mean %.4f  min %.4f  max %.4f\n",
@@ -308,6 +317,7 @@ int Run(const Flags& flags) {
           {"overlap", !flags.no_overlap},
           {"fusion_threshold", fusion_env ? fusion_env : "default"},
           {"memory_allocator", kolo::TuneMemoryAllocator()},
+          {"compression", flags.compression},
           {"warmup_steps", flags.warmup_steps},
           {"steps", flags.steps},
           {"window_s", window},
@@ -316,8 +326,7 @@ int Run(const Flags& flags) {
            {{"median", Median(times.step)},
             {"mean", Mean(times.step)},
             {"min", *std::min_element(times.step.begin(), times.step.end())},
-            {"max",
-             *std::max_element(times.step.begin(), times.step.end())}}},
+            {"max", *std::max_element(times.step.begin(), times.step.end())}}},
           {"step_times_rank0_s", times.step},
           {"ranks", ranks},
           {"collectives_per_step", collectives},
@@ -367,8 +376,7 @@ int main(int argc, char** argv) {
                  "torch intra-op threads per rank (torch::set_num_threads)")
       ->check(CLI::Range(1, 1024))
       ->capture_default_str();
-  app.add_option("--optimizer", flags.optimizer,
-                 "sgd (momentum 0.9) or adam")
+  app.add_option("--optimizer", flags.optimizer, "sgd (momentum 0.9) or adam")
       ->check(CLI::IsMember({"sgd", "adam"}))
       ->capture_default_str();
   app.add_option("--lr", flags.lr, "Learning rate")->capture_default_str();
@@ -377,6 +385,11 @@ int main(int argc, char** argv) {
                "gradient hooks during backward");
   app.add_flag("--no-fusion", flags.no_fusion,
                "Set KOLO_FUSION_THRESHOLD=0 (one collective per tensor)");
+  app.add_option("--compression", flags.compression,
+                 "Gradient wire format: none, or fp16 (float16 copies, as "
+                 "DDP's fp16_compress_hook)")
+      ->check(CLI::IsMember({"none", "fp16"}))
+      ->capture_default_str();
   app.add_option("--seed", flags.seed, "Seed of weights and synthetic input")
       ->capture_default_str();
   app.add_option("--json", flags.json, "Also write the report (rank 0) here");
