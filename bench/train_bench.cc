@@ -61,6 +61,8 @@ struct Flags {
   std::string optimizer = "sgd";
   double lr = 0.01;
   bool no_overlap = false;
+  // DistributedOptimizerOptions::overlap: "on", "off" or "auto".
+  std::string overlap = "on";
   bool no_fusion = false;
   // Wire format of the gradient allreduces: "none" or "fp16".
   std::string compression = "none";
@@ -147,6 +149,24 @@ void Barrier() {
   if (!status.ok()) throw std::runtime_error(status.ToString());
 }
 
+// How the gradient allreduces started: "off (manual)" without a
+// DistributedOptimizer, else its mode, and for auto what it chose.
+std::string OverlapText(const Flags& flags,
+                        const kolo::torch::DistributedOptimizer* distributed) {
+  if (distributed == nullptr) return "off (after backward, no hooks)";
+  if (flags.overlap != "auto") return flags.overlap;
+  const kolo::torch::DistributedOptimizerStats stats = distributed->stats();
+  if (stats.overlap_decided_at_step < 0) return "auto (still measuring)";
+  char text[160];
+  std::snprintf(text, sizeof text,
+                "auto: %s (on %.3f s, off %.3f s per step, chosen after step "
+                "%lld)",
+                stats.overlapping ? "on" : "off", stats.overlap_on_step_s,
+                stats.overlap_off_step_s,
+                static_cast<long long>(stats.overlap_decided_at_step));
+  return text;
+}
+
 int Run(const Flags& flags) {
   if (flags.no_fusion) setenv("KOLO_FUSION_THRESHOLD", "0", 1);
   kolo::torch::init();
@@ -180,6 +200,9 @@ int Run(const Flags& flags) {
     if (flags.compression == "fp16") {
       options.compression = kolo::torch::Compression::kFp16;
     }
+    options.overlap = flags.overlap == "auto"  ? kolo::torch::Overlap::kAuto
+                      : flags.overlap == "off" ? kolo::torch::Overlap::kOff
+                                               : kolo::torch::Overlap::kOn;
     distributed = std::make_unique<kolo::torch::DistributedOptimizer>(
         optimizer, named_parameters, options);
   }
@@ -268,9 +291,10 @@ int Run(const Flags& flags) {
         flags.arch.c_str(), flags.image_size, flags.batch_size,
         flags.batch_size * size, size, size == 1 ? "" : "s", flags.threads,
         flags.threads == 1 ? "" : "s", ::torch::get_num_threads(),
-        flags.optimizer.c_str(), flags.lr, flags.no_overlap ? "off" : "on",
-        fusion.c_str(), flags.compression.c_str(),
-        kolo::TuneMemoryAllocator().c_str(), Hostname().c_str());
+        flags.optimizer.c_str(), flags.lr,
+        OverlapText(flags, distributed.get()).c_str(), fusion.c_str(),
+        flags.compression.c_str(), kolo::TuneMemoryAllocator().c_str(),
+        Hostname().c_str());
     std::printf("# steps: %d warm-up + %d timed; load average %.2f\n",
                 flags.warmup_steps, flags.steps, LoadAverage());
     std::printf("step time (s): median %.4f  mean %.4f  min %.4f  max %.4f\n",
@@ -315,6 +339,7 @@ int Run(const Flags& flags) {
           {"optimizer", flags.optimizer},
           {"lr", flags.lr},
           {"overlap", !flags.no_overlap},
+          {"overlap_mode", OverlapText(flags, distributed.get())},
           {"fusion_threshold", fusion_env ? fusion_env : "default"},
           {"memory_allocator", kolo::TuneMemoryAllocator()},
           {"compression", flags.compression},
@@ -380,6 +405,13 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"sgd", "adam"}))
       ->capture_default_str();
   app.add_option("--lr", flags.lr, "Learning rate")->capture_default_str();
+  app.add_option("--overlap", flags.overlap,
+                 "DistributedOptimizer's overlap: on (hooks start the "
+                 "allreduces during backward), off (all in synchronize()) or "
+                 "auto (it measures both over steps 4-13 and keeps the "
+                 "faster; give --warmup-steps 14 or more)")
+      ->check(CLI::IsMember({"on", "off", "auto"}))
+      ->capture_default_str();
   app.add_flag("--no-overlap", flags.no_overlap,
                "Allreduce all gradients after backward instead of from "
                "gradient hooks during backward");

@@ -22,6 +22,8 @@
 #include <torch/serialize/output-archive.h>
 #include <torch/types.h>
 
+#include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <exception>
 #include <mutex>
@@ -174,6 +176,10 @@ class DistributedOptimizer::Impl {
   // Starts the allreduce of `parameter`'s gradient. REQUIRES: mu_ held,
   // grad defined.
   void EnqueueLocked(Parameter& parameter, bool from_hook);
+  // Overlap::kAuto: times the iteration that just ended (from the end of
+  // the previous step() to the end of this one) and picks the mode of the
+  // next. Called by the stepping thread after the wrapped step().
+  void TuneOverlap();
 
   std::shared_ptr<::torch::optim::Optimizer> optimizer_;
   const DistributedOptimizerOptions options_;
@@ -185,7 +191,14 @@ class DistributedOptimizer::Impl {
   std::vector<Parameter> parameters_;  // guarded by mu_ (after construction)
   bool synchronized_ = false;          // guarded by mu_
   bool step_has_allreduces_ = false;   // guarded by mu_
-  DistributedOptimizerStats stats_;    // guarded by mu_
+  bool overlap_now_ = true;            // guarded by mu_
+  // Overlap::kAuto, used by the stepping thread only.
+  int64_t last_step_end_ns_ = 0;
+  std::vector<double> on_s_, off_s_;
+  // "dopt<k>.overlap": the k-th DistributedOptimizer of this process (every
+  // rank builds its optimizers in the same order).
+  std::string tune_name_;
+  DistributedOptimizerStats stats_;  // guarded by mu_
 };
 
 DistributedOptimizer::Impl::Impl(
@@ -230,6 +243,10 @@ DistributedOptimizer::Impl::Impl(
                   options_.op == ReduceOp::kAverage,
               "kolo: gradient_predivide_factor applies to the average only");
   allreduce_options_.op = options_.op;
+  overlap_now_ = options_.overlap != Overlap::kOff;
+  stats_.overlapping = overlap_now_;
+  static std::atomic<int> instances{0};
+  tune_name_ = "dopt" + std::to_string(instances++) + ".overlap";
   // With kAverage the runtime divides the sum by size: the result is
   // (f / size) * sum(grad / f).
   allreduce_options_.prescale_factor = 1.0 / options_.gradient_predivide_factor;
@@ -309,6 +326,8 @@ void DistributedOptimizer::Impl::OnGradientReady(size_t index) {
               "synchronize()");
   synchronized_ = false;
   if (++parameter.passes < options_.backward_passes_per_step) return;
+  // Without overlap, synchronize() starts it.
+  if (!overlap_now_) return;
   EnqueueLocked(parameter, /*from_hook=*/true);
 }
 
@@ -357,9 +376,54 @@ void DistributedOptimizer::Impl::Synchronize() {
 
 void DistributedOptimizer::Impl::StepWrapped() {
   optimizer_->step();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    synchronized_ = false;
+    ++stats_.steps;
+  }
+  if (options_.overlap == Overlap::kAuto) TuneOverlap();
+}
+
+void DistributedOptimizer::Impl::TuneOverlap() {
+  constexpr int64_t kWarmupSteps = 3;
+  constexpr size_t kTrialsEach = 5;
+  const int64_t now = SteadyNowNs();
+  const int64_t previous = last_step_end_ns_;
+  last_step_end_ns_ = now;
+  int64_t steps;
+  bool measured_on;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stats_.overlap_decided_at_step >= 0) return;
+    steps = stats_.steps;
+    measured_on = overlap_now_;
+  }
+  if (steps > kWarmupSteps && previous != 0) {
+    (measured_on ? on_s_ : off_s_).push_back((now - previous) * 1e-9);
+  }
+  if (on_s_.size() < kTrialsEach || off_s_.size() < kTrialsEach) {
+    // Alternate from the first measured iteration on, so that both modes
+    // see the same drift of the host's load.
+    std::lock_guard<std::mutex> lock(mu_);
+    overlap_now_ = steps < kWarmupSteps ? true : !measured_on;
+    stats_.overlapping = overlap_now_;
+    return;
+  }
+  auto median = [](std::vector<double> v) {
+    std::nth_element(v.begin(), v.begin() + v.size() / 2, v.end());
+    return v[v.size() / 2];
+  };
+  // Every rank keeps the same mode: the ranks' medians are averaged.
+  at::Tensor medians = at::tensor({median(on_s_), median(off_s_)}, at::kDouble);
+  medians = allreduce(medians, tune_name_, {}, options_.process_set);
+  const double on = medians[0].item<double>();
+  const double off = medians[1].item<double>();
   std::lock_guard<std::mutex> lock(mu_);
-  synchronized_ = false;
-  ++stats_.steps;
+  overlap_now_ = !(off < 0.98 * on);
+  stats_.overlapping = overlap_now_;
+  stats_.overlap_decided_at_step = steps;
+  stats_.overlap_on_step_s = on;
+  stats_.overlap_off_step_s = off;
 }
 
 void DistributedOptimizer::Impl::ZeroGrad(bool set_to_none) {

@@ -120,6 +120,73 @@ TEST(DistributedOptimizer, AdamEqualsOneProcessOnConcatenatedBatches) {
   EXPECT_TRUE(AllClose(distributed, TrainReference(Adam, 1, 20), 1e-5, 1e-7));
 }
 
+// Overlap off: the hooks start nothing, synchronize() starts every
+// allreduce; the result is the same training.
+TEST(DistributedOptimizer, OverlapOffStartsEveryAllreduceInSynchronize) {
+  DistributedOptimizerOptions options;
+  options.overlap = Overlap::kOff;
+  Mlp model = MakeMlp();
+  DistributedOptimizer optimizer(SgdMomentum(model->parameters()),
+                                 model->named_parameters(), options);
+  for (int step = 0; step < 5; ++step) {
+    optimizer.zero_grad();
+    auto [x, y] = GlobalBatch(step, size() * kLocalRows);
+    ::torch::mse_loss(model(Shard(x, rank(), kLocalRows)),
+                      Shard(y, rank(), kLocalRows))
+        .backward();
+    optimizer.step();
+  }
+  const DistributedOptimizerStats stats = optimizer.stats();
+  EXPECT_EQ(stats.allreduces_from_hooks, 0);
+  EXPECT_EQ(stats.allreduces_from_synchronize, 5 * 4);  // 4 parameters
+  EXPECT_FALSE(stats.overlapping);
+  EXPECT_EQ(stats.overlap_decided_at_step, -1);
+  EXPECT_TRUE(AllClose(FlatParameters(*model),
+                       TrainReference(SgdMomentum, 1, 5), 1e-5, 1e-7));
+}
+
+// Overlap auto (the default): 3 warm-up steps, then 5 steps each way,
+// alternating; the choice is made after step 13, the same on every rank,
+// and the mode switches never change the result.
+TEST(DistributedOptimizer, OverlapAutoMeasuresBothAndDecidesAfterStep13) {
+  DistributedOptimizerOptions options;
+  EXPECT_EQ(options.overlap, Overlap::kAuto);
+  Mlp model = MakeMlp();
+  DistributedOptimizer optimizer(SgdMomentum(model->parameters()),
+                                 model->named_parameters(), options);
+  int64_t from_hooks = 0;
+  for (int step = 0; step < 16; ++step) {
+    const bool overlapping = optimizer.stats().overlapping;
+    const int64_t hooks_before = optimizer.stats().allreduces_from_hooks;
+    optimizer.zero_grad();
+    auto [x, y] = GlobalBatch(step, size() * kLocalRows);
+    ::torch::mse_loss(model(Shard(x, rank(), kLocalRows)),
+                      Shard(y, rank(), kLocalRows))
+        .backward();
+    optimizer.step();
+    // The mode announced before the step is the one its hooks followed.
+    EXPECT_EQ(optimizer.stats().allreduces_from_hooks - hooks_before,
+              overlapping ? 4 : 0)
+        << "step " << step;
+    // Steps 4..13 alternate, starting with off.
+    if (step >= 3 && step < 13) {
+      EXPECT_EQ(overlapping, (step - 3) % 2 == 1) << "step " << step;
+    }
+    from_hooks = optimizer.stats().allreduces_from_hooks;
+  }
+  const DistributedOptimizerStats stats = optimizer.stats();
+  EXPECT_EQ(stats.overlap_decided_at_step, 13);
+  EXPECT_GT(stats.overlap_on_step_s, 0);
+  EXPECT_GT(stats.overlap_off_step_s, 0);
+  EXPECT_EQ(stats.overlapping,
+            !(stats.overlap_off_step_s < 0.98 * stats.overlap_on_step_s));
+  EXPECT_GT(from_hooks, 0);
+  at::Tensor decision = at::full({1}, stats.overlapping ? 1.0 : 0.0);
+  EXPECT_TRUE(IdenticalAcrossRanks(decision, "overlap.decision"));
+  EXPECT_TRUE(AllClose(FlatParameters(*model),
+                       TrainReference(SgdMomentum, 1, 16), 1e-5, 1e-7));
+}
+
 TEST(DistributedOptimizer, TwoBackwardPassesPerStepEqualADoubledBatch) {
   DistributedOptimizerOptions options;
   options.backward_passes_per_step = 2;
@@ -413,10 +480,12 @@ TEST(DistributedOptimizer, AllreducesStartWhileBackwardIsRunning) {
   // Overlapped: DistributedOptimizer.
   ::torch::manual_seed(12);
   SlowNet overlapped;
+  DistributedOptimizerOptions on;  // the hooks, whatever auto would pick
+  on.overlap = Overlap::kOn;
   DistributedOptimizer optimizer(
       std::make_shared<optim::SGD>(overlapped->parameters(),
                                    optim::SGDOptions(0.01)),
-      overlapped->named_parameters());
+      overlapped->named_parameters(), on);
   int64_t overlapped_ns = 0;
   for (int i = 0; i < kIterations; ++i) {
     optimizer.zero_grad();

@@ -16,8 +16,9 @@ HierarchicalBackend::HierarchicalBackend(std::unique_ptr<ShmComm> local,
 
 Status HierarchicalBackend::Allreduce(void* buffer, int64_t count,
                                       const ReductionSpec& spec) {
-  // Half types travel as float32 through all three stages and are rounded
-  // once at the end.
+  // Half types are reduced in float32 in all three stages; inside a host
+  // they also travel as float32, across hosts as 16 bits where the cross
+  // ring is bandwidth-bound (RingComm::AllreduceHalfWire).
   const bool half = IsHalfType(spec.dtype);
   const DataType work = half ? DataType::kFloat32 : spec.dtype;
   char* data = static_cast<char*>(buffer);
@@ -35,11 +36,11 @@ Status HierarchicalBackend::Allreduce(void* buffer, int64_t count,
   ReductionSpec across = spec;
   across.dtype = work;
   across.prescale = 1.0;  // applied inside the host already
-  if (Status s =
-          cross_->Allreduce(data + lo * DataTypeSize(work), hi - lo, across);
-      !s.ok()) {
-    return s;
-  }
+  const Status crossed =
+      half ? cross_->AllreduceHalfWire(wide_.data() + lo, hi - lo, spec.dtype,
+                                       spec.op, spec.divisor, spec.postscale)
+           : cross_->Allreduce(data + lo * DataTypeSize(work), hi - lo, across);
+  if (!crossed.ok()) return crossed;
   if (Status s = local_->AllgatherBlocks(data, count, work); !s.ok()) return s;
   if (half) NarrowFromFloat(wide_.data(), buffer, count, spec.dtype);
   return absl::OkStatus();

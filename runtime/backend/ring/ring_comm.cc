@@ -40,15 +40,86 @@ Status RingComm::Allreduce(void* buffer, int64_t count,
     data = work_.data();
   }
   ScaleBuffer(data, count, work, spec.prescale);
+  if (half) {
+    float* wide = reinterpret_cast<float*>(data);
+    if (Status status = AllreduceHalfWire(wide, count, spec.dtype, spec.op,
+                                          spec.divisor, spec.postscale);
+        !status.ok()) {
+      return status;
+    }
+    NarrowFromFloat(wide, buffer, count, spec.dtype);
+    return absl::OkStatus();
+  }
   const Status status = count * DataTypeSize(work) <= kLatencyOptimalBytes
                             ? RecursiveDoubling(data, count, work, spec.op)
                             : RingAllreduce(data, count, work, spec.op);
   if (!status.ok()) return status;
   FinishReduction(data, count, work, spec.divisor, spec.postscale);
-  if (half) {
-    NarrowFromFloat(reinterpret_cast<const float*>(data), buffer, count,
-                    spec.dtype);
+  return absl::OkStatus();
+}
+
+Status RingComm::AllreduceHalfWire(float* data, int64_t count, DataType wire,
+                                   ReduceOp op, int64_t divisor,
+                                   double postscale) {
+  char* bytes = reinterpret_cast<char*>(data);
+  const int p = size();
+  if (p == 1 ||
+      count * static_cast<int64_t>(sizeof(float)) <= kLatencyOptimalBytes) {
+    if (Status status = RecursiveDoubling(bytes, count, DataType::kFloat32, op);
+        !status.ok()) {
+      return status;
+    }
+    FinishReduction(data, count, DataType::kFloat32, divisor, postscale);
+    return absl::OkStatus();
   }
+  const int r = rank();
+  constexpr int64_t kWire = 2;  // bytes of a 16-bit element
+  std::vector<int64_t> segments(p);
+  for (int i = 0; i < p; ++i) {
+    const auto [lo, hi] = BlockRange(count, p, i);
+    segments[i] = hi - lo;
+  }
+  const std::vector<int64_t> offsets = Offsets(segments);
+  const int64_t chunk = std::max<int64_t>(chunk_bytes_ / kWire, 1);
+  // wire_: the outgoing piece, then (allgather) the whole 16-bit result.
+  wire_.resize(std::max(chunk, count) * kWire);
+  incoming_.resize(chunk * kWire);
+  widened_.resize(chunk);
+  const int64_t longest =
+      std::max<int64_t>(*std::max_element(segments.begin(), segments.end()), 1);
+  // Reduce-scatter as RingReduceScatter, with 16 bits on the wire.
+  for (int s = 0; s < p - 1; ++s) {
+    const int send_segment = ((r - s - 1) % p + p) % p;
+    const int recv_segment = ((r - s - 2) % p + p) % p;
+    for (int64_t offset = 0; offset < longest; offset += chunk) {
+      const int64_t n_send = Clamp(segments[send_segment] - offset, chunk);
+      const int64_t n_recv = Clamp(segments[recv_segment] - offset, chunk);
+      NarrowFromFloat(data + offsets[send_segment] + offset, wire_.data(),
+                      n_send, wire);
+      if (Status status = transport_->SendRecv(
+              (r + 1) % p, wire_.data(), n_send * kWire, (r - 1 + p) % p,
+              incoming_.data(), n_recv * kWire);
+          !status.ok()) {
+        return status;
+      }
+      WidenToFloat(incoming_.data(), widened_.data(), n_recv, wire);
+      ReduceInto(bytes + (offsets[recv_segment] + offset) * sizeof(float),
+                 reinterpret_cast<const char*>(widened_.data()), n_recv,
+                 DataType::kFloat32, op);
+    }
+  }
+  // This rank's segment is complete: finish it and round it once.
+  float* own = data + offsets[r];
+  FinishReduction(own, segments[r], DataType::kFloat32, divisor, postscale);
+  NarrowFromFloat(own, wire_.data() + offsets[r] * kWire, segments[r], wire);
+  std::vector<int64_t> wire_bytes(p);
+  for (int i = 0; i < p; ++i) wire_bytes[i] = segments[i] * kWire;
+  if (Status status = Allgatherv(wire_.data() + offsets[r] * kWire,
+                                 wire_.data(), wire_bytes);
+      !status.ok()) {
+    return status;
+  }
+  WidenToFloat(wire_.data(), data, count, wire);
   return absl::OkStatus();
 }
 

@@ -9,8 +9,11 @@
 // Allreduce: for messages up to 64 KiB recursive doubling (log2(size)
 // exchanges of the whole message: latency-optimal); above, reduce-scatter
 // then allgather around the ring (2(size-1)/size of the message per rank:
-// bandwidth-optimal). float16/bfloat16 are widened to float32 first and
-// narrowed once at the end.
+// bandwidth-optimal). float16/bfloat16 are reduced in float32; below
+// 64 KiB of float32 they are also exchanged as float32 and rounded once at
+// the end. Above, where bandwidth decides, they travel as 16 bits (see
+// AllreduceHalfWire): half the bytes, at the price of rounding each partial
+// sum to 16 bits when it leaves a rank.
 //
 // Not thread-safe; every rank of the transport makes the same calls.
 #ifndef KOLO_RUNTIME_BACKEND_RING_RING_COMM_H_
@@ -45,6 +48,17 @@ class RingComm {
   Status Barrier();
   void Abandon() { transport_->Abandon(); }
 
+  // Allreduce of float32 `data` (already prescaled) whose values belong to
+  // the 16-bit type `wire` (float16 or bfloat16), finished with divisor and
+  // postscale. Up to 64 KiB of float32: recursive doubling in float32.
+  // Above: a ring whose reduce-scatter sends each piece rounded to `wire`
+  // and adds what arrives in float32 (every partial sum is rounded once per
+  // hop, size - 1 times in all), then each rank finishes its segment,
+  // rounds it to `wire` and the allgather moves 16-bit values, so every
+  // rank ends with the same values, all representable in `wire`.
+  Status AllreduceHalfWire(float* data, int64_t count, DataType wire,
+                           ReduceOp op, int64_t divisor, double postscale);
+
  private:
   // Plain reductions (no scaling) on a native or float32 buffer.
   Status RingAllreduce(char* data, int64_t count, DataType dtype, ReduceOp op);
@@ -59,6 +73,8 @@ class RingComm {
   int64_t chunk_bytes_;
   std::vector<char> incoming_;  // one piece received from the left
   std::vector<char> work_;      // widened or copied data
+  std::vector<char> wire_;      // 16-bit pieces and results (half wire)
+  std::vector<float> widened_;  // a received 16-bit piece, widened
 };
 
 }  // namespace kolo

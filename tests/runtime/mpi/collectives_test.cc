@@ -190,6 +190,54 @@ TEST(Collectives, HalfPrecisionIsReducedInFloat32AndRoundedOnce) {
   }
 }
 
+// Above 64 KiB of float32 the ring and hierarchical planes move float16 and
+// bfloat16 as 16 bits between ranks (partial sums rounded per hop). With
+// small integers every partial sum is exact, so every op must give the
+// exact result, the same on every rank.
+TEST(Collectives, LargeHalfTensorsAreExactWithSixteenBitsOnTheWire) {
+  constexpr int64_t kCount = 40009;  // 160 KiB as float32, odd
+  for (DataType dtype : {DataType::kFloat16, DataType::kBfloat16}) {
+    for (ReduceOp op :
+         {ReduceOp::kSum, ReduceOp::kAverage, ReduceOp::kMax, ReduceOp::kMin}) {
+      Buffer x(dtype, kCount);
+      for (int64_t i = 0; i < kCount; ++i) x.Set(i, (Rank() + 1) * (i % 7));
+      AllreduceOptions options;
+      options.op = op;
+      const std::string name = absl::StrCat("half.large.", DataTypeName(dtype),
+                                            ".", ReduceOpName(op));
+      ASSERT_TRUE(Allreduce(name, x.tensor(), x.tensor(), options).ok())
+          << name;
+      const int n = Size();
+      int64_t wrong = 0;
+      for (int64_t i = 0; i < kCount && wrong < 5; ++i) {
+        const double k = i % 7;
+        double expected = 0;
+        switch (op) {
+          case ReduceOp::kSum:
+            expected = k * n * (n + 1) / 2;
+            break;
+          case ReduceOp::kAverage:
+            expected = k * (n + 1) / 2.0;
+            break;
+          case ReduceOp::kMax:
+            expected = k * n;
+            break;
+          default:
+            expected = k;
+            break;
+        }
+        Buffer rounded(dtype, 1);
+        rounded.Set(0, expected);
+        if (x.Get(i) != rounded.Get(0)) {
+          ++wrong;
+          ADD_FAILURE() << name << " element " << i << ": " << x.Get(i)
+                        << ", expected " << rounded.Get(0);
+        }
+      }
+    }
+  }
+}
+
 TEST(Collectives, AllgatherWithDifferentFirstDimensions) {
   for (DataType dtype : AllDataTypes()) {
     const int64_t rows = Rank() == 0 ? 0 : Rank() + 2;  // rank 0 sends none

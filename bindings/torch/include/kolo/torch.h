@@ -326,6 +326,22 @@ enum class Compression {
   kBf16,  // allreduce a bfloat16 copy (float32's range; ~2 digits)
 };
 
+// When the gradient allreduces start (DistributedOptimizerOptions::overlap).
+enum class Overlap {
+  // Measure both and keep the faster: after 3 warm-up steps, 10 steps
+  // alternate between on and off; the ranks average the median step time
+  // of each (one allreduce in the optimizer's process set) and all keep
+  // "off" where it was at least 2 % faster, "on" otherwise. Which one wins
+  // depends on the host: overlapping needs a core for kolo's thread while
+  // backward computes.
+  kAuto,
+  // From each gradient's hook, while backward computes the rest.
+  kOn,
+  // All at once in synchronize(), after backward (no thread competes with
+  // backward for the cores).
+  kOff,
+};
+
 struct DistributedOptimizerOptions {
   // Backward passes whose gradients accumulate locally (summed, as autograd
   // does) before one allreduce and step(). Divide each pass's loss by this
@@ -348,6 +364,8 @@ struct DistributedOptimizerOptions {
   double gradient_predivide_factor = 1.0;
   // Wire format of the gradients; the optimizer always sees its own dtype.
   Compression compression = Compression::kNone;
+  // When the allreduces start; see Overlap. Default: measured.
+  Overlap overlap = Overlap::kAuto;
   // The ranks that reduce gradients together (kolo/process_set.h): the
   // global set by default. A process set trains a replica of the model
   // among its members only (e.g. one data-parallel group of a job that
@@ -369,6 +387,14 @@ struct DistributedOptimizerStats {
   int64_t first_enqueue_ns = 0;
   // Completed calls of step().
   int64_t steps = 0;
+  // Whether the hooks start allreduces in the coming backward passes.
+  bool overlapping = true;
+  // Overlap::kAuto: the step after which the choice was made (-1 while
+  // measuring, and for kOn/kOff), and the median step time (s, averaged
+  // over ranks) measured with overlap on and off.
+  int64_t overlap_decided_at_step = -1;
+  double overlap_on_step_s = 0;
+  double overlap_off_step_s = 0;
 };
 
 // Wraps a torch::optim optimizer so that gradients are reduced over all ranks
