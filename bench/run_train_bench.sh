@@ -4,7 +4,10 @@
 #
 # Runs, in this order, ROUNDS times (interleaved, so that a change in the
 # machine's background load hits every configuration alike):
-#   kolo np=1, DDP np=1, kolo np=2, DDP np=2, kolo np=2 overlap off,
+#   kolo np=1, DDP np=1, kolo np=2, DDP np=2, kolo np=2 overlap off
+#   (allreduces after backward without DistributedOptimizer; and through
+#   it with --overlap off and --overlap auto: give --warmup-steps 14 or
+#   more so that auto has decided before the timed steps),
 #   kolo np=2 fusion off, two independent kolo np=1 jobs at once,
 #   kolo from Python np=1, kolo from Python np=2, kolo np=2 with glibc's
 #   malloc untouched and tuned (kolorun --memory-allocator system|glibc;
@@ -153,7 +156,8 @@ run_ddp() {
   return $rc
 }
 
-all_configs=(kolo_np1 ddp_np1 kolo_np2 ddp_np2 kolo_np2_no_overlap kolo_np2_no_fusion
+all_configs=(kolo_np1 ddp_np1 kolo_np2 ddp_np2 kolo_np2_no_overlap kolo_np2_overlap_off
+             kolo_np2_overlap_auto kolo_np2_no_fusion
              kolo_2x_np1 kolo_py_np1 kolo_py_np2 kolo_np2_system kolo_np2_glibc
              ddp_np2_tcmalloc)
 if [[ -n $only ]]; then
@@ -182,6 +186,8 @@ for ((round = 1; round <= rounds; round++)); do
       kolo_np1) run_kolo "$c" 1 ;;
       kolo_np2) run_kolo "$c" 2 ;;
       kolo_np2_no_overlap) run_kolo "$c" 2 --no-overlap ;;
+      kolo_np2_overlap_off) run_kolo "$c" 2 --overlap off ;;
+      kolo_np2_overlap_auto) run_kolo "$c" 2 --overlap auto ;;
       kolo_np2_no_fusion) run_kolo "$c" 2 --no-fusion ;;
       kolo_np2_system) run_kolo_allocator "$c" 2 system ;;
       kolo_np2_glibc) run_kolo_allocator "$c" 2 glibc ;;
@@ -204,7 +210,9 @@ out, rounds, ran = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
 all_names = {
     "kolo_np1": "kolo, np=1",
     "kolo_np2": "kolo, np=2",
-    "kolo_np2_no_overlap": "kolo, np=2, overlap off",
+    "kolo_np2_no_overlap": "kolo, np=2, overlap off (no DistributedOptimizer)",
+    "kolo_np2_overlap_off": "kolo, np=2, DistributedOptimizer overlap off",
+    "kolo_np2_overlap_auto": "kolo, np=2, DistributedOptimizer overlap auto",
     "kolo_np2_no_fusion": "kolo, np=2, fusion off",
     "kolo_np2_system": "kolo, np=2, --memory-allocator system (glibc untouched)",
     "kolo_np2_glibc": "kolo, np=2, --memory-allocator glibc (tuned)",

@@ -17,6 +17,9 @@
 #                             DDP's fp16_compress_hook)
 #   kolo_2ph, ddp_2ph         2 ranks per host on N/2 hosts (kolo's
 #                             hierarchical plane; DDP with the same placement)
+#   kolo_overlap_off,         kolo's DistributedOptimizer with overlap off and
+#   kolo_overlap_auto         auto (the kolo rows use on; auto decides after
+#                             step 13: give --warmup-steps 14 or more)
 #   kolo_alone, ddp_alone     N independent 1-rank jobs at once, one per host:
 #                             the compute ceiling of N ranks on this machine
 #                             (no communication at all)
@@ -239,6 +242,7 @@ for n in $hosts_list; do
   runs+=("kolo slow $n 1" "ddp slow $n 1" "kolo fast $n 1" "ddp fast $n 1")
   runs+=("kolo_fp16 slow $n 1" "ddp_fp16 slow $n 1")
   ((n >= 4 && n % 2 == 0)) && runs+=("kolo_2ph slow $((n / 2)) 2" "ddp_2ph slow $((n / 2)) 2")
+  runs+=("kolo_overlap_off slow $n 1" "kolo_overlap_auto slow $n 1")
 done
 if [[ -n $only ]]; then
   IFS=, read -r -a keep <<<"$only"
@@ -269,6 +273,8 @@ for ((round = 1; round <= rounds; round++)); do
     case $config in
       kolo|kolo_2ph) run_kolo "$key" "$hosts" "$per_host" ;;
       kolo_fp16) run_kolo "$key" "$hosts" "$per_host" --compression fp16 ;;
+      kolo_overlap_off) run_kolo "$key" "$hosts" "$per_host" --overlap off ;;
+      kolo_overlap_auto) run_kolo "$key" "$hosts" "$per_host" --overlap auto ;;
       ddp|ddp_2ph) run_ddp "$key" "$hosts" "$per_host" ;;
       ddp_fp16) run_ddp "$key" "$hosts" "$per_host" --fp16-hook ;;
       kolo_alone) run_alone "$key" "$hosts" kolo ;;
