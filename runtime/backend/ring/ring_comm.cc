@@ -80,34 +80,13 @@ Status RingComm::AllreduceHalfWire(float* data, int64_t count, DataType wire,
     segments[i] = hi - lo;
   }
   const std::vector<int64_t> offsets = Offsets(segments);
-  const int64_t chunk = std::max<int64_t>(chunk_bytes_ / kWire, 1);
-  // wire_: the outgoing piece, then (allgather) the whole 16-bit result.
-  wire_.resize(std::max(chunk, count) * kWire);
-  incoming_.resize(chunk * kWire);
-  widened_.resize(chunk);
-  const int64_t longest =
-      std::max<int64_t>(*std::max_element(segments.begin(), segments.end()), 1);
-  // Reduce-scatter as RingReduceScatter, with 16 bits on the wire.
-  for (int s = 0; s < p - 1; ++s) {
-    const int send_segment = ((r - s - 1) % p + p) % p;
-    const int recv_segment = ((r - s - 2) % p + p) % p;
-    for (int64_t offset = 0; offset < longest; offset += chunk) {
-      const int64_t n_send = Clamp(segments[send_segment] - offset, chunk);
-      const int64_t n_recv = Clamp(segments[recv_segment] - offset, chunk);
-      NarrowFromFloat(data + offsets[send_segment] + offset, wire_.data(),
-                      n_send, wire);
-      if (Status status = transport_->SendRecv(
-              (r + 1) % p, wire_.data(), n_send * kWire, (r - 1 + p) % p,
-              incoming_.data(), n_recv * kWire);
-          !status.ok()) {
-        return status;
-      }
-      WidenToFloat(incoming_.data(), widened_.data(), n_recv, wire);
-      ReduceInto(bytes + (offsets[recv_segment] + offset) * sizeof(float),
-                 reinterpret_cast<const char*>(widened_.data()), n_recv,
-                 DataType::kFloat32, op);
-    }
+  if (Status status =
+          RingReduceScatter(bytes, segments, DataType::kFloat32, op, wire);
+      !status.ok()) {
+    return status;
   }
+  // wire_ now takes the whole 16-bit result.
+  wire_.resize(std::max<size_t>(wire_.size(), count * kWire));
   // This rank's segment is complete: finish it and round it once.
   float* own = data + offsets[r];
   FinishReduction(own, segments[r], DataType::kFloat32, divisor, postscale);
@@ -125,13 +104,20 @@ Status RingComm::AllreduceHalfWire(float* data, int64_t count, DataType wire,
 
 Status RingComm::RingReduceScatter(char* data,
                                    const std::vector<int64_t>& segments,
-                                   DataType dtype, ReduceOp op) {
+                                   DataType dtype, ReduceOp op, DataType wire) {
   const int p = size();
   const int r = rank();
+  // dtype float32 and a 16-bit wire: pieces are rounded to it to travel.
+  const bool narrow = wire != dtype;
   const int64_t element = DataTypeSize(dtype);
-  const int64_t chunk = std::max<int64_t>(chunk_bytes_ / element, 1);
+  const int64_t wire_element = DataTypeSize(wire);
+  const int64_t chunk = std::max<int64_t>(chunk_bytes_ / wire_element, 1);
   const std::vector<int64_t> offsets = Offsets(segments);
-  incoming_.resize(chunk * element);
+  incoming_.resize(chunk * wire_element);
+  if (narrow) {
+    wire_.resize(std::max<size_t>(wire_.size(), chunk * wire_element));
+    widened_.resize(chunk);
+  }
   // Every rank makes the same number of exchanges per step (transports
   // with message boundaries need it): as many as the longest segment takes.
   const int64_t longest =
@@ -144,15 +130,25 @@ Status RingComm::RingReduceScatter(char* data,
     for (int64_t offset = 0; offset < longest; offset += chunk) {
       const int64_t n_send = Clamp(segments[send_segment] - offset, chunk);
       const int64_t n_recv = Clamp(segments[recv_segment] - offset, chunk);
+      const char* send = data + (offsets[send_segment] + offset) * element;
+      if (narrow) {
+        NarrowFromFloat(reinterpret_cast<const float*>(send), wire_.data(),
+                        n_send, wire);
+        send = wire_.data();
+      }
       if (Status status = transport_->SendRecv(
-              (r + 1) % p, data + (offsets[send_segment] + offset) * element,
-              n_send * element, (r - 1 + p) % p, incoming_.data(),
-              n_recv * element);
+              (r + 1) % p, send, n_send * wire_element, (r - 1 + p) % p,
+              incoming_.data(), n_recv * wire_element);
           !status.ok()) {
         return status;
       }
-      ReduceInto(data + (offsets[recv_segment] + offset) * element,
-                 incoming_.data(), n_recv, dtype, op);
+      const char* received = incoming_.data();
+      if (narrow) {
+        WidenToFloat(incoming_.data(), widened_.data(), n_recv, wire);
+        received = reinterpret_cast<const char*>(widened_.data());
+      }
+      ReduceInto(data + (offsets[recv_segment] + offset) * element, received,
+                 n_recv, dtype, op);
     }
   }
   return absl::OkStatus();
@@ -167,7 +163,7 @@ Status RingComm::RingAllreduce(char* data, int64_t count, DataType dtype,
     const auto [lo, hi] = BlockRange(count, p, i);
     segments[i] = hi - lo;
   }
-  if (Status s = RingReduceScatter(data, segments, dtype, op); !s.ok()) {
+  if (Status s = RingReduceScatter(data, segments, dtype, op, dtype); !s.ok()) {
     return s;
   }
   // Allgather: pass the finished segments around the ring.
@@ -312,7 +308,7 @@ Status RingComm::ReduceScatter(const void* input, void* output,
   }
   ScaleBuffer(work_.data(), total, work, spec.prescale);
   if (size() > 1) {
-    if (Status s = RingReduceScatter(work_.data(), counts, work, spec.op);
+    if (Status s = RingReduceScatter(work_.data(), counts, work, spec.op, work);
         !s.ok()) {
       return s;
     }

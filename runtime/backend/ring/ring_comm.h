@@ -65,15 +65,16 @@ class RingComm {
   Status RecursiveDoubling(char* data, int64_t count, DataType dtype,
                            ReduceOp op);
   // Ring reduce-scatter over `segments`; afterwards this rank's segment of
-  // data holds the reduction.
+  // data holds the reduction. A `wire` other than dtype (float32 data, a
+  // 16-bit wire) rounds each outgoing piece to it and widens what arrives.
   Status RingReduceScatter(char* data, const std::vector<int64_t>& segments,
-                           DataType dtype, ReduceOp op);
+                           DataType dtype, ReduceOp op, DataType wire);
 
   std::unique_ptr<Transport> transport_;
   int64_t chunk_bytes_;
   std::vector<char> incoming_;  // one piece received from the left
   std::vector<char> work_;      // widened or copied data
-  std::vector<char> wire_;      // 16-bit pieces and results (half wire)
+  std::vector<char> wire_;      // 16-bit pieces, then results (half wire)
   std::vector<float> widened_;  // a received 16-bit piece, widened
 };
 
