@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
+#include <functional>
 #include <map>
 #include <memory>
 
@@ -251,6 +252,36 @@ Status CheckAdasum(const std::string& name, const Tensor& tensor, int size) {
   return absl::OkStatus();
 }
 
+// Queues the members of a group (or a single tensor: one name) as one
+// operation: each member's name and input are checked, then check(i) checks
+// the rest of member i; fill(i, entry) adds what is particular to the
+// operation to its entry.
+StatusOr<Handle> SubmitGroup(Runtime& runtime, OpType op,
+                             const std::vector<std::string>& names,
+                             const std::vector<Tensor>& inputs,
+                             const std::function<Status(size_t)>& check,
+                             const std::function<void(size_t, Entry&)>& fill) {
+  const std::string group_key = GroupKey(names);
+  auto operation = std::make_shared<internal::Operation>(names.size());
+  std::vector<Entry> entries;
+  for (size_t i = 0; i < names.size(); ++i) {
+    if (Status s = CheckName(names[i]); !s.ok()) return s;
+    if (Status s = CheckTensor(names[i], inputs[i], "input"); !s.ok()) return s;
+    if (Status s = check(i); !s.ok()) return s;
+    Entry entry;
+    entry.request = MakeRequest(runtime, op, names[i], inputs[i]);
+    entry.request.group_key = group_key;
+    entry.request.group_size = GroupSize(names);
+    entry.input = inputs[i];
+    entry.operation = operation;
+    entry.member = static_cast<int>(i);
+    fill(i, entry);
+    entries.push_back(std::move(entry));
+  }
+  if (Status s = runtime.Enqueue(std::move(entries)); !s.ok()) return s;
+  return Handle(std::move(operation));
+}
+
 // Queues one single-entry operation and returns its handle.
 StatusOr<Handle> Submit(Runtime& runtime, Entry entry) {
   auto operation = std::make_shared<internal::Operation>(1);
@@ -412,13 +443,9 @@ StatusOr<Handle> ProcessSet::GroupedAllreduceAsync(
         "grouped allreduce needs as many names, inputs and outputs (got ",
         names.size(), ", ", inputs.size(), ", ", outputs.size(), ")"));
   }
-  const std::string group_key = GroupKey(names);
-  auto operation = std::make_shared<internal::Operation>(names.size());
-  std::vector<Entry> entries;
-  for (size_t i = 0; i < names.size(); ++i) {
+  const int size = (*runtime)->mpi().size();
+  auto check = [&](size_t i) -> Status {
     const std::string& name = names[i];
-    if (Status s = CheckName(name); !s.ok()) return s;
-    if (Status s = CheckTensor(name, inputs[i], "input"); !s.ok()) return s;
     if (Status s = CheckTensor(name, outputs[i], "output"); !s.ok()) return s;
     if (inputs[i].dtype != outputs[i].dtype ||
         inputs[i].num_elements() != outputs[i].num_elements()) {
@@ -440,27 +467,16 @@ StatusOr<Handle> ProcessSet::GroupedAllreduceAsync(
         !s.ok()) {
       return s;
     }
-    if (options.op == ReduceOp::kAdasum) {
-      if (Status s = CheckAdasum(name, inputs[i], (*runtime)->mpi().size());
-          !s.ok()) {
-        return s;
-      }
-    }
-    Entry entry;
-    entry.request = MakeRequest(**runtime, OpType::kAllreduce, name, inputs[i]);
-    entry.request.reduce_op = options.op;
-    entry.request.prescale = options.prescale_factor;
-    entry.request.postscale = options.postscale_factor;
-    entry.request.group_key = group_key;
-    entry.request.group_size = GroupSize(names);
-    entry.input = inputs[i];
-    entry.output = outputs[i];
-    entry.operation = operation;
-    entry.member = static_cast<int>(i);
-    entries.push_back(std::move(entry));
-  }
-  if (Status s = (*runtime)->Enqueue(std::move(entries)); !s.ok()) return s;
-  return Handle(std::move(operation));
+    return options.op == ReduceOp::kAdasum ? CheckAdasum(name, inputs[i], size)
+                                           : absl::OkStatus();
+  };
+  return SubmitGroup(**runtime, OpType::kAllreduce, names, inputs, check,
+                     [&](size_t i, Entry& entry) {
+                       entry.request.reduce_op = options.op;
+                       entry.request.prescale = options.prescale_factor;
+                       entry.request.postscale = options.postscale_factor;
+                       entry.output = outputs[i];
+                     });
 }
 
 StatusOr<Handle> ProcessSet::AllgatherAsync(const std::string& name,
@@ -480,25 +496,12 @@ StatusOr<Handle> ProcessSet::GroupedAllgatherAsync(
       !s.ok()) {
     return s;
   }
-  const std::string group_key = GroupKey(names);
-  auto operation = std::make_shared<internal::Operation>(names.size());
-  std::vector<Entry> entries;
-  for (size_t i = 0; i < names.size(); ++i) {
-    if (Status s = CheckName(names[i]); !s.ok()) return s;
-    if (Status s = CheckTensor(names[i], inputs[i], "input"); !s.ok()) return s;
-    Entry entry;
-    entry.request =
-        MakeRequest(**runtime, OpType::kAllgather, names[i], inputs[i]);
-    entry.request.group_key = group_key;
-    entry.request.group_size = GroupSize(names);
-    entry.input = inputs[i];
-    if (!allocators.empty()) entry.allocator = std::move(allocators[i]);
-    entry.operation = operation;
-    entry.member = static_cast<int>(i);
-    entries.push_back(std::move(entry));
-  }
-  if (Status s = (*runtime)->Enqueue(std::move(entries)); !s.ok()) return s;
-  return Handle(std::move(operation));
+  return SubmitGroup(
+      **runtime, OpType::kAllgather, names, inputs,
+      [](size_t) { return absl::OkStatus(); },
+      [&](size_t i, Entry& entry) {
+        if (!allocators.empty()) entry.allocator = std::move(allocators[i]);
+      });
 }
 
 StatusOr<Handle> ProcessSet::BroadcastAsync(const std::string& name,
@@ -599,35 +602,24 @@ StatusOr<Handle> ProcessSet::GroupedReducescatterAsync(
       !s.ok()) {
     return s;
   }
-  const std::string group_key = GroupKey(names);
-  auto operation = std::make_shared<internal::Operation>(names.size());
-  std::vector<Entry> entries;
-  for (size_t i = 0; i < names.size(); ++i) {
-    const std::string& name = names[i];
-    if (Status s = CheckName(name); !s.ok()) return s;
-    if (Status s = CheckTensor(name, inputs[i], "input"); !s.ok()) return s;
-    if (Status s = CheckReduction(name, inputs[i].dtype, op, 1.0, 1.0);
+  auto check = [&](size_t i) -> Status {
+    if (Status s = CheckReduction(names[i], inputs[i].dtype, op, 1.0, 1.0);
         !s.ok()) {
       return s;
     }
     if (op == ReduceOp::kAdasum) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "reducescatter '", name, "': adasum is an allreduce op only"));
+          "reducescatter '", names[i], "': adasum is an allreduce op only"));
     }
-    Entry entry;
-    entry.request =
-        MakeRequest(**runtime, OpType::kReducescatter, name, inputs[i]);
-    entry.request.reduce_op = op;
-    entry.request.group_key = group_key;
-    entry.request.group_size = GroupSize(names);
-    entry.input = inputs[i];
-    if (!allocators.empty()) entry.allocator = std::move(allocators[i]);
-    entry.operation = operation;
-    entry.member = static_cast<int>(i);
-    entries.push_back(std::move(entry));
-  }
-  if (Status s = (*runtime)->Enqueue(std::move(entries)); !s.ok()) return s;
-  return Handle(std::move(operation));
+    return absl::OkStatus();
+  };
+  return SubmitGroup(**runtime, OpType::kReducescatter, names, inputs, check,
+                     [&](size_t i, Entry& entry) {
+                       entry.request.reduce_op = op;
+                       if (!allocators.empty()) {
+                         entry.allocator = std::move(allocators[i]);
+                       }
+                     });
 }
 
 Status ProcessSet::Barrier() const {
