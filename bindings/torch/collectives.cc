@@ -192,6 +192,26 @@ std::shared_ptr<HandleState> NewState(const char* operation,
   return state;
 }
 
+// A grouped operation whose outputs the runtime sizes (allgather,
+// reducescatter): member i is tensor i, named "<name>.<i>", its contiguous
+// buffer kept alive by the state, its output allocated through it.
+struct GroupWithOutputs {
+  GroupWithOutputs(const std::shared_ptr<HandleState>& state,
+                   const std::vector<at::Tensor>& tensors,
+                   const std::string& name) {
+    for (size_t i = 0; i < tensors.size(); ++i) {
+      at::Tensor input = ContiguousBuffer(tensors[i]);
+      names.push_back(name + "." + std::to_string(i));
+      inputs.push_back(ToKoloTensor(input));
+      allocators.push_back(AddOutput(state, input));
+      state->buffers.push_back(input);
+    }
+  }
+  std::vector<std::string> names;
+  std::vector<kolo::Tensor> inputs;
+  std::vector<OutputAllocator> allocators;
+};
+
 Handle AllreduceImpl(const at::Tensor& tensor, const std::string& name,
                      const AllreduceOptions& options, bool in_place,
                      const ProcessSet& process_set) {
@@ -407,18 +427,10 @@ Handle grouped_allgather_async(const std::vector<at::Tensor>& tensors,
                                const std::string& name,
                                const ProcessSet& process_set) {
   auto state = NewState("grouped allgather", name);
-  std::vector<std::string> names;
-  std::vector<kolo::Tensor> inputs;
-  std::vector<OutputAllocator> allocators;
-  for (size_t i = 0; i < tensors.size(); ++i) {
-    at::Tensor input = ContiguousBuffer(tensors[i]);
-    names.push_back(name + "." + std::to_string(i));
-    inputs.push_back(ToKoloTensor(input));
-    allocators.push_back(AddOutput(state, input));
-    state->buffers.push_back(input);
-  }
-  return Start(state, process_set.GroupedAllgatherAsync(names, inputs,
-                                                        std::move(allocators)));
+  GroupWithOutputs group(state, tensors, name);
+  return Start(state,
+               process_set.GroupedAllgatherAsync(group.names, group.inputs,
+                                                 std::move(group.allocators)));
 }
 
 std::vector<at::Tensor> grouped_allgather(
@@ -491,18 +503,10 @@ Handle grouped_reducescatter_async(const std::vector<at::Tensor>& tensors,
                                    const std::string& name, ReduceOp op,
                                    const ProcessSet& process_set) {
   auto state = NewState("grouped reducescatter", name);
-  std::vector<std::string> names;
-  std::vector<kolo::Tensor> inputs;
-  std::vector<OutputAllocator> allocators;
-  for (size_t i = 0; i < tensors.size(); ++i) {
-    at::Tensor input = ContiguousBuffer(tensors[i]);
-    names.push_back(name + "." + std::to_string(i));
-    inputs.push_back(ToKoloTensor(input));
-    allocators.push_back(AddOutput(state, input));
-    state->buffers.push_back(input);
-  }
-  return Start(state, process_set.GroupedReducescatterAsync(
-                          names, inputs, op, std::move(allocators)));
+  GroupWithOutputs group(state, tensors, name);
+  return Start(state,
+               process_set.GroupedReducescatterAsync(
+                   group.names, group.inputs, op, std::move(group.allocators)));
 }
 
 std::vector<at::Tensor> grouped_reducescatter(
