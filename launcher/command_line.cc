@@ -85,6 +85,13 @@ struct RawFlags {
   bool verbose = false;
   bool dry_run = false;
   bool no_rank_monitor = false;
+  std::string discovery_script;
+  int min_np = 0;
+  int max_np = 0;
+  int max_restarts = 0;
+  double discovery_interval_seconds = 1;
+  double host_cooldown_seconds = 60;
+  double elastic_timeout_seconds = 600;
 };
 
 constexpr int64_t kMaxFusionThresholdMb =
@@ -197,6 +204,45 @@ std::unique_ptr<CLI::App> MakeApp(RawFlags* f) {
       ->type_name("NAME")
       ->transform(CLI::IsMember(MemoryAllocatorNames(), CLI::ignore_case));
 
+  app->option_defaults()->group(
+      "Elastic (relaunch after failures; follow hosts as they come and go)");
+  app->add_option("--host-discovery-script", f->discovery_script,
+                  "Program printing the available hosts, one HOST[:SLOTS] "
+                  "per line; run before each launch and every "
+                  "--discovery-interval while the job runs (-np then "
+                  "optional)")
+      ->type_name("SCRIPT");
+  app->add_option("--min-np", f->min_np,
+                  "Fewest ranks a launch may have; kolorun waits (at most "
+                  "--elastic-timeout) for that many slots")
+      ->type_name("N")
+      ->check(CLI::Range(1, 1 << 20));
+  app->add_option("--max-np", f->max_np,
+                  "Most ranks a launch may have (default: -np, else every "
+                  "discovered slot)")
+      ->type_name("N")
+      ->check(CLI::Range(1, 1 << 20));
+  app->add_option("--max-restarts", f->max_restarts,
+                  "Relaunch a failed job up to K times (also with a fixed "
+                  "host list); the program resumes from its checkpoint")
+      ->type_name("K")
+      ->check(CLI::Range(0, 1 << 20));
+  app->add_option("--discovery-interval", f->discovery_interval_seconds,
+                  "Seconds between discovery runs while the job runs "
+                  "(default 1)")
+      ->type_name("S")
+      ->check(CLI::Range(0.05, 86400.0));
+  app->add_option("--host-cooldown", f->host_cooldown_seconds,
+                  "Seconds a host whose rank failed is left out (default "
+                  "60)")
+      ->type_name("S")
+      ->check(CLI::Range(0.0, 1e7));
+  app->add_option("--elastic-timeout", f->elastic_timeout_seconds,
+                  "Longest wait for --min-np slots before giving up (exit "
+                  "4; default 600)")
+      ->type_name("S")
+      ->check(CLI::Range(0.0, 1e7));
+
   app->option_defaults()->group("kolorun");
   app->add_flag("--verbose", f->verbose,
                 "Print the launcher's decisions and the command before "
@@ -284,6 +330,58 @@ absl::Status UnknownFlag(const CLI::App& app, const std::string& flag) {
       "'-')"));
 }
 
+// Checks and fills LaunchOptions::elastic.
+absl::Status ParseElastic(const CLI::App& app, const RawFlags& f,
+                          LaunchOptions* o) {
+  ElasticOptions e;
+  const bool discovery = app.count("--host-discovery-script") > 0;
+  if (discovery) {
+    if (f.discovery_script.empty()) {
+      return Invalid("--host-discovery-script: empty file name");
+    }
+    if (!o->hosts_flag.empty() || !o->hostfile.empty()) {
+      return Invalid(
+          "--host-discovery-script names the hosts; leave out -H and "
+          "--hostfile");
+    }
+    e.discovery_script = f.discovery_script;
+  }
+  if (!o->rank_monitor) {
+    return Invalid(
+        "elastic mode needs the rank monitor (it names the failed rank and "
+        "passes on the stop request); leave out --no-rank-monitor");
+  }
+  const bool has_np = app.count("--num-proc") > 0;
+  e.max_np = app.count("--max-np") > 0 ? f.max_np : (has_np ? f.num_proc : 0);
+  e.min_np = app.count("--min-np") > 0 ? f.min_np
+             : has_np                  ? f.num_proc
+                                       : 1;
+  if (!discovery) {
+    // A fixed host list: the ranks it can hold are -np at most.
+    if (!has_np) return Invalid("-np N is required: how many ranks to start");
+    if (e.max_np != f.num_proc) {
+      return Invalid(absl::StrCat(
+          "--max-np ", e.max_np, " differs from -np ", f.num_proc,
+          "; without --host-discovery-script the job never grows past -np"));
+    }
+  }
+  if (e.max_np > 0 && e.min_np > e.max_np) {
+    return Invalid(absl::StrCat("--min-np ", e.min_np,
+                                " is more than --max-np ", e.max_np));
+  }
+  if (has_np && (f.num_proc < e.min_np ||
+                 (e.max_np > 0 && f.num_proc > e.max_np))) {
+    return Invalid(absl::StrCat("-np ", f.num_proc, " is outside --min-np ",
+                                e.min_np, " .. --max-np ", e.max_np));
+  }
+  e.max_restarts = f.max_restarts;
+  e.discovery_interval_seconds = f.discovery_interval_seconds;
+  e.host_cooldown_seconds = f.host_cooldown_seconds;
+  e.elastic_timeout_seconds = f.elastic_timeout_seconds;
+  o->elastic = e;
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 std::string HelpText() {
@@ -327,7 +425,8 @@ absl::StatusOr<ParsedCommandLine> ParseCommandLine(
   }
 
   LaunchOptions& o = result.options;
-  if (app->count("--num-proc") == 0) {
+  const bool discovery = app->count("--host-discovery-script") > 0;
+  if (app->count("--num-proc") == 0 && !discovery) {
     return Invalid("-np N is required: how many ranks to start");
   }
   if (command.empty()) {
@@ -394,6 +493,20 @@ absl::StatusOr<ParsedCommandLine> ParseCommandLine(
   o.verbose = f.verbose;
   o.dry_run = f.dry_run;
   o.rank_monitor = !f.no_rank_monitor;
+  if (discovery || app->count("--max-restarts") > 0 ||
+      app->count("--min-np") > 0 || app->count("--max-np") > 0) {
+    absl::Status elastic = ParseElastic(*app, f, &o);
+    if (!elastic.ok()) return elastic;
+  } else {
+    for (const char* flag : {"--discovery-interval", "--host-cooldown",
+                             "--elastic-timeout"}) {
+      if (app->count(flag) > 0) {
+        return Invalid(absl::StrCat(
+            flag, " applies to elastic mode only: add "
+                  "--host-discovery-script or --max-restarts"));
+      }
+    }
+  }
   return result;
 }
 

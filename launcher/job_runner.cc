@@ -14,6 +14,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "elastic.h"
 #include "process.h"
 #include "rank_monitor.h"
 
@@ -66,6 +67,7 @@ class StderrRelay {
     return first_report_;
   }
   const std::set<std::string>& started_ranks() const { return started_; }
+  const std::vector<std::string>& reports() const { return reports_; }
 
  private:
   void HandleLine() {
@@ -73,12 +75,16 @@ class StderrRelay {
       started_.insert(*std::move(rank));
     } else {
       WriteAll(2, line_);
-      if (!first_report_) first_report_ = FindRankReport(line_);
+      if (std::optional<std::string> report = FindRankReport(line_)) {
+        if (!first_report_) first_report_ = report;
+        reports_.push_back(*std::move(report));
+      }
     }
     line_.clear();
   }
   std::string line_;
   std::optional<std::string> first_report_;
+  std::vector<std::string> reports_;
   std::set<std::string> started_;
 };
 
@@ -134,7 +140,8 @@ std::string StartTimeoutMessage(int timeout_seconds, int num_ranks,
   return message;
 }
 
-int RunJob(const LaunchPlan& plan, absl::string_view launcher_name) {
+int RunJob(const LaunchPlan& plan, absl::string_view launcher_name,
+           JobHooks* hooks) {
   // If our own stderr reader goes away, keep supervising the job.
   signal(SIGPIPE, SIG_IGN);
   InstallSignalForwarding(/*forward_terminal_signals=*/false);
@@ -204,6 +211,11 @@ int RunJob(const LaunchPlan& plan, absl::string_view launcher_name) {
         now >= kill_deadline) {
       kill(*child, SIGKILL);
     }
+    if (!exited && hooks != nullptr && hooks->poll && !hooks->stop_sent &&
+        !start_timed_out && !failure_deadline && hooks->poll()) {
+      kill(*child, SIGUSR1);
+      hooks->stop_sent = true;
+    }
     if (!pipe_open) {
       // Only polling remains; the 100 ms sleep keeps the timers above live.
       poll(nullptr, 0, kPartialLineFlushMs);
@@ -224,11 +236,17 @@ int RunJob(const LaunchPlan& plan, absl::string_view launcher_name) {
   }
   relay.FlushPartial();
   close(err_pipe[0]);
+  if (hooks != nullptr) {
+    hooks->reports = relay.reports();
+    hooks->started = relay.started_ranks();
+  }
 
   if (start_timed_out) return kStartTimeoutExitCode;
   const JobOutcome outcome{status, relay.first_report(), stopped_after_failure};
   const int exit_code = JobExitCode(outcome);
-  if (exit_code != 0) {
+  const bool stopped_on_request = hooks != nullptr && hooks->stop_sent &&
+                                  exit_code == kElasticStoppedExitCode;
+  if (exit_code != 0 && !stopped_on_request) {
     std::fprintf(stderr, "%s\n",
                  JobFailureSummary(outcome, launcher_name).c_str());
   } else if (const int sig = TerminationSignal(); sig != 0) {

@@ -9,6 +9,7 @@
 #ifndef KOLO_LAUNCHER_JOB_RUNNER_H_
 #define KOLO_LAUNCHER_JOB_RUNNER_H_
 
+#include <functional>
 #include <optional>
 #include <set>
 #include <string>
@@ -26,11 +27,27 @@ constexpr int kStartTimeoutExitCode = 1;
 // --enable-recovery does that).
 constexpr int kUnreportedFailureExitCode = 1;
 
+// What elastic mode (elastic.h) adds to the supervision of one launch.
+struct JobHooks {
+  // Called about every 100 ms while the launcher runs; when it returns true,
+  // the launcher gets SIGUSR1 once (the stop request, which it passes on to
+  // every rank).
+  std::function<bool()> poll;
+  // Filled in by RunJob: every rank monitor report in arrival order, the
+  // ranks that announced their start, and whether the stop request went
+  // out.
+  std::vector<std::string> reports;
+  std::set<std::string> started;
+  bool stop_sent = false;
+};
+
 // Runs plan.argv (argv[0] an absolute path) to completion and returns the
 // exit code kolorun should end with: JobExitCode, kStartTimeoutExitCode,
 // 128+N when kolorun itself was stopped by signal N, or
-// kUnreportedFailureExitCode. launcher_name appears in messages.
-int RunJob(const LaunchPlan& plan, absl::string_view launcher_name);
+// kUnreportedFailureExitCode. launcher_name appears in messages. hooks may
+// be null.
+int RunJob(const LaunchPlan& plan, absl::string_view launcher_name,
+           JobHooks* hooks = nullptr);
 
 // How the launcher ended, as far as the exit code and summary care.
 struct JobOutcome {

@@ -12,6 +12,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "command_line.h"
+#include "elastic_runner.h"
 #include "host_list.h"
 #include "job_runner.h"
 #include "launch_plan.h"
@@ -128,6 +129,14 @@ int Main(const std::vector<std::string>& args) {
   }
   absl::StatusOr<Launcher> launcher = ChooseLauncher(options, &env);
   if (!launcher.ok()) return Fail(launcher.status());
+  if (options.elastic && !options.dry_run) {
+    return RunElasticJob(options, *launcher, env);
+  }
+  if (options.elastic && options.num_proc == 0) {
+    return Fail(absl::InvalidArgumentError(
+        "--dry-run with --host-discovery-script needs -np (the hosts are "
+        "discovered only when the job runs)"));
+  }
   absl::StatusOr<LaunchPlan> plan = BuildLaunchPlan(options, *launcher, env);
   if (!plan.ok()) return Fail(plan.status());
 

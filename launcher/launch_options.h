@@ -24,8 +24,34 @@ struct HostSlots {
   }
 };
 
+// Elastic mode (elastic.h): relaunching after failures, resizing as hosts
+// come and go.
+struct ElasticOptions {
+  // --host-discovery-script: prints the available "HOST[:SLOTS]" lines.
+  // Empty: the hosts are -H/--hostfile's (or this machine), fixed.
+  std::string discovery_script;
+  // --min-np / --max-np: the rank counts a launch may have (max_np 0: as
+  // many as there are slots).
+  int min_np = 1;
+  int max_np = 0;
+  // --max-restarts: failed launches relaunched before giving up.
+  int max_restarts = 0;
+  double discovery_interval_seconds = 1;
+  // --host-cooldown: how long a host whose rank failed is left out.
+  double host_cooldown_seconds = 60;
+  // --elastic-timeout: the longest wait for --min-np slots.
+  double elastic_timeout_seconds = 600;
+  // Whether the number of ranks may change (a discovery script, or --min-np
+  // below the fixed hosts' slots); only then do failed hosts cool down.
+  bool resizable() const {
+    return !discovery_script.empty() || min_np != max_np;
+  }
+};
+
 struct LaunchOptions {
-  // -np: number of ranks. Always >= 1 once parsed.
+  // -np: number of ranks. Always >= 1 once parsed (in elastic mode with a
+  // discovery script, the first launch's count comes from discovery and
+  // this is 0 unless given).
   int num_proc = 0;
 
   // -H as the user wrote it, and --hostfile's path; at most one is set.
@@ -65,6 +91,9 @@ struct LaunchOptions {
   // that failed. Off with --no-rank-monitor (kolorun then need not be
   // installed at the same path on every host).
   bool rank_monitor = true;
+
+  // Set by --host-discovery-script, --max-restarts, --min-np or --max-np.
+  std::optional<ElasticOptions> elastic;
 
   // The program every rank runs, and its arguments.
   std::vector<std::string> command;

@@ -11,9 +11,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -35,12 +37,22 @@ std::atomic<int> g_termination_signal{0};
 std::atomic<bool> g_forward_terminal_signals{true};
 // Signals that arrived before the child existed; sent once it does.
 std::atomic<unsigned> g_pending_mask{0};
+// SetStopRequestFile's path; written once before the handler is installed.
+char g_stop_file[4096] = {};
 
 void ForwardSignal(int sig, siginfo_t* info, void*) {
   if (sig != SIGUSR1 && sig != SIGUSR2) {
     g_termination_requested = true;
     int none = 0;
     g_termination_signal.compare_exchange_strong(none, sig);
+  }
+  if (sig == SIGUSR1 && g_stop_file[0] != '\0') {
+    // open() is async-signal-safe; errno is the interrupted code's.
+    const int saved_errno = errno;
+    const int fd = open(g_stop_file, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    if (fd >= 0) close(fd);
+    errno = saved_errno;
+    return;
   }
   // si_code > 0 means the kernel raised it (a terminal); <= 0 means a
   // process sent it (SI_USER, SI_QUEUE, SI_TKILL).
@@ -113,8 +125,13 @@ std::string FindOnPath(absl::string_view name, absl::string_view path_env) {
   return "";
 }
 
-absl::StatusOr<std::string> CaptureOutput(const std::vector<std::string>& argv,
-                                          int timeout_seconds) {
+namespace {
+
+// Runs argv; stdout (and, with merge_stderr, stderr) comes back in *output.
+// Returns the wait status, or fails (DeadlineExceeded after killing it).
+absl::StatusOr<int> RunForOutput(const std::vector<std::string>& argv,
+                                 bool merge_stderr, int timeout_seconds,
+                                 std::string* output) {
   int fds[2];
   if (pipe2(fds, O_CLOEXEC) != 0) {
     return absl::InternalError(absl::StrCat("pipe: ", strerror(errno)));
@@ -130,12 +147,11 @@ absl::StatusOr<std::string> CaptureOutput(const std::vector<std::string>& argv,
     const int null_fd = open("/dev/null", O_RDONLY);
     if (null_fd >= 0) dup2(null_fd, 0);
     dup2(fds[1], 1);
-    dup2(fds[1], 2);
+    if (merge_stderr) dup2(fds[1], 2);
     execv(args[0], args.data());
     _exit(127);
   }
   close(fds[1]);
-  std::string output;
   const auto deadline =
       std::chrono::steady_clock::now() + std::chrono::seconds(timeout_seconds);
   bool timed_out = false;
@@ -154,15 +170,61 @@ absl::StatusOr<std::string> CaptureOutput(const std::vector<std::string>& argv,
     const ssize_t n = read(fds[0], buffer, sizeof(buffer));
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) break;
-    output.append(buffer, static_cast<size_t>(n));
+    output->append(buffer, static_cast<size_t>(n));
   }
   close(fds[0]);
   if (timed_out) kill(pid, SIGKILL);
-  WaitForChild(pid);
+  const int status = WaitForChild(pid);
   if (timed_out) {
     return absl::DeadlineExceededError(
-        absl::StrCat("'", argv[0], " ", argv.size() > 1 ? argv[1] : "",
-                     "' did not finish within ", timeout_seconds, " s"));
+        absl::StrCat("did not finish within ", timeout_seconds, " s"));
+  }
+  return status;
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> CaptureOutput(const std::vector<std::string>& argv,
+                                          int timeout_seconds) {
+  std::string output;
+  absl::StatusOr<int> status =
+      RunForOutput(argv, /*merge_stderr=*/true, timeout_seconds, &output);
+  if (!status.ok()) {
+    return absl::Status(
+        status.status().code(),
+        absl::StrCat("'", argv[0], " ", argv.size() > 1 ? argv[1] : "", "' ",
+                     status.status().message()));
+  }
+  return output;
+}
+
+absl::StatusOr<int> RunQuietly(const std::vector<std::string>& argv,
+                               int timeout_seconds) {
+  std::string output;
+  absl::StatusOr<int> status =
+      RunForOutput(argv, /*merge_stderr=*/true, timeout_seconds, &output);
+  if (!status.ok()) return status.status();
+  return ExitCodeOf(*status);
+}
+
+absl::StatusOr<std::string> CaptureShellStdout(const std::string& command,
+                                               int timeout_seconds) {
+  std::string output;
+  absl::StatusOr<int> status = RunForOutput({"/bin/sh", "-c", command},
+                                            /*merge_stderr=*/false,
+                                            timeout_seconds, &output);
+  if (!status.ok()) {
+    return absl::Status(status.status().code(),
+                        absl::StrCat("'", command, "' ",
+                                     status.status().message()));
+  }
+  if (WIFSIGNALED(*status)) {
+    return absl::UnavailableError(absl::StrCat(
+        "'", command, "' was killed by signal ", WTERMSIG(*status)));
+  }
+  if (ExitCodeOf(*status) != 0) {
+    return absl::UnavailableError(absl::StrCat(
+        "'", command, "' exited with status ", ExitCodeOf(*status)));
   }
   return output;
 }
@@ -177,6 +239,12 @@ void InstallSignalForwarding(bool forward_terminal_signals) {
   for (int sig : kForwardedSignals) sigaction(sig, &action, nullptr);
 }
 
+void SetStopRequestFile(const std::string& path) {
+  const size_t n = std::min(path.size(), sizeof(g_stop_file) - 1);
+  std::memcpy(g_stop_file, path.data(), n);
+  g_stop_file[n] = '\0';
+}
+
 bool TerminationRequested() { return g_termination_requested.load(); }
 
 int TerminationSignal() { return g_termination_signal.load(); }
@@ -184,7 +252,8 @@ int TerminationSignal() { return g_termination_signal.load(); }
 absl::StatusOr<pid_t> StartChild(const std::vector<std::string>& argv,
                                  bool search_path, int stderr_fd,
                                  int parent_death_signal,
-                                 const std::string& exec_error_prefix) {
+                                 const std::string& exec_error_prefix,
+                                 bool own_process_group) {
   std::vector<char*> args = CStrings(argv);
   // Blocked across fork so that no signal slips in between the fork and
   // the moment g_target names the child.
@@ -204,6 +273,7 @@ absl::StatusOr<pid_t> StartChild(const std::vector<std::string>& argv,
     prctl(PR_SET_PDEATHSIG, parent_death_signal);
     // The parent may have died before prctl took effect.
     if (getppid() != parent) _exit(128 + parent_death_signal);
+    if (own_process_group) setpgid(0, 0);
     if (stderr_fd >= 0) dup2(stderr_fd, 2);
     if (search_path) {
       execvp(args[0], args.data());

@@ -33,6 +33,19 @@ std::map<std::string, std::string> CurrentEnvironment();
 absl::StatusOr<std::string> CaptureOutput(const std::vector<std::string>& argv,
                                           int timeout_seconds);
 
+// Runs argv (argv[0] a path) with stdin from /dev/null and its output
+// discarded; returns its exit code (ExitCodeOf), or fails when it runs past
+// timeout_seconds (then it is killed).
+absl::StatusOr<int> RunQuietly(const std::vector<std::string>& argv,
+                               int timeout_seconds);
+
+// Runs `/bin/sh -c command` with stdin from /dev/null and returns its
+// stdout; its stderr goes to ours. Fails naming the command when it exits
+// with a non-zero status, dies of a signal or runs past timeout_seconds
+// (then it is killed).
+absl::StatusOr<std::string> CaptureShellStdout(const std::string& command,
+                                               int timeout_seconds);
+
 // Catches SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 and passes
 // them on to the child named by StartChild.
 //
@@ -42,6 +55,12 @@ absl::StatusOr<std::string> CaptureOutput(const std::vector<std::string>& argv,
 // reads a second SIGINT as "kill everything now". Signals sent by a process
 // (kill, a batch system, timeout) are always forwarded.
 void InstallSignalForwarding(bool forward_terminal_signals);
+
+// From now on a SIGUSR1 sent by a process (kolorun's stop request, passed
+// on by the launcher) creates the file at `path` instead of being
+// forwarded; the program polls for it (kolo::torch::elastic). Call before
+// InstallSignalForwarding.
+void SetStopRequestFile(const std::string& path);
 
 // True once SIGINT, SIGTERM, SIGHUP or SIGQUIT arrived: the process is being
 // asked to stop.
@@ -54,12 +73,16 @@ int TerminationSignal();
 // else execv. In the child: stderr goes to stderr_fd when >= 0, signal
 // dispositions are reset, and parent_death_signal is delivered to it if this
 // process dies (so nothing outlives its launcher). If exec fails the child
-// prints exec_error_prefix and the reason to stderr and exits 127.
+// prints exec_error_prefix and the reason to stderr and exits 127. With
+// own_process_group the child leads a process group of its own, so that
+// signals a launcher sends to ours (Open MPI's daemons signal the whole
+// group) reach it only through the forwarding.
 // REQUIRES: InstallSignalForwarding was called.
 absl::StatusOr<pid_t> StartChild(const std::vector<std::string>& argv,
                                  bool search_path, int stderr_fd,
                                  int parent_death_signal,
-                                 const std::string& exec_error_prefix);
+                                 const std::string& exec_error_prefix,
+                                 bool own_process_group = false);
 
 // Waits for `pid` (retrying when a signal interrupts) and returns its wait
 // status.

@@ -16,6 +16,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "elastic.h"
 #include "memory_allocator.h"
 #include "process.h"
 
@@ -128,12 +129,19 @@ int RunRankMonitor(const std::vector<std::string>& command,
   for (const auto& [name, value] : allocator->set_env) {
     setenv(name.c_str(), value.c_str(), /*overwrite=*/1);
   }
+  // Elastic mode (elastic.h): kolorun's stop request arrives as SIGUSR1 and
+  // becomes this host's stop file, which the program polls.
+  auto stop_file = env.find("KOLO_ELASTIC_STOP_FILE");
+  const bool elastic =
+      stop_file != env.end() && !stop_file->second.empty();
+  if (elastic) SetStopRequestFile(stop_file->second);
   InstallSignalForwarding(/*forward_terminal_signals=*/true);
   // SIGKILL: if the monitor is killed outright (mpirun's last resort), the
   // rank must not live on unsupervised.
   absl::StatusOr<pid_t> child =
       StartChild(command, /*search_path=*/true, /*stderr_fd=*/-1, SIGKILL,
-                 RankReportPrefix(rank, host));
+                 RankReportPrefix(rank, host),
+                 /*own_process_group=*/elastic);
   if (!child.ok()) {
     std::fprintf(stderr, "%s%s\n", RankReportPrefix(rank, host).c_str(),
                  std::string(child.status().message()).c_str());
@@ -145,8 +153,17 @@ int RunRankMonitor(const std::vector<std::string>& command,
   }
   const int status = WaitForChild(*child);
   // A rank that dies because the job is being stopped is not the cause of
-  // the failure; reporting it would bury the rank that was.
-  const bool report = !TerminationRequested();
+  // the failure; reporting it would bury the rank that was. Nor is one that
+  // stopped because kolorun asked it to.
+  bool report = !TerminationRequested();
+  if (elastic) {
+    // (Status 75 is the program's answer to a stop request; another rank
+    // of this host may already have removed the file.)
+    if (ExitCodeOf(status) == kElasticStoppedExitCode) report = false;
+    // The stop request is for this launch only; every rank has agreed on it
+    // (the check is collective) before any exits.
+    unlink(stop_file->second.c_str());
+  }
   if (WIFSIGNALED(status)) {
     if (report) {
       std::fprintf(stderr, "%s\n",
