@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <map>
 #include <cstdio>
 #include <optional>
 #include <set>
@@ -31,7 +32,7 @@ constexpr int kDiscoveryTimeoutSeconds = 30;
 // Ranks must start within this long unless --start-timeout says otherwise:
 // elastic mode needs the start announcements to tell which host never ran
 // its ranks when a launch fails without a rank's report.
-constexpr int kDefaultElasticStartTimeoutSeconds = 300;
+constexpr int kDefaultElasticStartTimeoutSeconds = 60;
 // How long running `true` on one host may take.
 constexpr int kHostProbeTimeoutSeconds = 60;
 
@@ -104,6 +105,40 @@ std::set<std::string> ProbeHosts(const LaunchOptions& options,
     }
   }
   return failed;
+}
+
+// How the ranks of a launch ended, by their monitors' exit announcements.
+struct RankStatuses {
+  bool all_zero = false;     // every rank exited 0
+  bool all_stopped = false;  // every rank exited kElasticStoppedExitCode
+  std::string description;   // which ranks did not exit 0, for the log
+};
+
+RankStatuses Summarize(const std::map<std::string, int>& exits,
+                       int num_ranks) {
+  RankStatuses result;
+  int zero = 0, stopped = 0;
+  std::vector<std::string> others;
+  for (int rank = 0; rank < num_ranks; ++rank) {
+    auto it = exits.find(absl::StrCat(rank));
+    if (it == exits.end()) {
+      others.push_back(absl::StrCat("rank ", rank, " never reported"));
+    } else if (it->second == 0) {
+      ++zero;
+    } else {
+      if (it->second == kElasticStoppedExitCode) ++stopped;
+      others.push_back(absl::StrCat("rank ", rank, " exited ", it->second));
+    }
+  }
+  result.all_zero = zero == num_ranks;
+  result.all_stopped = stopped == num_ranks;
+  constexpr size_t kMaxListed = 8;
+  if (others.size() > kMaxListed) {
+    others.resize(kMaxListed);
+    others.push_back("...");
+  }
+  result.description = absl::StrJoin(others, ", ");
+  return result;
 }
 
 }  // namespace
@@ -245,7 +280,7 @@ int RunElasticJob(const LaunchOptions& options, Launcher launcher,
     }
     std::fflush(stdout);
     const auto launch_start = ElasticClock::now();
-    const int code = RunJob(*plan, launcher_name, &hooks);
+    int code = RunJob(*plan, launcher_name, &hooks);
     unlink(stop_file.c_str());
     const double ran =
         std::chrono::duration<double>(ElasticClock::now() - launch_start)
@@ -255,16 +290,24 @@ int RunElasticJob(const LaunchOptions& options, Launcher launcher,
                        "; not relaunching"));
       return code != 0 ? code : 128 + TerminationSignal();
     }
-    if (code == 0) {
+    // The ranks' own statuses decide (the launcher's may hide them: Hydra
+    // exits 0 after passing on SIGUSR1).
+    const RankStatuses statuses = Summarize(hooks.exits, launch.num_proc);
+    if (code == 0 && statuses.all_zero) {
       Log(absl::StrCat("job finished after ", Plural(launch_index + 1, "launch"),
                        " (", Plural(policy.restarts(), "restart"),
                        " after failures)"));
       return 0;
     }
-    if (code == kElasticStoppedExitCode && hooks.stop_sent) {
+    if (hooks.stop_sent && statuses.all_stopped) {
       Log(absl::StrCat("the job stopped on request after ", ran,
                        " s; relaunching"));
       continue;
+    }
+    if (code == 0) {
+      Log(absl::StrCat(launcher_name, " exited with status 0, but ",
+                       statuses.description, "; counting it as a failure"));
+      code = 1;
     }
 
     // ---- a failure -------------------------------------------------------

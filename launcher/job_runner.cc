@@ -68,11 +68,15 @@ class StderrRelay {
   }
   const std::set<std::string>& started_ranks() const { return started_; }
   const std::vector<std::string>& reports() const { return reports_; }
+  const std::map<std::string, int>& exits() const { return exits_; }
 
  private:
   void HandleLine() {
     if (std::optional<std::string> rank = FindStartAnnouncement(line_)) {
       started_.insert(*std::move(rank));
+    } else if (std::optional<std::pair<std::string, int>> exit =
+                   FindExitAnnouncement(line_)) {
+      exits_[exit->first] = exit->second;
     } else {
       WriteAll(2, line_);
       if (std::optional<std::string> report = FindRankReport(line_)) {
@@ -85,6 +89,7 @@ class StderrRelay {
   std::string line_;
   std::optional<std::string> first_report_;
   std::vector<std::string> reports_;
+  std::map<std::string, int> exits_;
   std::set<std::string> started_;
 };
 
@@ -239,6 +244,7 @@ int RunJob(const LaunchPlan& plan, absl::string_view launcher_name,
   if (hooks != nullptr) {
     hooks->reports = relay.reports();
     hooks->started = relay.started_ranks();
+    hooks->exits = relay.exits();
   }
 
   if (start_timed_out) return kStartTimeoutExitCode;

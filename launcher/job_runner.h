@@ -10,6 +10,7 @@
 #define KOLO_LAUNCHER_JOB_RUNNER_H_
 
 #include <functional>
+#include <map>
 #include <optional>
 #include <set>
 #include <string>
@@ -38,6 +39,9 @@ struct JobHooks {
   // out.
   std::vector<std::string> reports;
   std::set<std::string> started;
+  // Rank -> its command's exit code, from the monitors' exit
+  // announcements (rank_monitor.h).
+  std::map<std::string, int> exits;
   bool stop_sent = false;
 };
 

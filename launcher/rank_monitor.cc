@@ -16,6 +16,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "elastic.h"
 #include "memory_allocator.h"
 #include "process.h"
@@ -26,6 +27,7 @@ namespace {
 
 constexpr absl::string_view kReportMarker = "kolorun: rank ";
 constexpr absl::string_view kStartMarker = "kolorun-started: rank ";
+constexpr absl::string_view kExitMarker = "kolorun-exited: rank ";
 
 std::string HostName() {
   char name[256] = {};
@@ -85,6 +87,26 @@ std::optional<std::string> FindStartAnnouncement(absl::string_view line) {
   if (at == absl::string_view::npos) return std::nullopt;
   absl::string_view rest = line.substr(at + kStartMarker.size());
   return std::string(rest.substr(0, rest.find(' ')));
+}
+
+std::string FormatExitAnnouncement(absl::string_view rank, int exit_code) {
+  return absl::StrCat(kExitMarker, rank, " status ", exit_code);
+}
+
+std::optional<std::pair<std::string, int>> FindExitAnnouncement(
+    absl::string_view line) {
+  const size_t at = line.find(kExitMarker);
+  if (at == absl::string_view::npos) return std::nullopt;
+  absl::string_view rest = line.substr(at + kExitMarker.size());
+  const size_t space = rest.find(' ');
+  if (space == absl::string_view::npos) return std::nullopt;
+  absl::string_view code = rest.substr(space + 1);
+  if (!absl::ConsumePrefix(&code, "status ")) return std::nullopt;
+  int value = 0;
+  if (!absl::SimpleAtoi(absl::StripTrailingAsciiWhitespace(code), &value)) {
+    return std::nullopt;
+  }
+  return std::make_pair(std::string(rest.substr(0, space)), value);
 }
 
 std::optional<std::string> FindRankReport(absl::string_view line) {
@@ -163,6 +185,11 @@ int RunRankMonitor(const std::vector<std::string>& command,
     // The stop request is for this launch only; every rank has agreed on it
     // (the check is collective) before any exits.
     unlink(stop_file->second.c_str());
+  }
+  if (announce_start) {
+    std::fprintf(stderr, "%s\n",
+                 FormatExitAnnouncement(rank, ExitCodeOf(status)).c_str());
+    std::fflush(stderr);
   }
   if (WIFSIGNALED(status)) {
     if (report) {

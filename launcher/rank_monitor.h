@@ -14,6 +14,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/string_view.h"
@@ -47,6 +48,15 @@ std::string FormatStartAnnouncement(absl::string_view rank,
                                     absl::string_view host);
 // The rank R of a start announcement found in `line` (tags allowed).
 std::optional<std::string> FindStartAnnouncement(absl::string_view line);
+
+// "kolorun-exited: rank R status S" (S as ExitCodeOf), printed at the end
+// with --announce-start; kolorun consumes these too. Elastic mode trusts
+// them over the launcher's own status, which MPICH's Hydra reports as 0
+// after a stop request although its ranks exited with 75.
+std::string FormatExitAnnouncement(absl::string_view rank, int exit_code);
+// The rank and exit code of an exit announcement found in `line`.
+std::optional<std::pair<std::string, int>> FindExitAnnouncement(
+    absl::string_view line);
 
 // When `line` (one line of mpirun's stderr, possibly with a rank tag such as
 // "[1,2]<stderr>:") carries a monitor report, returns the report without the
