@@ -235,7 +235,7 @@ int RunElasticJob(const LaunchOptions& options, Launcher launcher,
                      Plural(launch.num_proc, "rank"), " on ",
                      discovery ? DescribeHosts(launch.hosts)
                                : (options.host_slots.empty()
-                                      ? std::string("this machine")
+                                      ? std::string("the default hosts")
                                       : DescribeHosts(options.host_slots)),
                      " (", kElasticRestartVariable, "=", launch_index, ")"));
     if (options.verbose) {

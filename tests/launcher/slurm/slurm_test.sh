@@ -9,6 +9,7 @@
 #   sbatch   kolorun inside an sbatch script; the job completes
 #   failure  a rank exits 3: the sbatch job fails with exit code 3 within
 #            seconds, kolorun's summary names the rank, no rank lives on
+#   max-restarts  kolorun --max-restarts relaunches a job whose rank failed
 #   scancel  scancel of a running job stops every rank
 #   ctrl-c   SIGINT to srun (what Ctrl-C delivers) stops every rank at once,
 #            and so does SIGINT sent to kolorun
@@ -167,6 +168,23 @@ expect_in "$OUT" "kolorun: job failed with exit status 3; first failure: rank 1 
 [ "$elapsed" -lt 20000 ] || fail "the job took $elapsed ms to fail (limit 20000)"
 wait_for_no_sleepers 240
 echo "PASS [$CASE] in $elapsed ms"
+
+CASE=max-restarts
+t=$(now_ms)
+# kolorun's relaunch after a failure (elastic.h) through srun: rank 1 fails
+# the first launch; the second, with KOLO_ELASTIC_RESTART=1, finishes.
+OUT=$(slurm_in_cluster timeout 90 salloc -n 2 "$KOLORUN" -np 2 --max-restarts 1 \
+  sh -c 'echo "restart=$KOLO_ELASTIC_RESTART rank=$SLURM_PROCID";
+         [ "$KOLO_ELASTIC_RESTART$SLURM_PROCID" = 01 ] && exit 5; exit 0' 2>&1)
+rc=$?
+echo "$OUT"
+[ "$rc" -eq 0 ] || fail "salloc kolorun --max-restarts 1 exited $rc"
+expect_in "$OUT" "1: restart=0 rank=1"
+expect_in "$OUT" "1: restart=1 rank=1"
+expect_in "$OUT" "rank 1 on host sl-node1 exited with status 5"
+expect_in "$OUT" "elastic: restart 1 of 1"
+expect_in "$OUT" "elastic: job finished after 2 launches (1 restart after failures)"
+echo "PASS [$CASE] in $(( $(now_ms) - t )) ms"
 
 CASE=scancel
 t=$(now_ms)
