@@ -42,12 +42,14 @@ cmake --build "$mpich_build" -j "$(nproc)" --target \
 echo "test.sh: MPICH build took $((SECONDS - start)) s"
 # The disagreement and PID-namespace tests drive Open MPI's mpirun with its
 # own flags (MPMD -x, --enable-recovery, --oversubscribe): Open MPI only.
-# Of the elastic cases, Hydra runs the two that reach launcher-specific
-# behaviour (a stop request through Hydra, which exits 0 for it; repeated
-# launches); the others exercise kolorun's own policy, the same for both.
+# Left out to keep CI within its time (they test kolo's and kolorun's own
+# logic, which does not depend on the MPI): the peer-failure cases that kill
+# a rank between collectives (the mid-collective and stopped-rank cases
+# stay), and the elastic cases but the one that sends a stop request
+# through Hydra (which exits 0 after passing it on).
 # --repeat until-pass:2: under MPICH a multi-rank test now and then fails at
 # start-up within 0.3 s and passes when run again (not yet understood).
 (cd "$mpich_build" && ctest --output-on-failure --timeout 600 \
   --repeat until-pass:2 -R '^(runtime\.|kolorun\.|bench\.(smoke|json|mpi_baseline))' \
-  -E '^(runtime\.(disagreement\.|peer_failure\.shm\.pid_namespaces)|kolorun\.elastic\.(rank0|all-gone|unreachable|min-np|bad-script))')
+  -E '^(runtime\.(disagreement\.|peer_failure\.(shm\.pid_namespaces|.*\.victim))|kolorun\.elastic\.(rank0|all-gone|unreachable|min-np|bad-script|max-restarts))')
 echo "test.sh: MPICH build and tests took $((SECONDS - start)) s"
