@@ -1,4 +1,4 @@
-// Reads kolo's environment parameters (DESIGN.md, "Environment parameters").
+// Reads kolo's environment parameters (docs/design.md, "Environment parameters").
 // Every variable is read once, at Init(); a malformed value is an
 // InvalidArgument error that names the variable and the value.
 #ifndef KOLO_RUNTIME_CORE_CONFIG_H_

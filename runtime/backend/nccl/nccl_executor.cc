@@ -273,7 +273,7 @@ Status NcclExecutor::WaitForStream(const std::string& what) {
   // Why not cudaEventSynchronize: the NCCL kernels queued ahead wait for
   // peers, and a dead peer would then block this (the background) thread
   // forever, so it could never notice the death and abort the communicators
-  // (DESIGN.md: nothing hangs). An NCCL asynchronous error (e.g. a remote
+  // (docs/design.md: nothing hangs). An NCCL asynchronous error (e.g. a remote
   // peer's failure on a network transport) ends the wait at once.
   if (staged_ == nullptr) {
     StatusOr<std::shared_ptr<CudaEvent>> event = done_events_->Acquire();

@@ -31,7 +31,7 @@ const char* NcclOpName(NcclOp op);
 
 // How one allreduce (or reducescatter) of CUDA tensors runs.
 //
-// Semantics are those of the CPU data planes (DESIGN.md, runtime/common/
+// Semantics are those of the CPU data planes (docs/design.md, runtime/common/
 // reduce.h): output = postscale * reduce(prescale * input) / divisor.
 //   - float16 and bfloat16 are widened to float32 by the pack copy, reduced
 //     in float32 and narrowed once by the unpack copy (never summed in

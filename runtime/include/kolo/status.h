@@ -1,6 +1,6 @@
 // kolo/status.h: kolo reports every failure as an absl::Status.
 //
-// The codes carry meaning across ranks (see DESIGN.md):
+// The codes carry meaning across ranks (see docs/design.md):
 //   InvalidArgument    bad input on this rank (duplicate pending name, ...)
 //   FailedPrecondition a cross-rank mismatch (shape, dtype, op, root, ...)
 //   DeadlineExceeded   a stalled operation (submitted by some ranks only)
