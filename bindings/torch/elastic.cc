@@ -49,8 +49,8 @@ bool stop_requested(const ProcessSet& process_set) {
   AllreduceOptions max;
   max.op = ReduceOp::kMax;
   const at::Tensor flag = at::full({1}, local ? 1.0f : 0.0f, at::kFloat);
-  return allreduce(flag, "kolo.elastic.stop", max, process_set).item<float>() !=
-         0;
+  return allreduce(flag, "elastic.stop_requested", max, process_set)
+             .item<float>() != 0;
 }
 
 ElasticSampler::ElasticSampler(size_t dataset_size, uint64_t seed)

@@ -345,7 +345,8 @@ std::vector<std::string> AutoResumeCandidates(const std::string& out_dir) {
     const absl::Status status =
         LoadCheckpoint(path, &meta, nullptr, nullptr, nullptr);
     if (!status.ok()) {
-      std::printf("resume: skipping %s: %s\n", path.c_str(),
+      // LoadCheckpoint's message starts with the path.
+      std::printf("resume: skipping %s\n",
                   std::string(status.message()).c_str());
       continue;
     }
@@ -574,7 +575,7 @@ absl::StatusOr<TrainingOutcome> RunTraining(const TrainOptions& o) {
           }));
       if (!status.ok()) {
         if (!automatic) return status;
-        std::printf("resume: skipping %s: %s\n", path.c_str(),
+        std::printf("resume: skipping %s\n",
                     std::string(status.message()).c_str());
         continue;
       }

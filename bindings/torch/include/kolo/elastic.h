@@ -51,7 +51,7 @@ bool enabled();
 // Collective (in elastic mode): every rank of `process_set` calls it at the
 // same step boundary. True on every rank when the stop file exists on the
 // host of any rank: each rank stat()s its local path, then one allreduce
-// (max of a 1-element tensor, named "kolo.elastic.stop") combines the
+// (max of a 1-element tensor, named "elastic.stop_requested") combines the
 // answers. Not in elastic mode it returns false at once without
 // communicating; the ranks still agree, since the environment, and so
 // enabled(), is the same on all of them.
