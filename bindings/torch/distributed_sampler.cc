@@ -5,29 +5,13 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <limits>
 #include <numeric>
-#include <random>
 
+#include "epoch_order.h"
 #include "kolo/torch.h"
 
 namespace kolo {
 namespace torch {
-namespace {
-
-// A uniform draw from [0, bound) by rejection, so that the result depends
-// only on mt19937_64's output (std::uniform_int_distribution's algorithm is
-// left to the standard library).
-uint64_t UniformBelow(std::mt19937_64& rng, uint64_t bound) {
-  const uint64_t limit = std::numeric_limits<uint64_t>::max() / bound * bound;
-  uint64_t draw;
-  do {
-    draw = rng();
-  } while (draw >= limit);
-  return draw % bound;
-}
-
-}  // namespace
 
 DistributedSampler::DistributedSampler(size_t dataset_size, int num_replicas,
                                        int rank, bool shuffle, uint64_t seed,
@@ -47,12 +31,10 @@ DistributedSampler::DistributedSampler(size_t dataset_size, int num_replicas,
 
 void DistributedSampler::Recompute() {
   std::vector<size_t> order(dataset_size_);
-  std::iota(order.begin(), order.end(), size_t{0});
   if (shuffle_) {
-    std::mt19937_64 rng(seed_ + static_cast<uint64_t>(epoch_));
-    for (size_t i = order.size(); i > 1; --i) {
-      std::swap(order[i - 1], order[UniformBelow(rng, i)]);
-    }
+    order = internal::ShuffledEpochOrder(dataset_size_, seed_, epoch_);
+  } else {
+    std::iota(order.begin(), order.end(), size_t{0});
   }
   const size_t replicas = static_cast<size_t>(num_replicas_);
   num_samples_ = drop_last_ ? dataset_size_ / replicas

@@ -32,7 +32,10 @@ double LearningRateWarmup::Progress(int64_t epoch, int64_t batch) const {
 }
 
 double LearningRateWarmup::multiplier(int64_t epoch, int64_t batch) const {
-  const double progress = Progress(epoch, batch);
+  return multiplier_at(Progress(epoch, batch));
+}
+
+double LearningRateWarmup::multiplier_at(double progress) const {
   return 1.0 +
          (size_ - 1) * std::min(progress, warmup_epochs_) / warmup_epochs_;
 }

@@ -210,6 +210,28 @@ TEST_F(BatchLoaderTest, DropLastAndRepeatedIndices) {
   EXPECT_FALSE(none->has_value());
 }
 
+TEST_F(BatchLoaderTest, ExplicitBatchesKeepTheirSizesAndOrder) {
+  const ChestXrayDataset dataset = Dataset();
+  LoaderOptions options;
+  options.batch_size = 2;  // Not used for explicit batches.
+  options.drop_last = true;
+  options.num_workers = 2;
+  BatchLoader loader(&dataset, options);
+  const std::vector<std::vector<int64_t>> wanted = {{5, 1, 7}, {}, {2, 9}};
+  ASSERT_TRUE(loader.StartEpochBatches(wanted, 2).ok());
+  EXPECT_EQ(loader.num_batches(), 3);
+  const std::vector<Batch> batches = Drain(loader);
+  ASSERT_EQ(batches.size(), 3u);
+  for (size_t b = 0; b < wanted.size(); ++b) {
+    EXPECT_EQ(batches[b].indices, wanted[b]) << "batch " << b;
+    EXPECT_EQ(batches[b].images.size(0), static_cast<int64_t>(wanted[b].size()))
+        << "batch " << b;
+  }
+  const absl::Status status = loader.StartEpochBatches({{0}, {kImages}}, 0);
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(status.message(), HasSubstr("index 37 at position 1"));
+}
+
 TEST_F(BatchLoaderTest, RejectsIndicesOutsideTheDataset) {
   const ChestXrayDataset dataset = Dataset();
   BatchLoader loader(&dataset, LoaderOptions());

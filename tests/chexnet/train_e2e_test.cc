@@ -10,6 +10,7 @@
 //   CHEXNET_E2E_DATA   a synthetic data set (the chexnet.train_e2e_data
 //                      fixture writes it; the suite writes it when missing)
 //   CHEXNET_E2E_WORK   scratch directory
+//   CHECK_SAMPLE_LOG   tests/chexnet/check_sample_log.py (run by PYTHON3)
 // Ranks may run as root and oversubscribe the cores (Open MPI's variables are
 // set unless the environment already has them).
 #include <gmock/gmock.h>
@@ -736,11 +737,172 @@ TEST_F(TrainE2E, ResumingFromACheckpointWithImpossibleMetaFailsWithStatusOne) {
   ASSERT_TRUE(
       SaveCheckpoint((out / "last.pt").string(), meta, *model, nullptr, nullptr)
           .ok());
-  const CommandResult r = RunCommand(train_ + TrainFlags(out, 1) + " --resume");
+  // Named explicitly, a bad checkpoint fails (--resume auto would skip it).
+  const CommandResult r = RunCommand(train_ + TrainFlags(out, 1) +
+                                     " --resume " + (out / "last.pt").string());
   EXPECT_EQ(r.exit_code, 1) << r.output;
   EXPECT_THAT(r.output, HasSubstr("last.pt: not a checkpoint chexnet_train "
                                   "writes: inconsistent meta: "
                                   "epochs_completed -3"));
+}
+
+// ---- elastic training: step checkpoints, stop requests, resizes ----------
+
+// The parameters and Adam state of two checkpoints are bit-identical.
+void ExpectSameTraining(const fs::path& a_path, const fs::path& b_path) {
+  const LoadedRun a = LoadRun(a_path);
+  const LoadedRun b = LoadRun(b_path);
+  EXPECT_EQ(a.meta.global_step, b.meta.global_step);
+  EXPECT_EQ(a.meta.epochs_completed, b.meta.epochs_completed);
+  const auto b_params = b.model->named_parameters();
+  int compared = 0;
+  for (const auto& item : a.model->named_parameters()) {
+    const torch::Tensor& other = b_params[item.key()];
+    EXPECT_TRUE(torch::equal(item.value(), other))
+        << item.key() << ": max |difference| "
+        << (item.value() - other).abs().max().item<double>();
+    ++compared;
+  }
+  EXPECT_GT(compared, 300);
+  const auto b_buffers = b.model->named_buffers();
+  for (const auto& item : a.model->named_buffers()) {
+    EXPECT_TRUE(torch::equal(item.value(), b_buffers[item.key()]))
+        << item.key();
+  }
+  const auto a_list = a.model->parameters();
+  const auto b_list = b.model->parameters();
+  for (size_t i = 0; i < a_list.size(); ++i) {
+    const auto& s = static_cast<const torch::optim::AdamParamState&>(
+        *a.adam->state().at(StateKeyOf(a_list[i])));
+    const auto& t = static_cast<const torch::optim::AdamParamState&>(
+        *b.adam->state().at(StateKeyOf(b_list[i])));
+    EXPECT_EQ(s.step(), t.step()) << "parameter " << i;
+    EXPECT_TRUE(torch::equal(s.exp_avg(), t.exp_avg())) << "parameter " << i;
+    EXPECT_TRUE(torch::equal(s.exp_avg_sq(), t.exp_avg_sq()))
+        << "parameter " << i;
+  }
+}
+
+// "KOLO_ELASTIC_STOP_FILE=... KOLO_ELASTIC_RESTART=n " for a command line:
+// the variables kolorun's elastic mode sets on every rank.
+std::string ElasticEnv(const fs::path& stop_file, int restart) {
+  return "KOLO_ELASTIC_STOP_FILE=" + stop_file.string() +
+         " KOLO_ELASTIC_RESTART=" + std::to_string(restart) + " ";
+}
+
+// (d) and (a): a stop request (the file present from the start) ends the
+// run after its first step with status 75 and a step checkpoint; resumed
+// from it at the same world size, the run ends bit-identical to one that
+// was never interrupted.
+TEST_F(TrainE2E,
+       StopRequestExits75WithAStepCheckpointThatResumesBitIdentically) {
+  const fs::path straight = work_ / "straight";
+  const fs::path resumed = work_ / "resumed";
+  const fs::path stop_file = work_ / "stop";
+  std::ofstream(stop_file).put('\n');
+  CommandResult r = RunCommand(ElasticEnv(stop_file, 0) + MpiRun(2) + train_ +
+                               TrainFlags(resumed, 1));
+  ASSERT_EQ(r.exit_code, 75) << r.output;
+  const fs::path step1 = resumed / "checkpoints" / "step-0000000001.pt";
+  EXPECT_THAT(r.output,
+              HasSubstr("elastic: stop requested; wrote " + step1.string() +
+                        " after step 1 (epoch 1, "
+                        "8 of its 16 images)"));
+  EXPECT_FALSE(fs::exists(resumed / "last.pt"));
+  CheckpointMeta meta;
+  ASSERT_TRUE(
+      LoadCheckpoint(step1.string(), &meta, nullptr, nullptr, nullptr).ok());
+  EXPECT_EQ(meta.global_step, 1);
+  EXPECT_EQ(meta.epoch_step, 1);
+  EXPECT_EQ(meta.epochs_completed, 0);
+  EXPECT_EQ(meta.world_size, 2);
+  EXPECT_EQ(meta.epoch_loss_rows, 8);
+  EXPECT_GT(meta.epoch_loss_sum, 0);
+
+  r = RunCommand(MpiRun(2) + train_ + TrainFlags(straight, 1));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  r = RunCommand(MpiRun(2) + train_ + TrainFlags(resumed, 1) + " --resume");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("resume: " + step1.string() +
+                                  " in epoch 1 at its step 1 (step 1), 8 of "
+                                  "its 16 images done"));
+  ExpectSameTraining(straight / "last.pt", resumed / "last.pt");
+}
+
+// (b) and (c): a run stopped at 2 ranks continues at 3, whose newest
+// checkpoint is then truncated (as a crash while writing would leave it):
+// --resume auto names and skips it, the run finishes at 1 rank from the
+// previous one, and the sample logs show every epoch trained every image
+// exactly once (the steps lost with the truncated checkpoint redone).
+TEST_F(TrainE2E,
+       ResizedRunsTrainEveryImageOncePerEpochAndSkipATruncatedCheckpoint) {
+  const fs::path out = work_ / "run";
+  const fs::path stop_file = work_ / "stop";
+  const std::string log = (work_ / "samples").string();
+  // Whole epochs (no --max-steps-per-epoch) of 8 images per rank.
+  std::ostringstream flags;
+  flags << " --data " << data_ << " --out " << out.string()
+        << " --arch densenet121 --image-size 32 --batch-size 8 --epochs 2"
+        << " --workers 1 --threads 1 --seed 5 --warmup-epochs 1 --patience 0"
+        << " --no-progress --checkpoint-every-steps 1 --resume"
+        << " --sample-log " << log;
+  std::ofstream(stop_file).put('\n');
+  CommandResult r =
+      RunCommand(ElasticEnv(stop_file, 0) + MpiRun(2) + train_ + flags.str());
+  ASSERT_EQ(r.exit_code, 75) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("resume: no checkpoint in"));
+  r = RunCommand(ElasticEnv(stop_file, 1) + MpiRun(3) + train_ + flags.str());
+  ASSERT_EQ(r.exit_code, 75) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("elastic: restart 1, 3 ranks"));
+  EXPECT_THAT(r.output, HasSubstr("was written by 2 ranks, this run has 3"));
+  const fs::path step2 = out / "checkpoints" / "step-0000000002.pt";
+  ASSERT_TRUE(fs::exists(step2)) << r.output;
+  fs::resize_file(step2, fs::file_size(step2) / 2);
+  fs::remove(stop_file);
+  r = RunCommand(ElasticEnv(stop_file, 2) + MpiRun(1) + train_ + flags.str());
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("resume: skipping " + step2.string() +
+                                  ": not a readable torch archive"));
+  EXPECT_THAT(r.output, HasSubstr("step-0000000001.pt in epoch 1 at its step "
+                                  "1 (step 1)"));
+  EXPECT_THAT(r.output, HasSubstr("epoch 2/2:"));
+  // Only the newest two step checkpoints are kept.
+  int step_files = 0;
+  for (const auto& entry : fs::directory_iterator(out / "checkpoints")) {
+    EXPECT_EQ(entry.path().extension(), ".pt") << entry.path();
+    ++step_files;
+  }
+  EXPECT_EQ(step_files, 2);
+
+  // The number of training images, as chexnet_train reports it.
+  const size_t at = r.output.find("data: ");
+  ASSERT_NE(at, std::string::npos) << r.output;
+  const size_t colon = r.output.find("): ", at);
+  const int train_images = std::atoi(r.output.c_str() + colon + 3);
+  ASSERT_GT(train_images, 16) << r.output;
+  const std::string check = std::string(PYTHON3) + " " + CHECK_SAMPLE_LOG +
+                            " " + log + " --epochs 2 --samples " +
+                            std::to_string(train_images);
+  r = RunCommand(check);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("every sample of"));
+
+  // The checker does find a sample trained twice: one more log line of an
+  // already trained image, in a launch after the last.
+  std::ofstream(log + ".rank0.restart3")
+      << "restart=3 epoch=1 step=99 rank=0 world=1 indices=4,5\n";
+  r = RunCommand(check);
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("epoch 1: sample 4 trained 2 times"));
+}
+
+TEST_F(TrainE2E, ResumeFromAMissingPathFailsNamingIt) {
+  const fs::path out = work_ / "out";
+  const std::string missing = (work_ / "nowhere.pt").string();
+  const CommandResult r =
+      RunCommand(train_ + TrainFlags(out, 1) + " --resume " + missing);
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_THAT(r.output, HasSubstr(missing + ": no such checkpoint"));
 }
 
 }  // namespace

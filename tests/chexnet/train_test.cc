@@ -445,14 +445,49 @@ int Parse(std::vector<std::string> args, TrainOptions* options) {
 TEST(TrainOptions, ParsesEveryFlag) {
   const std::string data = fs::temp_directory_path().string();
   TrainOptions o;
-  ASSERT_EQ(Parse({"--data", data, "--out", "run", "--arch", "vgg16",
-                   "--image-size", "64", "--epochs", "3", "--batch-size", "8",
-                   "--optimizer", "adadelta", "--lr", "0.5", "--warmup-epochs",
-                   "2", "--patience", "3", "--class-weights",
-                   "--head-bias-zero", "--val-fraction", "0.2", "--seed", "9",
-                   "--workers", "1", "--threads", "2", "--skip-bad-images",
-                   "--resume", "--max-steps-per-epoch", "5", "--no-progress",
-                   "--device", "cuda:1", "--mixed-precision", "fp16"},
+  ASSERT_EQ(Parse({"--data",
+                   data,
+                   "--out",
+                   "run",
+                   "--arch",
+                   "vgg16",
+                   "--image-size",
+                   "64",
+                   "--epochs",
+                   "3",
+                   "--batch-size",
+                   "8",
+                   "--optimizer",
+                   "adadelta",
+                   "--lr",
+                   "0.5",
+                   "--warmup-epochs",
+                   "2",
+                   "--patience",
+                   "3",
+                   "--class-weights",
+                   "--head-bias-zero",
+                   "--val-fraction",
+                   "0.2",
+                   "--seed",
+                   "9",
+                   "--workers",
+                   "1",
+                   "--threads",
+                   "2",
+                   "--skip-bad-images",
+                   "--resume",
+                   "--max-steps-per-epoch",
+                   "5",
+                   "--no-progress",
+                   "--checkpoint-every-steps",
+                   "7",
+                   "--sample-log",
+                   "log",
+                   "--device",
+                   "cuda:1",
+                   "--mixed-precision",
+                   "fp16"},
                   &o),
             -1);
   EXPECT_EQ(o.device, "cuda:1");
@@ -474,17 +509,36 @@ TEST(TrainOptions, ParsesEveryFlag) {
   EXPECT_EQ(o.workers, 1);
   EXPECT_EQ(o.threads, 2);
   EXPECT_TRUE(o.skip_bad_images);
-  EXPECT_TRUE(o.resume);
+  EXPECT_EQ(o.resume, "auto");
   EXPECT_EQ(o.max_steps_per_epoch, 5);
+  EXPECT_EQ(o.checkpoint_every_steps, 7);
+  EXPECT_EQ(o.sample_log, "log");
   EXPECT_EQ(o.progress, ProgressMode::kNever);
+}
+
+TEST(TrainOptions, ResumeTakesAutoOrAPath) {
+  const std::string data = fs::temp_directory_path().string();
+  TrainOptions none;
+  ASSERT_EQ(Parse({"--data", data, "--out", "run"}, &none), -1);
+  EXPECT_EQ(none.resume, "");
+  EXPECT_EQ(none.checkpoint_every_steps, 0);
+  TrainOptions bare;
+  ASSERT_EQ(Parse({"--data", data, "--resume", "--out", "run"}, &bare), -1);
+  EXPECT_EQ(bare.resume, "auto");
+  TrainOptions path;
+  ASSERT_EQ(
+      Parse({"--data", data, "--out", "run", "--resume", "run/x.pt"}, &path),
+      -1);
+  EXPECT_EQ(path.resume, "run/x.pt");
+  EXPECT_THAT(DescribeTrainOptions(path), HasSubstr(" --resume run/x.pt"));
 }
 
 TEST(TrainOptions, BadCommandLinesExitTwo) {
   const std::string data = fs::temp_directory_path().string();
   const std::vector<std::vector<std::string>> bad = {
-      {"--out", "run"},                                    // no --data
-      {"--data", data},                                    // no --out
-      {"--data", "/nonexistent", "--out", "run"},          // missing dir
+      {"--out", "run"},                            // no --data
+      {"--data", data},                            // no --out
+      {"--data", "/nonexistent", "--out", "run"},  // missing dir
       {"--data", data, "--out", "run", "--arch", "resnet"},
       {"--data", data, "--out", "run", "--optimizer", "sgd"},
       {"--data", data, "--out", "run", "--epochs", "0"},
@@ -496,6 +550,7 @@ TEST(TrainOptions, BadCommandLinesExitTwo) {
       {"--data", data, "--out", "run", "--device", "cuda:x"},
       {"--data", data, "--out", "run", "--mixed-precision", "fp8"},
       {"--data", data, "--out", "run", "--amp", "--mixed-precision", "fp16"},
+      {"--data", data, "--out", "run", "--checkpoint-every-steps", "-1"},
   };
   for (const auto& args : bad) {
     TrainOptions o;

@@ -35,6 +35,23 @@ TEST(LearningRateWarmup, MultiplierRisesLinearlyPerBatch) {
   EXPECT_DOUBLE_EQ(warmup.multiplier(7, 3), 5.0);
 }
 
+// Elastic training's fractional progress: the same formula at any t, so a
+// rate computed from samples consumed matches the per-batch one.
+TEST(LearningRateWarmup, MultiplierAtFractionalProgressIsTheFormula) {
+  auto sgd = TwoGroupSgd();
+  LearningRateWarmup warmup(*sgd, /*warmup_epochs=*/2, /*steps_per_epoch=*/10,
+                            /*size=*/5);
+  for (int64_t epoch = 0; epoch < 3; ++epoch) {
+    for (int64_t batch = 0; batch < 10; ++batch) {
+      EXPECT_DOUBLE_EQ(warmup.multiplier_at(epoch + batch / 10.0),
+                       warmup.multiplier(epoch, batch))
+          << "epoch " << epoch << ", batch " << batch;
+    }
+  }
+  EXPECT_DOUBLE_EQ(warmup.multiplier_at(0.25), 1.0 + 4 * 0.25 / 2);
+  EXPECT_DOUBLE_EQ(warmup.multiplier_at(7.5), 5.0);
+}
+
 TEST(LearningRateWarmup, AdjustScalesEveryGroupFromItsBaseRate) {
   auto sgd = TwoGroupSgd();
   LearningRateWarmup warmup(*sgd, 1, 4, 3);

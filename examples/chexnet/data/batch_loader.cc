@@ -29,28 +29,57 @@ void BatchLoader::StopWorkers() {
 
 absl::Status BatchLoader::StartEpoch(std::vector<int64_t> indices,
                                      int64_t epoch) {
-  if (options_.batch_size <= 0 || options_.prefetch_batches <= 0 ||
-      options_.num_workers < 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("BatchLoader: batch_size (", options_.batch_size,
-                     ") and prefetch_batches (", options_.prefetch_batches,
-                     ") must be positive and num_workers (",
-                     options_.num_workers, ") non-negative"));
-  }
-  for (size_t i = 0; i < indices.size(); ++i) {
-    if (indices[i] < 0 || indices[i] >= dataset_->size()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("BatchLoader: index ", indices[i], " at position ", i,
-                       " is outside the dataset [0, ", dataset_->size(), ")"));
-    }
+  if (options_.batch_size <= 0) {
+    return absl::InvalidArgumentError(absl::StrCat("BatchLoader: batch_size (",
+                                                   options_.batch_size,
+                                                   ") must be positive"));
   }
   StopWorkers();
   indices_ = std::move(indices);
-  epoch_ = epoch;
   const int64_t n = static_cast<int64_t>(indices_.size());
-  num_batches_ = options_.drop_last
-                     ? n / options_.batch_size
-                     : (n + options_.batch_size - 1) / options_.batch_size;
+  const int64_t num_batches =
+      options_.drop_last ? n / options_.batch_size
+                         : (n + options_.batch_size - 1) / options_.batch_size;
+  batch_starts_.clear();
+  for (int64_t b = 0; b <= num_batches; ++b) {
+    batch_starts_.push_back(std::min(b * options_.batch_size, n));
+  }
+  return Start(epoch);
+}
+
+absl::Status BatchLoader::StartEpochBatches(
+    const std::vector<std::vector<int64_t>>& batches, int64_t epoch) {
+  StopWorkers();
+  indices_.clear();
+  batch_starts_.assign(1, 0);
+  for (const std::vector<int64_t>& batch : batches) {
+    indices_.insert(indices_.end(), batch.begin(), batch.end());
+    batch_starts_.push_back(static_cast<int64_t>(indices_.size()));
+  }
+  return Start(epoch);
+}
+
+absl::Status BatchLoader::Start(int64_t epoch) {
+  if (options_.prefetch_batches <= 0 || options_.num_workers < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "BatchLoader: prefetch_batches (", options_.prefetch_batches,
+        ") must be positive and "
+        "num_workers (",
+        options_.num_workers, ") non-negative"));
+  }
+  for (size_t i = 0; i < indices_.size(); ++i) {
+    if (indices_[i] < 0 || indices_[i] >= dataset_->size()) {
+      const int64_t bad = indices_[i];
+      indices_.clear();
+      batch_starts_.assign(1, 0);
+      num_batches_ = 0;
+      return absl::InvalidArgumentError(
+          absl::StrCat("BatchLoader: index ", bad, " at position ", i,
+                       " is outside the dataset [0, ", dataset_->size(), ")"));
+    }
+  }
+  epoch_ = epoch;
+  num_batches_ = static_cast<int64_t>(batch_starts_.size()) - 1;
   {
     absl::MutexLock lock(&mu_);
     stop_ = false;
@@ -118,9 +147,8 @@ absl::StatusOr<std::optional<Batch>> BatchLoader::Next() {
 }
 
 absl::StatusOr<Batch> BatchLoader::BuildBatch(int64_t batch_number) const {
-  const int64_t begin = batch_number * options_.batch_size;
-  const int64_t end = std::min<int64_t>(begin + options_.batch_size,
-                                        static_cast<int64_t>(indices_.size()));
+  const int64_t begin = batch_starts_[batch_number];
+  const int64_t end = batch_starts_[batch_number + 1];
   const int64_t size = dataset_->options().image_size;
   const int64_t image_floats = 3 * size * size;
 

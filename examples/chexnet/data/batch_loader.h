@@ -81,6 +81,11 @@ class BatchLoader {
   // allowed) and starts the workers. An unfinished previous epoch is
   // abandoned. Returns InvalidArgument for an index out of range.
   absl::Status StartEpoch(std::vector<int64_t> indices, int64_t epoch);
+  // As above, with the batches given explicitly (chexnet_train's elastic
+  // shares): batch_size and drop_last do not apply, batches may differ in
+  // size, and an empty one is returned as a batch of zero rows.
+  absl::Status StartEpochBatches(
+      const std::vector<std::vector<int64_t>>& batches, int64_t epoch);
 
   // The next batch of the epoch, nullopt after the last one, or the error of
   // an image that failed to load (naming its file). Blocks while the batch
@@ -94,6 +99,8 @@ class BatchLoader {
   int64_t skipped_images() const { return skipped_images_; }
 
  private:
+  // Starts the workers over indices_ cut at batch_starts_.
+  absl::Status Start(int64_t epoch);
   void WorkerLoop();
   absl::StatusOr<Batch> BuildBatch(int64_t batch_number) const;
   void StopWorkers();
@@ -103,6 +110,8 @@ class BatchLoader {
 
   // Set by StartEpoch while no worker runs; read-only while workers run.
   std::vector<int64_t> indices_;
+  // Batch b is indices_[batch_starts_[b], batch_starts_[b + 1]).
+  std::vector<int64_t> batch_starts_;
   int64_t epoch_ = 0;
   int64_t num_batches_ = 0;
   int64_t skipped_images_ = 0;  // Touched by the consumer thread only.

@@ -35,12 +35,11 @@ void WriteMeta(const CheckpointMeta& meta, torch::serialize::OutputArchive* a) {
   a->write("meta/plateau_best", c10::IValue(meta.plateau.best));
   a->write("meta/plateau_bad_epochs", c10::IValue(meta.plateau.bad_epochs));
   a->write("meta/plateau_lr_factor", c10::IValue(meta.plateau.lr_factor));
-  a->write("meta/best_validation_loss",
-           c10::IValue(meta.best_validation_loss));
+  a->write("meta/best_validation_loss", c10::IValue(meta.best_validation_loss));
   a->write("meta/best_epoch", c10::IValue(meta.best_epoch));
-  torch::Tensor history = torch::zeros(
-      {static_cast<int64_t>(meta.history.size()), kHistoryColumns},
-      torch::kFloat64);
+  torch::Tensor history =
+      torch::zeros({static_cast<int64_t>(meta.history.size()), kHistoryColumns},
+                   torch::kFloat64);
   auto rows = history.accessor<double, 2>();
   for (size_t i = 0; i < meta.history.size(); ++i) {
     const EpochRecord& r = meta.history[i];
@@ -50,6 +49,9 @@ void WriteMeta(const CheckpointMeta& meta, torch::serialize::OutputArchive* a) {
     for (int j = 0; j < kHistoryColumns; ++j) rows[i][j] = values[j];
   }
   a->write("meta/history", history, /*is_buffer=*/true);
+  a->write("meta/epoch_step", c10::IValue(meta.epoch_step));
+  a->write("meta/epoch_loss_sum", c10::IValue(meta.epoch_loss_sum));
+  a->write("meta/epoch_loss_rows", c10::IValue(meta.epoch_loss_rows));
 }
 
 void ReadMeta(torch::serialize::InputArchive& a, CheckpointMeta* meta) {
@@ -98,6 +100,11 @@ void ReadMeta(torch::serialize::InputArchive& a, CheckpointMeta* meta) {
     r.seconds = rows[i][5];
     meta->history.push_back(r);
   }
+  // Absent in files written before mid-epoch checkpoints: epoch boundaries.
+  meta->epoch_step = a.try_read("meta/epoch_step", v) ? v.toInt() : 0;
+  meta->epoch_loss_sum =
+      a.try_read("meta/epoch_loss_sum", v) ? v.toDouble() : 0;
+  meta->epoch_loss_rows = a.try_read("meta/epoch_loss_rows", v) ? v.toInt() : 0;
 }
 
 // Everything in the meta that sizes or indexes something later (the model's
@@ -125,12 +132,15 @@ absl::Status CheckMeta(const CheckpointMeta& meta) {
       meta.world_size < 1 || meta.best_epoch < -1 ||
       meta.best_epoch >= std::max<int64_t>(meta.epochs_completed, 0) ||
       meta.plateau.bad_epochs < 0 ||
-      static_cast<int64_t>(meta.history.size()) > meta.epochs_completed) {
+      static_cast<int64_t>(meta.history.size()) > meta.epochs_completed ||
+      meta.epoch_step < 0 || meta.epoch_loss_rows < 0) {
     return absl::InvalidArgumentError(absl::StrCat(
         "inconsistent meta: epochs_completed ", meta.epochs_completed,
         ", global_step ", meta.global_step, ", world_size ", meta.world_size,
         ", best_epoch ", meta.best_epoch, ", plateau_bad_epochs ",
-        meta.plateau.bad_epochs, ", ", meta.history.size(), " history rows"));
+        meta.plateau.bad_epochs, ", ", meta.history.size(),
+        " history rows, epoch_step ", meta.epoch_step, ", epoch_loss_rows ",
+        meta.epoch_loss_rows));
   }
   if (!(meta.plateau.lr_factor > 0 && meta.plateau.lr_factor <= 1)) {
     return absl::InvalidArgumentError(
@@ -258,11 +268,23 @@ absl::Status ReadModel(torch::serialize::InputArchive& archive,
 
 }  // namespace
 
-absl::Status SaveCheckpoint(const std::string& path,
-                            const CheckpointMeta& meta,
+absl::Status SaveCheckpoint(const std::string& path, const CheckpointMeta& meta,
                             const torch::nn::Module& model,
                             torch::optim::Optimizer* optimizer,
                             const IndexSampler* sampler) {
+  SamplerSaver save_sampler;
+  if (sampler != nullptr) {
+    save_sampler = [sampler](torch::serialize::OutputArchive& archive) {
+      sampler->save(archive);
+    };
+  }
+  return SaveCheckpoint(path, meta, model, optimizer, save_sampler);
+}
+
+absl::Status SaveCheckpoint(const std::string& path, const CheckpointMeta& meta,
+                            const torch::nn::Module& model,
+                            torch::optim::Optimizer* optimizer,
+                            const SamplerSaver& save_sampler) {
   absl::StatusOr<std::unique_ptr<AtomicFileWriter>> writer =
       AtomicFileWriter::Open(path);
   if (!writer.ok()) return writer.status();
@@ -280,10 +302,10 @@ absl::Status SaveCheckpoint(const std::string& path,
       WriteOptimizer(optimizer, &optimizer_archive);
       archive.write("optimizer", optimizer_archive);
     }
-    if (sampler != nullptr) {
+    if (save_sampler) {
       torch::serialize::OutputArchive sampler_archive(
           archive.compilation_unit());
-      sampler->save(sampler_archive);
+      save_sampler(sampler_archive);
       archive.write("sampler", sampler_archive);
     }
     archive.save_to([&](const void* data, size_t size) -> size_t {
@@ -303,6 +325,19 @@ absl::Status LoadCheckpoint(const std::string& path, CheckpointMeta* meta,
                             torch::nn::Module* model,
                             torch::optim::Optimizer* optimizer,
                             IndexSampler* sampler) {
+  SamplerLoader load_sampler;
+  if (sampler != nullptr) {
+    load_sampler = [sampler](torch::serialize::InputArchive& archive) {
+      sampler->load(archive);
+    };
+  }
+  return LoadCheckpoint(path, meta, model, optimizer, load_sampler);
+}
+
+absl::Status LoadCheckpoint(const std::string& path, CheckpointMeta* meta,
+                            torch::nn::Module* model,
+                            torch::optim::Optimizer* optimizer,
+                            const SamplerLoader& load_sampler) {
   struct stat info;
   if (::stat(path.c_str(), &info) != 0) {
     return absl::NotFoundError(absl::StrCat(path, ": no such checkpoint"));
@@ -323,8 +358,8 @@ absl::Status LoadCheckpoint(const std::string& path, CheckpointMeta* meta,
   try {
     archive.load_from(path, device);
   } catch (const std::exception& e) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        path, ": not a readable torch archive: ", ErrorText(e)));
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": not a readable torch archive: ", ErrorText(e)));
   }
   c10::IValue format;
   if (!archive.try_read("format", format) || !format.isString() ||
@@ -356,11 +391,11 @@ absl::Status LoadCheckpoint(const std::string& path, CheckpointMeta* meta,
       archive.read("optimizer", optimizer_archive);
       optimizer->load(optimizer_archive);
     }
-    if (sampler != nullptr) {
+    if (load_sampler) {
       part = "sampler";
       torch::serialize::InputArchive sampler_archive;
       archive.read("sampler", sampler_archive);
-      sampler->load(sampler_archive);
+      load_sampler(sampler_archive);
     }
   } catch (const std::exception& e) {
     return absl::InvalidArgumentError(absl::StrCat(

@@ -5,13 +5,18 @@
 //   format        "kolo-chexnet-checkpoint-1"
 //   meta/...      CheckpointMeta: architecture, input size, optimizer name,
 //                 epochs completed, global step, seed, world size, the
-//                 plateau schedule's state, the best validation loss so far
-//                 and the per-epoch history
+//                 plateau schedule's state, the best validation loss so far,
+//                 the per-epoch history and, in a mid-epoch (step)
+//                 checkpoint, the epoch's steps and partial train-loss sums
+//                 (entries older files lack read as 0: an epoch boundary)
 //   model         the model's parameters and buffers under their state_dict
 //                 names ('.' written as '/')
 //   optimizer     the optimizer's state (Optimizer::save; absent in files
 //                 written without one)
-//   sampler       the training sampler's epoch and position (Sampler::save)
+//   sampler       the training sampler's epoch and position (its save();
+//                 chexnet_train writes kolo::torch::elastic::ElasticSampler's
+//                 epoch, epoch_samples and cursor; files before it, a
+//                 DistributedSampler's)
 //
 // Files are written atomically and fsync'ed (AtomicFileWriter in
 // data/file_util.h): a reader never sees a partial checkpoint. Functions here
@@ -22,8 +27,10 @@
 #include <torch/data/samplers/base.h>
 #include <torch/nn/module.h>
 #include <torch/optim/optimizer.h>
+#include <torch/serialize/archive.h>
 
 #include <cstdint>
+#include <functional>
 #include <limits>
 #include <memory>
 #include <string>
@@ -68,18 +75,32 @@ struct CheckpointMeta {
   double best_validation_loss = std::numeric_limits<double>::infinity();
   int64_t best_epoch = -1;
   std::vector<EpochRecord> history;
+  // Mid-epoch checkpoints (0 at an epoch boundary): steps taken so far in
+  // epoch epochs_completed, and the sums over all ranks of its train loss
+  // times rows, and of its rows.
+  int64_t epoch_step = 0;
+  double epoch_loss_sum = 0;
+  int64_t epoch_loss_rows = 0;
 };
 
 using IndexSampler = torch::data::samplers::Sampler<std::vector<size_t>>;
 
+// Writes and reads the checkpoint's "sampler" entry, for samplers that are
+// not torch samplers (kolo::torch::elastic::ElasticSampler).
+using SamplerSaver = std::function<void(torch::serialize::OutputArchive&)>;
+using SamplerLoader = std::function<void(torch::serialize::InputArchive&)>;
+
 // Writes a checkpoint atomically. optimizer and sampler may be null. Every
 // tensor is written on the CPU (the model and optimizer may be on a GPU; the
 // optimizer's state is copied off and back, and ends as it was).
-absl::Status SaveCheckpoint(const std::string& path,
-                            const CheckpointMeta& meta,
+absl::Status SaveCheckpoint(const std::string& path, const CheckpointMeta& meta,
                             const torch::nn::Module& model,
                             torch::optim::Optimizer* optimizer,
                             const IndexSampler* sampler);
+absl::Status SaveCheckpoint(const std::string& path, const CheckpointMeta& meta,
+                            const torch::nn::Module& model,
+                            torch::optim::Optimizer* optimizer,
+                            const SamplerSaver& save_sampler);
 
 // Reads a checkpoint into *meta and, where not null, the model, optimizer
 // and sampler (which must have the saved structure). Tensors are read onto
@@ -94,6 +115,10 @@ absl::Status LoadCheckpoint(const std::string& path, CheckpointMeta* meta,
                             torch::nn::Module* model,
                             torch::optim::Optimizer* optimizer,
                             IndexSampler* sampler);
+absl::Status LoadCheckpoint(const std::string& path, CheckpointMeta* meta,
+                            torch::nn::Module* model,
+                            torch::optim::Optimizer* optimizer,
+                            const SamplerLoader& load_sampler);
 
 struct CheckpointModel {
   std::shared_ptr<ChexnetModel> model;  // In eval mode.

@@ -1,6 +1,7 @@
 // chexnet_train: data-parallel CheXNet training with kolo (see trainer.h).
-// Exit status: 0 on success, 2 for a bad command line, 1 for any other
-// error (printed with this rank's number).
+// Exit status: 0 on success, 2 for a bad command line, 75 when stopped on
+// kolorun's elastic stop request (after writing a step checkpoint), 1 for
+// any other error (printed with this rank's number).
 #include <c10/util/Exception.h>
 
 #include <cstdio>
@@ -9,6 +10,7 @@
 
 #include "examples/chexnet/train/train_options.h"
 #include "examples/chexnet/train/trainer.h"
+#include "kolo/elastic.h"
 #include "kolo/kolo.h"
 #include "kolo/memory.h"
 
@@ -41,9 +43,14 @@ int main(int argc, char** argv) {
     if (!kolo::chexnet::ParseTrainOptions(argc, argv, &options, &exit_code)) {
       return exit_code;
     }
-    const absl::Status status = kolo::chexnet::RunTraining(options);
-    if (status.ok()) return 0;
-    ReportError(std::string(status.message()));
+    const absl::StatusOr<kolo::chexnet::TrainingOutcome> outcome =
+        kolo::chexnet::RunTraining(options);
+    if (outcome.ok()) {
+      return *outcome == kolo::chexnet::TrainingOutcome::kStopped
+                 ? kolo::torch::elastic::kStoppedExitCode
+                 : 0;
+    }
+    ReportError(std::string(outcome.status().message()));
   } catch (const c10::Error& e) {
     ReportError(e.what_without_backtrace());
   } catch (const std::exception& e) {

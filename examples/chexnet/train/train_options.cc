@@ -16,9 +16,10 @@ bool ParseTrainOptions(int argc, const char* const* argv, TrainOptions* o,
       "Trains a CheXNet classifier (14 findings of NIH ChestX-ray14) on all\n"
       "ranks of a kolo job. Launch with kolorun, e.g.\n"
       "  kolorun -np 2 -- chexnet_train --data DIR --out RUN\n"
-      "Each rank trains on its DistributedSampler shard; gradients are\n"
-      "averaged by kolo's DistributedOptimizer. Rank 0 writes RUN/last.pt\n"
-      "every epoch and RUN/best.pt by validation loss, and at the end prints\n"
+      "Each rank trains on its ElasticSampler share of every step;\n"
+      "gradients are averaged by kolo's DistributedOptimizer. Rank 0 writes\n"
+      "RUN/last.pt every epoch and RUN/best.pt by validation loss (and\n"
+      "step checkpoints with --checkpoint-every-steps), and at the end prints\n"
       "the per-class test AUROC and writes metrics.json, metrics.csv and\n"
       "roc.png into RUN.",
       "chexnet_train");
@@ -36,8 +37,9 @@ bool ParseTrainOptions(int argc, const char* const* argv, TrainOptions* o,
   app.add_option("--image-size", o->image_size,
                  "Side of the square model input in pixels (CheXNet: 224)")
       ->check(CLI::Range(32, 2048));
-  app.add_option("--epochs", o->epochs, "Epochs to train (in total, counting "
-                                        "those of a resumed run)")
+  app.add_option("--epochs", o->epochs,
+                 "Epochs to train (in total, counting "
+                 "those of a resumed run)")
       ->check(CLI::Range(1, 100000));
   app.add_option("--batch-size", o->batch_size, "Images per batch per rank")
       ->check(CLI::Range(1, 65536));
@@ -113,13 +115,31 @@ bool ParseTrainOptions(int argc, const char* const* argv, TrainOptions* o,
   app.add_flag("--skip-bad-images", o->skip_bad_images,
                "Skip and count missing or undecodable images instead of "
                "failing");
-  app.add_flag("--resume", o->resume,
-               "Continue from OUT/last.pt when it exists (same epochs, "
-               "optimizer state, schedule and sampler position)");
+  app.add_option("--resume", o->resume,
+                 "Continue a run. Bare or 'auto': from the newest valid "
+                 "checkpoint among OUT/last.pt and "
+                 "OUT/checkpoints/step-*.pt (by global step; unreadable "
+                 "ones are skipped and named), or from scratch when there "
+                 "is none; PATH: from that checkpoint (or fail). Restores "
+                 "the model, optimizer, schedule and sampler position, "
+                 "mid-epoch included")
+      ->expected(0, 1)
+      ->default_str("auto");
   app.add_option("--max-steps-per-epoch", o->max_steps_per_epoch,
-                 "Stop each epoch after this many steps (0: whole epochs); "
-                 "for quick runs")
+                 "Cut each epoch to this many steps' images at the world "
+                 "size of the epoch's start (0: whole epochs); for quick "
+                 "runs")
       ->check(CLI::Range(0, 1 << 30));
+  app.add_option("--checkpoint-every-steps", o->checkpoint_every_steps,
+                 "Rank 0 also writes OUT/checkpoints/step-<global step>.pt "
+                 "every this many steps, mid-epoch (the newest 2 are kept; "
+                 "0: only OUT/last.pt at epoch ends)")
+      ->check(CLI::Range(0, 1 << 30));
+  app.add_option("--sample-log", o->sample_log,
+                 "Every rank appends a line per step naming the dataset "
+                 "indices it trained on to PREFIX.rank<r>.restart<n> "
+                 "(tests/chexnet/check_sample_log.py checks that every "
+                 "epoch saw every image once)");
   app.add_option("--tta", o->tta,
                  "Test-time augmentation of the test evaluation: none, or "
                  "ten-crop (AUROC reported with and without it)")
@@ -161,7 +181,8 @@ std::string DescribeTrainOptions(const TrainOptions& o) {
       "--optimizer %s --lr %g --warmup-epochs %g --patience %d%s%s%s "
       "--val-fraction %g --seed %d --workers %d --threads %d --device %s "
       "--mixed-precision %s%s%s%s "
-      "--max-steps-per-epoch %d --out %s%s --tta %s%s --heatmap-images %d",
+      "--max-steps-per-epoch %d --checkpoint-every-steps %d --out %s%s "
+      "--tta %s%s --heatmap-images %d",
       o.data_dir, o.arch, o.image_size, o.epochs, o.batch_size, o.optimizer,
       o.lr, o.warmup_epochs, o.plateau_patience, o.adasum ? " --adasum" : "",
       o.sync_batchnorm ? " --sync-batchnorm" : "",
@@ -170,7 +191,8 @@ std::string DescribeTrainOptions(const TrainOptions& o) {
       o.head_bias_zero ? " --head-bias-zero" : "",
       o.skip_bad_images ? " --skip-bad-images" : "",
       o.weights.empty() ? "" : " --weights " + o.weights, o.max_steps_per_epoch,
-      o.out_dir, o.resume ? " --resume" : "", o.tta,
+      o.checkpoint_every_steps, o.out_dir,
+      o.resume.empty() ? "" : " --resume " + o.resume, o.tta,
       o.localize ? "" : " --no-localize", o.heatmap_images);
 }
 

@@ -11,11 +11,11 @@ namespace kolo::chexnet {
 enum class ProgressMode { kAuto, kAlways, kNever };
 
 struct TrainOptions {
-  std::string data_dir;             // NIH layout (see splits.h).
+  std::string data_dir;              // NIH layout (see splits.h).
   std::string arch = "densenet121";  // or "vgg16"
   int image_size = 224;
   int epochs = 10;
-  int batch_size = 16;  // Per rank.
+  int batch_size = 16;             // Per rank.
   std::string optimizer = "adam";  // or "adadelta"
   // 0: the optimizer's default (Adam 1e-3, scaled by the world size after
   // warm-up; Adadelta 1.0).
@@ -44,8 +44,18 @@ struct TrainOptions {
   std::string mixed_precision = "off";
   bool skip_bad_images = false;
   std::string out_dir;
-  bool resume = false;
-  int max_steps_per_epoch = 0;  // 0: whole epochs.
+  // --resume: "" (start from scratch), "auto" (the newest valid checkpoint
+  // in OUT, if any) or the path of a checkpoint to continue from.
+  std::string resume;
+  // Each epoch covers min(train images, this x batch x ranks at the
+  // epoch's start) images; 0: whole epochs.
+  int max_steps_per_epoch = 0;
+  // Rank 0 writes OUT/checkpoints/step-<global step>.pt every this many
+  // steps (0: only at epoch ends; an elastic stop request writes one too).
+  int checkpoint_every_steps = 0;
+  // Non-empty: every rank appends one line per step (the dataset indices
+  // it trained on) to <sample_log>.rank<r>.restart<n>.
+  std::string sample_log;
   // Test-time augmentation of the test evaluation: "none" or "ten-crop"
   // (then both AUROCs are reported side by side).
   std::string tta = "none";

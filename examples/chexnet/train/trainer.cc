@@ -9,9 +9,11 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <memory>
 #include <optional>
@@ -21,8 +23,10 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "examples/chexnet/data/batch_loader.h"
 #include "examples/chexnet/data/bbox_list.h"
 #include "examples/chexnet/data/dataset.h"
@@ -289,9 +293,94 @@ absl::StatusOr<LocalizationMetrics> LocalizeTest(ChexnetModel& model,
                        options);
 }
 
+// OUT/checkpoints/step-<global step>.pt, zero-padded so that names sort by
+// step.
+std::string StepCheckpointPath(const std::string& out_dir,
+                               int64_t global_step) {
+  return (std::filesystem::path(out_dir) / "checkpoints" /
+          absl::StrFormat("step-%010d.pt", global_step))
+      .string();
+}
+
+// The step checkpoints in OUT/checkpoints, by global step.
+std::vector<std::pair<int64_t, std::string>> StepCheckpoints(
+    const std::string& out_dir) {
+  std::vector<std::pair<int64_t, std::string>> found;
+  const std::filesystem::path dir =
+      std::filesystem::path(out_dir) / "checkpoints";
+  std::error_code error;
+  for (const auto& entry : std::filesystem::directory_iterator(dir, error)) {
+    const std::string name = entry.path().filename().string();
+    int64_t step = 0;
+    if (name.size() > 8 && name.rfind("step-", 0) == 0 &&
+        name.substr(name.size() - 3) == ".pt" &&
+        absl::SimpleAtoi(name.substr(5, name.size() - 8), &step)) {
+      found.emplace_back(step, entry.path().string());
+    }
+  }
+  std::sort(found.begin(), found.end());
+  return found;
+}
+
+// --resume auto: OUT/last.pt and the step checkpoints whose meta reads,
+// newest (by global step) first; at equal steps last.pt first, since it
+// also holds that epoch's evaluation. Unreadable files are named and
+// skipped.
+std::vector<std::string> AutoResumeCandidates(const std::string& out_dir) {
+  struct Candidate {
+    int64_t global_step;
+    bool is_last;
+    std::string path;
+  };
+  std::vector<std::string> paths;
+  const std::string last =
+      (std::filesystem::path(out_dir) / "last.pt").string();
+  if (std::filesystem::exists(last)) paths.push_back(last);
+  for (const auto& [step, path] : StepCheckpoints(out_dir)) {
+    paths.push_back(path);
+  }
+  std::vector<Candidate> candidates;
+  for (const std::string& path : paths) {
+    CheckpointMeta meta;
+    const absl::Status status =
+        LoadCheckpoint(path, &meta, nullptr, nullptr, nullptr);
+    if (!status.ok()) {
+      // LoadCheckpoint's message starts with the path.
+      std::printf("resume: skipping %s\n",
+                  std::string(status.message()).c_str());
+      continue;
+    }
+    candidates.push_back({meta.global_step, path == last, path});
+  }
+  std::sort(candidates.begin(), candidates.end(),
+            [](const Candidate& a, const Candidate& b) {
+              return a.global_step != b.global_step
+                         ? a.global_step > b.global_step
+                         : a.is_last > b.is_last;
+            });
+  std::vector<std::string> ordered;
+  for (const Candidate& c : candidates) ordered.push_back(c.path);
+  return ordered;
+}
+
+// Reads a checkpoint's "sampler" entry into an ElasticSampler. Files written
+// before chexnet_train used one hold a DistributedSampler's state, always
+// at the start of an epoch: only its epoch is taken.
+void LoadSamplerEntry(::torch::serialize::InputArchive& archive,
+                      kolo::torch::elastic::ElasticSampler* sampler) {
+  const std::vector<std::string> keys = archive.keys();
+  if (std::find(keys.begin(), keys.end(), "cursor") != keys.end()) {
+    sampler->load(archive);
+    return;
+  }
+  ::torch::Tensor epoch;
+  archive.read("epoch", epoch, /*is_buffer=*/true);
+  sampler->set_epoch(epoch.item<int64_t>());
+}
+
 }  // namespace
 
-absl::Status RunTraining(const TrainOptions& o) {
+absl::StatusOr<TrainingOutcome> RunTraining(const TrainOptions& o) {
   const Clock::time_point start = Clock::now();
   // A GPU that is not there, or mixed precision without one, fails before
   // the runtime starts (the rank's GPU is picked below, from its local rank).
@@ -429,17 +518,24 @@ absl::Status RunTraining(const TrainOptions& o) {
                                            AdadeltaOptions(base_lr));
   }
 
-  kolo::torch::DistributedSampler sampler(static_cast<size_t>(train_set.size()),
-                                          size, rank, /*shuffle=*/true, o.seed);
-  const int64_t per_rank = static_cast<int64_t>(sampler.num_samples());
-  // Whole batches only (batch norm needs more than one image, and equal
-  // batches keep the ranks in step), unless a shard is smaller than a batch.
-  const bool drop_last = per_rank >= o.batch_size;
-  int64_t steps_per_epoch =
-      drop_last ? per_rank / o.batch_size
-                : (per_rank + o.batch_size - 1) / o.batch_size;
-  if (o.max_steps_per_epoch > 0) {
-    steps_per_epoch = std::min<int64_t>(steps_per_epoch, o.max_steps_per_epoch);
+  // Every image of an epoch is trained exactly once, in shares that follow
+  // the world size (kolo/elastic.h), so a relaunch with another number of
+  // ranks continues the epoch where its checkpoint left it.
+  const size_t train_images = static_cast<size_t>(train_set.size());
+  kolo::torch::elastic::ElasticSampler sampler(train_images, o.seed);
+  // --max-steps-per-epoch counts steps at this launch's world size; an
+  // epoch keeps the image count of its start (saved with the sampler).
+  const size_t epoch_samples =
+      o.max_steps_per_epoch > 0
+          ? std::min<size_t>(train_images,
+                             static_cast<size_t>(o.max_steps_per_epoch) *
+                                 o.batch_size * size)
+          : train_images;
+  int64_t steps_per_epoch = 0;
+  {
+    kolo::torch::elastic::ElasticSampler fresh(train_images, o.seed);
+    fresh.set_epoch(0, epoch_samples);
+    steps_per_epoch = fresh.steps_left(size, o.batch_size);
   }
 
   // ---- resume, then every rank takes rank 0's state ----------------------
@@ -461,24 +557,32 @@ absl::Status RunTraining(const TrainOptions& o) {
   meta.seed = o.seed;
   meta.world_size = size;
   // [found, epochs completed, global step, plateau best, plateau bad epochs,
-  //  lr factor, best validation loss, best epoch]
-  ::torch::Tensor resume_state = ::torch::zeros({8}, ::torch::kFloat64);
-  if (is_root && o.resume) {
-    if (std::filesystem::exists(last_path)) {
+  //  lr factor, best validation loss, best epoch, epoch step, epoch
+  //  samples, cursor, epoch loss sum, epoch loss rows]
+  ::torch::Tensor resume_state = ::torch::zeros({13}, ::torch::kFloat64);
+  if (is_root && !o.resume.empty()) {
+    const bool automatic = o.resume == "auto";
+    const std::vector<std::string> candidates =
+        automatic ? AutoResumeCandidates(o.out_dir)
+                  : std::vector<std::string>{o.resume};
+    for (const std::string& path : candidates) {
       CheckpointMeta saved;
-      // The saved sampler is read into a scratch one (it would bring the
-      // writer's world size along): epochs resume from their start, where
-      // set_epoch() puts every rank's sampler.
-      kolo::torch::DistributedSampler saved_sampler(
-          static_cast<size_t>(train_set.size()), size, rank);
-      absl::Status status =
-          LoadCheckpoint(last_path, &saved, model.get(), optimizer.get(),
-                         &saved_sampler);
-      if (!status.ok()) return status;
+      kolo::torch::elastic::ElasticSampler saved_sampler(train_images, o.seed);
+      absl::Status status = LoadCheckpoint(
+          path, &saved, model.get(), optimizer.get(),
+          SamplerLoader([&](::torch::serialize::InputArchive& archive) {
+            LoadSamplerEntry(archive, &saved_sampler);
+          }));
+      if (!status.ok()) {
+        if (!automatic) return status;
+        std::printf("resume: skipping %s\n",
+                    std::string(status.message()).c_str());
+        continue;
+      }
       if (saved_sampler.epoch() != saved.epochs_completed) {
         return absl::DataLossError(absl::StrFormat(
-            "%s: the sampler is at epoch %d but %d epochs are recorded",
-            last_path, saved_sampler.epoch(), saved.epochs_completed));
+            "%s: the sampler is at epoch %d but %d epochs are recorded", path,
+            saved_sampler.epoch(), saved.epochs_completed));
       }
       if (saved.arch != o.arch || saved.image_size != o.image_size ||
           saved.optimizer != o.optimizer || saved.seed != o.seed) {
@@ -486,14 +590,13 @@ absl::Status RunTraining(const TrainOptions& o) {
             "%s: written by a run with --arch %s --image-size %d --optimizer "
             "%s --seed %d; this run has --arch %s --image-size %d "
             "--optimizer %s --seed %d",
-            last_path, saved.arch, saved.image_size, saved.optimizer,
-            saved.seed, o.arch, o.image_size, o.optimizer, o.seed));
+            path, saved.arch, saved.image_size, saved.optimizer, saved.seed,
+            o.arch, o.image_size, o.optimizer, o.seed));
       }
       if (saved.world_size != size) {
-        std::printf("resume: %s was written by %lld ranks, this run has %d: "
-                    "the data order differs from an uninterrupted run\n",
-                    last_path.c_str(),
-                    static_cast<long long>(saved.world_size), size);
+        std::printf("resume: %s was written by %lld ranks, this run has %d\n",
+                    path.c_str(), static_cast<long long>(saved.world_size),
+                    size);
       }
       meta.history = saved.history;
       resume_state = ::torch::tensor(
@@ -501,19 +604,42 @@ absl::Status RunTraining(const TrainOptions& o) {
            static_cast<double>(saved.global_step), saved.plateau.best,
            static_cast<double>(saved.plateau.bad_epochs),
            saved.plateau.lr_factor, saved.best_validation_loss,
-           static_cast<double>(saved.best_epoch)},
+           static_cast<double>(saved.best_epoch),
+           static_cast<double>(saved.epoch_step),
+           static_cast<double>(saved_sampler.epoch_samples()),
+           static_cast<double>(saved_sampler.cursor()), saved.epoch_loss_sum,
+           static_cast<double>(saved.epoch_loss_rows)},
           ::torch::kFloat64);
-      std::printf("resume: %s after epoch %lld (step %lld)\n",
-                  last_path.c_str(),
-                  static_cast<long long>(saved.epochs_completed),
-                  static_cast<long long>(saved.global_step));
-    } else {
-      std::printf("resume: no checkpoint at %s; starting from scratch\n",
-                  last_path.c_str());
+      if (saved.epoch_step > 0) {
+        std::printf(
+            "resume: %s in epoch %lld at its step %lld (step %lld), "
+            "%lld of its %lld images done\n",
+            path.c_str(), static_cast<long long>(saved.epochs_completed + 1),
+            static_cast<long long>(saved.epoch_step),
+            static_cast<long long>(saved.global_step),
+            static_cast<long long>(saved_sampler.cursor()),
+            static_cast<long long>(saved_sampler.epoch_samples()));
+      } else {
+        std::printf("resume: %s after epoch %lld (step %lld)\n", path.c_str(),
+                    static_cast<long long>(saved.epochs_completed),
+                    static_cast<long long>(saved.global_step));
+      }
+      break;
+    }
+    if (resume_state[0].item<double>() == 0) {
+      std::printf("resume: no checkpoint in %s; starting from scratch\n",
+                  o.out_dir.c_str());
     }
   }
   kolo::torch::broadcast_(resume_state, 0, "resume_state");
   PlateauSchedule plateau(o.plateau_patience);
+  // A run resumed mid-epoch continues that epoch at the saved position.
+  bool resume_mid_epoch = false;
+  int64_t resumed_epoch_step = 0;
+  size_t resumed_epoch_samples = 0;
+  size_t resumed_cursor = 0;
+  double resumed_loss_sum = 0;
+  int64_t resumed_loss_rows = 0;
   {
     auto r = resume_state.accessor<double, 1>();
     if (r[0] != 0) {
@@ -523,6 +649,15 @@ absl::Status RunTraining(const TrainOptions& o) {
       meta.best_validation_loss = r[6];
       meta.best_epoch = static_cast<int64_t>(r[7]);
       plateau.set_state(meta.plateau);
+      resumed_epoch_step = static_cast<int64_t>(r[8]);
+      resume_mid_epoch = resumed_epoch_step > 0;
+      resumed_epoch_samples = static_cast<size_t>(r[9]);
+      resumed_cursor = static_cast<size_t>(r[10]);
+      // The saved sums are every rank's; rank 0 carries them on.
+      if (is_root) {
+        resumed_loss_sum = r[11];
+        resumed_loss_rows = static_cast<int64_t>(r[12]);
+      }
     }
   }
   kolo::torch::broadcast_parameters(*model, 0);
@@ -530,10 +665,11 @@ absl::Status RunTraining(const TrainOptions& o) {
   // adapter) as the archive its save() writes.
   kolo::torch::broadcast_optimizer_state(*optimizer, 0);
 
-  // The rate at (epoch, batch): Adam's warm-up towards lr x ranks (not with
-  // --adasum, whose combined gradient is not an average), times the plateau
-  // factor. LibTorch does not restore a group's lr from a checkpoint,
-  // so it is recomputed from these before every step.
+  // The rate at `progress` epochs (fractional: epoch + images done / images
+  // in the epoch): Adam's warm-up towards lr x ranks at the current world
+  // size (not with --adasum, whose combined gradient is not an average),
+  // times the plateau factor. LibTorch does not restore a group's lr from a
+  // checkpoint, so it is recomputed from these before every step.
   SetLearningRate(*optimizer, base_lr);
   std::unique_ptr<kolo::torch::LearningRateWarmup> warmup;
   if (adam && !o.adasum && o.warmup_epochs > 0) {
@@ -541,10 +677,10 @@ absl::Status RunTraining(const TrainOptions& o) {
         *optimizer, o.warmup_epochs, std::max<int64_t>(1, steps_per_epoch),
         size);
   }
-  auto learning_rate = [&](int64_t epoch, int64_t batch) {
+  auto learning_rate = [&](double progress) {
     double scale = 1.0;
     if (adam && !o.adasum) {
-      scale = warmup ? warmup->multiplier(epoch, batch) : size;
+      scale = warmup ? warmup->multiplier_at(progress) : size;
     }
     return base_lr * scale * plateau.state().lr_factor;
   };
@@ -594,7 +730,6 @@ absl::Status RunTraining(const TrainOptions& o) {
   loader_options.skip_bad_images = o.skip_bad_images;
   loader_options.pin_memory = use_cuda;
   LoaderOptions train_loader_options = loader_options;
-  train_loader_options.drop_last = drop_last;
   train_loader_options.random_horizontal_flip = true;
   BatchLoader train_loader(&train_set, train_loader_options);
   const bool show_progress =
@@ -603,45 +738,145 @@ absl::Status RunTraining(const TrainOptions& o) {
   ProgressBar bar(show_progress);
   int64_t skipped_before = 0;
 
+  const int restart = kolo::torch::elastic::restart_count();
+  if (is_root && restart > 0) {
+    std::printf("elastic: restart %d, %d rank%s\n", restart, size,
+                size == 1 ? "" : "s");
+    std::fflush(stdout);
+  }
+  std::FILE* sample_log = nullptr;
+  if (!o.sample_log.empty()) {
+    const std::string path =
+        absl::StrCat(o.sample_log, ".rank", rank, ".restart", restart);
+    sample_log = std::fopen(path.c_str(), "a");
+    if (sample_log == nullptr) {
+      return absl::InternalError(absl::StrCat(
+          path, ": cannot open the --sample-log file: ", std::strerror(errno)));
+    }
+  }
+  struct FileCloser {
+    std::FILE* file;
+    ~FileCloser() {
+      if (file != nullptr) std::fclose(file);
+    }
+  } close_sample_log{sample_log};
+  std::error_code checkpoint_dir_error;
+  if (is_root) {
+    std::filesystem::create_directories(
+        std::filesystem::path(o.out_dir) / "checkpoints", checkpoint_dir_error);
+  }
+  if (checkpoint_dir_error) {
+    return absl::InternalError(
+        absl::StrCat(o.out_dir, "/checkpoints: cannot create directory: ",
+                     checkpoint_dir_error.message()));
+  }
+  // Collective: rank 0 writes OUT/checkpoints/step-<global step>.pt with the
+  // epoch's train-loss sums over every rank, then removes all but the
+  // newest two step checkpoints.
+  auto write_step_checkpoint = [&](int64_t epoch, int64_t epoch_step,
+                                   double loss_sum,
+                                   int64_t rows_sum) -> absl::Status {
+    kolo::AllreduceOptions sum;
+    sum.op = kolo::ReduceOp::kSum;
+    const ::torch::Tensor sums = kolo::torch::allreduce(
+        ::torch::tensor({loss_sum, static_cast<double>(rows_sum)},
+                        ::torch::kFloat64),
+        "train_loss.step_checkpoint", sum);
+    if (!is_root) return absl::OkStatus();
+    CheckpointMeta step_meta = meta;
+    step_meta.epochs_completed = epoch;
+    step_meta.world_size = size;
+    step_meta.plateau = plateau.state();
+    step_meta.epoch_step = epoch_step;
+    step_meta.epoch_loss_sum = sums[0].item<double>();
+    step_meta.epoch_loss_rows = static_cast<int64_t>(sums[1].item<double>());
+    const std::string path = StepCheckpointPath(o.out_dir, meta.global_step);
+    absl::Status status = SaveCheckpoint(
+        path, step_meta, *model, optimizer.get(),
+        SamplerSaver([&](::torch::serialize::OutputArchive& archive) {
+          sampler.save(archive);
+        }));
+    if (!status.ok()) return status;
+    // Older ones go only once the new one is complete.
+    std::vector<std::pair<int64_t, std::string>> steps =
+        StepCheckpoints(o.out_dir);
+    for (size_t i = 0; i + 2 < steps.size(); ++i) {
+      std::error_code ignored;
+      std::filesystem::remove(steps[i].second, ignored);
+    }
+    return absl::OkStatus();
+  };
+
   for (int64_t epoch = meta.epochs_completed; epoch < o.epochs; ++epoch) {
     const Clock::time_point epoch_start = Clock::now();
-    sampler.set_epoch(epoch);
-    std::vector<int64_t> indices;
-    for (size_t i : sampler.indices()) indices.push_back(static_cast<int64_t>(i));
-    absl::Status status = train_loader.StartEpoch(std::move(indices), epoch);
-    if (!status.ok()) return status;
-    const int64_t steps = std::min(steps_per_epoch, train_loader.num_batches());
-    bar.Start(epoch, o.epochs, steps);
-    model->train();
+    int64_t epoch_step = 0;
+    // This rank's sums of loss x rows and rows (rank 0's include those of
+    // the steps before a resume).
     double loss_sum = 0;
     int64_t rows_sum = 0;
+    if (resume_mid_epoch) {
+      sampler.set_epoch(epoch, resumed_epoch_samples, resumed_cursor);
+      epoch_step = resumed_epoch_step;
+      loss_sum = resumed_loss_sum;
+      rows_sum = resumed_loss_rows;
+      resume_mid_epoch = false;
+    } else {
+      sampler.set_epoch(epoch, epoch_samples);
+    }
+    // The rest of the epoch at this world size, planned on a copy so that
+    // the loader can decode ahead; the sampler itself advances step by
+    // step, so a checkpoint saves its position.
+    std::vector<std::vector<int64_t>> shares;
+    {
+      kolo::torch::elastic::ElasticSampler plan = sampler;
+      while (!plan.epoch_done()) {
+        const std::vector<size_t> share =
+            plan.NextStep(size, rank, o.batch_size).indices;
+        shares.emplace_back(share.begin(), share.end());
+      }
+    }
+    const int64_t steps = static_cast<int64_t>(shares.size());
+    absl::Status status = train_loader.StartEpochBatches(shares, epoch);
+    if (!status.ok()) return status;
+    bar.Start(epoch, o.epochs, steps);
+    model->train();
     int64_t images_seen = 0;
-    for (int64_t step = 0; step < steps; ++step) {
+    for (int64_t i = 0; i < steps; ++i) {
       absl::StatusOr<std::optional<Batch>> next = train_loader.Next();
       if (!next.ok()) return next.status();
       if (!next->has_value()) {
-        return absl::InternalError(absl::StrFormat(
-            "epoch %d: the loader ended after %d of %d batches", epoch + 1,
-            step, steps));
+        return absl::InternalError(
+            absl::StrFormat("epoch %d: the loader ended after %d of %d batches",
+                            epoch + 1, i, steps));
       }
       const Batch& batch = **next;
+      const double progress = epoch + sampler.epoch_fraction();
+      const kolo::torch::elastic::ElasticSampler::Step share =
+          sampler.NextStep(size, rank, o.batch_size);
       // Pinned batches: the copies overlap with queued GPU work.
       const ::torch::Tensor images = batch.images.to(device, true);
       const ::torch::Tensor targets = batch.labels.to(device, true);
-      SetLearningRate(*optimizer, learning_rate(epoch, step));
-      ::torch::manual_seed(StepSeed(o.seed, epoch, step, rank));
+      SetLearningRate(*optimizer, learning_rate(progress));
+      ::torch::manual_seed(StepSeed(o.seed, epoch, epoch_step, rank));
       distributed_optimizer.zero_grad();
       const int64_t rows = batch.images.size(0);
-      // A batch left with fewer than two images by --skip-bad-images still
-      // takes part in the step (its gradients count as zeros), so that the
-      // ranks stay in step.
+      // A share of fewer than two images (an empty one at the end of an
+      // epoch, or one left so by --skip-bad-images) still takes part in the
+      // step (its gradients count as zeros), so that the ranks stay in
+      // step.
       if (rows >= 2) {
         ::torch::Tensor loss;
         {
           CudaAutocast autocast(precision.enabled, precision.dtype);
           loss = Loss(model->forward(images), targets, pos_weight);
         }
-        (loss_scaler ? loss_scaler->Scale(loss) : loss).backward();
+        // Weighted by this rank's part of the step's images, the averaged
+        // gradient is the per-image mean of the whole step when shares are
+        // uneven; full steps have weight 1 and are left untouched.
+        const double weight =
+            static_cast<double>(rows) * size / static_cast<double>(share.rows);
+        const ::torch::Tensor weighted = weight == 1.0 ? loss : loss * weight;
+        (loss_scaler ? loss_scaler->Scale(weighted) : weighted).backward();
         loss_sum += loss.item<double>() * rows;
         rows_sum += rows;
       }
@@ -655,15 +890,58 @@ absl::Status RunTraining(const TrainOptions& o) {
       } else {
         distributed_optimizer.step();
       }
+      if (sample_log != nullptr) {
+        std::fprintf(sample_log,
+                     "restart=%d epoch=%lld step=%lld rank=%d world=%d "
+                     "indices=%s\n",
+                     restart, static_cast<long long>(epoch),
+                     static_cast<long long>(meta.global_step), rank, size,
+                     absl::StrJoin(share.indices, ",").c_str());
+        std::fflush(sample_log);
+      }
       ++meta.global_step;
-      images_seen += o.batch_size * size;
-      bar.Update(step + 1, images_seen,
+      ++epoch_step;
+      images_seen += share.rows;
+      bar.Update(i + 1, images_seen,
                  rows_sum > 0 ? loss_sum / rows_sum : std::nan(""));
+      // Both are the same on every rank: the stop check is collective.
+      const bool stop = kolo::torch::elastic::stop_requested();
+      if (stop || (o.checkpoint_every_steps > 0 &&
+                   meta.global_step % o.checkpoint_every_steps == 0)) {
+        status = write_step_checkpoint(epoch, epoch_step, loss_sum, rows_sum);
+        if (!status.ok()) return status;
+      }
+      if (stop) {
+        bar.Finish();
+        if (is_root) {
+          std::printf(
+              "elastic: stop requested; wrote %s after step %lld "
+              "(epoch %lld, %zu of its %zu images); exiting with "
+              "status %d\n",
+              StepCheckpointPath(o.out_dir, meta.global_step).c_str(),
+              static_cast<long long>(meta.global_step),
+              static_cast<long long>(epoch + 1), sampler.cursor(),
+              sampler.epoch_samples(), kolo::torch::elastic::kStoppedExitCode);
+          std::fflush(stdout);
+        }
+        kolo::torch::shutdown();
+        return TrainingOutcome::kStopped;
+      }
     }
     bar.Finish();
     const double train_seconds = SecondsSince(epoch_start);
-    const double train_loss = kolo::torch::metric_average(
-        rows_sum > 0 ? loss_sum / rows_sum : 0.0, "train_loss");
+    // The mean over every image of the epoch, whichever rank trained it.
+    double train_loss = 0;
+    {
+      kolo::AllreduceOptions sum;
+      sum.op = kolo::ReduceOp::kSum;
+      const ::torch::Tensor sums = kolo::torch::allreduce(
+          ::torch::tensor({loss_sum, static_cast<double>(rows_sum)},
+                          ::torch::kFloat64),
+          "train_loss", sum);
+      const double rows_total = sums[1].item<double>();
+      train_loss = rows_total > 0 ? sums[0].item<double>() / rows_total : 0.0;
+    }
     if (loss_scaler && is_root) {
       std::printf("amp fp16: loss scale %g, %lld overflowing step%s skipped "
                   "so far\n",
@@ -693,7 +971,7 @@ absl::Status RunTraining(const TrainOptions& o) {
     }
     meta.epochs_completed = epoch + 1;
     meta.plateau = plateau.state();
-    const double next_lr = learning_rate(epoch + 1, 0);
+    const double next_lr = learning_rate(static_cast<double>(epoch + 1));
     EpochRecord record;
     record.epoch = epoch;
     record.train_loss = train_loss;
@@ -702,23 +980,27 @@ absl::Status RunTraining(const TrainOptions& o) {
     record.learning_rate = next_lr;
     record.seconds = SecondsSince(epoch_start);
     meta.history.push_back(record);
-    sampler.set_epoch(epoch + 1);
+    // The next epoch's start (its image count is fixed when it starts).
+    sampler.set_epoch(epoch + 1, epoch_samples);
     if (is_root) {
+      const SamplerSaver save_sampler =
+          [&sampler](::torch::serialize::OutputArchive& archive) {
+            sampler.save(archive);
+          };
       status = SaveCheckpoint(last_path, meta, *model, optimizer.get(),
-                              &sampler);
+                              save_sampler);
       if (status.ok() && improved) {
         status = SaveCheckpoint(best_path, meta, *model, optimizer.get(),
-                                &sampler);
+                                save_sampler);
       }
       if (!status.ok()) return status;
       std::printf(
           "epoch %lld/%d: train loss %.4f, validation loss %.4f, validation "
           "mean AUROC %s, %.1f img/s, %.1f s%s%s\n",
           static_cast<long long>(epoch + 1), o.epochs, train_loss,
-          validation->loss,
-          FormatMean(validation->metrics.mean_auroc).c_str(),
-          steps * o.batch_size * size / std::max(train_seconds, 1e-9),
-          record.seconds, improved ? ", best so far" : "",
+          validation->loss, FormatMean(validation->metrics.mean_auroc).c_str(),
+          images_seen / std::max(train_seconds, 1e-9), record.seconds,
+          improved ? ", best so far" : "",
           reduced ? absl::StrFormat(", plateau: lr -> %g", next_lr).c_str()
                   : "");
       std::fflush(stdout);
@@ -828,7 +1110,7 @@ absl::Status RunTraining(const TrainOptions& o) {
     std::fflush(stdout);
   }
   kolo::torch::shutdown();
-  return absl::OkStatus();
+  return TrainingOutcome::kFinished;
 }
 
 }  // namespace kolo::chexnet

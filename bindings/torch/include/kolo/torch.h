@@ -30,9 +30,9 @@
 // in-place operations), since these functions sit next to torch's own.
 //
 // Thread safety: the free functions may be called from any thread.
-// DistributedOptimizer, LearningRateWarmup, DistributedSampler and
-// SyncBatchNorm are not safe for concurrent use without external
-// synchronisation.
+// DistributedOptimizer, LearningRateWarmup, DistributedSampler,
+// SyncBatchNorm and elastic::ElasticSampler are not safe for concurrent use
+// without external synchronisation.
 #ifndef KOLO_TORCH_H_
 #define KOLO_TORCH_H_
 
@@ -527,6 +527,10 @@ class LearningRateWarmup {
 
   // The factor above for (epoch, batch).
   double multiplier(int64_t epoch, int64_t batch) const;
+  // The factor above for t = `progress` epochs, for loops whose steps per
+  // epoch vary (e.g. elastic training, where the world size may change
+  // mid-epoch: t = epoch + samples consumed / samples in the epoch).
+  double multiplier_at(double progress) const;
   // Sets every group's lr for (epoch, batch), before that batch's step.
   // Returns false (and changes nothing) after warm-up has been finished.
   bool adjust(int64_t epoch, int64_t batch);
@@ -727,5 +731,7 @@ int64_t convert_sync_batchnorm(::torch::nn::Module& module);
 
 }  // namespace torch
 }  // namespace kolo
+
+#include "kolo/elastic.h"
 
 #endif  // KOLO_TORCH_H_
