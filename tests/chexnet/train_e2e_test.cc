@@ -106,13 +106,15 @@ class TrainE2E : public ::testing::Test {
     fs::create_directories(work_);
   }
 
-  // Tiny and fast: 32 px DenseNet-121, 2 steps of 4 images per rank.
-  std::string TrainFlags(const fs::path& out, int epochs) const {
+  // Tiny and fast: 32 px DenseNet-121, 2 steps of 4 images per rank (0:
+  // whole epochs).
+  std::string TrainFlags(const fs::path& out, int epochs,
+                         int max_steps = 2) const {
     std::ostringstream flags;
     flags << " --data " << data_ << " --out " << out.string()
           << " --arch densenet121 --image-size 32 --batch-size 4 --epochs "
-          << epochs
-          << " --max-steps-per-epoch 2 --workers 1 --threads 1 --seed 5"
+          << epochs << " --max-steps-per-epoch " << max_steps
+          << " --workers 1 --threads 1 --seed 5"
           << " --warmup-epochs 1 --patience 0 --no-progress";
     return flags.str();
   }
@@ -188,21 +190,31 @@ TEST_F(TrainE2E, TwoRanksThroughKolorunWriteCheckpointsAndMetrics) {
 
 // --sync-batchnorm: all 121 batch-norm layers of DenseNet-121 normalize over
 // the global batch; the checkpoint keeps the plain model's names, so a
-// model without SyncBatchNorm (chexnet_predict's) loads it.
+// model without SyncBatchNorm (chexnet_predict's) loads it. A whole epoch on
+// 3 ranks ends with a step whose last share is empty: that rank must still
+// join the layers' collectives.
 TEST_F(TrainE2E, SyncBatchNormRunTrainsAndItsCheckpointLoadsIntoAPlainModel) {
   const fs::path out = work_ / "run";
-  const CommandResult r = RunCommand(MpiRun(2) + train_ + TrainFlags(out, 1) +
-                                     " --sync-batchnorm --no-localize");
+  const fs::path samples = work_ / "samples";
+  const CommandResult r =
+      RunCommand(MpiRun(3) + train_ + TrainFlags(out, 1, /*max_steps=*/0) +
+                 " --sync-batchnorm --no-localize --sample-log " +
+                 samples.string());
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_THAT(r.output, HasSubstr("sync batchnorm: 121 layers normalize over "
-                                  "the global batch of 2 ranks"));
+                                  "the global batch of 3 ranks"));
+  std::ifstream last_rank_log(samples.string() + ".rank2.restart0");
+  std::stringstream last_rank;
+  last_rank << last_rank_log.rdbuf();
+  EXPECT_THAT(last_rank.str(), HasSubstr(" world=3 indices=\n"))
+      << "no empty share on rank 2: the data set no longer makes one";
   EXPECT_THAT(r.output, HasSubstr("test mean AUROC"));
   CheckpointMeta meta;
   auto model = *MakeModel("densenet121");
   const absl::Status loaded = LoadCheckpoint((out / "best.pt").string(), &meta,
                                              model.get(), nullptr, nullptr);
   ASSERT_TRUE(loaded.ok()) << loaded;
-  EXPECT_EQ(meta.world_size, 2);
+  EXPECT_EQ(meta.world_size, 3);
   std::ifstream json_file(out / "metrics.json");
   const nlohmann::json json = nlohmann::json::parse(json_file, nullptr, false);
   ASSERT_FALSE(json.is_discarded()) << "metrics.json does not parse";

@@ -863,12 +863,17 @@ absl::StatusOr<TrainingOutcome> RunTraining(const TrainOptions& o) {
       // A share of fewer than two images (an empty one at the end of an
       // epoch, or one left so by --skip-bad-images) still takes part in the
       // step (its gradients count as zeros), so that the ranks stay in
-      // step.
-      if (rows >= 2) {
+      // step. With --sync-batchnorm it runs forward and backward all the
+      // same, even empty: the normalization layers are collectives every
+      // rank must join, and they normalize over the global batch.
+      if (rows >= 2 || o.sync_batchnorm) {
         ::torch::Tensor loss;
         {
           CudaAutocast autocast(precision.enabled, precision.dtype);
-          loss = Loss(model->forward(images), targets, pos_weight);
+          const ::torch::Tensor logits = model->forward(images);
+          // No image: a zero that still reaches every parameter.
+          loss = rows > 0 ? Loss(logits, targets, pos_weight)
+                          : logits.sum() * 0.0;
         }
         // Weighted by this rank's part of the step's images, the averaged
         // gradient is the per-image mean of the whole step when shares are
