@@ -30,11 +30,6 @@ constexpr auto kDrainAfterExit = std::chrono::seconds(2);
 // After kolorun asked the launcher to stop (SIGTERM), how long it gets to
 // stop its job cleanly before SIGKILL.
 constexpr auto kGraceAfterStop = std::chrono::seconds(10);
-// How long the launcher may run on after a rank reported a failure. Open
-// MPI's mpirun and srun (--kill-on-bad-exit) stop the job themselves at
-// once; MPICH's Hydra lets the other ranks run on when a rank exits with an
-// error status, so kolorun stops it.
-constexpr auto kStopAfterRankFailure = std::chrono::seconds(3);
 // Longest line kept whole; longer ones are passed on in pieces.
 constexpr size_t kMaxLine = 64 * 1024;
 // How long a partial line may wait for its end before it is passed on.
@@ -200,7 +195,15 @@ int RunJob(const LaunchPlan& plan, absl::string_view launcher_name,
       kill_deadline = now + kGraceAfterStop;
     }
     if (!exited && !failure_deadline && relay.first_report()) {
-      failure_deadline = now + kStopAfterRankFailure;
+      // How long the launcher may run on after a rank reported a failure
+      // (LaunchPlan::stop_after_rank_failure_seconds). Open MPI's mpirun and
+      // srun (--kill-on-bad-exit) usually stop the job themselves at once;
+      // MPICH's Hydra lets the other ranks run on when a rank exits with an
+      // error status, and so does Open MPI now and then, so kolorun stops it.
+      failure_deadline =
+          now + std::chrono::duration_cast<Clock::duration>(
+                    std::chrono::duration<double>(
+                        plan.stop_after_rank_failure_seconds));
     }
     if (!exited && !start_timed_out && !stopped_after_failure &&
         failure_deadline && now >= *failure_deadline) {

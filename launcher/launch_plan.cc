@@ -2,6 +2,7 @@
 #include "launch_plan.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <limits>
 #include <set>
@@ -20,6 +21,11 @@
 namespace kolo {
 namespace launcher {
 namespace {
+
+// The runtime's default KOLO_PEER_TIMEOUT_SECONDS, and the shortest time
+// kolorun lets a launcher leave ranks running after one failed.
+constexpr double kDefaultPeerTimeoutSeconds = 5;
+constexpr double kMinStopAfterRankFailureSeconds = 3;
 
 constexpr int64_t kBytesPerMiB = int64_t{1} << 20;
 
@@ -515,6 +521,15 @@ absl::StatusOr<LaunchPlan> BuildLaunchPlan(const LaunchOptions& options,
   if (plan.ok()) {
     plan->num_ranks = options.num_proc;
     plan->start_timeout_seconds = options.start_timeout_seconds;
+    double peer_timeout = kDefaultPeerTimeoutSeconds;
+    auto set = env.env.find("KOLO_PEER_TIMEOUT_SECONDS");
+    double value = 0;
+    if (set != env.env.end() && absl::SimpleAtod(set->second, &value) &&
+        std::isfinite(value) && value >= 0) {
+      peer_timeout = value;
+    }
+    plan->stop_after_rank_failure_seconds =
+        std::max(kMinStopAfterRankFailureSeconds, peer_timeout + 2);
     plan->notes.insert(plan->notes.begin(),
                        absl::StrCat("launcher: ", LauncherName(launcher), " (",
                                     plan->argv.front(), ")"));

@@ -117,6 +117,12 @@ struct LaunchPlan {
   // how long (unset: no limit).
   int num_ranks = 0;
   std::optional<int> start_timeout_seconds;
+  // How long the launcher may leave the other ranks running after one
+  // failed before kolorun stops it: the ranks' peer timeout
+  // (KOLO_PEER_TIMEOUT_SECONDS, default 5) plus 2 s, at least 3 s, so that
+  // the survivors notice the failure themselves and say so before they are
+  // stopped.
+  double stop_after_rank_failure_seconds = 7;
   // The decisions behind the command, for --verbose.
   std::vector<std::string> notes;
 };

@@ -287,6 +287,41 @@ LoadedRun LoadRun(const fs::path& path) {
   return run;
 }
 
+// The parameters and Adam state of two checkpoints are bit-identical.
+void ExpectSameTraining(const fs::path& a_path, const fs::path& b_path) {
+  const LoadedRun a = LoadRun(a_path);
+  const LoadedRun b = LoadRun(b_path);
+  EXPECT_EQ(a.meta.global_step, b.meta.global_step);
+  EXPECT_EQ(a.meta.epochs_completed, b.meta.epochs_completed);
+  const auto b_params = b.model->named_parameters();
+  int compared = 0;
+  for (const auto& item : a.model->named_parameters()) {
+    const torch::Tensor& other = b_params[item.key()];
+    EXPECT_TRUE(torch::equal(item.value(), other))
+        << item.key() << ": max |difference| "
+        << (item.value() - other).abs().max().item<double>();
+    ++compared;
+  }
+  EXPECT_GT(compared, 300);
+  const auto b_buffers = b.model->named_buffers();
+  for (const auto& item : a.model->named_buffers()) {
+    EXPECT_TRUE(torch::equal(item.value(), b_buffers[item.key()]))
+        << item.key();
+  }
+  const auto a_list = a.model->parameters();
+  const auto b_list = b.model->parameters();
+  for (size_t i = 0; i < a_list.size(); ++i) {
+    const auto& s = static_cast<const torch::optim::AdamParamState&>(
+        *a.adam->state().at(StateKeyOf(a_list[i])));
+    const auto& t = static_cast<const torch::optim::AdamParamState&>(
+        *b.adam->state().at(StateKeyOf(b_list[i])));
+    EXPECT_EQ(s.step(), t.step()) << "parameter " << i;
+    EXPECT_TRUE(torch::equal(s.exp_avg(), t.exp_avg())) << "parameter " << i;
+    EXPECT_TRUE(torch::equal(s.exp_avg_sq(), t.exp_avg_sq()))
+        << "parameter " << i;
+  }
+}
+
 TEST_F(TrainE2E, ResumedTwoRankRunEndsWithTheUninterruptedRunsParameters) {
   const fs::path straight = work_ / "straight";
   const fs::path resumed = work_ / "resumed";
@@ -317,35 +352,7 @@ TEST_F(TrainE2E, ResumedTwoRankRunEndsWithTheUninterruptedRunsParameters) {
               b.meta.history[e].validation_loss)
         << "epoch " << e;
   }
-  int compared = 0;
-  const auto b_params = b.model->named_parameters();
-  for (const auto& item : a.model->named_parameters()) {
-    const torch::Tensor& other = b_params[item.key()];
-    EXPECT_TRUE(torch::equal(item.value(), other))
-        << item.key() << ": max |difference| "
-        << (item.value() - other).abs().max().item<double>();
-    ++compared;
-  }
-  const auto b_buffers = b.model->named_buffers();
-  for (const auto& item : a.model->named_buffers()) {
-    EXPECT_TRUE(torch::equal(item.value(), b_buffers[item.key()]))
-        << item.key();
-  }
-  EXPECT_GT(compared, 300);
-  const auto a_list = a.model->parameters();
-  const auto b_list = b.model->parameters();
-  for (size_t i = 0; i < a_list.size(); ++i) {
-    const auto& s = static_cast<const torch::optim::AdamParamState&>(
-        *a.adam->state().at(
-            StateKeyOf(a_list[i])));
-    const auto& t = static_cast<const torch::optim::AdamParamState&>(
-        *b.adam->state().at(
-            StateKeyOf(b_list[i])));
-    EXPECT_EQ(s.step(), t.step()) << "parameter " << i;
-    EXPECT_TRUE(torch::equal(s.exp_avg(), t.exp_avg())) << "parameter " << i;
-    EXPECT_TRUE(torch::equal(s.exp_avg_sq(), t.exp_avg_sq()))
-        << "parameter " << i;
-  }
+  ExpectSameTraining(straight / "last.pt", resumed / "last.pt");
 }
 
 TEST_F(TrainE2E, BadCommandLinesExitTwoWithAMessage) {
@@ -760,40 +767,6 @@ TEST_F(TrainE2E, ResumingFromACheckpointWithImpossibleMetaFailsWithStatusOne) {
 
 // ---- elastic training: step checkpoints, stop requests, resizes ----------
 
-// The parameters and Adam state of two checkpoints are bit-identical.
-void ExpectSameTraining(const fs::path& a_path, const fs::path& b_path) {
-  const LoadedRun a = LoadRun(a_path);
-  const LoadedRun b = LoadRun(b_path);
-  EXPECT_EQ(a.meta.global_step, b.meta.global_step);
-  EXPECT_EQ(a.meta.epochs_completed, b.meta.epochs_completed);
-  const auto b_params = b.model->named_parameters();
-  int compared = 0;
-  for (const auto& item : a.model->named_parameters()) {
-    const torch::Tensor& other = b_params[item.key()];
-    EXPECT_TRUE(torch::equal(item.value(), other))
-        << item.key() << ": max |difference| "
-        << (item.value() - other).abs().max().item<double>();
-    ++compared;
-  }
-  EXPECT_GT(compared, 300);
-  const auto b_buffers = b.model->named_buffers();
-  for (const auto& item : a.model->named_buffers()) {
-    EXPECT_TRUE(torch::equal(item.value(), b_buffers[item.key()]))
-        << item.key();
-  }
-  const auto a_list = a.model->parameters();
-  const auto b_list = b.model->parameters();
-  for (size_t i = 0; i < a_list.size(); ++i) {
-    const auto& s = static_cast<const torch::optim::AdamParamState&>(
-        *a.adam->state().at(StateKeyOf(a_list[i])));
-    const auto& t = static_cast<const torch::optim::AdamParamState&>(
-        *b.adam->state().at(StateKeyOf(b_list[i])));
-    EXPECT_EQ(s.step(), t.step()) << "parameter " << i;
-    EXPECT_TRUE(torch::equal(s.exp_avg(), t.exp_avg())) << "parameter " << i;
-    EXPECT_TRUE(torch::equal(s.exp_avg_sq(), t.exp_avg_sq()))
-        << "parameter " << i;
-  }
-}
 
 // "KOLO_ELASTIC_STOP_FILE=... KOLO_ELASTIC_RESTART=n " for a command line:
 // the variables kolorun's elastic mode sets on every rank.

@@ -182,6 +182,21 @@ TEST(OpenMpiPlan, NoRankMonitorRunsTheCommandDirectly) {
   EXPECT_TRUE(HasRun(argv, {"--tag-output", "./train", "--epochs", "3"}));
 }
 
+TEST(LaunchPlan, SurvivorsGetThePeerTimeoutToReportBeforeKolorunStopsThem) {
+  const auto stop_after = [](const char* peer_timeout) {
+    LaunchEnvironment env = Machine();
+    if (peer_timeout != nullptr) env.env["KOLO_PEER_TIMEOUT_SECONDS"] = peer_timeout;
+    absl::StatusOr<LaunchPlan> plan =
+        BuildLaunchPlan(Job(2), Launcher::kHydra, env);
+    EXPECT_TRUE(plan.ok()) << plan.status();
+    return plan.ok() ? plan->stop_after_rank_failure_seconds : -1;
+  };
+  EXPECT_EQ(stop_after(nullptr), 7);  // the runtime's default 5 s, + 2
+  EXPECT_EQ(stop_after("3"), 5);
+  EXPECT_EQ(stop_after("0.5"), 3);  // never less than 3 s
+  EXPECT_EQ(stop_after("junk"), 7);  // the runtime refuses it at init
+}
+
 TEST(OpenMpiPlan, StartTimeoutMakesRanksAnnounceTheirStart) {
   LaunchOptions options = Job(2);
   options.start_timeout_seconds = 30;
