@@ -2,8 +2,8 @@
 # Elastic CheXNet training end to end, on two pretend hosts (network
 # namespaces, tests/launcher/netns_hosts.sh; skipped, 77, without them):
 #   elastic_e2e_test.sh KOLORUN CHEXNET_TRAIN MAKE_SYNTHETIC CHECK_SAMPLE_LOG [ci|demo]
-# 1. An uninterrupted 2-rank run (one rank per host) of a synthetic set: the
-#    reference.
+# 1. At the demo scale, an uninterrupted 2-rank run (one rank per host) of a
+#    synthetic set: the reference.
 # 2. The same training under kolorun's elastic mode (discovery reads a file,
 #    step checkpoints every 2 steps, --resume auto): mid-way through the
 #    second epoch host 2's rank is SIGKILLed and host 2 leaves the list ->
@@ -11,11 +11,12 @@
 #    boundary and grows back to 2 ranks; every epoch finishes.
 # Checks: kolorun exits 0 with the expected decisions in its log; the
 # per-step sample log shows every epoch trained every sample exactly once
-# (check_sample_log.py); both runs report a test mean AUROC. Prints the
+# (check_sample_log.py); the run reports a test mean AUROC. Prints the
 # recovery time (kill -> first step of the next launch), the steps lost and
-# both AUROCs.
+# the AUROC(s).
 # Scale "ci" (the ctest case): 400 images at 32 px, 3 epochs - too little
-# training for the AUROC to be stable, so it is reported, not compared.
+# training for the AUROC to be stable, so there is no reference run and the
+# AUROC is reported, not compared.
 # Scale "demo" (by hand; the README's figures): 3000 images at 32 px, 6
 # epochs (test mean AUROC about 0.97, 603 test images), and the elastic
 # run's AUROC must be within 0.01 of the reference's. (The demo's own 1200
@@ -48,14 +49,14 @@ FLAGS=(--data "$WORK/data" --arch densenet121 --image-size "$SIZE" --batch-size 
   --epochs "$EPOCHS" --workers 1 --threads 1 --seed 11 --warmup-epochs 1
   --no-progress --no-localize --heatmap-images 0)
 
-# 1. The reference.
-t=$(now_ms)
-netns_run 1 600 "$KOLORUN" -np 2 -H "$A:1,$B:1" --mpi-args "$NETNS_MPI_ARGS" \
-  "$TRAIN" "${FLAGS[@]}" --out "$WORK/ref" >"$WORK/ref.log" 2>&1 ||
-  { cat "$WORK/ref.log"; fail "the reference run failed"; }
-echo "reference run: $(( $(now_ms) - t )) ms"
-SAMPLES=$(sed -nE 's/^.*data: .*: ([0-9]+) train,.*/\1/p' "$WORK/ref.log" | head -1)
-[ -n "$SAMPLES" ] || { cat "$WORK/ref.log"; fail "no training set size in the output"; }
+# 1. The reference (only where its AUROC is compared).
+if [ "$SCALE" = demo ]; then
+  t=$(now_ms)
+  netns_run 1 600 "$KOLORUN" -np 2 -H "$A:1,$B:1" --mpi-args "$NETNS_MPI_ARGS" \
+    "$TRAIN" "${FLAGS[@]}" --out "$WORK/ref" >"$WORK/ref.log" 2>&1 ||
+    { cat "$WORK/ref.log"; fail "the reference run failed"; }
+  echo "reference run: $(( $(now_ms) - t )) ms"
+fi
 
 # 2. The elastic run.
 HOSTS="$WORK/hosts"
@@ -98,6 +99,8 @@ wait "$pid"
 rc=$?
 cat "$WORK/el.log"
 [ "$rc" -eq 0 ] || fail "elastic kolorun exited with status $rc"
+SAMPLES=$(sed -nE 's/^.*data: .*: ([0-9]+) train,.*/\1/p' "$WORK/el.log" | head -1)
+[ -n "$SAMPLES" ] || fail "no training set size in the output"
 
 expect_log() {
   grep -qE "$1" "$WORK/el.log" || fail "no line matching '$1' in kolorun's output"
@@ -121,14 +124,16 @@ lost=$((last0 - first1 + 1))
 auroc() {
   python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["mean_auroc"])' "$1"
 }
-ref=$(auroc "$WORK/ref/metrics.json") || fail "no reference metrics.json"
 got=$(auroc "$WORK/el/metrics.json") || fail "no elastic metrics.json"
-echo "test mean AUROC: uninterrupted $ref, elastic $got"
-python3 -c 'import math,sys; sys.exit(not all(math.isfinite(float(x)) for x in sys.argv[1:]))' \
-  "$ref" "$got" || fail "a test mean AUROC is not a number"
+python3 -c 'import math,sys; sys.exit(not math.isfinite(float(sys.argv[1])))' "$got" ||
+  fail "the elastic run's test mean AUROC is not a number: $got"
 if [ "$SCALE" = demo ]; then
+  ref=$(auroc "$WORK/ref/metrics.json") || fail "no reference metrics.json"
+  echo "test mean AUROC: uninterrupted $ref, elastic $got"
   python3 -c 'import sys; a,b=map(float,sys.argv[1:]); sys.exit(abs(a-b)>0.01)' "$ref" "$got" ||
     fail "test mean AUROC $got differs from the uninterrupted run's $ref by more than 0.01"
+else
+  echo "test mean AUROC (elastic run): $got"
 fi
 echo "recovery: kill -> first step on 1 rank: $((resumed - killed)) ms; steps lost: $lost (checkpoint every 2)"
 echo "PASS: elastic CheXNet training survived a failed host and grew back"
