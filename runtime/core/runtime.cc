@@ -1132,6 +1132,14 @@ Status Runtime::Apply(ResponseList& list, int64_t* tensors, int64_t* bytes) {
               "', which it has not submitted"));
         }
       }
+      // After a collective of this list failed (Abandon), nothing more may
+      // run: the data plane is in an unknown state (a shared-memory barrier
+      // the failed collective left counts this rank as arrived, so the next
+      // one would pass without its peers and reduce stale slots), and a
+      // peer that still waits must get an error, not bytes of another
+      // collective. The chaos soak once saw exactly that: survivors of a
+      // SIGKILL on the other host returned a wrong value as success.
+      if (status.ok() && !abort_status_.ok()) status = abort_status_;
       if (status.ok()) status = executor_->Check(response, entries, present);
       if (status.ok()) {
         last_execution_start_ns_.store(SteadyNowNs(),
