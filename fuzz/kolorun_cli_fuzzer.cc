@@ -47,7 +47,20 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     return 0;
   }
   const kolo::launcher::LaunchOptions& options = parsed->options;
-  if (options.num_proc < 1) Fail("accepted -np below 1");
+  // With a discovery script the rank count comes from discovery; -np is
+  // then optional.
+  const bool discovered =
+      options.elastic.has_value() && !options.elastic->discovery_script.empty();
+  if (options.num_proc < 1 && !discovered) Fail("accepted -np below 1");
+  if (options.elastic.has_value()) {
+    const kolo::launcher::ElasticOptions& e = *options.elastic;
+    if (e.min_np < 1) Fail("accepted --min-np below 1");
+    if (e.max_np > 0 && e.min_np > e.max_np) Fail("accepted --min-np > --max-np");
+    if (!discovered && e.max_np != options.num_proc) {
+      Fail("a fixed elastic job whose --max-np is not -np");
+    }
+    if (!options.rank_monitor) Fail("elastic mode without the rank monitor");
+  }
   if (options.command.empty()) Fail("accepted a command line without command");
   if (!options.hosts_flag.empty() && !options.hostfile.empty()) {
     Fail("accepted both -H and --hostfile");
