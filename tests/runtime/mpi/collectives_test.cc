@@ -822,12 +822,36 @@ TEST(Collectives, MismatchesFailOnEveryRank) {
 TEST(Collectives, LocalArgumentErrors) {
   std::vector<float> f(4, 1.0f);
   Tensor t{f.data(), DataType::kFloat32, {4}};
-  // A name already pending on this rank. On one rank the first operation
-  // may complete before the second is submitted (then the name is free
-  // again and both run), so the pair is tried until the second meets the
-  // first still pending.
+  // A name already pending on this rank is refused. With peers, rank 0
+  // submits 'dup' twice before they submit it at all (they wait in a
+  // barrier that rank 0 enters only afterwards), so its first 'dup' cannot
+  // have run when the second comes. (Once an operation is taken for
+  // execution its name is free again: without that ordering the peers could
+  // make the first run, and a second accepted, in between.) Alone, the
+  // first may complete at once, so the pair is tried until the second meets
+  // the first still pending.
   bool refused = false;
-  for (int attempt = 0; attempt < 100 && !refused; ++attempt) {
+  if (Size() > 1) {
+    if (Rank() == 0) {
+      StatusOr<Handle> first = AllreduceAsync("dup", t, t);
+      ASSERT_TRUE(first.ok());
+      StatusOr<Handle> second = AllreduceAsync("dup", t, t);
+      refused = !second.ok();
+      ASSERT_FALSE(second.ok()) << "a second 'dup' was accepted at np "
+                                << Size() << " while the first was pending";
+      EXPECT_EQ(second.status().code(), absl::StatusCode::kInvalidArgument);
+      EXPECT_NE(second.status().message().find("'dup'"), std::string::npos);
+      ASSERT_TRUE(Barrier().ok());
+      EXPECT_TRUE(first->Wait().ok());
+    } else {
+      refused = true;  // checked on rank 0
+      ASSERT_TRUE(Barrier().ok());
+      StatusOr<Handle> only = AllreduceAsync("dup", t, t);
+      ASSERT_TRUE(only.ok());
+      EXPECT_TRUE(only->Wait().ok());
+    }
+  }
+  for (int attempt = 0; Size() == 1 && attempt < 100 && !refused; ++attempt) {
     StatusOr<Handle> first = AllreduceAsync("dup", t, t);
     ASSERT_TRUE(first.ok());
     StatusOr<Handle> second = AllreduceAsync("dup", t, t);
@@ -836,8 +860,6 @@ TEST(Collectives, LocalArgumentErrors) {
       EXPECT_EQ(second.status().code(), absl::StatusCode::kInvalidArgument);
       EXPECT_NE(second.status().message().find("'dup'"), std::string::npos);
     } else {
-      ASSERT_TRUE(Size() == 1) << "a second 'dup' was accepted at np " << Size()
-                               << " while the first was pending";
       EXPECT_TRUE(second->Wait().ok());
     }
     EXPECT_TRUE(first->Wait().ok());
