@@ -93,7 +93,16 @@ printf '%s:1\n' "$A" >"$HOSTS"
 wait_for 120 "restart=1 .* world=1 " "$LOG".rank0.restart1 ||
   { cat "$WORK/el.log"; fail "no training step on 1 rank after host 2 failed"; }
 resumed=$(now_ms)
-sleep 3
+# Host 2 returns once the 1-rank launch has taken 3 steps (a checkpoint at
+# 1 rank included) - by step count, not by a sleep: a 1-rank epoch of the
+# ci scale takes about 5 s, and a late return would find the job finished.
+until=$((SECONDS + 120))
+while [ "$(grep -c 'restart=1 ' "$LOG".rank0.restart1)" -lt 3 ]; do
+  [ "$SECONDS" -lt "$until" ] && kill -0 "$pid" 2>/dev/null || break
+  sleep 0.1
+done
+[ "$(grep -c 'restart=1 ' "$LOG".rank0.restart1)" -ge 3 ] ||
+  { cat "$WORK/el.log"; fail "the 1-rank launch did not take 3 steps"; }
 printf '%s:1\n%s:1\n' "$A" "$B" >"$HOSTS"
 wait "$pid"
 rc=$?
