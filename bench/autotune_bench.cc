@@ -12,17 +12,16 @@
 // most of them small). --sequential waits for each tensor before computing
 // the next (a chain of small dependent reductions), so every negotiation
 // round trip is on the critical path.
+#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <chrono>
 #include <cmath>
-#include <random>
 #include <cstdio>
 #include <cstdlib>
+#include <random>
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <CLI/CLI.hpp>
 
 #include "absl/strings/str_cat.h"
 #include "kolo/kolo.h"
@@ -50,16 +49,24 @@ int main(int argc, char** argv) {
   double seconds = 10;
   bool sequential = false;
   int min_elements = 0;
-  app.add_option("--tensors", tensors, "tensors per step")->check(CLI::PositiveNumber);
-  app.add_option("--elements", elements, "float32 elements per tensor (the largest with --min-elements)")->check(CLI::PositiveNumber);
+  app.add_option("--tensors", tensors, "tensors per step")
+      ->check(CLI::PositiveNumber);
+  app.add_option(
+         "--elements", elements,
+         "float32 elements per tensor (the largest with --min-elements)")
+      ->check(CLI::PositiveNumber);
   app.add_option("--min-elements", min_elements,
                  "sizes spread log-uniformly from this to --elements, in a "
-                 "fixed pseudo-random order (as a model's gradients); 0 = all --elements")
+                 "fixed pseudo-random order (as a model's gradients); 0 = all "
+                 "--elements")
       ->check(CLI::NonNegativeNumber);
-  app.add_option("--gap-us", gap_us, "compute between tensors (us)")->check(CLI::NonNegativeNumber);
-  app.add_option("--warmup-seconds", warmup_seconds, "untimed (autotune searches here)");
+  app.add_option("--gap-us", gap_us, "compute between tensors (us)")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--warmup-seconds", warmup_seconds,
+                 "untimed (autotune searches here)");
   app.add_option("--seconds", seconds, "timed");
-  app.add_flag("--sequential", sequential, "wait for each tensor before the next");
+  app.add_flag("--sequential", sequential,
+               "wait for each tensor before the next");
   bool verify = false;
   app.add_flag("--verify", verify,
                "fill every gradient with rank-dependent values and check each "
@@ -110,11 +117,13 @@ int main(int argc, char** argv) {
     for (int k = 0; k < tensors; ++k) {
       Compute(gap_us);
       if (verify) fill(k);
-      kolo::Tensor t{grads[k].data(), kolo::DataType::kFloat32,
+      kolo::Tensor t{grads[k].data(),
+                     kolo::DataType::kFloat32,
                      {static_cast<int64_t>(grads[k].size())}};
       auto h = kolo::AllreduceAsync(absl::StrCat("grad.", k), t, t);
       if (!h.ok()) {
-        std::fprintf(stderr, "autotune_bench: %s\n", h.status().ToString().c_str());
+        std::fprintf(stderr, "autotune_bench: %s\n",
+                     h.status().ToString().c_str());
         std::exit(1);
       }
       handles.push_back(*h);
@@ -136,14 +145,16 @@ int main(int argc, char** argv) {
     int64_t steps = 0;
     const auto start = Clock::now();
     for (;;) {
-      int32_t go = std::chrono::duration<double>(Clock::now() - start).count() < limit;
+      int32_t go =
+          std::chrono::duration<double>(Clock::now() - start).count() < limit;
       kolo::Tensor flag{&go, kolo::DataType::kInt32, {1}};
       if (!kolo::Broadcast("bench.go", flag, 0).ok()) std::exit(1);
       if (!go) break;
       step();
       ++steps;
     }
-    return std::make_pair(steps, std::chrono::duration<double>(Clock::now() - start).count());
+    return std::make_pair(
+        steps, std::chrono::duration<double>(Clock::now() - start).count());
   };
   run_for(warmup_seconds);
   if (kolo::Rank() == 0) {
@@ -154,7 +165,8 @@ int main(int argc, char** argv) {
   const auto [steps, elapsed] = run_for(seconds);
   const kolo::RuntimeStats after = kolo::GetStats();
   if (kolo::Rank() == 0) {
-    const char* autotune = std::getenv("KOLO_AUTOTUNE");
+    // kolo started, so its environment parses.
+    const bool autotune = kolo::OptionsFromEnvironment()->autotune;
     const std::string sizes_text =
         min_elements > 0 ? absl::StrCat(min_elements, "..", elements)
                          : absl::StrCat(elements);
@@ -164,8 +176,8 @@ int main(int argc, char** argv) {
         "%.1f collectives a step)\n",
         kolo::Size(), tensors, sizes_text.c_str(),
         step_elements * 4.0 / (1 << 20), gap_us,
-        sequential ? ", sequential" : "", autotune ? autotune : "0",
-        steps / elapsed, static_cast<long long>(steps), elapsed,
+        sequential ? ", sequential" : "", autotune ? "1" : "0", steps / elapsed,
+        static_cast<long long>(steps), elapsed,
         static_cast<double>(after.collectives_executed -
                             before.collectives_executed) /
             std::max<int64_t>(steps, 1));

@@ -132,11 +132,11 @@ class Bench {
                   " (local rank % GPUs)",
               std::nullopt);
     } else if (flags_.backends.empty()) {
-      const char* env = std::getenv("KOLO_CPU_OPERATIONS");
-      const std::string value = env != nullptr && *env ? env : "auto";
+      // kolo started, so its environment parses.
+      const std::string value =
+          CpuOperationsName(kolo::OptionsFromEnvironment()->cpu_operations);
       RunKolo(flags_.backend_name.empty() ? value : flags_.backend_name,
-              "KOLO_CPU_OPERATIONS=" + value + (env ? "" : " (unset)"),
-              std::nullopt);
+              "KOLO_CPU_OPERATIONS=" + value, std::nullopt);
     } else {
       for (CpuOperations backend : flags_.backends) {
         const std::string name = CpuOperationsName(backend);

@@ -272,9 +272,10 @@ int Run(const Flags& flags) {
       static_cast<double>(flags.steps) * flags.batch_size * size / window;
 
   if (rank == 0) {
-    const char* fusion_env = std::getenv("KOLO_FUSION_THRESHOLD");
+    // kolo started, so its environment parses.
     const std::string fusion =
-        fusion_env ? std::string(fusion_env) + " B" : "default (64 MiB)";
+        std::to_string(kolo::OptionsFromEnvironment()->fusion_threshold_bytes) +
+        " B";
     const double collectives =
         (stats_after.collectives_executed - stats_before.collectives_executed) /
         per_step;

@@ -26,3 +26,23 @@ if(_kolo_sanitize_flags)
   message(STATUS "kolo: sanitizer: ${KOLO_SANITIZE}")
 endif()
 unset(_kolo_sanitize_flags)
+
+# KOLO_THREAD_SAFETY=ON: clang's thread-safety analysis as errors: every
+# field marked ABSL_GUARDED_BY is only touched with its mutex held, functions
+# marked ABSL_EXCLUSIVE_LOCKS_REQUIRED are only called so, and mutexes are
+# taken in their declared order (ABSL_ACQUIRED_AFTER). scripts/thread_safety.sh
+# builds the runtime and the LibTorch adapter this way (build-tsa/); CI runs
+# it.
+option(KOLO_THREAD_SAFETY "clang -Wthread-safety as errors" OFF)
+if(KOLO_THREAD_SAFETY)
+  if(NOT CMAKE_CXX_COMPILER_ID MATCHES "Clang")
+    message(FATAL_ERROR "KOLO_THREAD_SAFETY needs clang (CXX=clang++), not "
+                        "${CMAKE_CXX_COMPILER_ID}")
+  endif()
+  add_compile_options(
+    $<$<COMPILE_LANGUAGE:CXX>:-Wthread-safety>
+    $<$<COMPILE_LANGUAGE:CXX>:-Wthread-safety-beta>
+    $<$<COMPILE_LANGUAGE:CXX>:-Werror=thread-safety>
+    $<$<COMPILE_LANGUAGE:CXX>:-Werror=thread-safety-beta>)
+  message(STATUS "kolo: thread-safety analysis")
+endif()

@@ -9,7 +9,6 @@
 #include <torch/types.h>
 #include <torch/utils.h>
 
-#include <mutex>
 #include <utility>
 
 #if KOLO_TORCH_CUDA
@@ -17,6 +16,7 @@
 #endif
 
 #include "kolo/torch.h"
+#include "runtime/common/mutex.h"
 
 namespace kolo {
 namespace torch {
@@ -48,9 +48,9 @@ struct HandleState {
   };
   std::vector<Output> outputs;
 
-  std::mutex mu;
-  bool finished = false;  // guarded by mu
-  std::string error;      // guarded by mu; empty = success
+  Mutex mu;
+  bool finished ABSL_GUARDED_BY(mu) = false;
+  std::string error ABSL_GUARDED_BY(mu);  // empty = success
 
   HandleState() = default;
   HandleState(const HandleState&) = delete;
@@ -298,7 +298,7 @@ bool Handle::poll() const {
 std::vector<at::Tensor> Handle::wait_all() const {
   TORCH_CHECK(valid(), "kolo: wait() on an empty Handle");
   const Status status = state_->handle.Wait();
-  std::lock_guard<std::mutex> lock(state_->mu);
+  MutexLock lock(&state_->mu);
   if (!state_->finished) {
     state_->finished = true;
     if (!status.ok()) {

@@ -26,7 +26,6 @@
 #include <atomic>
 #include <chrono>
 #include <exception>
-#include <mutex>
 #include <sstream>
 #include <type_traits>
 #include <typeinfo>
@@ -35,6 +34,7 @@
 #include <utility>
 
 #include "kolo/torch.h"
+#include "runtime/common/mutex.h"
 
 namespace kolo {
 namespace torch {
@@ -129,7 +129,7 @@ class DistributedOptimizer::Impl {
   ::torch::optim::Optimizer& optimizer() { return *optimizer_; }
   const DistributedOptimizerOptions& options() const { return options_; }
   DistributedOptimizerStats stats() const {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     return stats_;
   }
 
@@ -173,9 +173,9 @@ class DistributedOptimizer::Impl {
     at::Tensor wire;  // compressed copy of the gradient, if compressing
   };
 
-  // Starts the allreduce of `parameter`'s gradient. REQUIRES: mu_ held,
-  // grad defined.
-  void EnqueueLocked(Parameter& parameter, bool from_hook);
+  // Starts the allreduce of `parameter`'s gradient (grad defined).
+  void EnqueueLocked(Parameter& parameter, bool from_hook)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Overlap::kAuto: times the iteration that just ended (from the end of
   // the previous step() to the end of this one) and picks the mode of the
   // next. Called by the stepping thread after the wrapped step().
@@ -187,18 +187,18 @@ class DistributedOptimizer::Impl {
   // The TensorImpls of the parameters that have a hook.
   std::unordered_set<const void*> reduced_;
 
-  mutable std::mutex mu_;
-  std::vector<Parameter> parameters_;  // guarded by mu_ (after construction)
-  bool synchronized_ = false;          // guarded by mu_
-  bool step_has_allreduces_ = false;   // guarded by mu_
-  bool overlap_now_ = true;            // guarded by mu_
+  mutable Mutex mu_;
+  std::vector<Parameter> parameters_ ABSL_GUARDED_BY(mu_);
+  bool synchronized_ ABSL_GUARDED_BY(mu_) = false;
+  bool step_has_allreduces_ ABSL_GUARDED_BY(mu_) = false;
+  bool overlap_now_ ABSL_GUARDED_BY(mu_) = true;
   // Overlap::kAuto, used by the stepping thread only.
   int64_t last_step_end_ns_ = 0;
   std::vector<double> on_s_, off_s_;
   // "dopt<k>.overlap": the k-th DistributedOptimizer of this process (every
   // rank builds its optimizers in the same order).
   std::string tune_name_;
-  DistributedOptimizerStats stats_;  // guarded by mu_
+  DistributedOptimizerStats stats_ ABSL_GUARDED_BY(mu_);
 };
 
 DistributedOptimizer::Impl::Impl(
@@ -317,7 +317,7 @@ void DistributedOptimizer::Impl::EnqueueLocked(Parameter& parameter,
 }
 
 void DistributedOptimizer::Impl::OnGradientReady(size_t index) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   Parameter& parameter = parameters_[index];
   TORCH_CHECK(!parameter.pending.valid(), "kolo: the gradient of '",
               parameter.name, "' was computed more than ",
@@ -334,7 +334,7 @@ void DistributedOptimizer::Impl::OnGradientReady(size_t index) {
 void DistributedOptimizer::Impl::Synchronize() {
   std::vector<std::pair<Handle, Parameter*>> in_flight;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     // Already reduced, and no backward since: reducing again would apply the
     // reduction twice.
     if (synchronized_) return;
@@ -366,7 +366,7 @@ void DistributedOptimizer::Impl::Synchronize() {
     parameter->wire = at::Tensor();
   }
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     // After a failure the gradients are not (all) reduced: the next
     // synchronize() or step() must not skip them.
     synchronized_ = !first_error;
@@ -377,7 +377,7 @@ void DistributedOptimizer::Impl::Synchronize() {
 void DistributedOptimizer::Impl::StepWrapped() {
   optimizer_->step();
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     synchronized_ = false;
     ++stats_.steps;
   }
@@ -393,7 +393,7 @@ void DistributedOptimizer::Impl::TuneOverlap() {
   int64_t steps;
   bool measured_on;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     if (stats_.overlap_decided_at_step >= 0) return;
     steps = stats_.steps;
     measured_on = overlap_now_;
@@ -404,7 +404,7 @@ void DistributedOptimizer::Impl::TuneOverlap() {
   if (on_s_.size() < kTrialsEach || off_s_.size() < kTrialsEach) {
     // Alternate from the first measured iteration on, so that both modes
     // see the same drift of the host's load.
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     overlap_now_ = steps < kWarmupSteps ? true : !measured_on;
     stats_.overlapping = overlap_now_;
     return;
@@ -418,7 +418,7 @@ void DistributedOptimizer::Impl::TuneOverlap() {
   medians = allreduce(medians, tune_name_, {}, options_.process_set);
   const double on = medians[0].item<double>();
   const double off = medians[1].item<double>();
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   overlap_now_ = !(off < 0.98 * on);
   stats_.overlapping = overlap_now_;
   stats_.overlap_decided_at_step = steps;
@@ -428,7 +428,7 @@ void DistributedOptimizer::Impl::TuneOverlap() {
 
 void DistributedOptimizer::Impl::ZeroGrad(bool set_to_none) {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     for (Parameter& parameter : parameters_) {
       TORCH_CHECK(!parameter.pending.valid(),
                   "kolo: zero_grad() was called after backward() but before "

@@ -6,9 +6,7 @@
 #include <torch/types.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <cstdlib>
-#include <limits>
 #include <string>
 
 #include "epoch_order.h"
@@ -19,33 +17,25 @@ namespace torch {
 namespace elastic {
 namespace {
 
-constexpr char kRestartVariable[] = "KOLO_ELASTIC_RESTART";
-constexpr char kStopFileVariable[] = "KOLO_ELASTIC_STOP_FILE";
+// The elastic variables kolorun sets (the runtime's configuration table);
+// a malformed one is an error naming it.
+Options Environment() {
+  StatusOr<Options> options = OptionsFromEnvironment();
+  TORCH_CHECK(options.ok(), "kolo: ", options.status().message());
+  return *std::move(options);
+}
 
 }  // namespace
 
-int restart_count() {
-  const char* value = std::getenv(kRestartVariable);
-  if (value == nullptr || *value == '\0') return 0;
-  const std::string text(value);
-  errno = 0;
-  const long parsed = std::strtol(value, nullptr, 10);
-  TORCH_CHECK(text.find_first_not_of("0123456789") == std::string::npos &&
-                  errno == 0 && parsed <= std::numeric_limits<int>::max(),
-              "kolo: ", kRestartVariable, " is '", text,
-              "'; expected a non-negative integer (kolorun's relaunch count)");
-  return static_cast<int>(parsed);
-}
+int restart_count() { return static_cast<int>(Environment().elastic_restart); }
 
-bool enabled() {
-  const char* path = std::getenv(kStopFileVariable);
-  return path != nullptr && *path != '\0';
-}
+bool enabled() { return !Environment().elastic_stop_file.empty(); }
 
 bool stop_requested(const ProcessSet& process_set) {
-  if (!enabled()) return false;
+  const std::string stop_file = Environment().elastic_stop_file;
+  if (stop_file.empty()) return false;
   struct stat info;
-  const bool local = ::stat(std::getenv(kStopFileVariable), &info) == 0;
+  const bool local = ::stat(stop_file.c_str(), &info) == 0;
   AllreduceOptions max;
   max.op = ReduceOp::kMax;
   const at::Tensor flag = at::full({1}, local ? 1.0f : 0.0f, at::kFloat);

@@ -14,11 +14,11 @@
 #include "absl/strings/str_join.h"
 #include "kolo/kolo.h"
 #include "kolo/process_set.h"
+#include "runtime/common/mpi_context.h"
 #include "runtime/common/mutex.h"
 #include "runtime/common/reduce.h"
 #include "runtime/core/config.h"
 #include "runtime/core/executor.h"
-#include "runtime/core/mpi_context.h"
 #include "runtime/core/runtime.h"
 #include "runtime/wire/codec.h"
 

@@ -8,14 +8,21 @@
 #include <cstring>
 #include <mutex>
 
+#include "kolo/options.h"
+
 namespace kolo {
 namespace {
 
 bool EnvSet(const char* name) { return std::getenv(name) != nullptr; }
 
 std::string Decide() {
-  const char* choice = std::getenv("KOLO_MEMORY_ALLOCATOR");
-  if (choice != nullptr && std::strcmp(choice, "system") == 0) return "system";
+  StatusOr<Options> options = OptionsFromEnvironment();
+  // A malformed KOLO_* variable fails Init() with the error naming it; until
+  // then malloc is left alone.
+  if (!options.ok()) {
+    return "system (" + std::string(options.status().message()) + ")";
+  }
+  if (options->memory_allocator == MemoryAllocator::kSystem) return "system";
   // A preloaded allocator interposes malloc; its own entry points say which.
   if (dlsym(RTLD_DEFAULT, "tc_malloc") != nullptr) return "tcmalloc";
   if (dlsym(RTLD_DEFAULT, "mallctl") != nullptr) return "jemalloc";

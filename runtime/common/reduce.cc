@@ -2,6 +2,8 @@
 // CPU has both, the generic build elsewhere.
 #include "runtime/common/reduce.h"
 
+#include <cpuid.h>
+
 namespace kolo {
 
 #define KOLO_DECLARE_KERNELS(isa)                                            \
@@ -22,9 +24,15 @@ KOLO_DECLARE_KERNELS(avx2)
 
 namespace {
 
+// CPUID leaf 1: ECX bit 29 (clang 14's __builtin_cpu_supports does not know
+// "f16c").
+bool CpuHasF16c() {
+  unsigned eax, ebx, ecx, edx;
+  return __get_cpuid(1, &eax, &ebx, &ecx, &edx) && (ecx & bit_F16C) != 0;
+}
+
 bool UseAvx2() {
-  static const bool use = __builtin_cpu_supports("avx2") &&
-                          __builtin_cpu_supports("f16c");
+  static const bool use = __builtin_cpu_supports("avx2") && CpuHasF16c();
   return use;
 }
 

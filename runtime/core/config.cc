@@ -105,6 +105,14 @@ constexpr std::pair<const char*, RingTransport> kRingTransports[] = {
     {"mpi", RingTransport::kMpi},
 };
 
+constexpr std::pair<const char*, MemoryAllocator> kMemoryAllocators[] = {
+    {"auto", MemoryAllocator::kAuto},
+    {"tcmalloc", MemoryAllocator::kTcmalloc},
+    {"jemalloc", MemoryAllocator::kJemalloc},
+    {"glibc", MemoryAllocator::kGlibc},
+    {"system", MemoryAllocator::kSystem},
+};
+
 constexpr std::pair<const char*, LogLevel> kLogLevels[] = {
     {"trace", LogLevel::kTrace},  {"debug", LogLevel::kDebug},
     {"info", LogLevel::kInfo},    {"warning", LogLevel::kWarning},
@@ -192,6 +200,20 @@ StatusOr<Options> OptionsFromLookup(const EnvironmentLookup& lookup) {
           {"KOLO_HOSTNAME",
            [&](const char* n, const char* v) {
              return ParseString(n, v, 255, &options.hostname);
+           }},
+          {"KOLO_MEMORY_ALLOCATOR",
+           [&](const char* n, const char* v) {
+             return ParseChoice(n, v, kMemoryAllocators,
+                                &options.memory_allocator);
+           }},
+          {"KOLO_ELASTIC_RESTART",
+           [&](const char* n, const char* v) {
+             return ParseNonNegativeInt(n, v, kMaxElasticRestart,
+                                        &options.elastic_restart);
+           }},
+          {"KOLO_ELASTIC_STOP_FILE",
+           [&](const char* n, const char* v) {
+             return ParseString(n, v, 4096, &options.elastic_stop_file);
            }},
       };
   for (const auto& [name, parse] : parsers) {
@@ -297,6 +319,13 @@ Status CheckAgreement(const std::vector<AgreedSettings>& all) {
 
 const char* RingTransportName(RingTransport value) {
   for (const auto& [word, choice] : kRingTransports) {
+    if (choice == value) return word;
+  }
+  return "invalid";
+}
+
+const char* MemoryAllocatorName(MemoryAllocator value) {
+  for (const auto& [word, choice] : kMemoryAllocators) {
     if (choice == value) return word;
   }
   return "invalid";

@@ -5,7 +5,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
-#include "runtime/core/mpi_context.h"
+#include "runtime/common/mpi_context.h"
 
 namespace kolo {
 namespace {

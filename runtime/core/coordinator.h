@@ -47,9 +47,9 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/time/time.h"
 #include "kolo/options.h"
-#include "runtime/core/message.h"
+#include "runtime/common/timeline.h"
 #include "runtime/core/response_cache.h"
-#include "runtime/core/timeline.h"
+#include "runtime/wire/message.h"
 
 namespace kolo {
 

@@ -25,20 +25,6 @@ ReductionSpec SpecFor(const Response& response) {
 
 }  // namespace
 
-int64_t RowElements(const std::vector<int64_t>& shape) {
-  int64_t n = 1;
-  for (size_t i = 1; i < shape.size(); ++i) n *= shape[i];
-  return n;
-}
-
-int64_t Rows(const std::vector<int64_t>& shape) {
-  return shape.empty() ? 1 : shape[0];
-}
-
-int64_t ReducescatterRows(int64_t rows, int size, int rank) {
-  return rows / size + (rank < rows % size ? 1 : 0);
-}
-
 StatusOr<std::unique_ptr<Executor>> Executor::Create(Backend* backend, int rank,
                                                      int size,
                                                      int64_t fusion_bytes) {

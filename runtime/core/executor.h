@@ -10,10 +10,10 @@
 #include <vector>
 
 #include "runtime/backend/backend.h"
+#include "runtime/common/timeline.h"
 #include "runtime/core/adasum.h"
-#include "runtime/core/message.h"
-#include "runtime/core/operation.h"
-#include "runtime/core/timeline.h"
+#include "runtime/op/operation.h"
+#include "runtime/wire/message.h"
 
 namespace kolo {
 
@@ -82,13 +82,6 @@ class Executor {
   std::vector<char> zeros_;  // a joined rank's contribution to large tensors
   AdasumAllreduce adasum_;
 };
-
-// Rows and per-row elements of a tensor along its first dimension (a scalar
-// is one row of one element).
-int64_t RowElements(const std::vector<int64_t>& shape);
-int64_t Rows(const std::vector<int64_t>& shape);
-// Rank r's share of `rows` rows in a reducescatter.
-int64_t ReducescatterRows(int64_t rows, int size, int rank);
 
 }  // namespace kolo
 

@@ -17,7 +17,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "runtime/core/message.h"
+#include "runtime/wire/message.h"
 
 namespace kolo {
 

@@ -21,7 +21,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
-#include "runtime/core/message.h"
+#include "runtime/wire/message.h"
 
 namespace kolo {
 

@@ -35,18 +35,18 @@
 #include "absl/container/flat_hash_map.h"
 #include "kolo/kolo.h"
 #include "runtime/backend/backend.h"
+#include "runtime/backend/gpu_executor.h"
+#include "runtime/common/mpi_context.h"
 #include "runtime/common/mutex.h"
+#include "runtime/common/timeline.h"
 #include "runtime/core/autotune.h"
 #include "runtime/core/control_plane.h"
 #include "runtime/core/coordinator.h"
 #include "runtime/core/doorbell.h"
 #include "runtime/core/executor.h"
 #include "runtime/core/fast_lane.h"
-#include "runtime/core/gpu_executor.h"
-#include "runtime/core/mpi_context.h"
-#include "runtime/core/operation.h"
 #include "runtime/core/response_cache.h"
-#include "runtime/core/timeline.h"
+#include "runtime/op/operation.h"
 
 namespace kolo {
 

@@ -1,7 +1,7 @@
-// Converts negotiation messages to and from bytes (runtime/wire/messages.proto).
-// Decoding treats the bytes as untrusted: anything malformed or out of range
-// for this job (ranks, dtypes, ops, cache slots, shapes) is an
-// InvalidArgument error, never a crash.
+// Converts negotiation messages to and from bytes
+// (runtime/wire/messages.proto). Decoding treats the bytes as untrusted:
+// anything malformed or out of range for this job (ranks, dtypes, ops, cache
+// slots, shapes) is an InvalidArgument error, never a crash.
 #ifndef KOLO_RUNTIME_WIRE_CODEC_H_
 #define KOLO_RUNTIME_WIRE_CODEC_H_
 
@@ -9,7 +9,7 @@
 
 #include "absl/strings/string_view.h"
 #include "kolo/status.h"
-#include "runtime/core/message.h"
+#include "runtime/wire/message.h"
 
 namespace kolo {
 

@@ -12,7 +12,7 @@
 #include "kolo/kolo.h"
 #include "runtime/backend/nccl/copy_kernel.h"
 #include "runtime/common/logging.h"
-#include "runtime/core/executor.h"
+#include "runtime/op/operation.h"
 
 namespace kolo {
 

@@ -1,5 +1,5 @@
 // NcclExecutor: kolo's data plane for CUDA tensors (the GpuExecutor of
-// builds with NCCL; see runtime/core/gpu_executor.h for the model).
+// builds with NCCL; see runtime/backend/gpu_executor.h for the model).
 //
 // Choices, and why:
 //   - One NCCL communicator per process, bound to the one GPU the process
@@ -73,9 +73,9 @@
 #include <thread>
 #include <vector>
 
+#include "runtime/backend/gpu_executor.h"
 #include "runtime/backend/nccl/nccl_plan.h"
 #include "runtime/common/mutex.h"
-#include "runtime/core/gpu_executor.h"
 
 namespace kolo {
 

@@ -4,7 +4,7 @@
 #include <algorithm>
 
 #include "runtime/common/reduce.h"
-#include "runtime/core/executor.h"
+#include "runtime/op/operation.h"
 
 namespace kolo {
 namespace nccl {
@@ -56,8 +56,8 @@ ReductionPlan PlanReduction(DataType dtype, ReduceOp op, double prescale,
       // averages must divide the exact sum, truncating toward zero. For
       // floating point NCCL multiplies every input by (rounded) 1/size
       // before summing (ncclDevPreMulSum), which equals dividing the sum
-      // (docs/design.md, Semantics) only when 1/size is a power of two; otherwise the sum is
-      // divided by the unpack copy.
+      // (docs/design.md, Semantics) only when 1/size is a power of two;
+      // otherwise the sum is divided by the unpack copy.
       const bool power_of_two = size > 0 && (size & (size - 1)) == 0;
       if (floating && avg_allowed && contributors == size && power_of_two) {
         plan.op = NcclOp::kAvg;

@@ -1,7 +1,7 @@
 // Builds without CUDA or NCCL: no GPU executor. CUDA tensors are refused at
 // submission (runtime/api/api.cc).
 #include "kolo/kolo.h"
-#include "runtime/core/gpu_executor.h"
+#include "runtime/backend/gpu_executor.h"
 
 namespace kolo {
 

@@ -9,7 +9,7 @@
 namespace kolo {
 namespace {
 
-constexpr auto kBeat = std::chrono::milliseconds(100);
+constexpr double kBeatSeconds = 0.1;
 
 }  // namespace
 
@@ -26,29 +26,36 @@ StatusOr<std::unique_ptr<LifeSign>> LifeSign::Start(PeerLifeState* state) {
   }
   std::unique_ptr<LifeSign> sign(new LifeSign(state));
   sign->thread_ = std::thread([s = sign.get()] { s->Run(); });
-  std::unique_lock<std::mutex> lock(sign->mu_);
-  sign->cv_.wait(lock, [&] { return sign->held_; });
+  {
+    MutexLock lock(&sign->mu_);
+    while (!sign->held_) sign->cv_.Wait(&sign->mu_);
+  }
   return sign;
 }
 
 void LifeSign::Run() {
   pthread_mutex_lock(&state_->held);
   state_->started.store(1, std::memory_order_release);
-  std::unique_lock<std::mutex> lock(mu_);
-  held_ = true;
-  cv_.notify_all();
-  while (!cv_.wait_for(lock, kBeat, [this] { return stop_; })) {
-    state_->beats.fetch_add(1, std::memory_order_relaxed);
+  {
+    MutexLock lock(&mu_);
+    held_ = true;
+    cv_.SignalAll();
+    while (!stop_) {
+      // A beat each time a wait runs out (not on a wake-up).
+      if (!cv_.WaitWithTimeout(&mu_, kBeatSeconds)) {
+        state_->beats.fetch_add(1, std::memory_order_relaxed);
+      }
+    }
   }
   pthread_mutex_unlock(&state_->held);
 }
 
 LifeSign::~LifeSign() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     stop_ = true;
   }
-  cv_.notify_all();
+  cv_.SignalAll();
   if (thread_.joinable()) thread_.join();
 }
 

@@ -21,15 +21,14 @@
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <thread>
 #include <vector>
 
 #include "absl/strings/string_view.h"
 #include "kolo/status.h"
+#include "runtime/common/mutex.h"
 
 namespace kolo {
 
@@ -59,10 +58,10 @@ class LifeSign {
   void Run();
 
   PeerLifeState* const state_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool stop_ = false;  // guarded by mu_
-  bool held_ = false;  // guarded by mu_
+  Mutex mu_;
+  CondVar cv_;
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  bool held_ ABSL_GUARDED_BY(mu_) = false;
   std::thread thread_;
 };
 

@@ -28,6 +28,8 @@ namespace kolo {
 //                           settings are set (kolorun's glibc choice, or the
 //                           user's): left as they are
 //   "system"                KOLO_MEMORY_ALLOCATOR=system: left as it is
+//   "system (<error>)"      a KOLO_* variable is malformed: left as it is
+//                           (Init() fails with the same error)
 //   "glibc (tuned)"         tuned by this call
 // Idempotent; safe to call before Init() and from any one thread.
 std::string TuneMemoryAllocator();

@@ -29,6 +29,15 @@ enum class RingTransport : int {
 };
 
 // How CUDA tensors are reduced (builds with NCCL only).
+// KOLO_MEMORY_ALLOCATOR (kolorun --memory-allocator; kolo/memory.h).
+enum class MemoryAllocator : int {
+  kAuto,      // tcmalloc when installed, else glibc tuned
+  kTcmalloc,  // preloaded by kolorun
+  kJemalloc,  // preloaded by kolorun
+  kGlibc,     // glibc tuned through MALLOC_* variables
+  kSystem,    // left alone; TuneMemoryAllocator() does nothing either
+};
+
 enum class GpuOperations : int {
   kAuto,          // nccl on one host; hierarchical on several hosts with the
                   // same number of ranks each; nccl otherwise
@@ -93,6 +102,16 @@ struct Options {
   // are on one host (pretend hosts on one machine, for tests). Empty =
   // gethostname().
   std::string hostname;
+  // KOLO_MEMORY_ALLOCATOR: the process's malloc (kolo/memory.h). Default
+  // auto.
+  MemoryAllocator memory_allocator = MemoryAllocator::kAuto;
+  // Elastic mode (kolorun --host-discovery-script or --max-restarts; set by
+  // kolorun, read by the program through kolo/elastic.h):
+  // KOLO_ELASTIC_RESTART: how many times kolorun has relaunched the job.
+  int64_t elastic_restart = 0;
+  // KOLO_ELASTIC_STOP_FILE: the host-local file whose existence asks the
+  // job to stop at its next step boundary; empty outside elastic mode.
+  std::string elastic_stop_file;
 };
 
 // The largest values kolo accepts (init fails above them, naming the
@@ -102,6 +121,7 @@ inline constexpr int64_t kMaxShmSlotBytes = int64_t{1} << 30;
 inline constexpr int64_t kMaxCacheCapacity = int64_t{1} << 20;
 inline constexpr double kMaxCycleTimeMs = 60000;
 inline constexpr double kMaxSeconds = 7 * 24 * 3600;
+inline constexpr int64_t kMaxElasticRestart = 1 << 30;
 
 // Reads the KOLO_* environment over the defaults above.
 StatusOr<Options> OptionsFromEnvironment();
@@ -109,6 +129,7 @@ StatusOr<Options> OptionsFromEnvironment();
 const char* CpuOperationsName(CpuOperations value);
 const char* GpuOperationsName(GpuOperations value);
 const char* RingTransportName(RingTransport value);
+const char* MemoryAllocatorName(MemoryAllocator value);
 
 }  // namespace kolo
 

@@ -9,7 +9,7 @@
 
 #include <string>
 
-#include "runtime/core/mpi_context.h"
+#include "runtime/common/mpi_context.h"
 
 namespace kolo {
 namespace {

@@ -34,6 +34,9 @@ TEST(Config, DefaultsMatchTheDesign) {
   EXPECT_EQ(options->log_level, LogLevel::kWarning);
   EXPECT_FALSE(options->autotune);
   EXPECT_EQ(options->gpu_operations, GpuOperations::kAuto);
+  EXPECT_EQ(options->memory_allocator, MemoryAllocator::kAuto);
+  EXPECT_EQ(options->elastic_restart, 0);
+  EXPECT_EQ(options->elastic_stop_file, "");
 }
 
 TEST(Config, ReadsEveryVariable) {
@@ -54,6 +57,9 @@ TEST(Config, ReadsEveryVariable) {
       {"KOLO_RING_TRANSPORT", "MPI"},
       {"KOLO_TCP_IFACE", "eth1"},
       {"KOLO_HOSTNAME", "node7"},
+      {"KOLO_MEMORY_ALLOCATOR", "Jemalloc"},
+      {"KOLO_ELASTIC_RESTART", "3"},
+      {"KOLO_ELASTIC_STOP_FILE", "/tmp/stop"},
   });
   ASSERT_TRUE(options.ok()) << options.status();
   EXPECT_EQ(options->fusion_threshold_bytes, 1024);
@@ -72,6 +78,10 @@ TEST(Config, ReadsEveryVariable) {
   EXPECT_EQ(options->ring_transport, RingTransport::kMpi);
   EXPECT_EQ(options->tcp_iface, "eth1");
   EXPECT_EQ(options->hostname, "node7");
+  EXPECT_EQ(options->memory_allocator, MemoryAllocator::kJemalloc);
+  EXPECT_STREQ(MemoryAllocatorName(options->memory_allocator), "jemalloc");
+  EXPECT_EQ(options->elastic_restart, 3);
+  EXPECT_EQ(options->elastic_stop_file, "/tmp/stop");
 }
 
 TEST(Config, MalformedValuesNameTheVariableAndValue) {
@@ -89,6 +99,9 @@ TEST(Config, MalformedValuesNameTheVariableAndValue) {
       {{"KOLO_PEER_TIMEOUT_SECONDS", "-1"}},
       {{"KOLO_GPU_OPERATIONS", "shm"}},
       {{"KOLO_RING_TRANSPORT", "udp"}},
+      {{"KOLO_MEMORY_ALLOCATOR", "mimalloc"}},
+      {{"KOLO_ELASTIC_RESTART", "-1"}},
+      {{"KOLO_ELASTIC_RESTART", "2x"}},
       // Sizes beyond their bounds (a huge fusion buffer used to throw
       // bad_alloc through kolo_init).
       {{"KOLO_FUSION_THRESHOLD", "1099511627776000"}},

@@ -1,7 +1,7 @@
 // MpiContext's checks that need no running MPI: the launcher/MPI mismatch
 // check (with posed launcher variables) and the names of the MPI library
 // and thread levels.
-#include "runtime/core/mpi_context.h"
+#include "runtime/common/mpi_context.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>

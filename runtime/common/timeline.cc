@@ -1,5 +1,5 @@
 // Implementation of the Chrome-trace timeline.
-#include "runtime/core/timeline.h"
+#include "runtime/common/timeline.h"
 
 #include <cerrno>
 #include <chrono>

@@ -1,7 +1,7 @@
 // Operation and Entry: the state behind a Handle, and one tensor a rank has
-// submitted and not yet finished.
-#ifndef KOLO_RUNTIME_CORE_OPERATION_H_
-#define KOLO_RUNTIME_CORE_OPERATION_H_
+// submitted and not yet finished; the shape rules every executor shares.
+#ifndef KOLO_RUNTIME_OP_OPERATION_H_
+#define KOLO_RUNTIME_OP_OPERATION_H_
 
 #include <atomic>
 #include <cstdint>
@@ -10,7 +10,7 @@
 
 #include "kolo/kolo.h"
 #include "runtime/common/mutex.h"
-#include "runtime/core/message.h"
+#include "runtime/wire/message.h"
 
 namespace kolo {
 namespace internal {
@@ -91,6 +91,13 @@ struct Entry {
   int64_t submitted_ns = 0;
 };
 
+// Rows and per-row elements of a tensor along its first dimension (a scalar
+// is one row of one element).
+int64_t RowElements(const std::vector<int64_t>& shape);
+int64_t Rows(const std::vector<int64_t>& shape);
+// Rank r's share of `rows` rows in a reducescatter.
+int64_t ReducescatterRows(int64_t rows, int size, int rank);
+
 }  // namespace kolo
 
-#endif  // KOLO_RUNTIME_CORE_OPERATION_H_
+#endif  // KOLO_RUNTIME_OP_OPERATION_H_

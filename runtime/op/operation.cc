@@ -1,5 +1,5 @@
 // Implementation of Operation and of Handle (kolo/kolo.h).
-#include "runtime/core/operation.h"
+#include "runtime/op/operation.h"
 
 namespace kolo {
 namespace internal {
@@ -32,6 +32,20 @@ Status Operation::Wait() const {
 }
 
 }  // namespace internal
+
+int64_t RowElements(const std::vector<int64_t>& shape) {
+  int64_t n = 1;
+  for (size_t i = 1; i < shape.size(); ++i) n *= shape[i];
+  return n;
+}
+
+int64_t Rows(const std::vector<int64_t>& shape) {
+  return shape.empty() ? 1 : shape[0];
+}
+
+int64_t ReducescatterRows(int64_t rows, int size, int rank) {
+  return rows / size + (rank < rows % size ? 1 : 0);
+}
 
 Handle::Handle(std::shared_ptr<internal::Operation> operation)
     : operation_(std::move(operation)) {}

@@ -6,8 +6,8 @@
 // Hosts are told apart by name: gethostname(), or the configured name
 // (KOLO_HOSTNAME: pretend hosts on one machine, for tests of hierarchical
 // algorithms).
-#ifndef KOLO_RUNTIME_CORE_MPI_CONTEXT_H_
-#define KOLO_RUNTIME_CORE_MPI_CONTEXT_H_
+#ifndef KOLO_RUNTIME_COMMON_MPI_CONTEXT_H_
+#define KOLO_RUNTIME_COMMON_MPI_CONTEXT_H_
 
 #include <mpi.h>
 
@@ -101,4 +101,4 @@ class MpiContext {
 
 }  // namespace kolo
 
-#endif  // KOLO_RUNTIME_CORE_MPI_CONTEXT_H_
+#endif  // KOLO_RUNTIME_COMMON_MPI_CONTEXT_H_

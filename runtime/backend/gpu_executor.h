@@ -8,8 +8,8 @@
 // negotiating; a finisher thread completes the handles once the GPU is done.
 // Every rank queues the same NCCL calls in the same order (the order of the
 // response lists), which is what NCCL requires.
-#ifndef KOLO_RUNTIME_CORE_GPU_EXECUTOR_H_
-#define KOLO_RUNTIME_CORE_GPU_EXECUTOR_H_
+#ifndef KOLO_RUNTIME_BACKEND_GPU_EXECUTOR_H_
+#define KOLO_RUNTIME_BACKEND_GPU_EXECUTOR_H_
 
 #include <functional>
 #include <memory>
@@ -18,9 +18,9 @@
 
 #include "kolo/status.h"
 #include "runtime/backend/backend.h"
-#include "runtime/core/message.h"
-#include "runtime/core/operation.h"
-#include "runtime/core/timeline.h"
+#include "runtime/common/timeline.h"
+#include "runtime/op/operation.h"
+#include "runtime/wire/message.h"
 
 namespace kolo {
 
@@ -92,4 +92,4 @@ std::unique_ptr<GpuExecutor> MakeGpuExecutor(GpuExecutorConfig config);
 
 }  // namespace kolo
 
-#endif  // KOLO_RUNTIME_CORE_GPU_EXECUTOR_H_
+#endif  // KOLO_RUNTIME_BACKEND_GPU_EXECUTOR_H_

@@ -1,5 +1,5 @@
 // Helpers for the in-memory negotiation messages.
-#include "runtime/core/message.h"
+#include "runtime/wire/message.h"
 
 namespace kolo {
 

@@ -1,8 +1,8 @@
 // In-memory forms of the negotiation messages in runtime/wire/messages.proto.
 // runtime/wire/codec.h converts them to and from bytes, validating what
 // arrives from peers.
-#ifndef KOLO_RUNTIME_CORE_MESSAGE_H_
-#define KOLO_RUNTIME_CORE_MESSAGE_H_
+#ifndef KOLO_RUNTIME_WIRE_MESSAGE_H_
+#define KOLO_RUNTIME_WIRE_MESSAGE_H_
 
 #include <cstdint>
 #include <string>
@@ -109,4 +109,4 @@ struct ResponseList {
 
 }  // namespace kolo
 
-#endif  // KOLO_RUNTIME_CORE_MESSAGE_H_
+#endif  // KOLO_RUNTIME_WIRE_MESSAGE_H_

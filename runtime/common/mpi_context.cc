@@ -1,5 +1,5 @@
 // Implementation of MpiContext.
-#include "runtime/core/mpi_context.h"
+#include "runtime/common/mpi_context.h"
 
 #include <unistd.h>
 

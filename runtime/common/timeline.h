@@ -14,8 +14,8 @@
 // appending "{}]" makes it strict JSON.
 //
 // Thread-safe.
-#ifndef KOLO_RUNTIME_CORE_TIMELINE_H_
-#define KOLO_RUNTIME_CORE_TIMELINE_H_
+#ifndef KOLO_RUNTIME_COMMON_TIMELINE_H_
+#define KOLO_RUNTIME_COMMON_TIMELINE_H_
 
 #include <atomic>
 #include <cstdint>
@@ -78,4 +78,4 @@ int64_t TimelineNowNs();
 
 }  // namespace kolo
 
-#endif  // KOLO_RUNTIME_CORE_TIMELINE_H_
+#endif  // KOLO_RUNTIME_COMMON_TIMELINE_H_
