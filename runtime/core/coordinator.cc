@@ -609,7 +609,8 @@ std::optional<ResponseList> Coordinator::NextResponses(absl::Time now,
           cache_.Find(name) == hint->second.slot) {
         tensor.cached = true;
         tensor.cache_slot = hint->second.slot;
-        cache_.Touch(tensor.cache_slot);
+        // Cannot fail: the slot holds the name (checked above).
+        cache_.Follow(tensor, list.seq, /*fill=*/false).IgnoreError();
         continue;
       }
       const int32_t slot = cache_.ChooseSlot(name);
@@ -620,8 +621,9 @@ std::optional<ResponseList> Coordinator::NextResponses(absl::Time now,
         cache_.Touch(slot);  // already cached exactly so
         continue;
       }
-      cache_.Put(slot, CacheEntry{tensor.request, tensor.first_dims}, list.seq);
       tensor.cache_slot = slot;
+      // Cannot fail: a tensor not cached only fills its slot.
+      cache_.Follow(tensor, list.seq, /*fill=*/false).IgnoreError();
     }
   }
   AssignFastIds(&plan);

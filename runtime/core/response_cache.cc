@@ -1,6 +1,8 @@
 // Implementation of the response cache.
 #include "runtime/core/response_cache.h"
 
+#include "absl/strings/str_cat.h"
+
 namespace kolo {
 
 Request RequestForRank(const CacheEntry& entry, int rank) {
@@ -58,6 +60,25 @@ void ResponseCache::Put(int32_t slot, CacheEntry entry, uint64_t seq) {
   ++s.generation;
   lru_.push_front(slot);
   s.lru = lru_.begin();
+}
+
+Status ResponseCache::Follow(ResponseTensor& tensor, uint64_t seq, bool fill) {
+  if (tensor.cached) {
+    const CacheEntry* entry = Get(tensor.cache_slot);
+    if (entry == nullptr) {
+      return absl::InternalError(
+          absl::StrCat("response names empty cache slot ", tensor.cache_slot,
+                       " for '", tensor.request.name, "'"));
+    }
+    if (fill) {
+      tensor.request = entry->request;
+      tensor.first_dims = entry->first_dims;
+    }
+    Touch(tensor.cache_slot);
+  } else if (tensor.cache_slot >= 0) {
+    Put(tensor.cache_slot, CacheEntry{tensor.request, tensor.first_dims}, seq);
+  }
+  return absl::OkStatus();
 }
 
 int32_t ResponseCache::ChooseSlot(const std::string& name) const {

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "kolo/status.h"
 #include "runtime/wire/message.h"
 
 namespace kolo {
@@ -51,6 +52,19 @@ class ResponseCache {
   // Puts `entry` in `slot` as a response at `seq` says; the previous entry is
   // kept as retired when this cache keeps history (the coordinator's).
   void Put(int32_t slot, CacheEntry entry, uint64_t seq);
+
+  // The one rule by which a response list changes a copy of the cache. The
+  // coordinator follows it for each tensor as it annotates the list at
+  // `seq`, every worker for each tensor as it applies the list, in the same
+  // order, so all copies stay identical:
+  //   cached, slot s       the tensor is the entry in s (with `fill`, its
+  //                        request and first dimensions are copied from
+  //                        there: a worker receives only the slot);
+  //   not cached, slot s   the tensor becomes the entry in s;
+  //   slot -1              nothing changes.
+  // Internal error when a cached tensor's slot is empty (a corrupt list, or
+  // copies that diverged).
+  Status Follow(ResponseTensor& tensor, uint64_t seq, bool fill);
 
   // Coordinator side.
   // A slot for `name` in a response at `seq`, or -1 when none may be used

@@ -24,19 +24,11 @@
 namespace kolo {
 namespace {
 
-constexpr absl::Duration kMinPoll = absl::Microseconds(20);
-constexpr absl::Duration kIdlePoll = absl::Milliseconds(10);
-// With shared doorbells: the longest sleep, for heartbeats and stall checks.
-constexpr absl::Duration kBellTimeout = absl::Milliseconds(100);
-constexpr absl::Duration kHeartbeat = absl::Milliseconds(500);
 constexpr absl::Duration kGoodbyeTimeout = absl::Seconds(10);
 // How long rank 0 waits for workers to take a response list.
 constexpr absl::Duration kDeliveryTimeout = absl::Seconds(30);
 // A fast submission waiting longer for its peers goes the slow way.
 constexpr int64_t kFastPatienceNs = 1'000'000'000;
-// How long the background thread leaves a ready fast collective to the
-// application's thread before it runs it itself.
-constexpr absl::Duration kBackgroundDefer = absl::Microseconds(200);
 // How long a thread helping in the fast lane spins before it sleeps.
 constexpr auto kHelpSpin = std::chrono::microseconds(50);
 
@@ -120,14 +112,7 @@ StatusOr<GpuExecutorConfig> GpuConfig(const Options& options,
 
 }  // namespace
 
-Runtime::Runtime(const Options& options)
-    : options_(options), cache_(options.cache_capacity) {
-  SetCycle(options.cycle_time_ms);
-}
-
-void Runtime::SetCycle(double milliseconds) {
-  cycle_ = std::max(absl::Milliseconds(milliseconds), kMinPoll);
-}
+Runtime::Runtime(const Options& options) : options_(options) {}
 
 StatusOr<std::unique_ptr<Runtime>> Runtime::Start(const Options& options) {
   StatusOr<std::unique_ptr<MpiContext>> mpi =
@@ -153,6 +138,13 @@ StatusOr<std::unique_ptr<Runtime>> Runtime::Launch(
   runtime->process_set_ = process_set;
   runtime->mpi_ = std::move(mpi);
   const MpiContext& context = *runtime->mpi_;
+  Worker::Config worker;
+  worker.rank = context.rank();
+  worker.size = context.size();
+  worker.cache_capacity = options.cache_capacity;
+  worker.peer_timeout_seconds = options.peer_timeout_seconds;
+  worker.cycle_time_ms = options.cycle_time_ms;
+  runtime->worker_ = std::make_unique<Worker>(worker, absl::Now());
   if (Status s = AgreeOnSettings(options, context); !s.ok()) return s;
   StatusOr<std::string> secret = ShareJobSecret(context);
   if (!secret.ok()) return secret.status();
@@ -223,7 +215,7 @@ StatusOr<std::unique_ptr<Runtime>> Runtime::Launch(
       runtime->autotuner_ = std::make_unique<Autotuner>(options);
       runtime->coordinator_->set_fusion_threshold(
           runtime->autotuner_->current().fusion_threshold_bytes);
-      runtime->SetCycle(runtime->autotuner_->current().cycle_time_ms);
+      runtime->worker_->SetCycle(runtime->autotuner_->current().cycle_time_ms);
       runtime->announced_cycle_ms_ =
           runtime->autotuner_->current().cycle_time_ms;
     }
@@ -246,7 +238,7 @@ StatusOr<std::unique_ptr<Runtime>> Runtime::Launch(
       ThreadLevelName(context.thread_level()), runtime->backend_->name(),
       options.fusion_threshold_bytes, options.cycle_time_ms,
       options.cache_capacity);
-  runtime->last_heard_from_coordinator_ = absl::Now();
+  runtime->worker_->Heard(absl::Now());
   runtime->thread_ = std::thread([r = runtime.get()] { r->Loop(); });
   return runtime;
 }
@@ -379,19 +371,15 @@ void Runtime::Loop() {
   // overrun by the thread's timer slack, 50 us by default, which would
   // dominate the latency of small operations; 1 us keeps the wait honest.
   prctl(PR_SET_TIMERSLACK, 1000UL, 0, 0, 0);
-  absl::Duration poll = kMinPoll;
-  absl::Time look_until = absl::InfinitePast();
-  absl::Time last_request_sent = absl::Now();
+  Worker& worker = *worker_;
   Status status;
   uint32_t previous_rung = bell_->Peek();
-  while (status.ok() && !stopping_) {
+  while (status.ok() && !worker.stopping()) {
     const uint32_t rung = bell_->Peek();
-    // A ring (or recent traffic) means a message is on its way.
-    expecting_ = rung != previous_rung || absl::Now() < look_until;
+    expecting_ = worker.Expecting(absl::Now(), rung != previous_rung);
     previous_rung = rung;
     std::vector<Request> fresh;
     bool send_shutdown = false;
-    bool waiting = false;
     {
       MutexLock lock(&mu_);
       fresh.swap(fresh_);
@@ -400,17 +388,17 @@ void Runtime::Loop() {
     }
     const absl::Time now = absl::Now();
     bool activity = !fresh.empty();
-    if (activity || send_shutdown || now - last_request_sent >= kHeartbeat) {
+    if (worker.ShouldSend(now, activity || send_shutdown)) {
       status = SendRequests(std::move(fresh), send_shutdown, false);
-      last_request_sent = now;
+      worker.RequestsSent(now);
     }
     if (status.ok()) {
       status = coordinator_ ? Coordinate(now, &activity)
                             : ReceiveResponses(&activity);
     }
     if (status.ok()) status = PumpAndRing();
-    if (status.ok() && coordinator_ == nullptr) CheckCoordinatorAlive(now);
-    if (status.ok() && lane_ != nullptr && !stopping_) {
+    if (status.ok() && coordinator_ == nullptr) worker.CheckCoordinator(now);
+    if (status.ok() && lane_ != nullptr && !worker.stopping()) {
       if (coordinator_ != nullptr) status = AppendDelivered();
       if (status.ok() && exec_mu_.TryLock()) {
         if (BackgroundTakesLane() &&
@@ -420,10 +408,7 @@ void Runtime::Loop() {
         exec_mu_.Unlock();
       }
       MutexLock lock(&mu_);
-      if (!lane_failure_.ok() && abort_status_.ok()) {
-        abort_status_ = lane_failure_;
-        stopping_ = true;
-      }
+      if (!lane_failure_.ok()) worker.Abort(lane_failure_);
       // Fast submissions that wait long for their peers go the slow way,
       // where stalls are reported and failed as usual.
       if (now - last_fast_check_ >= absl::Milliseconds(100)) {
@@ -431,70 +416,50 @@ void Runtime::Loop() {
         WithdrawFast(kFastPatienceNs);
       }
     }
-    if (!status.ok() || stopping_) break;
-    bool fast_pending = false;
+    if (!status.ok() || worker.stopping()) break;
+    Worker::Turn turn;
+    turn.activity = activity;
+    turn.rang = bell_->Peek() != rung;
+    turn.sending = control_->busy();
+    turn.lane_deferred = lane_deferred_;
+    turn.reliable_bell = bell_->shared() && !bell_->lossy();
     {
       MutexLock lock(&mu_);
-      waiting = static_cast<int64_t>(table_.size()) > fast_pending_ ||
-                !fresh_.empty() ||
-                (coordinator_ != nullptr && coordinator_->pending_count() > 0);
-      fast_pending = fast_pending_ > 0;
+      turn.waiting =
+          static_cast<int64_t>(table_.size()) > fast_pending_ ||
+          !fresh_.empty() ||
+          (coordinator_ != nullptr && coordinator_->pending_count() > 0);
+      turn.fast_pending = fast_pending_ > 0;
     }
-    // A message rung for may take a few progress rounds to become visible
-    // to MPI_Improbe: after a ring, look again soon for a while.
-    const absl::Time woken = absl::Now();
-    if (activity || bell_->Peek() != rung) {
-      poll = kMinPoll;
-      look_until = woken + 2 * cycle_;
-    } else {
-      poll = std::min(poll * 2, cycle_);
-    }
-    // Idle, a reliable bell lets this thread sleep long; a lossy or absent
-    // one needs a look now and then.
-    absl::Duration timeout =
-        bell_->shared() && !bell_->lossy() ? kBellTimeout : kIdlePoll;
-    if (waiting || control_->busy() || woken < look_until) timeout = poll;
-    // Fast work nobody waits for yet: look at it every cycle.
-    if (fast_pending) timeout = std::min(timeout, cycle_);
-    if (lane_deferred_) timeout = std::min(timeout, kBackgroundDefer);
-    bell_->Wait(rung, timeout);
+    bell_->Wait(rung, worker.NextSleep(absl::Now(), turn));
   }
   if (!status.ok()) {
-    abort_status_ = absl::AbortedError(
+    worker.Abort(absl::AbortedError(
         absl::StrCat("kolo stopped after an internal failure on rank ",
-                     mpi_->rank(), ": ", status.message()));
+                     mpi_->rank(), ": ", status.message())));
   }
-  if (!abort_status_.ok()) {
-    Log().error("{}", std::string(abort_status_.message()));
+  if (worker.aborted()) {
+    const Status& aborted = worker.abort_status();
+    Log().error("{}", std::string(aborted.message()));
     aborted_ = true;
-    if (gpu_ != nullptr) gpu_->Abort(abort_status_);
+    if (gpu_ != nullptr) gpu_->Abort(aborted);
     // Peers that still wait for this rank in the data plane fail at once.
-    backend_->Abandon(abort_status_.message(), /*local_failure=*/false);
-    Stop(abort_status_);
+    backend_->Abandon(aborted.message(), /*local_failure=*/false);
+    Stop(aborted);
     return;
   }
   Stop(absl::CancelledError(absl::StrCat(
-      "kolo was shut down (requested by rank ", shutdown_rank_, ")")));
+      "kolo was shut down (requested by rank ", worker.shutdown_rank(), ")")));
   if (gpu_ != nullptr) gpu_->Shutdown();
   SayGoodbye();
 }
 
 Status Runtime::SendRequests(std::vector<Request> fresh, bool shutdown,
                              bool goodbye) {
-  RequestList list;
-  list.rank = mpi_->rank();
-  list.applied_seq = applied_seq_;
-  list.shutdown = shutdown;
-  list.goodbye = goodbye;
-  for (Request& request : fresh) {
-    const int32_t slot = cache_.Find(request.name);
-    if (slot >= 0 && cache_.Matches(slot, request)) {
-      list.cache_slots.push_back(slot);
-      cache_hits_.fetch_add(1, std::memory_order_relaxed);
-    } else {
-      list.requests.push_back(std::move(request));
-    }
-  }
+  int64_t hits = 0;
+  RequestList list =
+      worker_->MakeRequestList(std::move(fresh), shutdown, goodbye, &hits);
+  cache_hits_.fetch_add(hits, std::memory_order_relaxed);
   if (!list.requests.empty() || !list.cache_slots.empty()) {
     negotiation_messages_.fetch_add(1, std::memory_order_relaxed);
   }
@@ -532,7 +497,7 @@ Status Runtime::Coordinate(absl::Time now, bool* activity) {
                                               ": ", list.status().message()));
     }
     if (list->goodbye) {  // only sent after a shutdown
-      ++goodbyes_;
+      worker_->GoodbyeReceived();
       continue;
     }
     if (Status s = coordinator_->HandleRequestList(*list, now); !s.ok()) {
@@ -583,7 +548,7 @@ Status Runtime::ApplyList(ResponseList& list) {
       autotuner_->Record(tensors, bytes, absl::Now())) {
     const TunedParameters& tuned = autotuner_->current();
     coordinator_->set_fusion_threshold(tuned.fusion_threshold_bytes);
-    SetCycle(tuned.cycle_time_ms);
+    worker_->SetCycle(tuned.cycle_time_ms);
     announced_cycle_ms_ = tuned.cycle_time_ms;
   }
   return absl::OkStatus();
@@ -642,7 +607,7 @@ Status Runtime::AppendDelivered() {
 }
 
 Status Runtime::ApplyHeld(uint64_t seq) {
-  while (!held_.empty() && !stopping_) {
+  while (!held_.empty() && !worker_->stopping()) {
     auto first = held_.begin();
     const bool ordered =
         !first->second.responses.empty() || first->second.shutdown;
@@ -689,7 +654,7 @@ bool Runtime::ConsumeLane(bool background, Status* status) {
           return progress;  // not here yet
         *status = ApplyHeld(entry->seq);
         lane_->Advance(entry->index + 1);
-        if (!status->ok() || stopping_) return true;
+        if (!status->ok() || worker_->stopping()) return true;
         break;
       }
     }
@@ -772,17 +737,10 @@ void Runtime::ExecuteFast(uint64_t begin, uint64_t end) {
 }
 
 Status Runtime::FailFast(const Response& response, const Status& failure) {
-  Status aborted = failure;
-  if (failure.code() != absl::StatusCode::kAborted) {
-    aborted = absl::AbortedError(absl::StrCat(
-        "rank ", mpi_->rank(), " could not run ",
-        response.tensors.empty()
-            ? std::string("an operation")
-            : absl::StrCat(OpTypeName(response.op), " '",
-                           response.tensors.front().request.name, "'"),
-        " from the fast lane: ", failure.message(),
-        "; the job stops, since no rank may finish an operation that a peer "
-        "did not execute"));
+  bool own = false;
+  const Status aborted = Worker::AbortedBy(mpi_->rank(), response, failure,
+                                           " from the fast lane", &own);
+  if (own) {
     Log().error("{}", std::string(aborted.message()));
     backend_->Abandon(aborted.message(), /*local_failure=*/true);
   }
@@ -886,7 +844,7 @@ void Runtime::HelpUntilDone(const internal::Operation& operation) {
 Status Runtime::ReceiveResponses(bool* activity) {
   const WireLimits limits{mpi_->size(), options_.cache_capacity};
   if (Status s = control_->Pump(nullptr, expecting_); !s.ok()) return s;
-  while (!stopping_) {
+  while (!worker_->stopping()) {
     std::optional<ControlPlane::Message> message = control_->Next();
     if (!message.has_value()) break;
     StatusOr<ResponseList> list = DecodeResponseList(message->bytes, limits);
@@ -895,23 +853,10 @@ Status Runtime::ReceiveResponses(bool* activity) {
                                               ": ", list.status().message()));
     }
     *activity = *activity || !list->responses.empty();
-    last_heard_from_coordinator_ = absl::Now();
+    worker_->Heard(absl::Now());
     if (Status s = Receive(*std::move(list)); !s.ok()) return s;
   }
   return absl::OkStatus();
-}
-
-void Runtime::CheckCoordinatorAlive(absl::Time now) {
-  const double timeout = options_.peer_timeout_seconds;
-  const double silent =
-      absl::ToDoubleSeconds(now - last_heard_from_coordinator_);
-  if (timeout > 0 && silent > timeout) {
-    abort_status_ = absl::AbortedError(absl::StrCat(
-        "rank 0 (the coordinator) stopped responding (no message for ",
-        static_cast<int>(silent), " s; KOLO_PEER_TIMEOUT_SECONDS=", timeout,
-        "): it has probably died"));
-    stopping_ = true;
-  }
 }
 
 Status Runtime::ExecuteOnGpu(const Response& response,
@@ -928,46 +873,17 @@ Status Runtime::ExecuteOnGpu(const Response& response,
 }
 
 Status Runtime::Apply(ResponseList& list, int64_t* tensors, int64_t* bytes) {
-  if (list.cycle_time_ms > 0) SetCycle(list.cycle_time_ms);
+  if (Status s = worker_->BeginList(list); !s.ok()) return s;
   if (!list.nccl_unique_id.empty() && gpu_ != nullptr) {
     gpu_->SetUniqueId(list.nccl_unique_id);
   }
   bool executed = false;
   for (Response& response : list.responses) {
-    // Resolve cached tensors and record new cache entries, in order, exactly
-    // as the coordinator did when it built the list.
-    for (ResponseTensor& tensor : response.tensors) {
-      if (tensor.cached) {
-        const CacheEntry* entry = cache_.Get(tensor.cache_slot);
-        if (entry == nullptr) {
-          return absl::InternalError(absl::StrCat(
-              "response names empty cache slot ", tensor.cache_slot));
-        }
-        tensor.request = entry->request;
-        tensor.first_dims = entry->first_dims;
-      } else if (tensor.cache_slot >= 0) {
-        cache_.Put(tensor.cache_slot,
-                   CacheEntry{tensor.request, tensor.first_dims}, list.seq);
-      }
-      // A fast id is known before the handle completes, so the tensor's next
-      // submission can use it. It stands for this rank's own submission
-      // (first dimensions and splits may differ between ranks) and for the
-      // agreed response.
-      if (tensor.fast_id >= 0 && lane_ != nullptr) {
-        MutexLock lock(&mu_);
-        auto own = table_.find(tensor.request.name);
-        if (own != table_.end()) {
-          if (static_cast<int32_t>(fast_tensors_.size()) <= tensor.fast_id) {
-            fast_tensors_.resize(tensor.fast_id + 1);
-          }
-          FastTensor& fast = fast_tensors_[tensor.fast_id];
-          fast.name = tensor.request.name;
-          fast.own = own->second.request;
-          fast.agreed = SingleResponse(response, tensor);
-          fast_ids_[tensor.request.name] = tensor.fast_id;
-        }
-      }
-    }
+    // A fast id is known before the handle completes, so the tensor's next
+    // submission can use it. It stands for this rank's own submission
+    // (first dimensions and splits may differ between ranks) and for the
+    // agreed response.
+    if (lane_ != nullptr) RecordFastIds(response);
     // Take this rank's entries out of the pending table.
     std::vector<Entry> entries(std::max<size_t>(response.tensors.size(), 1));
     std::vector<bool> present(entries.size(), false);
@@ -988,53 +904,35 @@ Status Runtime::Apply(ResponseList& list, int64_t* tensors, int64_t* bytes) {
         }
       }
     }
-    Status status;
-    if (response.error_code != 0) {
-      status = Status(static_cast<absl::StatusCode>(response.error_code),
-                      response.error_message);
-    } else {
-      const bool zeros_allowed = response.op == OpType::kAllreduce;
-      for (size_t i = 0; i < present.size() && status.ok(); ++i) {
-        if (!present[i] && !zeros_allowed && response.op != OpType::kJoin) {
-          status = absl::InternalError(absl::StrCat(
-              "rank ", mpi_->rank(), " was told to run ",
-              OpTypeName(response.op), " '", response.tensors[i].request.name,
-              "', which it has not submitted"));
+    Status status = worker_->Admit(response, present);
+    if (status.ok()) status = executor_->Check(response, entries, present);
+    if (status.ok()) {
+      last_execution_start_ns_.store(SteadyNowNs(), std::memory_order_relaxed);
+      status = IsCudaResponse(response)
+                   ? ExecuteOnGpu(response, entries, present)
+                   : executor_->Execute(response, entries, present);
+      executed = true;
+      if (tensors != nullptr && status.ok()) {
+        *tensors += response.tensors.size();
+        for (const ResponseTensor& t : response.tensors) {
+          *bytes += t.request.num_elements() * DataTypeSize(t.request.dtype);
         }
       }
-      // After a collective of this list failed (Abandon), nothing more may
-      // run: the data plane is in an unknown state (a shared-memory barrier
-      // the failed collective left counts this rank as arrived, so the next
-      // one would pass without its peers and reduce stale slots), and a
-      // peer that still waits must get an error, not bytes of another
-      // collective. The chaos soak once saw exactly that: survivors of a
-      // SIGKILL on the other host returned a wrong value as success.
-      if (status.ok() && !abort_status_.ok()) status = abort_status_;
-      if (status.ok()) status = executor_->Check(response, entries, present);
-      if (status.ok()) {
-        last_execution_start_ns_.store(SteadyNowNs(),
-                                       std::memory_order_relaxed);
-        status = IsCudaResponse(response)
-                     ? ExecuteOnGpu(response, entries, present)
-                     : executor_->Execute(response, entries, present);
-        executed = true;
-        if (tensors != nullptr && status.ok()) {
-          *tensors += response.tensors.size();
-          for (const ResponseTensor& t : response.tensors) {
-            *bytes += t.request.num_elements() * DataTypeSize(t.request.dtype);
-          }
-        }
-        collectives_executed_.fetch_add(1, std::memory_order_relaxed);
-        if (response.tensors.size() > 1) {
-          tensors_fused_.fetch_add(response.tensors.size(),
-                                   std::memory_order_relaxed);
+      collectives_executed_.fetch_add(1, std::memory_order_relaxed);
+      if (response.tensors.size() > 1) {
+        tensors_fused_.fetch_add(response.tensors.size(),
+                                 std::memory_order_relaxed);
+      }
+    }
+    if (!status.ok()) {
+      bool tell_peers = false;
+      status = worker_->Fail(response, status, &tell_peers);
+      if (tell_peers) {
+        Log().error("{}", std::string(status.message()));
+        if (!IsCudaResponse(response)) {
+          backend_->Abandon(status.message(), /*local_failure=*/true);
         }
       }
-      // Peers run (or wait in) the same collective: a rank that cannot
-      // finish it must not leave them waiting, nor let any of them report
-      // success for an operation it did not execute. So every failure here
-      // ends the job, and a local one releases the peers first.
-      if (!status.ok()) status = Abandon(response, status);
     }
     for (size_t i = 0; i < entries.size(); ++i) {
       if (!present[i]) continue;
@@ -1044,44 +942,28 @@ Status Runtime::Apply(ResponseList& list, int64_t* tensors, int64_t* bytes) {
       }
     }
   }
-  applied_seq_ = list.seq;
-  if (executed) {
-    // Nobody could talk while collectives ran: silence so far is excused.
-    const absl::Time now = absl::Now();
-    if (coordinator_ != nullptr) coordinator_->ForgiveSilence(now);
-    last_heard_from_coordinator_ = now;
-  }
-  if (!list.abort_message.empty()) {
-    abort_status_ = absl::AbortedError(list.abort_message);
-    stopping_ = true;
-  }
-  if (list.shutdown) {
-    stopping_ = true;
-    shutdown_rank_ = list.shutdown_rank;
-  }
+  const absl::Time now = absl::Now();
+  // Nobody could talk while collectives ran: silence so far is excused.
+  if (executed && coordinator_ != nullptr) coordinator_->ForgiveSilence(now);
+  worker_->EndList(list, executed, now);
   return absl::OkStatus();
 }
 
-Status Runtime::Abandon(const Response& response, const Status& failure) {
-  Status aborted = failure;
-  if (failure.code() != absl::StatusCode::kAborted) {
-    aborted = absl::AbortedError(absl::StrCat(
-        "rank ", mpi_->rank(), " could not run ", OpTypeName(response.op), " '",
-        response.tensors.empty() ? std::string("")
-                                 : response.tensors.front().request.name,
-        "': ", failure.message(),
-        "; the job stops, since no rank may finish an operation that a peer "
-        "did not execute"));
-    Log().error("{}", std::string(aborted.message()));
-    if (!IsCudaResponse(response)) {
-      backend_->Abandon(aborted.message(), /*local_failure=*/true);
+void Runtime::RecordFastIds(const Response& response) {
+  for (const ResponseTensor& tensor : response.tensors) {
+    if (tensor.fast_id < 0) continue;
+    MutexLock lock(&mu_);
+    auto own = table_.find(tensor.request.name);
+    if (own == table_.end()) continue;
+    if (static_cast<int32_t>(fast_tensors_.size()) <= tensor.fast_id) {
+      fast_tensors_.resize(tensor.fast_id + 1);
     }
+    FastTensor& fast = fast_tensors_[tensor.fast_id];
+    fast.name = tensor.request.name;
+    fast.own = own->second.request;
+    fast.agreed = SingleResponse(response, tensor);
+    fast_ids_[tensor.request.name] = tensor.fast_id;
   }
-  // The data plane lost a peer, or this rank gave up: nothing can run after
-  // this.
-  abort_status_ = aborted;
-  stopping_ = true;
-  return aborted;
 }
 
 void Runtime::Stop(const Status& status) {
@@ -1108,7 +990,7 @@ void Runtime::SayGoodbye() {
   // goodbye, so that no worker's message is left undelivered.
   const absl::Time deadline = absl::Now() + kGoodbyeTimeout;
   const WireLimits limits{mpi_->size(), options_.cache_capacity};
-  while (goodbyes_ < mpi_->size() - 1 && absl::Now() < deadline) {
+  while (!worker_->AllSaidGoodbye() && absl::Now() < deadline) {
     if (!control_->Pump().ok()) break;
     std::optional<ControlPlane::Message> message = control_->Next();
     if (!message.has_value()) {
@@ -1116,11 +998,12 @@ void Runtime::SayGoodbye() {
       continue;
     }
     StatusOr<RequestList> list = DecodeRequestList(message->bytes, limits);
-    if (list.ok() && list->goodbye) ++goodbyes_;
+    if (list.ok() && list->goodbye) worker_->GoodbyeReceived();
   }
-  if (goodbyes_ < mpi_->size() - 1) {
-    Log().warn("shutdown: only {} of {} ranks confirmed within {}", goodbyes_,
-               mpi_->size() - 1, absl::FormatDuration(kGoodbyeTimeout));
+  if (!worker_->AllSaidGoodbye()) {
+    Log().warn("shutdown: only {} of {} ranks confirmed within {}",
+               worker_->goodbyes(), mpi_->size() - 1,
+               absl::FormatDuration(kGoodbyeTimeout));
   }
   if (Status s = control_->FlushSends(kGoodbyeTimeout); !s.ok()) {
     Log().warn("shutdown: {}", s.ToString());

@@ -45,7 +45,7 @@
 #include "runtime/core/doorbell.h"
 #include "runtime/core/executor.h"
 #include "runtime/core/fast_lane.h"
-#include "runtime/core/response_cache.h"
+#include "runtime/core/worker.h"
 #include "runtime/op/operation.h"
 
 namespace kolo {
@@ -106,20 +106,18 @@ class Runtime : public internal::WaitHelper,
   Status Coordinate(absl::Time now, bool* activity);
   // Applies the response lists that arrived (workers).
   Status ReceiveResponses(bool* activity);
-  // Workers: aborts when rank 0 has been silent too long.
-  void CheckCoordinatorAlive(absl::Time now);
   // Queues a CUDA response on the GPU executor (which takes the entries).
   Status ExecuteOnGpu(const Response& response, std::vector<Entry>& entries,
                       std::vector<bool>& present);
-  // Runs one response list; sets stopping_ when it says shut down. Adds the
-  // tensors and bytes it executed to *tensors and *bytes when given.
+  // Runs one response list through the worker (worker.h: the cache replay,
+  // each response's status, the list's shutdown or abort) and the
+  // executors. Adds the tensors and bytes it executed to *tensors and
+  // *bytes when given.
   Status Apply(ResponseList& list, int64_t* tensors = nullptr,
                int64_t* bytes = nullptr);
-  void SetCycle(double milliseconds);
-  // A collective failed on this rank: returns the Aborted status that ends
-  // the job, and for a local failure first tells the peers (which may be
-  // waiting in the data plane) that this rank will not take part.
-  Status Abandon(const Response& response, const Status& failure);
+  // Fast lane: remembers the fast ids `response` announces for the tensors
+  // this rank has pending.
+  void RecordFastIds(const Response& response);
   // Fast lane. Makes `entry` a fast submission when its tensor has a fast
   // id and is unchanged; otherwise it stays on the slow path.
   void ArriveFast(Entry& entry) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -168,22 +166,14 @@ class Runtime : public internal::WaitHelper,
   std::unique_ptr<Coordinator> coordinator_;  // rank 0 only
   std::unique_ptr<Doorbell> bell_;
   std::unique_ptr<Autotuner> autotuner_;  // rank 0, with KOLO_AUTOTUNE=1
-  // The longest poll interval while waiting (KOLO_CYCLE_TIME_MS, or what
-  // autotune chose); announced_cycle_ms_ is what rank 0 has yet to tell.
-  absl::Duration cycle_;
+  // Background thread: this rank's negotiation state, life cycle and pace.
+  std::unique_ptr<Worker> worker_;
+  // Rank 0: the cycle time autotune chose that it has yet to announce.
   double announced_cycle_ms_ = 0;
-  ResponseCache cache_;  // this rank's copy
   Timeline timeline_;
-  uint64_t applied_seq_ = 0;
-  bool stopping_ = false;
   bool expecting_ = false;  // a negotiation message is probably on its way
-  // Set when the job cannot go on (a peer failed, or an internal failure):
-  // everything fails with it, and MPI is left alone at exit.
-  Status abort_status_;
+  // The job ended with an abort: MPI is left alone at exit.
   std::atomic<bool> aborted_{false};
-  absl::Time last_heard_from_coordinator_;  // workers
-  int shutdown_rank_ = -1;
-  int goodbyes_ = 0;  // rank 0: workers that have stopped talking
   absl::Time last_response_sent_ = absl::InfinitePast();  // rank 0
   std::thread thread_;
 
