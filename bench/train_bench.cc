@@ -341,7 +341,7 @@ int Run(const Flags& flags) {
           {"lr", flags.lr},
           {"overlap", !flags.no_overlap},
           {"overlap_mode", OverlapText(flags, distributed.get())},
-          {"fusion_threshold", fusion_env ? fusion_env : "default"},
+          {"fusion_threshold", fusion},
           {"memory_allocator", kolo::TuneMemoryAllocator()},
           {"compression", flags.compression},
           {"warmup_steps", flags.warmup_steps},

@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # The README's test command: installs dependencies, builds kolo and runs the
-# whole test suite (unit and multi-rank tests) with ctest; then builds kolo
-# a second time against MPICH and runs the multi-rank tests there.
+# whole test suite (unit and multi-rank tests) with ctest; checks the
+# runtime and the LibTorch adapter with clang's thread-safety analysis
+# (scripts/thread_safety.sh); then builds kolo a second time against MPICH
+# and runs the multi-rank tests there.
 #
-#   scripts/test.sh                 everything
-#   scripts/test.sh -R collectives  extra arguments go to the first ctest
-#   MPICH_TESTS=0 scripts/test.sh   skip the MPICH part
+#   scripts/test.sh                  everything
+#   scripts/test.sh -R collectives   extra arguments go to the first ctest
+#   THREAD_SAFETY=0 scripts/test.sh  skip the thread-safety build
+#   MPICH_TESTS=0 scripts/test.sh    skip the MPICH part
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${KOLO_BUILD_DIR:-$root/build}
@@ -21,6 +24,10 @@ echo "test.sh: build took $((SECONDS - start)) s ($(nproc) cores)"
 start=$SECONDS
 (cd "$build" && ctest --output-on-failure --timeout 600 "$@")
 echo "test.sh: tests took $((SECONDS - start)) s"
+
+if [ "${THREAD_SAFETY:-1}" != 0 ]; then
+  KOLO_JOBS=$(nproc) "$root/scripts/thread_safety.sh"
+fi
 
 [ "${MPICH_TESTS:-1}" = 0 ] && exit 0
 # The same runtime, kolorun (real Hydra and Slurm jobs) and LibTorch adapter

@@ -18,6 +18,7 @@
 #include "runtime/common/job_secret.h"
 #include "runtime/common/logging.h"
 #include "runtime/core/config.h"
+#include "runtime/core/mpi_control_plane.h"
 #include "runtime/core/fusion_planner.h"
 #include "runtime/wire/codec.h"
 
@@ -170,7 +171,7 @@ StatusOr<std::unique_ptr<Runtime>> Runtime::Launch(
     };
     runtime->gpu_ = MakeGpuExecutor(*std::move(gpu));
   }
-  runtime->control_ = std::make_unique<ControlPlane>(context.control());
+  runtime->control_ = std::make_unique<MpiControlPlane>(context.control());
   if (context.local_size() == context.size() && context.size() > 1) {
     StatusOr<std::unique_ptr<Doorbell>> bell =
         Doorbell::CreateShared(context.local());
@@ -889,19 +890,15 @@ Status Runtime::Apply(ResponseList& list, int64_t* tensors, int64_t* bytes) {
     std::vector<bool> present(entries.size(), false);
     {
       MutexLock lock(&mu_);
-      auto take = [&](const std::string& name, size_t i) {
-        auto it = table_.find(name);
-        if (it == table_.end()) return;
+      const bool join = response.op == OpType::kJoin;
+      for (size_t i = 0; i < (join ? 1 : response.tensors.size()); ++i) {
+        auto it = table_.find(
+            join ? absl::string_view(kJoinName)
+                 : absl::string_view(response.tensors[i].request.name));
+        if (it == table_.end()) continue;
         entries[i] = std::move(it->second);
         present[i] = true;
         table_.erase(it);
-      };
-      if (response.op == OpType::kJoin) {
-        take(kJoinName, 0);
-      } else {
-        for (size_t i = 0; i < response.tensors.size(); ++i) {
-          take(response.tensors[i].request.name, i);
-        }
       }
     }
     Status status = worker_->Admit(response, present);

@@ -1,18 +1,23 @@
 // Tests of a rank's side of negotiation (Worker), alone and beside a
 // Coordinator: the whole negotiation path of N ranks in one process, every
-// message through the wire codec, without MPI or threads.
+// message through the wire codec, without MPI - deterministically in one
+// thread, and as one thread per rank over the in-memory control plane.
 #include "runtime/core/worker.h"
 
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <chrono>
 #include <deque>
 #include <map>
+#include <memory>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "runtime/core/coordinator.h"
+#include "runtime/core/memory_control_plane.h"
 #include "runtime/wire/codec.h"
 
 namespace kolo {
@@ -443,6 +448,217 @@ TEST(Worker, ThePollDoublesToTheCycleAndRestartsAfterActivity) {
   list.cycle_time_ms = 5;
   ASSERT_TRUE(worker.BeginList(list).ok());
   EXPECT_EQ(worker.cycle(), absl::Milliseconds(5));
+}
+
+// ---- N ranks as threads over the in-memory control plane
+// ---------------------
+
+// One rank's side of a job that negotiates `rounds` rounds of tensors, then
+// shuts down (requested by the last rank) and says goodbye, the way
+// Runtime's loop does: the Worker (and on rank 0 the Coordinator) on one
+// thread per rank, messages through InMemoryControlPlane and the codec.
+// `die_after` >= 0: this rank vanishes after that many rounds.
+struct RankResult {
+  int rounds_done = 0;
+  Status end;  // OK: shut down cleanly; else the abort it saw
+  int shutdown_rank = -1;
+  int goodbyes = 0;
+  std::string failure;  // a wrong resolution (empty: none)
+};
+
+RankResult RunRank(int rank, int size, int rounds, uint32_t seed, int die_after,
+                   InMemoryControlPlane& plane) {
+  RankResult result;
+  std::mt19937 random(seed * 131 + rank);
+  Options options;
+  options.cache_capacity = 4;
+  options.peer_timeout_seconds = 2;
+  Worker::Config config = Config(rank, size, options.cache_capacity);
+  config.peer_timeout_seconds = options.peer_timeout_seconds;
+  Worker worker(config, absl::Now());
+  std::unique_ptr<Coordinator> coordinator;
+  if (rank == 0) coordinator = std::make_unique<Coordinator>(size, options);
+  const WireLimits limits{size, options.cache_capacity};
+  std::map<std::string, Request> outstanding;
+  const absl::Time deadline = absl::Now() + absl::Seconds(20);
+  int round = 0;
+  bool shutdown_sent = false;
+  // Rank 0 tells the workers it is alive (Runtime: every half second).
+  absl::Time last_response_sent = absl::InfinitePast();
+
+  auto send_requests = [&](std::vector<Request> fresh, bool shutdown,
+                           bool goodbye) -> Status {
+    RequestList list =
+        worker.MakeRequestList(std::move(fresh), shutdown, goodbye);
+    if (coordinator != nullptr) {
+      return coordinator->HandleRequestList(list, absl::Now());
+    }
+    Status sent = plane.Send(
+        0, std::make_shared<const std::string>(EncodeRequestList(list)));
+    return sent.ok() ? plane.Pump() : sent;
+  };
+  auto apply = [&](ResponseList& list) -> Status {
+    if (Status s = worker.BeginList(list); !s.ok()) return s;
+    for (const Response& response : list.responses) {
+      std::vector<bool> present;
+      for (const ResponseTensor& tensor : response.tensors) {
+        auto it = outstanding.find(tensor.request.name);
+        present.push_back(it != outstanding.end());
+        if (it == outstanding.end()) continue;
+        if (!RequestForRank(CacheEntry{tensor.request, tensor.first_dims}, rank)
+                 .SameAs(it->second)) {
+          result.failure = "rank " + std::to_string(rank) + " resolved '" +
+                           tensor.request.name + "' wrongly";
+        }
+        outstanding.erase(it);
+      }
+      Status status = worker.Admit(response, present);
+      bool tell_peers = false;
+      if (!status.ok()) status = worker.Fail(response, status, &tell_peers);
+    }
+    worker.EndList(list, !list.responses.empty(), absl::Now());
+    return absl::OkStatus();
+  };
+
+  Status status;
+  while (status.ok() && !worker.stopping() && absl::Now() < deadline) {
+    const absl::Time now = absl::Now();
+    if (outstanding.empty() && round == die_after) {
+      plane.Close();  // this rank dies
+      result.rounds_done = round;
+      result.end = absl::AbortedError("died");
+      return result;
+    }
+    std::vector<Request> fresh;
+    bool shutdown = false;
+    if (outstanding.empty() && round < rounds) {
+      // Every rank the same tensors, each in its own order.
+      for (int i = 0; i < 5; ++i) {
+        const std::string name = "t" + std::to_string((round + i) % 7);
+        Request request =
+            Make(i % 2 ? OpType::kAllgather : OpType::kAllreduce, rank, name,
+                 {1 + (i % 2) * rank, 2 + (round / 5) % 3});
+        outstanding[name] = request;
+        fresh.push_back(std::move(request));
+      }
+      std::shuffle(fresh.begin(), fresh.end(), random);
+      ++round;
+    } else if (outstanding.empty() && rank == size - 1 && !shutdown_sent) {
+      shutdown = shutdown_sent = true;
+    }
+    if (worker.ShouldSend(now, !fresh.empty() || shutdown)) {
+      status = send_requests(std::move(fresh), shutdown, false);
+      worker.RequestsSent(now);
+    }
+    if (status.ok()) status = plane.Pump();
+    while (status.ok()) {
+      std::optional<ControlPlane::Message> message = plane.Next();
+      if (!message.has_value()) break;
+      if (coordinator != nullptr) {
+        StatusOr<RequestList> list = DecodeRequestList(message->bytes, limits);
+        status = list.ok() ? (list->goodbye
+                                  ? (worker.GoodbyeReceived(), absl::OkStatus())
+                                  : coordinator->HandleRequestList(*list, now))
+                           : list.status();
+      } else {
+        StatusOr<ResponseList> list =
+            DecodeResponseList(message->bytes, limits);
+        worker.Heard(now);
+        status = list.ok() ? apply(*list) : list.status();
+      }
+    }
+    if (status.ok() && coordinator != nullptr) {
+      std::optional<ResponseList> responses = coordinator->NextResponses(
+          now, /*force=*/now - last_response_sent >= absl::Milliseconds(100));
+      if (responses.has_value()) {
+        last_response_sent = now;
+        auto encoded =
+            std::make_shared<const std::string>(EncodeResponseList(*responses));
+        for (int r = 1; r < size && status.ok(); ++r) {
+          status = plane.Send(r, encoded);
+        }
+        if (status.ok()) status = plane.Pump();
+        if (status.ok()) status = apply(*responses);
+      }
+    }
+    if (coordinator == nullptr) worker.CheckCoordinator(now);
+    std::this_thread::sleep_for(std::chrono::microseconds(100));
+  }
+  result.rounds_done = round;
+  if (!status.ok()) worker.Abort(status);
+  result.end = worker.aborted()    ? worker.abort_status()
+               : worker.stopping() ? absl::OkStatus()
+                                   : absl::DeadlineExceededError("hung");
+  result.shutdown_rank = worker.shutdown_rank();
+  if (result.end.ok()) {
+    // Goodbyes: workers say it, rank 0 waits for all of them.
+    if (coordinator == nullptr) {
+      send_requests({}, false, /*goodbye=*/true).IgnoreError();
+    }
+    while (coordinator != nullptr && !worker.AllSaidGoodbye() &&
+           absl::Now() < deadline) {
+      plane.Pump().IgnoreError();
+      while (std::optional<ControlPlane::Message> m = plane.Next()) {
+        StatusOr<RequestList> list = DecodeRequestList(m->bytes, limits);
+        if (list.ok() && list->goodbye) worker.GoodbyeReceived();
+      }
+      std::this_thread::sleep_for(std::chrono::microseconds(100));
+    }
+    result.goodbyes = worker.goodbyes();
+  }
+  return result;
+}
+
+std::vector<RankResult> RunThreads(int size, int rounds, uint32_t seed,
+                                   int dying_rank, int die_after) {
+  std::vector<std::unique_ptr<InMemoryControlPlane>> planes =
+      InMemoryControlPlane::Create(size);
+  std::vector<RankResult> results(size);
+  std::vector<std::thread> threads;
+  for (int rank = 0; rank < size; ++rank) {
+    threads.emplace_back([&, rank] {
+      results[rank] =
+          RunRank(rank, size, rounds, seed, rank == dying_rank ? die_after : -1,
+                  *planes[rank]);
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  return results;
+}
+
+TEST(WorkerThreads, RanksNegotiateShutDownAndSayGoodbye) {
+  for (int size : {2, 3, 4}) {
+    for (uint32_t seed : {1u, 2u}) {
+      const std::vector<RankResult> results =
+          RunThreads(size, /*rounds=*/40, seed, -1, -1);
+      for (int rank = 0; rank < size; ++rank) {
+        const RankResult& r = results[rank];
+        SCOPED_TRACE("size " + std::to_string(size) + " seed " +
+                     std::to_string(seed) + " rank " + std::to_string(rank));
+        EXPECT_TRUE(r.end.ok()) << r.end;
+        EXPECT_EQ(r.failure, "");
+        EXPECT_EQ(r.rounds_done, 40);
+        EXPECT_EQ(r.shutdown_rank, size - 1);
+      }
+      EXPECT_EQ(results[0].goodbyes, size - 1);
+    }
+  }
+}
+
+TEST(WorkerThreads, ARankThatDiesAbortsTheJobOnEveryOtherRank) {
+  // Rank 2 of 3 vanishes after 5 rounds: rank 0 takes its silence for
+  // death after the peer timeout (2 s) and aborts the job everywhere.
+  const absl::Time start = absl::Now();
+  const std::vector<RankResult> results = RunThreads(3, 40, 3, 2, 5);
+  EXPECT_LT(absl::Now() - start, absl::Seconds(10));
+  EXPECT_EQ(results[2].rounds_done, 5);
+  for (int rank : {0, 1}) {
+    const Status& end = results[rank].end;
+    EXPECT_EQ(end.code(), absl::StatusCode::kAborted) << "rank " << rank;
+    EXPECT_NE(end.message().find("rank 2"), std::string::npos)
+        << "rank " << rank << ": " << end;
+    EXPECT_LT(results[rank].rounds_done, 40);
+  }
 }
 
 }  // namespace
