@@ -18,8 +18,8 @@
 #include "runtime/common/job_secret.h"
 #include "runtime/common/logging.h"
 #include "runtime/core/config.h"
-#include "runtime/core/mpi_control_plane.h"
 #include "runtime/core/fusion_planner.h"
+#include "runtime/core/mpi_control_plane.h"
 #include "runtime/wire/codec.h"
 
 namespace kolo {
@@ -217,7 +217,7 @@ StatusOr<std::unique_ptr<Runtime>> Runtime::Launch(
       runtime->coordinator_->set_fusion_threshold(
           runtime->autotuner_->current().fusion_threshold_bytes);
       runtime->worker_->SetCycle(runtime->autotuner_->current().cycle_time_ms);
-      runtime->announced_cycle_ms_ =
+      runtime->loop_.announced_cycle_ms =
           runtime->autotuner_->current().cycle_time_ms;
     }
     runtime->executor_->set_timeline(&runtime->timeline_);
@@ -377,7 +377,7 @@ void Runtime::Loop() {
   uint32_t previous_rung = bell_->Peek();
   while (status.ok() && !worker.stopping()) {
     const uint32_t rung = bell_->Peek();
-    expecting_ = worker.Expecting(absl::Now(), rung != previous_rung);
+    loop_.expecting = worker.Expecting(absl::Now(), rung != previous_rung);
     previous_rung = rung;
     std::vector<Request> fresh;
     bool send_shutdown = false;
@@ -412,8 +412,8 @@ void Runtime::Loop() {
       if (!lane_failure_.ok()) worker.Abort(lane_failure_);
       // Fast submissions that wait long for their peers go the slow way,
       // where stalls are reported and failed as usual.
-      if (now - last_fast_check_ >= absl::Milliseconds(100)) {
-        last_fast_check_ = now;
+      if (now - loop_.last_fast_check >= absl::Milliseconds(100)) {
+        loop_.last_fast_check = now;
         WithdrawFast(kFastPatienceNs);
       }
     }
@@ -422,7 +422,7 @@ void Runtime::Loop() {
     turn.activity = activity;
     turn.rang = bell_->Peek() != rung;
     turn.sending = control_->busy();
-    turn.lane_deferred = lane_deferred_;
+    turn.lane_deferred = loop_.lane_deferred;
     turn.reliable_bell = bell_->shared() && !bell_->lossy();
     {
       MutexLock lock(&mu_);
@@ -490,7 +490,7 @@ void Runtime::RingDelivered(std::vector<int>& delivered) {
 
 Status Runtime::Coordinate(absl::Time now, bool* activity) {
   const WireLimits limits{mpi_->size(), options_.cache_capacity};
-  if (Status s = control_->Pump(nullptr, expecting_); !s.ok()) return s;
+  if (Status s = control_->Pump(nullptr, loop_.expecting); !s.ok()) return s;
   while (std::optional<ControlPlane::Message> message = control_->Next()) {
     StatusOr<RequestList> list = DecodeRequestList(message->bytes, limits);
     if (!list.ok()) {
@@ -511,12 +511,12 @@ Status Runtime::Coordinate(absl::Time now, bool* activity) {
   // With nothing to say, an empty list (a heartbeat) now and then tells the
   // workers rank 0 is alive.
   std::optional<ResponseList> responses = coordinator_->NextResponses(
-      now, /*force=*/now - last_response_sent_ >= kHeartbeat);
+      now, /*force=*/now - loop_.last_response_sent >= kHeartbeat);
   if (!responses.has_value()) return absl::OkStatus();
-  last_response_sent_ = now;
-  if (announced_cycle_ms_ > 0) {
-    responses->cycle_time_ms = announced_cycle_ms_;
-    announced_cycle_ms_ = 0;
+  loop_.last_response_sent = now;
+  if (loop_.announced_cycle_ms > 0) {
+    responses->cycle_time_ms = loop_.announced_cycle_ms;
+    loop_.announced_cycle_ms = 0;
   }
   if (!responses->responses.empty()) timeline_.Cycle();
   if (mpi_->size() > 1) {
@@ -550,7 +550,7 @@ Status Runtime::ApplyList(ResponseList& list) {
     const TunedParameters& tuned = autotuner_->current();
     coordinator_->set_fusion_threshold(tuned.fusion_threshold_bytes);
     worker_->SetCycle(tuned.cycle_time_ms);
-    announced_cycle_ms_ = tuned.cycle_time_ms;
+    loop_.announced_cycle_ms = tuned.cycle_time_ms;
   }
   return absl::OkStatus();
 }
@@ -583,24 +583,26 @@ Status Runtime::Receive(ResponseList list) {
   // With a fast lane, lists that run collectives (or end the job) take
   // their turn in the lane's log, and the ones after them wait too.
   const bool ordered = !list.responses.empty() || list.shutdown;
-  if (lane_ == nullptr || (!ordered && held_.empty())) return ApplyList(list);
+  if (lane_ == nullptr || (!ordered && loop_.held.empty()))
+    return ApplyList(list);
   const uint64_t seq = list.seq;
-  held_.emplace(seq, std::move(list));
+  loop_.held.emplace(seq, std::move(list));
   if (!ordered || coordinator_ == nullptr) return absl::OkStatus();
-  undelivered_.emplace_back(seq, absl::Now());
+  loop_.undelivered.emplace_back(seq, absl::Now());
   return AppendDelivered();
 }
 
 Status Runtime::AppendDelivered() {
-  if (undelivered_.empty()) return absl::OkStatus();
+  if (loop_.undelivered.empty()) return absl::OkStatus();
   if (!control_->sending()) {
-    for (const auto& [seq, since] : undelivered_) lane_->AppendResponses(seq);
-    undelivered_.clear();
+    for (const auto& [seq, since] : loop_.undelivered)
+      lane_->AppendResponses(seq);
+    loop_.undelivered.clear();
     return absl::OkStatus();
   }
-  if (absl::Now() - undelivered_.front().second > kDeliveryTimeout) {
+  if (absl::Now() - loop_.undelivered.front().second > kDeliveryTimeout) {
     return absl::DeadlineExceededError(
-        absl::StrCat("response list ", undelivered_.front().first,
+        absl::StrCat("response list ", loop_.undelivered.front().first,
                      " was not delivered to every rank within ",
                      absl::FormatDuration(kDeliveryTimeout)));
   }
@@ -608,13 +610,13 @@ Status Runtime::AppendDelivered() {
 }
 
 Status Runtime::ApplyHeld(uint64_t seq) {
-  while (!held_.empty() && !worker_->stopping()) {
-    auto first = held_.begin();
+  while (!loop_.held.empty() && !worker_->stopping()) {
+    auto first = loop_.held.begin();
     const bool ordered =
         !first->second.responses.empty() || first->second.shutdown;
     if (first->first > seq && ordered) break;
     ResponseList list = std::move(first->second);
-    held_.erase(first);
+    loop_.held.erase(first);
     if (Status s = ApplyList(list); !s.ok()) return s;
   }
   return absl::OkStatus();
@@ -651,7 +653,7 @@ bool Runtime::ConsumeLane(bool background, Status* status) {
           bell_->RingSelf();
           return progress;
         }
-        if (held_.find(entry->seq) == held_.end())
+        if (loop_.held.find(entry->seq) == loop_.held.end())
           return progress;  // not here yet
         *status = ApplyHeld(entry->seq);
         lane_->Advance(entry->index + 1);
@@ -782,7 +784,7 @@ void Runtime::WithdrawFast(int64_t age_ns) {
 }
 
 bool Runtime::BackgroundTakesLane() {
-  lane_deferred_ = false;
+  loop_.lane_deferred = false;
   std::optional<FastLane::Entry> head = lane_->Peek();
   if (!head.has_value()) return false;
   if (head->kind != FastLane::Kind::kExecute) return true;
@@ -794,14 +796,15 @@ bool Runtime::BackgroundTakesLane() {
   // bound to one.
   if (lane_->local_helpers() > 0) return false;
   const int64_t now = SteadyNowNs();
-  if (deferred_head_ != head->index) {
-    deferred_head_ = head->index;
-    deferred_since_ns_ = now;
+  if (loop_.deferred_head != head->index) {
+    loop_.deferred_head = head->index;
+    loop_.deferred_since_ns = now;
   }
-  if (now - deferred_since_ns_ >= absl::ToInt64Nanoseconds(kBackgroundDefer)) {
+  if (now - loop_.deferred_since_ns >=
+      absl::ToInt64Nanoseconds(kBackgroundDefer)) {
     return true;
   }
-  lane_deferred_ = true;
+  loop_.lane_deferred = true;
   return false;
 }
 
@@ -844,7 +847,7 @@ void Runtime::HelpUntilDone(const internal::Operation& operation) {
 
 Status Runtime::ReceiveResponses(bool* activity) {
   const WireLimits limits{mpi_->size(), options_.cache_capacity};
-  if (Status s = control_->Pump(nullptr, expecting_); !s.ok()) return s;
+  if (Status s = control_->Pump(nullptr, loop_.expecting); !s.ok()) return s;
   while (!worker_->stopping()) {
     std::optional<ControlPlane::Message> message = control_->Next();
     if (!message.has_value()) break;

@@ -168,13 +168,29 @@ class Runtime : public internal::WaitHelper,
   std::unique_ptr<Autotuner> autotuner_;  // rank 0, with KOLO_AUTOTUNE=1
   // Background thread: this rank's negotiation state, life cycle and pace.
   std::unique_ptr<Worker> worker_;
-  // Rank 0: the cycle time autotune chose that it has yet to announce.
-  double announced_cycle_ms_ = 0;
+  // The rest of what only the background thread touches (Launch sets it
+  // up before the thread starts).
+  struct BackgroundThreadState {
+    // A negotiation message is probably on its way.
+    bool expecting = false;
+    // Rank 0: the cycle time autotune chose that it has yet to announce.
+    double announced_cycle_ms = 0;
+    absl::Time last_response_sent = absl::InfinitePast();  // rank 0
+    // Fast lane: response lists waiting for their turn in the log.
+    std::map<uint64_t, ResponseList> held;
+    // Fast lane: the ready collective this thread is leaving to the
+    // application's thread, since when, and whether it is leaving one now.
+    uint64_t deferred_head = ~uint64_t{0};
+    int64_t deferred_since_ns = 0;
+    bool lane_deferred = false;
+    // Rank 0: held lists not yet delivered to every worker, and since when.
+    std::deque<std::pair<uint64_t, absl::Time>> undelivered;
+    absl::Time last_fast_check = absl::InfinitePast();
+  };
+  BackgroundThreadState loop_;
   Timeline timeline_;
-  bool expecting_ = false;  // a negotiation message is probably on its way
   // The job ended with an abort: MPI is left alone at exit.
   std::atomic<bool> aborted_{false};
-  absl::Time last_response_sent_ = absl::InfinitePast();  // rank 0
   std::thread thread_;
 
   mutable Mutex mu_;
@@ -213,16 +229,6 @@ class Runtime : public internal::WaitHelper,
   // thread ends the job with it.
   Status lane_failure_ ABSL_GUARDED_BY(mu_);
   std::atomic<bool> lane_closed_{false};
-  // Background thread: response lists waiting for their turn in the log.
-  std::map<uint64_t, ResponseList> held_;
-  // Background thread: the ready collective it is leaving to the
-  // application's thread, since when, and whether it is leaving one now.
-  uint64_t deferred_head_ = ~uint64_t{0};
-  int64_t deferred_since_ns_ = 0;
-  bool lane_deferred_ = false;
-  // Rank 0: held lists not yet delivered to every worker, and since when.
-  std::deque<std::pair<uint64_t, absl::Time>> undelivered_;
-  absl::Time last_fast_check_ = absl::InfinitePast();
 };
 
 }  // namespace kolo
