@@ -27,6 +27,7 @@
 #include <tuple>
 #include <vector>
 
+#include "runtime/common/mpi_bootstrap.h"
 #include "runtime/common/net.h"
 
 namespace kolo {
@@ -153,7 +154,8 @@ TEST(TcpTransport, HostileConnectionsDuringWireupAreDroppedAndWireupFinishes) {
     std::this_thread::sleep_for(std::chrono::milliseconds(1500));
   }
   const auto start = Clock::now();
-  auto transport = TcpTransport::Create(MPI_COMM_WORLD, Options());
+  MpiBootstrap world(MPI_COMM_WORLD);
+  auto transport = TcpTransport::Create(&world, Options());
   const double took =
       std::chrono::duration<double>(Clock::now() - start).count();
   stop = true;
@@ -188,7 +190,8 @@ TEST(TcpTransport, HostileConnectionsDuringWireupAreDroppedAndWireupFinishes) {
 }
 
 TEST(TcpTransport, SilentPeerFailsTheWaitWithinThePeerTimeout) {
-  auto transport = TcpTransport::Create(MPI_COMM_WORLD, Options());
+  MpiBootstrap world(MPI_COMM_WORLD);
+  auto transport = TcpTransport::Create(&world, Options());
   ASSERT_TRUE(transport.ok()) << transport.status();
   if (Rank() == 0) {
     std::vector<char> in(1 << 20);
