@@ -98,7 +98,8 @@ TEST(HierarchicalPlane, EveryCollectiveMatchesTheReference) {
       std::unique_ptr<Bootstrap> cross;
       std::unique_ptr<Backend> plane = cluster.Make(rank, &local, &cross);
       if (plane != nullptr) {
-        CheckCollectives(plane.get(), rank, cluster.size(), Sweep());
+        CheckCollectives(plane.get(), rank, cluster.size(),
+                         SweepFor(cluster.size(), 4));
       }
       // Every rank of the host and of the cross ring is done.
       EXPECT_TRUE(local->Barrier().ok());

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <utility>
 #include <vector>
 
 #include "runtime/backend/backend.h"
@@ -26,16 +27,24 @@ double Now();
 struct Sweep {
   // Element counts for every dtype and op of allreduce.
   std::vector<int64_t> counts = {0, 1, 13, 4099};
-  // Element counts of the random-valued float sums (tolerance for the
-  // 16-bit types), run for float32, float64, float16 and bfloat16.
-  std::vector<int64_t> large_counts = {1000003};
+  // Random-valued sums (with a tolerance for the 16-bit types): a few MiB
+  // of float32, and enough 16-bit elements to take the ring's 16-bit wire.
+  std::vector<std::pair<DataType, int64_t>> random_sums = {
+      {DataType::kFloat32, 1000003},
+      {DataType::kFloat64, 100003},
+      {DataType::kFloat16, 300007},
+      {DataType::kBfloat16, 300007}};
 };
 
+// The sweep for `size` ranks: the random sums only at `large_at` ranks
+// (they dominate the run time).
+Sweep SweepFor(int size, int large_at);
+
 // Runs on every rank (rank of size): allreduce of every dtype and op at
-// every count (in place and out of place), random-valued float sums at the
-// large counts, allgatherv, broadcast from every root, alltoallv and
-// reducescatter with uneven (and empty) shares, and a barrier; records a
-// gtest failure naming the case, the index, the expected and actual value.
+// every count (in place and out of place), the random-valued sums, allgatherv,
+// broadcast from every root, alltoallv and reducescatter with uneven (and
+// empty) shares, and a barrier; records a gtest failure naming the case, the
+// index, the expected and actual value.
 void CheckCollectives(Backend* backend, int rank, int size, const Sweep& sweep);
 
 // One float32 sum allreduce of `count` elements; true when every element
