@@ -4,8 +4,10 @@
 // bootstrap).
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <chrono>
 #include <random>
+#include <set>
 #include <string>
 #include <thread>
 
@@ -14,6 +16,7 @@
 #include "tests/runtime/planes/in_process_bootstrap.h"
 #include "tests/runtime/planes/memory_transport.h"
 #include "tests/runtime/planes/plane_checks.h"
+#include "tests/runtime/tcp_listeners.h"
 
 namespace kolo::testing {
 namespace {
@@ -224,6 +227,64 @@ TEST(RingPlane, TruncatedTcpMessageFailsTheReceiver) {
     }
     EXPECT_TRUE(bootstrap->Barrier().ok());
   });
+}
+
+// Hostile bytes on the wire-up sockets: while rank 1 is late, the attacker
+// opens connections to rank 0's listeners that send junk (refused: it
+// claims no valid rank), send nothing, or claim rank 1 without the job's
+// secret. None of them takes rank 1's place: the real rank 1 is connected
+// and the ring's result is right (tests/runtime/mpi/tcp_transport_test.cc
+// checks the same across processes).
+TEST(RingPlane, HostileTcpConnectionsAreDroppedAndTheResultIsRight) {
+  const std::vector<Listener> before = OwnListeners();
+  const std::set<Listener> known(before.begin(), before.end());
+  std::vector<Listener> seen;
+  std::vector<int> attacks;
+  std::atomic<bool> stop{false};
+  std::thread attacker([&] {
+    while (!stop && seen.empty()) {
+      seen = OwnListeners(known);
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    for (const Listener& l : seen) {
+      attacks.push_back(ConnectTo(l));  // silent
+      if (int fd = ConnectTo(l); fd >= 0) {
+        const std::string junk(200, 'x');
+        send(fd, junk.data(), junk.size(), MSG_NOSIGNAL);
+        attacks.push_back(fd);
+      }
+      if (int fd = ConnectTo(l); fd >= 0) {
+        // Claims rank 1 with a made-up MAC once the listener's challenge
+        // (magic, rank, nonce: 28 bytes) has come.
+        char hello[28];
+        recv(fd, hello, sizeof(hello), MSG_WAITALL);
+        std::string answer(4 + 16 + 32, '\0');
+        const uint32_t one = htonl(1);
+        std::memcpy(answer.data(), &one, 4);
+        send(fd, answer.data(), answer.size(), MSG_NOSIGNAL);
+        attacks.push_back(fd);
+      }
+    }
+  });
+  InProcessGroup group(2, 30);
+  RunRanks(2, [&](int rank) {
+    std::unique_ptr<Bootstrap> bootstrap = group.Join(rank);
+    if (rank == 1) std::this_thread::sleep_for(std::chrono::seconds(1));
+    TcpTransportOptions options = TcpOptions();
+    options.handshake_timeout = absl::Milliseconds(500);
+    StatusOr<std::unique_ptr<TcpTransport>> tcp =
+        TcpTransport::Create(bootstrap.get(), options);
+    ASSERT_TRUE(tcp.ok()) << tcp.status();
+    std::unique_ptr<Backend> ring = MakeRing(*std::move(tcp));
+    EXPECT_TRUE(AllreduceSumIsRight(ring.get(), rank, 2, 100003));
+    EXPECT_TRUE(bootstrap->Barrier().ok());
+  });
+  stop = true;
+  attacker.join();
+  EXPECT_FALSE(seen.empty()) << "the attacker found no listener";
+  for (int fd : attacks) {
+    if (fd >= 0) close(fd);
+  }
 }
 
 }  // namespace
