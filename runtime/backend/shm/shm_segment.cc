@@ -220,8 +220,9 @@ StatusOr<HostSegments> MapHostSegments(Bootstrap* bootstrap, int64_t bytes) {
   // Everyone has mapped everything (or given up): the names can go.
   host.segments[rank].Unlink();
   if (!opened.ok()) return opened;
-  if (!*all_ok)
+  if (!*all_ok) {
     return absl::InternalError("a peer could not map shared memory");
+  }
   return host;
 }
 
