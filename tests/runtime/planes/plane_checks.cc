@@ -155,9 +155,9 @@ void CheckBroadcast(Backend* backend, int rank, int root, int64_t bytes) {
 }
 
 // Bytes rank `from` sends rank `to` in the alltoallv check: uneven, some
-// empty.
+// empty, never empty to itself.
 int64_t Share(int from, int to) {
-  if ((from + 2 * to) % 3 == 0) return 0;
+  if ((from + 2 * to + 1) % 3 == 0) return 0;
   return 1 + (from * 7 + to * 11 + Salt()) * 97 % 70001;
 }
 
