@@ -20,7 +20,7 @@ uint64_t Seed();
 // Runs fn(rank) on `size` threads at once and joins them.
 void RunRanks(int size, const std::function<void(int rank)>& fn);
 
-// Seconds since `start` (a steady-clock reading taken with Now()).
+// The steady clock in seconds, for bounds on how long a failure takes.
 double Now();
 
 // What CheckCollectives covers.
