@@ -8,6 +8,7 @@
 #include "runtime/backend/mpi/mpi_backend.h"
 #include "runtime/backend/ring/ring_backend.h"
 #include "runtime/backend/shm/shm_backend.h"
+#include "runtime/common/mpi_bootstrap.h"
 #include "runtime/common/mpi_status.h"
 #include "runtime/transport/mpi/mpi_transport.h"
 #include "runtime/transport/tcp/tcp_transport.h"
@@ -17,8 +18,9 @@ namespace {
 
 StatusOr<std::unique_ptr<Backend>> MakeShmBackend(const Options& options,
                                                   const MpiContext& mpi) {
+  MpiBootstrap local(mpi.local());
   StatusOr<std::unique_ptr<ShmComm>> comm = ShmComm::Create(
-      mpi.local(), options.shm_slot_bytes, options.peer_timeout_seconds);
+      &local, options.shm_slot_bytes, options.peer_timeout_seconds);
   if (!comm.ok()) return comm.status();
   return std::unique_ptr<Backend>(new ShmBackend(*std::move(comm)));
 }
@@ -39,8 +41,9 @@ StatusOr<std::unique_ptr<RingComm>> MakeRing(MPI_Comm comm,
     tcp.iface = options.tcp_iface;
     tcp.hostname = mpi.hostname();
     tcp.peer_timeout_seconds = options.peer_timeout_seconds;
+    MpiBootstrap bootstrap(comm);
     StatusOr<std::unique_ptr<TcpTransport>> made =
-        TcpTransport::Create(comm, tcp);
+        TcpTransport::Create(&bootstrap, tcp);
     if (!made.ok()) return made.status();
     transport = *std::move(made);
   } else {
@@ -69,8 +72,9 @@ namespace {
 
 StatusOr<std::unique_ptr<Backend>> MakeHierarchicalBackend(
     const Options& options, const MpiContext& mpi, const std::string& secret) {
+  MpiBootstrap local_bootstrap(mpi.local());
   StatusOr<std::unique_ptr<ShmComm>> local = ShmComm::Create(
-      mpi.local(), options.shm_slot_bytes, options.peer_timeout_seconds);
+      &local_bootstrap, options.shm_slot_bytes, options.peer_timeout_seconds);
   if (!local.ok()) return local.status();
   StatusOr<std::unique_ptr<RingComm>> cross =
       MakeRing(mpi.cross(), options, mpi, secret);

@@ -16,6 +16,7 @@
 #include "runtime/common/futex.h"
 #include "runtime/common/job_secret.h"
 #include "runtime/common/logging.h"
+#include "runtime/common/mpi_bootstrap.h"
 #include "runtime/common/mpi_status.h"
 #include "runtime/common/net.h"
 
@@ -60,7 +61,8 @@ Doorbell::~Doorbell() {
 StatusOr<std::unique_ptr<Doorbell>> Doorbell::CreateShared(
     MPI_Comm local_comm) {
   auto bell = std::make_unique<Doorbell>();
-  StatusOr<HostSegments> segments = MapHostSegments(local_comm, 4096);
+  MpiBootstrap local(local_comm);
+  StatusOr<HostSegments> segments = MapHostSegments(&local, 4096);
   if (!segments.ok()) return segments.status();
   bell->segments_ = *std::move(segments);
   int rank = 0;

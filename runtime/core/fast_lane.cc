@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "runtime/common/futex.h"
+#include "runtime/common/mpi_bootstrap.h"
 
 namespace kolo {
 namespace {
@@ -53,7 +54,8 @@ StatusOr<std::unique_ptr<FastLane>> FastLane::Create(
   lane->ring_ = std::move(ring);
   const int64_t bytes =
       kRankBytes + kSharedBytes + sizeof(Slot) * static_cast<int64_t>(kLogSize);
-  StatusOr<HostSegments> segments = MapHostSegments(local_comm, bytes);
+  MpiBootstrap local(local_comm);
+  StatusOr<HostSegments> segments = MapHostSegments(&local, bytes);
   if (!segments.ok()) return segments.status();
   lane->segments_ = *std::move(segments);
   for (const ShmSegment& segment : lane->segments_.segments) {

@@ -5,7 +5,7 @@ namespace kolo {
 
 HierarchicalBackend::HierarchicalBackend(std::unique_ptr<ShmComm> local,
                                          std::unique_ptr<RingComm> cross,
-                                         std::unique_ptr<MpiBackend> fallback,
+                                         std::unique_ptr<Backend> fallback,
                                          std::vector<int> local_rank_of,
                                          std::vector<int> cross_rank_of)
     : local_(std::move(local)),

@@ -5,8 +5,9 @@
 // with local rank l (so every host link carries 1/local_size of the data per
 // rank, all local ranks in parallel), and a shared-memory allgather of the
 // blocks inside each host. Broadcast goes across hosts among the root's
-// local-rank peers, then through shared memory. Allgather, alltoall and
-// reducescatter use Open MPI's collectives, which are topology-aware.
+// local-rank peers, then through shared memory. Allgather, alltoall,
+// reducescatter and barrier go to the fallback backend over every rank (in
+// production Open MPI's collectives, which are topology-aware).
 #ifndef KOLO_RUNTIME_BACKEND_HIERARCHICAL_HIERARCHICAL_BACKEND_H_
 #define KOLO_RUNTIME_BACKEND_HIERARCHICAL_HIERARCHICAL_BACKEND_H_
 
@@ -14,7 +15,6 @@
 #include <vector>
 
 #include "runtime/backend/backend.h"
-#include "runtime/backend/mpi/mpi_backend.h"
 #include "runtime/backend/ring/ring_comm.h"
 #include "runtime/backend/shm/shm_comm.h"
 
@@ -22,10 +22,11 @@ namespace kolo {
 
 class HierarchicalBackend : public Backend {
  public:
-  // local_rank_of[r] and cross_rank_of[r] map every world rank r.
+  // local_rank_of[r] and cross_rank_of[r] map every world rank r;
+  // fallback spans every rank.
   HierarchicalBackend(std::unique_ptr<ShmComm> local,
                       std::unique_ptr<RingComm> cross,
-                      std::unique_ptr<MpiBackend> fallback,
+                      std::unique_ptr<Backend> fallback,
                       std::vector<int> local_rank_of,
                       std::vector<int> cross_rank_of);
 
@@ -49,9 +50,9 @@ class HierarchicalBackend : public Backend {
     return fallback_->ReduceScatter(input, output, counts, spec);
   }
   Status Barrier() override { return fallback_->Barrier(); }
-  // Releases the peers in shared memory and on the ring; after a local
-  // failure also ends the job through MPI, since peers may be inside the
-  // MPI fallback's collectives.
+  // Releases the peers in shared memory, on the ring and in the fallback
+  // (which, for MPI after a local failure, ends the job: peers may be
+  // inside its collectives).
   void Abandon(absl::string_view reason, bool local_failure) override {
     local_->Abandon(reason);
     cross_->Abandon();
@@ -61,7 +62,7 @@ class HierarchicalBackend : public Backend {
  private:
   std::unique_ptr<ShmComm> local_;
   std::unique_ptr<RingComm> cross_;
-  std::unique_ptr<MpiBackend> fallback_;
+  std::unique_ptr<Backend> fallback_;
   std::vector<int> local_rank_of_;
   std::vector<int> cross_rank_of_;
   std::vector<float> wide_;

@@ -7,8 +7,6 @@
 #include <algorithm>
 #include <cstring>
 
-#include "runtime/common/mpi_status.h"
-
 namespace kolo {
 namespace {
 
@@ -62,10 +60,10 @@ std::pair<int64_t, int64_t> BlockRange(int64_t count, int parts, int index) {
 }
 
 StatusOr<std::unique_ptr<ShmComm>> ShmComm::Create(
-    MPI_Comm local_comm, int64_t slot_bytes, double peer_timeout_seconds) {
+    Bootstrap* local, int64_t slot_bytes, double peer_timeout_seconds) {
   std::unique_ptr<ShmComm> comm(new ShmComm());
-  MPI_Comm_rank(local_comm, &comm->rank_);
-  MPI_Comm_size(local_comm, &comm->size_);
+  comm->rank_ = local->rank();
+  comm->size_ = local->size();
   comm->slot_bytes_ = slot_bytes / 64 * 64;
   if (comm->slot_bytes_ < 4096 * comm->size_) {
     return absl::InvalidArgumentError(
@@ -74,7 +72,7 @@ StatusOr<std::unique_ptr<ShmComm>> ShmComm::Create(
   }
 
   StatusOr<HostSegments> mapped =
-      MapHostSegments(local_comm, kHeaderBytes + 2 * comm->slot_bytes_);
+      MapHostSegments(local, kHeaderBytes + 2 * comm->slot_bytes_);
   if (!mapped.ok()) return mapped.status();
   comm->segments_ = std::move(mapped->segments);
   StatusOr<std::unique_ptr<LifeSign>> life =
@@ -92,7 +90,7 @@ StatusOr<std::unique_ptr<ShmComm>> ShmComm::Create(
       std::make_unique<ShmBarrier>(&HeaderOf(comm->segments_[0])->barrier,
                                    comm->size_, comm->watch_.get(), spins);
   // Every rank's sign of life is up before any rank waits for another.
-  KOLO_MPI_RETURN_IF_ERROR(MPI_Barrier(local_comm));
+  if (Status s = local->Barrier(); !s.ok()) return s;
   return comm;
 }
 

@@ -21,8 +21,6 @@
 #ifndef KOLO_RUNTIME_BACKEND_SHM_SHM_COMM_H_
 #define KOLO_RUNTIME_BACKEND_SHM_SHM_COMM_H_
 
-#include <mpi.h>
-
 #include <memory>
 #include <vector>
 
@@ -30,16 +28,17 @@
 #include "runtime/backend/shm/peer_life.h"
 #include "runtime/backend/shm/shm_barrier.h"
 #include "runtime/backend/shm/shm_segment.h"
+#include "runtime/common/bootstrap.h"
 #include "runtime/common/reduce.h"
 
 namespace kolo {
 
 class ShmComm {
  public:
-  // Collective over local_comm (ranks on one host). A peer that shows no
-  // sign of life for peer_timeout_seconds (0: forever) while this rank
-  // waits for it fails the wait (peer_life.h).
-  static StatusOr<std::unique_ptr<ShmComm>> Create(MPI_Comm local_comm,
+  // Collective over `local` (the ranks of one host; used during Create
+  // only). A peer that shows no sign of life for peer_timeout_seconds (0:
+  // forever) while this rank waits for it fails the wait (peer_life.h).
+  static StatusOr<std::unique_ptr<ShmComm>> Create(Bootstrap* local,
                                                    int64_t slot_bytes,
                                                    double peer_timeout_seconds);
 

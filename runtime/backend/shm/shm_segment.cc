@@ -21,7 +21,6 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
-#include "runtime/common/mpi_status.h"
 
 namespace kolo {
 namespace {
@@ -173,33 +172,33 @@ void ShmSegment::Unlink() {
   if (map_ != nullptr) pthread_mutex_unlock(&HeaderAt(map_)->creator);
 }
 
-StatusOr<HostSegments> MapHostSegments(MPI_Comm local_comm, int64_t bytes) {
-  int rank = 0;
-  int size = 1;
-  MPI_Comm_rank(local_comm, &rank);
-  MPI_Comm_size(local_comm, &size);
+StatusOr<HostSegments> MapHostSegments(Bootstrap* bootstrap, int64_t bytes) {
+  const int rank = bootstrap->rank();
+  const int size = bootstrap->size();
   uint64_t token = 0;
   if (rank == 0) {
     RemoveStaleSegments();
     std::random_device random;
     token = (uint64_t{random()} << 32) ^ random();
   }
-  KOLO_MPI_RETURN_IF_ERROR(MPI_Bcast(&token, 1, MPI_UINT64_T, 0, local_comm));
+  if (Status s = bootstrap->Broadcast(&token, sizeof(token), 0); !s.ok()) {
+    return s;
+  }
   HostSegments host;
   host.pids.resize(size);
   int64_t pid = getpid();
-  KOLO_MPI_RETURN_IF_ERROR(MPI_Allgather(&pid, 1, MPI_INT64_T, host.pids.data(),
-                                         1, MPI_INT64_T, local_comm));
+  if (Status s = bootstrap->Allgather(&pid, host.pids.data(), sizeof(pid));
+      !s.ok()) {
+    return s;
+  }
   host.segments.resize(size);
   StatusOr<ShmSegment> own =
       ShmSegment::Create(ShmSegmentName(pid, token, rank), bytes);
   // Every rank learns whether every rank could create its segment.
-  int created = own.ok() ? 1 : 0;
-  int all_created = 0;
-  KOLO_MPI_RETURN_IF_ERROR(
-      MPI_Allreduce(&created, &all_created, 1, MPI_INT, MPI_MIN, local_comm));
+  StatusOr<bool> all_created = bootstrap->AllTrue(own.ok());
+  if (!all_created.ok()) return all_created.status();
   if (!own.ok()) return own.status();
-  if (!all_created) {
+  if (!*all_created) {
     return absl::InternalError(
         "a peer on this host could not create its shared memory (its log "
         "says why)");
@@ -216,14 +215,14 @@ StatusOr<HostSegments> MapHostSegments(MPI_Comm local_comm, int64_t bytes) {
       opened = segment.status();
     }
   }
-  int ok = opened.ok() ? 1 : 0;
-  int all_ok = 0;
-  KOLO_MPI_RETURN_IF_ERROR(
-      MPI_Allreduce(&ok, &all_ok, 1, MPI_INT, MPI_MIN, local_comm));
+  StatusOr<bool> all_ok = bootstrap->AllTrue(opened.ok());
+  if (!all_ok.ok()) return all_ok.status();
   // Everyone has mapped everything (or given up): the names can go.
   host.segments[rank].Unlink();
   if (!opened.ok()) return opened;
-  if (!all_ok) return absl::InternalError("a peer could not map shared memory");
+  if (!*all_ok) {
+    return absl::InternalError("a peer could not map shared memory");
+  }
   return host;
 }
 

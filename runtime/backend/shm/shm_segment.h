@@ -19,13 +19,12 @@
 #ifndef KOLO_RUNTIME_BACKEND_SHM_SHM_SEGMENT_H_
 #define KOLO_RUNTIME_BACKEND_SHM_SHM_SEGMENT_H_
 
-#include <mpi.h>
-
 #include <cstdint>
 #include <string>
 #include <vector>
 
 #include "kolo/status.h"
+#include "runtime/common/bootstrap.h"
 
 namespace kolo {
 
@@ -72,10 +71,11 @@ struct HostSegments {
   std::vector<int64_t> pids;         // each local rank's process
 };
 
-// Collective over local_comm: every rank creates a zero-filled segment of
-// `bytes` and maps its peers'; the names are unlinked once all are mapped.
-// Local rank 0 first removes stale segments of crashed jobs.
-StatusOr<HostSegments> MapHostSegments(MPI_Comm local_comm, int64_t bytes);
+// Collective over `bootstrap` (the ranks of one host): every rank creates a
+// zero-filled segment of `bytes` and maps its peers'; the names are
+// unlinked once all are mapped. Local rank 0 first removes stale segments
+// of crashed jobs.
+StatusOr<HostSegments> MapHostSegments(Bootstrap* bootstrap, int64_t bytes);
 
 // Unlinks this user's kolo segments in /dev/shm whose creator died during
 // initialisation (or that never got a header and are over a minute old).

@@ -20,7 +20,6 @@
 #include "absl/strings/str_join.h"
 #include "runtime/common/job_secret.h"
 #include "runtime/common/logging.h"
-#include "runtime/common/mpi_status.h"
 #include "runtime/common/net.h"
 
 namespace kolo {
@@ -535,10 +534,10 @@ void Configure(int fd, double peer_timeout_seconds) {
 }  // namespace
 
 StatusOr<std::unique_ptr<TcpTransport>> TcpTransport::Create(
-    MPI_Comm comm, const TcpTransportOptions& options) {
+    Bootstrap* bootstrap, const TcpTransportOptions& options) {
   std::unique_ptr<TcpTransport> t(new TcpTransport());
-  MPI_Comm_rank(comm, &t->rank_);
-  MPI_Comm_size(comm, &t->size_);
+  t->rank_ = bootstrap->rank();
+  t->size_ = bootstrap->size();
   t->peer_timeout_seconds_ = options.peer_timeout_seconds;
   t->sockets_.assign(t->size_, -1);
   if (options.secret.size() != kJobSecretBytes) {
@@ -558,12 +557,10 @@ StatusOr<std::unique_ptr<TcpTransport>> TcpTransport::Create(
   auto close_listeners = [&listeners] {
     for (int fd : listeners) close(fd);
   };
-  if (int code =
-          MPI_Allgather(&mine, sizeof(Endpoint), MPI_BYTE, endpoints.data(),
-                        sizeof(Endpoint), MPI_BYTE, comm);
-      code != MPI_SUCCESS) {
+  if (Status s = bootstrap->Allgather(&mine, endpoints.data(), sizeof(mine));
+      !s.ok()) {
     close_listeners();
-    return MpiError("MPI_Allgather", code);
+    return s;
   }
   for (int r = 0; r < t->size_; ++r) {
     if (!endpoints[r].ok) {
@@ -585,12 +582,10 @@ StatusOr<std::unique_ptr<TcpTransport>> TcpTransport::Create(
   }
   close_listeners();
   // Every rank learns whether every rank is connected.
-  int ok = status.ok() ? 1 : 0;
-  int all_ok = 0;
-  KOLO_MPI_RETURN_IF_ERROR(
-      MPI_Allreduce(&ok, &all_ok, 1, MPI_INT, MPI_MIN, comm));
+  StatusOr<bool> all_ok = bootstrap->AllTrue(status.ok());
+  if (!all_ok.ok()) return all_ok.status();
   if (!status.ok()) return status;
-  if (!all_ok) {
+  if (!*all_ok) {
     return absl::FailedPreconditionError(
         "tcp transport: another rank could not connect with its peers (its "
         "log says why)");

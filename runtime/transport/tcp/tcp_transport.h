@@ -1,13 +1,13 @@
 // TcpTransport: Transport over TCP sockets, one connection per pair of
 // ranks, for traffic between hosts.
 //
-// Wire-up (collective over an MPI communicator): every rank listens on an
-// ephemeral port on each address it publishes (its IPv4 interface addresses,
-// only KOLO_TCP_IFACE's when that is set, plus loopback for peers on the same
-// host) and nowhere else. Each rank connects to every lower rank, trying the
-// peer's addresses in order (loopback first when the peer is on the same
-// host), and accepts connections from every higher rank, all at once in one
-// poll() loop. Every connection is authenticated both ways before it is
+// Wire-up (collective over a Bootstrap, runtime/common/bootstrap.h): every rank
+// listens on an ephemeral port on each address it publishes (its IPv4 interface
+// addresses, only KOLO_TCP_IFACE's when that is set, plus loopback for peers on
+// the same host) and nowhere else. Each rank connects to every lower rank,
+// trying the peer's addresses in order (loopback first when the peer is on the
+// same host), and accepts connections from every higher rank, all at once in
+// one poll() loop. Every connection is authenticated both ways before it is
 // used: the listener sends a challenge (a random nonce), the connecting rank
 // answers with its rank, its own nonce and an HMAC over both under the job's
 // secret, and the listener proves the secret back. A connection that sends
@@ -23,14 +23,13 @@
 #ifndef KOLO_RUNTIME_TRANSPORT_TCP_TCP_TRANSPORT_H_
 #define KOLO_RUNTIME_TRANSPORT_TCP_TCP_TRANSPORT_H_
 
-#include <mpi.h>
-
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/time/time.h"
+#include "runtime/common/bootstrap.h"
 #include "runtime/transport/transport.h"
 
 namespace kolo {
@@ -53,8 +52,9 @@ struct TcpTransportOptions {
 
 class TcpTransport : public Transport {
  public:
+  // Collective over `bootstrap` (used during Create only).
   static StatusOr<std::unique_ptr<TcpTransport>> Create(
-      MPI_Comm comm, const TcpTransportOptions& options);
+      Bootstrap* bootstrap, const TcpTransportOptions& options);
   ~TcpTransport() override;
 
   const char* name() const override { return "tcp"; }

@@ -9,7 +9,6 @@
 #include "runtime/transport/tcp/tcp_transport.h"
 
 #include <arpa/inet.h>
-#include <dirent.h>
 #include <gtest/gtest.h>
 #include <mpi.h>
 #include <netinet/in.h>
@@ -19,15 +18,14 @@
 #include <atomic>
 #include <chrono>
 #include <cstring>
-#include <fstream>
 #include <set>
-#include <sstream>
 #include <string>
 #include <thread>
-#include <tuple>
 #include <vector>
 
+#include "runtime/common/mpi_bootstrap.h"
 #include "runtime/common/net.h"
+#include "tests/runtime/tcp_listeners.h"
 
 namespace kolo {
 namespace {
@@ -50,65 +48,9 @@ TcpTransportOptions Options() {
   return options;
 }
 
-struct Listener {
-  uint32_t address;  // network byte order
-  uint16_t port;
-  bool operator<(const Listener& o) const {
-    return std::tie(address, port) < std::tie(o.address, o.port);
-  }
-};
-
-// This process's listening IPv4 TCP sockets (from /proc), except those in
-// `known` (Open MPI's own).
-std::vector<Listener> OwnListeners(const std::set<Listener>& known = {}) {
-  std::set<std::string> inodes;
-  if (DIR* dir = opendir("/proc/self/fd")) {
-    while (dirent* entry = readdir(dir)) {
-      char target[256] = {};
-      const std::string link = std::string("/proc/self/fd/") + entry->d_name;
-      if (readlink(link.c_str(), target, sizeof(target) - 1) > 0 &&
-          std::strncmp(target, "socket:[", 8) == 0) {
-        inodes.insert(std::string(target + 8, std::strlen(target) - 9));
-      }
-    }
-    closedir(dir);
-  }
-  std::vector<Listener> out;
-  std::ifstream table("/proc/self/net/tcp");
-  std::string line;
-  std::getline(table, line);  // header
-  while (std::getline(table, line)) {
-    std::istringstream fields(line);
-    std::string slot, local, remote, state, queues, timer, retransmits, uid,
-        timeout, inode;
-    fields >> slot >> local >> remote >> state >> queues >> timer >>
-        retransmits >> uid >> timeout >> inode;
-    if (state != "0A" || inodes.count(inode) == 0) continue;  // 0A: LISTEN
-    Listener l;
-    l.address =
-        static_cast<uint32_t>(std::stoul(local.substr(0, 8), nullptr, 16));
-    l.port = static_cast<uint16_t>(std::stoul(local.substr(9), nullptr, 16));
-    if (known.count(l) == 0) out.push_back(l);
-  }
-  return out;
-}
-
-int ConnectTo(const Listener& l) {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  // The attacker never waits long on rank 0.
-  const timeval patience{2, 0};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &patience, sizeof(patience));
-  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &patience, sizeof(patience));
-  sockaddr_in target{};
-  target.sin_family = AF_INET;
-  target.sin_port = htons(l.port);
-  target.sin_addr.s_addr = l.address;
-  if (connect(fd, reinterpret_cast<sockaddr*>(&target), sizeof(target)) != 0) {
-    close(fd);
-    return -1;
-  }
-  return fd;
-}
+using testing::ConnectTo;
+using testing::Listener;
+using testing::OwnListeners;
 
 TEST(TcpTransport, HostileConnectionsDuringWireupAreDroppedAndWireupFinishes) {
   std::vector<int> attacks;
@@ -153,7 +95,8 @@ TEST(TcpTransport, HostileConnectionsDuringWireupAreDroppedAndWireupFinishes) {
     std::this_thread::sleep_for(std::chrono::milliseconds(1500));
   }
   const auto start = Clock::now();
-  auto transport = TcpTransport::Create(MPI_COMM_WORLD, Options());
+  MpiBootstrap world(MPI_COMM_WORLD);
+  auto transport = TcpTransport::Create(&world, Options());
   const double took =
       std::chrono::duration<double>(Clock::now() - start).count();
   stop = true;
@@ -188,7 +131,8 @@ TEST(TcpTransport, HostileConnectionsDuringWireupAreDroppedAndWireupFinishes) {
 }
 
 TEST(TcpTransport, SilentPeerFailsTheWaitWithinThePeerTimeout) {
-  auto transport = TcpTransport::Create(MPI_COMM_WORLD, Options());
+  MpiBootstrap world(MPI_COMM_WORLD);
+  auto transport = TcpTransport::Create(&world, Options());
   ASSERT_TRUE(transport.ok()) << transport.status();
   if (Rank() == 0) {
     std::vector<char> in(1 << 20);

@@ -1,0 +1,142 @@
+// The shared-memory data plane (ShmComm, ShmBackend) with N ranks as threads
+// of this process: real POSIX segments, each mapped by every rank's thread,
+// set up through an in-process bootstrap.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <random>
+#include <string>
+#include <thread>
+
+#include "runtime/backend/shm/shm_backend.h"
+#include "tests/runtime/planes/in_process_bootstrap.h"
+#include "tests/runtime/planes/plane_checks.h"
+
+namespace kolo::testing {
+namespace {
+
+// Small slots (the minimum for 4 ranks), so that modest counts take many
+// rounds and every chunk boundary is crossed.
+constexpr int64_t kSlotBytes = 16 << 10;
+constexpr double kPeerTimeoutSeconds = 5;
+
+std::unique_ptr<Backend> MakeShm(Bootstrap* bootstrap) {
+  StatusOr<std::unique_ptr<ShmComm>> comm =
+      ShmComm::Create(bootstrap, kSlotBytes, kPeerTimeoutSeconds);
+  if (!comm.ok()) {
+    ADD_FAILURE() << "ShmComm::Create on rank " << bootstrap->rank() << ": "
+                  << comm.status();
+    return nullptr;
+  }
+  return std::make_unique<ShmBackend>(*std::move(comm));
+}
+
+TEST(ShmPlane, EveryCollectiveMatchesTheReference) {
+  for (int size : {1, 2, 3, 4}) {
+    SCOPED_TRACE("ranks " + std::to_string(size));
+    InProcessGroup group(size, 30);
+    RunRanks(size, [&](int rank) {
+      std::unique_ptr<Bootstrap> bootstrap = group.Join(rank);
+      std::unique_ptr<Backend> shm = MakeShm(bootstrap.get());
+      if (shm != nullptr)
+        CheckCollectives(shm.get(), rank, size, SweepFor(size, 4));
+      // Nobody leaves while a peer may still read its segment.
+      EXPECT_TRUE(bootstrap->Barrier().ok());
+    });
+    if (HasFatalFailure()) return;
+  }
+}
+
+TEST(ShmPlane, LatePeerStillGetsTheRightResult) {
+  std::mt19937_64 rng(Seed());
+  const int late = static_cast<int>(rng() % 3);
+  InProcessGroup group(3, 30);
+  RunRanks(3, [&](int rank) {
+    std::unique_ptr<Bootstrap> bootstrap = group.Join(rank);
+    if (rank == late) std::this_thread::sleep_for(std::chrono::seconds(1));
+    std::unique_ptr<Backend> shm = MakeShm(bootstrap.get());
+    ASSERT_NE(shm, nullptr);
+    // Late again, inside the data plane this time: longer than a barrier
+    // spins, shorter than the peer timeout.
+    if (rank == late) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(700));
+    }
+    EXPECT_TRUE(AllreduceSumIsRight(shm.get(), rank, 3, 100003));
+    EXPECT_TRUE(bootstrap->Barrier().ok());
+  });
+}
+
+// The victim takes part in the first rounds of an allreduce and then
+// disappears (its plane is destroyed, which stops its sign of life), while
+// its peers wait for it in a later round.
+TEST(ShmPlane, PeerThatDiesMidRoundFailsTheOthersWithAborted) {
+  std::mt19937_64 rng(Seed() + 1);
+  const int victim = static_cast<int>(rng() % 3);
+  InProcessGroup group(3, 30);
+  RunRanks(3, [&](int rank) {
+    std::unique_ptr<Bootstrap> bootstrap = group.Join(rank);
+    std::unique_ptr<Backend> shm = MakeShm(bootstrap.get());
+    ASSERT_NE(shm, nullptr);
+    const int64_t count = 1 << 18;  // 64 rounds of 4096 floats
+    std::vector<float> data(count, 1.0f);
+    ReductionSpec spec;
+    if (rank == victim) {
+      // Only the first 8 rounds: then it is gone.
+      ASSERT_TRUE(shm->Allreduce(data.data(), 8 * 4096, spec).ok());
+      shm.reset();
+      return;
+    }
+    const double start = Now();
+    const Status s = shm->Allreduce(data.data(), count, spec);
+    EXPECT_EQ(s.code(), absl::StatusCode::kAborted) << s;
+    EXPECT_NE(
+        std::string(s.message()).find("local rank " + std::to_string(victim)),
+        std::string::npos)
+        << s;
+    EXPECT_LT(Now() - start, 3.0);
+  });
+}
+
+TEST(ShmPlane, PeerThatAbandonsFailsTheOthersWithItsReason) {
+  InProcessGroup group(3, 30);
+  RunRanks(3, [&](int rank) {
+    std::unique_ptr<Bootstrap> bootstrap = group.Join(rank);
+    std::unique_ptr<Backend> shm = MakeShm(bootstrap.get());
+    ASSERT_NE(shm, nullptr);
+    std::vector<float> data(100000, 1.0f);
+    if (rank == 2) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+      shm->Abandon("rank 2 could not allocate its output", true);
+    } else {
+      const double start = Now();
+      const Status s = shm->Allreduce(data.data(), data.size(), {});
+      EXPECT_EQ(s.code(), absl::StatusCode::kAborted) << s;
+      EXPECT_NE(std::string(s.message()).find("could not allocate"),
+                std::string::npos)
+          << s;
+      EXPECT_LT(Now() - start, 3.0);
+    }
+    // Stay mapped until every rank has seen the abandonment.
+    EXPECT_TRUE(bootstrap->Barrier().ok());
+  });
+}
+
+// A rank that never reaches set-up fails its peers' set-up within the
+// bootstrap's bound instead of hanging them.
+TEST(ShmPlane, PeerThatNeverArrivesFailsSetUp) {
+  InProcessGroup group(3, 1);
+  std::unique_ptr<Bootstrap> absent = group.Join(2);
+  RunRanks(2, [&](int rank) {
+    std::unique_ptr<Bootstrap> bootstrap = group.Join(rank);
+    StatusOr<std::unique_ptr<ShmComm>> comm =
+        ShmComm::Create(bootstrap.get(), kSlotBytes, kPeerTimeoutSeconds);
+    EXPECT_FALSE(comm.ok());
+    EXPECT_NE(std::string(comm.status().message()).find("rank(s) 2"),
+              std::string::npos)
+        << comm.status();
+  });
+}
+
+}  // namespace
+}  // namespace kolo::testing
