@@ -83,6 +83,21 @@ inline int ConnectTo(const Listener& l) {
   return fd;
 }
 
+// An impostor: connects to `l`, waits for the listener's challenge (magic,
+// rank, nonce: 28 bytes) and answers it claiming rank 1 with a made-up MAC.
+// Returns the connection (to keep it open), or -1.
+inline int ConnectAsImpostor(const Listener& l) {
+  const int fd = ConnectTo(l);
+  if (fd < 0) return -1;
+  char hello[28];
+  recv(fd, hello, sizeof(hello), MSG_WAITALL);
+  std::string answer(4 + 16 + 32, '\0');
+  const uint32_t one = htonl(1);
+  std::memcpy(answer.data(), &one, 4);
+  send(fd, answer.data(), answer.size(), MSG_NOSIGNAL);
+  return fd;
+}
+
 }  // namespace kolo::testing
 
 #endif  // KOLO_TESTS_RUNTIME_TCP_LISTENERS_H_

@@ -48,6 +48,7 @@ TcpTransportOptions Options() {
   return options;
 }
 
+using testing::ConnectAsImpostor;
 using testing::ConnectTo;
 using testing::Listener;
 using testing::OwnListeners;
@@ -79,15 +80,7 @@ TEST(TcpTransport, HostileConnectionsDuringWireupAreDroppedAndWireupFinishes) {
         // A port scan: connect and close at once.
         if (int fd = ConnectTo(l); fd >= 0) close(fd);
         // An impostor claiming rank 1 with a made-up MAC.
-        if (int fd = ConnectTo(l); fd >= 0) {
-          char hello[28];
-          recv(fd, hello, sizeof(hello), MSG_WAITALL);
-          std::string answer(4 + 16 + 32, '\0');
-          const uint32_t one = htonl(1);
-          std::memcpy(answer.data(), &one, 4);
-          send(fd, answer.data(), answer.size(), MSG_NOSIGNAL);
-          attacks.push_back(fd);
-        }
+        if (int fd = ConnectAsImpostor(l); fd >= 0) attacks.push_back(fd);
       }
     });
   } else {

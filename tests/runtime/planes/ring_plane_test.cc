@@ -253,17 +253,7 @@ TEST(RingPlane, HostileTcpConnectionsAreDroppedAndTheResultIsRight) {
         send(fd, junk.data(), junk.size(), MSG_NOSIGNAL);
         attacks.push_back(fd);
       }
-      if (int fd = ConnectTo(l); fd >= 0) {
-        // Claims rank 1 with a made-up MAC once the listener's challenge
-        // (magic, rank, nonce: 28 bytes) has come.
-        char hello[28];
-        recv(fd, hello, sizeof(hello), MSG_WAITALL);
-        std::string answer(4 + 16 + 32, '\0');
-        const uint32_t one = htonl(1);
-        std::memcpy(answer.data(), &one, 4);
-        send(fd, answer.data(), answer.size(), MSG_NOSIGNAL);
-        attacks.push_back(fd);
-      }
+      if (int fd = ConnectAsImpostor(l); fd >= 0) attacks.push_back(fd);
     }
   });
   InProcessGroup group(2, 30);
