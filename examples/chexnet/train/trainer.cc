@@ -109,7 +109,7 @@ nlohmann::json HistoryToJson(const std::vector<EpochRecord>& history) {
 // before chexnet_train used one hold a DistributedSampler's state, always
 // at the start of an epoch: only its epoch is taken.
 void LoadSamplerEntry(::torch::serialize::InputArchive& archive,
-                      kolo::torch::elastic::ElasticSampler* sampler) {
+                      ElasticSampler* sampler) {
   const std::vector<std::string> keys = archive.keys();
   if (std::find(keys.begin(), keys.end(), "cursor") != keys.end()) {
     sampler->load(archive);
@@ -124,8 +124,9 @@ struct FileCloser {
   void operator()(std::FILE* file) const { std::fclose(file); }
 };
 
-// One rank's run. Run() calls the steps in the order they are declared; each
-// step sets the members listed under its name, which later steps read.
+// One rank's run. Run() takes the steps in the order they are declared below
+// (each followed by its helpers); a step sets the members listed under its
+// name, which later steps read.
 class Trainer {
  public:
   explicit Trainer(const TrainOptions& options)
