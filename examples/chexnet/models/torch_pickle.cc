@@ -193,143 +193,223 @@ std::optional<StorageType> StorageTypeOf(const std::string& global) {
 // The pickle interpreter.
 // ---------------------------------------------------------------------------
 
-const char* OpcodeName(uint8_t op) {
+// The pickle opcodes of protocols 0 to 5, as Python's pickle module names
+// them. Unpickler::Step's switch names every one (-Wswitch checks it): those
+// torch.save never writes (the text forms of protocol 0, the extension
+// registry, sets, out-of-band buffers) are refused, as are bytes that are no
+// opcode.
+enum class Op : uint8_t {
+  kMark = '(',
+  kStop = '.',
+  kPop = '0',
+  kPopMark = '1',
+  kDup = '2',
+  kFloat = 'F',
+  kInt = 'I',
+  kBinInt = 'J',
+  kBinInt1 = 'K',
+  kLong = 'L',
+  kBinInt2 = 'M',
+  kNone = 'N',
+  kPersId = 'P',
+  kBinPersId = 'Q',
+  kReduce = 'R',
+  kString = 'S',
+  kBinString = 'T',
+  kShortBinString = 'U',
+  kUnicode = 'V',
+  kBinUnicode = 'X',
+  kAppend = 'a',
+  kBuild = 'b',
+  kGlobal = 'c',
+  kDict = 'd',
+  kEmptyDict = '}',
+  kAppends = 'e',
+  kGet = 'g',
+  kBinGet = 'h',
+  kInst = 'i',
+  kLongBinGet = 'j',
+  kList = 'l',
+  kEmptyList = ']',
+  kObj = 'o',
+  kPut = 'p',
+  kBinPut = 'q',
+  kLongBinPut = 'r',
+  kSetItem = 's',
+  kTuple = 't',
+  kEmptyTuple = ')',
+  kSetItems = 'u',
+  kBinFloat = 'G',
+  // Protocol 2.
+  kProto = 0x80,
+  kNewObj = 0x81,
+  kExt1 = 0x82,
+  kExt2 = 0x83,
+  kExt4 = 0x84,
+  kTuple1 = 0x85,
+  kTuple2 = 0x86,
+  kTuple3 = 0x87,
+  kNewTrue = 0x88,
+  kNewFalse = 0x89,
+  kLong1 = 0x8a,
+  kLong4 = 0x8b,
+  // Protocol 3.
+  kBinBytes = 'B',
+  kShortBinBytes = 'C',
+  // Protocol 4.
+  kShortBinUnicode = 0x8c,
+  kBinUnicode8 = 0x8d,
+  kBinBytes8 = 0x8e,
+  kEmptySet = 0x8f,
+  kAddItems = 0x90,
+  kFrozenSet = 0x91,
+  kNewObjEx = 0x92,
+  kStackGlobal = 0x93,
+  kMemoize = 0x94,
+  kFrame = 0x95,
+  // Protocol 5.
+  kByteArray8 = 0x96,
+  kNextBuffer = 0x97,
+  kReadonlyBuffer = 0x98,
+};
+
+const char* OpcodeName(Op op) {
   switch (op) {
-    case 0x28:
+    case Op::kMark:
       return "MARK";
-    case 0x2e:
+    case Op::kStop:
       return "STOP";
-    case 0x30:
+    case Op::kPop:
       return "POP";
-    case 0x31:
+    case Op::kPopMark:
       return "POP_MARK";
-    case 0x32:
+    case Op::kDup:
       return "DUP";
-    case 0x46:
+    case Op::kFloat:
       return "FLOAT";
-    case 0x49:
+    case Op::kInt:
       return "INT";
-    case 0x4a:
+    case Op::kBinInt:
       return "BININT";
-    case 0x4b:
+    case Op::kBinInt1:
       return "BININT1";
-    case 0x4c:
+    case Op::kLong:
       return "LONG";
-    case 0x4d:
+    case Op::kBinInt2:
       return "BININT2";
-    case 0x4e:
+    case Op::kNone:
       return "NONE";
-    case 0x50:
+    case Op::kPersId:
       return "PERSID";
-    case 0x51:
+    case Op::kBinPersId:
       return "BINPERSID";
-    case 0x52:
+    case Op::kReduce:
       return "REDUCE";
-    case 0x53:
+    case Op::kString:
       return "STRING";
-    case 0x54:
+    case Op::kBinString:
       return "BINSTRING";
-    case 0x55:
+    case Op::kShortBinString:
       return "SHORT_BINSTRING";
-    case 0x56:
+    case Op::kUnicode:
       return "UNICODE";
-    case 0x58:
+    case Op::kBinUnicode:
       return "BINUNICODE";
-    case 0x61:
+    case Op::kAppend:
       return "APPEND";
-    case 0x62:
+    case Op::kBuild:
       return "BUILD";
-    case 0x63:
+    case Op::kGlobal:
       return "GLOBAL";
-    case 0x64:
+    case Op::kDict:
       return "DICT";
-    case 0x7d:
+    case Op::kEmptyDict:
       return "EMPTY_DICT";
-    case 0x65:
+    case Op::kAppends:
       return "APPENDS";
-    case 0x67:
+    case Op::kGet:
       return "GET";
-    case 0x68:
+    case Op::kBinGet:
       return "BINGET";
-    case 0x69:
+    case Op::kInst:
       return "INST";
-    case 0x6a:
+    case Op::kLongBinGet:
       return "LONG_BINGET";
-    case 0x6c:
+    case Op::kList:
       return "LIST";
-    case 0x5d:
+    case Op::kEmptyList:
       return "EMPTY_LIST";
-    case 0x6f:
+    case Op::kObj:
       return "OBJ";
-    case 0x70:
+    case Op::kPut:
       return "PUT";
-    case 0x71:
+    case Op::kBinPut:
       return "BINPUT";
-    case 0x72:
+    case Op::kLongBinPut:
       return "LONG_BINPUT";
-    case 0x73:
+    case Op::kSetItem:
       return "SETITEM";
-    case 0x74:
+    case Op::kTuple:
       return "TUPLE";
-    case 0x29:
+    case Op::kEmptyTuple:
       return "EMPTY_TUPLE";
-    case 0x75:
+    case Op::kSetItems:
       return "SETITEMS";
-    case 0x47:
+    case Op::kBinFloat:
       return "BINFLOAT";
-    case 0x80:
+    case Op::kProto:
       return "PROTO";
-    case 0x81:
+    case Op::kNewObj:
       return "NEWOBJ";
-    case 0x82:
+    case Op::kExt1:
       return "EXT1";
-    case 0x83:
+    case Op::kExt2:
       return "EXT2";
-    case 0x84:
+    case Op::kExt4:
       return "EXT4";
-    case 0x85:
+    case Op::kTuple1:
       return "TUPLE1";
-    case 0x86:
+    case Op::kTuple2:
       return "TUPLE2";
-    case 0x87:
+    case Op::kTuple3:
       return "TUPLE3";
-    case 0x88:
+    case Op::kNewTrue:
       return "NEWTRUE";
-    case 0x89:
+    case Op::kNewFalse:
       return "NEWFALSE";
-    case 0x8a:
+    case Op::kLong1:
       return "LONG1";
-    case 0x8b:
+    case Op::kLong4:
       return "LONG4";
-    case 0x42:
+    case Op::kBinBytes:
       return "BINBYTES";
-    case 0x43:
+    case Op::kShortBinBytes:
       return "SHORT_BINBYTES";
-    case 0x8c:
+    case Op::kShortBinUnicode:
       return "SHORT_BINUNICODE";
-    case 0x8d:
+    case Op::kBinUnicode8:
       return "BINUNICODE8";
-    case 0x8e:
+    case Op::kBinBytes8:
       return "BINBYTES8";
-    case 0x8f:
+    case Op::kEmptySet:
       return "EMPTY_SET";
-    case 0x90:
+    case Op::kAddItems:
       return "ADDITEMS";
-    case 0x91:
+    case Op::kFrozenSet:
       return "FROZENSET";
-    case 0x92:
+    case Op::kNewObjEx:
       return "NEWOBJ_EX";
-    case 0x93:
+    case Op::kStackGlobal:
       return "STACK_GLOBAL";
-    case 0x94:
+    case Op::kMemoize:
       return "MEMOIZE";
-    case 0x95:
+    case Op::kFrame:
       return "FRAME";
-    case 0x96:
+    case Op::kByteArray8:
       return "BYTEARRAY8";
-    case 0x97:
+    case Op::kNextBuffer:
       return "NEXT_BUFFER";
-    case 0x98:
+    case Op::kReadonlyBuffer:
       return "READONLY_BUFFER";
   }
   return "unknown";
@@ -361,21 +441,22 @@ class Unpickler {
   size_t position() const { return pos_; }
 
  private:
-  absl::Status Step(uint8_t op, bool* stop);
+  absl::Status Step(Op op, bool* stop);
   absl::Status Call(ValueId callable, ValueId args, ValueId* result);
   absl::Status RebuildTensor(const std::string& name,
                              const std::vector<ValueId>& args, ValueId* result);
 
   absl::Status Error(const std::string& what) const {
-    return absl::InvalidArgumentError(
-        absl::StrFormat("%s: %s (pickle opcode %s, 0x%02x, at offset %d)",
-                        where_, what, OpcodeName(op_), op_, op_offset_));
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "%s: %s (pickle opcode %s, 0x%02x, at offset %d)", where_, what,
+        OpcodeName(static_cast<Op>(op_)), op_, op_offset_));
   }
   absl::Status Truncated() const {
     return absl::DataLossError(absl::StrFormat(
         "%s: truncated pickle: opcode %s (0x%02x) at offset %d runs past the "
         "end of the data (%d bytes)",
-        where_, OpcodeName(op_), op_, op_offset_, data_.size()));
+        where_, OpcodeName(static_cast<Op>(op_)), op_, op_offset_,
+        data_.size()));
   }
   absl::Status TooMany(const char* what, size_t limit) const {
     return Error(absl::StrCat("the file needs more than ", limit, " ", what,
@@ -511,7 +592,7 @@ class Unpickler {
   // Objects below the innermost MARK may not be popped by ordinary opcodes.
   size_t Floor() const { return marks_.empty() ? 0 : marks_.back(); }
   absl::Status Memoize(uint64_t index) {
-    ValueId top;
+    ValueId top = 0;
     if (auto s = Top(&top); !s.ok()) return s;
     if (memo_.size() >= limits_.max_stack && !memo_.contains(index)) {
       return TooMany("memo entries", limits_.max_stack);
@@ -546,7 +627,7 @@ absl::StatusOr<ValueId> Unpickler::Load() {
           where_, data_.size()));
     }
     op_ = static_cast<uint8_t>(*byte);
-    absl::Status status = Step(op_, &stop);
+    absl::Status status = Step(static_cast<Op>(op_), &stop);
     if (!status.ok()) return status;
   }
   if (stack_.size() != 1 || !marks_.empty()) {
@@ -557,42 +638,42 @@ absl::StatusOr<ValueId> Unpickler::Load() {
   return stack_.back();
 }
 
-absl::Status Unpickler::Step(uint8_t op, bool* stop) {
+absl::Status Unpickler::Step(Op op, bool* stop) {
   uint64_t n = 0;
   const char* bytes = nullptr;
   Value* value = nullptr;
   ValueId id = 0;
   std::vector<ValueId> items;
   switch (op) {
-    case 0x80: {  // PROTO
+    case Op::kProto: {
       if (!ReadUnsigned(1, &n)) return Truncated();
       if (n < 2 || n > 5) {
         return Error(absl::StrCat("unsupported pickle protocol ", n));
       }
       return absl::OkStatus();
     }
-    case 0x95:  // FRAME: a length prefix only
+    case Op::kFrame:  // a length prefix only
       return ReadUnsigned(8, &n) ? absl::OkStatus() : Truncated();
-    case 0x2e:  // STOP
+    case Op::kStop:
       *stop = true;
       return absl::OkStatus();
 
-    case 0x63: {  // GLOBAL "module\nname\n"
+    case Op::kGlobal: {  // "module\nname\n"
       std::string module, name;
       if (!ReadLine(&module) || !ReadLine(&name)) return Truncated();
       return PushGlobal(std::move(module), name);
     }
-    case 0x93: {  // STACK_GLOBAL
+    case Op::kStackGlobal: {
       ValueId module, name;
       if (auto s = Pop(&name); !s.ok()) return s;
       if (auto s = Pop(&module); !s.ok()) return s;
       if (arena_[module].kind != Kind::kString ||
           arena_[name].kind != Kind::kString) {
-        return Error("STACK_GLOBAL needs two strings");
+        return Error(absl::StrCat(OpcodeName(op), " needs two strings"));
       }
       return PushGlobal(arena_[module].text, arena_[name].text);
     }
-    case 0x51: {  // BINPERSID
+    case Op::kBinPersId: {
       if (auto s = Pop(&id); !s.ok()) return s;
       absl::StatusOr<StorageSlice> slice =
           persistent_loader_(arena_, arena_[id]);
@@ -608,16 +689,16 @@ absl::Status Unpickler::Step(uint8_t op, bool* stop) {
       return absl::OkStatus();
     }
 
-    case 0x71:    // BINPUT
-    case 0x72: {  // LONG_BINPUT
-      if (!ReadUnsigned(op == 0x71 ? 1 : 4, &n)) return Truncated();
+    case Op::kBinPut:
+    case Op::kLongBinPut: {
+      if (!ReadUnsigned(op == Op::kBinPut ? 1 : 4, &n)) return Truncated();
       return Memoize(n);
     }
-    case 0x94:  // MEMOIZE
+    case Op::kMemoize:
       return Memoize(memo_.size());
-    case 0x68:    // BINGET
-    case 0x6a: {  // LONG_BINGET
-      if (!ReadUnsigned(op == 0x68 ? 1 : 4, &n)) return Truncated();
+    case Op::kBinGet:
+    case Op::kLongBinGet: {
+      if (!ReadUnsigned(op == Op::kBinGet ? 1 : 4, &n)) return Truncated();
       auto it = memo_.find(n);
       if (it == memo_.end()) {
         return Error(absl::StrCat("memo entry ", n, " was never stored"));
@@ -625,41 +706,41 @@ absl::Status Unpickler::Step(uint8_t op, bool* stop) {
       return Push(it->second);
     }
 
-    case 0x28:  // MARK
+    case Op::kMark:
       if (marks_.size() >= limits_.max_stack) {
         return TooMany("marks", limits_.max_stack);
       }
       marks_.push_back(stack_.size());
       return absl::OkStatus();
-    case 0x30:  // POP
+    case Op::kPop:
       return Pop(&id);
-    case 0x31:  // POP_MARK
+    case Op::kPopMark:
       return PopToMark(&items);
-    case 0x32: {  // DUP
+    case Op::kDup: {
       if (auto s = Top(&id); !s.ok()) return s;
       return Push(id);
     }
 
-    case 0x4e:  // NONE
+    case Op::kNone:
       return PushNew(Kind::kNone, &value);
-    case 0x88:    // NEWTRUE
-    case 0x89: {  // NEWFALSE
+    case Op::kNewTrue:
+    case Op::kNewFalse: {
       if (auto s = PushNew(Kind::kBool, &value); !s.ok()) return s;
-      value->integer = op == 0x88 ? 1 : 0;
+      value->integer = op == Op::kNewTrue ? 1 : 0;
       return absl::OkStatus();
     }
-    case 0x4a: {  // BININT: 4-byte signed
+    case Op::kBinInt: {  // 4-byte signed
       if (!ReadUnsigned(4, &n)) return Truncated();
       return PushInt(static_cast<int32_t>(static_cast<uint32_t>(n)));
     }
-    case 0x4b:    // BININT1
-    case 0x4d: {  // BININT2
-      if (!ReadUnsigned(op == 0x4b ? 1 : 2, &n)) return Truncated();
+    case Op::kBinInt1:
+    case Op::kBinInt2: {
+      if (!ReadUnsigned(op == Op::kBinInt1 ? 1 : 2, &n)) return Truncated();
       return PushInt(static_cast<int64_t>(n));
     }
-    case 0x8a:    // LONG1
-    case 0x8b: {  // LONG4: little-endian two's complement of n bytes
-      if (!ReadUnsigned(op == 0x8a ? 1 : 4, &n)) return Truncated();
+    case Op::kLong1:
+    case Op::kLong4: {  // little-endian two's complement of n bytes
+      if (!ReadUnsigned(op == Op::kLong1 ? 1 : 4, &n)) return Truncated();
       if (!Read(n, &bytes)) return Truncated();
       if (n > 8) return PushText(Kind::kBigInt, std::string(bytes, n));
       uint64_t bits = 0;
@@ -672,7 +753,7 @@ absl::Status Unpickler::Step(uint8_t op, bool* stop) {
       }
       return PushInt(static_cast<int64_t>(bits));
     }
-    case 0x47: {  // BINFLOAT: big-endian IEEE double
+    case Op::kBinFloat: {  // big-endian IEEE double
       if (!Read(8, &bytes)) return Truncated();
       uint64_t bits = 0;
       for (int i = 0; i < 8; ++i) {
@@ -684,31 +765,37 @@ absl::Status Unpickler::Step(uint8_t op, bool* stop) {
     }
 
     // Python 2 str (BINSTRING) is read as text, as torch.load does.
-    case 0x58:    // BINUNICODE
-    case 0x8c:    // SHORT_BINUNICODE
-    case 0x8d:    // BINUNICODE8
-    case 0x54:    // BINSTRING
-    case 0x55:    // SHORT_BINSTRING
-    case 0x42:    // BINBYTES
-    case 0x43:    // SHORT_BINBYTES
-    case 0x8e: {  // BINBYTES8
-      const size_t width = (op == 0x8c || op == 0x55 || op == 0x43) ? 1
-                           : (op == 0x8d || op == 0x8e)             ? 8
-                                                                    : 4;
+    case Op::kBinUnicode:
+    case Op::kShortBinUnicode:
+    case Op::kBinUnicode8:
+    case Op::kBinString:
+    case Op::kShortBinString:
+    case Op::kBinBytes:
+    case Op::kShortBinBytes:
+    case Op::kBinBytes8: {
+      const bool one_byte_length = op == Op::kShortBinUnicode ||
+                                   op == Op::kShortBinString ||
+                                   op == Op::kShortBinBytes;
+      const bool eight_byte_length =
+          op == Op::kBinUnicode8 || op == Op::kBinBytes8;
+      const size_t width = one_byte_length ? 1 : eight_byte_length ? 8 : 4;
       if (!ReadUnsigned(width, &n)) return Truncated();
-      if (op == 0x54 && (n & 0x80000000u)) return Error("negative length");
+      if (op == Op::kBinString && (n & 0x80000000u)) {
+        return Error("negative length");
+      }
       if (!Read(n, &bytes)) return Truncated();
-      const bool is_bytes = op == 0x42 || op == 0x43 || op == 0x8e;
+      const bool is_bytes = op == Op::kBinBytes || op == Op::kShortBinBytes ||
+                            op == Op::kBinBytes8;
       return PushText(is_bytes ? Kind::kBytes : Kind::kString,
                       std::string(bytes, n));
     }
 
-    case 0x29:  // EMPTY_TUPLE
+    case Op::kEmptyTuple:
       return PushNew(Kind::kTuple, &value);
-    case 0x85:    // TUPLE1
-    case 0x86:    // TUPLE2
-    case 0x87: {  // TUPLE3
-      const size_t count = op - 0x84;
+    case Op::kTuple1:
+    case Op::kTuple2:
+    case Op::kTuple3: {
+      const size_t count = op == Op::kTuple1 ? 1 : op == Op::kTuple2 ? 2 : 3;
       if (stack_.size() < Floor() + count) return Error("stack underflow");
       items.assign(stack_.end() - count, stack_.end());
       stack_.resize(stack_.size() - count);
@@ -719,10 +806,11 @@ absl::Status Unpickler::Step(uint8_t op, bool* stop) {
       value->items = std::move(items);
       return absl::OkStatus();
     }
-    case 0x74:  // TUPLE
-    case 0x6c:  // LIST
+    case Op::kTuple:
+    case Op::kList:
       if (auto s = PopToMark(&items); !s.ok()) return s;
-      if (auto s = PushNew(op == 0x74 ? Kind::kTuple : Kind::kList, &value);
+      if (auto s =
+              PushNew(op == Op::kTuple ? Kind::kTuple : Kind::kList, &value);
           !s.ok()) {
         return s;
       }
@@ -731,11 +819,11 @@ absl::Status Unpickler::Step(uint8_t op, bool* stop) {
       }
       value->items = std::move(items);
       return absl::OkStatus();
-    case 0x5d:  // EMPTY_LIST
+    case Op::kEmptyList:
       return PushNew(Kind::kList, &value);
-    case 0x7d:  // EMPTY_DICT
+    case Op::kEmptyDict:
       return PushNew(Kind::kDict, &value);
-    case 0x64:  // DICT
+    case Op::kDict:
       if (auto s = PopToMark(&items); !s.ok()) return s;
       if (items.size() % 2 != 0) return Error("odd number of dict items");
       if (auto s = PushNew(Kind::kDict, &value); !s.ok()) return s;
@@ -745,22 +833,24 @@ absl::Status Unpickler::Step(uint8_t op, bool* stop) {
         }
       }
       return absl::OkStatus();
-    case 0x73: {  // SETITEM
+    case Op::kSetItem: {
       ValueId key, item, dict;
       if (auto s = Pop(&item); !s.ok()) return s;
       if (auto s = Pop(&key); !s.ok()) return s;
       if (auto s = Top(&dict); !s.ok()) return s;
       if (arena_[dict].kind != Kind::kDict) {
-        return Error(absl::StrCat("SETITEM on ", Describe(arena_[dict])));
+        return Error(
+            absl::StrCat(OpcodeName(op), " on ", Describe(arena_[dict])));
       }
       return DictSet(arena_[dict], key, item);
     }
-    case 0x75: {  // SETITEMS
+    case Op::kSetItems: {
       ValueId dict;
       if (auto s = PopToMark(&items); !s.ok()) return s;
       if (auto s = Top(&dict); !s.ok()) return s;
       if (arena_[dict].kind != Kind::kDict) {
-        return Error(absl::StrCat("SETITEMS on ", Describe(arena_[dict])));
+        return Error(
+            absl::StrCat(OpcodeName(op), " on ", Describe(arena_[dict])));
       }
       if (items.size() % 2 != 0) return Error("odd number of dict items");
       for (size_t i = 0; i < items.size(); i += 2) {
@@ -770,9 +860,9 @@ absl::Status Unpickler::Step(uint8_t op, bool* stop) {
       }
       return absl::OkStatus();
     }
-    case 0x61:    // APPEND
-    case 0x65: {  // APPENDS
-      if (op == 0x61) {
+    case Op::kAppend:
+    case Op::kAppends: {
+      if (op == Op::kAppend) {
         if (auto s = Pop(&id); !s.ok()) return s;
         items.push_back(id);
       } else if (auto s = PopToMark(&items); !s.ok()) {
@@ -791,11 +881,11 @@ absl::Status Unpickler::Step(uint8_t op, bool* stop) {
       return absl::OkStatus();
     }
 
-    case 0x52:    // REDUCE: callable(*args)
-    case 0x81:    // NEWOBJ: cls.__new__(cls, *args)
-    case 0x92: {  // NEWOBJ_EX: same with keyword arguments (ignored)
+    case Op::kReduce:      // callable(*args)
+    case Op::kNewObj:      // cls.__new__(cls, *args)
+    case Op::kNewObjEx: {  // same with keyword arguments (ignored)
       ValueId callable, args, kwargs;
-      if (op == 0x92) {
+      if (op == Op::kNewObjEx) {
         if (auto s = Pop(&kwargs); !s.ok()) return s;
       }
       if (auto s = Pop(&args); !s.ok()) return s;
@@ -803,7 +893,7 @@ absl::Status Unpickler::Step(uint8_t op, bool* stop) {
       if (auto s = Call(callable, args, &id); !s.ok()) return s;
       return Push(id);
     }
-    case 0x62: {  // BUILD: obj.__setstate__(state)
+    case Op::kBuild: {  // obj.__setstate__(state)
       ValueId state, object;
       if (auto s = Pop(&state); !s.ok()) return s;
       if (auto s = Top(&object); !s.ok()) return s;
@@ -814,8 +904,31 @@ absl::Status Unpickler::Step(uint8_t op, bool* stop) {
       if (kind == Kind::kDict || kind == Kind::kObject) {
         return absl::OkStatus();
       }
-      return Error(absl::StrCat("BUILD on ", Describe(arena_[object])));
+      return Error(
+          absl::StrCat(OpcodeName(op), " on ", Describe(arena_[object])));
     }
+
+    // Never written by torch.save.
+    case Op::kFloat:
+    case Op::kInt:
+    case Op::kLong:
+    case Op::kString:
+    case Op::kUnicode:
+    case Op::kPersId:
+    case Op::kGet:
+    case Op::kPut:
+    case Op::kInst:
+    case Op::kObj:
+    case Op::kExt1:
+    case Op::kExt2:
+    case Op::kExt4:
+    case Op::kEmptySet:
+    case Op::kAddItems:
+    case Op::kFrozenSet:
+    case Op::kByteArray8:
+    case Op::kNextBuffer:
+    case Op::kReadonlyBuffer:
+      break;
   }
   return Error("unsupported opcode");
 }

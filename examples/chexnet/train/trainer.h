@@ -1,5 +1,6 @@
 // The chexnet_train program: data-parallel CheXNet training on every rank of
-// a kolo job, following the Horovod recipe.
+// a kolo job, following the Horovod recipe. trainer.cc takes these steps in
+// Trainer::Run, one method each.
 //
 //  1. kolo::torch::init(); torch threads per rank are set and printed.
 //  2. Every rank reads the NIH split (validation carved out by patient) and
