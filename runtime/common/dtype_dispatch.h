@@ -161,13 +161,16 @@ KOLO_HOST_DEVICE constexpr DtypeKind DtypeKindOf(DataType dtype) {
 
 namespace dtype_internal {
 
+template <int kValue>
+constexpr bool HasOwnEntry() {
+  using Traits = DtypeTraits<static_cast<DataType>(kValue)>;
+  return Traits::kDtype == static_cast<DataType>(kValue) &&
+         std::is_trivially_copyable_v<typename Traits::Type>;
+}
+
 template <int... kValues>
 constexpr bool CoversEveryDataType(std::integer_sequence<int, kValues...>) {
-  return ((DtypeTraits<static_cast<DataType>(kValues)>::kDtype ==
-               static_cast<DataType>(kValues) &&
-           std::is_trivially_copyable_v<
-               typename DtypeTraits<static_cast<DataType>(kValues)>::Type>) &&
-          ...);
+  return (HasOwnEntry<kValues>() && ...);
 }
 
 }  // namespace dtype_internal

@@ -57,8 +57,8 @@ inline MPI_Datatype MpiDatatypeOf<BoolByte>() {
 // where MPI has none (float16, bfloat16) or the value is not a dtype.
 inline StatusOr<MPI_Datatype> MpiDatatype(DataType dtype) {
   if (!IsValidDataType(static_cast<int>(dtype))) {
-    return absl::InvalidArgumentError(
-        "invalid dtype " + std::to_string(static_cast<int>(dtype)));
+    return absl::InvalidArgumentError("invalid dtype " +
+                                      std::to_string(static_cast<int>(dtype)));
   }
   const MPI_Datatype type = DispatchDtype(dtype, [](auto tag) {
     return MpiDatatypeOf<typename decltype(tag)::Type>();

@@ -49,8 +49,8 @@ template <typename Tag>
 using CudaType = typename CudaElement<typename Tag::Type>::Type;
 
 template <typename Tag>
-constexpr bool kIsInteger = Tag::kKind == DtypeKind::kInteger ||
-                            Tag::kKind == DtypeKind::kLogical;
+constexpr bool kIsInteger =
+    Tag::kKind == DtypeKind::kInteger || Tag::kKind == DtypeKind::kLogical;
 
 template <typename T>
 __device__ double ToDouble(T v) {

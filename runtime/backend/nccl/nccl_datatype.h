@@ -63,8 +63,8 @@ inline ncclDataType_t NcclDatatypeOf<BoolByte>() {
 // not a dtype.
 inline StatusOr<ncclDataType_t> NcclDatatype(DataType dtype) {
   if (!IsValidDataType(static_cast<int>(dtype))) {
-    return absl::InvalidArgumentError(
-        "invalid dtype " + std::to_string(static_cast<int>(dtype)));
+    return absl::InvalidArgumentError("invalid dtype " +
+                                      std::to_string(static_cast<int>(dtype)));
   }
   return DispatchDtype(dtype, [](auto tag) {
     return NcclDatatypeOf<typename decltype(tag)::Type>();
