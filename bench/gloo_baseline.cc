@@ -8,6 +8,7 @@
 #include <climits>
 #include <exception>
 #include <filesystem>
+#include <type_traits>
 #include <vector>
 
 #include "bench/values.h"
@@ -15,11 +16,17 @@
 #include "gloo/rendezvous/context.h"
 #include "gloo/rendezvous/file_store.h"
 #include "gloo/transport/tcp/device.h"
+#include "runtime/common/dtype_dispatch.h"
 
 namespace kolo::bench {
 namespace {
 
 constexpr std::chrono::seconds kGlooTimeout(120);
+
+// The storage types (runtime/common/dtype_dispatch.h) Gloo's reductions run
+// on here: C++'s own arithmetic types, not kolo's 16-bit floats or bool.
+template <typename T>
+constexpr bool kGlooRuns = std::is_arithmetic_v<T>;
 
 template <typename T>
 const gloo::ReductionFunction<T>* GlooReduction(ReduceOp op) {
@@ -106,19 +113,13 @@ Measurement MeasureTyped(
 }  // namespace
 
 std::string GlooBaseline::Unsupported(DataType dtype, ReduceOp op) {
-  switch (dtype) {
-    case DataType::kUint8:
-    case DataType::kInt8:
-    case DataType::kInt32:
-    case DataType::kInt64:
-    case DataType::kFloat32:
-    case DataType::kFloat64:
-      break;
-    default:
-      return std::string(
-                 "the Gloo baseline runs uint8, int8, int32, int64, "
-                 "float32 and float64, not ") +
-             DataTypeName(dtype);
+  if (!DispatchDtype(dtype, [](auto tag) {
+        return kGlooRuns<typename decltype(tag)::Type>;
+      })) {
+    return std::string(
+               "the Gloo baseline runs uint8, int8, int32, int64, "
+               "float32 and float64, not ") +
+           DataTypeName(dtype);
   }
   if (op == ReduceOp::kAverage) return "Gloo has no average reduction";
   if (op == ReduceOp::kAdasum) return "Gloo has no adasum reduction";
@@ -172,20 +173,16 @@ GlooBaseline::~GlooBaseline() {
 Measurement GlooBaseline::MeasureAllreduce(const Layout& layout,
                                            const RunConfig& config,
                                            void* buffer) {
-  switch (config.dtype) {
-    case DataType::kUint8:
-      return MeasureTyped<uint8_t>(context_, layout, config, buffer);
-    case DataType::kInt8:
-      return MeasureTyped<int8_t>(context_, layout, config, buffer);
-    case DataType::kInt32:
-      return MeasureTyped<int32_t>(context_, layout, config, buffer);
-    case DataType::kInt64:
-      return MeasureTyped<int64_t>(context_, layout, config, buffer);
-    case DataType::kFloat64:
-      return MeasureTyped<double>(context_, layout, config, buffer);
-    default:
-      return MeasureTyped<float>(context_, layout, config, buffer);
-  }
+  return DispatchDtype(config.dtype, [&](auto tag) {
+    using T = typename decltype(tag)::Type;
+    if constexpr (kGlooRuns<T>) {
+      return MeasureTyped<T>(context_, layout, config, buffer);
+    } else {
+      Measurement refused;
+      refused.error = Unsupported(config.dtype, config.op);
+      return refused;
+    }
+  });
 }
 
 }  // namespace kolo::bench

@@ -7,32 +7,10 @@
 #include <climits>
 
 #include "bench/values.h"
+#include "runtime/backend/mpi/mpi_datatype.h"
 
 namespace kolo::bench {
 namespace {
-
-MPI_Datatype MpiType(DataType dtype) {
-  switch (dtype) {
-    case DataType::kUint8:
-      return MPI_UINT8_T;
-    case DataType::kInt8:
-      return MPI_INT8_T;
-    case DataType::kInt32:
-      return MPI_INT32_T;
-    case DataType::kInt64:
-      return MPI_INT64_T;
-    case DataType::kFloat32:
-      return MPI_FLOAT;
-    case DataType::kFloat64:
-      return MPI_DOUBLE;
-    case DataType::kBool:
-      return MPI_C_BOOL;
-    case DataType::kFloat16:
-    case DataType::kBfloat16:
-      break;
-  }
-  return MPI_DATATYPE_NULL;
-}
 
 MPI_Op MpiOp(DataType dtype, ReduceOp op) {
   const bool logical = dtype == DataType::kBool;
@@ -55,8 +33,8 @@ MPI_Op MpiOp(DataType dtype, ReduceOp op) {
 }  // namespace
 
 std::string MpiAllreduceUnsupported(DataType dtype, ReduceOp op) {
-  if (MpiType(dtype) == MPI_DATATYPE_NULL) {
-    return std::string("MPI has no ") + DataTypeName(dtype) + " datatype";
+  if (StatusOr<MPI_Datatype> type = MpiDatatype(dtype); !type.ok()) {
+    return std::string(type.status().message());
   }
   if (MpiOp(dtype, op) == MPI_OP_NULL) {
     return std::string("MPI has no ") + ReduceOpName(op) + " reduction";
@@ -69,7 +47,7 @@ Measurement MeasureMpiAllreduce(const Layout& layout, const RunConfig& config,
   int rank = 0;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   const ValueKind kind = ValueKindFor(Collective::kAllreduce, config.op);
-  const MPI_Datatype type = MpiType(config.dtype);
+  const MPI_Datatype type = *MpiDatatype(config.dtype);
   const MPI_Op op = MpiOp(config.dtype, config.op);
   // MPI counts are ints; larger messages go as several calls.
   const int64_t max_call = INT_MAX;

@@ -7,50 +7,30 @@
 
 #include <algorithm>
 #include <cstddef>
-#include <optional>
 #include <string>
 
 #include "bench/values.h"
+#include "runtime/backend/nccl/nccl_datatype.h"
+#include "runtime/common/dtype_dispatch.h"
 
 namespace kolo::bench {
 namespace {
 
-std::optional<ncclDataType_t> NcclType(DataType dtype) {
-  switch (dtype) {
-    case DataType::kUint8:
-      return ncclUint8;
-    case DataType::kInt8:
-      return ncclInt8;
-    case DataType::kInt32:
-      return ncclInt32;
-    case DataType::kInt64:
-      return ncclInt64;
-    case DataType::kFloat16:
-      return ncclFloat16;
-    case DataType::kBfloat16:
-      return ncclBfloat16;
-    case DataType::kFloat32:
-      return ncclFloat32;
-    case DataType::kFloat64:
-      return ncclFloat64;
-    case DataType::kBool:
-      break;
-  }
-  return std::nullopt;
-}
-
-ncclRedOp_t NcclOp(ReduceOp op) {
+// bool travels as ncclUint8 (nccl_datatype.h), on which ncclMax is logical
+// OR and ncclMin logical AND.
+ncclRedOp_t NcclOp(DataType dtype, ReduceOp op) {
+  const bool logical = dtype == DataType::kBool;
   switch (op) {
     case ReduceOp::kSum:
-      return ncclSum;
-    case ReduceOp::kAverage:
+      return logical ? ncclMax : ncclSum;
+    case ReduceOp::kAverage:  // Unsupported() refuses it for bool
       return ncclAvg;
     case ReduceOp::kMin:
       return ncclMin;
     case ReduceOp::kMax:
       return ncclMax;
     case ReduceOp::kProduct:
-      return ncclProd;
+      return logical ? ncclMin : ncclProd;
     case ReduceOp::kAdasum:  // Unsupported() refuses it
       break;
   }
@@ -58,8 +38,8 @@ ncclRedOp_t NcclOp(ReduceOp op) {
 }
 
 bool IsFloating(DataType dtype) {
-  return dtype == DataType::kFloat16 || dtype == DataType::kBfloat16 ||
-         dtype == DataType::kFloat32 || dtype == DataType::kFloat64;
+  const DtypeKind kind = DtypeKindOf(dtype);
+  return kind == DtypeKind::kFloating || kind == DtypeKind::kHalf;
 }
 
 std::byte* At(void* base, int64_t element, int64_t element_size) {
@@ -125,8 +105,8 @@ std::string NcclBaseline::Version() {
 
 std::string NcclBaseline::Unsupported(Collective collective, DataType dtype,
                                       ReduceOp op, int ranks) {
-  if (!NcclType(dtype).has_value()) {
-    return std::string("NCCL has no ") + DataTypeName(dtype) + " datatype";
+  if (StatusOr<ncclDataType_t> type = nccl::NcclDatatype(dtype); !type.ok()) {
+    return std::string(type.status().message());
   }
   if (Reduces(collective) && op == ReduceOp::kAdasum) {
     return "NCCL has no adasum reduction";
@@ -148,8 +128,8 @@ Measurement NcclBaseline::Measure(const Layout& layout,
                                   const RunConfig& config, bool in_place,
                                   const MessageBuffers& buffers) {
   const ValueKind kind = ValueKindFor(layout.collective, config.op);
-  const ncclDataType_t type = *NcclType(config.dtype);
-  const ncclRedOp_t op = NcclOp(config.op);
+  const ncclDataType_t type = *nccl::NcclDatatype(config.dtype);
+  const ncclRedOp_t op = NcclOp(config.dtype, config.op);
   const int64_t element_size = DataTypeSize(config.dtype);
   const bool really_in_place =
       layout.collective == Collective::kBroadcast ||

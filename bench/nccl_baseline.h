@@ -30,9 +30,11 @@ class NcclBaseline {
   // "NCCL 2.28.3".
   static std::string Version();
   // Empty when NCCL can run the collective with this dtype and op on
-  // `ranks` ranks as kolo defines it; otherwise why not (no bool type;
-  // average of integers; ncclAvg of floats premultiplies by a rounded 1/ranks,
+  // `ranks` ranks as kolo defines it; otherwise why not (adasum; average of
+  // integers or bool; ncclAvg of floats premultiplies by a rounded 1/ranks,
   // which differs from kolo's sum-then-divide unless ranks is a power of 2).
+  // bool runs as ncclUint8 with ncclMax (sum, max) and ncclMin (min,
+  // product), as kolo's NCCL backend runs it.
   static std::string Unsupported(Collective collective, DataType dtype,
                                  ReduceOp op, int ranks);
 

@@ -4,18 +4,13 @@
 #include <cmath>
 #include <cstring>
 
+#include "runtime/common/dtype_dispatch.h"
+
 namespace kolo::bench {
 namespace {
 
-// Storage types for the dtypes C++ has no type for.
-struct Bfloat16 {
-  uint16_t bits;
-};
-struct BoolByte {
-  uint8_t value;
-};
-
-// Conversions between a dtype's storage and double. Store() rounds to
+// Conversions between a dtype's storage (runtime/common/dtype_dispatch.h's
+// types; the arithmetic is the reference's own) and double. Store() rounds to
 // nearest even (floats) or wraps (integers, as kolo's kernels do); kEpsilon
 // is the dtype's relative rounding step (0 for integers).
 template <typename T>
@@ -38,10 +33,20 @@ struct Codec<double> {
   static double Store(double value) { return value; }
   static constexpr double kEpsilon = 0x1p-52;
 };
+// The compiler's _Float16 does the rounding, not kolo's half.h.
 template <>
-struct Codec<_Float16> {
-  static double Load(_Float16 value) { return static_cast<double>(value); }
-  static _Float16 Store(double value) { return static_cast<_Float16>(value); }
+struct Codec<Float16> {
+  static double Load(Float16 value) {
+    _Float16 half;
+    std::memcpy(&half, &value.bits, sizeof(half));
+    return static_cast<double>(half);
+  }
+  static Float16 Store(double value) {
+    const _Float16 half = static_cast<_Float16>(value);
+    Float16 result;
+    std::memcpy(&result.bits, &half, sizeof(half));
+    return result;
+  }
   static constexpr double kEpsilon = 0x1p-10;
 };
 template <>
@@ -71,36 +76,9 @@ struct Codec<BoolByte> {
   static constexpr double kEpsilon = 0;
 };
 
-// Calls visitor(T{}) with the storage type of dtype.
-template <typename Visitor>
-auto VisitDataType(DataType dtype, Visitor&& visitor) {
-  switch (dtype) {
-    case DataType::kUint8:
-      return visitor(uint8_t{});
-    case DataType::kInt8:
-      return visitor(int8_t{});
-    case DataType::kInt32:
-      return visitor(int32_t{});
-    case DataType::kInt64:
-      return visitor(int64_t{});
-    case DataType::kFloat16:
-      return visitor(_Float16{});
-    case DataType::kBfloat16:
-      return visitor(Bfloat16{});
-    case DataType::kFloat32:
-      return visitor(float{});
-    case DataType::kFloat64:
-      return visitor(double{});
-    case DataType::kBool:
-      return visitor(BoolByte{});
-  }
-  return visitor(float{});
-}
-
 bool IsInteger(DataType dtype) {
-  return dtype == DataType::kUint8 || dtype == DataType::kInt8 ||
-         dtype == DataType::kInt32 || dtype == DataType::kInt64 ||
-         dtype == DataType::kBool;
+  const DtypeKind kind = DtypeKindOf(dtype);
+  return kind == DtypeKind::kInteger || kind == DtypeKind::kLogical;
 }
 
 // splitmix64's finaliser: consecutive inputs give unrelated outputs.
@@ -243,8 +221,8 @@ double ValueModel::Input(int rank, int64_t index) const {
 
 void FillInput(const ValueModel& model, int rank, void* data, int64_t offset,
                int64_t count) {
-  VisitDataType(model.dtype(), [&](auto tag) {
-    using T = decltype(tag);
+  DispatchDtype(model.dtype(), [&](auto tag) {
+    using T = typename decltype(tag)::Type;
     T* elements = static_cast<T*>(data);
     for (int64_t i = 0; i < count; ++i) {
       elements[i] = Codec<T>::Store(model.Input(rank, offset + i));
@@ -253,8 +231,8 @@ void FillInput(const ValueModel& model, int rank, void* data, int64_t offset,
 }
 
 void Poison(DataType dtype, void* data, int64_t count) {
-  VisitDataType(dtype, [&](auto tag) {
-    using T = decltype(tag);
+  DispatchDtype(dtype, [&](auto tag) {
+    using T = typename decltype(tag)::Type;
     if constexpr (sizeof(T) == 1) {
       std::memset(data, 0xaa, count);
     } else {
@@ -267,8 +245,8 @@ void Poison(DataType dtype, void* data, int64_t count) {
 
 int64_t CountWrong(const Layout& layout, const ValueModel& model, ReduceOp op,
                    int root, int rank, const void* output) {
-  return VisitDataType(model.dtype(), [&](auto tag) {
-    using T = decltype(tag);
+  return DispatchDtype(model.dtype(), [&](auto tag) {
+    using T = typename decltype(tag)::Type;
     return CountWrongTyped(layout, model, op, root, rank,
                            static_cast<const T*>(output));
   });

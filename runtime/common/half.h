@@ -1,6 +1,7 @@
-// Conversions between float32 and the 16-bit floating-point formats kolo
-// reduces in float32 (IEEE binary16 and bfloat16). Round to nearest even;
-// NaN stays NaN, infinities and signed zeros are preserved.
+// The 16-bit floating-point formats kolo reduces in float32 (IEEE binary16
+// and bfloat16): their storage types and conversions to and from float32.
+// Round to nearest even; NaN stays NaN, infinities and signed zeros are
+// preserved.
 #ifndef KOLO_RUNTIME_COMMON_HALF_H_
 #define KOLO_RUNTIME_COMMON_HALF_H_
 
@@ -8,6 +9,15 @@
 #include <cstring>
 
 namespace kolo {
+
+// One element's bits. Two types rather than uint16_t, so that the storage type
+// alone names the format (dtype_dispatch.h maps each dtype to its own type).
+struct Float16 {
+  uint16_t bits;
+};
+struct Bfloat16 {
+  uint16_t bits;
+};
 
 inline uint32_t FloatBits(float value) {
   uint32_t bits;

@@ -12,6 +12,7 @@
 #include <cstdint>
 
 #include "kolo/types.h"
+#include "runtime/common/dtype_dispatch.h"
 
 namespace kolo {
 
@@ -29,7 +30,7 @@ struct ReductionSpec {
 
 // True for float16 and bfloat16, which backends reduce in float32.
 inline bool IsHalfType(DataType dtype) {
-  return dtype == DataType::kFloat16 || dtype == DataType::kBfloat16;
+  return DtypeKindOf(dtype) == DtypeKind::kHalf;
 }
 
 // dst[i] = dst[i] (op) src[i] for count elements. op is kSum, kMin, kMax or

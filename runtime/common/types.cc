@@ -1,40 +1,20 @@
 // Implementation of the helpers declared in kolo/types.h.
 #include "kolo/types.h"
 
+#include "runtime/common/dtype_dispatch.h"
+
 namespace kolo {
 
 int64_t DataTypeSize(DataType dtype) {
-  switch (dtype) {
-    case DataType::kUint8:
-    case DataType::kInt8:
-    case DataType::kBool:
-      return 1;
-    case DataType::kFloat16:
-    case DataType::kBfloat16:
-      return 2;
-    case DataType::kInt32:
-    case DataType::kFloat32:
-      return 4;
-    case DataType::kInt64:
-    case DataType::kFloat64:
-      return 8;
-  }
-  return 0;
+  return DispatchDtype(dtype, [](auto tag) -> int64_t {
+    return sizeof(typename decltype(tag)::Type);
+  });
 }
 
 const char* DataTypeName(DataType dtype) {
-  switch (dtype) {
-    case DataType::kUint8: return "uint8";
-    case DataType::kInt8: return "int8";
-    case DataType::kInt32: return "int32";
-    case DataType::kInt64: return "int64";
-    case DataType::kFloat16: return "float16";
-    case DataType::kBfloat16: return "bfloat16";
-    case DataType::kFloat32: return "float32";
-    case DataType::kFloat64: return "float64";
-    case DataType::kBool: return "bool";
-  }
-  return "invalid";
+  const char* name =
+      DispatchDtype(dtype, [](auto tag) { return decltype(tag)::kName; });
+  return name != nullptr ? name : "invalid";
 }
 
 const char* ReduceOpName(ReduceOp op) {

@@ -4,6 +4,7 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "runtime/common/dtype_dispatch.h"
 #include "runtime/common/reduce.h"
 
 namespace kolo {
@@ -38,23 +39,15 @@ Status AdasumAllreduce::Run(void* buffer, const std::vector<int64_t>& counts,
   }
   int64_t total = 0;
   for (int64_t count : counts) total += count;
-  switch (dtype) {
-    case DataType::kFloat32: {
-      float* data = static_cast<float*>(buffer);
+  return DispatchDtype(dtype, [&](auto tag) -> Status {
+    using T = typename decltype(tag)::Type;
+    if constexpr (decltype(tag)::kKind == DtypeKind::kFloating) {
+      T* data = static_cast<T*>(buffer);
       ScaleBuffer(data, total, dtype, prescale);
       if (Status s = RunTyped(data, counts); !s.ok()) return s;
       ScaleBuffer(data, total, dtype, postscale);
       return absl::OkStatus();
-    }
-    case DataType::kFloat64: {
-      double* data = static_cast<double*>(buffer);
-      ScaleBuffer(data, total, dtype, prescale);
-      if (Status s = RunTyped(data, counts); !s.ok()) return s;
-      ScaleBuffer(data, total, dtype, postscale);
-      return absl::OkStatus();
-    }
-    case DataType::kFloat16:
-    case DataType::kBfloat16: {
+    } else if constexpr (decltype(tag)::kKind == DtypeKind::kHalf) {
       wide_.resize(total);
       WidenToFloat(buffer, wide_.data(), total, dtype);
       ScaleBuffer(wide_.data(), total, DataType::kFloat32, prescale);
@@ -62,11 +55,11 @@ Status AdasumAllreduce::Run(void* buffer, const std::vector<int64_t>& counts,
       ScaleBuffer(wide_.data(), total, DataType::kFloat32, postscale);
       NarrowFromFloat(wide_.data(), buffer, total, dtype);
       return absl::OkStatus();
-    }
-    default:
+    } else {
       return absl::InvalidArgumentError(absl::StrCat(
           "adasum needs a floating-point tensor, not ", DataTypeName(dtype)));
-  }
+    }
+  });
 }
 
 Status AdasumAllreduce::Exchange(int partner, const void* send,

@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "runtime/backend/mpi/mpi_datatype.h"
 #include "runtime/common/logging.h"
 #include "runtime/common/mpi_status.h"
 
@@ -15,28 +16,6 @@ namespace {
 // MPI counts are ints: large buffers go in pieces of at most this many
 // elements.
 constexpr int64_t kMaxChunk = int64_t{1} << 30;
-
-MPI_Datatype MpiType(DataType dtype) {
-  switch (dtype) {
-    case DataType::kUint8:
-      return MPI_UINT8_T;
-    case DataType::kInt8:
-      return MPI_INT8_T;
-    case DataType::kInt32:
-      return MPI_INT32_T;
-    case DataType::kInt64:
-      return MPI_INT64_T;
-    case DataType::kFloat16:
-    case DataType::kBfloat16:
-    case DataType::kFloat32:
-      return MPI_FLOAT;  // halves travel widened
-    case DataType::kFloat64:
-      return MPI_DOUBLE;
-    case DataType::kBool:
-      return MPI_UNSIGNED_CHAR;
-  }
-  return MPI_BYTE;
-}
 
 MPI_Op MpiOp(DataType dtype, ReduceOp op) {
   if (dtype == DataType::kBool) {
@@ -98,15 +77,16 @@ Status MpiBackend::Allreduce(void* buffer, int64_t count,
     data = wide_.data();
     dtype = DataType::kFloat32;
   }
+  const StatusOr<MPI_Datatype> type = MpiDatatype(dtype);
+  if (!type.ok()) return type.status();
   ScaleBuffer(data, count, dtype, spec.prescale);
-  const MPI_Datatype type = MpiType(spec.dtype);
   const MPI_Op op = MpiOp(spec.dtype, spec.op);
   const int64_t element = DataTypeSize(dtype);
   for (int64_t start = 0; start < count; start += kMaxChunk) {
     const int n = static_cast<int>(std::min(kMaxChunk, count - start));
     KOLO_MPI_RETURN_IF_ERROR(
         MPI_Allreduce(MPI_IN_PLACE, static_cast<char*>(data) + start * element,
-                      n, type, op, comm_));
+                      n, *type, op, comm_));
   }
   FinishReduction(data, count, dtype, spec.divisor, spec.postscale);
   if (IsHalfType(spec.dtype)) {
@@ -177,10 +157,12 @@ Status MpiBackend::ReduceScatter(const void* input, void* output,
     ScaleBuffer(scratch_.data(), total, dtype, spec.prescale);
     send = scratch_.data();
   }
+  const StatusOr<MPI_Datatype> type = MpiDatatype(dtype);
+  if (!type.ok()) return type.status();
   const std::vector<int> recv_counts = ToInts(counts);
-  KOLO_MPI_RETURN_IF_ERROR(
-      MPI_Reduce_scatter(send, receive, recv_counts.data(), MpiType(spec.dtype),
-                         MpiOp(spec.dtype, spec.op), comm_));
+  KOLO_MPI_RETURN_IF_ERROR(MPI_Reduce_scatter(send, receive, recv_counts.data(),
+                                              *type, MpiOp(spec.dtype, spec.op),
+                                              comm_));
   FinishReduction(receive, mine, dtype, spec.divisor, spec.postscale);
   if (IsHalfType(spec.dtype)) {
     NarrowFromFloat(wide_out_.data(), output, mine, spec.dtype);

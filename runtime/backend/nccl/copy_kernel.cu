@@ -1,5 +1,6 @@
-// The batched copy kernel. The element type is a run-time switch rather than
-// a template parameter: the kernel is memory-bound, the switch is uniform
+// The batched copy kernel. The element type is a run-time switch
+// (DispatchDtype, runtime/common/dtype_dispatch.h) rather than a template
+// parameter of the kernel: the kernel is memory-bound, the switch is uniform
 // across a warp, and one instantiation keeps nvcc's work (and CI time)
 // small.
 //
@@ -13,6 +14,8 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "runtime/common/dtype_dispatch.h"
+
 namespace kolo {
 namespace nccl {
 namespace {
@@ -23,127 +26,100 @@ constexpr int kThreads = 256;
 constexpr int64_t kElementsPerThread = 8;
 constexpr int64_t kMaxBlocksPerTask = 1024;
 
+// The CUDA type an element is read and written as: cuda_fp16.h's and
+// cuda_bf16.h's for the 16-bit floats, the byte itself for bool (any
+// non-zero byte is true, and copies keep it as it is).
+template <typename T>
+struct CudaElement {
+  using Type = T;
+};
+template <>
+struct CudaElement<Float16> {
+  using Type = __half;
+};
+template <>
+struct CudaElement<Bfloat16> {
+  using Type = __nv_bfloat16;
+};
+template <>
+struct CudaElement<BoolByte> {
+  using Type = uint8_t;
+};
+template <typename Tag>
+using CudaType = typename CudaElement<typename Tag::Type>::Type;
+
+template <typename Tag>
+constexpr bool kIsInteger =
+    Tag::kKind == DtypeKind::kInteger || Tag::kKind == DtypeKind::kLogical;
+
+template <typename T>
+__device__ double ToDouble(T v) {
+  return static_cast<double>(v);
+}
+__device__ double ToDouble(__half v) { return __half2float(v); }
+__device__ double ToDouble(__nv_bfloat16 v) { return __bfloat162float(v); }
+
+// Integers: static_cast truncates toward zero, as the CPU kernels do.
+template <typename T>
+__device__ T FromDouble(double v) {
+  return static_cast<T>(v);
+}
+template <>
+__device__ __half FromDouble<__half>(double v) {
+  return __float2half_rn(static_cast<float>(v));
+}
+template <>
+__device__ __nv_bfloat16 FromDouble<__nv_bfloat16>(double v) {
+  return __float2bfloat16_rn(static_cast<float>(v));
+}
+
+// Each helper below switches on the dtype per element: the switch is uniform
+// across the grid, and the kernel stays one instantiation.
 __device__ int ElementSize(int dtype) {
-  switch (static_cast<DataType>(dtype)) {
-    case DataType::kUint8:
-    case DataType::kInt8:
-    case DataType::kBool:
-      return 1;
-    case DataType::kFloat16:
-    case DataType::kBfloat16:
-      return 2;
-    case DataType::kInt32:
-    case DataType::kFloat32:
-      return 4;
-    case DataType::kInt64:
-    case DataType::kFloat64:
-      return 8;
-  }
-  return 1;
+  return DispatchDtype(static_cast<DataType>(dtype), [](auto tag) {
+    return static_cast<int>(sizeof(typename decltype(tag)::Type));
+  });
 }
 
 __device__ bool IsInteger(int dtype) {
-  switch (static_cast<DataType>(dtype)) {
-    case DataType::kUint8:
-    case DataType::kInt8:
-    case DataType::kInt32:
-    case DataType::kInt64:
-    case DataType::kBool:
-      return true;
-    default:
-      return false;
-  }
+  return DispatchDtype(static_cast<DataType>(dtype),
+                       [](auto tag) { return kIsInteger<decltype(tag)>; });
 }
 
 __device__ double LoadDouble(const void* p, int dtype, int64_t i) {
-  switch (static_cast<DataType>(dtype)) {
-    case DataType::kUint8:
-    case DataType::kBool:
-      return static_cast<const uint8_t*>(p)[i];
-    case DataType::kInt8:
-      return static_cast<const int8_t*>(p)[i];
-    case DataType::kInt32:
-      return static_cast<const int32_t*>(p)[i];
-    case DataType::kInt64:
-      return static_cast<double>(static_cast<const int64_t*>(p)[i]);
-    case DataType::kFloat16:
-      return __half2float(static_cast<const __half*>(p)[i]);
-    case DataType::kBfloat16:
-      return __bfloat162float(static_cast<const __nv_bfloat16*>(p)[i]);
-    case DataType::kFloat32:
-      return static_cast<const float*>(p)[i];
-    case DataType::kFloat64:
-      return static_cast<const double*>(p)[i];
-  }
-  return 0;
+  return DispatchDtype(static_cast<DataType>(dtype), [&](auto tag) {
+    using T = CudaType<decltype(tag)>;
+    return ToDouble(static_cast<const T*>(p)[i]);
+  });
 }
 
+// Integer dtypes only (0 for the others).
 __device__ int64_t LoadInt(const void* p, int dtype, int64_t i) {
-  switch (static_cast<DataType>(dtype)) {
-    case DataType::kUint8:
-    case DataType::kBool:
-      return static_cast<const uint8_t*>(p)[i];
-    case DataType::kInt8:
-      return static_cast<const int8_t*>(p)[i];
-    case DataType::kInt32:
-      return static_cast<const int32_t*>(p)[i];
-    case DataType::kInt64:
-      return static_cast<const int64_t*>(p)[i];
-    default:
-      return 0;
-  }
+  return DispatchDtype(static_cast<DataType>(dtype), [&](auto tag) {
+    using T = CudaType<decltype(tag)>;
+    if constexpr (kIsInteger<decltype(tag)>) {
+      return static_cast<int64_t>(static_cast<const T*>(p)[i]);
+    } else {
+      return int64_t{0};
+    }
+  });
 }
 
-// Integers: static_cast truncates toward zero, as the CPU kernels do.
 __device__ void StoreDouble(void* p, int dtype, int64_t i, double v) {
-  switch (static_cast<DataType>(dtype)) {
-    case DataType::kUint8:
-    case DataType::kBool:
-      static_cast<uint8_t*>(p)[i] = static_cast<uint8_t>(v);
-      return;
-    case DataType::kInt8:
-      static_cast<int8_t*>(p)[i] = static_cast<int8_t>(v);
-      return;
-    case DataType::kInt32:
-      static_cast<int32_t*>(p)[i] = static_cast<int32_t>(v);
-      return;
-    case DataType::kInt64:
-      static_cast<int64_t*>(p)[i] = static_cast<int64_t>(v);
-      return;
-    case DataType::kFloat16:
-      static_cast<__half*>(p)[i] = __float2half_rn(static_cast<float>(v));
-      return;
-    case DataType::kBfloat16:
-      static_cast<__nv_bfloat16*>(p)[i] =
-          __float2bfloat16_rn(static_cast<float>(v));
-      return;
-    case DataType::kFloat32:
-      static_cast<float*>(p)[i] = static_cast<float>(v);
-      return;
-    case DataType::kFloat64:
-      static_cast<double*>(p)[i] = v;
-      return;
-  }
+  DispatchDtype(static_cast<DataType>(dtype), [&](auto tag) {
+    using T = CudaType<decltype(tag)>;
+    static_cast<T*>(p)[i] = FromDouble<T>(v);
+  });
 }
 
+// Integer dtypes only (nothing for the others).
 __device__ void StoreInt(void* p, int dtype, int64_t i, int64_t v) {
-  switch (static_cast<DataType>(dtype)) {
-    case DataType::kUint8:
-    case DataType::kBool:
-      static_cast<uint8_t*>(p)[i] = static_cast<uint8_t>(v);
-      return;
-    case DataType::kInt8:
-      static_cast<int8_t*>(p)[i] = static_cast<int8_t>(v);
-      return;
-    case DataType::kInt32:
-      static_cast<int32_t*>(p)[i] = static_cast<int32_t>(v);
-      return;
-    case DataType::kInt64:
-      static_cast<int64_t*>(p)[i] = v;
-      return;
-    default:
-      return;
-  }
+  DispatchDtype(static_cast<DataType>(dtype), [&](auto tag) {
+    using T = CudaType<decltype(tag)>;
+    if constexpr (kIsInteger<decltype(tag)>) {
+      static_cast<T*>(p)[i] = static_cast<T>(v);
+    }
+  });
 }
 
 // Rounds v to the arithmetic dtype (float32 or float64) after a step.
@@ -200,8 +176,8 @@ __global__ void BatchedCopyKernel(const __grid_constant__ CopyBatch batch) {
     return;
   }
   // The arithmetic dtype: whichever side is not 16-bit floating point.
-  const bool src_half = static_cast<DataType>(src) == DataType::kFloat16 ||
-                        static_cast<DataType>(src) == DataType::kBfloat16;
+  const bool src_half =
+      DtypeKindOf(static_cast<DataType>(src)) == DtypeKind::kHalf;
   const int arithmetic = src_half ? dst : src;
   if (IsInteger(arithmetic)) {
     for (int64_t i = first; i < task.count; i += stride) {

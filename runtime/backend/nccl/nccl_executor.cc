@@ -11,6 +11,7 @@
 #include "absl/strings/str_join.h"
 #include "kolo/kolo.h"
 #include "runtime/backend/nccl/copy_kernel.h"
+#include "runtime/backend/nccl/nccl_datatype.h"
 #include "runtime/common/logging.h"
 #include "runtime/op/operation.h"
 
@@ -49,29 +50,6 @@ Status CudaError(cudaError_t error, const char* call, const std::string& what) {
       return CudaError(error_, #call, what);                  \
     }                                                         \
   } while (0)
-
-ncclDataType_t NcclType(DataType dtype) {
-  switch (dtype) {
-    case DataType::kUint8:
-    case DataType::kBool:
-      return ncclUint8;
-    case DataType::kInt8:
-      return ncclInt8;
-    case DataType::kInt32:
-      return ncclInt32;
-    case DataType::kInt64:
-      return ncclInt64;
-    case DataType::kFloat16:
-      return ncclFloat16;
-    case DataType::kBfloat16:
-      return ncclBfloat16;
-    case DataType::kFloat32:
-      return ncclFloat32;
-    case DataType::kFloat64:
-      return ncclFloat64;
-  }
-  return ncclUint8;
-}
 
 ncclRedOp_t NcclRedOp(NcclOp op) {
   switch (op) {
@@ -565,7 +543,9 @@ Status NcclExecutor::Allreduce(const Response& response,
       PlanReduction(response.dtype, response.reduce_op, response.prescale,
                     response.postscale, response.contributors, config_.size,
                     /*avg_allowed=*/!hierarchical);
-  const ncclDataType_t type = NcclType(plan.wire_dtype);
+  const StatusOr<ncclDataType_t> wire_type = NcclDatatype(plan.wire_dtype);
+  if (!wire_type.ok()) return wire_type.status();
+  const ncclDataType_t type = *wire_type;
   const ncclRedOp_t op = NcclRedOp(plan.op);
   if (!hierarchical && response.tensors.size() == 1 && plan.direct &&
       present[0]) {
@@ -638,7 +618,9 @@ Status NcclExecutor::HierarchicalAllreduce(char* work, int64_t count,
                                            const ReductionPlan& plan,
                                            DataType dtype, ReduceOp op,
                                            const std::string& what) {
-  const ncclDataType_t type = NcclType(plan.wire_dtype);
+  const StatusOr<ncclDataType_t> wire_type = NcclDatatype(plan.wire_dtype);
+  if (!wire_type.ok()) return wire_type.status();
+  const ncclDataType_t type = *wire_type;
   const int64_t element = DataTypeSize(plan.wire_dtype);
   const int64_t shard = count / config_.local_size;
   char* mine = work + config_.local_rank * shard * element;
@@ -812,7 +794,9 @@ Status NcclExecutor::Reducescatter(const Response& response, Entry& entry,
   const ReductionPlan plan =
       PlanReduction(response.dtype, response.reduce_op, 1.0, 1.0,
                     response.contributors, config_.size, /*avg_allowed=*/true);
-  const ncclDataType_t type = NcclType(plan.wire_dtype);
+  const StatusOr<ncclDataType_t> wire_type = NcclDatatype(plan.wire_dtype);
+  if (!wire_type.ok()) return wire_type.status();
+  const ncclDataType_t type = *wire_type;
   const ncclRedOp_t op = NcclRedOp(plan.op);
   const int64_t own = layout.sizes[config_.rank];
   if (layout.equal && plan.direct) {
