@@ -102,8 +102,10 @@ if(KOLO_HAVE_TORCH)
   target_link_libraries(kolo_torch_pch_exe PUBLIC ${TORCH_LIBRARIES})
   target_precompile_headers(kolo_torch_pch_exe PRIVATE <torch/torch.h>)
 endif()
+# The thread-safety build (KOLO_THREAD_SAFETY) compiles two of the adapter's
+# files only: cheaper without the precompiled header.
 function(kolo_use_torch_pch)
-  if(TARGET kolo_torch_pch)
+  if(TARGET kolo_torch_pch AND NOT KOLO_THREAD_SAFETY)
     foreach(target ${ARGN})
       get_target_property(type ${target} TYPE)
       if(type STREQUAL "EXECUTABLE")
