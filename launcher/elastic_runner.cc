@@ -14,9 +14,11 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "elastic.h"
 #include "host_list.h"
 #include "job_runner.h"
@@ -141,6 +143,73 @@ RankStatuses Summarize(const std::map<std::string, int>& exits,
   return result;
 }
 
+// Inside a Slurm allocation (srun launches the ranks): a discovered host
+// must be one of the allocation's nodes, since srun refuses a step on any
+// other. Set up by ForSlurmAllocation; Filter leaves the others out and
+// logs each such host once.
+class AllocationNodes {
+ public:
+  // The allocation's node names (`scontrol show hostnames` of
+  // SLURM_JOB_NODELIST), or an error naming what failed.
+  static absl::StatusOr<AllocationNodes> ForSlurmAllocation(
+      const LaunchEnvironment& env) {
+    auto job = env.env.find("SLURM_JOB_ID");
+    auto list = env.env.find("SLURM_JOB_NODELIST");
+    if (job == env.env.end() || list == env.env.end() ||
+        list->second.empty()) {
+      return absl::FailedPreconditionError(
+          "--host-discovery-script inside a Slurm allocation needs "
+          "SLURM_JOB_ID and SLURM_JOB_NODELIST (the allocation's nodes)");
+    }
+    absl::StatusOr<std::string> names = CaptureShellStdout(
+        "scontrol show hostnames \"$SLURM_JOB_NODELIST\"",
+        kDiscoveryTimeoutSeconds);
+    if (!names.ok()) {
+      return absl::Status(
+          names.status().code(),
+          absl::StrCat("cannot list the nodes of Slurm allocation ",
+                       job->second, " (", list->second,
+                       "): ", names.status().message()));
+    }
+    AllocationNodes nodes;
+    nodes.job_ = job->second;
+    for (absl::string_view line : absl::StrSplit(*names, '\n')) {
+      line = absl::StripAsciiWhitespace(line);
+      if (!line.empty()) nodes.names_.emplace(line);
+    }
+    if (nodes.names_.empty()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "scontrol listed no nodes for Slurm allocation ", job->second,
+          " (SLURM_JOB_NODELIST=", list->second, ")"));
+    }
+    return nodes;
+  }
+
+  std::vector<HostSlots> Filter(const std::vector<HostSlots>& discovered) {
+    std::vector<HostSlots> kept;
+    for (const HostSlots& host : discovered) {
+      if (names_.count(host.host) > 0) {
+        kept.push_back(host);
+      } else if (reported_.insert(host.host).second) {
+        Log(absl::StrCat("host ", host.host,
+                         " is not a node of Slurm allocation ", job_, " (",
+                         absl::StrJoin(names_, ","), "): left out"));
+      }
+    }
+    return kept;
+  }
+
+  std::string Describe() const {
+    return absl::StrCat("Slurm allocation ", job_, ", nodes ",
+                        absl::StrJoin(names_, ","));
+  }
+
+ private:
+  std::string job_;
+  std::set<std::string> names_;
+  std::set<std::string> reported_;
+};
+
 }  // namespace
 
 int RunElasticJob(const LaunchOptions& options, Launcher launcher,
@@ -148,6 +217,24 @@ int RunElasticJob(const LaunchOptions& options, Launcher launcher,
   const ElasticOptions& e = *options.elastic;
   const bool discovery = !e.discovery_script.empty();
   ElasticPolicy policy(e);
+  std::optional<AllocationNodes> allocation;
+  if (discovery && launcher == Launcher::kSlurm) {
+    absl::StatusOr<AllocationNodes> nodes =
+        AllocationNodes::ForSlurmAllocation(env);
+    if (!nodes.ok()) {
+      std::fprintf(stderr, "kolorun: %s\n",
+                   std::string(nodes.status().message()).c_str());
+      return kUsageError;
+    }
+    allocation = *std::move(nodes);
+  }
+  // What discovery reports, less the hosts outside the Slurm allocation.
+  auto discover = [&]() -> absl::StatusOr<std::vector<HostSlots>> {
+    absl::StatusOr<std::vector<HostSlots>> found =
+        Discover(e.discovery_script);
+    if (found.ok() && allocation) return allocation->Filter(*found);
+    return found;
+  };
   InstallSignalForwarding(/*forward_terminal_signals=*/false);
   const std::string launcher_name(LauncherName(launcher));
   Log(absl::StrCat(
@@ -159,6 +246,10 @@ int RunElasticJob(const LaunchOptions& options, Launcher launcher,
                                " s, discovery every ",
                                e.discovery_interval_seconds, " s")
                 : ""));
+  if (allocation) {
+    Log(absl::StrCat("inside ", allocation->Describe(),
+                     ": srun runs each launch on the discovered nodes"));
+  }
   for (int launch_index = 0;; ++launch_index) {
     // ---- where to run: wait (bounded) for --min-np usable slots ----------
     ElasticLaunch launch{options.host_slots, options.num_proc};
@@ -167,8 +258,7 @@ int RunElasticJob(const LaunchOptions& options, Launcher launcher,
       std::string last_wait_message;
       for (;;) {
         if (TerminationRequested()) return 128 + TerminationSignal();
-        absl::StatusOr<std::vector<HostSlots>> found =
-            Discover(e.discovery_script);
+        absl::StatusOr<std::vector<HostSlots>> found = discover();
         if (!found.ok()) {
           if (launch_index == 0) {
             std::fprintf(stderr, "kolorun: %s\n",
@@ -252,8 +342,7 @@ int RunElasticJob(const LaunchOptions& options, Launcher launcher,
       hooks.poll = [&]() {
         const auto now = ElasticClock::now();
         if (now < next_discovery) return false;
-        absl::StatusOr<std::vector<HostSlots>> found =
-            Discover(e.discovery_script);
+        absl::StatusOr<std::vector<HostSlots>> found = discover();
         next_discovery =
             ElasticClock::now() +
             std::chrono::duration_cast<ElasticClock::duration>(

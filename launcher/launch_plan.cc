@@ -283,6 +283,31 @@ absl::StatusOr<LaunchPlan> BuildSlurmPlan(
   std::vector<std::string>& argv = plan.argv;
   argv.push_back(env.srun_path);
   AppendAll(&argv, {"--ntasks", absl::StrCat(options.num_proc)});
+  if (!options.host_slots.empty()) {
+    // Named hosts (kolorun's elastic mode: the discovered nodes of the
+    // allocation): one node name per rank, in rank order, filling each
+    // host's slots before the next as --map-by slot does. srun takes a
+    // repeated --nodelist as the task layout under the arbitrary
+    // distribution (it refuses nodes outside the allocation).
+    std::vector<std::string> layout;
+    for (const HostSlots& host : options.host_slots) {
+      for (int slot = 0; slot < host.slots &&
+                         static_cast<int>(layout.size()) < options.num_proc;
+           ++slot) {
+        layout.push_back(host.host);
+      }
+    }
+    if (static_cast<int>(layout.size()) < options.num_proc) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "-np ", options.num_proc, " is more ranks than the ", layout.size(),
+          " slots of ", FormatHostList(options.host_slots)));
+    }
+    argv.push_back(absl::StrCat("--nodelist=", absl::StrJoin(layout, ",")));
+    argv.push_back("--distribution=arbitrary");
+    plan.notes.push_back(absl::StrCat("ranks placed on ",
+                                      FormatHostList(options.host_slots),
+                                      " in slot order"));
+  }
   if (ShouldChooseSrunMpiPlugin(options, env)) {
     // Without a plugin the ranks' MPI finds no process manager: MPICH's
     // ranks would each start alone and Open MPI's abort, and Debian's Slurm

@@ -253,7 +253,7 @@ absl::StatusOr<pid_t> StartChild(const std::vector<std::string>& argv,
                                  bool search_path, int stderr_fd,
                                  int parent_death_signal,
                                  const std::string& exec_error_prefix,
-                                 bool own_process_group) {
+                                 bool elastic_child) {
   std::vector<char*> args = CStrings(argv);
   // Blocked across fork so that no signal slips in between the fork and
   // the moment g_target names the child.
@@ -273,7 +273,11 @@ absl::StatusOr<pid_t> StartChild(const std::vector<std::string>& argv,
     prctl(PR_SET_PDEATHSIG, parent_death_signal);
     // The parent may have died before prctl took effect.
     if (getppid() != parent) _exit(128 + parent_death_signal);
-    if (own_process_group) setpgid(0, 0);
+    if (elastic_child) {
+      setpgid(0, 0);
+      // Ignored signals stay ignored across exec.
+      signal(SIGUSR1, SIG_IGN);
+    }
     if (stderr_fd >= 0) dup2(stderr_fd, 2);
     if (search_path) {
       execvp(args[0], args.data());

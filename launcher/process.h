@@ -74,15 +74,19 @@ int TerminationSignal();
 // dispositions are reset, and parent_death_signal is delivered to it if this
 // process dies (so nothing outlives its launcher). If exec fails the child
 // prints exec_error_prefix and the reason to stderr and exits 127. With
-// own_process_group the child leads a process group of its own, so that
-// signals a launcher sends to ours (Open MPI's daemons signal the whole
-// group) reach it only through the forwarding.
+// elastic_child (kolorun's elastic mode, elastic.h) the child leads a
+// process group of its own, so that signals a launcher sends to ours (Open
+// MPI's daemons signal the whole group) reach it only through the
+// forwarding, and starts with SIGUSR1 ignored: Slurm's slurmstepd signals
+// every process of a step whatever its group, and kolorun's stop request
+// (SIGUSR1) must reach the program only as the stop file, not kill it. A
+// program that installs its own SIGUSR1 handler still gets the signal.
 // REQUIRES: InstallSignalForwarding was called.
 absl::StatusOr<pid_t> StartChild(const std::vector<std::string>& argv,
                                  bool search_path, int stderr_fd,
                                  int parent_death_signal,
                                  const std::string& exec_error_prefix,
-                                 bool own_process_group = false);
+                                 bool elastic_child = false);
 
 // Waits for `pid` (retrying when a signal interrupts) and returns its wait
 // status.

@@ -163,7 +163,7 @@ int RunRankMonitor(const std::vector<std::string>& command,
   absl::StatusOr<pid_t> child =
       StartChild(command, /*search_path=*/true, /*stderr_fd=*/-1, SIGKILL,
                  RankReportPrefix(rank, host),
-                 /*own_process_group=*/elastic);
+                 /*elastic_child=*/elastic);
   if (!child.ok()) {
     std::fprintf(stderr, "%s%s\n", RankReportPrefix(rank, host).c_str(),
                  std::string(child.status().message()).c_str());

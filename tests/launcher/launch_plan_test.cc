@@ -472,6 +472,26 @@ TEST(LauncherMismatch, WarnsWhenMpirunIsAnotherMpis) {
   EXPECT_TRUE(LauncherMismatchWarning(Launcher::kOpenMpi, env).has_value());
 }
 
+TEST(SlurmPlan, NamedHostsBecomeTheTaskLayoutInSlotOrder) {
+  // kolorun's elastic mode names the discovered nodes of the allocation:
+  // srun places rank by rank on a repeated --nodelist (the arbitrary
+  // distribution), filling each host's slots first, like --map-by slot.
+  LaunchOptions options = Job(4);
+  options.host_slots = {{"node3", 2}, {"node1", 1}, {"node2", 4}};
+  std::vector<std::string> argv =
+      PlanArgv(options, Launcher::kSlurm, SlurmMachine());
+  EXPECT_THAT(argv, Contains("--nodelist=node3,node3,node1,node2"));
+  EXPECT_THAT(argv, Contains("--distribution=arbitrary"));
+  EXPECT_THAT(argv, Contains("4"));  // --ntasks 4
+  // No hosts named: Slurm places the ranks.
+  EXPECT_THAT(PlanArgv(Job(4), Launcher::kSlurm, SlurmMachine()),
+              Not(Contains(testing::StartsWith("--nodelist"))));
+  options.num_proc = 8;
+  EXPECT_THAT(PlanError(options, Launcher::kSlurm, SlurmMachine()),
+              HasSubstr("-np 8 is more ranks than the 7 slots of "
+                        "node3:2,node1:1,node2:4"));
+}
+
 TEST(SlurmPlan, WithoutExportsLeavesSrunsDefault) {
   EXPECT_THAT(PlanArgv(Job(2), Launcher::kSlurm, SlurmMachine()),
               Not(Contains(testing::StartsWith("--export"))));

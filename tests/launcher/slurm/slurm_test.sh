@@ -16,12 +16,19 @@
 # NODES=2: two nodes of 2 CPUs (network namespaces joined by a veth pair):
 #   salloc -N 2 -n 4: ranks 0-1 on one node and 2-3 on the other, exports on
 #   both, kolo's hierarchical plane chosen (kolo_backend_name()).
+#   elastic  (with ELASTIC_WORKER, the 4th argument) kolorun's elastic mode
+#            inside salloc -N 2, hosts from a discovery script: sl-node2's
+#            rank is SIGKILLed and the node leaves the list -> srun relaunches
+#            on sl-node1 alone; it comes back -> the job stops on request
+#            and grows to both nodes; a listed host outside the allocation
+#            is left out; every step committed exactly once.
 # MPI_UNDER_TEST (openmpi or mpich) names kolo's MPI. Exits 77 (skipped)
 # where the cluster cannot be made (not root, packages missing).
 set -u
 KOLORUN=$1
 CHECK=$2
 NODES=$3
+ELASTIC_WORKER=${4:-}
 MPI=${MPI_UNDER_TEST:-openmpi}
 HERE=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=slurm_cluster.sh
@@ -94,6 +101,68 @@ submit() {
 # Every rank reports its environment, then runs kolo's allreduce check.
 REPORT='echo "env rank=$SLURM_PROCID x=$KOLO_TEST_X log=$KOLO_LOG_LEVEL fusion=$KOLO_FUSION_THRESHOLD cache=$KOLO_CACHE_CAPACITY"; exec "$0"'
 
+# grep_wait SECONDS FILE PATTERN: until grep -E finds PATTERN in FILE.
+grep_wait() {
+  local until=$((SECONDS + $1))
+  while ! grep -qE "$3" "$2" 2>/dev/null; do
+    [ "$SECONDS" -lt "$until" ] || return 1
+    sleep 0.1
+  done
+}
+
+elastic_case() {
+  CASE=elastic
+  local t state=$W/elastic log=$W/elastic.log hosts=$W/elastic.hosts
+  t=$(now_ms)
+  mkdir -p "$state"
+  printf 'sl-node1:1\nsl-node2:1\nnot-in-the-allocation:1\n' >"$hosts"
+  printf '#!/bin/sh\ncat %s\n' "$hosts" >"$W/discover"
+  chmod +x "$W/discover"
+  slurm_in_cluster timeout 150 salloc -N 2 -n 2 "$KOLORUN" --verbose \
+    --host-discovery-script "$W/discover" --discovery-interval 0.2 \
+    --min-np 1 --max-np 2 --max-restarts 3 --host-cooldown 1 \
+    "$ELASTIC_WORKER" "$state" 60 60 >"$log" 2>&1 &
+  local salloc_pid=$!
+  grep_wait 60 "$state/steps.log" "step=10 size=2" ||
+    { cat "$log"; fail "the 2-rank job did not reach step 10"; }
+  # sl-node2's rank: the elastic_worker process in that node's namespace.
+  local pid victim=""
+  for pid in $(ip netns pids "${SLURM_NODE_NS[1]}"); do
+    [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = elastic_worker ] && victim=$pid
+  done
+  [ -n "$victim" ] || { cat "$log"; fail "no elastic_worker runs on sl-node2"; }
+  kill -9 "$victim"
+  printf 'sl-node1:1\nnot-in-the-allocation:1\n' >"$hosts"
+  grep_wait 60 "$state/steps.log" "restart=1 step=[0-9]+ size=1" ||
+    { cat "$log"; fail "the job did not go on with 1 rank after sl-node2 failed"; }
+  sleep 1
+  printf 'sl-node1:1\nsl-node2:1\nnot-in-the-allocation:1\n' >"$hosts"
+  wait "$salloc_pid"
+  local rc=$?
+  cat "$log"
+  [ "$rc" -eq 0 ] || fail "salloc kolorun (elastic) exited $rc"
+  local got
+  got=$(sed -E 's/.* step=([0-9]+) .*/\1/' "$state/steps.log" | tr '\n' ' ')
+  [ "$got" = "$(seq -s ' ' 1 60) " ] ||
+    fail "steps committed out of order or twice: $got"
+  local out
+  out=$(cat "$log")
+  expect_in "$out" "srun runs each launch on the discovered nodes"
+  expect_in "$out" "host not-in-the-allocation is not a node of Slurm allocation"
+  expect_in "$out" "launch 1: 2 ranks on sl-node1:1,sl-node2:1 (KOLO_ELASTIC_RESTART=0)"
+  expect_in "$out" "--nodelist=sl-node1,sl-node2 --distribution=arbitrary"
+  expect_in "$out" "was killed by signal 9"
+  expect_in "$out" "host sl-node2 at fault"
+  expect_in "$out" "launch 2: 1 rank on sl-node1:1 (KOLO_ELASTIC_RESTART=1)"
+  expect_in "$out" "--nodelist=sl-node1 --distribution=arbitrary"
+  expect_in "$out" "the job stopped on request"
+  expect_in "$out" "launch 3: 2 ranks on sl-node1:1,sl-node2:1 (KOLO_ELASTIC_RESTART=2)"
+  expect_in "$out" "job finished after 3 launches (1 restart after failures)"
+  grep -q "restart=2 step=60 size=2" "$state/steps.log" ||
+    fail "the last steps did not run on both nodes again"
+  echo "PASS [$CASE] in $(( $(now_ms) - t )) ms"
+}
+
 if [ "$NODES" -eq 2 ]; then
   CASE=two-nodes
   t=$(now_ms)
@@ -111,6 +180,7 @@ if [ "$NODES" -eq 2 ]; then
     expect_in "$OUT" "$rank: kolo rank=$rank backend=hierarchical mpi=$MPI_NAME"
   done
   echo "PASS [$CASE] in $(( $(now_ms) - t )) ms"
+  if [ -n "$ELASTIC_WORKER" ]; then elastic_case; fi
   echo "PASS: kolorun under Slurm, 2 nodes x 2 ranks ($MPI_NAME, srun --mpi=$PLUGIN)"
   exit 0
 fi
