@@ -32,8 +32,8 @@
 namespace kolo::chexnet {
 
 struct Batch {
-  torch::Tensor images;            // [B, 3, S, S] float32, preprocessed.
-  torch::Tensor labels;            // [B, kNumLabels] float32, multi-hot.
+  ::torch::Tensor images;          // [B, 3, S, S] float32, preprocessed.
+  ::torch::Tensor labels;          // [B, kNumLabels] float32, multi-hot.
   std::vector<std::string> names;  // Image file name of each row.
   std::vector<int64_t> indices;    // Dataset index of each row.
   // Images of this batch's slice that failed to load and were left out
@@ -128,7 +128,7 @@ class BatchLoader {
 
 // Copies a [3, H, W] Image into a new float32 tensor of that shape (add a
 // batch dimension with unsqueeze(0) for a model).
-torch::Tensor ImageToTensor(const Image& image);
+::torch::Tensor ImageToTensor(const Image& image);
 
 }  // namespace kolo::chexnet
 

@@ -29,11 +29,11 @@ namespace chexnet {
 // The number of findings of NIH ChestX-ray14 (CheXNet paper order).
 inline constexpr int64_t kNumFindings = 14;
 
-class ChexnetModel : public torch::nn::Module {
+class ChexnetModel : public ::torch::nn::Module {
  public:
   // images: [N, 3, H, W] float, ImageNet-normalised; H and W >= 32.
   // Returns [N, num_classes] logits.
-  virtual torch::Tensor forward(torch::Tensor images) = 0;
+  virtual ::torch::Tensor forward(::torch::Tensor images) = 0;
 
   // "densenet121" or "vgg16".
   virtual std::string arch() const = 0;
@@ -48,13 +48,13 @@ class ChexnetModel : public torch::nn::Module {
   // DenseNet-121's last dense block after norm5 and the ReLU (the maps the
   // classifier pools, [N, 1024, H/32, W/32]) and VGG-16's last convolution
   // after its ReLU, before the last max-pool ([N, 512, H/16, W/16]).
-  virtual torch::Tensor CamFeatures(torch::Tensor images) = 0;
-  virtual torch::Tensor LogitsFromCamFeatures(torch::Tensor features) = 0;
+  virtual ::torch::Tensor CamFeatures(::torch::Tensor images) = 0;
+  virtual ::torch::Tensor LogitsFromCamFeatures(::torch::Tensor features) = 0;
 
   // Per-finding probabilities, sigmoid(forward(images)), computed without
   // autograd. Does not switch the model to eval mode: call eval() first for
   // inference (batch norm running statistics, no dropout).
-  torch::Tensor Predict(const torch::Tensor& images);
+  ::torch::Tensor Predict(const ::torch::Tensor& images);
 };
 
 // Builds a freshly initialised model. arch is "densenet121" or "vgg16";

@@ -15,6 +15,8 @@
 #include <string>
 #include <vector>
 
+#include "examples/chexnet/models/layers.h"
+
 namespace kolo {
 namespace chexnet {
 namespace {
@@ -23,10 +25,6 @@ constexpr int64_t kGrowthRate = 32;
 constexpr int64_t kBottleneckWidth = 4;  // torchvision's bn_size
 constexpr int64_t kInitialFeatures = 64;
 constexpr int64_t kBlockLayers[] = {6, 12, 24, 16};
-
-torch::nn::ReLU InplaceRelu() {
-  return torch::nn::ReLU(torch::nn::ReLUOptions().inplace(true));
-}
 
 torch::nn::Conv2d Conv(int64_t in, int64_t out, int64_t kernel, int64_t stride,
                        int64_t padding) {

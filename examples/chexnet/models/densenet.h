@@ -29,15 +29,15 @@ class DenseNet121 : public ChexnetModel {
   // REQUIRES: num_classes >= 1.
   DenseNet121(int64_t num_classes, bool head_bias_one);
 
-  torch::Tensor forward(torch::Tensor images) override;
-  torch::Tensor CamFeatures(torch::Tensor images) override;
-  torch::Tensor LogitsFromCamFeatures(torch::Tensor features) override;
+  ::torch::Tensor forward(::torch::Tensor images) override;
+  ::torch::Tensor CamFeatures(::torch::Tensor images) override;
+  ::torch::Tensor LogitsFromCamFeatures(::torch::Tensor features) override;
   std::string arch() const override { return "densenet121"; }
   std::string head_prefix() const override { return "classifier"; }
 
  private:
-  torch::nn::Sequential features_{nullptr};
-  torch::nn::Linear classifier_{nullptr};
+  ::torch::nn::Sequential features_{nullptr};
+  ::torch::nn::Linear classifier_{nullptr};
 };
 
 }  // namespace chexnet

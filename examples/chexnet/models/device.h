@@ -20,9 +20,9 @@ bool IsDeviceSpec(const std::string& spec);
 // FailedPrecondition, naming `flag` and the spec, when a GPU is asked for
 // and LibTorch sees none (a CPU-only LibTorch, such as Debian's, or no GPU
 // or driver) or fewer than N + 1; InvalidArgument for a malformed spec.
-absl::StatusOr<torch::Device> ResolveDevice(const std::string& spec,
-                                            int default_index,
-                                            const std::string& flag);
+absl::StatusOr<::torch::Device> ResolveDevice(const std::string& spec,
+                                              int default_index,
+                                              const std::string& flag);
 
 }  // namespace kolo::chexnet
 

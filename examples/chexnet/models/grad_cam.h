@@ -27,24 +27,25 @@ namespace kolo::chexnet {
 
 struct GradCamResult {
   // sigmoid of the logits, [num_classes] float32 on the CPU.
-  torch::Tensor probabilities;
+  ::torch::Tensor probabilities;
   // [classes.size(), h, w] float32 on the CPU, in the order asked for;
   // non-negative, not normalised (all zero where no feature map pushes the
   // logit up).
-  torch::Tensor maps;
+  ::torch::Tensor maps;
 };
 
 // Grad-CAM of one image, image: [3, S, S] or [1, 3, S, S], preprocessed as
 // for forward(). The model must be in eval mode (batch-norm statistics, no
 // dropout); it runs on the device `image` is on.
 // REQUIRES: every entry of `classes` in [0, num_classes).
-GradCamResult ComputeGradCam(ChexnetModel& model, const torch::Tensor& image,
+GradCamResult ComputeGradCam(ChexnetModel& model, const ::torch::Tensor& image,
                              const std::vector<int>& classes);
 
 // maps [K, h, w] resampled bilinearly (half-pixel centres, as
 // torch.nn.functional.interpolate(mode="bilinear", align_corners=False)) to
 // [K, height, width].
-torch::Tensor UpsampleMaps(const torch::Tensor& maps, int height, int width);
+::torch::Tensor UpsampleMaps(const ::torch::Tensor& maps, int height,
+                             int width);
 
 }  // namespace kolo::chexnet
 

@@ -36,7 +36,7 @@ namespace chexnet {
 
 // A state_dict's entries in file order. Tensors are on the CPU, keep the
 // saved dtype and share storage exactly as the saved tensors did.
-using StateDict = std::vector<std::pair<std::string, torch::Tensor>>;
+using StateDict = std::vector<std::pair<std::string, ::torch::Tensor>>;
 
 // Reads a file written by torch.save(state_dict, path). Any file is safe to
 // give: every error is a Status naming the file, and storages are checked

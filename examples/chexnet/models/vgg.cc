@@ -10,6 +10,8 @@
 
 #include <memory>
 
+#include "examples/chexnet/models/layers.h"
+
 namespace kolo {
 namespace chexnet {
 namespace {
@@ -20,10 +22,6 @@ constexpr int64_t kConfigD[] = {64, 64,  0,   128, 128, 0,   256, 256, 256,
                                 0,  512, 512, 512, 0,   512, 512, 512, 0};
 constexpr int64_t kPooledSize = 7;
 constexpr int64_t kHiddenWidth = 4096;
-
-torch::nn::ReLU InplaceRelu() {
-  return torch::nn::ReLU(torch::nn::ReLUOptions().inplace(true));
-}
 
 }  // namespace
 

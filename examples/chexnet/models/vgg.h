@@ -31,16 +31,16 @@ class Vgg16 : public ChexnetModel {
   // REQUIRES: num_classes >= 1.
   Vgg16(int64_t num_classes, bool head_bias_one);
 
-  torch::Tensor forward(torch::Tensor images) override;
-  torch::Tensor CamFeatures(torch::Tensor images) override;
-  torch::Tensor LogitsFromCamFeatures(torch::Tensor features) override;
+  ::torch::Tensor forward(::torch::Tensor images) override;
+  ::torch::Tensor CamFeatures(::torch::Tensor images) override;
+  ::torch::Tensor LogitsFromCamFeatures(::torch::Tensor features) override;
   std::string arch() const override { return "vgg16"; }
   std::string head_prefix() const override { return "classifier.6"; }
 
  private:
-  torch::nn::Sequential features_{nullptr};
-  torch::nn::AdaptiveAvgPool2d avgpool_;
-  torch::nn::Sequential classifier_{nullptr};
+  ::torch::nn::Sequential features_{nullptr};
+  ::torch::nn::AdaptiveAvgPool2d avgpool_;
+  ::torch::nn::Sequential classifier_{nullptr};
 };
 
 }  // namespace chexnet

@@ -31,10 +31,10 @@ absl::StatusOr<std::vector<int>> ParseFindingNames(
 
 // The heat maps of one image file.
 struct ImageHeatmaps {
-  Image image;                  // As read, before any resizing.
-  torch::Tensor probabilities;  // [num_classes], float32, CPU.
-  std::vector<int> findings;    // What `maps` holds, in order.
-  torch::Tensor maps;           // [findings.size(), image.height, image.width]
+  Image image;                    // As read, before any resizing.
+  ::torch::Tensor probabilities;  // [num_classes], float32, CPU.
+  std::vector<int> findings;      // What `maps` holds, in order.
+  ::torch::Tensor maps;  // [findings.size(), image.height, image.width]
   // Per map, in image pixels: the centre of its strongest cell at the
   // feature maps' resolution (see localization.h).
   std::vector<HeatMapPeak> peaks;
@@ -45,7 +45,7 @@ struct ImageHeatmaps {
 // `top` most probable findings when `findings` is empty. The model must be
 // in eval mode and on `device`. Errors name the file.
 absl::StatusOr<ImageHeatmaps> ComputeImageHeatmaps(
-    ChexnetModel& model, int image_size, torch::Device device,
+    ChexnetModel& model, int image_size, ::torch::Device device,
     const std::string& path, const std::vector<int>& findings, int top);
 
 struct WrittenHeatmap {

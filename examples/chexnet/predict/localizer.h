@@ -28,7 +28,7 @@ struct LocalizeOptions {
 // names a file in `image_dir`). The model must be in eval mode and on
 // `device`. Errors name the image file.
 absl::StatusOr<LocalizationMetrics> LocalizeBoxes(
-    ChexnetModel& model, int image_size, torch::Device device,
+    ChexnetModel& model, int image_size, ::torch::Device device,
     const std::string& image_dir, const std::vector<FindingBox>& boxes,
     const LocalizeOptions& options);
 

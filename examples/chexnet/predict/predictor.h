@@ -44,15 +44,15 @@ class Predictor {
   // image_size > 0 overrides the stored size.
   static absl::StatusOr<std::unique_ptr<Predictor>> FromCheckpoint(
       const std::string& path, int image_size,
-      torch::Device device = torch::kCPU);
+      ::torch::Device device = ::torch::kCPU);
   // From a torch.save state_dict (see load_weights.h) for `arch`.
   static absl::StatusOr<std::unique_ptr<Predictor>> FromWeights(
       const std::string& path, const std::string& arch, int image_size,
-      torch::Device device = torch::kCPU);
+      ::torch::Device device = ::torch::kCPU);
   // From a model in memory (it is switched to eval mode and moved to
   // `device`).
   Predictor(std::shared_ptr<ChexnetModel> model, int image_size,
-            torch::Device device = torch::kCPU);
+            ::torch::Device device = ::torch::kCPU);
 
   // One prediction per path, in order, computed in batches of `batch_size`.
   // The first image that cannot be read fails the call with an error that
@@ -70,12 +70,12 @@ class Predictor {
   // For Grad-CAM (heatmaps.h), which runs the model's halves itself.
   ChexnetModel& mutable_model() { return *model_; }
   int image_size() const { return image_size_; }
-  torch::Device device() const { return device_; }
+  ::torch::Device device() const { return device_; }
 
  private:
   std::shared_ptr<ChexnetModel> model_;
   int image_size_;
-  torch::Device device_;
+  ::torch::Device device_;
   bool ten_crop_ = false;
 };
 

@@ -22,13 +22,13 @@ int TenCropResizeSide(int crop);
 // bottom-right, centre; the centre's offset rounds half to even, as Python's
 // round()) and then the same crops of the mirrored image.
 // REQUIRES: crop <= R.
-torch::Tensor TenCrop(const torch::Tensor& images, int crop);
+::torch::Tensor TenCrop(const ::torch::Tensor& images, int crop);
 
 // Per-finding probabilities [B, num_classes] with ten-crop averaging:
 // mean over the crops of sigmoid(model(crop)), without autograd. The model
 // must be in eval mode; it runs on images' device.
-torch::Tensor TenCropProbabilities(ChexnetModel& model,
-                                   const torch::Tensor& images, int crop);
+::torch::Tensor TenCropProbabilities(ChexnetModel& model,
+                                     const ::torch::Tensor& images, int crop);
 
 }  // namespace kolo::chexnet
 

@@ -33,12 +33,12 @@ namespace kolo::chexnet {
 // The key type of Optimizer::state(): the parameter's TensorImpl address as a
 // string in LibTorch 1.x, the pointer itself (void*) in 2.x.
 using OptimizerStateKey = std::remove_reference_t<
-    decltype(std::declval<torch::optim::Optimizer&>().state())>::key_type;
+    decltype(std::declval<::torch::optim::Optimizer&>().state())>::key_type;
 
 // The key of `param` in any LibTorch optimizer's state() map. (A template,
 // so that only the branch for this LibTorch's key type is instantiated.)
 template <typename Key = OptimizerStateKey>
-Key StateKeyOf(const torch::Tensor& param) {
+Key StateKeyOf(const ::torch::Tensor& param) {
   if constexpr (std::is_same_v<Key, std::string>) {
     // What c10::guts::to_string(TensorImpl*) gives: operator<<'s text.
     std::ostringstream key;
@@ -50,7 +50,7 @@ Key StateKeyOf(const torch::Tensor& param) {
 }
 
 struct AdadeltaOptions
-    : public torch::optim::OptimizerCloneableOptions<AdadeltaOptions> {
+    : public ::torch::optim::OptimizerCloneableOptions<AdadeltaOptions> {
   AdadeltaOptions(double lr = 1.0);  // NOLINT: implicit as torch's options
   TORCH_ARG(double, lr) = 1.0;
   TORCH_ARG(double, rho) = 0.9;
@@ -58,33 +58,33 @@ struct AdadeltaOptions
   TORCH_ARG(double, weight_decay) = 0;
 
  public:
-  void serialize(torch::serialize::InputArchive& archive) override;
-  void serialize(torch::serialize::OutputArchive& archive) const override;
+  void serialize(::torch::serialize::InputArchive& archive) override;
+  void serialize(::torch::serialize::OutputArchive& archive) const override;
   double get_lr() const override;
   void set_lr(const double lr) override;
 };
 
 struct AdadeltaParamState
-    : public torch::optim::OptimizerCloneableParamState<AdadeltaParamState> {
+    : public ::torch::optim::OptimizerCloneableParamState<AdadeltaParamState> {
   TORCH_ARG(int64_t, step) = 0;
-  TORCH_ARG(torch::Tensor, square_avg);
-  TORCH_ARG(torch::Tensor, acc_delta);
+  TORCH_ARG(::torch::Tensor, square_avg);
+  TORCH_ARG(::torch::Tensor, acc_delta);
 
  public:
-  void serialize(torch::serialize::InputArchive& archive) override;
-  void serialize(torch::serialize::OutputArchive& archive) const override;
+  void serialize(::torch::serialize::InputArchive& archive) override;
+  void serialize(::torch::serialize::OutputArchive& archive) const override;
 };
 
-class Adadelta : public torch::optim::Optimizer {
+class Adadelta : public ::torch::optim::Optimizer {
  public:
-  Adadelta(std::vector<torch::Tensor> params, AdadeltaOptions defaults = {});
+  Adadelta(std::vector<::torch::Tensor> params, AdadeltaOptions defaults = {});
 
-  torch::Tensor step(LossClosure closure = nullptr) override;
-  void save(torch::serialize::OutputArchive& archive) const override;
-  void load(torch::serialize::InputArchive& archive) override;
+  ::torch::Tensor step(LossClosure closure = nullptr) override;
+  void save(::torch::serialize::OutputArchive& archive) const override;
+  void load(::torch::serialize::InputArchive& archive) override;
 
   // The state of `param`, or nullptr. REQUIRES: param belongs to a group.
-  AdadeltaParamState* StateOf(const torch::Tensor& param);
+  AdadeltaParamState* StateOf(const ::torch::Tensor& param);
 };
 
 }  // namespace kolo::chexnet

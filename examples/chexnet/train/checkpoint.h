@@ -83,23 +83,23 @@ struct CheckpointMeta {
   int64_t epoch_loss_rows = 0;
 };
 
-using IndexSampler = torch::data::samplers::Sampler<std::vector<size_t>>;
+using IndexSampler = ::torch::data::samplers::Sampler<std::vector<size_t>>;
 
 // Writes and reads the checkpoint's "sampler" entry, for samplers that are
 // not torch samplers (kolo::torch::elastic::ElasticSampler).
-using SamplerSaver = std::function<void(torch::serialize::OutputArchive&)>;
-using SamplerLoader = std::function<void(torch::serialize::InputArchive&)>;
+using SamplerSaver = std::function<void(::torch::serialize::OutputArchive&)>;
+using SamplerLoader = std::function<void(::torch::serialize::InputArchive&)>;
 
 // Writes a checkpoint atomically. optimizer and sampler may be null. Every
 // tensor is written on the CPU (the model and optimizer may be on a GPU; the
 // optimizer's state is copied off and back, and ends as it was).
 absl::Status SaveCheckpoint(const std::string& path, const CheckpointMeta& meta,
-                            const torch::nn::Module& model,
-                            torch::optim::Optimizer* optimizer,
+                            const ::torch::nn::Module& model,
+                            ::torch::optim::Optimizer* optimizer,
                             const IndexSampler* sampler);
 absl::Status SaveCheckpoint(const std::string& path, const CheckpointMeta& meta,
-                            const torch::nn::Module& model,
-                            torch::optim::Optimizer* optimizer,
+                            const ::torch::nn::Module& model,
+                            ::torch::optim::Optimizer* optimizer,
                             const SamplerSaver& save_sampler);
 
 // Reads a checkpoint into *meta and, where not null, the model, optimizer
@@ -112,12 +112,12 @@ absl::Status SaveCheckpoint(const std::string& path, const CheckpointMeta& meta,
 // [kMinCheckpointImageSize, kMaxCheckpointImageSize], negative or
 // inconsistent counts), or that does not match the model.
 absl::Status LoadCheckpoint(const std::string& path, CheckpointMeta* meta,
-                            torch::nn::Module* model,
-                            torch::optim::Optimizer* optimizer,
+                            ::torch::nn::Module* model,
+                            ::torch::optim::Optimizer* optimizer,
                             IndexSampler* sampler);
 absl::Status LoadCheckpoint(const std::string& path, CheckpointMeta* meta,
-                            torch::nn::Module* model,
-                            torch::optim::Optimizer* optimizer,
+                            ::torch::nn::Module* model,
+                            ::torch::optim::Optimizer* optimizer,
                             const SamplerLoader& load_sampler);
 
 struct CheckpointModel {

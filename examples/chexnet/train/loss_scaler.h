@@ -43,13 +43,13 @@ class DynamicLossScaler {
   int64_t skipped_steps() const { return skipped_; }
 
   // loss * scale().
-  torch::Tensor Scale(const torch::Tensor& loss) const;
+  ::torch::Tensor Scale(const ::torch::Tensor& loss) const;
 
   // Call once the gradients of `params` are reduced. When every gradient is
   // finite on every rank, divides them by scale() in place and returns true
   // (take the optimizer step); otherwise leaves them, lowers the scale and
   // returns false (skip the step). Undefined gradients are ignored.
-  bool UnscaleOrSkip(const std::vector<torch::Tensor>& params);
+  bool UnscaleOrSkip(const std::vector<::torch::Tensor>& params);
 
  private:
   LossScalerOptions options_;
