@@ -80,7 +80,7 @@ std::shared_ptr<optim::SGD> Sgd(Net& model, double lr = 0.1) {
                                       optim::SGDOptions(lr).momentum(0.9));
 }
 
-std::shared_ptr<optim::Adam> Adam(Net& model) {
+std::shared_ptr<optim::Adam> AdamFor(Net& model) {
   return std::make_shared<optim::Adam>(model->parameters(),
                                        optim::AdamOptions(0.01));
 }
@@ -176,7 +176,7 @@ std::string TempPath(const std::string& name) {
 TEST(DistributedOptimizerDropIn, SaveAndLoadResumeTraining) {
   // Uninterrupted: 6 steps.
   Net straight = MakeNet();
-  DistributedOptimizer straight_optimizer(Adam(straight),
+  DistributedOptimizer straight_optimizer(AdamFor(straight),
                                           straight->named_parameters());
   Train(straight, straight_optimizer, 0, 6, true);
 
@@ -185,7 +185,7 @@ TEST(DistributedOptimizerDropIn, SaveAndLoadResumeTraining) {
   const std::string optimizer_path = TempPath("optimizer");
   {
     Net first = MakeNet();
-    DistributedOptimizer optimizer(Adam(first), first->named_parameters());
+    DistributedOptimizer optimizer(AdamFor(first), first->named_parameters());
     Train(first, optimizer, 0, 3, true);
     ::torch::save(first, model_path);
     ::torch::save(optimizer, optimizer_path);
@@ -193,7 +193,7 @@ TEST(DistributedOptimizerDropIn, SaveAndLoadResumeTraining) {
   ::torch::manual_seed(99);  // a different initialisation, overwritten
   Net resumed;
   ::torch::load(resumed, model_path);
-  auto adam = Adam(resumed);
+  auto adam = AdamFor(resumed);
   DistributedOptimizer optimizer(adam, resumed->named_parameters());
   ::torch::load(optimizer, optimizer_path);
   // Both views hold the loaded state: Adam's step count is 3.
