@@ -28,14 +28,8 @@ CASE=$3
 fail() { echo "FAIL: $*" >&2; exit 1; }
 HERE=$(cd "$(dirname "$0")" && pwd)
 
-# wait_for SECONDS FILE PATTERN: until grep -E finds PATTERN in FILE.
-wait_for() {
-  local until=$((SECONDS + $1))
-  while ! grep -qE "$3" "$2" 2>/dev/null; do
-    [ "$SECONDS" -lt "$until" ] || return 1
-    sleep 0.1
-  done
-}
+# shellcheck source=wait_for.sh
+source "$HERE/wait_for.sh"
 
 now_ms() { date +%s%3N; }
 

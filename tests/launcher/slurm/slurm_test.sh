@@ -106,14 +106,8 @@ submit() {
 # Every rank reports its environment, then runs kolo's allreduce check.
 REPORT='echo "env rank=$SLURM_PROCID x=$KOLO_TEST_X log=$KOLO_LOG_LEVEL fusion=$KOLO_FUSION_THRESHOLD cache=$KOLO_CACHE_CAPACITY"; exec "$0"'
 
-# grep_wait SECONDS FILE PATTERN: until grep -E finds PATTERN in FILE.
-grep_wait() {
-  local until=$((SECONDS + $1))
-  while ! grep -qE "$3" "$2" 2>/dev/null; do
-    [ "$SECONDS" -lt "$until" ] || return 1
-    sleep 0.1
-  done
-}
+# shellcheck source=../wait_for.sh
+source "$HERE/../wait_for.sh"
 
 elastic_case() {
   CASE=elastic
@@ -128,7 +122,7 @@ elastic_case() {
     --min-np 1 --max-np 2 --max-restarts 3 --host-cooldown 1 \
     "$ELASTIC_WORKER" "$state" 60 60 >"$log" 2>&1 &
   local salloc_pid=$!
-  grep_wait 60 "$state/steps.log" "step=10 size=2" ||
+  wait_for 60 "$state/steps.log" "step=10 size=2" ||
     { cat "$log"; fail "the 2-rank job did not reach step 10"; }
   # sl-node2's rank: the elastic_worker process in that node's namespace.
   local pid victim=""
@@ -138,7 +132,7 @@ elastic_case() {
   [ -n "$victim" ] || { cat "$log"; fail "no elastic_worker runs on sl-node2"; }
   kill -9 "$victim"
   printf 'sl-node1:1\nnot-in-the-allocation:1\n' >"$hosts"
-  grep_wait 60 "$state/steps.log" "restart=1 step=[0-9]+ size=1" ||
+  wait_for 60 "$state/steps.log" "restart=1 step=[0-9]+ size=1" ||
     { cat "$log"; fail "the job did not go on with 1 rank after sl-node2 failed"; }
   sleep 1
   printf 'sl-node1:1\nsl-node2:1\nnot-in-the-allocation:1\n' >"$hosts"
