@@ -89,7 +89,8 @@ std::optional<int> ParseFlags(int argc, char** argv, bool verbose,
                               BenchFlags* flags) {
   CLI::App app(
       "kolo_bench: nccl-tests-style tables of kolo's collectives, with "
-      "MPI_Allreduce, Gloo and memory-bandwidth baselines (--device cuda: "
+      "MPI's own collectives, Gloo's allreduce and memory-bandwidth "
+      "baselines (--device cuda: "
       "GPU buffers and NCCL's collectives as the baseline). Run under "
       "mpirun; KOLO_CPU_OPERATIONS (or --backends) picks kolo's CPU data "
       "plane.",
@@ -148,7 +149,8 @@ std::optional<int> ParseFlags(int argc, char** argv, bool verbose,
   std::vector<std::string> baselines = {"all"};
   app.add_option("--baselines", baselines,
                  "baselines to run: all, none, or a comma-separated list of "
-                 "mpi, gloo, memory (allreduce, --device cpu) and nccl "
+                 "mpi (every collective, --device cpu), gloo, memory "
+                 "(allreduce, --device cpu) and nccl "
                  "(every collective, --device cuda)")
       ->delimiter(',')
       ->check(CLI::IsMember({"all", "none", "mpi", "gloo", "memory", "nccl"}))
@@ -165,6 +167,10 @@ std::optional<int> ParseFlags(int argc, char** argv, bool verbose,
       ->transform(NameOf(BackendNames(), "backend"))
       ->option_text("LIST")
       ->excludes(backend_name);
+  bool no_kolo = false;
+  app.add_flag("--no-kolo", no_kolo,
+               "measure the baselines only (kolo is not initialised), e.g. "
+               "to time one MPI algorithm forced through MCA parameters");
   std::string device = "cpu";
   app.add_option("--device", device,
                  "cpu, or cuda: buffers in GPU memory (rank r uses GPU "
@@ -227,6 +233,7 @@ std::optional<int> ParseFlags(int argc, char** argv, bool verbose,
     return false;
   };
   flags->cuda = device == "cuda";
+  flags->kolo = !no_kolo;
   flags->mpi_baseline = wants("mpi");
   flags->gloo_baseline = wants("gloo");
   flags->memory_baseline = wants("memory");

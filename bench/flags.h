@@ -35,6 +35,8 @@ struct BenchFlags {
   // --backends: run kolo once per listed backend, in this order, in one
   // process; empty: once, as KOLO_CPU_OPERATIONS says.
   std::vector<CpuOperations> backends;
+  // --no-kolo: baselines only (e.g. one MPI algorithm forced per run).
+  bool kolo = true;
   int tensors = 1;
   // --process-sets: also time allreduce in two process sets (the lower and
   // the upper half of the ranks) running at the same time.

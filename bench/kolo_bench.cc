@@ -1,5 +1,6 @@
-// kolo_bench: nccl-tests-style tables of kolo's collectives, the
-// MPI_Allreduce, Gloo and memory-bandwidth baselines at the same sizes, and
+// kolo_bench: nccl-tests-style tables of kolo's collectives, MPI's own
+// collectives (every one measured), Gloo's allreduce and the memory-bandwidth
+// baselines at the same sizes, and
 // issue 6's targets evaluated on the figures of this run.
 //
 // Run under mpirun. Order of work: the memory bandwidth (while nothing else
@@ -126,7 +127,9 @@ class Bench {
           memory_->AllreduceBound() / 1e9,
           ranks_ == 2 ? "" : " (the bound is derived for 2 ranks)");
     }
-    if (flags_.cuda) {
+    if (!flags_.kolo) {
+      Print("# kolo: not run (--no-kolo)\n");
+    } else if (flags_.cuda) {
       RunKolo(flags_.backend_name.empty() ? "nccl" : flags_.backend_name,
               "CUDA tensors on GPU " + std::to_string(gpu_) +
                   " (local rank % GPUs)",
@@ -145,8 +148,9 @@ class Bench {
     }
     if (flags_.cuda) {
       RunNcclBaselines();
-    } else if (allreduce) {
-      RunBaselines();
+    } else {
+      if (flags_.mpi_baseline) RunMpiBaselines();
+      if (allreduce) RunBaselines();
     }
     if (flags_.cuda) {
       Print(
@@ -552,43 +556,54 @@ class Bench {
     skipped_.push_back(what + ": " + why);
   }
 
-  void RunBaselines() {
-    const std::vector<int64_t> counts = Counts(Collective::kAllreduce);
+  // MPI's own collective for every selected collective, in the same forms
+  // (in place / out of place) as kolo's rows.
+  void RunMpiBaselines() {
     const int64_t element_size = DataTypeSize(flags_.dtype);
-    AlignedBuffer input(counts.back() * element_size);
-    AlignedBuffer output(counts.back() * element_size);
-
-    if (flags_.mpi_baseline) {
-      const std::string label =
-          "MPI_Allreduce on MPI_COMM_WORLD, " + kolo::MpiLibrary();
-      if (std::string why = MpiAllreduceUnsupported(flags_.dtype, flags_.op);
+    for (Collective collective : flags_.collectives) {
+      const std::string label = std::string(MpiFunctionName(collective)) +
+                                " on MPI_COMM_WORLD, " + kolo::MpiLibrary();
+      const std::string title = std::string(CollectiveName(collective)) +
+                                "  [baseline: " + label +
+                                ", its own algorithm choice]";
+      if (std::string why = MpiUnsupported(collective, flags_.dtype, flags_.op);
           !why.empty()) {
-        Skip("allreduce baseline " + label, why);
-      } else {
-        Header("allreduce  [baseline: " + label +
-               ", its own algorithm choice]");
-        double busbw_sum = 0;
-        int columns = 0;
-        for (int64_t count : counts) {
-          const Layout layout =
-              MakeLayout(Collective::kAllreduce, count, ranks_, 1);
-          Row row = MakeRow("mpi", label, layout);
-          row.out_of_place = MeasureMpiAllreduce(layout, config_, false,
-                                                 input.data(), output.data());
-          row.in_place = MeasureMpiAllreduce(layout, config_, true,
-                                             input.data(), output.data());
-          Record(row, &busbw_sum, &columns);
-        }
-        if (rank_ == 0) PrintAverageBusBandwidth(busbw_sum, columns);
+        Skip(std::string(CollectiveName(collective)) + " baseline " + label,
+             why);
+        continue;
       }
-      if (flags_.dtype == DataType::kFloat32 && flags_.op == ReduceOp::kSum) {
+      const std::vector<int64_t> counts = Counts(collective);
+      const Layout largest = MakeLayout(collective, counts.back(), ranks_, 1);
+      // In place, the output buffer holds the input too.
+      const int64_t bytes =
+          std::max(largest.input_count, largest.output_count) * element_size;
+      AlignedBuffer input(largest.input_count * element_size);
+      AlignedBuffer output(bytes);
+      Header(title);
+      double busbw_sum = 0;
+      int columns = 0;
+      for (int64_t count : counts) {
+        const Layout layout = MakeLayout(collective, count, ranks_, 1);
+        Row row = MakeRow("mpi", label, layout);
+        if (MpiHasOutOfPlace(collective)) {
+          row.out_of_place =
+              MeasureMpi(layout, config_, false, input.data(), output.data());
+        }
+        if (MpiHasInPlace(collective)) {
+          row.in_place =
+              MeasureMpi(layout, config_, true, input.data(), output.data());
+        }
+        Record(row, &busbw_sum, &columns);
+      }
+      if (rank_ == 0) PrintAverageBusBandwidth(busbw_sum, columns);
+      if (collective == Collective::kAllreduce &&
+          flags_.dtype == DataType::kFloat32 && flags_.op == ReduceOp::kSum) {
         const Layout layout =
             MakeLayout(Collective::kAllreduce, kLatencyBytes / 4, ranks_, 1);
         AlignedBuffer small_input(kLatencyBytes);
         AlignedBuffer small_output(kLatencyBytes);
-        mpi_latency_ =
-            MeasureMpiAllreduce(layout, LatencyConfig(), false,
-                                small_input.data(), small_output.data());
+        mpi_latency_ = MeasureMpi(layout, LatencyConfig(), false,
+                                  small_input.data(), small_output.data());
         Print(
             "# 8-byte float32 sum MPI_Allreduce: mean %.2f us, median %.2f "
             "us (best of %d trials of %d iterations)\n",
@@ -597,6 +612,13 @@ class Bench {
         Count(*mpi_latency_);
       }
     }
+  }
+
+  // Allreduce only: Gloo's allreduce and the memory bound.
+  void RunBaselines() {
+    const std::vector<int64_t> counts = Counts(Collective::kAllreduce);
+    const int64_t element_size = DataTypeSize(flags_.dtype);
+    AlignedBuffer output(counts.back() * element_size);
 
     if (flags_.gloo_baseline) {
       const std::string label = "Gloo AllreduceRingChunked, TCP over 127.0.0.1";

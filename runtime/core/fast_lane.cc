@@ -38,6 +38,8 @@ namespace {
 struct SharedArea {
   alignas(64) std::atomic<uint64_t> tail;
   alignas(64) std::atomic<uint32_t> appended;
+  // Threads (of any local rank) asleep on `appended`.
+  std::atomic<uint32_t> sleepers;
   alignas(64) std::atomic<uint32_t> claimed[FastLane::kCapacity];
 };
 
@@ -69,6 +71,7 @@ StatusOr<std::unique_ptr<FastLane>> FastLane::Create(
   lane->claimed_ = shared->claimed;
   lane->tail_ = &shared->tail;
   lane->appended_ = &shared->appended;
+  lane->sleepers_ = &shared->sleepers;
   lane->log_ = reinterpret_cast<Slot*>(first + kRankBytes + kSharedBytes);
   lane->counts_.assign(kCapacity, 0);
   return lane;
@@ -146,21 +149,35 @@ void FastLane::Append(Kind kind, int32_t id, uint32_t instance, uint64_t seq,
   slot->batch_end.store(0, std::memory_order_relaxed);
   slot->published.store(index + 1, std::memory_order_release);
   appended_->fetch_add(1, std::memory_order_seq_cst);
-  bool anyone_helping = false;
   for (int rank = 0; rank < size_; ++rank) {
-    if (helpers_[rank]->load(std::memory_order_seq_cst) > 0) {
-      anyone_helping = true;
-    } else if (rank != rank_ || ring_self) {
+    if (helpers_[rank]->load(std::memory_order_seq_cst) == 0 &&
+        (rank != rank_ || ring_self)) {
       ring_(rank);
     }
   }
-  if (anyone_helping) FutexWakeAll(appended_);
+  WakeSleepers();
 }
 
 void FastLane::WakeHelpers() {
   if (helpers_[rank_]->load(std::memory_order_seq_cst) == 0) return;
   appended_->fetch_add(1, std::memory_order_seq_cst);
-  FutexWakeAll(appended_);
+  WakeSleepers();
+}
+
+void FastLane::WakeSleepers() {
+  // After the seq_cst increment of appended_: a helper that registered as a
+  // sleeper after this load sees the new count in its futex and stays awake.
+  if (sleepers_->load(std::memory_order_seq_cst) != 0) {
+    FutexWakeAll(appended_);
+  }
+}
+
+void FastLane::WaitForAppend(uint32_t seen, const timespec* timeout) {
+  sleepers_->fetch_add(1, std::memory_order_seq_cst);
+  if (appended_->load(std::memory_order_seq_cst) == seen) {
+    FutexWait(appended_, seen, timeout);
+  }
+  sleepers_->fetch_sub(1, std::memory_order_relaxed);
 }
 
 std::optional<FastLane::Entry> FastLane::EntryAt(uint64_t index) const {

@@ -42,6 +42,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <ctime>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -116,6 +117,9 @@ class FastLane {
   // Wakes this rank's helpers (the background thread completed something
   // they may wait for).
   void WakeHelpers();
+  // Sleeps while appended() still reads `seen`, at most `timeout`. Appends
+  // make the wake-up system call only while some thread sleeps here.
+  void WaitForAppend(uint32_t seen, const timespec* timeout);
 
  private:
   struct Slot;
@@ -123,6 +127,9 @@ class FastLane {
   void Append(Kind kind, int32_t id, uint32_t instance, uint64_t seq,
               bool ring_self = true);
   Slot* SlotAt(uint64_t index) const;
+  // Wakes the threads in WaitForAppend, if any. REQUIRES: appended_ was
+  // just incremented (seq_cst).
+  void WakeSleepers();
 
   int rank_ = 0;
   int size_ = 1;
@@ -136,6 +143,7 @@ class FastLane {
   std::atomic<uint32_t>* claimed_ = nullptr;  // [id]
   std::atomic<uint64_t>* tail_ = nullptr;
   std::atomic<uint32_t>* appended_ = nullptr;
+  std::atomic<uint32_t>* sleepers_ = nullptr;
   Slot* log_ = nullptr;
   // This rank's own submission counts.
   std::vector<uint32_t> counts_;

@@ -840,7 +840,7 @@ void Runtime::HelpUntilDone(const internal::Operation& operation) {
     // Sleeps until something is appended (or the background thread finished
     // work), looking at the operation now and then regardless.
     const timespec limit{0, 200 * 1000};
-    FutexWait(lane_->appended(), seen, &limit);
+    lane_->WaitForAppend(seen, &limit);
   }
   lane_->AddHelper(-1);
 }

@@ -33,8 +33,13 @@ Status ShmBarrier::Wait() {
       state_->generation.load(std::memory_order_acquire);
   if (state_->arrived.fetch_add(1, std::memory_order_acq_rel) == ranks_ - 1) {
     state_->arrived.store(0, std::memory_order_relaxed);
-    state_->generation.fetch_add(1, std::memory_order_release);
-    FutexWakeAll(&state_->generation);
+    // Sequentially consistent with the sleepers' count below: either this
+    // load sees a sleeper, or that sleeper's futex sees the new generation
+    // and does not sleep.
+    state_->generation.fetch_add(1, std::memory_order_seq_cst);
+    if (state_->sleepers.load(std::memory_order_seq_cst) != 0) {
+      FutexWakeAll(&state_->generation);
+    }
     return absl::OkStatus();
   }
   for (int i = 0; i < spins_; ++i) {
@@ -46,14 +51,18 @@ Status ShmBarrier::Wait() {
   }
   spins_ /= 2;
   const timespec timeout{0, 50 * 1000 * 1000};
-  while (state_->generation.load(std::memory_order_acquire) == generation) {
+  state_->sleepers.fetch_add(1, std::memory_order_seq_cst);
+  Status status;
+  while (state_->generation.load(std::memory_order_seq_cst) == generation) {
     FutexWait(&state_->generation, generation, &timeout);
     if (state_->generation.load(std::memory_order_acquire) != generation) {
       break;
     }
-    if (Status s = watch_->Check(); !s.ok()) return s;
+    status = watch_->Check();
+    if (!status.ok()) break;
   }
-  return absl::OkStatus();
+  state_->sleepers.fetch_sub(1, std::memory_order_relaxed);
+  return status;
 }
 
 }  // namespace kolo

@@ -8,7 +8,9 @@
 // cores. While asleep a waiter checks every 50 ms that its peers live
 // (PeerWatch): a dead, stopped or departed peer fails the wait with Aborted
 // instead of a hang. Wake() rouses every waiter to look again (a peer
-// abandoned the job).
+// abandoned the job). The rank that opens the barrier calls into the kernel
+// only when a peer sleeps, so a barrier among spinning ranks costs no system
+// call.
 #ifndef KOLO_RUNTIME_BACKEND_SHM_SHM_BARRIER_H_
 #define KOLO_RUNTIME_BACKEND_SHM_SHM_BARRIER_H_
 
@@ -26,6 +28,9 @@ namespace kolo {
 struct alignas(64) ShmBarrierState {
   std::atomic<uint32_t> arrived;
   std::atomic<uint32_t> generation;
+  // Ranks asleep (or about to sleep) on generation: the rank that opens the
+  // barrier makes the wake-up system call only when there are any.
+  std::atomic<uint32_t> sleepers;
 };
 static_assert(std::atomic<uint32_t>::is_always_lock_free);
 

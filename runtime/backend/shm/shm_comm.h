@@ -14,7 +14,10 @@
 // the chunk by reading that slice from every peer's slot, finishes it
 // (average, postscale) in place, and after the second barrier copies every
 // peer's finished slice out. float16/bfloat16 are widened into float32 slots
-// on the way in and narrowed once on the way out.
+// on the way in and narrowed once on the way out. A small allreduce (at most
+// 64 KiB in the reduction type, within one slot) crosses one barrier instead
+// of two: every rank copies its input in and then reduces every slot itself,
+// all ranks in the same order, so that they agree bit for bit.
 //
 // Not thread-safe; every local rank must make the same calls in the same
 // order.
@@ -88,6 +91,9 @@ class ShmComm {
                       DataType dtype);
   // The largest of every local rank's value (one round).
   StatusOr<int64_t> AgreeOnMax(int64_t value);
+  // Allreduce of a message that fits one slot, with one barrier.
+  Status AllreduceDirect(const void* input, void* output, int64_t count,
+                         const ReductionSpec& spec);
 
   int rank_ = 0;
   int size_ = 1;
@@ -97,6 +103,8 @@ class ShmComm {
   std::unique_ptr<LifeSign> life_;
   std::unique_ptr<PeerWatch> watch_;
   std::unique_ptr<ShmBarrier> barrier_;
+  // The float32 result of a small 16-bit allreduce before it is narrowed.
+  std::vector<char> scratch_;
 };
 
 // [begin, end) of block `index` when `count` elements are split into `parts`

@@ -5,6 +5,8 @@
 
 #include <atomic>
 #include <chrono>
+#include <cmath>
+#include <cstring>
 #include <random>
 #include <string>
 #include <thread>
@@ -45,6 +47,73 @@ TEST(ShmPlane, EveryCollectiveMatchesTheReference) {
       EXPECT_TRUE(bootstrap->Barrier().ok());
     });
     if (HasFatalFailure()) return;
+  }
+}
+
+// Small allreduces take the one-barrier path, where every rank reduces every
+// peer's copy itself: the ranks must still agree bit for bit (each sums in
+// rank order), also across the switch to the two-barrier path at the slot
+// size and with calls of both paths interleaved.
+TEST(ShmPlane, SmallAllreducesGiveEveryRankTheSameBits) {
+  for (int size : {3, 4}) {
+    SCOPED_TRACE("ranks " + std::to_string(size));
+    const std::vector<int64_t> counts = {
+        1, 7, 1000, kSlotBytes / 4, kSlotBytes / 4 + 1, 3, 50000, 2};
+    std::vector<std::vector<std::vector<float>>> results(
+        size, std::vector<std::vector<float>>(counts.size()));
+    InProcessGroup group(size, 30);
+    RunRanks(size, [&](int rank) {
+      std::unique_ptr<Bootstrap> bootstrap = group.Join(rank);
+      std::unique_ptr<Backend> shm = MakeShm(bootstrap.get());
+      ASSERT_NE(shm, nullptr);
+      for (size_t c = 0; c < counts.size(); ++c) {
+        // Values of very different magnitudes, so that the order of the
+        // additions changes the rounded sum.
+        std::mt19937 rng(static_cast<uint32_t>(Seed() + 97 * c + rank));
+        std::uniform_real_distribution<float> mantissa(-1.0f, 1.0f);
+        std::vector<float> input(counts[c]);
+        for (float& v : input) {
+          const float m = mantissa(rng);
+          v = std::ldexp(m, static_cast<int>(rng() % 40) - 20);
+        }
+        std::vector<float>& out = results[rank][c];
+        out.assign(counts[c], -1.0f);
+        ReductionSpec spec;
+        spec.postscale = 0.5;
+        ASSERT_TRUE(
+            shm->Allreduce(input.data(), out.data(), counts[c], spec).ok());
+      }
+      EXPECT_TRUE(bootstrap->Barrier().ok());
+    });
+    if (HasFatalFailure()) return;
+    for (size_t c = 0; c < counts.size(); ++c) {
+      SCOPED_TRACE("count " + std::to_string(counts[c]));
+      // The reference, in double precision from the same inputs.
+      // Float32 sums are off by a few units of the largest term's last
+      // place.
+      std::vector<double> expected(counts[c], 0.0);
+      std::vector<double> magnitude(counts[c], 0.0);
+      for (int rank = 0; rank < size; ++rank) {
+        std::mt19937 rng(static_cast<uint32_t>(Seed() + 97 * c + rank));
+        std::uniform_real_distribution<float> mantissa(-1.0f, 1.0f);
+        for (int64_t i = 0; i < counts[c]; ++i) {
+          const float m = mantissa(rng);
+          const float v = std::ldexp(m, static_cast<int>(rng() % 40) - 20);
+          expected[i] += v;
+          magnitude[i] += std::fabs(v);
+        }
+      }
+      for (int64_t i = 0; i < counts[c]; ++i) {
+        ASSERT_NEAR(results[0][c][i], 0.5 * expected[i], 1e-6 * magnitude[i])
+            << "element " << i;
+      }
+      for (int rank = 1; rank < size; ++rank) {
+        ASSERT_EQ(std::memcmp(results[rank][c].data(), results[0][c].data(),
+                              counts[c] * sizeof(float)),
+                  0)
+            << "rank " << rank << " disagrees with rank 0";
+      }
+    }
   }
 }
 
