@@ -18,6 +18,10 @@
 #   bench/run_mpi_comparison.sh [--rounds N] [--bindings "none core"]
 #                               [--iters N] [--no-tuned] [--no-mpich]
 #
+# --no-tuned and --no-mpich skip those baselines and keep their results from
+# an earlier run in the output directory (the report then mixes runs: say so
+# where the table is quoted).
+#
 # Environment: KOLO_BUILD_DIR (default build), KOLO_MPICH_BUILD_DIR (default
 # build-mpich; configured with KOLO_MPI=mpich and built when missing),
 # KOLO_BENCH_OUT (default out/bench/mpi_comparison).
@@ -31,7 +35,7 @@ while [ $# -gt 0 ]; do
     --iters) iters=$2; shift 2 ;;
     --no-tuned) tuned=0; shift ;;
     --no-mpich) mpich=0; shift ;;
-    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
     *) echo "run_mpi_comparison: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -55,7 +59,11 @@ if [ "$mpich" = 1 ] && [ ! -x "$mpich_bench" ]; then
   cmake --build "$mpich_build" --target kolo_bench -j1
 fi
 mkdir -p "$out"
-rm -f "$out"/*.json
+# --no-tuned / --no-mpich keep those results of an earlier run in $out (they
+# do not depend on kolo), so that kolo's side can be measured again alone.
+rm -f "$out"/ompi-*.json
+[ "$tuned" = 0 ] || rm -f "$out"/tuned-*.json
+[ "$mpich" = 0 ] || rm -f "$out"/mpich-*.json
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 # The same measuring flags for every implementation.
 common=(-n "$iters" -w 2 -c 1 -d float32 -o sum)

@@ -289,7 +289,7 @@ Response Coordinator::BuildResponse(const std::string& name,
                              "' cannot run while ", RanksString(joined),
                              " joined; only allreduce can"));
   }
-  if (ref.op == OpType::kAllgather) {
+  if (ref.op == OpType::kAllgather || ref.op == OpType::kAlltoall) {
     for (const auto& request : pending.by_rank) {
       tensor.first_dims.push_back(request->shape.empty() ? 1
                                                          : request->shape[0]);
@@ -508,12 +508,22 @@ void Coordinator::AssignFastIds(std::vector<Response>* plan) {
           request.group_size != 0 || next_fast_id_ >= kFastLaneCapacity) {
         continue;
       }
+      // A changed tensor gets a new id: a different request, or (allgather,
+      // alltoall) another rank's rows or splits, which the request of the
+      // rank it was taken from does not show.
+      CacheEntry agreed{request, tensor.first_dims,
+                        response.op == OpType::kAlltoall
+                            ? response.splits
+                            : std::vector<int64_t>()};
       auto known = fast_requests_.find(request.name);
-      if (known != fast_requests_.end() && known->second.SameAs(request)) {
+      if (known != fast_requests_.end() &&
+          known->second.request.SameAs(request) &&
+          known->second.first_dims == agreed.first_dims &&
+          known->second.splits == agreed.splits) {
         continue;
       }
       tensor.fast_id = next_fast_id_++;
-      fast_requests_[request.name] = request;
+      fast_requests_[request.name] = std::move(agreed);
     }
   }
 }
@@ -610,20 +620,24 @@ std::optional<ResponseList> Coordinator::NextResponses(absl::Time now,
         tensor.cached = true;
         tensor.cache_slot = hint->second.slot;
         // Cannot fail: the slot holds the name (checked above).
-        cache_.Follow(tensor, list.seq, /*fill=*/false).IgnoreError();
+        cache_.Follow(tensor, response.splits, list.seq, /*fill=*/false)
+            .IgnoreError();
         continue;
       }
       const int32_t slot = cache_.ChooseSlot(name);
       if (slot < 0) continue;
       const CacheEntry* existing = cache_.Get(slot);
       if (existing != nullptr && existing->request.SameAs(tensor.request) &&
-          existing->first_dims == tensor.first_dims) {
+          existing->first_dims == tensor.first_dims &&
+          (tensor.request.op != OpType::kAlltoall ||
+           existing->splits == response.splits)) {
         cache_.Touch(slot);  // already cached exactly so
         continue;
       }
       tensor.cache_slot = slot;
       // Cannot fail: a tensor not cached only fills its slot.
-      cache_.Follow(tensor, list.seq, /*fill=*/false).IgnoreError();
+      cache_.Follow(tensor, response.splits, list.seq, /*fill=*/false)
+          .IgnoreError();
     }
   }
   AssignFastIds(&plan);

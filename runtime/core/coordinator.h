@@ -147,9 +147,9 @@ class Coordinator {
   bool fast_lane_ = false;
   bool lane_off_pending_ = false;
   int32_t next_fast_id_ = 0;
-  // The request each name's fast id stands for; a name whose request
-  // changed for good gets a new id.
-  absl::flat_hash_map<std::string, Request> fast_requests_;
+  // What each name's fast id stands for (the request, and every rank's rows
+  // and splits); a name whose tensor changed for good gets a new id.
+  absl::flat_hash_map<std::string, CacheEntry> fast_requests_;
 };
 
 }  // namespace kolo

@@ -8,16 +8,23 @@ namespace kolo {
 Request RequestForRank(const CacheEntry& entry, int rank) {
   Request request = entry.request;
   request.rank = rank;
-  if (request.op == OpType::kAllgather && !request.shape.empty() && rank >= 0 &&
-      rank < static_cast<int>(entry.first_dims.size())) {
+  const int ranks = static_cast<int>(entry.first_dims.size());
+  if ((request.op == OpType::kAllgather || request.op == OpType::kAlltoall) &&
+      !request.shape.empty() && rank >= 0 && rank < ranks) {
     request.shape[0] = entry.first_dims[rank];
+  }
+  if (request.op == OpType::kAlltoall && rank >= 0 && rank < ranks &&
+      entry.splits.size() == static_cast<size_t>(ranks) * ranks) {
+    request.splits.assign(entry.splits.begin() + rank * ranks,
+                          entry.splits.begin() + (rank + 1) * ranks);
   }
   return request;
 }
 
 bool IsCacheable(OpType op) {
   return op == OpType::kAllreduce || op == OpType::kAllgather ||
-         op == OpType::kBroadcast || op == OpType::kReducescatter;
+         op == OpType::kBroadcast || op == OpType::kReducescatter ||
+         op == OpType::kAlltoall;
 }
 
 ResponseCache::ResponseCache(int64_t capacity) : slots_(capacity) {}
@@ -62,7 +69,9 @@ void ResponseCache::Put(int32_t slot, CacheEntry entry, uint64_t seq) {
   s.lru = lru_.begin();
 }
 
-Status ResponseCache::Follow(ResponseTensor& tensor, uint64_t seq, bool fill) {
+Status ResponseCache::Follow(ResponseTensor& tensor,
+                             const std::vector<int64_t>& splits, uint64_t seq,
+                             bool fill) {
   if (tensor.cached) {
     const CacheEntry* entry = Get(tensor.cache_slot);
     if (entry == nullptr) {
@@ -76,7 +85,12 @@ Status ResponseCache::Follow(ResponseTensor& tensor, uint64_t seq, bool fill) {
     }
     Touch(tensor.cache_slot);
   } else if (tensor.cache_slot >= 0) {
-    Put(tensor.cache_slot, CacheEntry{tensor.request, tensor.first_dims}, seq);
+    Put(tensor.cache_slot,
+        CacheEntry{tensor.request, tensor.first_dims,
+                   tensor.request.op == OpType::kAlltoall
+                       ? splits
+                       : std::vector<int64_t>()},
+        seq);
   }
   return absl::OkStatus();
 }

@@ -27,8 +27,11 @@
 namespace kolo {
 
 struct CacheEntry {
-  Request request;                  // rank -1; allgather: rank 0's shape
-  std::vector<int64_t> first_dims;  // allgather: each rank's first dimension
+  Request request;  // rank -1; allgather, alltoall: one rank's shape (splits)
+  // allgather, alltoall: each rank's first dimension.
+  std::vector<int64_t> first_dims;
+  // alltoall: the response's split matrix; row r holds rank r's splits.
+  std::vector<int64_t> splits;
 };
 
 // The request `rank` submits for a cached tensor.
@@ -64,7 +67,9 @@ class ResponseCache {
   //   slot -1              nothing changes.
   // Internal error when a cached tensor's slot is empty (a corrupt list, or
   // copies that diverged).
-  Status Follow(ResponseTensor& tensor, uint64_t seq, bool fill);
+  // `splits` is the response's split matrix (alltoall), kept in the entry.
+  Status Follow(ResponseTensor& tensor, const std::vector<int64_t>& splits,
+                uint64_t seq, bool fill);
 
   // Coordinator side.
   // A slot for `name` in a response at `seq`, or -1 when none may be used

@@ -47,7 +47,9 @@ Status Worker::BeginList(ResponseList& list) {
   if (list.cycle_time_ms > 0) SetCycle(list.cycle_time_ms);
   for (Response& response : list.responses) {
     for (ResponseTensor& tensor : response.tensors) {
-      if (Status s = cache_.Follow(tensor, list.seq, /*fill=*/true); !s.ok()) {
+      if (Status s = cache_.Follow(tensor, response.splits, list.seq,
+                                   /*fill=*/true);
+          !s.ok()) {
         return s;
       }
     }

@@ -209,10 +209,10 @@ StatusOr<ResponseList> DecodeResponseList(absl::string_view bytes,
         if (!request.ok()) return request.status();
         tensor.request = *std::move(request);
         if (t.first_dims_size() > limits.world_size) {
-          return Invalid("too many allgather dimensions");
+          return Invalid("too many first dimensions");
         }
         for (int64_t d : t.first_dims()) {
-          if (d < 0) return Invalid("negative allgather dimension");
+          if (d < 0) return Invalid("negative first dimension");
           tensor.first_dims.push_back(d);
         }
       }

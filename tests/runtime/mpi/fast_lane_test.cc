@@ -157,6 +157,55 @@ TEST(FastLane, AllgatherWithUnevenRowsAndReducescatterTakeTheLane) {
   EXPECT_GT(GetStats().fast_operations - before, 0);
 }
 
+// Alltoall repeats through the response cache and the lane like the others:
+// each rank's splits are its own (rank r sends r + j + 1 rows of 2 to rank
+// j); at step 4 one rank changes its splits, so every rank's output changes
+// size and the lane must give way to a new negotiation, then resume.
+TEST(FastLane,
+     AlltoallWithUnevenSplitsTakesTheLaneAndChangedSplitsAreRenegotiated) {
+  const int rank = Rank();
+  const int size = Size();
+  const int64_t before = GetStats().fast_operations;
+  for (int step = 0; step < 10; ++step) {
+    // From step 4 on, the last rank sends one more row to every rank.
+    auto sends = [&](int from, int to) -> int64_t {
+      return from + to + 1 + (step >= 4 && from == size - 1 ? 1 : 0);
+    };
+    std::vector<int64_t> splits(size);
+    int64_t rows = 0;
+    for (int j = 0; j < size; ++j) rows += splits[j] = sends(rank, j);
+    // Row k of the block for rank j holds (step, rank, j, k).
+    std::vector<float> in(rows * 2);
+    int64_t at = 0;
+    for (int j = 0; j < size; ++j) {
+      for (int64_t k = 0; k < splits[j]; ++k, ++at) {
+        in[2 * at] = static_cast<float>(1000 * step + 100 * rank + 10 * j);
+        in[2 * at + 1] = static_cast<float>(k);
+      }
+    }
+    StatusOr<Handle> h =
+        AlltoallAsync("fast.alltoall",
+                      Tensor{in.data(), DataType::kFloat32, {rows, 2}}, splits);
+    ASSERT_TRUE(h.ok()) << h.status();
+    ASSERT_TRUE(h->Wait().ok()) << "step " << step;
+    int64_t expected_rows = 0;
+    for (int r = 0; r < size; ++r) expected_rows += sends(r, rank);
+    ASSERT_EQ(h->output_shape()[0], expected_rows) << "step " << step;
+    const float* out = static_cast<const float*>(h->output_data());
+    at = 0;
+    for (int r = 0; r < size; ++r) {
+      for (int64_t k = 0; k < sends(r, rank); ++k, ++at) {
+        ASSERT_EQ(out[2 * at], 1000 * step + 100 * r + 10 * rank)
+            << "step " << step << " from rank " << r << " row " << k;
+        ASSERT_EQ(out[2 * at + 1], k) << "step " << step;
+      }
+    }
+  }
+  // The cache and the lane serve the alltoall when every rank is on one
+  // host (as under this test's mpirun).
+  EXPECT_GT(GetStats().fast_operations - before, 0);
+}
+
 TEST(FastLane, ChangedTensorIsNegotiatedAgain) {
   for (int step = 0; step < 8; ++step) {
     // Every rank changes the shape at step 4: the lane must not mix them.

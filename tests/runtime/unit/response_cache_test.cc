@@ -33,6 +33,33 @@ TEST(ResponseCache, AllgatherRequestsCarryEachRanksFirstDimension) {
   EXPECT_EQ(RequestForRank(e, 2).shape, (std::vector<int64_t>{0, 5}));
 }
 
+TEST(ResponseCache, AlltoallRequestsCarryEachRanksRowsAndSplits) {
+  EXPECT_TRUE(IsCacheable(OpType::kAlltoall));
+  CacheEntry e = Entry("a2a", {3, 4});
+  e.request.op = OpType::kAlltoall;
+  e.request.splits = {1, 2};
+  e.first_dims = {3, 5};
+  // Row r of the matrix is rank r's splits.
+  e.splits = {1, 2, 4, 1};
+  EXPECT_EQ(RequestForRank(e, 0).shape, (std::vector<int64_t>{3, 4}));
+  EXPECT_EQ(RequestForRank(e, 0).splits, (std::vector<int64_t>{1, 2}));
+  EXPECT_EQ(RequestForRank(e, 1).shape, (std::vector<int64_t>{5, 4}));
+  EXPECT_EQ(RequestForRank(e, 1).splits, (std::vector<int64_t>{4, 1}));
+
+  // A rank's bit stands for its own rows and splits only.
+  ResponseCache cache(2);
+  ResponseTensor tensor;
+  tensor.request = e.request;
+  tensor.first_dims = e.first_dims;
+  tensor.cache_slot = 0;
+  ASSERT_TRUE(cache.Follow(tensor, e.splits, 1, /*fill=*/false).ok());
+  Request mine = RequestForRank(e, 1);
+  mine.rank = 1;
+  EXPECT_TRUE(cache.Matches(0, mine));
+  mine.splits = {3, 2};
+  EXPECT_FALSE(cache.Matches(0, mine));
+}
+
 TEST(ResponseCache, ChoosesFreeThenLeastRecentlyUsedSlots) {
   ResponseCache cache(2);
   EXPECT_EQ(cache.ChooseSlot("a"), 0);
