@@ -132,7 +132,35 @@ TEST(ShmPlane, LatePeerStillGetsTheRightResult) {
       std::this_thread::sleep_for(std::chrono::milliseconds(700));
     }
     EXPECT_TRUE(AllreduceSumIsRight(shm.get(), rank, 3, 100003));
+    // And late for a small allreduce (the one-barrier path).
+    if (rank == late) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    }
+    EXPECT_TRUE(AllreduceSumIsRight(shm.get(), rank, 3, 1000));
     EXPECT_TRUE(bootstrap->Barrier().ok());
+  });
+}
+
+// The one-barrier path of a small allreduce fails like the others when a
+// peer is gone.
+TEST(ShmPlane, PeerThatDiesBeforeASmallAllreduceFailsTheOthersWithAborted) {
+  InProcessGroup group(3, 30);
+  RunRanks(3, [&](int rank) {
+    std::unique_ptr<Bootstrap> bootstrap = group.Join(rank);
+    std::unique_ptr<Backend> shm = MakeShm(bootstrap.get());
+    ASSERT_NE(shm, nullptr);
+    std::vector<float> data(1000, 1.0f);
+    ASSERT_TRUE(shm->Allreduce(data.data(), data.size(), {}).ok());
+    if (rank == 1) {
+      shm.reset();
+      return;
+    }
+    const double start = Now();
+    const Status s = shm->Allreduce(data.data(), data.size(), {});
+    EXPECT_EQ(s.code(), absl::StatusCode::kAborted) << s;
+    EXPECT_NE(std::string(s.message()).find("local rank 1"), std::string::npos)
+        << s;
+    EXPECT_LT(Now() - start, 3.0);
   });
 }
 
