@@ -19,6 +19,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -298,20 +299,10 @@ class Bench {
                   largest.output_count * element_size, title);
       if (buffers == nullptr) continue;
       Header(title);
-      double busbw_sum = 0;
-      int columns = 0;
-      for (int64_t count : counts) {
-        const Layout layout = MakeLayout(collective, count, ranks_, 1);
-        Row row = MakeRow("nccl", label, layout);
-        if (KoloHasOutOfPlace(collective)) {
-          row.out_of_place = (*nccl)->Measure(layout, config_, false, *buffers);
-        }
-        if (KoloHasInPlace(collective)) {
-          row.in_place = (*nccl)->Measure(layout, config_, true, *buffers);
-        }
-        Record(row, &busbw_sum, &columns);
-      }
-      if (rank_ == 0) PrintAverageBusBandwidth(busbw_sum, columns);
+      BaselineTable(
+          collective, "nccl", label, [&](const Layout& layout, bool in_place) {
+            return (*nccl)->Measure(layout, config_, in_place, *buffers);
+          });
     }
 #else
     Skip("NCCL baseline", "this kolo_bench was built without NCCL");
@@ -556,8 +547,26 @@ class Bench {
     skipped_.push_back(what + ": " + why);
   }
 
-  // MPI's own collective for every selected collective, in the same forms
-  // (in place / out of place) as kolo's rows.
+  // One baseline's table for `collective`: a row per size of the sweep, in
+  // the forms kolo's API has (in place, out of place), so rows compare.
+  void BaselineTable(
+      Collective collective, const std::string& implementation,
+      const std::string& label,
+      const std::function<Measurement(const Layout&, bool in_place)>& measure) {
+    double busbw_sum = 0;
+    int columns = 0;
+    for (int64_t count : Counts(collective)) {
+      const Layout layout = MakeLayout(collective, count, ranks_, 1);
+      Row row = MakeRow(implementation, label, layout);
+      if (KoloHasOutOfPlace(collective))
+        row.out_of_place = measure(layout, false);
+      if (KoloHasInPlace(collective)) row.in_place = measure(layout, true);
+      Record(row, &busbw_sum, &columns);
+    }
+    if (rank_ == 0) PrintAverageBusBandwidth(busbw_sum, columns);
+  }
+
+  // MPI's own collective for every selected collective.
   void RunMpiBaselines() {
     const int64_t element_size = DataTypeSize(flags_.dtype);
     for (Collective collective : flags_.collectives) {
@@ -580,22 +589,11 @@ class Bench {
       AlignedBuffer input(largest.input_count * element_size);
       AlignedBuffer output(bytes);
       Header(title);
-      double busbw_sum = 0;
-      int columns = 0;
-      for (int64_t count : counts) {
-        const Layout layout = MakeLayout(collective, count, ranks_, 1);
-        Row row = MakeRow("mpi", label, layout);
-        if (MpiHasOutOfPlace(collective)) {
-          row.out_of_place =
-              MeasureMpi(layout, config_, false, input.data(), output.data());
-        }
-        if (MpiHasInPlace(collective)) {
-          row.in_place =
-              MeasureMpi(layout, config_, true, input.data(), output.data());
-        }
-        Record(row, &busbw_sum, &columns);
-      }
-      if (rank_ == 0) PrintAverageBusBandwidth(busbw_sum, columns);
+      BaselineTable(collective, "mpi", label,
+                    [&](const Layout& layout, bool in_place) {
+                      return MeasureMpi(layout, config_, in_place, input.data(),
+                                        output.data());
+                    });
       if (collective == Collective::kAllreduce &&
           flags_.dtype == DataType::kFloat32 && flags_.op == ReduceOp::kSum) {
         const Layout layout =

@@ -110,15 +110,6 @@ const char* MpiFunctionName(Collective collective) {
   return "MPI";
 }
 
-bool MpiHasInPlace(Collective collective) {
-  return collective == Collective::kAllreduce ||
-         collective == Collective::kBroadcast;
-}
-
-bool MpiHasOutOfPlace(Collective collective) {
-  return collective != Collective::kBroadcast;
-}
-
 std::string MpiUnsupported(Collective collective, DataType dtype, ReduceOp op) {
   if (StatusOr<MPI_Datatype> type = MpiDatatype(dtype); !type.ok()) {
     return std::string(type.status().message());

@@ -25,12 +25,6 @@ std::string MpiUnsupported(Collective collective, DataType dtype, ReduceOp op);
 // The MPI function that runs `collective`: "MPI_Allreduce", ...
 const char* MpiFunctionName(Collective collective);
 
-// True where kolo_bench measures the MPI baseline in place (allreduce,
-// broadcast) and out of place (every collective but broadcast): the same
-// forms as kolo's API.
-bool MpiHasInPlace(Collective collective);
-bool MpiHasOutOfPlace(Collective collective);
-
 // REQUIRES: MpiUnsupported(layout.collective, ...) is empty; `input` holds
 // layout.input_count elements and `output` layout.output_count (in place,
 // only `output` is used; it must hold both counts). MPI gets the whole
