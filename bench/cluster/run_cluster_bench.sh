@@ -17,6 +17,12 @@
 #                             DDP's fp16_compress_hook)
 #   kolo_2ph, ddp_2ph         2 ranks per host on N/2 hosts (kolo's
 #                             hierarchical plane; DDP with the same placement)
+#   kolo_uif, kolo_fp16_uif,  kolo, kolo_fp16 and kolo_2ph with
+#   kolo_2ph_uif              DistributedOptimizer's update_in_forward
+#                             (train_bench --update-in-forward): each layer's
+#                             update waits for its gradients in the next
+#                             forward pass, not in step(); against the same
+#                             DDP rows
 #   kolo_overlap_off,         kolo's DistributedOptimizer with overlap off and
 #   kolo_overlap_auto         auto (the kolo rows use on; auto decides after
 #                             step 13: give --warmup-steps 14 or more)
@@ -240,8 +246,9 @@ runs=("kolo_alone none 1 1" "ddp_alone none 1 1")
 for n in $hosts_list; do
   runs+=("kolo_alone none $n 1" "ddp_alone none $n 1")
   runs+=("kolo slow $n 1" "ddp slow $n 1" "kolo fast $n 1" "ddp fast $n 1")
-  runs+=("kolo_fp16 slow $n 1" "ddp_fp16 slow $n 1")
-  ((n >= 4 && n % 2 == 0)) && runs+=("kolo_2ph slow $((n / 2)) 2" "ddp_2ph slow $((n / 2)) 2")
+  runs+=("kolo_uif slow $n 1" "kolo_uif fast $n 1")
+  runs+=("kolo_fp16 slow $n 1" "kolo_fp16_uif slow $n 1" "ddp_fp16 slow $n 1")
+  ((n >= 4 && n % 2 == 0)) && runs+=("kolo_2ph slow $((n / 2)) 2" "kolo_2ph_uif slow $((n / 2)) 2" "ddp_2ph slow $((n / 2)) 2")
   runs+=("kolo_overlap_off slow $n 1" "kolo_overlap_auto slow $n 1")
 done
 if [[ -n $only ]]; then
@@ -273,6 +280,8 @@ for ((round = 1; round <= rounds; round++)); do
     case $config in
       kolo|kolo_2ph) run_kolo "$key" "$hosts" "$per_host" ;;
       kolo_fp16) run_kolo "$key" "$hosts" "$per_host" --compression fp16 ;;
+      kolo_uif|kolo_2ph_uif) run_kolo "$key" "$hosts" "$per_host" --update-in-forward ;;
+      kolo_fp16_uif) run_kolo "$key" "$hosts" "$per_host" --compression fp16 --update-in-forward ;;
       kolo_overlap_off) run_kolo "$key" "$hosts" "$per_host" --overlap off ;;
       kolo_overlap_auto) run_kolo "$key" "$hosts" "$per_host" --overlap auto ;;
       ddp|ddp_2ph) run_ddp "$key" "$hosts" "$per_host" ;;

@@ -451,6 +451,7 @@ void broadcast_optimizer_state(optim::Optimizer& optimizer, int root_rank,
                                const ProcessSet& process_set) {
   if (auto* distributed = dynamic_cast<DistributedOptimizer*>(&optimizer)) {
     // The wrapped optimizer has the type and the state; the view follows.
+    distributed->finish_updates();
     distributed->PushChanges();
     broadcast_optimizer_state(distributed->optimizer(), root_rank, process_set);
     distributed->PullChanges();

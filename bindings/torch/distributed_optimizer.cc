@@ -119,7 +119,24 @@ class DistributedOptimizer::Impl {
   ~Impl();
 
   void OnGradientReady(size_t index);
+  // Runs before `index`'s gradient is accumulated: throws if its update is
+  // still deferred (forward used the old value).
+  void OnGradientArriving(size_t index);
   void Synchronize();
+  // update_in_forward, instead of Synchronize() and StepWrapped(): finishes
+  // the previous step's deferred updates, enqueues what the hooks did not
+  // and defers every parameter's update. False (nothing done) when the
+  // gradients were already synchronized: then the caller steps as usual.
+  bool DeferStep();
+  // Applies the deferred updates of these parameters (by TensorImpl) or of
+  // all of them. Returns true when no deferred update is left (the caller
+  // refreshes its view of the state).
+  bool ApplyDeferred(const std::vector<const void*>& tensors);
+  bool ApplyAllDeferred();
+  bool deferring() const {
+    MutexLock lock(&mu_);
+    return owed_ > 0;
+  }
   // The wrapped optimizer's step(), after Synchronize().
   void StepWrapped();
   void ZeroGrad(bool set_to_none);
@@ -146,6 +163,20 @@ class DistributedOptimizer::Impl {
  private:
   // Runs on the autograd engine's thread after `index`'s gradient was
   // accumulated.
+  class GradientArrivingHook : public ::torch::autograd::FunctionPreHook {
+   public:
+    GradientArrivingHook(Impl* optimizer, size_t index)
+        : optimizer_(optimizer), index_(index) {}
+    ::torch::autograd::variable_list operator()(
+        const ::torch::autograd::variable_list& grads) override {
+      optimizer_->OnGradientArriving(index_);
+      return grads;
+    }
+
+   private:
+    Impl* optimizer_;
+    size_t index_;
+  };
   class GradientReadyHook : public ::torch::autograd::FunctionPostHook {
    public:
     GradientReadyHook(Impl* optimizer, size_t index)
@@ -171,7 +202,17 @@ class DistributedOptimizer::Impl {
     int passes = 0;   // backward passes seen since the last reduction
     Handle pending;   // valid while its allreduce is in flight
     at::Tensor wire;  // compressed copy of the gradient, if compressing
+    // update_in_forward: step() deferred this parameter's update.
+    bool owed = false;
+    // zero_grad() came while owed: zero the gradient after the update.
+    bool zero_after_update = false;
+    bool zero_set_to_none = false;
+    const ::torch::autograd::FunctionPreHook* pre_hook = nullptr;
   };
+
+  // Waits for the allreduces of `indices` (taken out of parameters_ by the
+  // caller, owed) and applies their update. Called by the stepping thread.
+  void ApplyOwed(std::vector<size_t> indices, Handle* handles);
 
   // Starts the allreduce of `parameter`'s gradient (grad defined).
   void EnqueueLocked(Parameter& parameter, bool from_hook)
@@ -184,14 +225,18 @@ class DistributedOptimizer::Impl {
   std::shared_ptr<::torch::optim::Optimizer> optimizer_;
   const DistributedOptimizerOptions options_;
   AllreduceOptions allreduce_options_;
-  // The TensorImpls of the parameters that have a hook.
+  // The TensorImpls of the parameters that have a hook, and their index in
+  // parameters_.
   std::unordered_set<const void*> reduced_;
+  std::unordered_map<const void*, size_t> index_of_;
 
   mutable Mutex mu_;
   std::vector<Parameter> parameters_ ABSL_GUARDED_BY(mu_);
   bool synchronized_ ABSL_GUARDED_BY(mu_) = false;
   bool step_has_allreduces_ ABSL_GUARDED_BY(mu_) = false;
   bool overlap_now_ ABSL_GUARDED_BY(mu_) = true;
+  // update_in_forward: parameters whose update is deferred.
+  int64_t owed_ ABSL_GUARDED_BY(mu_) = 0;
   // Overlap::kAuto, used by the stepping thread only.
   int64_t last_step_end_ns_ = 0;
   std::vector<double> on_s_, off_s_;
@@ -243,6 +288,11 @@ DistributedOptimizer::Impl::Impl(
                   options_.op == ReduceOp::kAverage,
               "kolo: gradient_predivide_factor applies to the average only");
   allreduce_options_.op = options_.op;
+  TORCH_CHECK_VALUE(!options_.update_in_forward ||
+                        options_.overlap != Overlap::kOff,
+                    "kolo: DistributedOptimizer's update_in_forward needs "
+                    "overlap on (or auto): the gradients of the last layers "
+                    "must be reduced during backward");
   overlap_now_ = options_.overlap != Overlap::kOff;
   stats_.overlapping = overlap_now_;
   static std::atomic<int> instances{0};
@@ -259,6 +309,7 @@ DistributedOptimizer::Impl::Impl(
                 "' is not a leaf tensor");
     // A parameter shared under two names is reduced once.
     if (!reduced_.insert(tensor.unsafeGetTensorImpl()).second) continue;
+    index_of_[tensor.unsafeGetTensorImpl()] = parameters_.size();
     Parameter parameter;
     parameter.name = item.key();
     parameter.allreduce_name = "grad." + item.key();
@@ -275,6 +326,11 @@ DistributedOptimizer::Impl::Impl(
                 parameter.allreduce_name, "'");
     parameter.hook_key = parameter.accumulator->add_post_hook(
         std::make_unique<GradientReadyHook>(this, i));
+    if (options_.update_in_forward) {
+      auto hook = std::make_unique<GradientArrivingHook>(this, i);
+      parameter.pre_hook = hook.get();
+      parameter.accumulator->add_pre_hook(std::move(hook));
+    }
   }
 }
 
@@ -292,6 +348,13 @@ void DistributedOptimizer::Impl::CheckReduced(
 DistributedOptimizer::Impl::~Impl() {
   for (Parameter& parameter : parameters_) {
     parameter.accumulator->del_post_hook(parameter.hook_key);
+    auto& pre_hooks = parameter.accumulator->pre_hooks();
+    pre_hooks.erase(
+        std::remove_if(pre_hooks.begin(), pre_hooks.end(),
+                       [&](const auto& hook) {
+                         return hook.get() == parameter.pre_hook;
+                       }),
+        pre_hooks.end());
   }
   // Pending handles, if any, wait for their allreduces as they are destroyed.
 }
@@ -306,8 +369,15 @@ void DistributedOptimizer::Impl::EnqueueLocked(Parameter& parameter,
     wire = grad.to(at::kBFloat16);
   }
   parameter.wire = wire;
+  AllreduceOptions allreduce_options = allreduce_options_;
+  if (options_.update_in_forward) {
+    // Forward order first: the earlier a parameter, the sooner the next
+    // forward pass needs its update.
+    allreduce_options.priority = static_cast<int32_t>(
+        parameters_.size() - static_cast<size_t>(&parameter - &parameters_[0]));
+  }
   parameter.pending = allreduce_async_(
-      wire, parameter.allreduce_name, allreduce_options_, options_.process_set);
+      wire, parameter.allreduce_name, allreduce_options, options_.process_set);
   if (!step_has_allreduces_) {
     step_has_allreduces_ = true;
     stats_.first_enqueue_ns = SteadyNowNs();
@@ -329,6 +399,145 @@ void DistributedOptimizer::Impl::OnGradientReady(size_t index) {
   // Without overlap, synchronize() starts it.
   if (!overlap_now_) return;
   EnqueueLocked(parameter, /*from_hook=*/true);
+}
+
+void DistributedOptimizer::Impl::OnGradientArriving(size_t index) {
+  MutexLock lock(&mu_);
+  const Parameter& parameter = parameters_[index];
+  TORCH_CHECK(!parameter.owed, "kolo: backward reached the gradient of '",
+              parameter.name,
+              "' while its update from the previous step() was still "
+              "deferred, so the forward pass used its old value: with "
+              "update_in_forward, call DistributedOptimizer::ready() on its "
+              "module (or on the parameter) before the forward pass uses it");
+}
+
+bool DistributedOptimizer::Impl::DeferStep() {
+  MutexLock lock(&mu_);
+  if (synchronized_) return false;
+  for (Parameter& parameter : parameters_) {
+    if (!parameter.pending.valid()) {
+      if (!parameter.tensor.grad().defined()) {
+        parameter.tensor.mutable_grad() = at::zeros_like(parameter.tensor);
+      }
+      EnqueueLocked(parameter, /*from_hook=*/false);
+    }
+    parameter.passes = 0;
+    parameter.owed = true;
+    parameter.zero_after_update = false;
+  }
+  owed_ = static_cast<int64_t>(parameters_.size());
+  step_has_allreduces_ = false;
+  ++stats_.steps;
+  return true;
+}
+
+bool DistributedOptimizer::Impl::ApplyDeferred(
+    const std::vector<const void*>& tensors) {
+  std::vector<size_t> indices;
+  std::vector<Handle> handles;
+  {
+    MutexLock lock(&mu_);
+    if (owed_ == 0) return false;
+    for (const void* tensor : tensors) {
+      auto it = index_of_.find(tensor);
+      if (it == index_of_.end()) continue;
+      Parameter& parameter = parameters_[it->second];
+      if (!parameter.owed || !parameter.pending.valid()) continue;
+      indices.push_back(it->second);
+      handles.push_back(std::move(parameter.pending));
+      parameter.pending = Handle();
+    }
+    if (indices.empty()) return false;
+  }
+  ApplyOwed(std::move(indices), handles.data());
+  MutexLock lock(&mu_);
+  stats_.updates_in_forward += static_cast<int64_t>(handles.size());
+  return owed_ == 0;
+}
+
+bool DistributedOptimizer::Impl::ApplyAllDeferred() {
+  std::vector<size_t> indices;
+  std::vector<Handle> handles;
+  {
+    MutexLock lock(&mu_);
+    if (owed_ == 0) return false;
+    for (size_t i = 0; i < parameters_.size(); ++i) {
+      Parameter& parameter = parameters_[i];
+      if (!parameter.owed) continue;
+      indices.push_back(i);
+      handles.push_back(std::move(parameter.pending));
+      parameter.pending = Handle();
+    }
+  }
+  ApplyOwed(std::move(indices), handles.data());
+  MutexLock lock(&mu_);
+  stats_.updates_at_finish += static_cast<int64_t>(handles.size());
+  return true;
+}
+
+void DistributedOptimizer::Impl::ApplyOwed(std::vector<size_t> indices,
+                                           Handle* handles) {
+  // Wait for all, even after a failure, so that nothing is left in flight.
+  std::exception_ptr first_error;
+  std::vector<Parameter*> owed;
+  {
+    MutexLock lock(&mu_);
+    for (size_t index : indices) owed.push_back(&parameters_[index]);
+  }
+  for (size_t k = 0; k < owed.size(); ++k) {
+    Parameter& parameter = *owed[k];
+    try {
+      handles[k].wait();
+      if (!parameter.wire.is_same(parameter.tensor.grad())) {
+        parameter.tensor.grad().copy_(parameter.wire);
+      }
+    } catch (...) {
+      if (!first_error) first_error = std::current_exception();
+    }
+    parameter.wire = at::Tensor();
+  }
+  MutexLock lock(&mu_);
+  std::vector<bool> selected(parameters_.size(), false);
+  for (size_t index : indices) {
+    selected[index] = true;
+    parameters_[index].owed = false;
+  }
+  owed_ -= static_cast<int64_t>(indices.size());
+  // The gradients are not (all) reduced: no update from them.
+  if (first_error) std::rethrow_exception(first_error);
+  // The wrapped optimizer's step() for the selected parameters only: the
+  // others' gradients are hidden for its duration.
+  std::vector<std::pair<size_t, at::Tensor>> hidden;
+  for (size_t i = 0; i < parameters_.size(); ++i) {
+    at::Tensor& grad = parameters_[i].tensor.mutable_grad();
+    if (selected[i] || !grad.defined()) continue;
+    hidden.emplace_back(i, std::move(grad));
+    grad = at::Tensor();
+  }
+  struct Restore {
+    std::vector<std::pair<size_t, at::Tensor>>& hidden;
+    std::vector<Parameter>& parameters;
+    ~Restore() {
+      for (auto& [i, grad] : hidden) {
+        parameters[i].tensor.mutable_grad() = std::move(grad);
+      }
+    }
+  } restore{hidden, parameters_};
+  optimizer_->step();
+  for (size_t index : indices) {
+    Parameter& parameter = parameters_[index];
+    if (!parameter.zero_after_update) continue;
+    parameter.zero_after_update = false;
+    at::Tensor& grad = parameter.tensor.mutable_grad();
+    if (!grad.defined()) continue;
+    if (parameter.zero_set_to_none) {
+      grad = at::Tensor();
+    } else {
+      grad.detach_();
+      grad.zero_();
+    }
+  }
 }
 
 void DistributedOptimizer::Impl::Synchronize() {
@@ -429,6 +638,27 @@ void DistributedOptimizer::Impl::TuneOverlap() {
 void DistributedOptimizer::Impl::ZeroGrad(bool set_to_none) {
   {
     MutexLock lock(&mu_);
+    if (owed_ > 0) {
+      // update_in_forward: a deferred parameter's gradient is zeroed after
+      // its update; the others now, as the wrapped optimizer would.
+      for (Parameter& parameter : parameters_) {
+        parameter.passes = 0;
+        if (parameter.owed) {
+          parameter.zero_after_update = true;
+          parameter.zero_set_to_none = set_to_none;
+          continue;
+        }
+        at::Tensor& grad = parameter.tensor.mutable_grad();
+        if (!grad.defined()) continue;
+        if (set_to_none) {
+          grad = at::Tensor();
+        } else {
+          grad.detach_();
+          grad.zero_();
+        }
+      }
+      return;
+    }
     for (Parameter& parameter : parameters_) {
       TORCH_CHECK(!parameter.pending.valid(),
                   "kolo: zero_grad() was called after backward() but before "
@@ -542,7 +772,28 @@ void DistributedOptimizer::PullChanges() {
   }
 }
 
-void DistributedOptimizer::synchronize() { impl_->Synchronize(); }
+void DistributedOptimizer::synchronize() {
+  finish_updates();
+  impl_->Synchronize();
+}
+
+void DistributedOptimizer::finish_updates() {
+  if (impl_->ApplyAllDeferred()) PullChanges();
+}
+
+void DistributedOptimizer::ready(const std::vector<at::Tensor>& parameters) {
+  std::vector<const void*> tensors;
+  tensors.reserve(parameters.size());
+  for (const at::Tensor& tensor : parameters) {
+    tensors.push_back(tensor.unsafeGetTensorImpl());
+  }
+  if (impl_->ApplyDeferred(tensors)) PullChanges();
+}
+
+void DistributedOptimizer::ready(const ::torch::nn::Module& module) {
+  if (!impl_->deferring()) return;
+  ready(module.parameters(/*recurse=*/true));
+}
 
 at::Tensor DistributedOptimizer::step(LossClosure closure) {
   at::Tensor loss;
@@ -551,6 +802,12 @@ at::Tensor DistributedOptimizer::step(LossClosure closure) {
     // backward runs before the reduction, so its gradients are reduced.
     at::AutoGradMode enable_grad(true);
     loss = closure();
+  }
+  // Updates still deferred from the previous step, with its options.
+  finish_updates();
+  if (impl_->options().update_in_forward) {
+    PushChanges();
+    if (impl_->DeferStep()) return loss;
   }
   impl_->Synchronize();
   PushChanges();
@@ -569,11 +826,15 @@ void DistributedOptimizer::zero_grad() { impl_->ZeroGrad(false); }
 
 void DistributedOptimizer::save(
     ::torch::serialize::OutputArchive& archive) const {
+  // Deferred updates exist only after step(), on an optimizer that is not
+  // const: casting away const here modifies no const object.
+  const_cast<DistributedOptimizer*>(this)->finish_updates();
   PushChanges();
   impl_->optimizer().save(archive);
 }
 
 void DistributedOptimizer::load(::torch::serialize::InputArchive& archive) {
+  finish_updates();
   PushChanges();
   impl_->optimizer().load(archive);
   PullChanges();

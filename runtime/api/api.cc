@@ -475,6 +475,7 @@ StatusOr<Handle> ProcessSet::GroupedAllreduceAsync(
                        entry.request.reduce_op = options.op;
                        entry.request.prescale = options.prescale_factor;
                        entry.request.postscale = options.postscale_factor;
+                       entry.request.priority = options.priority;
                        entry.output = outputs[i];
                      });
 }

@@ -136,6 +136,11 @@ StatusOr<Options> OptionsFromLookup(const EnvironmentLookup& lookup) {
              return ParseNonNegativeDouble(n, v, kMaxCycleTimeMs,
                                            &options.cycle_time_ms);
            }},
+          {"KOLO_PRIORITY_CYCLE_BYTES",
+           [&](const char* n, const char* v) {
+             return ParseNonNegativeInt(n, v, kMaxFusionThresholdBytes,
+                                        &options.priority_cycle_bytes);
+           }},
           {"KOLO_CACHE_CAPACITY",
            [&](const char* n, const char* v) {
              return ParseNonNegativeInt(n, v, kMaxCacheCapacity,
@@ -238,7 +243,7 @@ const char* CpuOperationsName(CpuOperations value) {
 AgreedSettings AgreedSettingsOf(const Options& options, bool nccl_built) {
   AgreedSettings s{};
   // Bumped whenever negotiation messages or data-plane layouts change.
-  std::strncpy(s.version, "kolo-0.1/p2", sizeof(s.version) - 1);
+  std::strncpy(s.version, "kolo-0.1/p3", sizeof(s.version) - 1);
   s.fusion_threshold_bytes = options.fusion_threshold_bytes;
   s.shm_slot_bytes = options.shm_slot_bytes;
   s.cache_capacity = options.cache_capacity;

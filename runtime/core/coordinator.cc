@@ -2,6 +2,8 @@
 #include "runtime/core/coordinator.h"
 
 #include <algorithm>
+#include <climits>
+#include <cstdlib>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -195,6 +197,67 @@ void Coordinator::Add(Request request, int32_t slot, uint64_t generation,
   MarkReadyIfComplete(name);
 }
 
+const Request& Coordinator::FirstRequest(const Pending& pending) {
+  for (const auto& request : pending.by_rank) {
+    if (request.has_value()) return *request;
+  }
+  // Unreachable: a pending tensor has at least one request.
+  std::abort();
+}
+
+std::vector<std::string> Coordinator::TakeReady() {
+  std::vector<std::string> taken;
+  const bool prioritized =
+      std::any_of(ready_.begin(), ready_.end(), [&](const std::string& name) {
+        return FirstRequest(pending_.at(name)).priority != 0;
+      });
+  if (!prioritized) {
+    taken.swap(ready_);
+    return taken;
+  }
+  // Groups move as one: a unit is a run of ready_ sharing a group key (a
+  // group enters ready_ all at once), ranked by its highest priority.
+  struct Unit {
+    size_t begin, end;
+    int32_t priority = INT32_MIN;
+    int64_t bytes = 0;
+  };
+  std::vector<Unit> units;
+  for (size_t i = 0; i < ready_.size();) {
+    const std::string& key = FirstRequest(pending_.at(ready_[i])).group_key;
+    Unit unit{i, i + 1};
+    while (!key.empty() && unit.end < ready_.size() &&
+           FirstRequest(pending_.at(ready_[unit.end])).group_key == key) {
+      ++unit.end;
+    }
+    for (size_t j = unit.begin; j < unit.end; ++j) {
+      const Request& request = FirstRequest(pending_.at(ready_[j]));
+      unit.priority = std::max(unit.priority, request.priority);
+      unit.bytes += request.num_elements() * DataTypeSize(request.dtype);
+    }
+    units.push_back(unit);
+    i = unit.end;
+  }
+  std::stable_sort(units.begin(), units.end(),
+                   [](const Unit& a, const Unit& b) {
+                     return a.priority > b.priority;
+                   });
+  const int64_t budget = options_.priority_cycle_bytes;
+  int64_t bytes = 0;
+  std::vector<std::string> rest;
+  for (const Unit& unit : units) {
+    const bool take =
+        rest.empty() &&
+        (budget == 0 || taken.empty() || bytes + unit.bytes <= budget);
+    bytes += unit.bytes;
+    for (size_t j = unit.begin; j < unit.end; ++j) {
+      (take ? taken : rest).push_back(std::move(ready_[j]));
+    }
+  }
+  ready_.swap(rest);
+  return taken;
+}
+
 bool Coordinator::IsReady(const Pending& pending) const {
   if (pending.submitted == 0) return false;
   for (int rank = 0; rank < size_; ++rank) {
@@ -208,13 +271,7 @@ bool Coordinator::IsReady(const Pending& pending) const {
 void Coordinator::MarkReadyIfComplete(const std::string& name) {
   auto it = pending_.find(name);
   if (it == pending_.end() || !IsReady(it->second)) return;
-  const Request* first = nullptr;
-  for (const auto& request : it->second.by_rank) {
-    if (request.has_value()) {
-      first = &*request;
-      break;
-    }
-  }
+  const Request* first = &FirstRequest(it->second);
   // A later join re-checks every pending tensor: release each only once.
   if (std::find(ready_.begin(), ready_.end(), name) != ready_.end()) return;
   // Ranks that grouped it differently never complete one group: release it
@@ -234,6 +291,7 @@ void Coordinator::MarkReadyIfComplete(const std::string& name) {
     }
   }
   if (timeline_ != nullptr) timeline_->NegotiateEnd(name);
+  it->second.ready = true;
   if (members != nullptr) {
     members->push_back(name);
     if (static_cast<int>(members->size()) < first->group_size) return;
@@ -371,6 +429,7 @@ void Coordinator::CheckStalls(absl::Time now, std::vector<Response>* errors) {
   std::vector<std::vector<std::string>> missing_by_rank(size_);
   std::vector<std::string> expired;
   for (auto& [name, pending] : pending_) {
+    if (pending.ready) continue;  // waits for a response list, not for ranks
     const double age = absl::ToDoubleSeconds(now - pending.first_seen);
     const bool report = check > 0 && age >= check && !pending.stall_reported;
     const bool expire = shutdown > 0 && age >= shutdown;
@@ -556,7 +615,8 @@ std::optional<ResponseList> Coordinator::NextResponses(absl::Time now,
   };
   absl::flat_hash_map<std::string, CacheHint> hints;
   absl::flat_hash_map<std::string, std::string> failed_groups;
-  for (const std::string& name : ready_) {
+  const std::vector<std::string> ready = TakeReady();
+  for (const std::string& name : ready) {
     auto it = pending_.find(name);
     Response response = BuildResponse(name, it->second);
     if (response.error_code != 0) {
@@ -574,8 +634,7 @@ std::optional<ResponseList> Coordinator::NextResponses(absl::Time now,
     singles.push_back(std::move(response));
   }
   // Only now: a group-mismatch message lists members that are ready too.
-  for (const std::string& name : ready_) pending_.erase(name);
-  ready_.clear();
+  for (const std::string& name : ready) pending_.erase(name);
   // All or nothing: one failed member fails its whole group, whether its
   // other members are ready (here) or still pending (FailGroups).
   for (Response& response : singles) {

@@ -32,6 +32,11 @@
 //   a tensor whose request changed gets a new one), announced with the
 //   response that runs it; ranks then agree on it without rank 0
 //   (fast_lane.h). The first join turns the lane off for good.
+// - Ready allreduces with priorities (Request::priority, the first rank's)
+//   run highest first, at most priority_cycle_bytes of them per response
+//   list (never splitting a group); the others stay ready for the next list
+//   and are re-sorted with what became ready meanwhile. Ties keep the order
+//   in which tensors became ready.
 // - A rank silent for longer than the peer timeout (it sends a heartbeat
 //   every half second) is taken for dead: the next response list aborts the
 //   job on every rank.
@@ -102,10 +107,17 @@ class Coordinator {
     uint64_t generation = 0;
     bool all_cached = true;
     bool stall_reported = false;
+    // In ready_, waiting for a response list (not stalled).
+    bool ready = false;
   };
 
   void Add(Request request, int32_t slot, uint64_t generation, absl::Time now);
   bool IsReady(const Pending& pending) const;
+  // The ready tensors the next response list runs, taken out of ready_: all
+  // of them, or with priorities (Request::priority), the highest first up
+  // to options_.priority_cycle_bytes.
+  std::vector<std::string> TakeReady();
+  static const Request& FirstRequest(const Pending& pending);
   void MarkReadyIfComplete(const std::string& name);
   // Validates a ready tensor and builds its single-tensor response.
   Response BuildResponse(const std::string& name, const Pending& pending);

@@ -27,6 +27,7 @@ void ToProto(const Request& in, wire::Request* out) {
   out->set_group_size(in.group_size);
   out->set_device_kind(static_cast<int>(in.device.kind));
   out->set_device_index(in.device.index);
+  out->set_priority(in.priority);
 }
 
 StatusOr<Request> FromProto(const wire::Request& in, const WireLimits& limits,
@@ -64,6 +65,7 @@ StatusOr<Request> FromProto(const wire::Request& in, const WireLimits& limits,
   out.root = in.root();
   out.prescale = in.prescale();
   out.postscale = in.postscale();
+  out.priority = in.priority();
   if (in.splits_size() > limits.world_size) return Invalid("too many splits");
   for (int64_t s : in.splits()) {
     if (s < 0) return Invalid(absl::StrCat("negative split ", s));

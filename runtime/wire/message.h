@@ -40,6 +40,10 @@ struct Request {
   std::string group_key;
   int32_t group_size = 0;
   Device device;
+  // Allreduce scheduling hint (AllreduceOptions::priority): when ready
+  // tensors carry priorities, the coordinator runs higher ones first. Not
+  // part of SameAs: ranks need not agree, rank 0 uses the first rank's.
+  int32_t priority = 0;
 
   int64_t num_elements() const;
   // Everything but the rank and the CUDA device index is equal. Each rank

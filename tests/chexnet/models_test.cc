@@ -223,6 +223,38 @@ TEST(DenseNet121, TrainingStepGivesEveryParameterAGradient) {
             1);
 }
 
+// The block hook (DistributedOptimizer::ready in update_in_forward) sees
+// every parameter exactly once per forward pass, before the pass uses it, in
+// the order of named_parameters(), and does not change the result.
+TEST(ChexnetModel, BeforeBlockSeesEveryParameterOnceInForwardOrder) {
+  for (const std::string arch : {"densenet121", "vgg16"}) {
+    SCOPED_TRACE(arch);
+    torch::manual_seed(0);
+    std::shared_ptr<ChexnetModel> model = Make(arch);
+    ASSERT_NE(model, nullptr);
+    model->eval();
+    const torch::Tensor images = torch::randn({1, 3, 32, 32});
+    const torch::Tensor plain = model->forward(images);
+    std::vector<const void*> seen;
+    model->set_before_block([&](const torch::nn::Module& block) {
+      for (const torch::Tensor& p : block.parameters()) {
+        seen.push_back(p.unsafeGetTensorImpl());
+      }
+    });
+    const torch::Tensor hooked = model->forward(images);
+    EXPECT_TRUE(torch::equal(plain, hooked));
+    std::vector<const void*> expected;
+    for (const auto& item : model->named_parameters()) {
+      expected.push_back(item.value().unsafeGetTensorImpl());
+    }
+    EXPECT_EQ(seen, expected);
+    model->set_before_block({});
+    seen.clear();
+    model->forward(images);
+    EXPECT_TRUE(seen.empty());
+  }
+}
+
 TEST(DenseNet121, InitialisesLikeTorchvisionWithHeadBiasOption) {
   torch::manual_seed(0);
   std::shared_ptr<ChexnetModel> model = Make("densenet121");

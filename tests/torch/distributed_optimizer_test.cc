@@ -429,6 +429,178 @@ TEST(DistributedOptimizer, UnusedParametersDoNotDeadlock) {
   EXPECT_TRUE(IdenticalAcrossRanks(FlatParameters(*model), "branches"));
 }
 
+// ---- update_in_forward ----------------------------------------------------
+
+// The Mlp's forward with DistributedOptimizer::ready() before each layer
+// (gate_fc2 false: the second layer is used without it).
+at::Tensor ForwardWithReady(Mlp& model, DistributedOptimizer& optimizer,
+                            const at::Tensor& x, bool gate_fc2 = true) {
+  optimizer.ready(*model->fc1);
+  at::Tensor hidden = ::torch::tanh(model->fc1(x));
+  if (gate_fc2) optimizer.ready(*model->fc2);
+  return model->fc2(hidden);
+}
+
+at::Tensor TrainUpdatingInForward(const OptimizerFactory& factory, int steps,
+                                  DistributedOptimizerStats* stats) {
+  Mlp model = MakeMlp();
+  DistributedOptimizerOptions options;
+  options.update_in_forward = true;
+  DistributedOptimizer optimizer(factory(model->parameters()),
+                                 model->named_parameters(), options);
+  for (int step = 0; step < steps; ++step) {
+    optimizer.zero_grad();
+    auto [x, y] = GlobalBatch(step, size() * kLocalRows);
+    ::torch::mse_loss(
+        ForwardWithReady(model, optimizer, Shard(x, rank(), kLocalRows)),
+        Shard(y, rank(), kLocalRows))
+        .backward();
+    optimizer.step();
+  }
+  optimizer.finish_updates();
+  *stats = optimizer.stats();
+  return FlatParameters(*model);
+}
+
+TEST(DistributedOptimizer, UpdatesInTheForwardPassEqualOneProcess) {
+  for (const auto& [name, factory] :
+       std::vector<std::pair<std::string, OptimizerFactory>>{
+           {"sgd", SgdMomentum}, {"adam", Adam}}) {
+    SCOPED_TRACE(name);
+    DistributedOptimizerStats stats;
+    const at::Tensor distributed = TrainUpdatingInForward(factory, 20, &stats);
+    EXPECT_TRUE(IdenticalAcrossRanks(distributed, name + ".in_forward"));
+    EXPECT_TRUE(
+        AllClose(distributed, TrainReference(factory, 1, 20), 1e-5, 1e-7));
+    // Steps 2-20 update all four tensors from ready(); the last step's
+    // update is applied by finish_updates().
+    EXPECT_EQ(stats.updates_in_forward, 19 * 4);
+    EXPECT_EQ(stats.updates_at_finish, 4);
+    EXPECT_EQ(stats.steps, 20);
+    EXPECT_EQ(stats.allreduces_from_hooks, 20 * 4);
+  }
+}
+
+TEST(DistributedOptimizer, UpdatesInTheForwardPassLeaveTheStepToReady) {
+  Mlp model = MakeMlp();
+  DistributedOptimizerOptions options;
+  options.update_in_forward = true;
+  DistributedOptimizer optimizer(SgdMomentum(model->parameters()),
+                                 model->named_parameters(), options);
+  const at::Tensor before = FlatParameters(*model);
+  auto [x, y] = GlobalBatch(0, size() * kLocalRows);
+  optimizer.zero_grad();
+  ::torch::mse_loss(
+      ForwardWithReady(model, optimizer, Shard(x, rank(), kLocalRows)),
+      Shard(y, rank(), kLocalRows))
+      .backward();
+  optimizer.step();
+  EXPECT_TRUE(Equal(FlatParameters(*model), before))
+      << "step() changed the parameters: nothing should move before ready()";
+  // zero_grad() while the updates are deferred: the gradients are zeroed
+  // only after their update, which therefore still sees them.
+  optimizer.zero_grad();
+  optimizer.ready(*model->fc1);
+  EXPECT_FALSE(Equal(model->fc1->weight, before.narrow(0, 0, 6 * 16)
+                                             .view({16, 6})));
+  EXPECT_TRUE(Equal(model->fc1->weight.grad(),
+                    ::torch::zeros_like(model->fc1->weight)));
+  EXPECT_FALSE(Equal(model->fc2->weight.grad(),
+                     ::torch::zeros_like(model->fc2->weight)))
+      << "fc2's reduced gradient waits for its update";
+  optimizer.finish_updates();
+  EXPECT_TRUE(Equal(model->fc2->weight.grad(),
+                    ::torch::zeros_like(model->fc2->weight)));
+  // The same step without update_in_forward, on a fresh copy.
+  Mlp reference = MakeMlp();
+  DistributedOptimizer eager(SgdMomentum(reference->parameters()),
+                             reference->named_parameters());
+  eager.zero_grad();
+  ::torch::mse_loss(reference(Shard(x, rank(), kLocalRows)),
+                    Shard(y, rank(), kLocalRows))
+      .backward();
+  eager.step();
+  EXPECT_TRUE(Equal(FlatParameters(*model), FlatParameters(*reference)));
+}
+
+TEST(DistributedOptimizer, ForwardWithoutReadyFailsInsteadOfUsingOldWeights) {
+  Mlp model = MakeMlp();
+  DistributedOptimizerOptions options;
+  options.update_in_forward = true;
+  DistributedOptimizer optimizer(SgdMomentum(model->parameters()),
+                                 model->named_parameters(), options);
+  auto [x, y] = GlobalBatch(0, size() * kLocalRows);
+  for (int step = 0; step < 2; ++step) {
+    optimizer.zero_grad();
+    at::Tensor loss = ::torch::mse_loss(
+        ForwardWithReady(model, optimizer, Shard(x, rank(), kLocalRows),
+                         /*gate_fc2=*/false),
+        Shard(y, rank(), kLocalRows));
+    if (step == 0) {
+      loss.backward();  // nothing deferred yet
+      optimizer.step();
+      continue;
+    }
+    try {
+      loss.backward();
+      ADD_FAILURE() << "backward used fc2's weights before their update";
+    } catch (const c10::Error& e) {
+      const std::string what = e.what();
+      EXPECT_NE(what.find("'fc2."), std::string::npos) << what;
+      EXPECT_NE(what.find("ready()"), std::string::npos) << what;
+    }
+  }
+  optimizer.finish_updates();
+  EXPECT_THROW(
+      {
+        DistributedOptimizerOptions off;
+        off.update_in_forward = true;
+        off.overlap = Overlap::kOff;
+        DistributedOptimizer bad(SgdMomentum(model->parameters()),
+                                 model->named_parameters(), off);
+      },
+      c10::ValueError);
+}
+
+// A branch the forward pass never reaches gets its deferred update from the
+// next step(): the parameters follow the eager optimizer's exactly.
+TEST(DistributedOptimizer, UpdatesNeverReachedByReadyComeWithTheNextStep) {
+  auto train = [](bool in_forward, DistributedOptimizerStats* stats) {
+    ::torch::manual_seed(3);
+    Branches model;
+    DistributedOptimizerOptions options;
+    options.update_in_forward = in_forward;
+    DistributedOptimizer optimizer(
+        std::make_shared<optim::SGD>(model->parameters(),
+                                     optim::SGDOptions(0.1).momentum(0.9)),
+        model->named_parameters(), options);
+    for (int step = 0; step < 4; ++step) {
+      auto [x, y] = GlobalBatch(20 + step, size() * kLocalRows);
+      optimizer.zero_grad();
+      optimizer.ready(*model->shared);
+      if (rank() == 0) optimizer.ready(*model->extra);
+      ::torch::mse_loss(model(Shard(x, rank(), kLocalRows), rank() == 0),
+                        Shard(y, rank(), kLocalRows))
+          .backward();
+      optimizer.step();
+    }
+    optimizer.finish_updates();
+    *stats = optimizer.stats();
+    return FlatParameters(*model);
+  };
+  DistributedOptimizerStats deferred_stats, eager_stats;
+  const at::Tensor deferred = train(true, &deferred_stats);
+  const at::Tensor eager = train(false, &eager_stats);
+  EXPECT_TRUE(Equal(deferred, eager));
+  EXPECT_TRUE(IdenticalAcrossRanks(deferred, "branches.in_forward"));
+  // 6 tensors a step: shared (and on rank 0 extra) from ready(), the rest
+  // from step() or finish_updates().
+  const int64_t readied = rank() == 0 ? 4 : 2;
+  EXPECT_EQ(deferred_stats.updates_in_forward, 3 * readied);
+  EXPECT_EQ(deferred_stats.updates_at_finish, 3 * (6 - readied) + 6);
+  EXPECT_EQ(eager_stats.updates_in_forward, 0);
+}
+
 // An identity whose backward sleeps: a deliberately slow first layer, whose
 // backward runs last. It records the runtime's counters when it finishes.
 std::chrono::milliseconds g_slow_backward_delay{200};

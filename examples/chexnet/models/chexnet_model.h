@@ -18,6 +18,7 @@
 #include <torch/types.h>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -55,6 +56,24 @@ class ChexnetModel : public ::torch::nn::Module {
   // autograd. Does not switch the model to eval mode: call eval() first for
   // inference (batch norm running statistics, no dropout).
   ::torch::Tensor Predict(const ::torch::Tensor& images);
+
+  // Called by forward() with each block of the model just before it runs
+  // (DenseNet-121: each stem layer, dense layer and transition, norm5 and
+  // the classifier; VGG-16: each layer of features and the classifier; in
+  // forward order), e.g.
+  // with kolo::torch::DistributedOptimizer::ready for its update_in_forward
+  // option. Empty (the default): nothing is called.
+  using BlockHook = std::function<void(const ::torch::nn::Module&)>;
+  void set_before_block(BlockHook hook) { before_block_ = std::move(hook); }
+
+ protected:
+  void BeforeBlock(const ::torch::nn::Module& block) const {
+    if (before_block_) before_block_(block);
+  }
+  const BlockHook& before_block() const { return before_block_; }
+
+ private:
+  BlockHook before_block_;
 };
 
 // Builds a freshly initialised model. arch is "densenet121" or "vgg16";

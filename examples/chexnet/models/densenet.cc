@@ -74,9 +74,15 @@ class DenseBlockImpl : public torch::nn::Module {
   }
 
   torch::Tensor forward(torch::Tensor input) {
+    return ForwardWithHook(std::move(input), {});
+  }
+  // forward(), calling `before_layer` (if set) with each layer before it runs.
+  torch::Tensor ForwardWithHook(torch::Tensor input,
+                                const ChexnetModel::BlockHook& before_layer) {
     std::vector<torch::Tensor> features{std::move(input)};
     features.reserve(layers_.size() + 1);
     for (DenseLayer& layer : layers_) {
+      if (before_layer) before_layer(*layer);
       features.push_back(layer->forward(features));
     }
     return torch::cat(features, 1);
@@ -154,7 +160,17 @@ torch::Tensor DenseNet121::forward(torch::Tensor images) {
 }
 
 torch::Tensor DenseNet121::CamFeatures(torch::Tensor images) {
-  return features_->forward(images).relu_();
+  if (!before_block()) return features_->forward(images).relu_();
+  torch::Tensor x = std::move(images);
+  for (torch::nn::AnyModule& child : *features_) {
+    if (auto* block = child.ptr()->as<DenseBlockImpl>()) {
+      x = block->ForwardWithHook(std::move(x), before_block());
+    } else {
+      BeforeBlock(*child.ptr());
+      x = child.forward(std::move(x));
+    }
+  }
+  return x.relu_();
 }
 
 torch::Tensor DenseNet121::LogitsFromCamFeatures(torch::Tensor features) {
@@ -162,6 +178,7 @@ torch::Tensor DenseNet121::LogitsFromCamFeatures(torch::Tensor features) {
       torch::nn::functional::adaptive_avg_pool2d(
           features, torch::nn::functional::AdaptiveAvgPool2dFuncOptions(1))
           .flatten(1);
+  BeforeBlock(*classifier_);
   return classifier_->forward(pooled);
 }
 

@@ -80,6 +80,7 @@ torch::Tensor Vgg16::CamFeatures(torch::Tensor images) {
   torch::Tensor x = std::move(images);
   for (auto layer = features_->begin(); layer + 1 != features_->end();
        ++layer) {
+    BeforeBlock(*layer->ptr());
     x = layer->forward(x);
   }
   return x;
@@ -88,6 +89,7 @@ torch::Tensor Vgg16::CamFeatures(torch::Tensor images) {
 torch::Tensor Vgg16::LogitsFromCamFeatures(torch::Tensor features) {
   torch::Tensor pooled =
       avgpool_->forward((features_->end() - 1)->forward(std::move(features)));
+  BeforeBlock(*classifier_);
   return classifier_->forward(pooled.flatten(1));
 }
 

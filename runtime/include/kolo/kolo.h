@@ -83,6 +83,16 @@ struct AllreduceOptions {
   // tensors are scaled in double precision and truncated toward zero.
   double prescale_factor = 1.0;
   double postscale_factor = 1.0;
+  // Scheduling hint for allreduces that become ready together (e.g. the
+  // backlog of gradients left at the end of backward): higher priorities run
+  // first. While any ready allreduce has a non-zero priority, each response
+  // list carries at most KOLO_PRIORITY_CYCLE_BYTES of them, highest first,
+  // and the rest wait for the next list, where tensors that became ready
+  // meanwhile may overtake them. Ranks need not agree (rank 0 takes the
+  // first rank's); a tensor keeps the priority it had when it entered the
+  // response cache. The one-host fast lane ignores it. Default 0: ready
+  // order, as without priorities.
+  int32_t priority = 0;
 };
 
 // Counters for instrumentation and tests; monotonic over the process.

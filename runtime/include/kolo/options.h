@@ -56,6 +56,13 @@ struct Options {
   // work or looks for the coordinator's answer. Smaller reacts faster and
   // wakes more often. Default 1 ms.
   double cycle_time_ms = 1.0;
+  // KOLO_PRIORITY_CYCLE_BYTES: while ready allreduces carry priorities
+  // (AllreduceOptions::priority), the most bytes of them rank 0 puts in one
+  // response list (at least one tensor), highest priority first; the rest
+  // wait for the next list. Smaller lets urgent tensors overtake a backlog
+  // sooner, at one negotiation round per list. 0: no limit (priorities only
+  // order each list). Default 4 MiB.
+  int64_t priority_cycle_bytes = int64_t{4} << 20;
   // KOLO_CACHE_CAPACITY: response-cache entries; tensors seen before are
   // agreed with one bit instead of a full request. 0 disables. Default 1024.
   int64_t cache_capacity = 1024;

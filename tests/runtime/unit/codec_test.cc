@@ -25,6 +25,7 @@ Request SampleRequest(int rank) {
   r.splits = {1, 2, 3, 2};
   r.group_key = "g";
   r.group_size = 3;
+  r.priority = -7;
   return r;
 }
 
@@ -43,6 +44,7 @@ TEST(Codec, RequestListRoundTrips) {
   ASSERT_EQ(decoded->requests.size(), 1u);
   EXPECT_TRUE(decoded->requests[0].SameAs(list.requests[0]));
   EXPECT_EQ(decoded->requests[0].rank, 3);
+  EXPECT_EQ(decoded->requests[0].priority, -7);
   EXPECT_EQ(decoded->cache_slots, list.cache_slots);
   EXPECT_TRUE(decoded->shutdown);
   EXPECT_FALSE(decoded->goodbye);

@@ -392,6 +392,127 @@ TEST(Coordinator, AGroupedTensorSubmittedAloneSomewhereFails) {
   EXPECT_EQ(c.pending_count(), 0u);
 }
 
+Request Prioritized(int rank, const std::string& name, int32_t priority) {
+  Request r = Allreduce(rank, name);  // 4 floats: 16 bytes
+  r.priority = priority;
+  return r;
+}
+
+TEST(Coordinator, PrioritizedTensorsRunHighestFirstWithinTheCycleBudget) {
+  Options options = TestOptions();
+  options.priority_cycle_bytes = 40;  // two 16-byte tensors per list
+  Coordinator c(2, options);
+  for (int rank : {0, 1}) {
+    ASSERT_TRUE(c.HandleRequestList(List(rank, {Prioritized(rank, "a", 1),
+                                                Prioritized(rank, "b", 3),
+                                                Prioritized(rank, "c", 2),
+                                                Prioritized(rank, "d", 4)}),
+                                    kStart)
+                    .ok());
+  }
+  auto first = c.NextResponses(kStart, false);
+  ASSERT_TRUE(first.has_value());
+  EXPECT_EQ(TensorNames(*first), (std::vector<std::string>{"d", "b"}));
+  EXPECT_EQ(c.pending_count(), 2u) << "c and a wait for the next list";
+  // A tensor that becomes ready meanwhile overtakes the backlog.
+  for (int rank : {1, 0}) {
+    ASSERT_TRUE(
+        c.HandleRequestList(List(rank, {Prioritized(rank, "e", 5)}), kStart)
+            .ok());
+  }
+  auto second = c.NextResponses(kStart, false);
+  ASSERT_TRUE(second.has_value());
+  EXPECT_EQ(TensorNames(*second), (std::vector<std::string>{"e", "c"}));
+  auto third = c.NextResponses(kStart, false);
+  ASSERT_TRUE(third.has_value());
+  EXPECT_EQ(TensorNames(*third), std::vector<std::string>{"a"});
+  EXPECT_FALSE(c.NextResponses(kStart, false).has_value());
+  EXPECT_EQ(c.pending_count(), 0u);
+}
+
+TEST(Coordinator, WithoutPrioritiesEveryReadyTensorRunsInReadyOrder) {
+  Options options = TestOptions();
+  options.priority_cycle_bytes = 16;
+  options.fusion_threshold_bytes = 0;  // one response per tensor, in order
+  Coordinator c(2, options);
+  for (int rank : {0, 1}) {
+    ASSERT_TRUE(c.HandleRequestList(List(rank, {Allreduce(rank, "z"),
+                                                Allreduce(rank, "y"),
+                                                Allreduce(rank, "x")}),
+                                    kStart)
+                    .ok());
+  }
+  auto list = c.NextResponses(kStart, false);
+  ASSERT_TRUE(list.has_value());
+  EXPECT_EQ(TensorNames(*list), (std::vector<std::string>{"z", "y", "x"}));
+}
+
+TEST(Coordinator, ABudgetOfZeroOrdersByPriorityWithoutSplittingTheList) {
+  Options options = TestOptions();
+  options.priority_cycle_bytes = 0;
+  options.fusion_threshold_bytes = 0;
+  Coordinator c(2, options);
+  for (int rank : {0, 1}) {
+    ASSERT_TRUE(c.HandleRequestList(List(rank, {Prioritized(rank, "low", 1),
+                                                Allreduce(rank, "none"),
+                                                Prioritized(rank, "high", 9)}),
+                                    kStart)
+                    .ok());
+  }
+  auto list = c.NextResponses(kStart, false);
+  ASSERT_TRUE(list.has_value());
+  EXPECT_EQ(TensorNames(*list),
+            (std::vector<std::string>{"high", "low", "none"}));
+}
+
+TEST(Coordinator, APrioritizedGroupIsNeverSplitAcrossLists) {
+  Options options = TestOptions();
+  options.priority_cycle_bytes = 16;  // one tensor
+  Coordinator c(2, options);
+  auto member = [](int rank, const std::string& name) {
+    Request r = Prioritized(rank, name, 7);
+    r.group_key = "g";
+    r.group_size = 2;
+    return r;
+  };
+  for (int rank : {0, 1}) {
+    ASSERT_TRUE(c.HandleRequestList(
+                     List(rank, {Prioritized(rank, "solo", 3),
+                                 member(rank, "g.0"), member(rank, "g.1")}),
+                     kStart)
+                    .ok());
+  }
+  auto first = c.NextResponses(kStart, false);
+  ASSERT_TRUE(first.has_value());
+  EXPECT_EQ(TensorNames(*first), (std::vector<std::string>{"g.0", "g.1"}))
+      << "the group goes whole, over the budget";
+  auto second = c.NextResponses(kStart, false);
+  ASSERT_TRUE(second.has_value());
+  EXPECT_EQ(TensorNames(*second), std::vector<std::string>{"solo"});
+}
+
+TEST(Coordinator, APrioritizedBacklogIsNotReportedAsStalled) {
+  Options options = TestOptions();
+  options.stall_check_seconds = 1;
+  options.stall_shutdown_seconds = 2;
+  options.priority_cycle_bytes = 16;
+  Coordinator c(2, options);
+  for (int rank : {0, 1}) {
+    ASSERT_TRUE(c.HandleRequestList(List(rank, {Prioritized(rank, "p", 2),
+                                                Prioritized(rank, "q", 1)}),
+                                    kStart)
+                    .ok());
+  }
+  auto first = c.NextResponses(kStart, false);
+  ASSERT_TRUE(first.has_value());
+  EXPECT_EQ(TensorNames(*first), std::vector<std::string>{"p"});
+  // Long after the shutdown time, q is still ready, not stalled.
+  auto second = c.NextResponses(kStart + absl::Seconds(10), false);
+  ASSERT_TRUE(second.has_value());
+  ASSERT_EQ(TensorNames(*second), std::vector<std::string>{"q"});
+  EXPECT_EQ(second->responses[0].error_code, 0);
+}
+
 TEST(Coordinator, StalledTensorsFailAfterTheShutdownTime) {
   Options options = TestOptions();
   options.stall_check_seconds = 1;

@@ -366,6 +366,12 @@ struct DistributedOptimizerOptions {
   Compression compression = Compression::kNone;
   // When the allreduces start; see Overlap. Default: measured.
   Overlap overlap = Overlap::kAuto;
+  // Defer each parameter's update to the next forward pass (see "Updates in
+  // the forward pass" below): step() returns while the gradient allreduces
+  // are still running, and ready() applies a block's update just before the
+  // block computes. Needs overlap on (kAuto counts as kOn here). Default
+  // false: step() waits for every allreduce and updates every parameter.
+  bool update_in_forward = false;
   // The ranks that reduce gradients together (kolo/process_set.h): the
   // global set by default. A process set trains a replica of the model
   // among its members only (e.g. one data-parallel group of a job that
@@ -389,6 +395,10 @@ struct DistributedOptimizerStats {
   int64_t steps = 0;
   // Whether the hooks start allreduces in the coming backward passes.
   bool overlapping = true;
+  // update_in_forward: parameters updated by ready() (in the forward pass)
+  // and by finish_updates() or the next step() (not reached by ready()).
+  int64_t updates_in_forward = 0;
+  int64_t updates_at_finish = 0;
   // Overlap::kAuto: the step after which the choice was made (-1 while
   // measuring, and for kOn/kOff), and the median step time (s, averaged
   // over ranks) measured with overlap on and off.
@@ -448,6 +458,38 @@ struct DistributedOptimizerStats {
 // compressed copy is made on that stream too. Mixed precision: with a loss
 // scaler, scale the loss, call synchronize(), check and unscale the reduced
 // gradients, then step() (or skip the step; see chexnet_train's --amp fp16).
+//
+// Updates in the forward pass (options.update_in_forward). Where the network
+// is slower than backward, the gradients of the first layers, computed last,
+// are still in flight when backward ends, and the next forward pass needs
+// exactly those first. With update_in_forward, step() enqueues what is left
+// and returns without waiting; each gradient allreduce carries a priority
+// (the earlier its parameter in named_parameters, i.e. in the forward pass,
+// the higher), so rank 0 sends a backlog first-layer-first
+// (AllreduceOptions::priority); and ready(module) — called by the model's
+// forward before each block — waits for that block's gradients and applies
+// the wrapped optimizer's update to its parameters only. Communication then
+// runs on into the next forward pass, and the result is exactly that of
+// step(): the same update of every parameter, applied before its first use.
+//   - Which parameters: ready() takes a module (its parameters, recursively)
+//     or a list; parameters step() did not defer are ignored. Parameters in
+//     named_parameters must be in forward order for the priorities to help.
+//   - Safety: a parameter whose update is still deferred when backward
+//     reaches its gradient was used by forward with its old value (ready()
+//     was not called for it): backward throws c10::Error naming it instead of
+//     training on stale weights. Updates never reached by ready() (an unused
+//     branch) are applied by the next step(), finish_updates(), save(),
+//     load(), synchronize() and broadcast_optimizer_state(). Call
+//     finish_updates() before reading the parameters outside a training
+//     forward pass (evaluation, checkpoints written by hand).
+//   - zero_grad() zeroes a deferred parameter's gradient once its update has
+//     been applied. state() of this view is refreshed when the last deferred
+//     update has been applied. A step() after an explicit synchronize()
+//     updates every parameter at once, as without the option.
+//   - The update of a subset is the wrapped optimizer's step() with the
+//     other parameters' gradients hidden (undefined) for its duration, so the
+//     optimizer must update each parameter from its own gradient and state
+//     only, as LibTorch's SGD, Adam, AdamW, Adagrad and RMSprop do.
 class DistributedOptimizer : public ::torch::optim::Optimizer {
  public:
   // named_parameters: the model's parameters with stable names, identical on
@@ -471,6 +513,14 @@ class DistributedOptimizer : public ::torch::optim::Optimizer {
   // The closure (if any; its loss is returned), synchronize(), then the
   // wrapped optimizer's step().
   ::torch::Tensor step(LossClosure closure = nullptr) override;
+  // update_in_forward: applies the deferred updates of `module`'s parameters
+  // (recursively) or of `parameters`, waiting for their gradient
+  // allreduces. Does nothing for parameters without a deferred update (and
+  // without update_in_forward). Throws c10::Error if an allreduce failed.
+  void ready(const ::torch::nn::Module& module);
+  void ready(const std::vector<::torch::Tensor>& parameters);
+  // Applies every deferred update now.
+  void finish_updates();
   // The wrapped optimizer's zero_grad(). Throws if gradient allreduces are
   // pending (backward ran but step()/synchronize() did not). Called through
   // a torch::optim::Optimizer&, LibTorch's own zero_grad() runs (it is not
