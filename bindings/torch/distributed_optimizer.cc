@@ -415,13 +415,16 @@ void DistributedOptimizer::Impl::OnGradientArriving(size_t index) {
 bool DistributedOptimizer::Impl::DeferStep() {
   MutexLock lock(&mu_);
   if (synchronized_) return false;
+  // Every allreduce first: if one cannot start, nothing is marked owed and
+  // the next synchronize() or step() waits for those that did.
   for (Parameter& parameter : parameters_) {
-    if (!parameter.pending.valid()) {
-      if (!parameter.tensor.grad().defined()) {
-        parameter.tensor.mutable_grad() = at::zeros_like(parameter.tensor);
-      }
-      EnqueueLocked(parameter, /*from_hook=*/false);
+    if (parameter.pending.valid()) continue;
+    if (!parameter.tensor.grad().defined()) {
+      parameter.tensor.mutable_grad() = at::zeros_like(parameter.tensor);
     }
+    EnqueueLocked(parameter, /*from_hook=*/false);
+  }
+  for (Parameter& parameter : parameters_) {
     parameter.passes = 0;
     parameter.owed = true;
     parameter.zero_after_update = false;
@@ -489,6 +492,12 @@ void DistributedOptimizer::Impl::ApplyOwed(std::vector<size_t> indices,
     Parameter& parameter = *owed[k];
     try {
       handles[k].wait();
+      TORCH_CHECK(parameter.tensor.grad().defined(), "kolo: the gradient of '",
+                  parameter.name,
+                  "' was cleared while its update was deferred "
+                  "(update_in_forward): clear gradients with "
+                  "DistributedOptimizer::zero_grad(), which waits for the "
+                  "update, not with the module's or the wrapped optimizer's");
       if (!parameter.wire.is_same(parameter.tensor.grad())) {
         parameter.tensor.grad().copy_(parameter.wire);
       }
@@ -504,26 +513,36 @@ void DistributedOptimizer::Impl::ApplyOwed(std::vector<size_t> indices,
     parameters_[index].owed = false;
   }
   owed_ -= static_cast<int64_t>(indices.size());
-  // The gradients are not (all) reduced: no update from them.
+  // The gradients are not (all) reduced: no update from them. A failed
+  // allreduce ends the job (the runtime aborts), so the updates of this
+  // batch that did succeed are dropped with it.
   if (first_error) std::rethrow_exception(first_error);
-  // The wrapped optimizer's step() for the selected parameters only: the
-  // others' gradients are hidden for its duration.
-  std::vector<std::pair<size_t, at::Tensor>> hidden;
-  for (size_t i = 0; i < parameters_.size(); ++i) {
-    at::Tensor& grad = parameters_[i].tensor.mutable_grad();
-    if (selected[i] || !grad.defined()) continue;
-    hidden.emplace_back(i, std::move(grad));
-    grad = at::Tensor();
+  // The wrapped optimizer's step() for the selected parameters only: every
+  // other parameter of its groups (also any it has that this class does not
+  // reduce) has its gradient hidden for the duration.
+  std::unordered_set<const void*> chosen;
+  for (size_t index : indices) {
+    chosen.insert(parameters_[index].tensor.unsafeGetTensorImpl());
+  }
+  std::vector<std::pair<at::Tensor, at::Tensor>> hidden;  // tensor, grad
+  for (const auto& group : optimizer_->param_groups()) {
+    for (const at::Tensor& tensor : group.params()) {
+      if (chosen.count(tensor.unsafeGetTensorImpl()) != 0) continue;
+      at::Tensor grad = tensor.grad();
+      if (!grad.defined()) continue;
+      at::Tensor handle = tensor;  // shares the TensorImpl
+      handle.mutable_grad() = at::Tensor();
+      hidden.emplace_back(std::move(handle), std::move(grad));
+    }
   }
   struct Restore {
-    std::vector<std::pair<size_t, at::Tensor>>& hidden;
-    std::vector<Parameter>& parameters;
+    std::vector<std::pair<at::Tensor, at::Tensor>>& hidden;
     ~Restore() {
-      for (auto& [i, grad] : hidden) {
-        parameters[i].tensor.mutable_grad() = std::move(grad);
-      }
+      for (auto& [tensor, grad] : hidden) tensor.mutable_grad() = grad;
     }
-  } restore{hidden, parameters_};
+  } restore{hidden};
+  // Under mu_: a backward running meanwhile (another thread) would find
+  // gradients hidden; its hooks wait instead.
   optimizer_->step();
   for (size_t index : indices) {
     Parameter& parameter = parameters_[index];
@@ -590,7 +609,10 @@ void DistributedOptimizer::Impl::StepWrapped() {
     synchronized_ = false;
     ++stats_.steps;
   }
-  if (options_.overlap == Overlap::kAuto) TuneOverlap();
+  // With update_in_forward the hooks always start the allreduces.
+  if (options_.overlap == Overlap::kAuto && !options_.update_in_forward) {
+    TuneOverlap();
+  }
 }
 
 void DistributedOptimizer::Impl::TuneOverlap() {
@@ -642,12 +664,18 @@ void DistributedOptimizer::Impl::ZeroGrad(bool set_to_none) {
       // update_in_forward: a deferred parameter's gradient is zeroed after
       // its update; the others now, as the wrapped optimizer would.
       for (Parameter& parameter : parameters_) {
-        parameter.passes = 0;
         if (parameter.owed) {
           parameter.zero_after_update = true;
           parameter.zero_set_to_none = set_to_none;
+          parameter.passes = 0;
           continue;
         }
+        TORCH_CHECK(!parameter.pending.valid(),
+                    "kolo: zero_grad() was called after backward() but "
+                    "before step() or synchronize(): the allreduce of '",
+                    parameter.allreduce_name,
+                    "' is still writing the gradient");
+        parameter.passes = 0;
         at::Tensor& grad = parameter.tensor.mutable_grad();
         if (!grad.defined()) continue;
         if (set_to_none) {

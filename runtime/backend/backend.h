@@ -32,6 +32,13 @@ class Backend {
   // copies and reduces in place.
   virtual Status Allreduce(const void* input, void* output, int64_t count,
                            const ReductionSpec& spec);
+  // The algorithm an allreduce of `count` elements of `dtype` takes, for the
+  // timeline ("direct", ...), where the backend chooses between several;
+  // empty otherwise.
+  virtual const char* AllreduceAlgorithm(int64_t /*count*/,
+                                         DataType /*dtype*/) const {
+    return "";
+  }
   // output = concatenation of every rank's input; bytes_per_rank[r] bytes
   // from rank r. input holds bytes_per_rank[this rank] bytes.
   virtual Status Allgatherv(const void* input, void* output,

@@ -207,11 +207,20 @@ const Request& Coordinator::FirstRequest(const Pending& pending) {
 
 std::vector<std::string> Coordinator::TakeReady() {
   std::vector<std::string> taken;
+  // A ready tensor held back by an earlier list may since have failed with
+  // its group (FailGroups, CheckStalls) and been forgotten.
+  ready_.erase(std::remove_if(ready_.begin(), ready_.end(),
+                              [&](const std::string& name) {
+                                return pending_.count(name) == 0;
+                              }),
+               ready_.end());
   const bool prioritized =
       std::any_of(ready_.begin(), ready_.end(), [&](const std::string& name) {
         return FirstRequest(pending_.at(name)).priority != 0;
       });
-  if (!prioritized) {
+  // While ranks have joined, nothing is held back: a join must not complete
+  // before the allreduces that were ready ahead of it.
+  if (!prioritized || !joined_.empty()) {
     taken.swap(ready_);
     return taken;
   }

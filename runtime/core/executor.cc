@@ -222,14 +222,23 @@ Status Executor::Execute(const Response& response, std::vector<Entry>& entries,
   const bool fused =
       response.op == OpType::kAllreduce && response.tensors.size() > 1;
   Status status = Run(response, entries, present);
-  if (!fused) {
-    Record(response,
-           absl::StrCat(span_prefix_,
-                        absl::AsciiStrToUpper(absl::StrCat(
-                            backend_->name(), "_", OpTypeName(response.op)))),
-           start_ns);
-  }
+  if (!fused) Record(response, BackendActivity(response), start_ns);
   return status;
+}
+
+std::string Executor::BackendActivity(const Response& response) const {
+  std::string activity = absl::StrCat(span_prefix_, backend_->name(), "_",
+                                      OpTypeName(response.op));
+  if (response.op == OpType::kAllreduce &&
+      response.reduce_op != ReduceOp::kAdasum) {
+    int64_t count = 0;
+    for (const ResponseTensor& tensor : response.tensors) {
+      count += tensor.request.num_elements();
+    }
+    const char* algorithm = backend_->AllreduceAlgorithm(count, response.dtype);
+    if (*algorithm != '\0') absl::StrAppend(&activity, "_", algorithm);
+  }
+  return absl::AsciiStrToUpper(activity);
 }
 
 Status Executor::Run(const Response& response, std::vector<Entry>& entries,
@@ -321,10 +330,7 @@ Status Executor::Allreduce(const Response& response,
   Record(response, "MEMCPY_IN_FUSION_BUFFER", phase_start);
   phase_start = timeline_ != nullptr ? TimelineNowNs() : 0;
   if (Status s = ReduceInPlace(response, buffer, counts); !s.ok()) return s;
-  Record(response,
-         absl::StrCat(span_prefix_, absl::AsciiStrToUpper(absl::StrCat(
-                                        backend_->name(), "_allreduce"))),
-         phase_start);
+  Record(response, BackendActivity(response), phase_start);
   phase_start = timeline_ != nullptr ? TimelineNowNs() : 0;
   offset = 0;
   for (size_t i = 0; i < response.tensors.size(); ++i) {

@@ -7,6 +7,7 @@
 #define KOLO_RUNTIME_CORE_EXECUTOR_H_
 
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "runtime/backend/backend.h"
@@ -68,6 +69,10 @@ class Executor {
   // owned by the operation.
   Status AllocateOutput(Entry& entry, const std::vector<int64_t>& shape);
 
+  // The timeline's name for the backend's part of `response`: prefix,
+  // backend and operation, and for an allreduce the backend's algorithm
+  // where it has several (e.g. FAST_SHM_ALLREDUCE_DIRECT).
+  std::string BackendActivity(const Response& response) const;
   // Records `activity` from start_ns to now on every tensor's row.
   void Record(const Response& response, const std::string& activity,
               int64_t start_ns);

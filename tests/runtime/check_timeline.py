@@ -23,7 +23,7 @@ def check(events, ranks, cycles):
     for needed in ("NEGOTIATE_ALLREDUCE", "NEGOTIATE_BROADCAST", "QUEUE",
                    "MEMCPY_IN_FUSION_BUFFER", "MEMCPY_OUT_FUSION_BUFFER"):
         assert needed in names, (needed, sorted(n for n in names if n))
-    assert any(n and n.endswith("_ALLREDUCE") and not n.startswith("NEGOTIATE")
+    assert any(n and "_ALLREDUCE" in n and not n.startswith("NEGOTIATE")
                for n in names), names
     assert any(n and n.endswith("_BROADCAST") and not n.startswith("NEGOTIATE")
                for n in names), names
@@ -45,9 +45,21 @@ def main():
         # the fast lane and the lane's execution spans.
         events = load(f"{directory}/api.json")
         names = {e.get("name") for e in events}
-        for needed in ("NEGOTIATE_FAST_ALLREDUCE", "FAST_SHM_ALLREDUCE",
+        # The shared-memory plane's choice of algorithm is in the name: the
+        # fused small tensors take the direct path, 1 MiB the rounds.
+        for needed in ("NEGOTIATE_FAST_ALLREDUCE", "FAST_SHM_ALLREDUCE_DIRECT",
+                       "FAST_SHM_ALLREDUCE_REDUCE_SCATTER_ALLGATHER",
                        "FAST_SHM_BROADCAST", "MEMCPY_IN_FUSION_BUFFER"):
             assert needed in names, (needed, sorted(n for n in names if n))
+        rows = {e["tid"]: e["args"]["name"] for e in events
+                if e.get("name") == "thread_name"}
+        by_row = {}
+        for e in events:
+            if e.get("ph") == "X" and e["name"].startswith("FAST_SHM_ALLREDUCE"):
+                by_row.setdefault(rows[e["tid"]], set()).add(e["name"])
+        assert by_row["large.grad"] == {
+            "FAST_SHM_ALLREDUCE_REDUCE_SCATTER_ALLGATHER"}, by_row
+        assert by_row["layer0.grad"] == {"FAST_SHM_ALLREDUCE_DIRECT"}, by_row
         check(load(f"{directory}/started.json"), ranks, cycles=False)
     elif mode == "kill":
         check(load(f"{directory}/started.json"), ranks, cycles=False)

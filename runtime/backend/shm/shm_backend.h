@@ -23,6 +23,11 @@ class ShmBackend : public Backend {
                    const ReductionSpec& spec) override {
     return comm_->Allreduce(input, output, count, spec);
   }
+  const char* AllreduceAlgorithm(int64_t count,
+                                 DataType dtype) const override {
+    return comm_->AllreduceIsDirect(count, dtype) ? "direct"
+                                                  : "reduce_scatter_allgather";
+  }
   Status Allgatherv(const void* input, void* output,
                     const std::vector<int64_t>& bytes_per_rank) override {
     return comm_->Allgatherv(input, output, bytes_per_rank);

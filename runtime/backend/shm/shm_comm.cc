@@ -184,13 +184,18 @@ Status ShmComm::AllreduceDirect(const void* input, void* output, int64_t count,
   return absl::OkStatus();
 }
 
+bool ShmComm::AllreduceIsDirect(int64_t count, DataType dtype) const {
+  return count > 0 && size_ > 1 &&
+         count * DataTypeSize(WorkType(dtype)) <=
+             std::min(kDirectAllreduceBytes, slot_bytes_);
+}
+
 Status ShmComm::Allreduce(const void* input, void* output, int64_t count,
                           const ReductionSpec& spec) {
-  const int64_t work_size = DataTypeSize(WorkType(spec.dtype));
-  if (count > 0 && size_ > 1 &&
-      count * work_size <= std::min(kDirectAllreduceBytes, slot_bytes_)) {
+  if (AllreduceIsDirect(count, spec.dtype)) {
     return AllreduceDirect(input, output, count, spec);
   }
+  const int64_t work_size = DataTypeSize(WorkType(spec.dtype));
   const int64_t size = DataTypeSize(spec.dtype);
   const int64_t chunk = slot_bytes_ / work_size;
   const char* in = static_cast<const char*>(input);

@@ -56,6 +56,11 @@ class ShmComm {
   // the output once; everything else stays in the (cache-sized) slots.
   Status Allreduce(const void* input, void* output, int64_t count,
                    const ReductionSpec& spec);
+  // Whether Allreduce of `count` elements of `dtype` takes the direct path
+  // (one barrier, every rank sums every slot) rather than reduce-scatter +
+  // allgather rounds: at least two ranks and at most 64 KiB (in the
+  // reduction's working type) within one slot.
+  bool AllreduceIsDirect(int64_t count, DataType dtype) const;
   // Leaves in this rank's block of buffer (BlockRange(count, size, rank))
   // the reduction (op, prescale; no divisor or postscale) over local ranks.
   // REQUIRES: dtype is not a half type.
@@ -92,6 +97,7 @@ class ShmComm {
   // The largest of every local rank's value (one round).
   StatusOr<int64_t> AgreeOnMax(int64_t value);
   // Allreduce of a message that fits one slot, with one barrier.
+  // AllreduceIsDirect (public) says when Allreduce takes it.
   Status AllreduceDirect(const void* input, void* output, int64_t count,
                          const ReductionSpec& spec);
 

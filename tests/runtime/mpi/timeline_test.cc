@@ -17,7 +17,8 @@
 
 namespace {
 
-// Small tensors that fuse, one that does not, and a broadcast.
+// Small tensors that fuse (the shared-memory plane's direct allreduce), one
+// of 1 MiB (its reduce-scatter + allgather rounds), and a broadcast.
 bool Step(int step) {
   std::vector<std::vector<float>> tensors(6, std::vector<float>(256, 1.0f));
   std::vector<kolo::Handle> handles;
@@ -27,6 +28,11 @@ bool Step(int step) {
     if (!h.ok()) return false;
     handles.push_back(*h);
   }
+  std::vector<float> large(1 << 18, 1.0f);
+  kolo::Tensor l{large.data(), kolo::DataType::kFloat32, {1 << 18}};
+  auto hl = kolo::AllreduceAsync("large.grad", l, l);
+  if (!hl.ok()) return false;
+  handles.push_back(*hl);
   std::vector<double> big(1 << 16, 2.0);
   kolo::Tensor b{big.data(), kolo::DataType::kFloat64, {1 << 16}};
   auto hb = kolo::BroadcastAsync(absl::StrCat("weights.", step % 2), b, 0);

@@ -491,6 +491,74 @@ TEST(Coordinator, APrioritizedGroupIsNeverSplitAcrossLists) {
   EXPECT_EQ(TensorNames(*second), std::vector<std::string>{"solo"});
 }
 
+TEST(Coordinator, AJoinIsAnsweredAfterEveryPrioritizedTensorReadyBeforeIt) {
+  Options options = TestOptions();
+  options.priority_cycle_bytes = 16;  // one tensor per list without joins
+  Coordinator c(2, options);
+  for (int rank : {0, 1}) {
+    ASSERT_TRUE(c.HandleRequestList(List(rank, {Prioritized(rank, "p", 3),
+                                                Prioritized(rank, "q", 2),
+                                                Prioritized(rank, "r", 1)}),
+                                    kStart)
+                    .ok());
+  }
+  auto first = c.NextResponses(kStart, false);
+  ASSERT_TRUE(first.has_value());
+  EXPECT_EQ(TensorNames(*first), std::vector<std::string>{"p"});
+  Request join;
+  join.op = OpType::kJoin;
+  join.name = "kolo.join";
+  for (int rank : {0, 1}) {
+    join.rank = rank;
+    ASSERT_TRUE(c.HandleRequestList(List(rank, {join}), kStart).ok());
+  }
+  // q and r were ready before the join: they run in the join's list, ahead
+  // of it, not after the join has completed.
+  auto list = c.NextResponses(kStart, false);
+  ASSERT_TRUE(list.has_value());
+  ASSERT_EQ(list->responses.size(), 2u);  // q and r fused, then the join
+  EXPECT_EQ(TensorNames(*list), (std::vector<std::string>{"q", "r"}));
+  EXPECT_EQ(list->responses.back().op, OpType::kJoin);
+  EXPECT_EQ(c.pending_count(), 0u);
+}
+
+TEST(Coordinator, AHeldBackTensorThatFailsWithItsGroupIsForgotten) {
+  Options options = TestOptions();
+  options.priority_cycle_bytes = 16;  // one tensor per list
+  Coordinator c(2, options);
+  // Rank 0 groups m1 and m2 as "g", rank 1 as "h": both are released at
+  // once (to fail), with x between them, all behind "hi".
+  auto member = [](int rank, const std::string& name) {
+    Request r = Prioritized(rank, name, 1);
+    r.group_key = rank == 0 ? "g" : "h";
+    r.group_size = 2;
+    return r;
+  };
+  for (int rank : {0, 1}) {
+    ASSERT_TRUE(c.HandleRequestList(
+                     List(rank, {Prioritized(rank, "hi", 5), member(rank, "m1"),
+                                 Prioritized(rank, "x", 1), member(rank, "m2")}),
+                     kStart)
+                    .ok());
+  }
+  auto first = c.NextResponses(kStart, false);
+  ASSERT_TRUE(first.has_value());
+  EXPECT_EQ(TensorNames(*first), std::vector<std::string>{"hi"});
+  // m1 fails, and with it its group's m2, which was still held back.
+  auto second = c.NextResponses(kStart, false);
+  ASSERT_TRUE(second.has_value());
+  std::vector<std::string> failed = TensorNames(*second);
+  std::sort(failed.begin(), failed.end());
+  EXPECT_EQ(failed, (std::vector<std::string>{"m1", "m2"}));
+  for (const Response& r : second->responses) EXPECT_NE(r.error_code, 0);
+  // The next list runs x and does not look for the forgotten m2.
+  auto third = c.NextResponses(kStart, false);
+  ASSERT_TRUE(third.has_value());
+  EXPECT_EQ(TensorNames(*third), std::vector<std::string>{"x"});
+  EXPECT_EQ(third->responses[0].error_code, 0);
+  EXPECT_EQ(c.pending_count(), 0u);
+}
+
 TEST(Coordinator, APrioritizedBacklogIsNotReportedAsStalled) {
   Options options = TestOptions();
   options.stall_check_seconds = 1;
