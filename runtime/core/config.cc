@@ -22,15 +22,21 @@ Status Malformed(const char* name, absl::string_view value,
                    "' is malformed: expected ", expected));
 }
 
-Status ParseNonNegativeInt(const char* name, absl::string_view value,
-                           int64_t limit, int64_t* out) {
+Status ParseIntInRange(const char* name, absl::string_view value,
+                       int64_t low, int64_t high, int64_t* out) {
   int64_t parsed;
   if (!absl::SimpleAtoi(absl::StripAsciiWhitespace(value), &parsed) ||
-      parsed < 0 || parsed > limit) {
-    return Malformed(name, value, absl::StrCat("an integer from 0 to ", limit));
+      parsed < low || parsed > high) {
+    return Malformed(name, value,
+                     absl::StrCat("an integer from ", low, " to ", high));
   }
   *out = parsed;
   return absl::OkStatus();
+}
+
+Status ParseNonNegativeInt(const char* name, absl::string_view value,
+                           int64_t limit, int64_t* out) {
+  return ParseIntInRange(name, value, 0, limit, out);
 }
 
 Status ParseNonNegativeDouble(const char* name, absl::string_view value,
@@ -135,6 +141,10 @@ StatusOr<Options> OptionsFromLookup(const EnvironmentLookup& lookup) {
            [&](const char* n, const char* v) {
              return ParseNonNegativeDouble(n, v, kMaxCycleTimeMs,
                                            &options.cycle_time_ms);
+           }},
+          {"KOLO_THREAD_NICE",
+           [&](const char* n, const char* v) {
+             return ParseIntInRange(n, v, -20, 19, &options.thread_nice);
            }},
           {"KOLO_PRIORITY_CYCLE_BYTES",
            [&](const char* n, const char* v) {

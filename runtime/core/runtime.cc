@@ -2,12 +2,17 @@
 #include "runtime/core/runtime.h"
 
 #include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #if defined(__x86_64__)
 #include <immintrin.h>
 #endif
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <chrono>
 #include <cstdlib>
 
@@ -372,6 +377,7 @@ void Runtime::Loop() {
   // overrun by the thread's timer slack, 50 us by default, which would
   // dominate the latency of small operations; 1 us keeps the wait honest.
   prctl(PR_SET_TIMERSLACK, 1000UL, 0, 0, 0);
+  ApplyThreadNice();
   Worker& worker = *worker_;
   Status status;
   uint32_t previous_rung = bell_->Peek();
@@ -453,6 +459,24 @@ void Runtime::Loop() {
       "kolo was shut down (requested by rank ", worker.shutdown_rank(), ")")));
   if (gpu_ != nullptr) gpu_->Shutdown();
   SayGoodbye();
+}
+
+void Runtime::ApplyThreadNice() {
+  const int target = static_cast<int>(options_.thread_nice);
+  const id_t tid = static_cast<id_t>(syscall(SYS_gettid));
+  errno = 0;
+  const int current = getpriority(PRIO_PROCESS, tid);
+  if (errno != 0 || current == target) return;
+  if (setpriority(PRIO_PROCESS, tid, target) == 0) {
+    Log().debug("kolo's thread runs at nice {} (KOLO_THREAD_NICE)", target);
+    return;
+  }
+  // Raising priority needs root, CAP_SYS_NICE or RLIMIT_NICE (ulimit -e).
+  Log().info(
+      "kolo's thread stays at nice {}: KOLO_THREAD_NICE={} is not permitted "
+      "here ({}); on hosts whose cores the ranks oversubscribe, communication "
+      "then waits for the compute threads' time slices",
+      current, target, std::strerror(errno));
 }
 
 Status Runtime::SendRequests(std::vector<Request> fresh, bool shutdown,

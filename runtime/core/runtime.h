@@ -96,6 +96,8 @@ class Runtime : public internal::WaitHelper,
   Status Queue(std::vector<Entry> entries, bool* all_fast);
 
   void Loop();
+  // Sets this thread's nice value to KOLO_THREAD_NICE where permitted.
+  void ApplyThreadNice();
   // Sends this rank's request list (rank 0: hands it to the coordinator).
   Status SendRequests(std::vector<Request> fresh, bool shutdown, bool goodbye);
   // Moves negotiation messages along and rings the bells of the ranks whose

@@ -99,6 +99,14 @@ struct Options {
   // them. Off while KOLO_AUTOTUNE tunes the negotiation through rank 0.
   // Default on.
   bool fast_lane = true;
+  // KOLO_THREAD_NICE: the nice value kolo's background thread asks for
+  // (-20 to 19). A higher priority than the compute threads' lets it answer
+  // its peers at once on hosts whose cores the ranks oversubscribe (the
+  // link idles otherwise while it waits for a time slice). Lowering the
+  // value below the process's needs root, CAP_SYS_NICE or RLIMIT_NICE;
+  // where that is refused the thread keeps the process's (logged at info).
+  // Default -10.
+  int64_t thread_nice = -10;
   // KOLO_RING_TRANSPORT: tcp or mpi. Default tcp.
   RingTransport ring_transport = RingTransport::kTcp;
   // KOLO_TCP_IFACE: the one network interface whose IPv4 addresses the TCP

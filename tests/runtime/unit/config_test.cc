@@ -37,6 +37,8 @@ TEST(Config, DefaultsMatchTheDesign) {
   EXPECT_EQ(options->memory_allocator, MemoryAllocator::kAuto);
   EXPECT_EQ(options->elastic_restart, 0);
   EXPECT_EQ(options->elastic_stop_file, "");
+  EXPECT_EQ(options->thread_nice, -10);
+  EXPECT_EQ(options->priority_cycle_bytes, 4 << 20);
 }
 
 TEST(Config, ReadsEveryVariable) {
@@ -60,6 +62,8 @@ TEST(Config, ReadsEveryVariable) {
       {"KOLO_MEMORY_ALLOCATOR", "Jemalloc"},
       {"KOLO_ELASTIC_RESTART", "3"},
       {"KOLO_ELASTIC_STOP_FILE", "/tmp/stop"},
+      {"KOLO_THREAD_NICE", "-5"},
+      {"KOLO_PRIORITY_CYCLE_BYTES", "1048576"},
   });
   ASSERT_TRUE(options.ok()) << options.status();
   EXPECT_EQ(options->fusion_threshold_bytes, 1024);
@@ -82,6 +86,8 @@ TEST(Config, ReadsEveryVariable) {
   EXPECT_STREQ(MemoryAllocatorName(options->memory_allocator), "jemalloc");
   EXPECT_EQ(options->elastic_restart, 3);
   EXPECT_EQ(options->elastic_stop_file, "/tmp/stop");
+  EXPECT_EQ(options->thread_nice, -5);
+  EXPECT_EQ(options->priority_cycle_bytes, 1048576);
 }
 
 TEST(Config, MalformedValuesNameTheVariableAndValue) {
@@ -102,6 +108,10 @@ TEST(Config, MalformedValuesNameTheVariableAndValue) {
       {{"KOLO_MEMORY_ALLOCATOR", "mimalloc"}},
       {{"KOLO_ELASTIC_RESTART", "-1"}},
       {{"KOLO_ELASTIC_RESTART", "2x"}},
+      {{"KOLO_THREAD_NICE", "-21"}},
+      {{"KOLO_THREAD_NICE", "20"}},
+      {{"KOLO_THREAD_NICE", "high"}},
+      {{"KOLO_PRIORITY_CYCLE_BYTES", "-1"}},
       // Sizes beyond their bounds (a huge fusion buffer used to throw
       // bad_alloc through kolo_init).
       {{"KOLO_FUSION_THRESHOLD", "1099511627776000"}},
