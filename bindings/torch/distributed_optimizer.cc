@@ -217,6 +217,9 @@ class DistributedOptimizer::Impl {
   // Starts the allreduce of `parameter`'s gradient (grad defined).
   void EnqueueLocked(Parameter& parameter, bool from_hook)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Starts the allreduce of every parameter whose hook has not fired this
+  // step (unused parameters: an undefined gradient becomes zeros first).
+  void EnqueueRemainingLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Overlap::kAuto: times the iteration that just ended (from the end of
   // the previous step() to the end of this one) and picks the mode of the
   // next. Called by the stepping thread after the wrapped step().
@@ -386,6 +389,16 @@ void DistributedOptimizer::Impl::EnqueueLocked(Parameter& parameter,
              : stats_.allreduces_from_synchronize)++;
 }
 
+void DistributedOptimizer::Impl::EnqueueRemainingLocked() {
+  for (Parameter& parameter : parameters_) {
+    if (parameter.pending.valid()) continue;
+    if (!parameter.tensor.grad().defined()) {
+      parameter.tensor.mutable_grad() = at::zeros_like(parameter.tensor);
+    }
+    EnqueueLocked(parameter, /*from_hook=*/false);
+  }
+}
+
 void DistributedOptimizer::Impl::OnGradientReady(size_t index) {
   MutexLock lock(&mu_);
   Parameter& parameter = parameters_[index];
@@ -417,13 +430,7 @@ bool DistributedOptimizer::Impl::DeferStep() {
   if (synchronized_) return false;
   // Every allreduce first: if one cannot start, nothing is marked owed and
   // the next synchronize() or step() waits for those that did.
-  for (Parameter& parameter : parameters_) {
-    if (parameter.pending.valid()) continue;
-    if (!parameter.tensor.grad().defined()) {
-      parameter.tensor.mutable_grad() = at::zeros_like(parameter.tensor);
-    }
-    EnqueueLocked(parameter, /*from_hook=*/false);
-  }
+  EnqueueRemainingLocked();
   for (Parameter& parameter : parameters_) {
     parameter.passes = 0;
     parameter.owed = true;
@@ -566,13 +573,7 @@ void DistributedOptimizer::Impl::Synchronize() {
     // Already reduced, and no backward since: reducing again would apply the
     // reduction twice.
     if (synchronized_) return;
-    for (Parameter& parameter : parameters_) {
-      if (parameter.pending.valid()) continue;
-      if (!parameter.tensor.grad().defined()) {
-        parameter.tensor.mutable_grad() = at::zeros_like(parameter.tensor);
-      }
-      EnqueueLocked(parameter, /*from_hook=*/false);
-    }
+    EnqueueRemainingLocked();
     for (Parameter& parameter : parameters_) {
       in_flight.emplace_back(parameter.pending, &parameter);
       parameter.pending = Handle();
