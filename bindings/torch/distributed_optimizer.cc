@@ -92,6 +92,18 @@ bool SameOptions(const optim::OptimizerOptions& a,
   return Serialized(a) == Serialized(b);
 }
 
+// What LibTorch's zero_grad() does to one parameter's gradient.
+void ZeroGradient(const at::Tensor& parameter, bool set_to_none) {
+  at::Tensor& grad = parameter.mutable_grad();
+  if (!grad.defined()) return;
+  if (set_to_none) {
+    grad = at::Tensor();
+  } else {
+    grad.detach_();
+    grad.zero_();
+  }
+}
+
 const std::shared_ptr<optim::Optimizer>& CheckNotNull(
     const std::shared_ptr<optim::Optimizer>& optimizer) {
   TORCH_CHECK(optimizer != nullptr,
@@ -555,14 +567,7 @@ void DistributedOptimizer::Impl::ApplyOwed(std::vector<size_t> indices,
     Parameter& parameter = parameters_[index];
     if (!parameter.zero_after_update) continue;
     parameter.zero_after_update = false;
-    at::Tensor& grad = parameter.tensor.mutable_grad();
-    if (!grad.defined()) continue;
-    if (parameter.zero_set_to_none) {
-      grad = at::Tensor();
-    } else {
-      grad.detach_();
-      grad.zero_();
-    }
+    ZeroGradient(parameter.tensor, parameter.zero_set_to_none);
   }
 }
 
@@ -677,14 +682,7 @@ void DistributedOptimizer::Impl::ZeroGrad(bool set_to_none) {
                     parameter.allreduce_name,
                     "' is still writing the gradient");
         parameter.passes = 0;
-        at::Tensor& grad = parameter.tensor.mutable_grad();
-        if (!grad.defined()) continue;
-        if (set_to_none) {
-          grad = at::Tensor();
-        } else {
-          grad.detach_();
-          grad.zero_();
-        }
+        ZeroGradient(parameter.tensor, set_to_none);
       }
       return;
     }

@@ -145,6 +145,9 @@ TEST(ShmPlane, LatePeerStillGetsTheRightResult) {
 // peer is gone.
 TEST(ShmPlane, PeerThatDiesBeforeASmallAllreduceFailsTheOthersWithAborted) {
   InProcessGroup group(3, 30);
+  // The survivors keep their planes until both have checked: one that left
+  // early would be the first departure the other sees.
+  std::atomic<int> checked{0};
   RunRanks(3, [&](int rank) {
     std::unique_ptr<Bootstrap> bootstrap = group.Join(rank);
     std::unique_ptr<Backend> shm = MakeShm(bootstrap.get());
@@ -161,6 +164,10 @@ TEST(ShmPlane, PeerThatDiesBeforeASmallAllreduceFailsTheOthersWithAborted) {
     EXPECT_NE(std::string(s.message()).find("local rank 1"), std::string::npos)
         << s;
     EXPECT_LT(Now() - start, 3.0);
+    checked.fetch_add(1);
+    while (checked.load() < 2) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
   });
 }
 
@@ -171,6 +178,7 @@ TEST(ShmPlane, PeerThatDiesMidRoundFailsTheOthersWithAborted) {
   std::mt19937_64 rng(Seed() + 1);
   const int victim = static_cast<int>(rng() % 3);
   InProcessGroup group(3, 30);
+  std::atomic<int> checked{0};  // as above: survivors leave together
   RunRanks(3, [&](int rank) {
     std::unique_ptr<Bootstrap> bootstrap = group.Join(rank);
     std::unique_ptr<Backend> shm = MakeShm(bootstrap.get());
@@ -192,6 +200,10 @@ TEST(ShmPlane, PeerThatDiesMidRoundFailsTheOthersWithAborted) {
         std::string::npos)
         << s;
     EXPECT_LT(Now() - start, 3.0);
+    checked.fetch_add(1);
+    while (checked.load() < 2) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
   });
 }
 
