@@ -7,10 +7,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <map>
 #include <string>
+#include <thread>
 #include <utility>
 
 #include "absl/strings/ascii.h"
@@ -47,6 +49,17 @@ std::string HostName() {
   sigprocmask(SIG_UNBLOCK, &set, nullptr);
   raise(sig);
   _exit(128 + sig);
+}
+
+// Under srun the report goes through slurmstepd's I/O forwarding, which may
+// drop what a task wrote just before it ended once the step is being
+// cancelled (--kill-on-bad-exit): the rank's SIGKILL reached kolorun as
+// "task 1: Killed" without the report naming it. The rank is already gone;
+// giving slurmstepd a moment to forward the line costs that much detection
+// time only.
+void LetSlurmForwardTheReport() {
+  if (std::getenv("SLURM_STEP_ID") == nullptr) return;
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
 }
 
 }  // namespace
@@ -196,12 +209,15 @@ int RunRankMonitor(const std::vector<std::string>& command,
       std::fprintf(stderr, "%s\n",
                    FormatRankSignal(rank, host, WTERMSIG(status)).c_str());
       std::fflush(stderr);
+      LetSlurmForwardTheReport();
     }
     DieOfSignal(WTERMSIG(status));
   }
   const int code = ExitCodeOf(status);
   if (code != 0 && report) {
     std::fprintf(stderr, "%s\n", FormatRankExit(rank, host, code).c_str());
+    std::fflush(stderr);
+    LetSlurmForwardTheReport();
   }
   return code;
 }
