@@ -977,17 +977,14 @@ class Soak:
         if not rank_ports:
             self.fail(f"{name}: no listening port of a rank was reached")
             row["verdict"].append("the ranks' ports never probed")
-        elif dropped == 0 and isinstance(self.topo, OneHost):
-            # On one host kolo's TCP listeners live for the few milliseconds
-            # of wire-up (closed once every peer is connected), usually
-            # between two probes; the two-host topology's longer wire-up is
-            # where they are reached, and runtime.tcp_transport.np2 hits
-            # them deterministically.
+        elif dropped == 0:
+            # kolo's TCP listeners live only while the ranks wire up (closed
+            # once every peer is connected): a few milliseconds on one host,
+            # longer across two, but even there a probe may miss them (seen
+            # in 1 of ~10 two-host runs). runtime.tcp_transport.np2 hits
+            # them deterministically with junk, impostors and silence.
             row["injected"] += (" (kolo's own listeners closed before a "
                                 "probe reached them)")
-        elif dropped == 0:
-            self.fail(f"{name}: no kolo wire-up listener was reached")
-            row["verdict"].append("kolo's listeners never probed")
         self.completed_correctly(job, row)
         if job.hung:
             row["verdict"].append("hang")
