@@ -12,9 +12,9 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <cstring>
 #include <chrono>
 #include <cstdlib>
+#include <cstring>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -462,6 +462,7 @@ void Runtime::Loop() {
 }
 
 void Runtime::ApplyThreadNice() {
+  if (options_.thread_nice == kThreadNiceUnset) return;
   const int target = static_cast<int>(options_.thread_nice);
   const id_t tid = static_cast<id_t>(syscall(SYS_gettid));
   errno = 0;

@@ -47,6 +47,9 @@ enum class GpuOperations : int {
                   // collectives as kNccl
 };
 
+// Options::thread_nice when KOLO_THREAD_NICE is not set.
+inline constexpr int64_t kThreadNiceUnset = 100;
+
 struct Options {
   // KOLO_FUSION_THRESHOLD: bytes of the persistent fusion buffer. Larger
   // values batch more small tensors into one collective (fewer latencies) at
@@ -105,10 +108,11 @@ struct Options {
   // link idles otherwise while it waits for a time slice). Lowering the
   // value below the process's needs root, CAP_SYS_NICE or RLIMIT_NICE;
   // where that is refused the thread keeps the process's (logged at info).
-  // Default 0 (the usual priority): -10 sped up training on an emulated
-  // cluster with two ranks per core, but runs with it twice saw a rank time
-  // out on rank 0 during the initial broadcast (README, Status).
-  int64_t thread_nice = 0;
+  // Unset (kThreadNiceUnset, the default): the thread keeps the process's
+  // nice value. -10 sped up training on an emulated cluster with two ranks
+  // per core, but runs with it twice saw a rank time out on rank 0 during
+  // the initial broadcast (README, Status).
+  int64_t thread_nice = kThreadNiceUnset;
   // KOLO_RING_TRANSPORT: tcp or mpi. Default tcp.
   RingTransport ring_transport = RingTransport::kTcp;
   // KOLO_TCP_IFACE: the one network interface whose IPv4 addresses the TCP

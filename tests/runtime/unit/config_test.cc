@@ -37,7 +37,7 @@ TEST(Config, DefaultsMatchTheDesign) {
   EXPECT_EQ(options->memory_allocator, MemoryAllocator::kAuto);
   EXPECT_EQ(options->elastic_restart, 0);
   EXPECT_EQ(options->elastic_stop_file, "");
-  EXPECT_EQ(options->thread_nice, 0);
+  EXPECT_EQ(options->thread_nice, kThreadNiceUnset);
   EXPECT_EQ(options->priority_cycle_bytes, 4 << 20);
 }
 
