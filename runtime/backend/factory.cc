@@ -20,7 +20,8 @@ StatusOr<std::unique_ptr<Backend>> MakeShmBackend(const Options& options,
                                                   const MpiContext& mpi) {
   MpiBootstrap local(mpi.local());
   StatusOr<std::unique_ptr<ShmComm>> comm = ShmComm::Create(
-      &local, options.shm_slot_bytes, options.peer_timeout_seconds);
+      &local, options.shm_slot_bytes, options.peer_timeout_seconds,
+      options.shm_single_copy_bytes);
   if (!comm.ok()) return comm.status();
   return std::unique_ptr<Backend>(new ShmBackend(*std::move(comm)));
 }
@@ -74,7 +75,8 @@ StatusOr<std::unique_ptr<Backend>> MakeHierarchicalBackend(
     const Options& options, const MpiContext& mpi, const std::string& secret) {
   MpiBootstrap local_bootstrap(mpi.local());
   StatusOr<std::unique_ptr<ShmComm>> local = ShmComm::Create(
-      &local_bootstrap, options.shm_slot_bytes, options.peer_timeout_seconds);
+      &local_bootstrap, options.shm_slot_bytes, options.peer_timeout_seconds,
+      options.shm_single_copy_bytes);
   if (!local.ok()) return local.status();
   StatusOr<std::unique_ptr<RingComm>> cross =
       MakeRing(mpi.cross(), options, mpi, secret);

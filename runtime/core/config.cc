@@ -191,6 +191,11 @@ StatusOr<Options> OptionsFromLookup(const EnvironmentLookup& lookup) {
              return ParseNonNegativeInt(n, v, kMaxShmSlotBytes,
                                         &options.shm_slot_bytes);
            }},
+          {"KOLO_SHM_SINGLE_COPY_BYTES",
+           [&](const char* n, const char* v) {
+             return ParseNonNegativeInt(n, v, kMaxShmSlotBytes,
+                                        &options.shm_single_copy_bytes);
+           }},
           {"KOLO_PEER_TIMEOUT_SECONDS",
            [&](const char* n, const char* v) {
              return ParseNonNegativeDouble(n, v, kMaxSeconds,
@@ -253,9 +258,10 @@ const char* CpuOperationsName(CpuOperations value) {
 AgreedSettings AgreedSettingsOf(const Options& options, bool nccl_built) {
   AgreedSettings s{};
   // Bumped whenever negotiation messages or data-plane layouts change.
-  std::strncpy(s.version, "kolo-0.1/p3", sizeof(s.version) - 1);
+  std::strncpy(s.version, "kolo-0.1/p4", sizeof(s.version) - 1);
   s.fusion_threshold_bytes = options.fusion_threshold_bytes;
   s.shm_slot_bytes = options.shm_slot_bytes;
+  s.shm_single_copy_bytes = options.shm_single_copy_bytes;
   s.cache_capacity = options.cache_capacity;
   s.peer_timeout_seconds = options.peer_timeout_seconds;
   s.cpu_operations = static_cast<int32_t>(options.cpu_operations);
@@ -281,6 +287,10 @@ Status CheckAgreement(const std::vector<AgreedSettings>& all) {
        }},
       {"KOLO_SHM_SLOT_BYTES",
        [](const AgreedSettings& s) { return absl::StrCat(s.shm_slot_bytes); }},
+      {"KOLO_SHM_SINGLE_COPY_BYTES",
+       [](const AgreedSettings& s) {
+         return absl::StrCat(s.shm_single_copy_bytes);
+       }},
       {"KOLO_CACHE_CAPACITY",
        [](const AgreedSettings& s) { return absl::StrCat(s.cache_capacity); }},
       {"KOLO_PEER_TIMEOUT_SECONDS",

@@ -26,6 +26,7 @@ struct AgreedSettings {
   char version[16];  // kolo's version and wire-protocol revision
   int64_t fusion_threshold_bytes;
   int64_t shm_slot_bytes;
+  int64_t shm_single_copy_bytes;
   int64_t cache_capacity;
   double peer_timeout_seconds;
   int32_t cpu_operations;

@@ -4,9 +4,11 @@
 # Aborted failure within 10 s and that the survivors exited non-zero, all
 # within the time limit.
 # usage: peer_failure_test.sh MPIEXEC BINARY NP VICTIM [WHEN [pid-namespaces]]
-#   WHEN: between-steps (default), mid-collective or stop
+#   WHEN: between-steps (default), mid-collective, mid-broadcast or stop
 #   pid-namespaces: every rank runs in a PID namespace of its own (sharing
 #   /dev/shm), where its peers' PIDs mean nothing.
+# EXPECT_OUTPUT (environment), when set: a fixed string the job's output
+# must contain.
 set -u
 mpiexec=$1 binary=$2 np=$3 victim=$4 when=${5:-between-steps} isolation=${6:-}
 output=$(mktemp)
@@ -61,5 +63,8 @@ if [ "$failed_exits" -ne $((np - 1)) ]; then
 fi
 if [ "$survivors" -ne $((np - 1)) ]; then
   echo "FAIL: every survivor must see Aborted within 10 s"; exit 1
+fi
+if [ -n "${EXPECT_OUTPUT:-}" ] && ! grep -qF -- "$EXPECT_OUTPUT" "$output"; then
+  echo "FAIL: the output lacks: $EXPECT_OUTPUT"; exit 1
 fi
 echo "PASS"

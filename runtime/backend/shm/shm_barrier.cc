@@ -17,6 +17,10 @@ void CpuRelax() {
 #endif
 }
 
+// While the spin is 0, every kProbeEvery-th sleep restores the full spin
+// (a shorter probe would end before a peer that sleeps too has woken up).
+constexpr int kProbeEvery = 64;
+
 }  // namespace
 
 ShmBarrier::ShmBarrier(ShmBarrierState* state, int ranks, PeerWatch* watch,
@@ -62,6 +66,15 @@ Status ShmBarrier::Wait() {
     if (!status.ok()) break;
   }
   state_->sleepers.fetch_sub(1, std::memory_order_relaxed);
+  // Once halved to nothing the spin would never learn that the peers'
+  // waits have turned short again (a run of small collectives after the
+  // peers computed): every 64th sleep it spins in full once more, and stays
+  // there if the peers arrive within it. While they compute that costs one
+  // spin (about 20 us) per 64 sleeps.
+  if (spins_ == 0 && max_spins_ > 0 && ++sleeps_without_spin_ >= kProbeEvery) {
+    spins_ = max_spins_;
+    sleeps_without_spin_ = 0;
+  }
   return status;
 }
 

@@ -4,8 +4,9 @@
 // (up to max_spins) when the barrier opened while spinning and halves when
 // it did not, so a rank whose peers are busy computing (the training case)
 // soon stops burning the CPU they need, while a benchmark with idle cores
-// keeps the low latency of spinning. max_spins is 0 when ranks outnumber
-// cores. While asleep a waiter checks every 50 ms that its peers live
+// keeps the low latency of spinning; at 0, every 64th sleep restores the
+// full spin for a try, so that it recovers once the peers' waits turn short.
+// max_spins is 0 when ranks outnumber cores. While asleep a waiter checks every 50 ms that its peers live
 // (PeerWatch): a dead, stopped or departed peer fails the wait with Aborted
 // instead of a hang. Wake() rouses every waiter to look again (a peer
 // abandoned the job). The rank that opens the barrier calls into the kernel
@@ -43,6 +44,8 @@ class ShmBarrier {
   Status Wait();
   // Wakes every rank sleeping in this barrier.
   void Wake() { FutexWakeAll(&state_->generation); }
+  // Pause instructions the next wait spins before it sleeps (for tests).
+  int spins() const { return spins_; }
 
  private:
   ShmBarrierState* state_;
@@ -50,6 +53,7 @@ class ShmBarrier {
   PeerWatch* watch_;
   int max_spins_;
   int spins_;
+  int sleeps_without_spin_ = 0;
 };
 
 }  // namespace kolo

@@ -2,10 +2,16 @@
 #include "runtime/backend/shm/shm_comm.h"
 
 #include <sched.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
+#include <random>
+
+#include "absl/strings/str_cat.h"
+#include "runtime/common/logging.h"
 
 namespace kolo {
 namespace {
@@ -18,11 +24,24 @@ constexpr int kSpins = 20000;
 // one-barrier path: below it the barrier saved costs more than reducing
 // every peer's copy instead of a 1/size slice.
 constexpr int64_t kDirectAllreduceBytes = 64 << 10;
+// Alltoall's slots start with this much room for what the ranks tell each
+// other about the exchange.
+constexpr int64_t kSlotTableBytes = 64;
 
 struct ShmHeader {
   ShmBarrierState barrier;  // used in local rank 0's segment
   alignas(64) std::atomic<int64_t> value;
   alignas(64) PeerLifeState life;  // this segment's rank
+  // Single copy: this rank's process, where its probe token lives and the
+  // token itself (written once at set-up), and the address of the buffer
+  // peers read in the current collective (written before its first barrier,
+  // read by peers before its last one).
+  alignas(64) std::atomic<int64_t> pid;
+  std::atomic<uint64_t> probe_address;
+  std::atomic<uint64_t> probe_token;
+  alignas(64) std::atomic<uint64_t> source;
+  // The CPUs this rank may run on (written once at set-up).
+  alignas(64) cpu_set_t cpus;
 };
 static_assert(sizeof(ShmHeader) <= kHeaderBytes);
 
@@ -30,11 +49,16 @@ ShmHeader* HeaderOf(const ShmSegment& segment) {
   return reinterpret_cast<ShmHeader*>(segment.data());
 }
 
-int AvailableCores() {
+// The CPUs this process may run on (one, the current, if that is unknown).
+cpu_set_t OwnCpus() {
   cpu_set_t set;
   CPU_ZERO(&set);
-  if (sched_getaffinity(0, sizeof(set), &set) != 0) return 1;
-  return CPU_COUNT(&set);
+  if (sched_getaffinity(0, sizeof(set), &set) != 0) {
+    const int cpu = sched_getcpu();
+    CPU_ZERO(&set);
+    CPU_SET(cpu < 0 ? 0 : cpu, &set);
+  }
+  return set;
 }
 
 int64_t Clamp(int64_t value, int64_t limit) {
@@ -64,7 +88,8 @@ std::pair<int64_t, int64_t> BlockRange(int64_t count, int parts, int index) {
 }
 
 StatusOr<std::unique_ptr<ShmComm>> ShmComm::Create(
-    Bootstrap* local, int64_t slot_bytes, double peer_timeout_seconds) {
+    Bootstrap* local, int64_t slot_bytes, double peer_timeout_seconds,
+    int64_t single_copy_bytes) {
   std::unique_ptr<ShmComm> comm(new ShmComm());
   comm->rank_ = local->rank();
   comm->size_ = local->size();
@@ -89,13 +114,113 @@ StatusOr<std::unique_ptr<ShmComm>> ShmComm::Create(
   }
   comm->watch_ = std::make_unique<PeerWatch>(std::move(lives), comm->rank_,
                                              peer_timeout_seconds);
-  const int spins = comm->size_ <= AvailableCores() ? kSpins : 0;
-  comm->barrier_ =
-      std::make_unique<ShmBarrier>(&HeaderOf(comm->segments_[0])->barrier,
-                                   comm->size_, comm->watch_.get(), spins);
+  ShmHeader* mine = HeaderOf(comm->segments_[comm->rank_]);
+  mine->cpus = OwnCpus();
+  comm->probe_token_ = std::random_device()() ^
+                       (uint64_t{std::random_device()()} << 32) ^
+                       static_cast<uint64_t>(getpid());
+  mine->pid.store(getpid(), std::memory_order_relaxed);
+  mine->probe_address.store(reinterpret_cast<uintptr_t>(&comm->probe_token_),
+                            std::memory_order_relaxed);
+  mine->probe_token.store(comm->probe_token_, std::memory_order_relaxed);
   // Every rank's sign of life is up before any rank waits for another.
   if (Status s = local->Barrier(); !s.ok()) return s;
+  // Waiters spin only while the local ranks have a CPU each between them
+  // (ranks sharing fewer cores than there are of them would spin away
+  // their peers' time) and this rank may run on two or more: a rank bound
+  // to one core shares it with its own threads (the application's, kolo's),
+  // and spinning there slowed some runs 2-3x (kolo_bench --bind-to core:
+  // a 64 MiB allreduce took 34 ms instead of 12).
+  cpu_set_t cpus;
+  CPU_ZERO(&cpus);
+  for (const ShmSegment& segment : comm->segments_) {
+    CPU_OR(&cpus, &cpus, &HeaderOf(segment)->cpus);
+  }
+  comm->spinning_ =
+      comm->size_ <= CPU_COUNT(&cpus) && CPU_COUNT(&mine->cpus) >= 2;
+  comm->barrier_ = std::make_unique<ShmBarrier>(
+      &HeaderOf(comm->segments_[0])->barrier, comm->size_,
+      comm->watch_.get(), comm->spinning_ ? kSpins : 0);
+  if (comm->size_ > 1 && single_copy_bytes > 0) {
+    if (Status s = comm->EnableSingleCopy(single_copy_bytes); !s.ok()) return s;
+  }
   return comm;
+}
+
+Status ShmComm::EnableSingleCopy(int64_t threshold) {
+  // Every rank reads every peer's token from the peer's own memory: this
+  // proves that the kernel lets it (process_vm_readv needs ptrace access:
+  // Yama's ptrace_scope, a container's seccomp filter or a PID namespace
+  // can refuse it or name another process) before any data depends on it.
+  std::string refused;
+  for (int peer = 0; peer < size_ && refused.empty(); ++peer) {
+    if (peer == rank_) continue;
+    const ShmHeader* header = HeaderOf(segments_[peer]);
+    uint64_t token = 0;
+    Status s = ReadFromPeer(
+        peer, &token,
+        reinterpret_cast<const void*>(
+            header->probe_address.load(std::memory_order_relaxed)),
+        sizeof(token));
+    if (!s.ok()) {
+      refused = std::string(s.message());
+    } else if (token != header->probe_token.load(std::memory_order_relaxed)) {
+      refused = absl::StrCat("process_vm_readv from local rank ", peer,
+                             " (pid ", header->pid.load(), ") read another "
+                             "process's memory (separate PID namespaces?)");
+    }
+  }
+  StatusOr<int64_t> any_refused = AgreeOnMax(refused.empty() ? 0 : 1);
+  if (!any_refused.ok()) return any_refused.status();
+  if (*any_refused == 0) {
+    single_copy_bytes_ = threshold;
+  } else if (!refused.empty()) {
+    Log().info(
+        "shared memory: collectives copy every byte twice (through the "
+        "shared slots), because single copy is refused here: {}",
+        refused);
+  }
+  return absl::OkStatus();
+}
+
+Status ShmComm::ReadFromPeer(int peer, void* destination, const void* source,
+                             int64_t bytes) {
+  const pid_t pid = static_cast<pid_t>(
+      HeaderOf(segments_[peer])->pid.load(std::memory_order_relaxed));
+  char* to = static_cast<char*>(destination);
+  uintptr_t from = reinterpret_cast<uintptr_t>(source);
+  while (bytes > 0) {
+    iovec local{to, static_cast<size_t>(bytes)};
+    iovec remote{reinterpret_cast<void*>(from), static_cast<size_t>(bytes)};
+    const ssize_t got = process_vm_readv(pid, &local, 1, &remote, 1, 0);
+    if (got <= 0) {
+      const int error = got < 0 ? errno : EIO;
+      if (error == EINTR) continue;
+      const std::string what =
+          absl::StrCat("process_vm_readv of ", bytes, " bytes from local rank ",
+                       peer, " (pid ", pid, "): ", std::strerror(error));
+      if (error == ESRCH) {
+        return absl::AbortedError(
+            absl::StrCat(what, " (the process is gone)"));
+      }
+      return absl::InternalError(what);
+    }
+    to += got;
+    from += got;
+    bytes -= got;
+  }
+  return absl::OkStatus();
+}
+
+void ShmComm::Publish(const void* source) {
+  HeaderOf(segments_[rank_])
+      ->source.store(reinterpret_cast<uintptr_t>(source),
+                     std::memory_order_relaxed);
+}
+
+const void* ShmComm::Published(int peer) const {
+  return reinterpret_cast<const void*>(
+      HeaderOf(segments_[peer])->source.load(std::memory_order_relaxed));
 }
 
 void ShmComm::Abandon(absl::string_view reason) {
@@ -278,6 +403,17 @@ Status ShmComm::AllgatherBlocks(void* buffer, int64_t count, DataType dtype) {
 
 Status ShmComm::Broadcast(void* buffer, int64_t bytes, int root) {
   char* data = static_cast<char*>(buffer);
+  if (SingleCopy(bytes)) {
+    // Every rank reads the root's buffer itself; the root keeps it until
+    // all have (the second barrier).
+    if (rank_ == root) Publish(data);
+    if (Status s = barrier_->Wait(); !s.ok()) return s;
+    if (rank_ != root) {
+      if (Status s = ReadFromPeer(root, data, Published(root), bytes); !s.ok())
+        return s;
+    }
+    return barrier_->Wait();
+  }
   for (int64_t offset = 0; offset < bytes; offset += slot_bytes_) {
     const int64_t n = std::min(slot_bytes_, bytes - offset);
     if (rank_ == root) Copy(Slot(root), data + offset, n);
@@ -298,6 +434,22 @@ Status ShmComm::Allgatherv(const void* input, void* output,
   // This rank's own part needs no round trip through shared memory.
   if (bytes_per_rank[rank_] > 0 && out + displacements[rank_] != in) {
     std::memmove(out + displacements[rank_], in, bytes_per_rank[rank_]);
+  }
+  if (SingleCopy(longest)) {
+    // Every rank reads each peer's part from the peer's own buffer; each
+    // keeps its part until all have read it (the second barrier).
+    Publish(out + displacements[rank_]);
+    if (Status s = barrier_->Wait(); !s.ok()) return s;
+    for (int i = 1; i < size_; ++i) {
+      // Starting at different peers spreads the readers over the sources.
+      const int peer = (rank_ + i) % size_;
+      if (bytes_per_rank[peer] == 0) continue;
+      if (Status s = ReadFromPeer(peer, out + displacements[peer],
+                                  Published(peer), bytes_per_rank[peer]);
+          !s.ok())
+        return s;
+    }
+    return barrier_->Wait();
   }
   for (int64_t offset = 0; offset < longest; offset += slot_bytes_) {
     Copy(Slot(rank_), out + displacements[rank_] + offset,
@@ -324,30 +476,100 @@ Status ShmComm::Alltoallv(const void* input,
     std::memmove(out + recv_offsets[rank_], in + send_offsets[rank_],
                  send_bytes[rank_]);
   }
+  if (single_copy_bytes_ > 0) {
+    return AlltoallvSingleCopy(in, send_bytes, send_offsets, out, recv_bytes,
+                               recv_offsets);
+  }
+  // The slot holds, in the first round, the longest part this rank sends
+  // (so that every rank learns how many rounds the exchange takes from the
+  // round itself, without one of its own), then one region per destination.
   int64_t longest = 0;
   for (int peer = 0; peer < size_; ++peer) {
-    if (peer == rank_) continue;
-    longest = std::max({longest, send_bytes[peer], recv_bytes[peer]});
+    if (peer != rank_) longest = std::max(longest, send_bytes[peer]);
   }
-  StatusOr<int64_t> rounds_bytes = AgreeOnMax(longest);
-  if (!rounds_bytes.ok()) return rounds_bytes.status();
-  // The slot holds one region per destination.
-  const int64_t region = slot_bytes_ / size_ / 64 * 64;
-  for (int64_t offset = 0; offset < *rounds_bytes; offset += region) {
+  const int64_t region = (slot_bytes_ - kSlotTableBytes) / size_ / 64 * 64;
+  int64_t rounds_bytes = 0;
+  int64_t offset = 0;
+  do {
     char* mine = Slot(rank_);
+    if (offset == 0) std::memcpy(mine, &longest, sizeof(longest));
     for (int peer = 0; peer < size_; ++peer) {
       if (peer == rank_) continue;
-      Copy(mine + peer * region, in + send_offsets[peer] + offset,
+      Copy(mine + kSlotTableBytes + peer * region,
+           in + send_offsets[peer] + offset,
            Clamp(send_bytes[peer] - offset, region));
     }
     if (Status s = barrier_->Wait(); !s.ok()) return s;
+    if (offset == 0) {
+      // The longest part anyone sends: the same on every rank.
+      for (int peer = 0; peer < size_; ++peer) {
+        int64_t theirs = 0;
+        std::memcpy(&theirs, Slot(peer), sizeof(theirs));
+        rounds_bytes = std::max(rounds_bytes, theirs);
+      }
+    }
     for (int peer = 0; peer < size_; ++peer) {
       if (peer == rank_) continue;
-      Copy(out + recv_offsets[peer] + offset, Slot(peer) + rank_ * region,
+      Copy(out + recv_offsets[peer] + offset,
+           Slot(peer) + kSlotTableBytes + rank_ * region,
            Clamp(recv_bytes[peer] - offset, region));
     }
+    // The slots of this phase are rewritten only after the next barrier,
+    // which every rank reaches after these reads.
     NextPhase();
+    offset += region;
+  } while (offset < rounds_bytes);
+  return absl::OkStatus();
+}
+
+Status ShmComm::AlltoallvSingleCopy(const char* in,
+                                    const std::vector<int64_t>& send_bytes,
+                                    const std::vector<int64_t>& send_offsets,
+                                    char* out,
+                                    const std::vector<int64_t>& recv_bytes,
+                                    const std::vector<int64_t>& recv_offsets) {
+  // The slot holds where each destination's part starts in this rank's
+  // input, then one region per destination. A part below the single-copy
+  // threshold that fits its region goes through the slot; a larger one is
+  // read from the sender's input. Sender and receiver see the same size
+  // for a pair, so they agree on its path without a round of their own.
+  const int64_t table_bytes = (size_ * 8 + 63) / 64 * 64;
+  const int64_t region = (slot_bytes_ - table_bytes) / size_ / 64 * 64;
+  const auto direct = [&](int64_t bytes) {
+    return bytes > region || bytes >= single_copy_bytes_;
+  };
+  char* mine = Slot(rank_);
+  int64_t* table = reinterpret_cast<int64_t*>(mine);
+  for (int peer = 0; peer < size_; ++peer) {
+    if (peer == rank_) continue;
+    table[peer] = send_offsets[peer];
+    if (!direct(send_bytes[peer])) {
+      Copy(mine + table_bytes + peer * region, in + send_offsets[peer],
+           send_bytes[peer]);
+    }
   }
+  Publish(in);
+  if (Status s = barrier_->Wait(); !s.ok()) return s;
+  for (int i = 1; i < size_; ++i) {
+    const int peer = (rank_ + i) % size_;
+    const int64_t bytes = recv_bytes[peer];
+    if (bytes == 0) continue;
+    const char* theirs = Slot(peer);
+    if (!direct(bytes)) {
+      Copy(out + recv_offsets[peer], theirs + table_bytes + rank_ * region,
+           bytes);
+      continue;
+    }
+    const int64_t offset = reinterpret_cast<const int64_t*>(theirs)[rank_];
+    const char* source = static_cast<const char*>(Published(peer)) + offset;
+    if (Status s = ReadFromPeer(peer, out + recv_offsets[peer], source, bytes);
+        !s.ok())
+      return s;
+  }
+  // Inputs stay until every peer has read them; the slots, by the phase,
+  // until the next round's barrier.
+  if (Status s = barrier_->Wait(); !s.ok()) return s;
+  NextPhase();
   return absl::OkStatus();
 }
 

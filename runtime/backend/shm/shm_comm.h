@@ -41,9 +41,17 @@ class ShmComm {
   // Collective over `local` (the ranks of one host; used during Create
   // only). A peer that shows no sign of life for peer_timeout_seconds (0:
   // forever) while this rank waits for it fails the wait (peer_life.h).
+  //
+  // single_copy_bytes: broadcasts and allgathers whose largest part has at
+  // least this many bytes, and every alltoall, read peers' data straight
+  // from the peers' buffers (process_vm_readv: one copy instead of two),
+  // where the kernel allows it; 0 turns it off. Every local rank must pass
+  // the same value. Where any rank is refused (checked at Create, logged at
+  // info) every rank keeps the two-copy path.
   static StatusOr<std::unique_ptr<ShmComm>> Create(Bootstrap* local,
                                                    int64_t slot_bytes,
-                                                   double peer_timeout_seconds);
+                                                   double peer_timeout_seconds,
+                                                   int64_t single_copy_bytes);
 
   int rank() const { return rank_; }
   int size() const { return size_; }
@@ -61,6 +69,17 @@ class ShmComm {
   // allgather rounds: at least two ranks and at most 64 KiB (in the
   // reduction's working type) within one slot.
   bool AllreduceIsDirect(int64_t count, DataType dtype) const;
+  // Whether single copy is on (the threshold given to Create, and the
+  // kernel lets every local rank read every other's memory).
+  bool single_copy() const { return single_copy_bytes_ > 0; }
+  // Whether waiters spin before they sleep: the local ranks may run on at
+  // least as many CPUs between them as there are ranks.
+  bool spinning() const { return spinning_; }
+  // Whether a broadcast or allgather whose largest part has `bytes` reads
+  // it straight from the peers' buffers.
+  bool SingleCopy(int64_t bytes) const {
+    return single_copy_bytes_ > 0 && bytes >= single_copy_bytes_;
+  }
   // Leaves in this rank's block of buffer (BlockRange(count, size, rank))
   // the reduction (op, prescale; no divisor or postscale) over local ranks.
   // REQUIRES: dtype is not a half type.
@@ -101,8 +120,27 @@ class ShmComm {
   Status AllreduceDirect(const void* input, void* output, int64_t count,
                          const ReductionSpec& spec);
 
+  // Probes single copy (see Create); on when every local rank may read
+  // every other's memory. Collective.
+  Status EnableSingleCopy(int64_t threshold);
+  // Copies bytes at `source` in local rank peer's memory to destination.
+  Status ReadFromPeer(int peer, void* destination, const void* source,
+                      int64_t bytes);
+  // Tells peers where this rank's data for the current collective are.
+  void Publish(const void* source);
+  const void* Published(int peer) const;
+  Status AlltoallvSingleCopy(const char* in,
+                             const std::vector<int64_t>& send_bytes,
+                             const std::vector<int64_t>& send_offsets,
+                             char* out, const std::vector<int64_t>& recv_bytes,
+                             const std::vector<int64_t>& recv_offsets);
+
   int rank_ = 0;
   int size_ = 1;
+  int64_t single_copy_bytes_ = 0;  // 0: off
+  bool spinning_ = false;
+  // Read by peers at set-up to prove that single copy works.
+  uint64_t probe_token_ = 0;
   int64_t slot_bytes_ = 0;
   int phase_ = 0;
   std::vector<ShmSegment> segments_;  // index = local rank

@@ -89,6 +89,15 @@ struct Options {
   // slots mean fewer barriers per collective; smaller ones keep a round's
   // data in cache. At least 4 KiB per local rank. Default 512 KiB.
   int64_t shm_slot_bytes = int64_t{512} << 10;
+  // KOLO_SHM_SINGLE_COPY_BYTES: on one host, broadcasts and allgathers of
+  // at least this many bytes (the largest rank's part), and the larger
+  // parts of alltoalls, are read straight from the peer's buffer with
+  // process_vm_readv (one copy instead of two through the slots), where
+  // the kernel allows it (else kolo keeps two copies, logged at info).
+  // Worth it only where the kernel's copy between processes is about as
+  // fast as memcpy (bench/shm_copy_bench tells); on kolo's test VM it is
+  // 4-5x slower. 0 turns it off. Default 0.
+  int64_t shm_single_copy_bytes = 0;
   // KOLO_PEER_TIMEOUT_SECONDS: a rank that sends nothing (not even its
   // half-second heartbeat) for this long while kolo is idle is taken for
   // dead, and every rank fails with Aborted. Default 5.

@@ -7,9 +7,13 @@
 // and new operations fail with Aborted within 10 seconds, shut kolo down
 // without hanging, and exit non-zero. Prints "peer-failure-ok rank R" per
 // survivor for the driving script (tests/runtime/peer_failure_test.sh).
+// "mid-broadcast" is "mid-collective" with 16 MiB broadcasts from the
+// victim (on one host, read by every rank straight from the victim's
+// buffer), each result checked.
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -24,7 +28,8 @@ int main(int argc, char** argv) {
   const int victim = argc > 1 ? std::atoi(argv[1]) : 1;
   const std::string when = argc > 2 ? argv[2] : "between-steps";
   const bool stop = when == "stop";
-  const bool mid_collective = when == "mid-collective" || stop;
+  const bool broadcast = when == "mid-broadcast";
+  const bool mid_collective = when == "mid-collective" || broadcast || stop;
   if (!kolo::Init().ok()) return 2;
   const int rank = kolo::Rank();
   // Large enough that most of the time goes into the data plane.
@@ -56,8 +61,20 @@ int main(int argc, char** argv) {
       std::fflush(stdout);
       raise(SIGKILL);
     }
+    if (broadcast) {
+      std::fill(gradient.begin(), gradient.end(),
+                rank == victim ? static_cast<float>(step) : -1.0f);
+    }
     const kolo::Status status =
-        kolo::Allreduce(absl::StrCat("grad.", step % 10), t, t);
+        broadcast ? kolo::Broadcast(absl::StrCat("weights.", step % 10), t,
+                                  victim)
+                  : kolo::Allreduce(absl::StrCat("grad.", step % 10), t, t);
+    if (status.ok() && broadcast &&
+        (gradient.front() != step || gradient.back() != step)) {
+      std::printf("rank %d: step %d: broadcast gave %g ... %g\n", rank, step,
+                  gradient.front(), gradient.back());
+      return 4;
+    }
     if (status.ok()) {
       last_success = Clock::now();
       continue;

@@ -12,6 +12,7 @@
 #include <string>
 #include <thread>
 
+#include "kolo/options.h"
 #include "runtime/backend/hierarchical/hierarchical_backend.h"
 #include "runtime/backend/ring/ring_backend.h"
 #include "runtime/transport/tcp/tcp_transport.h"
@@ -49,7 +50,8 @@ class Cluster {
     *local = locals_[host]->Join(local_rank);
     *cross = crosses_[local_rank]->Join(host);
     StatusOr<std::unique_ptr<ShmComm>> shm =
-        ShmComm::Create(local->get(), kSlotBytes, 5);
+        ShmComm::Create(local->get(), kSlotBytes, 5,
+                        Options().shm_single_copy_bytes);
     if (!shm.ok()) {
       ADD_FAILURE() << "rank " << rank << ": " << shm.status();
       return nullptr;

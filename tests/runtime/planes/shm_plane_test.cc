@@ -2,7 +2,9 @@
 // of this process: real POSIX segments, each mapped by every rank's thread,
 // set up through an in-process bootstrap.
 #include <gtest/gtest.h>
+#include <sched.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -11,6 +13,7 @@
 #include <string>
 #include <thread>
 
+#include "kolo/options.h"
 #include "runtime/backend/shm/shm_backend.h"
 #include "tests/runtime/planes/in_process_bootstrap.h"
 #include "tests/runtime/planes/plane_checks.h"
@@ -23,9 +26,13 @@ namespace {
 constexpr int64_t kSlotBytes = 16 << 10;
 constexpr double kPeerTimeoutSeconds = 5;
 
-std::unique_ptr<Backend> MakeShm(Bootstrap* bootstrap) {
-  StatusOr<std::unique_ptr<ShmComm>> comm =
-      ShmComm::Create(bootstrap, kSlotBytes, kPeerTimeoutSeconds);
+// The default threshold of single copy (kolo/options.h).
+const int64_t kSingleCopyBytes = Options().shm_single_copy_bytes;
+
+std::unique_ptr<Backend> MakeShm(Bootstrap* bootstrap,
+                                 int64_t single_copy_bytes = kSingleCopyBytes) {
+  StatusOr<std::unique_ptr<ShmComm>> comm = ShmComm::Create(
+      bootstrap, kSlotBytes, kPeerTimeoutSeconds, single_copy_bytes);
   if (!comm.ok()) {
     ADD_FAILURE() << "ShmComm::Create on rank " << bootstrap->rank() << ": "
                   << comm.status();
@@ -34,20 +41,119 @@ std::unique_ptr<Backend> MakeShm(Bootstrap* bootstrap) {
   return std::make_unique<ShmBackend>(*std::move(comm));
 }
 
+// Every collective with single copy off (two copies through the slots),
+// on for every size (1 byte: broadcasts, allgathers and every alltoall
+// part read from the peers' buffers) and at 4 KiB (alltoalls mix both
+// paths, small parts through the slots).
 TEST(ShmPlane, EveryCollectiveMatchesTheReference) {
-  for (int size : {1, 2, 3, 4}) {
-    SCOPED_TRACE("ranks " + std::to_string(size));
-    InProcessGroup group(size, 30);
-    RunRanks(size, [&](int rank) {
+  for (int64_t single_copy : {int64_t{0}, int64_t{1}, int64_t{4096}}) {
+    for (int size : {1, 2, 3, 4}) {
+      SCOPED_TRACE("ranks " + std::to_string(size) + ", single copy from " +
+                   std::to_string(single_copy) + " bytes");
+      InProcessGroup group(size, 30);
+      RunRanks(size, [&](int rank) {
+        std::unique_ptr<Bootstrap> bootstrap = group.Join(rank);
+        std::unique_ptr<Backend> shm = MakeShm(bootstrap.get(), single_copy);
+        if (shm != nullptr)
+          CheckCollectives(shm.get(), rank, size,
+                           SweepFor(size, single_copy == 0 ? 4 : 0));
+        // Nobody leaves while a peer may still read its segment.
+        EXPECT_TRUE(bootstrap->Barrier().ok());
+      });
+      if (HasFatalFailure()) return;
+    }
+  }
+}
+
+// Single copy is on where the kernel allows it (here: one process, so
+// always) and off when asked; the choice is the same on every rank.
+TEST(ShmPlane, SingleCopyIsOnUnlessTurnedOff) {
+  for (int64_t single_copy : {int64_t{0}, int64_t{65536}}) {
+    InProcessGroup group(3, 30);
+    RunRanks(3, [&](int rank) {
       std::unique_ptr<Bootstrap> bootstrap = group.Join(rank);
-      std::unique_ptr<Backend> shm = MakeShm(bootstrap.get());
-      if (shm != nullptr)
-        CheckCollectives(shm.get(), rank, size, SweepFor(size, 4));
-      // Nobody leaves while a peer may still read its segment.
+      StatusOr<std::unique_ptr<ShmComm>> comm = ShmComm::Create(
+          bootstrap.get(), kSlotBytes, kPeerTimeoutSeconds, single_copy);
+      ASSERT_TRUE(comm.ok()) << comm.status();
+      EXPECT_EQ((*comm)->single_copy(), single_copy > 0);
+      EXPECT_EQ((*comm)->SingleCopy(65535), false);
+      EXPECT_EQ((*comm)->SingleCopy(65536), single_copy > 0);
       EXPECT_TRUE(bootstrap->Barrier().ok());
     });
-    if (HasFatalFailure()) return;
   }
+}
+
+// Waiters spin when the ranks have a CPU each between them and each may
+// run on two or more; not when bound to one core each (they would spin
+// away their own threads' time), nor when they share fewer cores than
+// there are of them.
+TEST(ShmPlane, SpinsOnlyWhenTheRanksHaveCpusToSpare) {
+  cpu_set_t all;
+  ASSERT_EQ(sched_getaffinity(0, sizeof(all), &all), 0);
+  std::vector<int> cpus;
+  for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
+    if (CPU_ISSET(cpu, &all)) cpus.push_back(cpu);
+  }
+  if (cpus.size() < 2) GTEST_SKIP() << "needs two CPUs";
+  struct Case {
+    const char* what;
+    int ranks;
+    bool bound;  // each rank to one core (rank % CPUs)
+    bool spins;
+  };
+  const int n = static_cast<int>(cpus.size());
+  for (const Case& c : {Case{"unbound, a CPU each", n, false, true},
+                        Case{"unbound, more ranks than CPUs", n + 1, false,
+                             false},
+                        Case{"bound to a core each", 2, true, false}}) {
+    SCOPED_TRACE(c.what);
+    InProcessGroup group(c.ranks, 30);
+    RunRanks(c.ranks, [&](int rank) {
+      if (c.bound) {
+        cpu_set_t one;
+        CPU_ZERO(&one);
+        CPU_SET(cpus[rank % n], &one);
+        ASSERT_EQ(sched_setaffinity(0, sizeof(one), &one), 0);
+      }
+      std::unique_ptr<Bootstrap> bootstrap = group.Join(rank);
+      StatusOr<std::unique_ptr<ShmComm>> comm = ShmComm::Create(
+          bootstrap.get(), std::max<int64_t>(kSlotBytes, 4096 * c.ranks),
+          kPeerTimeoutSeconds, kSingleCopyBytes);
+      ASSERT_TRUE(comm.ok()) << comm.status();
+      EXPECT_EQ((*comm)->spinning(), c.spins);
+      EXPECT_TRUE(bootstrap->Barrier().ok());
+    });
+  }
+}
+
+// A root that is gone before a single-copy broadcast fails the readers with
+// Aborted naming it, within the peer-death bound, instead of a hang or a
+// read of freed memory.
+TEST(ShmPlane, RootThatDiesBeforeASingleCopyBroadcastFailsTheOthers) {
+  InProcessGroup group(3, 30);
+  std::atomic<int> checked{0};  // survivors leave together (see below)
+  RunRanks(3, [&](int rank) {
+    std::unique_ptr<Bootstrap> bootstrap = group.Join(rank);
+    std::unique_ptr<Backend> shm = MakeShm(bootstrap.get(), 1);
+    ASSERT_NE(shm, nullptr);
+    std::vector<char> data(1 << 20, static_cast<char>(rank));
+    ASSERT_TRUE(shm->Broadcast(data.data(), data.size(), 1).ok());
+    ASSERT_EQ(data.back(), 1);
+    if (rank == 1) {
+      shm.reset();
+      return;
+    }
+    const double start = Now();
+    const Status s = shm->Broadcast(data.data(), data.size(), 1);
+    EXPECT_EQ(s.code(), absl::StatusCode::kAborted) << s;
+    EXPECT_NE(std::string(s.message()).find("local rank 1"), std::string::npos)
+        << s;
+    EXPECT_LT(Now() - start, 3.0);
+    checked.fetch_add(1);
+    while (checked.load() < 2) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+  });
 }
 
 // Small allreduces take the one-barrier path, where every rank reduces every
@@ -239,7 +345,8 @@ TEST(ShmPlane, PeerThatNeverArrivesFailsSetUp) {
   RunRanks(2, [&](int rank) {
     std::unique_ptr<Bootstrap> bootstrap = group.Join(rank);
     StatusOr<std::unique_ptr<ShmComm>> comm =
-        ShmComm::Create(bootstrap.get(), kSlotBytes, kPeerTimeoutSeconds);
+        ShmComm::Create(bootstrap.get(), kSlotBytes, kPeerTimeoutSeconds,
+                        kSingleCopyBytes);
     EXPECT_FALSE(comm.ok());
     EXPECT_NE(std::string(comm.status().message()).find("rank(s) 2"),
               std::string::npos)

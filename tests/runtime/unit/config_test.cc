@@ -39,6 +39,7 @@ TEST(Config, DefaultsMatchTheDesign) {
   EXPECT_EQ(options->elastic_stop_file, "");
   EXPECT_EQ(options->thread_nice, kThreadNiceUnset);
   EXPECT_EQ(options->priority_cycle_bytes, 4 << 20);
+  EXPECT_EQ(options->shm_single_copy_bytes, 0);
 }
 
 TEST(Config, ReadsEveryVariable) {
@@ -54,6 +55,7 @@ TEST(Config, ReadsEveryVariable) {
       {"KOLO_AUTOTUNE", "1"},
       {"KOLO_TIMELINE_MARK_CYCLES", "yes"},
       {"KOLO_SHM_SLOT_BYTES", "65536"},
+      {"KOLO_SHM_SINGLE_COPY_BYTES", "131072"},
       {"KOLO_PEER_TIMEOUT_SECONDS", "2.5"},
       {"KOLO_GPU_OPERATIONS", "Hierarchical"},
       {"KOLO_RING_TRANSPORT", "MPI"},
@@ -77,6 +79,7 @@ TEST(Config, ReadsEveryVariable) {
   EXPECT_TRUE(options->autotune);
   EXPECT_TRUE(options->timeline_mark_cycles);
   EXPECT_EQ(options->shm_slot_bytes, 65536);
+  EXPECT_EQ(options->shm_single_copy_bytes, 131072);
   EXPECT_EQ(options->peer_timeout_seconds, 2.5);
   EXPECT_EQ(options->gpu_operations, GpuOperations::kHierarchical);
   EXPECT_EQ(options->ring_transport, RingTransport::kMpi);
@@ -102,6 +105,8 @@ TEST(Config, MalformedValuesNameTheVariableAndValue) {
       {{"KOLO_LOG_LEVEL", "loud"}},
       {{"KOLO_AUTOTUNE", "maybe"}},
       {{"KOLO_SHM_SLOT_BYTES", "big"}},
+      {{"KOLO_SHM_SINGLE_COPY_BYTES", "-1"}},
+      {{"KOLO_SHM_SINGLE_COPY_BYTES", "64K"}},
       {{"KOLO_PEER_TIMEOUT_SECONDS", "-1"}},
       {{"KOLO_GPU_OPERATIONS", "shm"}},
       {{"KOLO_RING_TRANSPORT", "udp"}},
@@ -182,6 +187,8 @@ TEST(Config, AgreementNamesTheVariableBothRanksAndBothValues) {
       {"KOLO_FUSION_THRESHOLD",
        [](Options& o) { o.fusion_threshold_bytes = 65536; }},
       {"KOLO_CACHE_CAPACITY", [](Options& o) { o.cache_capacity = 7; }},
+      {"KOLO_SHM_SINGLE_COPY_BYTES",
+       [](Options& o) { o.shm_single_copy_bytes = 65536; }},
       {"KOLO_PEER_TIMEOUT_SECONDS",
        [](Options& o) { o.peer_timeout_seconds = 9; }},
       {"KOLO_CPU_OPERATIONS",
