@@ -355,6 +355,38 @@ TEST_F(TrainE2E, ResumedTwoRankRunEndsWithTheUninterruptedRunsParameters) {
   ExpectSameTraining(straight / "last.pt", resumed / "last.pt");
 }
 
+// --update-in-forward makes the same updates as the eager step, only later
+// (each block's during the next forward pass): two ranks, two epochs of two
+// steps with Adam's warm-up (every step has its own learning rate), a step
+// checkpoint mid-epoch and validation between epochs end bit-equal to the
+// eager run: parameters, Adam state, losses, the step checkpoint too.
+TEST_F(TrainE2E, UpdateInForwardTrainsExactlyLikeTheEagerStep) {
+  const fs::path eager = work_ / "eager";
+  const fs::path deferred = work_ / "deferred";
+  CommandResult r = RunCommand(MpiRun(2) + train_ + TrainFlags(eager, 2) +
+                               " --checkpoint-every-steps 3");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  r = RunCommand(MpiRun(2) + train_ + TrainFlags(deferred, 2) +
+                 " --checkpoint-every-steps 3 --update-in-forward");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("updates in the forward pass"));
+
+  const LoadedRun a = LoadRun(eager / "last.pt");
+  const LoadedRun b = LoadRun(deferred / "last.pt");
+  ASSERT_EQ(a.meta.history.size(), 2u);
+  ASSERT_EQ(b.meta.history.size(), 2u);
+  for (size_t e = 0; e < 2; ++e) {
+    EXPECT_EQ(a.meta.history[e].train_loss, b.meta.history[e].train_loss)
+        << "epoch " << e;
+    EXPECT_EQ(a.meta.history[e].validation_loss,
+              b.meta.history[e].validation_loss)
+        << "epoch " << e;
+  }
+  ExpectSameTraining(eager / "last.pt", deferred / "last.pt");
+  ExpectSameTraining(eager / "checkpoints" / "step-0000000003.pt",
+                     deferred / "checkpoints" / "step-0000000003.pt");
+}
+
 TEST_F(TrainE2E, BadCommandLinesExitTwoWithAMessage) {
   const std::vector<std::string> bad = {
       " --data " + data_,                                  // no --out
@@ -373,6 +405,13 @@ TEST_F(TrainE2E, BadCommandLinesExitTwoWithAMessage) {
   const CommandResult arch = RunCommand(train_ + " --data " + data_ +
                                  " --out x --arch resnet50");
   EXPECT_THAT(arch.output, HasSubstr("--arch"));
+  const CommandResult deferred_fp16 =
+      RunCommand(train_ + " --data " + data_ +
+                 " --out x --update-in-forward --mixed-precision fp16");
+  EXPECT_EQ(deferred_fp16.exit_code, 2) << deferred_fp16.output;
+  EXPECT_THAT(deferred_fp16.output,
+              HasSubstr("--update-in-forward: cannot be combined with "
+                        "--mixed-precision fp16"));
   const CommandResult help = RunCommand(train_ + " --help");
   EXPECT_EQ(help.exit_code, 0);
   EXPECT_THAT(help.output, HasSubstr("--max-steps-per-epoch"));

@@ -66,6 +66,12 @@ bool ParseTrainOptions(int argc, const char* const* argv, TrainOptions* o,
   app.add_flag("--sync-batchnorm", o->sync_batchnorm,
                "Normalize each batch-norm layer with the statistics of the "
                "global batch (all ranks' images) instead of this rank's");
+  app.add_flag("--update-in-forward", o->update_in_forward,
+               "Let the gradient allreduces run on into the next forward "
+               "pass: each block's parameters are updated just before the "
+               "forward pass reaches it (the same updates as the eager "
+               "step; faster where the network is the bottleneck, slower on "
+               "fast links)");
   app.add_flag("--class-weights", o->class_weights,
                "Weight each class's positives by negatives/positives of the "
                "training set in the binary cross-entropy");
@@ -162,6 +168,12 @@ bool ParseTrainOptions(int argc, const char* const* argv, TrainOptions* o,
 
   try {
     app.parse(argc, argv);
+    if (o->update_in_forward && (o->mixed_precision == "fp16")) {
+      throw CLI::ValidationError(
+          "--update-in-forward",
+          "cannot be combined with --mixed-precision fp16: its loss scaler "
+          "checks the reduced gradients before the update");
+    }
   } catch (const CLI::ParseError& e) {
     const int code = app.exit(e);
     *exit_code = code == 0 ? 0 : 2;
@@ -178,7 +190,7 @@ bool ParseTrainOptions(int argc, const char* const* argv, TrainOptions* o,
 std::string DescribeTrainOptions(const TrainOptions& o) {
   return absl::StrFormat(
       "--data %s --arch %s --image-size %d --epochs %d --batch-size %d "
-      "--optimizer %s --lr %g --warmup-epochs %g --patience %d%s%s%s "
+      "--optimizer %s --lr %g --warmup-epochs %g --patience %d%s%s%s%s "
       "--val-fraction %g --seed %d --workers %d --threads %d --device %s "
       "--mixed-precision %s%s%s%s "
       "--max-steps-per-epoch %d --checkpoint-every-steps %d --out %s%s "
@@ -186,6 +198,7 @@ std::string DescribeTrainOptions(const TrainOptions& o) {
       o.data_dir, o.arch, o.image_size, o.epochs, o.batch_size, o.optimizer,
       o.lr, o.warmup_epochs, o.plateau_patience, o.adasum ? " --adasum" : "",
       o.sync_batchnorm ? " --sync-batchnorm" : "",
+      o.update_in_forward ? " --update-in-forward" : "",
       o.class_weights ? " --class-weights" : "", o.val_fraction, o.seed,
       o.workers, o.threads, o.device, o.mixed_precision,
       o.head_bias_zero ? " --head-bias-zero" : "",

@@ -29,6 +29,11 @@ struct TrainOptions {
   // Batch normalization over the global batch (every rank's images):
   // kolo::torch::convert_sync_batchnorm on the model before training.
   bool sync_batchnorm = false;
+  // DistributedOptimizer's update_in_forward: step() returns while the
+  // gradient allreduces still run, and each block's update is applied just
+  // before the next forward pass reaches the block (the same numbers as the
+  // eager step). Pays off on slow links; not with --mixed-precision fp16.
+  bool update_in_forward = false;
   bool class_weights = false;  // BCE pos_weight = negatives / positives.
   std::string weights;         // Initial weights (torch.save state_dict).
   bool head_bias_zero = false;

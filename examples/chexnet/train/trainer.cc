@@ -190,6 +190,11 @@ class Trainer {
   absl::StatusOr<TrainedEpoch> TrainEpoch(int64_t epoch);
   std::vector<std::vector<int64_t>> PlanShares() const;
   void TrainStep(int64_t epoch, const Batch& batch, EpochProgress* progress);
+  // With --update-in-forward: applies every update still owed (collective),
+  // before anything reads the parameters outside a forward pass.
+  void FinishUpdates() {
+    if (options_.update_in_forward) distributed_optimizer_->finish_updates();
+  }
   absl::Status WriteStepCheckpoint(int64_t epoch,
                                    const EpochProgress& progress);
   absl::StatusOr<Evaluation> Validate();
@@ -607,8 +612,18 @@ void Trainer::DistributeOptimizer() {
   }
   kolo::torch::DistributedOptimizerOptions distributed_options;
   if (o.adasum) distributed_options.op = kolo::ReduceOp::kAdasum;
+  distributed_options.update_in_forward = o.update_in_forward;
   distributed_optimizer_ = std::make_unique<kolo::torch::DistributedOptimizer>(
       optimizer_, model_->named_parameters(), distributed_options);
+  if (o.update_in_forward) {
+    // Each block's owed update lands just before the forward pass uses it
+    // (evaluation's forward passes too; FinishUpdates() at every epoch end
+    // and checkpoint leaves none owed there).
+    kolo::torch::DistributedOptimizer* optimizer = distributed_optimizer_.get();
+    model_->set_before_block([optimizer](const ::torch::nn::Module& block) {
+      optimizer->ready(block);
+    });
+  }
   if (precision_.loss_scaling) {
     // Whether a step overflowed is decided over all ranks, so every rank
     // skips the same steps.
@@ -631,10 +646,12 @@ void Trainer::DistributeOptimizer() {
                                    o.warmup_epochs)
                  : std::string();
     std::printf(
-        "model: %s at %d px, %s (base lr %g%s), batch %d per rank (%d in "
+        "model: %s at %d px, %s (base lr %g%s%s), batch %d per rank (%d in "
         "all), %lld steps per epoch, epochs %lld..%d\n",
         o.arch.c_str(), o.image_size, o.optimizer.c_str(), base_lr_,
-        scaling.c_str(), o.batch_size, o.batch_size * size_,
+        scaling.c_str(),
+        o.update_in_forward ? ", updates in the forward pass" : "",
+        o.batch_size, o.batch_size * size_,
         static_cast<long long>(steps_per_epoch_),
         static_cast<long long>(meta_.epochs_completed + 1), o.epochs);
     std::fflush(stdout);
@@ -749,6 +766,7 @@ absl::StatusOr<Trainer::TrainedEpoch> Trainer::TrainEpoch(int64_t epoch) {
     }
   }
   bar_->Finish();
+  FinishUpdates();
   trained.train_seconds = SecondsSince(trained.start);
   trained.images_seen = progress.images_seen;
   // The mean over every image of the epoch, whichever rank trained it.
@@ -798,7 +816,6 @@ void Trainer::TrainStep(int64_t epoch, const Batch& batch,
   // Pinned batches: the copies overlap with queued GPU work.
   const ::torch::Tensor images = batch.images.to(device_, true);
   const ::torch::Tensor targets = batch.labels.to(device_, true);
-  SetLearningRate(*optimizer_, LearningRate(epochs_done));
   ::torch::manual_seed(StepSeed(options_.seed, epoch, progress->step, rank_));
   distributed_optimizer_->zero_grad();
   const int64_t rows = batch.images.size(0);
@@ -827,6 +844,12 @@ void Trainer::TrainStep(int64_t epoch, const Batch& batch,
     progress->loss_sum += loss.item<double>() * rows;
     progress->rows_sum += rows;
   }
+  // The step's rate is set just before its update: with --update-in-forward
+  // the update lands during the next forward pass, which must still see
+  // this rate, and whatever the last one left owed is applied first at the
+  // previous step's rate.
+  FinishUpdates();
+  SetLearningRate(*optimizer_, LearningRate(epochs_done));
   if (loss_scaler_) {
     // The reduced gradients are checked and unscaled between the allreduce
     // and the update; an overflowing step updates nothing.
@@ -856,6 +879,7 @@ void Trainer::TrainStep(int64_t epoch, const Batch& batch,
 // two step checkpoints.
 absl::Status Trainer::WriteStepCheckpoint(int64_t epoch,
                                           const EpochProgress& progress) {
+  FinishUpdates();
   const ::torch::Tensor sums = SumOverRanks(
       progress.loss_sum, progress.rows_sum, "train_loss.step_checkpoint");
   if (!is_root_) return absl::OkStatus();
