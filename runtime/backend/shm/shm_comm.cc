@@ -125,19 +125,16 @@ StatusOr<std::unique_ptr<ShmComm>> ShmComm::Create(
   mine->probe_token.store(comm->probe_token_, std::memory_order_relaxed);
   // Every rank's sign of life is up before any rank waits for another.
   if (Status s = local->Barrier(); !s.ok()) return s;
-  // Waiters spin only while the local ranks have a CPU each between them
-  // (ranks sharing fewer cores than there are of them would spin away
-  // their peers' time) and this rank may run on two or more: a rank bound
-  // to one core shares it with its own threads (the application's, kolo's),
-  // and spinning there slowed some runs 2-3x (kolo_bench --bind-to core:
-  // a 64 MiB allreduce took 34 ms instead of 12).
+  // Waiters spin only while the local ranks have a CPU each between them:
+  // ranks bound to a core each (Open MPI's default binding) may spin, ranks
+  // sharing fewer cores than there are of them must not (they would spin
+  // away their peers' time).
   cpu_set_t cpus;
   CPU_ZERO(&cpus);
   for (const ShmSegment& segment : comm->segments_) {
     CPU_OR(&cpus, &cpus, &HeaderOf(segment)->cpus);
   }
-  comm->spinning_ =
-      comm->size_ <= CPU_COUNT(&cpus) && CPU_COUNT(&mine->cpus) >= 2;
+  comm->spinning_ = comm->size_ <= CPU_COUNT(&cpus);
   comm->barrier_ = std::make_unique<ShmBarrier>(
       &HeaderOf(comm->segments_[0])->barrier, comm->size_,
       comm->watch_.get(), comm->spinning_ ? kSpins : 0);

@@ -83,11 +83,10 @@ TEST(ShmPlane, SingleCopyIsOnUnlessTurnedOff) {
   }
 }
 
-// Waiters spin when the ranks have a CPU each between them and each may
-// run on two or more; not when bound to one core each (they would spin
-// away their own threads' time), nor when they share fewer cores than
-// there are of them.
-TEST(ShmPlane, SpinsOnlyWhenTheRanksHaveCpusToSpare) {
+// Waiters spin when the ranks have a CPU each between them, also when each
+// is bound to a core of its own (mpirun's default binding); not when they
+// share fewer cores than there are of them.
+TEST(ShmPlane, SpinsOnlyWhenTheRanksHaveACpuEach) {
   cpu_set_t all;
   ASSERT_EQ(sched_getaffinity(0, sizeof(all), &all), 0);
   std::vector<int> cpus;
@@ -95,24 +94,27 @@ TEST(ShmPlane, SpinsOnlyWhenTheRanksHaveCpusToSpare) {
     if (CPU_ISSET(cpu, &all)) cpus.push_back(cpu);
   }
   if (cpus.size() < 2) GTEST_SKIP() << "needs two CPUs";
+  enum class Binding { kNone, kACoreEach, kOneCoreForAll };
   struct Case {
     const char* what;
     int ranks;
-    bool bound;  // each rank to one core (rank % CPUs)
+    Binding binding;
     bool spins;
   };
   const int n = static_cast<int>(cpus.size());
-  for (const Case& c : {Case{"unbound, a CPU each", n, false, true},
-                        Case{"unbound, more ranks than CPUs", n + 1, false,
-                             false},
-                        Case{"bound to a core each", 2, true, false}}) {
+  for (const Case& c :
+       {Case{"unbound, a CPU each", n, Binding::kNone, true},
+        Case{"unbound, more ranks than CPUs", n + 1, Binding::kNone, false},
+        Case{"bound to a core each", 2, Binding::kACoreEach, true},
+        Case{"bound to one core together", 2, Binding::kOneCoreForAll,
+             false}}) {
     SCOPED_TRACE(c.what);
     InProcessGroup group(c.ranks, 30);
     RunRanks(c.ranks, [&](int rank) {
-      if (c.bound) {
+      if (c.binding != Binding::kNone) {
         cpu_set_t one;
         CPU_ZERO(&one);
-        CPU_SET(cpus[rank % n], &one);
+        CPU_SET(cpus[c.binding == Binding::kACoreEach ? rank % n : 0], &one);
         ASSERT_EQ(sched_setaffinity(0, sizeof(one), &one), 0);
       }
       std::unique_ptr<Bootstrap> bootstrap = group.Join(rank);
