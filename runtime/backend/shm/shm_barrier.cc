@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <ctime>
 
+#include <sched.h>
+
 #if defined(__x86_64__)
 #include <immintrin.h>
 #endif
@@ -17,19 +19,28 @@ void CpuRelax() {
 #endif
 }
 
-// While the spin is 0, every kProbeEvery-th sleep restores the full spin
-// (a shorter probe would end before a peer that sleeps too has woken up).
+// While the spin is below kSpinStepNs (halved to nothing), every
+// kProbeEvery-th sleep restores the full spin (a shorter probe would end
+// before a peer that sleeps too has woken up).
 constexpr int kProbeEvery = 64;
+// What a spin that covered its wait grows by, besides doubling.
+constexpr int64_t kSpinStepNs = 500;
+
+int64_t MonotonicNs() {
+  timespec now;
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  return int64_t{now.tv_sec} * 1'000'000'000 + now.tv_nsec;
+}
 
 }  // namespace
 
 ShmBarrier::ShmBarrier(ShmBarrierState* state, int ranks, PeerWatch* watch,
-                       int max_spins)
+                       int64_t max_spin_ns)
     : state_(state),
       ranks_(static_cast<uint32_t>(ranks)),
       watch_(watch),
-      max_spins_(max_spins),
-      spins_(max_spins) {}
+      max_spin_ns_(max_spin_ns),
+      spin_ns_(max_spin_ns) {}
 
 Status ShmBarrier::Wait() {
   if (ranks_ <= 1) return absl::OkStatus();
@@ -46,14 +57,26 @@ Status ShmBarrier::Wait() {
     }
     return absl::OkStatus();
   }
-  for (int i = 0; i < spins_; ++i) {
-    if (state_->generation.load(std::memory_order_acquire) != generation) {
-      spins_ = std::min(max_spins_, 2 * spins_ + 64);
-      return absl::OkStatus();
+  if (spin_ns_ > 0) {
+    // A spin is bounded in time, not in pause instructions (a pause takes
+    // from about 1 to 40 ns depending on the CPU): the clock is read every
+    // 16 pauses.
+    const int64_t deadline = MonotonicNs() + spin_ns_;
+    for (int i = 1;; ++i) {
+      if (state_->generation.load(std::memory_order_acquire) != generation) {
+        spin_ns_ = std::min(max_spin_ns_, 2 * spin_ns_ + kSpinStepNs);
+        return absl::OkStatus();
+      }
+      CpuRelax();
+      if (i % 16 != 0) continue;
+      if (MonotonicNs() >= deadline) break;
+      // Lets a thread that waits for this core (the application's, kolo's
+      // other thread, a peer rank's) run: without it a rank that spins on a
+      // core its peer needs holds the barrier shut for the whole spin.
+      if (i % 256 == 0) sched_yield();
     }
-    CpuRelax();
   }
-  spins_ /= 2;
+  spin_ns_ /= 2;
   const timespec timeout{0, 50 * 1000 * 1000};
   state_->sleepers.fetch_add(1, std::memory_order_seq_cst);
   Status status;
@@ -70,9 +93,10 @@ Status ShmBarrier::Wait() {
   // waits have turned short again (a run of small collectives after the
   // peers computed): every 64th sleep it spins in full once more, and stays
   // there if the peers arrive within it. While they compute that costs one
-  // spin (about 20 us) per 64 sleeps.
-  if (spins_ == 0 && max_spins_ > 0 && ++sleeps_without_spin_ >= kProbeEvery) {
-    spins_ = max_spins_;
+  // spin (at most max_spin_ns) per 64 sleeps.
+  if (spin_ns_ < kSpinStepNs && max_spin_ns_ > 0 &&
+      ++sleeps_without_spin_ >= kProbeEvery) {
+    spin_ns_ = max_spin_ns_;
     sleeps_without_spin_ = 0;
   }
   return status;

@@ -17,9 +17,9 @@ namespace kolo {
 namespace {
 
 constexpr int64_t kHeaderBytes = 4096;
-// Spin iterations before sleeping in a barrier, when every local rank has a
-// core of its own (about 20 us).
-constexpr int kSpins = 20000;
+// The longest a barrier spins before it sleeps, when every local rank has a
+// core of its own (a futex wake-up costs tens of microseconds on a VM).
+constexpr int64_t kSpinNs = 200'000;
 // Allreduces of at most this many bytes (in the reduction type) take the
 // one-barrier path: below it the barrier saved costs more than reducing
 // every peer's copy instead of a 1/size slice.
@@ -137,7 +137,7 @@ StatusOr<std::unique_ptr<ShmComm>> ShmComm::Create(
   comm->spinning_ = comm->size_ <= CPU_COUNT(&cpus);
   comm->barrier_ = std::make_unique<ShmBarrier>(
       &HeaderOf(comm->segments_[0])->barrier, comm->size_,
-      comm->watch_.get(), comm->spinning_ ? kSpins : 0);
+      comm->watch_.get(), comm->spinning_ ? kSpinNs : 0);
   if (comm->size_ > 1 && single_copy_bytes > 0) {
     if (Status s = comm->EnableSingleCopy(single_copy_bytes); !s.ok()) return s;
   }

@@ -14,15 +14,15 @@
 namespace kolo {
 namespace {
 
-constexpr int kMaxSpins = 20000;
+constexpr int64_t kMaxSpinNs = 200000;
 
 struct TwoRanks {
   ShmBarrierState state{};
   std::vector<PeerLifeState> lives = std::vector<PeerLifeState>(2);
   PeerWatch watch0{{&lives[0], &lives[1]}, 0, 0};
   PeerWatch watch1{{&lives[0], &lives[1]}, 1, 0};
-  ShmBarrier barrier0{&state, 2, &watch0, kMaxSpins};
-  ShmBarrier barrier1{&state, 2, &watch1, kMaxSpins};
+  ShmBarrier barrier0{&state, 2, &watch0, kMaxSpinNs};
+  ShmBarrier barrier1{&state, 2, &watch1, kMaxSpinNs};
 };
 
 TEST(ShmBarrier, SpinsAgainOnceLongWaitsTurnShort) {
@@ -33,8 +33,8 @@ TEST(ShmBarrier, SpinsAgainOnceLongWaitsTurnShort) {
   constexpr int kLong = 40;
   constexpr int kShort = 2000;
   constexpr int kTries = 3;
-  int spins_after_long = -1;
-  std::vector<int> spins_after_short;
+  int64_t spins_after_long = -1;
+  std::vector<int64_t> spins_after_short;
   std::thread peer([&] {
     for (int i = 0; i < kLong; ++i) {
       std::this_thread::sleep_for(std::chrono::milliseconds(3));
@@ -45,10 +45,10 @@ TEST(ShmBarrier, SpinsAgainOnceLongWaitsTurnShort) {
     }
   });
   for (int i = 0; i < kLong; ++i) ASSERT_TRUE(ranks.barrier0.Wait().ok());
-  spins_after_long = ranks.barrier0.spins();
+  spins_after_long = ranks.barrier0.spin_ns();
   for (int t = 0; t < kTries; ++t) {
     for (int i = 0; i < kShort; ++i) ASSERT_TRUE(ranks.barrier0.Wait().ok());
-    spins_after_short.push_back(ranks.barrier0.spins());
+    spins_after_short.push_back(ranks.barrier0.spin_ns());
   }
   peer.join();
   // Forty waits of 3 ms halve the spin to nothing...
@@ -57,7 +57,7 @@ TEST(ShmBarrier, SpinsAgainOnceLongWaitsTurnShort) {
   // the peer at the end of a run: one of three runs suffices).
   EXPECT_GE(*std::max_element(spins_after_short.begin(),
                               spins_after_short.end()),
-            kMaxSpins / 4)
+            kMaxSpinNs / 4)
       << "spins after each run of " << kShort << " barriers: "
       << spins_after_short[0] << ", " << spins_after_short[1] << ", "
       << spins_after_short[2];
