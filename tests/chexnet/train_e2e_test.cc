@@ -287,6 +287,20 @@ LoadedRun LoadRun(const fs::path& path) {
   return run;
 }
 
+// Both runs recorded `epochs` epochs with bit-equal train and validation
+// losses.
+void ExpectSameHistory(const LoadedRun& a, const LoadedRun& b, size_t epochs) {
+  ASSERT_EQ(a.meta.history.size(), epochs);
+  ASSERT_EQ(b.meta.history.size(), epochs);
+  for (size_t e = 0; e < epochs; ++e) {
+    EXPECT_EQ(a.meta.history[e].train_loss, b.meta.history[e].train_loss)
+        << "epoch " << e;
+    EXPECT_EQ(a.meta.history[e].validation_loss,
+              b.meta.history[e].validation_loss)
+        << "epoch " << e;
+  }
+}
+
 // The parameters and Adam state of two checkpoints are bit-identical.
 void ExpectSameTraining(const fs::path& a_path, const fs::path& b_path) {
   const LoadedRun a = LoadRun(a_path);
@@ -343,15 +357,7 @@ TEST_F(TrainE2E, ResumedTwoRankRunEndsWithTheUninterruptedRunsParameters) {
   EXPECT_EQ(a.meta.global_step, b.meta.global_step);
   EXPECT_EQ(a.meta.plateau.lr_factor, b.meta.plateau.lr_factor);
   EXPECT_EQ(a.meta.best_epoch, b.meta.best_epoch);
-  ASSERT_EQ(a.meta.history.size(), 2u);
-  ASSERT_EQ(b.meta.history.size(), 2u);
-  for (size_t e = 0; e < 2; ++e) {
-    EXPECT_EQ(a.meta.history[e].train_loss, b.meta.history[e].train_loss)
-        << "epoch " << e;
-    EXPECT_EQ(a.meta.history[e].validation_loss,
-              b.meta.history[e].validation_loss)
-        << "epoch " << e;
-  }
+  ExpectSameHistory(a, b, 2);
   ExpectSameTraining(straight / "last.pt", resumed / "last.pt");
 }
 
@@ -373,15 +379,7 @@ TEST_F(TrainE2E, UpdateInForwardTrainsExactlyLikeTheEagerStep) {
 
   const LoadedRun a = LoadRun(eager / "last.pt");
   const LoadedRun b = LoadRun(deferred / "last.pt");
-  ASSERT_EQ(a.meta.history.size(), 2u);
-  ASSERT_EQ(b.meta.history.size(), 2u);
-  for (size_t e = 0; e < 2; ++e) {
-    EXPECT_EQ(a.meta.history[e].train_loss, b.meta.history[e].train_loss)
-        << "epoch " << e;
-    EXPECT_EQ(a.meta.history[e].validation_loss,
-              b.meta.history[e].validation_loss)
-        << "epoch " << e;
-  }
+  ExpectSameHistory(a, b, 2);
   ExpectSameTraining(eager / "last.pt", deferred / "last.pt");
   ExpectSameTraining(eager / "checkpoints" / "step-0000000003.pt",
                      deferred / "checkpoints" / "step-0000000003.pt");

@@ -41,6 +41,27 @@ std::unique_ptr<Backend> MakeShm(Bootstrap* bootstrap,
   return std::make_unique<ShmBackend>(*std::move(comm));
 }
 
+// A survivor's failure: Aborted naming local rank `victim`, within 3 s of
+// `start`.
+void ExpectAbortedNaming(const Status& s, int victim, double start) {
+  EXPECT_EQ(s.code(), absl::StatusCode::kAborted) << s;
+  EXPECT_NE(
+      std::string(s.message()).find("local rank " + std::to_string(victim)),
+      std::string::npos)
+      << s;
+  EXPECT_LT(Now() - start, 3.0);
+}
+
+// Survivors keep their planes until all of them have checked: one that left
+// first would be the first departure the others see, and blamed instead of
+// the victim.
+void LeaveTogether(std::atomic<int>& checked, int survivors) {
+  checked.fetch_add(1);
+  while (checked.load() < survivors) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+}
+
 // Every collective with single copy off (two copies through the slots),
 // on for every size (1 byte: broadcasts, allgathers and every alltoall
 // part read from the peers' buffers) and at 4 KiB (alltoalls mix both
@@ -133,7 +154,7 @@ TEST(ShmPlane, SpinsOnlyWhenTheRanksHaveACpuEach) {
 // read of freed memory.
 TEST(ShmPlane, RootThatDiesBeforeASingleCopyBroadcastFailsTheOthers) {
   InProcessGroup group(3, 30);
-  std::atomic<int> checked{0};  // survivors leave together (see below)
+  std::atomic<int> checked{0};  // LeaveTogether
   RunRanks(3, [&](int rank) {
     std::unique_ptr<Bootstrap> bootstrap = group.Join(rank);
     std::unique_ptr<Backend> shm = MakeShm(bootstrap.get(), 1);
@@ -147,14 +168,8 @@ TEST(ShmPlane, RootThatDiesBeforeASingleCopyBroadcastFailsTheOthers) {
     }
     const double start = Now();
     const Status s = shm->Broadcast(data.data(), data.size(), 1);
-    EXPECT_EQ(s.code(), absl::StatusCode::kAborted) << s;
-    EXPECT_NE(std::string(s.message()).find("local rank 1"), std::string::npos)
-        << s;
-    EXPECT_LT(Now() - start, 3.0);
-    checked.fetch_add(1);
-    while (checked.load() < 2) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    }
+    ExpectAbortedNaming(s, 1, start);
+    LeaveTogether(checked, 2);
   });
 }
 
@@ -253,9 +268,7 @@ TEST(ShmPlane, LatePeerStillGetsTheRightResult) {
 // peer is gone.
 TEST(ShmPlane, PeerThatDiesBeforeASmallAllreduceFailsTheOthersWithAborted) {
   InProcessGroup group(3, 30);
-  // The survivors keep their planes until both have checked: one that left
-  // early would be the first departure the other sees.
-  std::atomic<int> checked{0};
+  std::atomic<int> checked{0};  // LeaveTogether
   RunRanks(3, [&](int rank) {
     std::unique_ptr<Bootstrap> bootstrap = group.Join(rank);
     std::unique_ptr<Backend> shm = MakeShm(bootstrap.get());
@@ -268,14 +281,8 @@ TEST(ShmPlane, PeerThatDiesBeforeASmallAllreduceFailsTheOthersWithAborted) {
     }
     const double start = Now();
     const Status s = shm->Allreduce(data.data(), data.size(), {});
-    EXPECT_EQ(s.code(), absl::StatusCode::kAborted) << s;
-    EXPECT_NE(std::string(s.message()).find("local rank 1"), std::string::npos)
-        << s;
-    EXPECT_LT(Now() - start, 3.0);
-    checked.fetch_add(1);
-    while (checked.load() < 2) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    }
+    ExpectAbortedNaming(s, 1, start);
+    LeaveTogether(checked, 2);
   });
 }
 
@@ -286,7 +293,7 @@ TEST(ShmPlane, PeerThatDiesMidRoundFailsTheOthersWithAborted) {
   std::mt19937_64 rng(Seed() + 1);
   const int victim = static_cast<int>(rng() % 3);
   InProcessGroup group(3, 30);
-  std::atomic<int> checked{0};  // as above: survivors leave together
+  std::atomic<int> checked{0};  // LeaveTogether
   RunRanks(3, [&](int rank) {
     std::unique_ptr<Bootstrap> bootstrap = group.Join(rank);
     std::unique_ptr<Backend> shm = MakeShm(bootstrap.get());
@@ -302,16 +309,8 @@ TEST(ShmPlane, PeerThatDiesMidRoundFailsTheOthersWithAborted) {
     }
     const double start = Now();
     const Status s = shm->Allreduce(data.data(), count, spec);
-    EXPECT_EQ(s.code(), absl::StatusCode::kAborted) << s;
-    EXPECT_NE(
-        std::string(s.message()).find("local rank " + std::to_string(victim)),
-        std::string::npos)
-        << s;
-    EXPECT_LT(Now() - start, 3.0);
-    checked.fetch_add(1);
-    while (checked.load() < 2) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    }
+    ExpectAbortedNaming(s, victim, start);
+    LeaveTogether(checked, 2);
   });
 }
 
