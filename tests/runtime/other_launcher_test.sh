@@ -16,7 +16,15 @@ if "$other" --version 2>&1 | grep -q HYDRA; then
 else
   flags=(--oversubscribe --allow-run-as-root) expected="Open MPI's mpirun started 2 of them (OMPI_COMM_WORLD_SIZE=2)"
 fi
-out=$(timeout 50 "$other" "${flags[@]}" -np 2 "$program" 2>&1)
+# Under Hydra each rank is an Open MPI singleton, which starts a daemon that
+# creates its session directory in the temporary directory: two singletons
+# racing for the same one fail in Open MPI ("mkdir /tmp/ompi.<host>.0: File
+# exists") before kolo is reached. Each rank gets a directory of its own.
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+out=$(timeout 50 "$other" "${flags[@]}" -np 2 sh -c \
+  'd=$(mktemp -d -p "$1"); OMPI_MCA_orte_tmpdir_base=$d exec "$0"' \
+  "$program" "$tmp" 2>&1)
 rc=$?
 printf '%s\n' "$out"
 [ "$rc" -ne 124 ] || { echo "FAIL: the job hung"; exit 1; }
