@@ -19,6 +19,12 @@
 // of two: every rank copies its input in and then reduces every slot itself,
 // all ranks in the same order, so that they agree bit for bit.
 //
+// An alltoall's first round also carries each rank's longest part, from
+// which every rank learns how many rounds the exchange takes. With single
+// copy on (Create) large broadcast, allgather and alltoall parts skip the
+// slots: each rank publishes its buffer's address, and readers copy from it
+// with process_vm_readv between two barriers.
+//
 // Not thread-safe; every local rank must make the same calls in the same
 // order.
 #ifndef KOLO_RUNTIME_BACKEND_SHM_SHM_COMM_H_
@@ -43,9 +49,10 @@ class ShmComm {
   // forever) while this rank waits for it fails the wait (peer_life.h).
   //
   // single_copy_bytes: broadcasts and allgathers whose largest part has at
-  // least this many bytes, and every alltoall, read peers' data straight
-  // from the peers' buffers (process_vm_readv: one copy instead of two),
-  // where the kernel allows it; 0 turns it off. Every local rank must pass
+  // least this many bytes, and alltoall parts that large (or larger than a
+  // slot's share), read peers' data straight from the peers' buffers
+  // (process_vm_readv: one copy instead of two), where the kernel allows
+  // it; 0 turns it off. Every local rank must pass
   // the same value. Where any rank is refused (checked at Create, logged at
   // info) every rank keeps the two-copy path.
   static StatusOr<std::unique_ptr<ShmComm>> Create(Bootstrap* local,
