@@ -39,6 +39,10 @@ class Backend {
                                          DataType /*dtype*/) const {
     return "";
   }
+  // The algorithm a broadcast, or an allgather whose largest part has
+  // `bytes`, takes, for the timeline, where the backend chooses between
+  // several; empty otherwise.
+  virtual const char* CopyAlgorithm(int64_t /*bytes*/) const { return ""; }
   // output = concatenation of every rank's input; bytes_per_rank[r] bytes
   // from rank r. input holds bytes_per_rank[this rank] bytes.
   virtual Status Allgatherv(const void* input, void* output,

@@ -1,6 +1,7 @@
 // Implementation of the executor.
 #include "runtime/core/executor.h"
 
+#include <algorithm>
 #include <cstring>
 #include <new>
 
@@ -236,6 +237,25 @@ std::string Executor::BackendActivity(const Response& response) const {
       count += tensor.request.num_elements();
     }
     const char* algorithm = backend_->AllreduceAlgorithm(count, response.dtype);
+    if (*algorithm != '\0') absl::StrAppend(&activity, "_", algorithm);
+  } else if (response.op == OpType::kBroadcast ||
+             response.op == OpType::kAllgather) {
+    // The largest part any rank contributes (a broadcast: the root's).
+    std::vector<int64_t> part(response.op == OpType::kAllgather ? size_ : 1);
+    for (const ResponseTensor& tensor : response.tensors) {
+      const int64_t elements = tensor.request.num_elements();
+      if (response.op == OpType::kBroadcast) {
+        part[0] += elements;
+        continue;
+      }
+      const int64_t row = RowElements(tensor.request.shape);
+      const int ranks =
+          std::min<int>(size_, static_cast<int>(tensor.first_dims.size()));
+      for (int r = 0; r < ranks; ++r) part[r] += tensor.first_dims[r] * row;
+    }
+    const int64_t bytes = *std::max_element(part.begin(), part.end()) *
+                          DataTypeSize(response.dtype);
+    const char* algorithm = backend_->CopyAlgorithm(bytes);
     if (*algorithm != '\0') absl::StrAppend(&activity, "_", algorithm);
   }
   return absl::AsciiStrToUpper(activity);

@@ -4,6 +4,7 @@ negotiation with a tick per rank, queue/copy/backend spans, cycle markers,
 that a timeline cut short by SIGKILL loads once its array is closed, and
 (mode fast) the fast lane's negotiation and execution spans."""
 import json
+import os
 import sys
 
 
@@ -25,7 +26,7 @@ def check(events, ranks, cycles):
         assert needed in names, (needed, sorted(n for n in names if n))
     assert any(n and "_ALLREDUCE" in n and not n.startswith("NEGOTIATE")
                for n in names), names
-    assert any(n and n.endswith("_BROADCAST") and not n.startswith("NEGOTIATE")
+    assert any(n and "_BROADCAST" in n and not n.startswith("NEGOTIATE")
                for n in names), names
     # Every rank ticks on every tensor it negotiated.
     tid = next(t for t, n in rows.items() if n == "layer0.grad")
@@ -49,7 +50,7 @@ def main():
         # fused small tensors take the direct path, 1 MiB the rounds.
         for needed in ("NEGOTIATE_FAST_ALLREDUCE", "FAST_SHM_ALLREDUCE_DIRECT",
                        "FAST_SHM_ALLREDUCE_REDUCE_SCATTER_ALLGATHER",
-                       "FAST_SHM_BROADCAST", "MEMCPY_IN_FUSION_BUFFER"):
+                       "FAST_SHM_BROADCAST_ROUNDS", "MEMCPY_IN_FUSION_BUFFER"):
             assert needed in names, (needed, sorted(n for n in names if n))
         rows = {e["tid"]: e["args"]["name"] for e in events
                 if e.get("name") == "thread_name"}
@@ -60,6 +61,17 @@ def main():
         assert by_row["large.grad"] == {
             "FAST_SHM_ALLREDUCE_REDUCE_SCATTER_ALLGATHER"}, by_row
         assert by_row["layer0.grad"] == {"FAST_SHM_ALLREDUCE_DIRECT"}, by_row
+        # Broadcasts: 512 KiB in slot rounds; 64 KiB pipelined through the
+        # root's ring where the ranks have a CPU each (as this script's
+        # affinity shows: mpirun --bind-to none), else in rounds too.
+        for e in events:
+            if e.get("ph") == "X" and e["name"].startswith("FAST_SHM_BROADCAST"):
+                by_row.setdefault(rows[e["tid"]], set()).add(e["name"])
+        small = ("FAST_SHM_BROADCAST_PIPELINED"
+                 if len(os.sched_getaffinity(0)) >= ranks
+                 else "FAST_SHM_BROADCAST_ROUNDS")
+        assert by_row["weights.0"] == {"FAST_SHM_BROADCAST_ROUNDS"}, by_row
+        assert by_row["bias"] == {small}, by_row
         check(load(f"{directory}/started.json"), ranks, cycles=False)
     elif mode == "kill":
         check(load(f"{directory}/started.json"), ranks, cycles=False)

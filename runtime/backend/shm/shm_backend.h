@@ -28,6 +28,9 @@ class ShmBackend : public Backend {
     return comm_->AllreduceIsDirect(count, dtype) ? "direct"
                                                   : "reduce_scatter_allgather";
   }
+  const char* CopyAlgorithm(int64_t bytes) const override {
+    return comm_->CopyAlgorithm(bytes);
+  }
   Status Allgatherv(const void* input, void* output,
                     const std::vector<int64_t>& bytes_per_rank) override {
     return comm_->Allgatherv(input, output, bytes_per_rank);

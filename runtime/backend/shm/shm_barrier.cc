@@ -1,4 +1,4 @@
-// Implementation of the shared-memory barrier.
+// Implementation of the shared-memory waits and barrier.
 #include "runtime/backend/shm/shm_barrier.h"
 
 #include <algorithm>
@@ -34,36 +34,15 @@ int64_t MonotonicNs() {
 
 }  // namespace
 
-ShmBarrier::ShmBarrier(ShmBarrierState* state, int ranks, PeerWatch* watch,
-                       int64_t max_spin_ns)
-    : state_(state),
-      ranks_(static_cast<uint32_t>(ranks)),
-      watch_(watch),
-      max_spin_ns_(max_spin_ns),
-      spin_ns_(max_spin_ns) {}
-
-Status ShmBarrier::Wait() {
-  if (ranks_ <= 1) return absl::OkStatus();
-  const uint32_t generation =
-      state_->generation.load(std::memory_order_acquire);
-  if (state_->arrived.fetch_add(1, std::memory_order_acq_rel) == ranks_ - 1) {
-    state_->arrived.store(0, std::memory_order_relaxed);
-    // Sequentially consistent with the sleepers' count below: either this
-    // load sees a sleeper, or that sleeper's futex sees the new generation
-    // and does not sleep.
-    state_->generation.fetch_add(1, std::memory_order_seq_cst);
-    if (state_->sleepers.load(std::memory_order_seq_cst) != 0) {
-      FutexWakeAll(&state_->generation);
-    }
-    return absl::OkStatus();
-  }
+Status ShmWait::Until(ShmWord* word, absl::FunctionRef<bool()> done) {
+  if (done()) return absl::OkStatus();
   if (spin_ns_ > 0) {
     // A spin is bounded in time, not in pause instructions (a pause takes
     // from about 1 to 40 ns depending on the CPU): the clock is read every
     // 16 pauses.
     const int64_t deadline = MonotonicNs() + spin_ns_;
     for (int i = 1;; ++i) {
-      if (state_->generation.load(std::memory_order_acquire) != generation) {
+      if (done()) {
         // Covered by the spin, unless this thread was away (preempted, or
         // yielded to a busy core's other threads) past the deadline: that
         // wait was long, and growing the spin would misread it.
@@ -77,23 +56,23 @@ Status ShmBarrier::Wait() {
       if (MonotonicNs() >= deadline) break;
       // Lets a thread that waits for this core (the application's, kolo's
       // other thread, a peer rank's) run: without it a rank that spins on a
-      // core its peer needs holds the barrier shut for the whole spin.
+      // core its peer needs holds the wait shut for the whole spin.
       if (i % 256 == 0) sched_yield();
     }
   }
   spin_ns_ /= 2;
   const timespec timeout{0, 50 * 1000 * 1000};
-  state_->sleepers.fetch_add(1, std::memory_order_seq_cst);
+  word->sleepers.fetch_add(1, std::memory_order_seq_cst);
   Status status;
-  while (state_->generation.load(std::memory_order_seq_cst) == generation) {
-    FutexWait(&state_->generation, generation, &timeout);
-    if (state_->generation.load(std::memory_order_acquire) != generation) {
-      break;
-    }
+  for (;;) {
+    const uint32_t seen = word->value.load(std::memory_order_seq_cst);
+    if (done()) break;
+    FutexWait(&word->value, seen, &timeout);
+    if (done()) break;
     status = watch_->Check();
     if (!status.ok()) break;
   }
-  state_->sleepers.fetch_sub(1, std::memory_order_relaxed);
+  word->sleepers.fetch_sub(1, std::memory_order_relaxed);
   // Once halved to nothing the spin would never learn that the peers'
   // waits have turned short again (a run of small collectives after the
   // peers computed): every 64th sleep it spins in full once more, and stays
@@ -105,6 +84,27 @@ Status ShmBarrier::Wait() {
     sleeps_without_spin_ = 0;
   }
   return status;
+}
+
+ShmBarrier::ShmBarrier(ShmBarrierState* state, int ranks, PeerWatch* watch,
+                       int64_t max_spin_ns)
+    : state_(state),
+      ranks_(static_cast<uint32_t>(ranks)),
+      wait_(watch, max_spin_ns) {}
+
+Status ShmBarrier::Wait() {
+  if (ranks_ <= 1) return absl::OkStatus();
+  const uint32_t generation =
+      state_->generation.value.load(std::memory_order_acquire);
+  if (state_->arrived.fetch_add(1, std::memory_order_acq_rel) == ranks_ - 1) {
+    state_->arrived.store(0, std::memory_order_relaxed);
+    state_->generation.Publish(generation + 1);
+    return absl::OkStatus();
+  }
+  return wait_.Until(&state_->generation, [&] {
+    return state_->generation.value.load(std::memory_order_acquire) !=
+           generation;
+  });
 }
 
 }  // namespace kolo
