@@ -6,18 +6,8 @@
 
 #include <sched.h>
 
-#if defined(__x86_64__)
-#include <immintrin.h>
-#endif
-
 namespace kolo {
 namespace {
-
-void CpuRelax() {
-#if defined(__x86_64__)
-  _mm_pause();
-#endif
-}
 
 // While the spin is below kSpinStepNs (halved to nothing), every
 // kProbeEvery-th sleep restores the full spin (a shorter probe would end
@@ -26,40 +16,26 @@ constexpr int kProbeEvery = 64;
 // What a spin that covered its wait grows by, besides doubling.
 constexpr int64_t kSpinStepNs = 500;
 
-int64_t MonotonicNs() {
+}  // namespace
+
+int64_t ShmWait::MonotonicNs() {
   timespec now;
   clock_gettime(CLOCK_MONOTONIC, &now);
   return int64_t{now.tv_sec} * 1'000'000'000 + now.tv_nsec;
 }
 
-}  // namespace
+void ShmWait::Yield() { sched_yield(); }
 
-Status ShmWait::Until(ShmWord* word, absl::FunctionRef<bool()> done) {
-  if (done()) return absl::OkStatus();
-  if (spin_ns_ > 0) {
-    // A spin is bounded in time, not in pause instructions (a pause takes
-    // from about 1 to 40 ns depending on the CPU): the clock is read every
-    // 16 pauses.
-    const int64_t deadline = MonotonicNs() + spin_ns_;
-    for (int i = 1;; ++i) {
-      if (done()) {
-        // Covered by the spin, unless this thread was away (preempted, or
-        // yielded to a busy core's other threads) past the deadline: that
-        // wait was long, and growing the spin would misread it.
-        if (MonotonicNs() <= deadline) {
-          spin_ns_ = std::min(max_spin_ns_, 2 * spin_ns_ + kSpinStepNs);
-        }
-        return absl::OkStatus();
-      }
-      CpuRelax();
-      if (i % 16 != 0) continue;
-      if (MonotonicNs() >= deadline) break;
-      // Lets a thread that waits for this core (the application's, kolo's
-      // other thread, a peer rank's) run: without it a rank that spins on a
-      // core its peer needs holds the wait shut for the whole spin.
-      if (i % 256 == 0) sched_yield();
-    }
+void ShmWait::SpinCovered(int64_t deadline) {
+  // Covered by the spin, unless this thread was away (preempted, or yielded
+  // to a busy core's other threads) past the deadline: that wait was long,
+  // and growing the spin would misread it.
+  if (MonotonicNs() <= deadline) {
+    spin_ns_ = std::min(max_spin_ns_, 2 * spin_ns_ + kSpinStepNs);
   }
+}
+
+Status ShmWait::Sleep(ShmWord* word, absl::FunctionRef<bool()> done) {
   spin_ns_ /= 2;
   const timespec timeout{0, 50 * 1000 * 1000};
   word->sleepers.fetch_add(1, std::memory_order_seq_cst);

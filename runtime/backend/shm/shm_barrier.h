@@ -59,11 +59,46 @@ class ShmWait {
   // Returns once done() holds (OK), or when a peer failed (Aborted). A peer
   // that may have made done() true changes word->value and publishes it
   // (ShmWord::Publish).
-  Status Until(ShmWord* word, absl::FunctionRef<bool()> done);
+  template <typename Done>
+  Status Until(ShmWord* word, Done done) {
+    if (done()) return absl::OkStatus();
+    if (spin_ns_ > 0) {
+      // A spin is bounded in time, not in pause instructions (a pause takes
+      // from about 1 to 40 ns depending on the CPU): the clock is read every
+      // 16 pauses.
+      const int64_t deadline = MonotonicNs() + spin_ns_;
+      for (int i = 1;; ++i) {
+        if (done()) {
+          SpinCovered(deadline);
+          return absl::OkStatus();
+        }
+        CpuRelax();
+        if (i % 16 != 0) continue;
+        if (MonotonicNs() >= deadline) break;
+        // Lets a thread that waits for this core (the application's, kolo's
+        // other thread, a peer rank's) run: without it a rank that spins on
+        // a core its peer needs holds the wait shut for the whole spin.
+        if (i % 256 == 0) Yield();
+      }
+    }
+    return Sleep(word, done);
+  }
   // How long the next wait spins before it sleeps, ns (for tests).
   int64_t spin_ns() const { return spin_ns_; }
 
  private:
+  static int64_t MonotonicNs();
+  static void CpuRelax() {
+#if defined(__x86_64__)
+    __builtin_ia32_pause();
+#endif
+  }
+  static void Yield();
+  // done() came true during a spin that was to end at `deadline`.
+  void SpinCovered(int64_t deadline);
+  // The spin did not cover the wait: sleeps until done().
+  Status Sleep(ShmWord* word, absl::FunctionRef<bool()> done);
+
   PeerWatch* watch_;
   int64_t max_spin_ns_;
   int64_t spin_ns_;

@@ -570,21 +570,30 @@ Status ShmComm::Allgatherv(const void* input, void* output,
     return barrier_->Wait();
   }
   if (Pipelined(longest)) {
-    // Every rank's part in chunks through its own ring: chunk k of this
-    // rank's part goes in, then chunk k of every peer's comes out.
+    // Every rank's part in chunks through its own ring: this rank writes
+    // chunk k of its part, then reads chunk k - lead of every peer's. The
+    // lead (all but one of the ring's chunks) lets the copies in run ahead
+    // of the copies out instead of in lockstep with the peers, and stays
+    // below the ring's size, so a writer never waits for a read that its
+    // reader can only do after a later write of its own.
     const int64_t chunk = StreamChunk(longest);
-    for (int64_t offset = 0; offset < longest; offset += chunk) {
+    const int64_t chunks = (longest + chunk - 1) / chunk;
+    const int64_t lead = ring_chunks_ - 1;
+    for (int64_t k = 0; k < chunks + lead; ++k) {
+      const int64_t offset = k * chunk;
       const int64_t mine = Clamp(bytes_per_rank[rank_] - offset, chunk);
-      if (mine > 0) {
+      if (k < chunks && mine > 0) {
         if (Status s = StreamWrite(out + displacements[rank_] + offset, mine);
             !s.ok())
           return s;
       }
+      if (k < lead) continue;
+      const int64_t from = (k - lead) * chunk;
       for (int i = 1; i < size_; ++i) {
         const int peer = (rank_ + i) % size_;
-        const int64_t n = Clamp(bytes_per_rank[peer] - offset, chunk);
+        const int64_t n = Clamp(bytes_per_rank[peer] - from, chunk);
         if (n == 0) continue;
-        if (Status s = StreamRead(peer, out + displacements[peer] + offset, n);
+        if (Status s = StreamRead(peer, out + displacements[peer] + from, n);
             !s.ok())
           return s;
       }
