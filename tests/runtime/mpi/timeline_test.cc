@@ -63,10 +63,18 @@ void WaitForWrittenEvents(const std::string& path) {
     const std::string s = text.str();
     bool all = true;
     for (const char* needed :
-         {"MEMCPY_OUT_FUSION_BUFFER", "CYCLE", "_BROADCAST", "layer0.grad"}) {
+         {"MEMCPY_OUT_FUSION_BUFFER", "CYCLE", "layer0.grad"}) {
       all = all && s.find(needed) != std::string::npos;
     }
-    if (all) return;
+    // A broadcast's backend span (e.g. SHM_BROADCAST_ROUNDS), not only its
+    // negotiation (NEGOTIATE_BROADCAST).
+    bool backend_broadcast = false;
+    for (size_t at = s.find("_BROADCAST"); at != std::string::npos;
+         at = s.find("_BROADCAST", at + 1)) {
+      backend_broadcast = backend_broadcast ||
+                          at < 9 || s.compare(at - 9, 9, "NEGOTIATE") != 0;
+    }
+    if (all && backend_broadcast) return;
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
 }
