@@ -19,6 +19,7 @@
 //                                      the hand-over up to 4 MiB)
 #include <sched.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/mman.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
@@ -176,6 +177,9 @@ int HandOver(size_t max_bytes) {
   }
   uint64_t rep = 0, chunks = 0;
   if (reader == 0) {
+    // Spinning for a writer that is gone would never end.
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != writer) _exit(1);
     Pin(1);
     int wrong = 0;
     for (const auto& [n, reps] : plan) {
@@ -230,6 +234,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   if (child == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
     pause();
     _exit(0);
   }

@@ -83,7 +83,7 @@ case "$case" in
     ;;
   shmfull)
     # A container-sized /dev/shm (a 4 MiB tmpfs in a private mount
-    # namespace) that cannot hold two 8.3 MiB segments: init fails on every
+    # namespace) that cannot hold two 8 MiB segments: init fails on every
     # rank with a message saying what is needed, not SIGBUS later.
     if ! unshare -m true 2>/dev/null; then
       echo "SKIP: cannot create a mount namespace here"; exit 0
@@ -100,7 +100,7 @@ case "$case" in
       echo "FAIL: a rank died of SIGBUS"; exit 1
     fi
     expect 2 '^init-failed '
-    if ! grep -q "init-failed 8 shared memory: /dev/shm cannot hold kolo's segment of 8655104 bytes" "$out"; then
+    if ! grep -q "init-failed 8 shared memory: /dev/shm cannot hold kolo's segment of 8392832 bytes" "$out"; then
       echo "FAIL: no rank named the size /dev/shm must hold"; exit 1
     fi
     ;;

@@ -27,15 +27,6 @@ constexpr int64_t kDirectAllreduceBytes = 64 << 10;
 // Alltoall's slots start with this much room for what the ranks tell each
 // other about the exchange.
 constexpr int64_t kSlotTableBytes = 64;
-// Broadcasts and allgathers whose largest part has at most this many bytes
-// are pipelined (while the ranks spin). Larger ones take slot rounds, which
-// already overlap one round's copy-out with the next one's copy-in, and
-// measured faster from 512 KiB on (bench/results/2026-12-08-shm-pipelined.md).
-constexpr int64_t kPipelinedMaxBytes = 256 << 10;
-// The largest chunk a pipelined copy moves at a time: small enough that the
-// reader copies one chunk out while the writer copies the next in, large
-// enough that a chunk's flag costs little beside its copy.
-constexpr int64_t kStreamChunkBytes = 32 << 10;
 
 struct ShmHeader {
   ShmBarrierState barrier;  // used in local rank 0's segment
@@ -49,8 +40,6 @@ struct ShmHeader {
   std::atomic<uint64_t> probe_address;
   std::atomic<uint64_t> probe_token;
   alignas(64) std::atomic<uint64_t> source;
-  // Pipelined copies: how many chunks this rank has written into its ring.
-  ShmWord written;
   // The CPUs this rank may run on (written once at set-up).
   alignas(64) cpu_set_t cpus;
 };
@@ -111,16 +100,8 @@ StatusOr<std::unique_ptr<ShmComm>> ShmComm::Create(
         "local rank");
   }
 
-  // The ring of pipelined copies holds the largest message they take (or a
-  // slot, if smaller), in chunks of at most kStreamChunkBytes, at least four.
-  comm->ring_bytes_ = std::min(kPipelinedMaxBytes, comm->slot_bytes_);
-  comm->ring_chunk_bytes_ =
-      std::min(kStreamChunkBytes, comm->ring_bytes_ / 4 / 64 * 64);
-  comm->ring_chunks_ = comm->ring_bytes_ / comm->ring_chunk_bytes_;
-  comm->streamed_.assign(comm->size_, 0);
   StatusOr<HostSegments> mapped =
-      MapHostSegments(local, kHeaderBytes + 2 * comm->slot_bytes_ +
-                                 comm->ring_bytes_ + 64 * comm->size_);
+      MapHostSegments(local, kHeaderBytes + 2 * comm->slot_bytes_);
   if (!mapped.ok()) return mapped.status();
   comm->segments_ = std::move(mapped->segments);
   StatusOr<std::unique_ptr<LifeSign>> life =
@@ -157,11 +138,6 @@ StatusOr<std::unique_ptr<ShmComm>> ShmComm::Create(
   comm->barrier_ = std::make_unique<ShmBarrier>(
       &HeaderOf(comm->segments_[0])->barrier, comm->size_,
       comm->watch_.get(), comm->spinning_ ? kSpinNs : 0);
-  comm->stream_wait_ = std::make_unique<ShmWait>(
-      comm->watch_.get(), comm->spinning_ ? kSpinNs : 0);
-  // Not where ranks share cores: every chunk's hand-over could then cost a
-  // futex wake-up instead of one per round.
-  comm->pipelined_max_bytes_ = comm->spinning_ ? kPipelinedMaxBytes : 0;
   if (comm->size_ > 1 && single_copy_bytes > 0) {
     if (Status s = comm->EnableSingleCopy(single_copy_bytes); !s.ok()) return s;
   }
@@ -247,90 +223,6 @@ const void* ShmComm::Published(int peer) const {
 void ShmComm::Abandon(absl::string_view reason) {
   life_->Abandon(reason);
   barrier_->Wake();
-  // Peers in a pipelined copy wait on this rank's words.
-  FutexWakeAll(&Written(rank_)->value);
-  for (int writer = 0; writer < size_; ++writer) {
-    FutexWakeAll(&ChunksRead(rank_, writer)->value);
-  }
-}
-
-ShmWord* ShmComm::Written(int rank) const {
-  return &HeaderOf(segments_[rank])->written;
-}
-
-ShmWord* ShmComm::ChunksRead(int reader, int writer) const {
-  return reinterpret_cast<ShmWord*>(segments_[reader].data() + kHeaderBytes +
-                                    2 * slot_bytes_ + ring_bytes_) +
-         writer;
-}
-
-char* ShmComm::RingChunk(int writer, uint64_t chunk) const {
-  return segments_[writer].data() + kHeaderBytes + 2 * slot_bytes_ +
-         (chunk % ring_chunks_) * ring_chunk_bytes_;
-}
-
-bool ShmComm::Pipelined(int64_t bytes) const {
-  return size_ > 1 && pipelined_max_bytes_ > 0 &&
-         bytes <= pipelined_max_bytes_ && !SingleCopy(bytes);
-}
-
-const char* ShmComm::CopyAlgorithm(int64_t bytes) const {
-  if (size_ <= 1) return "";
-  if (SingleCopy(bytes)) return "single_copy";
-  return Pipelined(bytes) ? "pipelined" : "rounds";
-}
-
-int64_t ShmComm::StreamChunk(int64_t bytes) const {
-  // About four chunks per message, so that even a small one overlaps the
-  // reader's copies with the writer's; at least 4 KiB, at most a ring chunk.
-  const int64_t quarter = (bytes / 4 + 63) / 64 * 64;
-  return std::min(ring_chunk_bytes_, std::max<int64_t>(4096, quarter));
-}
-
-namespace {
-
-// Whether counter `value` has reached `target` (both wrap around).
-bool Reached(const std::atomic<uint32_t>& value, uint32_t target) {
-  return static_cast<int32_t>(value.load(std::memory_order_acquire) -
-                              target) >= 0;
-}
-
-}  // namespace
-
-Status ShmComm::StreamWrite(const char* source, int64_t bytes) {
-  const uint64_t chunk = streamed_[rank_];
-  // The ring chunk is free once every peer has read what it held before
-  // (every peer reads every chunk this rank writes). The shared counts are
-  // the low 32 bits of these.
-  if (chunk >= ring_chunks_) {
-    const uint32_t needed = static_cast<uint32_t>(chunk - ring_chunks_ + 1);
-    for (int peer = 0; peer < size_; ++peer) {
-      if (peer == rank_) continue;
-      ShmWord* read = ChunksRead(peer, rank_);
-      if (Status s = stream_wait_->Until(
-              read, [&] { return Reached(read->value, needed); });
-          !s.ok())
-        return s;
-    }
-  }
-  Copy(RingChunk(rank_, chunk), source, bytes);
-  Written(rank_)->Publish(static_cast<uint32_t>(chunk + 1));
-  streamed_[rank_] = chunk + 1;
-  return absl::OkStatus();
-}
-
-Status ShmComm::StreamRead(int writer, char* destination, int64_t bytes) {
-  const uint64_t chunk = streamed_[writer];
-  const uint32_t needed = static_cast<uint32_t>(chunk + 1);
-  ShmWord* written = Written(writer);
-  if (Status s = stream_wait_->Until(
-          written, [&] { return Reached(written->value, needed); });
-      !s.ok())
-    return s;
-  Copy(destination, RingChunk(writer, chunk), bytes);
-  ChunksRead(rank_, writer)->Publish(needed);
-  streamed_[writer] = chunk + 1;
-  return absl::OkStatus();
 }
 
 char* ShmComm::Slot(int rank) const {
@@ -519,19 +411,6 @@ Status ShmComm::Broadcast(void* buffer, int64_t bytes, int root) {
     }
     return barrier_->Wait();
   }
-  if (Pipelined(bytes)) {
-    // The root's chunks through its ring: each reader copies a chunk out
-    // while the root copies the next in; the root returns once its last
-    // chunk is in.
-    const int64_t chunk = StreamChunk(bytes);
-    for (int64_t offset = 0; offset < bytes; offset += chunk) {
-      const int64_t n = std::min(chunk, bytes - offset);
-      Status s = rank_ == root ? StreamWrite(data + offset, n)
-                               : StreamRead(root, data + offset, n);
-      if (!s.ok()) return s;
-    }
-    return absl::OkStatus();
-  }
   for (int64_t offset = 0; offset < bytes; offset += slot_bytes_) {
     const int64_t n = std::min(slot_bytes_, bytes - offset);
     if (rank_ == root) Copy(Slot(root), data + offset, n);
@@ -568,37 +447,6 @@ Status ShmComm::Allgatherv(const void* input, void* output,
         return s;
     }
     return barrier_->Wait();
-  }
-  if (Pipelined(longest)) {
-    // Every rank's part in chunks through its own ring: this rank writes
-    // chunk k of its part, then reads chunk k - lead of every peer's. The
-    // lead (all but one of the ring's chunks) lets the copies in run ahead
-    // of the copies out instead of in lockstep with the peers, and stays
-    // below the ring's size, so a writer never waits for a read that its
-    // reader can only do after a later write of its own.
-    const int64_t chunk = StreamChunk(longest);
-    const int64_t chunks = (longest + chunk - 1) / chunk;
-    const int64_t lead = ring_chunks_ - 1;
-    for (int64_t k = 0; k < chunks + lead; ++k) {
-      const int64_t offset = k * chunk;
-      const int64_t mine = Clamp(bytes_per_rank[rank_] - offset, chunk);
-      if (k < chunks && mine > 0) {
-        if (Status s = StreamWrite(out + displacements[rank_] + offset, mine);
-            !s.ok())
-          return s;
-      }
-      if (k < lead) continue;
-      const int64_t from = (k - lead) * chunk;
-      for (int i = 1; i < size_; ++i) {
-        const int peer = (rank_ + i) % size_;
-        const int64_t n = Clamp(bytes_per_rank[peer] - from, chunk);
-        if (n == 0) continue;
-        if (Status s = StreamRead(peer, out + displacements[peer] + from, n);
-            !s.ok())
-          return s;
-      }
-    }
-    return absl::OkStatus();
   }
   for (int64_t offset = 0; offset < longest; offset += slot_bytes_) {
     Copy(Slot(rank_), out + displacements[rank_] + offset,

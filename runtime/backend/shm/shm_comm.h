@@ -19,15 +19,6 @@
 // of two: every rank copies its input in and then reduces every slot itself,
 // all ranks in the same order, so that they agree bit for bit.
 //
-// Broadcast and allgather of at most 256 KiB (the largest part), while the
-// ranks spin (they have a core each), are pipelined instead: every rank has a ring of chunks besides its slots;
-// a writer copies chunk k of its data into its ring and counts it in a word
-// of its own, and each reader, waiting on that word alone, copies chunk k
-// out while the writer copies chunk k + 1 in (no barrier: a writer waits
-// only for a ring chunk that a peer has not read yet). Every rank counts
-// every rank's chunks the same way (the calls match), so the rings need no
-// set-up per collective.
-//
 // An alltoall's first round also carries each rank's longest part, from
 // which every rank learns how many rounds the exchange takes. With single
 // copy on (Create) large broadcast, allgather and alltoall parts skip the
@@ -92,14 +83,12 @@ class ShmComm {
   // least as many CPUs between them as there are ranks.
   bool spinning() const { return spinning_; }
   // The algorithm a broadcast or allgather whose largest part has `bytes`
-  // takes, for the timeline: "single_copy", "pipelined" or "rounds" (slot
-  // rounds with a barrier each); empty with one rank.
-  const char* CopyAlgorithm(int64_t bytes) const;
-  // Broadcasts and allgathers whose largest part has at most `bytes` are
-  // pipelined (0: none), unless single copy takes them; by default 256 KiB
-  // where the ranks spin, else 0. For tests: every local rank must set the
-  // same value before its first collective.
-  void set_pipelined_max_bytes(int64_t bytes) { pipelined_max_bytes_ = bytes; }
+  // takes, for the timeline: "single_copy" or "rounds" (through the slots,
+  // a barrier per round); empty with one rank.
+  const char* CopyAlgorithm(int64_t bytes) const {
+    if (size_ <= 1) return "";
+    return SingleCopy(bytes) ? "single_copy" : "rounds";
+  }
   // Whether a broadcast or allgather whose largest part has `bytes` reads
   // it straight from the peers' buffers.
   bool SingleCopy(int64_t bytes) const {
@@ -145,23 +134,6 @@ class ShmComm {
   Status AllreduceDirect(const void* input, void* output, int64_t count,
                          const ReductionSpec& spec);
 
-  // Pipelined copies (see the top). Whether a broadcast or allgather whose
-  // largest part has `bytes` takes them.
-  bool Pipelined(int64_t bytes) const;
-  // The chunk size for a message whose largest part has `bytes`.
-  int64_t StreamChunk(int64_t bytes) const;
-  // The count of chunks `rank` has written into its ring.
-  ShmWord* Written(int rank) const;
-  // The count of `writer`'s chunks that `reader` has read.
-  ShmWord* ChunksRead(int reader, int writer) const;
-  // Where `writer`'s chunk number `chunk` lives in its ring.
-  char* RingChunk(int writer, uint64_t chunk) const;
-  // Writes this rank's next chunk (every peer reads it) once its place in
-  // the ring is free.
-  Status StreamWrite(const char* source, int64_t bytes);
-  // Reads `writer`'s next chunk once it is there.
-  Status StreamRead(int writer, char* destination, int64_t bytes);
-
   // Probes single copy (see Create); on when every local rank may read
   // every other's memory. Collective.
   Status EnableSingleCopy(int64_t threshold);
@@ -189,14 +161,6 @@ class ShmComm {
   std::unique_ptr<LifeSign> life_;
   std::unique_ptr<PeerWatch> watch_;
   std::unique_ptr<ShmBarrier> barrier_;
-  // Pipelined copies: the ring's chunks, and each rank's chunks written so
-  // far (the same on every rank after every collective).
-  int64_t pipelined_max_bytes_ = 0;
-  int64_t ring_bytes_ = 0;
-  int64_t ring_chunk_bytes_ = 0;
-  uint32_t ring_chunks_ = 0;
-  std::vector<uint64_t> streamed_;
-  std::unique_ptr<ShmWait> stream_wait_;
   // The float32 result of a small 16-bit allreduce before it is narrowed.
   std::vector<char> scratch_;
 };

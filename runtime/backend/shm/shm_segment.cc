@@ -111,7 +111,7 @@ StatusOr<ShmSegment> ShmSegment::Create(const std::string& name,
           "shared memory: /dev/shm cannot hold kolo's segment of ", total,
           " bytes", ShmSpace(),
           "; every rank on a host needs one of this size (about 2 x "
-          "KOLO_SHM_SLOT_BYTES + 260 KiB). Give the host or container more "
+          "KOLO_SHM_SLOT_BYTES + 4 KiB). Give the host or container more "
           "shared memory (docker run --shm-size=1g; mount -o remount,size=1G "
           "/dev/shm) or lower KOLO_SHM_SLOT_BYTES"));
     }

@@ -29,24 +29,14 @@ constexpr double kPeerTimeoutSeconds = 5;
 // The default threshold of single copy (kolo/options.h).
 const int64_t kSingleCopyBytes = Options().shm_single_copy_bytes;
 
-// Pipelined broadcasts and allgathers: the plane's choice (on where the
-// ranks have a CPU each, which in-process ranks have only while there are
-// no more of them than CPUs), every size, or none.
-enum class Pipelined { kDefault, kAlways, kNever };
-
 std::unique_ptr<Backend> MakeShm(Bootstrap* bootstrap,
-                                 int64_t single_copy_bytes = kSingleCopyBytes,
-                                 Pipelined pipelined = Pipelined::kDefault) {
+                                 int64_t single_copy_bytes = kSingleCopyBytes) {
   StatusOr<std::unique_ptr<ShmComm>> comm = ShmComm::Create(
       bootstrap, kSlotBytes, kPeerTimeoutSeconds, single_copy_bytes);
   if (!comm.ok()) {
     ADD_FAILURE() << "ShmComm::Create on rank " << bootstrap->rank() << ": "
                   << comm.status();
     return nullptr;
-  }
-  if (pipelined != Pipelined::kDefault) {
-    (*comm)->set_pipelined_max_bytes(
-        pipelined == Pipelined::kAlways ? int64_t{1} << 40 : 0);
   }
   return std::make_unique<ShmBackend>(*std::move(comm));
 }
@@ -72,28 +62,19 @@ void LeaveTogether(std::atomic<int>& checked, int survivors) {
   }
 }
 
-// Every collective with single copy off (two copies through the slots, or
-// broadcasts and allgathers pipelined through the rings, whose 4 KiB chunks
-// wrap around the tests' 16 KiB rings many times), on for every size (1
-// byte: broadcasts, allgathers and every alltoall part read from the peers'
-// buffers) and at 4 KiB (alltoalls mix both paths, small parts through the
-// slots; broadcasts and allgathers below it pipelined).
+// Every collective with single copy off (two copies through the slots),
+// on for every size (1 byte: broadcasts, allgathers and every alltoall
+// part read from the peers' buffers) and at 4 KiB (alltoalls mix both
+// paths, small parts through the slots).
 TEST(ShmPlane, EveryCollectiveMatchesTheReference) {
-  const std::pair<int64_t, Pipelined> cases[] = {
-      {0, Pipelined::kNever},
-      {0, Pipelined::kAlways},
-      {1, Pipelined::kDefault},
-      {4096, Pipelined::kAlways}};
-  for (const auto& [single_copy, pipelined] : cases) {
+  for (int64_t single_copy : {int64_t{0}, int64_t{1}, int64_t{4096}}) {
     for (int size : {1, 2, 3, 4}) {
       SCOPED_TRACE("ranks " + std::to_string(size) + ", single copy from " +
-                   std::to_string(single_copy) + " bytes, pipelined " +
-                   (pipelined == Pipelined::kAlways ? "always" : "never"));
+                   std::to_string(single_copy) + " bytes");
       InProcessGroup group(size, 30);
       RunRanks(size, [&](int rank) {
         std::unique_ptr<Bootstrap> bootstrap = group.Join(rank);
-        std::unique_ptr<Backend> shm =
-            MakeShm(bootstrap.get(), single_copy, pipelined);
+        std::unique_ptr<Backend> shm = MakeShm(bootstrap.get(), single_copy);
         if (shm != nullptr)
           CheckCollectives(shm.get(), rank, size,
                            SweepFor(size, single_copy == 0 ? 4 : 0));
@@ -118,6 +99,10 @@ TEST(ShmPlane, SingleCopyIsOnUnlessTurnedOff) {
       EXPECT_EQ((*comm)->single_copy(), single_copy > 0);
       EXPECT_EQ((*comm)->SingleCopy(65535), false);
       EXPECT_EQ((*comm)->SingleCopy(65536), single_copy > 0);
+      // The timeline's name for the path.
+      EXPECT_STREQ((*comm)->CopyAlgorithm(65535), "rounds");
+      EXPECT_STREQ((*comm)->CopyAlgorithm(65536),
+                   single_copy > 0 ? "single_copy" : "rounds");
       EXPECT_TRUE(bootstrap->Barrier().ok());
     });
   }
@@ -189,100 +174,6 @@ TEST(ShmPlane, RootThatDiesBeforeASingleCopyBroadcastFailsTheOthers) {
     const Status s = shm->Broadcast(data.data(), data.size(), 1);
     ExpectAbortedNaming(s, 1, start);
     LeaveTogether(checked, 2);
-  });
-}
-
-// A pipelined broadcast or allgather waits for a writer that comes late
-// (its readers sleep on its ring's count) and for a reader that comes late
-// (the writer fills its ring and sleeps until the reader frees a chunk),
-// longer than a spin, and still delivers every byte.
-TEST(ShmPlane, PipelinedCopiesWaitForLateWritersAndReaders) {
-  InProcessGroup group(3, 30);
-  RunRanks(3, [&](int rank) {
-    std::unique_ptr<Bootstrap> bootstrap = group.Join(rank);
-    std::unique_ptr<Backend> shm =
-        MakeShm(bootstrap.get(), 0, Pipelined::kAlways);
-    ASSERT_NE(shm, nullptr);
-    // 25 chunks of 4 KiB through 16 KiB rings.
-    const int64_t bytes = 100003;
-    for (int late : {0, 2}) {
-      if (rank == late) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(300));
-      }
-      std::vector<char> data(bytes);
-      for (int64_t i = 0; i < bytes; ++i) {
-        data[i] = static_cast<char>(rank == 0 ? i % 251 : 7);
-      }
-      ASSERT_TRUE(shm->Broadcast(data.data(), bytes, 0).ok());
-      for (int64_t i = 0; i < bytes; ++i) {
-        ASSERT_EQ(data[i], static_cast<char>(i % 251)) << "byte " << i;
-      }
-      std::vector<char> mine(bytes, static_cast<char>(rank + 1));
-      std::vector<char> all(3 * bytes);
-      ASSERT_TRUE(
-          shm->Allgatherv(mine.data(), all.data(), {bytes, bytes, bytes}).ok());
-      for (int64_t i = 0; i < 3 * bytes; ++i) {
-        ASSERT_EQ(all[i], static_cast<char>(i / bytes + 1)) << "byte " << i;
-      }
-    }
-    EXPECT_TRUE(bootstrap->Barrier().ok());
-  });
-}
-
-// A pipelined broadcast whose root is gone fails its readers (asleep on
-// the root's count), and one whose reader is gone fails the root (asleep
-// on a full ring) and the other reader, naming the departed rank.
-TEST(ShmPlane, PipelinedCopiesFailWhenTheWriterOrAReaderIsGone) {
-  for (int victim : {0, 1}) {
-    SCOPED_TRACE("victim: local rank " + std::to_string(victim));
-    InProcessGroup group(3, 30);
-    std::atomic<int> checked{0};  // LeaveTogether
-    RunRanks(3, [&](int rank) {
-      std::unique_ptr<Bootstrap> bootstrap = group.Join(rank);
-      std::unique_ptr<Backend> shm =
-          MakeShm(bootstrap.get(), 0, Pipelined::kAlways);
-      ASSERT_NE(shm, nullptr);
-      // More than a ring holds: the root cannot finish without its readers.
-      std::vector<char> data(100003, static_cast<char>(rank));
-      ASSERT_TRUE(shm->Broadcast(data.data(), 1000, 0).ok());
-      if (rank == victim) {
-        shm.reset();
-        return;
-      }
-      const double start = Now();
-      const Status s = shm->Broadcast(data.data(), data.size(), 0);
-      ExpectAbortedNaming(s, victim, start);
-      LeaveTogether(checked, 2);
-    });
-    if (HasFatalFailure()) return;
-  }
-}
-
-// A rank that abandons the job wakes its peers asleep in a pipelined
-// allgather at once, with its reason.
-TEST(ShmPlane, PeerThatAbandonsAPipelinedAllgatherFailsTheOthers) {
-  InProcessGroup group(3, 30);
-  RunRanks(3, [&](int rank) {
-    std::unique_ptr<Bootstrap> bootstrap = group.Join(rank);
-    std::unique_ptr<Backend> shm =
-        MakeShm(bootstrap.get(), 0, Pipelined::kAlways);
-    ASSERT_NE(shm, nullptr);
-    std::vector<char> mine(50000, 1);
-    std::vector<char> all(150000);
-    if (rank == 2) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(200));
-      shm->Abandon("rank 2 could not allocate its output", true);
-    } else {
-      const double start = Now();
-      const Status s =
-          shm->Allgatherv(mine.data(), all.data(), {50000, 50000, 50000});
-      EXPECT_EQ(s.code(), absl::StatusCode::kAborted) << s;
-      EXPECT_NE(std::string(s.message()).find("could not allocate"),
-                std::string::npos)
-          << s;
-      EXPECT_LT(Now() - start, 3.0);
-    }
-    EXPECT_TRUE(bootstrap->Barrier().ok());
   });
 }
 
