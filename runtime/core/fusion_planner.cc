@@ -67,6 +67,7 @@ int64_t ResponseTensorBytes(const ResponseTensor& tensor) {
 
 std::vector<Response> PlanFusion(std::vector<Response> singles,
                                  int64_t threshold_bytes) {
+  if (singles.size() < 2) return singles;  // nothing to fuse
   std::vector<Response> plan;
   plan.reserve(singles.size());
   // The open batch for each key: its index in plan and its bytes so far.

@@ -693,8 +693,10 @@ bool Runtime::ConsumeLane(bool background, Status* status) {
 }
 
 void Runtime::ExecuteFast(uint64_t begin, uint64_t end) {
-  std::vector<Response> singles;
-  absl::flat_hash_map<std::string, Entry> taken;
+  // The batch in log order: each submission and how it runs (shared with
+  // fast_tensors_, which may grow meanwhile; never copied for a batch of one).
+  std::vector<std::pair<Entry, std::shared_ptr<const Response>>> batch;
+  batch.reserve(end - begin);
   Status problem;
   {
     MutexLock lock(&mu_);
@@ -716,52 +718,70 @@ void Runtime::ExecuteFast(uint64_t begin, uint64_t end) {
             "', which rank ", mpi_->rank(), " has not submitted there"));
         break;
       }
-      taken.emplace(tensor.name, std::move(it->second));
+      batch.emplace_back(std::move(it->second), tensor.agreed);
       table_.erase(it);
       --fast_pending_;
       if (timeline_.active()) timeline_.NegotiateEnd(tensor.name);
-      singles.push_back(tensor.agreed);
-      singles.back().contributors = mpi_->size();
     }
   }
   if (!problem.ok()) {
     // This rank cannot take part: its peers must not wait for it.
     const Status aborted = FailFast(Response{}, problem);
-    for (auto& [name, entry] : taken) entry.operation->Complete(aborted);
+    for (auto& [entry, agreed] : batch) entry.operation->Complete(aborted);
     return;
   }
-  // Every rank plans the same batch alike (the settings agree).
-  std::vector<Response> plan =
-      PlanFusion(std::move(singles), options_.fusion_threshold_bytes);
   executor_->set_span_prefix("FAST_");
-  for (Response& response : plan) {
+  if (batch.size() == 1) {
+    // Nothing to fuse: the agreed response as it is.
     std::vector<Entry> entries;
-    for (const ResponseTensor& tensor : response.tensors) {
-      auto it = taken.find(tensor.request.name);
-      entries.push_back(std::move(it->second));
-      taken.erase(it);
+    entries.push_back(std::move(batch.front().first));
+    RunFast(*batch.front().second, entries, problem);
+  } else {
+    std::vector<Response> singles;
+    singles.reserve(batch.size());
+    absl::flat_hash_map<std::string, Entry> taken;
+    for (auto& [entry, agreed] : batch) {
+      singles.push_back(*agreed);
+      std::string name = entry.request.name;
+      taken.emplace(std::move(name), std::move(entry));
     }
-    const std::vector<bool> present(entries.size(), true);
-    Status status = problem;
-    if (status.ok()) status = executor_->Check(response, entries, present);
-    if (status.ok()) {
-      last_execution_start_ns_.store(SteadyNowNs(), std::memory_order_relaxed);
-      status = executor_->Execute(response, entries, present);
-      collectives_executed_.fetch_add(1, std::memory_order_relaxed);
-      if (response.tensors.size() > 1) {
-        tensors_fused_.fetch_add(response.tensors.size(),
-                                 std::memory_order_relaxed);
+    // Every rank plans the same batch alike (the settings agree).
+    const std::vector<Response> plan =
+        PlanFusion(std::move(singles), options_.fusion_threshold_bytes);
+    for (const Response& response : plan) {
+      std::vector<Entry> entries;
+      for (const ResponseTensor& tensor : response.tensors) {
+        auto it = taken.find(tensor.request.name);
+        entries.push_back(std::move(it->second));
+        taken.erase(it);
       }
-    }
-    if (!status.ok() && problem.ok()) problem = FailFast(response, status);
-    if (!status.ok()) status = problem;
-    for (Entry& entry : entries) {
-      entry.operation->Complete(status);
-      operations_completed_.fetch_add(1, std::memory_order_relaxed);
-      fast_operations_.fetch_add(1, std::memory_order_relaxed);
+      RunFast(response, entries, problem);
     }
   }
   executor_->set_span_prefix("");
+}
+
+void Runtime::RunFast(const Response& response, std::vector<Entry>& entries,
+                      Status& problem) {
+  const std::vector<bool> present(entries.size(), true);
+  Status status = problem;
+  if (status.ok()) status = executor_->Check(response, entries, present);
+  if (status.ok()) {
+    last_execution_start_ns_.store(SteadyNowNs(), std::memory_order_relaxed);
+    status = executor_->Execute(response, entries, present);
+    collectives_executed_.fetch_add(1, std::memory_order_relaxed);
+    if (response.tensors.size() > 1) {
+      tensors_fused_.fetch_add(response.tensors.size(),
+                               std::memory_order_relaxed);
+    }
+  }
+  if (!status.ok() && problem.ok()) problem = FailFast(response, status);
+  if (!status.ok()) status = problem;
+  for (Entry& entry : entries) {
+    entry.operation->Complete(status);
+    operations_completed_.fetch_add(1, std::memory_order_relaxed);
+    fast_operations_.fetch_add(1, std::memory_order_relaxed);
+  }
 }
 
 Status Runtime::FailFast(const Response& response, const Status& failure) {
@@ -986,7 +1006,10 @@ void Runtime::RecordFastIds(const Response& response) {
     FastTensor& fast = fast_tensors_[tensor.fast_id];
     fast.name = tensor.request.name;
     fast.own = own->second.request;
-    fast.agreed = SingleResponse(response, tensor);
+    // Fast executions have every rank's contribution.
+    Response agreed = SingleResponse(response, tensor);
+    agreed.contributors = mpi_->size();
+    fast.agreed = std::make_shared<const Response>(std::move(agreed));
     fast_ids_[tensor.request.name] = tensor.fast_id;
   }
 }

@@ -132,6 +132,10 @@ class Runtime : public internal::WaitHelper,
   // Runs the fast executions [begin, end) of the log, fused as planned.
   void ExecuteFast(uint64_t begin, uint64_t end)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(exec_mu_);
+  // Runs one planned collective of a fast batch and completes its entries.
+  // *problem: the batch's first failure (later collectives fail with it).
+  void RunFast(const Response& response, std::vector<Entry>& entries,
+               Status& problem) ABSL_EXCLUSIVE_LOCKS_REQUIRED(exec_mu_);
   // Moves this rank's submission of `id` (at `instance`) to the slow path.
   void MoveToSlowPath(int32_t id, uint32_t instance)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -221,7 +225,7 @@ class Runtime : public internal::WaitHelper,
   struct FastTensor {
     std::string name;
     Request own;
-    Response agreed;
+    std::shared_ptr<const Response> agreed;
   };
   std::vector<FastTensor> fast_tensors_ ABSL_GUARDED_BY(mu_);  // index = id
   absl::flat_hash_map<std::string, int32_t> fast_ids_ ABSL_GUARDED_BY(mu_);
